@@ -1,0 +1,523 @@
+//! Array handles: open, create, describe, and read or write regions and single chunks.
+//!
+//! Region and chunk calls are planned into the same chunk jobs as the batch calls in
+//! `batch.rs`, so every data call shares one implementation of the chunk I/O.
+
+use std::ffi::c_char;
+
+use zarrs::array::{Array, ArrayMetadata, ArraySubset};
+use zarrs::storage::{ReadableWritableListableStorage, ReadableWritableListableStorageTraits};
+
+use crate::args;
+use crate::batch::{ChunkJob, Destination, Source};
+use crate::error::{FfiError, FfiResult, ZarrsResult};
+use crate::options::ZarrsOptions;
+use crate::panic::boundary;
+use crate::storage::ZarrsStorage;
+
+/// An open array. Create with [`zarrs_array_open`], [`zarrs_array_open_with_metadata`] or
+/// [`zarrs_array_create`]; free with [`zarrs_array_free`]. It keeps its storage alive.
+///
+/// Thread safety: every call taking a `const ZarrsArray*` may run concurrently.
+pub struct ZarrsArray {
+    pub(crate) array: Array<dyn ReadableWritableListableStorageTraits>,
+    pub(crate) storage: ReadableWritableListableStorage,
+}
+
+impl ZarrsArray {
+    fn new(storage: &ZarrsStorage, array: Array<dyn ReadableWritableListableStorageTraits>) -> Self {
+        Self {
+            array,
+            storage: storage.store.clone(),
+        }
+    }
+
+    pub(crate) fn element_size(&self) -> FfiResult<usize> {
+        self.array.data_type().fixed_size().ok_or_else(|| {
+            FfiError::new(
+                ZarrsResult::ZARRS_ERROR_UNSUPPORTED,
+                format!(
+                    "data type {} has variable-length elements; buffer calls need fixed-size elements",
+                    self.array.data_type()
+                ),
+            )
+        })
+    }
+
+    fn check_ndim(&self, ndim: usize, name: &str) -> FfiResult<()> {
+        let expected = self.array.dimensionality();
+        if ndim == expected {
+            Ok(())
+        } else {
+            Err(FfiError::invalid(format!("`{name}` has {ndim} dimensions; the array has {expected}")))
+        }
+    }
+
+    /// The job for one whole chunk by grid indices.
+    fn chunk_job(&self, chunk_indices: &[u64]) -> FfiResult<ChunkJob> {
+        let shape = self
+            .array
+            .chunk_grid()
+            .chunk_shape(chunk_indices)
+            .map_err(|e| FfiError::invalid(e.to_string()))?
+            .ok_or_else(|| FfiError::invalid(format!("chunk {chunk_indices:?} is outside the chunk grid")))?;
+        let shape_u64: Vec<u64> = shape.iter().map(|d| d.get()).collect();
+        let ndim = shape.len();
+        Ok(ChunkJob {
+            key: self.array.chunk_key(chunk_indices),
+            chunk_shape: shape,
+            subset: ArraySubset::new_with_shape(shape_u64),
+            buffer_start: vec![0; ndim],
+        })
+    }
+
+    /// The jobs covering an array region: one per chunk it touches.
+    fn region_jobs(&self, region: &ArraySubset) -> FfiResult<Vec<ChunkJob>> {
+        if !region.inbounds_shape(self.array.shape()) {
+            return Err(FfiError::invalid(format!(
+                "region {region} is outside the array shape {:?}",
+                self.array.shape()
+            )));
+        }
+        let Some(chunks) = self
+            .array
+            .chunks_in_array_subset(region)
+            .map_err(|e| FfiError::invalid(e.to_string()))?
+        else {
+            return Err(FfiError::invalid(format!("region {region} does not map onto the chunk grid")));
+        };
+        chunks
+            .indices()
+            .into_iter()
+            .map(|indices| {
+                let chunk_region = self.array.chunk_subset(&indices)?;
+                let overlap = chunk_region.overlap(region)?;
+                let mut job = self.chunk_job(&indices)?;
+                job.subset = overlap.relative_to(chunk_region.start())?;
+                job.buffer_start = overlap.relative_to(region.start())?.start().to_vec();
+                Ok(job)
+            })
+            .collect()
+    }
+}
+
+fn parse_metadata(json: &str) -> FfiResult<ArrayMetadata> {
+    // Parse the version first: the untagged V2/V3 enum would otherwise report only "did
+    // not match any variant" and lose the real reason.
+    let invalid = |e: serde_json::Error| FfiError::new(ZarrsResult::ZARRS_ERROR_INVALID_METADATA, format!("invalid array metadata: {e}"));
+    let value: serde_json::Value = serde_json::from_str(json).map_err(invalid)?;
+    match value.get("zarr_format").and_then(serde_json::Value::as_u64) {
+        Some(3) => Ok(ArrayMetadata::V3(serde_json::from_value(value).map_err(invalid)?)),
+        Some(2) => Ok(ArrayMetadata::V2(serde_json::from_value(value).map_err(invalid)?)),
+        _ => Err(FfiError::new(
+            ZarrsResult::ZARRS_ERROR_INVALID_METADATA,
+            "invalid array metadata: `zarr_format` must be 2 or 3",
+        )),
+    }
+}
+
+/// Shared body of the three constructors.
+///
+/// # Safety
+/// Pointer arguments must address their stated lengths for the duration of the call.
+unsafe fn open_impl(
+    storage: *const ZarrsStorage,
+    path: *const c_char,
+    path_len: usize,
+    metadata: Option<(*const c_char, usize)>,
+    store_metadata: bool,
+    array_out: *mut *mut ZarrsArray,
+) -> FfiResult<()> {
+    args::require_out(array_out, "array_out")?;
+    // SAFETY: forwarded contract.
+    let storage = unsafe { args::handle(storage, "storage")? };
+    // SAFETY: forwarded contract.
+    let path = unsafe { args::str(path, path_len, "path")? };
+    let array = match metadata {
+        None => Array::open(storage.store.clone(), path)?,
+        Some((json, json_len)) => {
+            // SAFETY: forwarded contract.
+            let json = unsafe { args::str(json, json_len, "metadata")? };
+            Array::new_with_metadata(storage.store.clone(), path, parse_metadata(json)?)?
+        }
+    };
+    if store_metadata {
+        array.store_metadata()?;
+    }
+    // SAFETY: checked non-NULL above.
+    unsafe { args::write_out(array_out, Box::into_raw(Box::new(ZarrsArray::new(storage, array)))) }
+}
+
+/// Open the array at `path` (`"/"` or `""` for the root) in `storage`, reading its metadata
+/// (`zarr.json`, or `.zarray` for Zarr v2) from the store.
+///
+/// `array_out` receives a new handle on success; free it with [`zarrs_array_free`].
+/// Unknown codecs or data types fail with `ZARRS_ERROR_UNSUPPORTED`.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn zarrs_array_open(
+    storage: *const ZarrsStorage,
+    path: *const c_char,
+    path_len: usize,
+    array_out: *mut *mut ZarrsArray,
+) -> ZarrsResult {
+    // SAFETY: pointer arguments follow this function's documented contract.
+    boundary(|| unsafe { open_impl(storage, path, path_len, None, false, array_out) })
+}
+
+/// Open the array at `path` in `storage` from metadata the caller already has: `metadata`
+/// is the JSON document (Zarr v3 `zarr.json`, or v2 `.zarray` with `attributes` inline),
+/// `metadata_len` bytes of UTF-8. Nothing is read from or written to the store.
+///
+/// `array_out` receives a new handle on success; free it with [`zarrs_array_free`].
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn zarrs_array_open_with_metadata(
+    storage: *const ZarrsStorage,
+    path: *const c_char,
+    path_len: usize,
+    metadata: *const c_char,
+    metadata_len: usize,
+    array_out: *mut *mut ZarrsArray,
+) -> ZarrsResult {
+    // SAFETY: pointer arguments follow this function's documented contract.
+    boundary(|| unsafe { open_impl(storage, path, path_len, Some((metadata, metadata_len)), false, array_out) })
+}
+
+/// Create an array: as [`zarrs_array_open_with_metadata`], then write the metadata document
+/// to the store (replacing any there).
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn zarrs_array_create(
+    storage: *const ZarrsStorage,
+    path: *const c_char,
+    path_len: usize,
+    metadata: *const c_char,
+    metadata_len: usize,
+    array_out: *mut *mut ZarrsArray,
+) -> ZarrsResult {
+    // SAFETY: pointer arguments follow this function's documented contract.
+    boundary(|| unsafe { open_impl(storage, path, path_len, Some((metadata, metadata_len)), true, array_out) })
+}
+
+/// Free an array handle. NULL is a no-op.
+///
+/// Thread safety: the handle must not be in use by another thread.
+#[no_mangle]
+pub extern "C" fn zarrs_array_free(array: *mut ZarrsArray) -> ZarrsResult {
+    boundary(|| {
+        if !array.is_null() {
+            // SAFETY: non-NULL handles come from Box::into_raw in an open function and the
+            // caller frees each exactly once.
+            drop(unsafe { Box::from_raw(array) });
+        }
+        Ok(())
+    })
+}
+
+/// Write the array's dimensionality to `ndim_out`.
+#[no_mangle]
+pub extern "C" fn zarrs_array_dimensionality(array: *const ZarrsArray, ndim_out: *mut usize) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: live handle and writable out-parameter per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        unsafe { args::write_out(ndim_out, array.array.dimensionality()) }
+    })
+}
+
+/// Copy a list of `u64` into a caller array of exactly `ndim` values.
+///
+/// # Safety
+/// `out` must address `ndim` writable values.
+unsafe fn write_dims(values: &[u64], out: *mut u64, ndim: usize, name: &str) -> FfiResult<()> {
+    args::require_out(out, name)?;
+    if ndim != values.len() {
+        return Err(FfiError::buffer_size(name, ndim, values.len()));
+    }
+    // SAFETY: forwarded contract.
+    unsafe { args::slice_mut(out, ndim, name)? }.copy_from_slice(values);
+    Ok(())
+}
+
+/// Write the array shape to `shape_out`, which holds `ndim` values (the dimensionality).
+#[no_mangle]
+pub extern "C" fn zarrs_array_shape(array: *const ZarrsArray, shape_out: *mut u64, ndim: usize) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: live handle; `shape_out` holds `ndim` values per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        unsafe { write_dims(array.array.shape(), shape_out, ndim, "shape_out") }
+    })
+}
+
+/// Write the number of chunks along each dimension to `grid_shape_out` (`ndim` values).
+#[no_mangle]
+pub extern "C" fn zarrs_array_chunk_grid_shape(
+    array: *const ZarrsArray,
+    grid_shape_out: *mut u64,
+    ndim: usize,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: live handle; `grid_shape_out` holds `ndim` values per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        unsafe { write_dims(array.array.chunk_grid_shape(), grid_shape_out, ndim, "grid_shape_out") }
+    })
+}
+
+/// Write the shape of the chunk at `chunk_indices` (`ndim` values) to `chunk_shape_out`
+/// (`ndim` values). For sharded arrays this is the shard shape.
+#[no_mangle]
+pub extern "C" fn zarrs_array_chunk_shape(
+    array: *const ZarrsArray,
+    chunk_indices: *const u64,
+    ndim: usize,
+    chunk_shape_out: *mut u64,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: live handle; both arrays hold `ndim` values per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        array.check_ndim(ndim, "chunk_indices")?;
+        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(indices)?;
+        unsafe { write_dims(&job.chunk_shape_u64(), chunk_shape_out, ndim, "chunk_shape_out") }
+    })
+}
+
+/// Write the size in bytes of one element to `size_out`. Variable-length data types fail
+/// with `ZARRS_ERROR_UNSUPPORTED`.
+#[no_mangle]
+pub extern "C" fn zarrs_array_element_size(array: *const ZarrsArray, size_out: *mut usize) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: live handle and writable out-parameter per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let size = array.element_size()?;
+        unsafe { args::write_out(size_out, size) }
+    })
+}
+
+/// Copy a string into a caller buffer. `len_out` always receives the full length in bytes
+/// (no NUL terminator is written); if `buf_len` is too small the call fails with
+/// `ZARRS_ERROR_BUFFER_SIZE` and nothing is copied, so callers can size the buffer with a
+/// first call passing `buf_len == 0`.
+///
+/// # Safety
+/// `buf` must address `buf_len` writable bytes; `len_out` must be writable.
+unsafe fn write_string(text: &str, buf: *mut c_char, buf_len: usize, len_out: *mut usize) -> FfiResult<()> {
+    // SAFETY: forwarded contract.
+    unsafe { args::write_out(len_out, text.len())? };
+    if buf_len < text.len() {
+        return Err(FfiError::buffer_size("buf", buf_len, text.len()));
+    }
+    // SAFETY: forwarded contract.
+    let buf = unsafe { args::slice_mut(buf.cast::<u8>(), buf_len, "buf")? };
+    buf[..text.len()].copy_from_slice(text.as_bytes());
+    Ok(())
+}
+
+/// Copy the data type's name (e.g. `uint16`, `float64`) into `buf`. See the buffer
+/// convention on [`zarrs_array_metadata`].
+#[no_mangle]
+pub extern "C" fn zarrs_array_data_type(
+    array: *const ZarrsArray,
+    buf: *mut c_char,
+    buf_len: usize,
+    len_out: *mut usize,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: live handle; buffers per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        unsafe { write_string(&array.array.data_type().to_string(), buf, buf_len, len_out) }
+    })
+}
+
+/// Copy the array's metadata as JSON into `buf` (`buf_len` bytes, no NUL terminator).
+///
+/// `len_out` always receives the length the JSON needs, also when the call fails with
+/// `ZARRS_ERROR_BUFFER_SIZE` because `buf` is too small: call once with `buf_len == 0` to
+/// size the buffer.
+#[no_mangle]
+pub extern "C" fn zarrs_array_metadata(
+    array: *const ZarrsArray,
+    buf: *mut c_char,
+    buf_len: usize,
+    len_out: *mut usize,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: live handle; buffers per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let json = serde_json::to_string(array.array.metadata())
+            .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_INVALID_METADATA, e.to_string()))?;
+        unsafe { write_string(&json, buf, buf_len, len_out) }
+    })
+}
+
+/// Copy the store key of the chunk at `chunk_indices` (`ndim` values) into `buf`. See the
+/// buffer convention on [`zarrs_array_metadata`].
+#[no_mangle]
+pub extern "C" fn zarrs_array_chunk_key(
+    array: *const ZarrsArray,
+    chunk_indices: *const u64,
+    ndim: usize,
+    buf: *mut c_char,
+    buf_len: usize,
+    len_out: *mut usize,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: live handle; buffers per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        array.check_ndim(ndim, "chunk_indices")?;
+        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(indices)?;
+        unsafe { write_string(job.key.as_str(), buf, buf_len, len_out) }
+    })
+}
+
+/// Parse a region given as start and shape (`ndim` values each).
+///
+/// # Safety
+/// Both pointers must address `ndim` values.
+unsafe fn region(array: &ZarrsArray, start: *const u64, shape: *const u64, ndim: usize) -> FfiResult<ArraySubset> {
+    array.check_ndim(ndim, "start")?;
+    // SAFETY: forwarded contract.
+    let start = unsafe { args::slice(start, ndim, "start")? };
+    // SAFETY: forwarded contract.
+    let shape = unsafe { args::slice(shape, ndim, "shape")? };
+    Ok(ArraySubset::new_with_start_shape(start.to_vec(), shape.to_vec())?)
+}
+
+/// Read the region `start`/`shape` (`ndim` values each) into `out`, a C-order buffer of
+/// exactly that shape (`out_len` bytes). Missing chunks read as the fill value.
+///
+/// Thread safety: safe to call concurrently on the same array.
+#[no_mangle]
+pub extern "C" fn zarrs_array_retrieve_subset(
+    array: *const ZarrsArray,
+    options: *const ZarrsOptions,
+    start: *const u64,
+    shape: *const u64,
+    ndim: usize,
+    out: *mut u8,
+    out_len: usize,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: every pointer addresses its stated length per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let options = unsafe { ZarrsOptions::from_ptr(options) };
+        let region = unsafe { region(array, start, shape, ndim)? };
+        let out = unsafe { args::slice_mut(out, out_len, "out")? };
+        let destination = Destination::new(out, region.shape(), array.element_size()?, "out")?;
+        array.read_jobs(&options, array.region_jobs(&region)?, &destination)?;
+        Ok(())
+    })
+}
+
+/// Write `data`, a C-order buffer of shape `shape` (`data_len` bytes), to the region
+/// `start`/`shape` (`ndim` values each). Chunks covered in part are read, merged and
+/// rewritten; each chunk is replaced atomically.
+///
+/// Thread safety: concurrent writes must not touch the same chunks.
+#[no_mangle]
+pub extern "C" fn zarrs_array_store_subset(
+    array: *const ZarrsArray,
+    options: *const ZarrsOptions,
+    start: *const u64,
+    shape: *const u64,
+    ndim: usize,
+    data: *const u8,
+    data_len: usize,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: every pointer addresses its stated length per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let options = unsafe { ZarrsOptions::from_ptr(options) };
+        let region = unsafe { region(array, start, shape, ndim)? };
+        let data = unsafe { args::slice(data, data_len, "data")? };
+        let source = Source::new(data, region.shape(), array.element_size()?)?;
+        array.write_jobs(&options, array.region_jobs(&region)?, &source)
+    })
+}
+
+/// Read and decode the whole chunk at `chunk_indices` (`ndim` values) into `out`, a C-order
+/// buffer of the chunk shape (`out_len` bytes). If `present_out` is not NULL it receives
+/// whether the chunk was stored (false: `out` holds the fill value).
+///
+/// Thread safety: safe to call concurrently on the same array.
+#[no_mangle]
+pub extern "C" fn zarrs_array_retrieve_chunk(
+    array: *const ZarrsArray,
+    options: *const ZarrsOptions,
+    chunk_indices: *const u64,
+    ndim: usize,
+    out: *mut u8,
+    out_len: usize,
+    present_out: *mut bool,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: every pointer addresses its stated length per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let options = unsafe { ZarrsOptions::from_ptr(options) };
+        array.check_ndim(ndim, "chunk_indices")?;
+        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(indices)?;
+        let shape = job.chunk_shape_u64();
+        let out = unsafe { args::slice_mut(out, out_len, "out")? };
+        let destination = Destination::new(out, &shape, array.element_size()?, "out")?;
+        let present = array.read_jobs(&options, vec![job], &destination)?;
+        if !present_out.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { args::write_out(present_out, present[0])? };
+        }
+        Ok(())
+    })
+}
+
+/// Encode and store the whole chunk at `chunk_indices` (`ndim` values) from `data`, a
+/// C-order buffer of the chunk shape (`data_len` bytes). A chunk that is entirely the fill
+/// value is erased unless `options->store_empty_chunks`.
+///
+/// Thread safety: concurrent writes must not touch the same chunk.
+#[no_mangle]
+pub extern "C" fn zarrs_array_store_chunk(
+    array: *const ZarrsArray,
+    options: *const ZarrsOptions,
+    chunk_indices: *const u64,
+    ndim: usize,
+    data: *const u8,
+    data_len: usize,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: every pointer addresses its stated length per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let options = unsafe { ZarrsOptions::from_ptr(options) };
+        array.check_ndim(ndim, "chunk_indices")?;
+        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(indices)?;
+        let shape = job.chunk_shape_u64();
+        let data = unsafe { args::slice(data, data_len, "data")? };
+        let source = Source::new(data, &shape, array.element_size()?)?;
+        array.write_jobs(&options, vec![job], &source)
+    })
+}
+
+/// Erase the chunk at `chunk_indices` (`ndim` values); it then reads as the fill value.
+/// Erasing a missing chunk succeeds.
+///
+/// Thread safety: concurrent writes must not touch the same chunk.
+#[no_mangle]
+pub extern "C" fn zarrs_array_erase_chunk(
+    array: *const ZarrsArray,
+    chunk_indices: *const u64,
+    ndim: usize,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: every pointer addresses its stated length per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        array.check_ndim(ndim, "chunk_indices")?;
+        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(indices)?;
+        array.storage.erase(&job.key)?;
+        Ok(())
+    })
+}

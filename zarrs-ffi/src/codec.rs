@@ -1,0 +1,245 @@
+//! Codec-only calls: decode and encode chunk bytes the caller moves itself.
+//!
+//! For stores only the caller can reach (an in-memory dict, a zip file, a Python store
+//! wrapper), the caller fetches the encoded bytes, these calls decode a whole batch in
+//! parallel straight into the caller's buffer, and encoding hands back bytes for the caller
+//! to store. The array handle supplies codecs, data type and fill value; its storage is not
+//! touched.
+
+use std::borrow::Cow;
+
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use rayon_iter_concurrent_limit::iter_concurrent_limit;
+use zarrs::array::ArrayBytesDecodeIntoTarget;
+
+use crate::args;
+use crate::array::ZarrsArray;
+use crate::batch::{offsets_len, parse_jobs, ChunkJob, Destination, Source};
+use crate::error::{FfiError, FfiResult, ZarrsResult};
+use crate::options::ZarrsOptions;
+use crate::panic::boundary;
+
+/// Encoded chunks produced by [`zarrs_array_encode_chunks`]. Read with
+/// [`zarrs_encoded_chunks_get`]; free with [`zarrs_encoded_chunks_free`].
+///
+/// Thread safety: read-only after creation; may be read from many threads.
+pub struct ZarrsEncodedChunks {
+    chunks: Vec<Option<Vec<u8>>>,
+}
+
+/// Per-chunk encoded inputs: bytes back to back, `offsets` (`n + 1`), `present` (`n`).
+struct EncodedInputs<'a> {
+    bytes: &'a [u8],
+    offsets: &'a [u64],
+    present: &'a [u8],
+}
+
+impl<'a> EncodedInputs<'a> {
+    /// # Safety
+    /// The pointers must address the stated lengths for the duration of the call.
+    unsafe fn from_raw(
+        num_chunks: usize,
+        bytes: *const u8,
+        bytes_len: usize,
+        offsets: *const u64,
+        present: *const u8,
+        name: &str,
+    ) -> FfiResult<Self> {
+        // SAFETY: forwarded contract.
+        let bytes = unsafe { args::slice(bytes, bytes_len, name)? };
+        // SAFETY: forwarded contract: `num_chunks + 1` offsets.
+        let offsets = unsafe { args::slice(offsets, offsets_len(num_chunks)?, "offsets")? };
+        // SAFETY: forwarded contract: `num_chunks` flags.
+        let present = unsafe { args::slice(present, num_chunks, "present")? };
+        Ok(Self { bytes, offsets, present })
+    }
+
+    /// The encoded bytes of chunk `i`, or None if it is missing.
+    fn get(&self, i: usize) -> FfiResult<Option<Vec<u8>>> {
+        if self.present[i] == 0 {
+            return Ok(None);
+        }
+        let (from, to) = (self.offsets[i], self.offsets[i + 1]);
+        usize::try_from(from)
+            .ok()
+            .zip(usize::try_from(to).ok())
+            .and_then(|(from, to)| self.bytes.get(from..to))
+            .map(|b| Some(b.to_vec()))
+            .ok_or_else(|| {
+                FfiError::invalid(format!("chunk {i} spans bytes {from}..{to}, outside the {} bytes given", self.bytes.len()))
+            })
+    }
+}
+
+/// Decode a batch of encoded chunks into one caller buffer, in parallel.
+///
+/// - `encoded`/`encoded_len`: every chunk's encoded bytes back to back; chunk `i` is
+///   `encoded[encoded_offsets[i]..encoded_offsets[i+1]]` (`num_chunks + 1` offsets).
+/// - `encoded_present` (`num_chunks` bytes): 0 marks a missing chunk, whose region is filled
+///   with the fill value (its byte range is ignored).
+/// - `geometry`, `out`, `out_len`, `out_shape`: as for `zarrs_array_read_chunks`. A subset
+///   smaller than the chunk decodes only what it needs where the codecs allow (sharding).
+///
+/// Corrupt or truncated bytes fail with `ZARRS_ERROR_CODEC` (or `ZARRS_ERROR_CHECKSUM`).
+///
+/// Thread safety: safe to call concurrently on the same array.
+#[no_mangle]
+pub extern "C" fn zarrs_array_decode_chunks(
+    array: *const ZarrsArray,
+    options: *const ZarrsOptions,
+    num_chunks: usize,
+    encoded: *const u8,
+    encoded_len: usize,
+    encoded_offsets: *const u64,
+    encoded_present: *const u8,
+    geometry: *const u64,
+    geometry_len: usize,
+    out: *mut u8,
+    out_len: usize,
+    out_shape: *const u64,
+) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: every pointer addresses its stated length per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let options = unsafe { ZarrsOptions::from_ptr(options) };
+        let ndim = array.array.dimensionality();
+        let inputs = unsafe {
+            EncodedInputs::from_raw(num_chunks, encoded, encoded_len, encoded_offsets, encoded_present, "encoded")?
+        };
+        let geometry = unsafe { args::slice(geometry, geometry_len, "geometry")? };
+        let jobs = parse_jobs(ndim, num_chunks, None, geometry)?;
+        let out_shape = unsafe { args::slice(out_shape, ndim, "out_shape")? };
+        let out = unsafe { args::slice_mut(out, out_len, "out")? };
+        let destination = Destination::new(out, out_shape, array.element_size()?, "out")?;
+
+        let (limit, codec_options) = array.plan(&options, &jobs)?;
+        let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
+        options.install(|| {
+            iter_concurrent_limit!(limit, indexed, try_for_each, |(i, job): (usize, ChunkJob)| {
+                let mut view = destination.view(&job)?;
+                array.decode_job(&job, inputs.get(i)?, ArrayBytesDecodeIntoTarget::Fixed(&mut view), &codec_options)?;
+                Ok::<_, FfiError>(())
+            })
+        })?
+    })
+}
+
+/// Encode a batch of chunks from one caller buffer, in parallel.
+///
+/// - `geometry`, `value`, `value_len`, `value_shape`, `value_ndim`: as for
+///   `zarrs_array_write_chunks` (`value_ndim == 0` broadcasts one element).
+/// - `existing`, `existing_len`, `existing_offsets`, `existing_present`: the current encoded
+///   bytes of each chunk, laid out as for [`zarrs_array_decode_chunks`]. They are only read
+///   for chunks written in part, which are decoded, merged and re-encoded; pass all-zero
+///   `existing_present` (and `existing_len == 0`) when every chunk is written whole.
+/// - `encoded_out`: receives a new [`ZarrsEncodedChunks`] with one entry per chunk; an entry
+///   with no bytes means the chunk is entirely the fill value and, unless
+///   `options->store_empty_chunks`, should be deleted rather than stored.
+///
+/// Thread safety: safe to call concurrently on the same array.
+#[no_mangle]
+pub extern "C" fn zarrs_array_encode_chunks(
+    array: *const ZarrsArray,
+    options: *const ZarrsOptions,
+    num_chunks: usize,
+    geometry: *const u64,
+    geometry_len: usize,
+    value: *const u8,
+    value_len: usize,
+    value_shape: *const u64,
+    value_ndim: usize,
+    existing: *const u8,
+    existing_len: usize,
+    existing_offsets: *const u64,
+    existing_present: *const u8,
+    encoded_out: *mut *mut ZarrsEncodedChunks,
+) -> ZarrsResult {
+    boundary(|| {
+        args::require_out(encoded_out, "encoded_out")?;
+        // SAFETY: every pointer addresses its stated length per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let options = unsafe { ZarrsOptions::from_ptr(options) };
+        let ndim = array.array.dimensionality();
+        let geometry = unsafe { args::slice(geometry, geometry_len, "geometry")? };
+        let jobs = parse_jobs(ndim, num_chunks, None, geometry)?;
+        if value_ndim != 0 && value_ndim != ndim {
+            return Err(FfiError::invalid(format!(
+                "`value_ndim` is {value_ndim}; it must be 0 (a broadcast scalar) or the array's {ndim}"
+            )));
+        }
+        let value_shape = unsafe { args::slice(value_shape, value_ndim, "value_shape")? };
+        let value = unsafe { args::slice(value, value_len, "value")? };
+        let source = Source::new(value, value_shape, array.element_size()?)?;
+        let existing = unsafe {
+            EncodedInputs::from_raw(num_chunks, existing, existing_len, existing_offsets, existing_present, "existing")?
+        };
+
+        let (limit, codec_options) = array.plan(&options, &jobs)?;
+        let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
+        let chunks = options.install(|| {
+            iter_concurrent_limit!(limit, indexed, map, |(i, job): (usize, ChunkJob)| {
+                let chunk: Cow<[u8]> = array.merge_job(&job, &source, || existing.get(i), &codec_options)?;
+                array.encode_chunk(&job.chunk_shape, chunk, &codec_options)
+            })
+            .collect::<FfiResult<Vec<_>>>()
+        })??;
+        let encoded = Box::new(ZarrsEncodedChunks { chunks });
+        // SAFETY: checked non-NULL above.
+        unsafe { args::write_out(encoded_out, Box::into_raw(encoded)) }
+    })
+}
+
+/// Write the number of chunks held to `count_out`.
+#[no_mangle]
+pub extern "C" fn zarrs_encoded_chunks_count(encoded: *const ZarrsEncodedChunks, count_out: *mut usize) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: live handle and writable out-parameter per the contract.
+        let encoded = unsafe { args::handle(encoded, "encoded")? };
+        unsafe { args::write_out(count_out, encoded.chunks.len()) }
+    })
+}
+
+/// Borrow the encoded bytes of chunk `index`: `data_out` and `len_out` receive a pointer and
+/// length that stay valid until the handle is freed. `data_out` receives NULL (and
+/// `len_out` 0) for a chunk that is entirely the fill value and should be deleted.
+#[no_mangle]
+pub extern "C" fn zarrs_encoded_chunks_get(
+    encoded: *const ZarrsEncodedChunks,
+    index: usize,
+    data_out: *mut *const u8,
+    len_out: *mut usize,
+) -> ZarrsResult {
+    boundary(|| {
+        args::require_out(data_out, "data_out")?;
+        args::require_out(len_out, "len_out")?;
+        // SAFETY: live handle per the contract.
+        let encoded = unsafe { args::handle(encoded, "encoded")? };
+        let chunk = encoded.chunks.get(index).ok_or_else(|| {
+            FfiError::new(
+                ZarrsResult::ZARRS_ERROR_INVALID_ARGUMENT,
+                format!("index {index} is out of range for {} chunks", encoded.chunks.len()),
+            )
+        })?;
+        let (ptr, len) = chunk.as_ref().map_or((std::ptr::null(), 0), |c| (c.as_ptr(), c.len()));
+        // SAFETY: both checked non-NULL above and writable per the contract.
+        unsafe {
+            args::write_out(data_out, ptr)?;
+            args::write_out(len_out, len)
+        }
+    })
+}
+
+/// Free encoded chunks. NULL is a no-op.
+///
+/// Thread safety: the handle must not be in use by another thread.
+#[no_mangle]
+pub extern "C" fn zarrs_encoded_chunks_free(encoded: *mut ZarrsEncodedChunks) -> ZarrsResult {
+    boundary(|| {
+        if !encoded.is_null() {
+            // SAFETY: non-NULL handles come from Box::into_raw in zarrs_array_encode_chunks
+            // and the caller frees each exactly once.
+            drop(unsafe { Box::from_raw(encoded) });
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,143 @@
+//! Per-call options: threads, chunk versus codec concurrency, checksums, empty chunks.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use zarrs::array::concurrency::concurrency_chunks_and_codec;
+use zarrs::array::{ArrayCodecTraits, CodecOptions, DataType};
+
+use crate::args;
+use crate::error::{FfiError, FfiResult, ZarrsResult};
+use crate::panic::boundary;
+
+/// Options for the data calls. Pass NULL wherever a `const ZarrsOptions*` is taken to use the
+/// defaults that [`zarrs_options_default`] writes.
+///
+/// Plain data: copy it freely; the library never keeps the pointer beyond a call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZarrsOptions {
+    /// Threads used by one call. 0: one per logical CPU (the shared global pool).
+    pub num_threads: u32,
+    /// The fewest chunks processed concurrently when balancing chunk against codec
+    /// concurrency. 0: the zarrs default (4).
+    pub chunk_concurrent_minimum: u32,
+    /// The most chunks processed concurrently. 0: no limit beyond the thread count.
+    pub chunk_concurrent_maximum: u32,
+    /// Verify checksums (e.g. crc32c) while decoding; a mismatch fails with
+    /// `ZARRS_ERROR_CHECKSUM`.
+    pub validate_checksums: bool,
+    /// Store chunks whose every element equals the fill value. When false such chunks are
+    /// erased instead, so a later read returns the fill value from the missing chunk.
+    pub store_empty_chunks: bool,
+}
+
+impl Default for ZarrsOptions {
+    fn default() -> Self {
+        Self {
+            num_threads: 0,
+            chunk_concurrent_minimum: 0,
+            chunk_concurrent_maximum: 0,
+            validate_checksums: true,
+            store_empty_chunks: false,
+        }
+    }
+}
+
+/// Write the default options to `options_out`.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn zarrs_options_default(options_out: *mut ZarrsOptions) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: `options_out` is checked for NULL; the caller provides writable storage.
+        unsafe { args::write_out(options_out, ZarrsOptions::default()) }
+    })
+}
+
+impl ZarrsOptions {
+    /// Read the options a caller passed, NULL meaning defaults.
+    ///
+    /// # Safety
+    /// If non-NULL, `ptr` must point to a valid `ZarrsOptions`.
+    pub unsafe fn from_ptr(ptr: *const ZarrsOptions) -> Self {
+        // SAFETY: caller guarantees validity when non-NULL.
+        unsafe { ptr.as_ref() }.copied().unwrap_or_default()
+    }
+
+    fn threads(&self) -> usize {
+        if self.num_threads == 0 {
+            rayon::current_num_threads()
+        } else {
+            self.num_threads as usize
+        }
+    }
+
+    fn codec_options(&self) -> CodecOptions {
+        let mut options = CodecOptions::default();
+        options
+            .set_validate_checksums(self.validate_checksums)
+            .set_store_empty_chunks(self.store_empty_chunks)
+            .set_concurrent_target(self.threads());
+        if self.chunk_concurrent_minimum > 0 {
+            options.set_chunk_concurrent_minimum(self.chunk_concurrent_minimum as usize);
+        }
+        options
+    }
+
+    /// Codec options for a call that touches a single chunk: all threads go to the codecs.
+    pub fn single_chunk(&self) -> CodecOptions {
+        self.codec_options()
+    }
+
+    /// Split the thread budget between chunks (outer) and codecs (inner) for a batch of
+    /// `num_chunks` chunks of `chunk_shape`, the way zarrs does for its own multi-chunk calls,
+    /// then cap the chunk concurrency at `chunk_concurrent_maximum`.
+    pub fn plan(
+        &self,
+        codecs: &dyn ArrayCodecTraits,
+        chunk_shape: &[NonZeroU64],
+        data_type: &DataType,
+        num_chunks: usize,
+    ) -> FfiResult<(usize, CodecOptions)> {
+        let options = self.codec_options();
+        let recommended = codecs.recommended_concurrency(chunk_shape, data_type)?;
+        let (mut chunk_limit, codec_options) =
+            concurrency_chunks_and_codec(self.threads(), num_chunks, &options, &recommended);
+        if self.chunk_concurrent_maximum > 0 {
+            chunk_limit = chunk_limit.min(self.chunk_concurrent_maximum as usize);
+        }
+        Ok((chunk_limit.max(1), codec_options))
+    }
+
+    /// Run `f` on a pool with this call's thread count. Pools are created once per distinct
+    /// count and kept, so repeated calls do not spawn threads.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> FfiResult<R> {
+        if self.num_threads == 0 {
+            return Ok(f());
+        }
+        static POOLS: OnceLock<Mutex<HashMap<u32, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+        let pool = {
+            let mut pools = POOLS
+                .get_or_init(Mutex::default)
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(pool) = pools.get(&self.num_threads) {
+                pool.clone()
+            } else {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(self.num_threads as usize)
+                    .thread_name(|i| format!("zarrs-ffi-{i}"))
+                    .build()
+                    .map_err(|e| {
+                        FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("cannot start threads: {e}"))
+                    })?;
+                let pool = Arc::new(pool);
+                pools.insert(self.num_threads, pool.clone());
+                pool
+            }
+        };
+        Ok(pool.install(f))
+    }
+}
