@@ -24,8 +24,13 @@ Usage (install the project first, e.g. ``pip install -e .``, plus
     python benchmarks/bench.py --impl batched ours --layout zstd --out result.md
 
 Progress goes to stderr; the markdown report goes to stdout (and to --out).
+The exit status is 1 if any result differed from the source data.
+
 All arrays live in a fresh temporary directory (under --dir) that is removed
-at the end. Reads hit the OS page cache, as every array was just written.
+at the end. Reads hit the OS page cache, as every array was just written, but
+writes pay for the filesystem: on a VM disk, writing the 4096 files of a
+chunked layout can cost more than encoding them. ``--dir /dev/shm`` (tmpfs)
+measures the codec pipelines without that; the report names the filesystem.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +104,9 @@ LAYOUTS = {
     for layout in (
         Layout("zstd", None, (ZstdCodec(level=1),)),
         Layout("zstd-sharded", SHARD, (ZstdCodec(level=1),)),
-        Layout("blosc-lz4", None, (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)),
+        Layout(
+            "blosc-lz4", None, (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+        ),
         Layout("raw-sharded", SHARD, None),
     )
 }
@@ -135,7 +143,11 @@ def same(result: Any, expected: np.ndarray) -> bool:
 
 def create_zarr_array(path: Path, layout: Layout, shape: tuple[int, ...]) -> zarr.Array:
     return zarr.create_array(
-        LocalStore(path), shape=shape, dtype=np.uint16, fill_value=0, **layout.create_kwargs()
+        LocalStore(path),
+        shape=shape,
+        dtype=np.uint16,
+        fill_value=0,
+        **layout.create_kwargs(),
     )
 
 
@@ -153,9 +165,19 @@ def read_with_reference(path: Path) -> np.ndarray:
 class ZarrPipelineImpl:
     """A zarr-python codec pipeline, selected through ``codec_pipeline.path``."""
 
-    def __init__(self, key: str, label: str, path: str, extra_config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        path: str,
+        extra_config: dict[str, Any] | None = None,
+    ):
         self.key, self.label, self.path = key, label, path
-        self.config = {**REFERENCE_CONFIG, "codec_pipeline.path": path, **(extra_config or {})}
+        self.config = {
+            **REFERENCE_CONFIG,
+            "codec_pipeline.path": path,
+            **(extra_config or {}),
+        }
 
     def load(self) -> None:
         module, _, name = self.path.rpartition(".")
@@ -170,7 +192,9 @@ class ZarrPipelineImpl:
         # force for every operation in case a pipeline reads it lazily.
         return zarr.config.set(self.config)
 
-    def create(self, path: Path, layout: Layout, shape: tuple[int, ...], metadata: dict) -> Any:
+    def create(
+        self, path: Path, layout: Layout, shape: tuple[int, ...], metadata: dict
+    ) -> Any:
         return create_zarr_array(path, layout, shape)
 
     def open(self, path: Path) -> Any:
@@ -205,7 +229,9 @@ class TensorstoreImpl:
     def _spec(path: Path) -> dict[str, Any]:
         return {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
 
-    def create(self, path: Path, layout: Layout, shape: tuple[int, ...], metadata: dict) -> Any:
+    def create(
+        self, path: Path, layout: Layout, shape: tuple[int, ...], metadata: dict
+    ) -> Any:
         # `metadata` is the zarr.json that zarr wrote for the reference array, so
         # tensorstore writes exactly the same codec chain.
         spec = {**self._spec(path), "metadata": metadata}
@@ -235,9 +261,15 @@ IMPLS: dict[str, Impl] = {
     impl.key: impl
     for impl in (
         ZarrPipelineImpl("batched", "zarr Batched", BATCHED_PATH),
-        ZarrPipelineImpl("fused", "zarr Fused", "zarr.core.codec_pipeline.FusedCodecPipeline"),
-        ZarrPipelineImpl("zarrs-python", "zarrs-python", "zarrs.ZarrsCodecPipeline", _STRICT),
-        ZarrPipelineImpl("ours", "ours (zarrs_cffi)", "zarrs_cffi.ZarrsCodecPipeline", _STRICT),
+        ZarrPipelineImpl(
+            "fused", "zarr Fused", "zarr.core.codec_pipeline.FusedCodecPipeline"
+        ),
+        ZarrPipelineImpl(
+            "zarrs-python", "zarrs-python", "zarrs.ZarrsCodecPipeline", _STRICT
+        ),
+        ZarrPipelineImpl(
+            "ours", "ours (zarrs_cffi)", "zarrs_cffi.ZarrsCodecPipeline", _STRICT
+        ),
         TensorstoreImpl(),
     )
 }
@@ -264,17 +296,23 @@ def describe(exc: BaseException) -> str:
 def guarded(measure: Callable[[], Cell]) -> Cell:
     try:
         return measure()
-    except Exception as exc:  # any failure of an implementation becomes a cell
+    except Exception as exc:  # noqa: BLE001 - any failure of an implementation becomes a cell
         return Cell("error", detail=describe(exc))
 
 
 def measure_write_all(
-    impl: Impl, path: Path, layout: Layout, metadata: dict, data: np.ndarray, repeat: int
+    impl: Impl,
+    path: Path,
+    layout: Layout,
+    metadata: dict,
+    data: np.ndarray,
+    repeat: int,
 ) -> Cell:
     best = math.inf
     for _ in range(repeat):
         shutil.rmtree(path, ignore_errors=True)
         array = impl.create(path, layout, data.shape, metadata)
+        os.sync()  # don't bill the writeback of earlier steps to this write
         start = time.perf_counter()
         impl.write_all(array, data)
         best = min(best, time.perf_counter() - start)
@@ -284,7 +322,10 @@ def measure_write_all(
     del written
     shutil.rmtree(path)
     if not ok:
-        return Cell("MISMATCH", detail="array read back with BatchedCodecPipeline differs from source")
+        return Cell(
+            "MISMATCH",
+            detail="array read back with BatchedCodecPipeline differs from source",
+        )
     return Cell("ok", best)
 
 
@@ -304,7 +345,11 @@ def measure_read_all(impl: Impl, path: Path, data: np.ndarray, repeat: int) -> C
 
 
 def measure_small_reads(
-    impl: Impl, path: Path, data: np.ndarray, boxes: list[tuple[slice, ...]], repeat: int
+    impl: Impl,
+    path: Path,
+    data: np.ndarray,
+    boxes: list[tuple[slice, ...]],
+    repeat: int,
 ) -> Cell:
     array = impl.open(path)
     # Untimed first read: one-off setup (thread pools, lazy initialisation) is
@@ -315,9 +360,14 @@ def measure_small_reads(
         start = time.perf_counter()
         results = [impl.read_box(array, box) for box in boxes]
         elapsed = time.perf_counter() - start
-        bad = sum(not same(result, data[box]) for result, box in zip(results, boxes))
+        bad = sum(
+            not same(result, data[box])
+            for result, box in zip(results, boxes, strict=True)
+        )
         if bad:
-            return Cell("MISMATCH", detail=f"{bad} of {len(boxes)} boxes differ from source")
+            return Cell(
+                "MISMATCH", detail=f"{bad} of {len(boxes)} boxes differ from source"
+            )
         best = min(best, elapsed)
     return Cell("ok", best)
 
@@ -343,19 +393,37 @@ def bench_layout(
     for impl in impls:
         own_path = workdir / f"{layout.name}-{impl.key}"
         with impl.session():
-            steps: dict[str, Callable[[], Cell]] = {
-                "write_all": lambda: measure_write_all(impl, own_path, layout, metadata, data, repeat),
-                "read_all": lambda: measure_read_all(impl, ref_path, data, repeat),
-                "small_reads": lambda: measure_small_reads(impl, ref_path, data, boxes, small_repeat),
+            steps = {
+                "write_all": partial(
+                    measure_write_all, impl, own_path, layout, metadata, data, repeat
+                ),
+                "read_all": partial(measure_read_all, impl, ref_path, data, repeat),
+                "small_reads": partial(
+                    measure_small_reads, impl, ref_path, data, boxes, small_repeat
+                ),
             }
             for operation, step in steps.items():
+                os.sync()
                 cell = guarded(step)
                 gc.collect()
                 results[operation, impl.key] = cell
                 if cell.status == "ok":
-                    log.info("  %-12s %-11s %-17s %8.3f s", layout.name, operation, impl.label, cell.seconds)
+                    log.info(
+                        "  %-12s %-11s %-17s %8.3f s",
+                        layout.name,
+                        operation,
+                        impl.label,
+                        cell.seconds,
+                    )
                 else:
-                    log.warning("  %-12s %-11s %-17s %s: %s", layout.name, operation, impl.label, cell.status, cell.detail)
+                    log.warning(
+                        "  %-12s %-11s %-17s %s: %s",
+                        layout.name,
+                        operation,
+                        impl.label,
+                        cell.status,
+                        cell.detail,
+                    )
         shutil.rmtree(own_path, ignore_errors=True)
     shutil.rmtree(ref_path)
     return results
@@ -371,7 +439,7 @@ def _smoke_run(impl_key: str, layout_names: list[str], conn: Any) -> None:
     impl = IMPLS[impl_key]
     try:
         impl.load()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - e.g. ImportError, or OSError from dlopen
         conn.send(describe(exc))
         return
     conn.send(None)
@@ -380,7 +448,15 @@ def _smoke_run(impl_key: str, layout_names: list[str], conn: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in layout_names:
             # Python errors are ignored here: the main run reports them per cell.
-            bench_layout(LAYOUTS[name], [impl], data, Path(tmp), repeat=1, small_repeat=1, n_small=2)
+            bench_layout(
+                LAYOUTS[name],
+                [impl],
+                data,
+                Path(tmp),
+                repeat=1,
+                small_repeat=1,
+                n_small=2,
+            )
 
 
 def preflight(impl: Impl, layouts: list[Layout]) -> str | None:
@@ -391,7 +467,9 @@ def preflight(impl: Impl, layouts: list[Layout]) -> str | None:
     """
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_smoke_run, args=(impl.key, [l.name for l in layouts], sender))
+    child = ctx.Process(
+        target=_smoke_run, args=(impl.key, [layout.name for layout in layouts], sender)
+    )
     child.start()
     sender.close()
     child.join(SMOKE_TIMEOUT_S)
@@ -407,7 +485,9 @@ def preflight(impl: Impl, layouts: list[Layout]) -> str | None:
         return import_error
     if child.exitcode != 0:
         code = child.exitcode
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        how = (
+            f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        )
         return f"smoke run on {SMOKE_SIDE}^3 crashed ({how})"
     return None
 
@@ -426,10 +506,26 @@ def package_version(dist: str, module: str | None = None) -> str:
     # module, but only if it is already imported, since importing it here
     # could crash the benchmark.
     loaded = sys.modules.get(module or dist)
-    return getattr(loaded, "__version__", "unknown version") if loaded else "not installed"
+    return (
+        getattr(loaded, "__version__", "unknown version") if loaded else "not installed"
+    )
 
 
-def environment_lines(side: int, args: argparse.Namespace) -> list[str]:
+def filesystem_type(path: Path) -> str:
+    """Type of the filesystem holding `path`, from /proc/mounts ("unknown" elsewhere)."""
+    mount_point, fstype = Path("/"), "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _, mount, kind, *_ = line.split()
+            candidate = Path(mount)
+            if path.is_relative_to(candidate) and len(candidate.parts) >= len(
+                mount_point.parts
+            ):
+                mount_point, fstype = candidate, kind
+    return fstype
+
+
+def environment_lines(side: int, args: argparse.Namespace, workdir: Path) -> list[str]:
     cpus = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
     versions = ", ".join(
@@ -446,14 +542,20 @@ def environment_lines(side: int, args: argparse.Namespace) -> list[str]:
     return [
         f"- python {platform.python_version()}, {versions}",
         f"- {platform.platform()}, CPUs: {cpus} (usable: {usable})",
+        f"- arrays in {workdir.parent} ({filesystem_type(workdir.resolve())})",
         f"- data: {side}^3 uint16 ({mib:.0f} MiB), chunks {CHUNK[0]}^3, shards {SHARD[0]}^3",
-        f"- write_all/read_all: best of {args.repeat}; small_reads: {N_SMALL_READS} reads of "
-        f"{BOX_SIDE}^3 boxes, total time, best of {args.small_repeat}",
+        (
+            f"- write_all/read_all: best of {args.repeat}; small_reads: {N_SMALL_READS} "
+            f"reads of {BOX_SIDE}^3 boxes, total time, best of {args.small_repeat}"
+        ),
     ]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
@@ -473,7 +575,9 @@ def render_report(
             return f"{cell.seconds:.3f}"
         if cell.status == "unavailable":
             return "unavailable"
-        notes.append(f"[{len(notes) + 1}] {layout.name} / {operation} / {impl.label}: {cell.detail}")
+        notes.append(
+            f"[{len(notes) + 1}] {layout.name} / {operation} / {impl.label}: {cell.detail}"
+        )
         label = "**MISMATCH**" if cell.status == "MISMATCH" else cell.status
         return f"{label} [{len(notes)}]"
 
@@ -485,19 +589,43 @@ def render_report(
         return "-"
 
     rows = [(layout, operation) for layout in layouts for operation in OPERATIONS]
-    out = ["# zarr codec pipeline benchmark", "", "## Environment", "", *env, "", "## Implementations", ""]
+    out = [
+        "# zarr codec pipeline benchmark",
+        "",
+        "## Environment",
+        "",
+        *env,
+        "",
+        "## Implementations",
+        "",
+    ]
     for impl in impls:
-        where = impl.path if isinstance(impl, ZarrPipelineImpl) else "tensorstore.open (zarr3 driver)"
-        status = f"unavailable: {unavailable[impl.key]}" if impl.key in unavailable else where
+        where = (
+            impl.path
+            if isinstance(impl, ZarrPipelineImpl)
+            else "tensorstore.open (zarr3 driver)"
+        )
+        status = (
+            f"unavailable: {unavailable[impl.key]}"
+            if impl.key in unavailable
+            else where
+        )
         out.append(f"- {impl.label}: {status}")
 
     out += ["", "## Seconds (lower is better)", ""]
     out += markdown_table(
         ["layout", "operation", *(impl.label for impl in impls)],
-        [[layout.name, op, *(seconds_cell(layout, op, impl) for impl in impls)] for layout, op in rows],
+        [
+            [layout.name, op, *(seconds_cell(layout, op, impl) for impl in impls)]
+            for layout, op in rows
+        ],
     )
 
-    out += ["", "## Speed-up over zarr BatchedCodecPipeline (time(Batched) / time(impl), higher is faster)", ""]
+    out += [
+        "",
+        "## Speed-up over zarr BatchedCodecPipeline (time(Batched) / time(impl), higher is faster)",
+        "",
+    ]
     keys = [impl.key for impl in impls]
     others = [impl for impl in impls if impl.key != "batched"]
     pair = "zarrs-python" in keys and "ours" in keys
@@ -506,7 +634,11 @@ def render_report(
             ["layout", "operation", *(impl.label for impl in others)]
             + (["ours vs zarrs-python"] if pair else []),
             [
-                [layout.name, op, *(ratio(layout, op, "batched", impl.key) for impl in others)]
+                [
+                    layout.name,
+                    op,
+                    *(ratio(layout, op, "batched", impl.key) for impl in others),
+                ]
                 + ([ratio(layout, op, "zarrs-python", "ours")] if pair else [])
                 for layout, op in rows
             ],
@@ -526,12 +658,41 @@ def render_report(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"use {QUICK_SIDE}^3 instead of {FULL_SIDE}^3")
-    parser.add_argument("--repeat", type=int, default=3, help="best of N for write_all/read_all (default 3)")
-    parser.add_argument("--small-repeat", type=int, default=1, help="best of N batches of small_reads (default 1)")
-    parser.add_argument("--impl", nargs="+", choices=list(IMPLS), default=list(IMPLS), help="implementations to run")
-    parser.add_argument("--layout", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS), help="layouts to run")
-    parser.add_argument("--dir", help="parent of the temporary working directory (default: the system temp dir)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"use {QUICK_SIDE}^3 instead of {FULL_SIDE}^3",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="best of N for write_all/read_all (default 3)",
+    )
+    parser.add_argument(
+        "--small-repeat",
+        type=int,
+        default=1,
+        help="best of N batches of small_reads (default 1)",
+    )
+    parser.add_argument(
+        "--impl",
+        nargs="+",
+        choices=list(IMPLS),
+        default=list(IMPLS),
+        help="implementations to run",
+    )
+    parser.add_argument(
+        "--layout",
+        nargs="+",
+        choices=list(LAYOUTS),
+        default=list(LAYOUTS),
+        help="layouts to run",
+    )
+    parser.add_argument(
+        "--dir",
+        help="parent of the temporary working directory (default: the system temp dir)",
+    )
     parser.add_argument("--out", help="also write the markdown report to this file")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.small_repeat < 1:
@@ -560,8 +721,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("preflight %s ...", impl.label)
         reason = preflight(impl, layouts)
         if reason is None:
-            impl.load()
-        else:
+            try:
+                impl.load()
+            except Exception as exc:  # noqa: BLE001 - as in the preflight child
+                reason = describe(exc)
+        if reason is not None:
             unavailable[impl.key] = reason
             log.warning("%s unavailable: %s", impl.label, reason)
     runnable = [impl for impl in impls if impl.key not in unavailable]
@@ -578,13 +742,21 @@ def main(argv: list[str] | None = None) -> int:
         for layout in layouts:
             log.info("layout %s", layout.name)
             cells = bench_layout(
-                layout, runnable, data, workdir,
-                repeat=args.repeat, small_repeat=args.small_repeat, n_small=N_SMALL_READS,
+                layout,
+                runnable,
+                data,
+                workdir,
+                repeat=args.repeat,
+                small_repeat=args.small_repeat,
+                n_small=N_SMALL_READS,
             )
-            results.update({(layout.name, op, key): cell for (op, key), cell in cells.items()})
+            results.update(
+                {(layout.name, op, key): cell for (op, key), cell in cells.items()}
+            )
             gc.collect()
+        env = environment_lines(side, args, workdir)
 
-    report = render_report(environment_lines(side, args), impls, unavailable, layouts, results)
+    report = render_report(env, impls, unavailable, layouts, results)
     sys.stdout.write(report)
     if args.out:
         Path(args.out).write_text(report)

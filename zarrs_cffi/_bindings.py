@@ -1,0 +1,425 @@
+"""Thin, typed wrappers over the C functions: argument checks in, exceptions out.
+
+Each native handle lives in a Python object that frees it when collected (``ffi.gc``).
+Buffers are numpy arrays, checked for C order, dtype width and size before the call, so
+the C side only ever sees pointers with correct lengths. Nothing above this module touches
+cffi objects.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._ffi import check, ffi, lib
+from .errors import ZarrsValueError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy.typing as npt
+
+__all__ = ["ChunkBatch", "NativeArray", "Options", "Storage", "native_version"]
+
+
+def native_version() -> str:
+    """The version string the native library reports."""
+    return str(ffi.string(lib().zarrs_ffi_version()).decode())
+
+
+@dataclass(frozen=True)
+class Options:
+    """Options for data calls (``ZarrsOptions`` in the C header).
+
+    Parameters
+    ----------
+    num_threads
+        Threads per call; 0 means one per logical CPU.
+    chunk_concurrent_minimum
+        The fewest chunks processed concurrently when balancing chunk and codec
+        concurrency; 0 means the zarrs default (4).
+    chunk_concurrent_maximum
+        The most chunks processed concurrently; 0 means no limit beyond the thread count.
+    validate_checksums
+        Verify checksums such as crc32c while decoding.
+    store_empty_chunks
+        Store chunks that are entirely the fill value instead of erasing them.
+    """
+
+    num_threads: int = 0
+    chunk_concurrent_minimum: int = 0
+    chunk_concurrent_maximum: int = 0
+    validate_checksums: bool = True
+    store_empty_chunks: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("num_threads", "chunk_concurrent_minimum", "chunk_concurrent_maximum"):
+            value = getattr(self, name)
+            if not 0 <= value < 2**32:
+                raise ZarrsValueError(f"{name} must be between 0 and 2**32 - 1, got {value}")
+
+    def _cdata(self) -> Any:
+        # One struct per distinct options value, built on first use and reused: the
+        # pipeline passes the same options on every call.
+        cached = _OPTIONS_CACHE.get(self)
+        if cached is None:
+            cached = ffi.new(
+                "ZarrsOptions *",
+                {
+                    "num_threads": self.num_threads,
+                    "chunk_concurrent_minimum": self.chunk_concurrent_minimum,
+                    "chunk_concurrent_maximum": self.chunk_concurrent_maximum,
+                    "validate_checksums": self.validate_checksums,
+                    "store_empty_chunks": self.store_empty_chunks,
+                },
+            )
+            _OPTIONS_CACHE[self] = cached
+        return cached
+
+
+_OPTIONS_CACHE: dict[Options, Any] = {}
+
+
+def _u64(values: Sequence[int] | npt.NDArray[Any], name: str) -> npt.NDArray[np.uint64]:
+    array = np.ascontiguousarray(values, dtype=np.uint64)
+    if array.ndim != 1:
+        raise ZarrsValueError(f"{name} must be one-dimensional")
+    return array
+
+
+def _u64_ptr(array: npt.NDArray[np.uint64]) -> Any:
+    return ffi.from_buffer("uint64_t[]", array)
+
+
+def _bytes_ptr(data: bytes) -> Any:
+    return ffi.from_buffer("uint8_t[]", data)
+
+
+def _in_buffer(array: npt.NDArray[Any], name: str) -> Any:
+    if not array.flags.c_contiguous:
+        raise ZarrsValueError(f"{name} must be C-contiguous")
+    return ffi.from_buffer("uint8_t[]", array)
+
+
+def _out_buffer(array: npt.NDArray[Any], name: str) -> Any:
+    if not array.flags.c_contiguous:
+        raise ZarrsValueError(f"{name} must be C-contiguous")
+    if not array.flags.writeable:
+        raise ZarrsValueError(f"{name} must be writeable")
+    return ffi.from_buffer("uint8_t[]", array, require_writable=True)
+
+
+def _str(text: str) -> tuple[bytes, int]:
+    data = text.encode("utf-8")
+    return data, len(data)
+
+
+def _read_string(call: Any) -> str:
+    """Run a C call following the (buf, buf_len, len_out) convention and decode its text."""
+    length = ffi.new("size_t *")
+    # The first call with an empty buffer reports the size; BUFFER_SIZE (3) is expected.
+    code = call(ffi.NULL, 0, length)
+    if code not in (0, 3):
+        check(code)
+    buf = ffi.new("char[]", max(length[0], 1))
+    check(call(buf, length[0], length))
+    return bytes(ffi.buffer(buf, length[0])).decode("utf-8")
+
+
+class Storage:
+    """An open native storage (``ZarrsStorage``)."""
+
+    __slots__ = ("_handle", "description")
+
+    def __init__(self, handle: Any, description: str) -> None:
+        self._handle = ffi.gc(handle, lib().zarrs_storage_free)
+        self.description = description
+
+    @classmethod
+    def filesystem(cls, path: str, *, direct_io: bool = False, read_only: bool = False) -> Storage:
+        """Open a local directory; it is created on first write."""
+        out = ffi.new("ZarrsStorage **")
+        data, size = _str(path)
+        check(lib().zarrs_storage_open_filesystem(data, size, direct_io, read_only, out))
+        return cls(out[0], f"filesystem:{path}")
+
+    def __repr__(self) -> str:
+        return f"Storage({self.description!r})"
+
+
+@dataclass(frozen=True)
+class ChunkBatch:
+    """A batch of chunks in the layout the batch calls take.
+
+    Attributes
+    ----------
+    keys
+        The store keys, UTF-8, back to back.
+    key_offsets
+        ``len + 1`` byte offsets into ``keys``.
+    geometry
+        Per chunk, ``ndim`` values each of chunk shape, subset start, subset shape and
+        buffer start: shape ``(len, 4, ndim)``.
+    """
+
+    keys: bytes
+    key_offsets: npt.NDArray[np.uint64]
+    geometry: npt.NDArray[np.uint64]
+
+    def __len__(self) -> int:
+        return int(self.geometry.shape[0])
+
+    @classmethod
+    def build(
+        cls, keys: Sequence[str] | None, geometry: npt.NDArray[np.uint64]
+    ) -> ChunkBatch:
+        """Assemble a batch from keys (None for codec-only calls) and a geometry array."""
+        encoded = [key.encode("utf-8") for key in keys] if keys is not None else []
+        offsets = np.zeros(len(encoded) + 1, dtype=np.uint64)
+        if encoded:
+            np.cumsum([len(k) for k in encoded], out=offsets[1:])
+        return cls(b"".join(encoded), offsets, np.ascontiguousarray(geometry, dtype=np.uint64))
+
+
+def _pack(chunks: Sequence[bytes | None]) -> tuple[bytes, npt.NDArray[np.uint64], bytes]:
+    """Encoded chunks as bytes back to back, their offsets, and presence flags."""
+    offsets = np.zeros(len(chunks) + 1, dtype=np.uint64)
+    np.cumsum([len(c) if c is not None else 0 for c in chunks], out=offsets[1:])
+    present = bytes(1 if c is not None else 0 for c in chunks)
+    return b"".join(c for c in chunks if c is not None), offsets, present
+
+
+class NativeArray:
+    """An open native array (``ZarrsArray``)."""
+
+    __slots__ = ("_handle", "element_size", "ndim", "storage")
+
+    def __init__(self, handle: Any, storage: Storage) -> None:
+        self._handle = ffi.gc(handle, lib().zarrs_array_free)
+        self.storage = storage
+        ndim = ffi.new("size_t *")
+        check(lib().zarrs_array_dimensionality(self._handle, ndim))
+        self.ndim = int(ndim[0])
+        size = ffi.new("size_t *")
+        check(lib().zarrs_array_element_size(self._handle, size))
+        self.element_size = int(size[0])
+
+    @classmethod
+    def open(cls, storage: Storage, path: str = "/") -> NativeArray:
+        """Open the array at ``path``, reading its metadata from the store."""
+        out = ffi.new("ZarrsArray **")
+        data, size = _str(path)
+        check(lib().zarrs_array_open(storage._handle, data, size, out))
+        return cls(out[0], storage)
+
+    @classmethod
+    def open_with_metadata(
+        cls, storage: Storage, metadata: str | dict[str, Any], path: str = "/", *, create: bool = False
+    ) -> NativeArray:
+        """Open (or, with ``create``, create) the array at ``path`` from metadata JSON."""
+        text = metadata if isinstance(metadata, str) else json.dumps(metadata)
+        out = ffi.new("ZarrsArray **")
+        path_data, path_size = _str(path)
+        meta_data, meta_size = _str(text)
+        function = lib().zarrs_array_create if create else lib().zarrs_array_open_with_metadata
+        check(function(storage._handle, path_data, path_size, meta_data, meta_size, out))
+        return cls(out[0], storage)
+
+    def _dims(self, function: Any) -> tuple[int, ...]:
+        out = np.zeros(self.ndim, dtype=np.uint64)
+        check(function(self._handle, _u64_ptr(out), self.ndim))
+        return tuple(int(v) for v in out)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._dims(lib().zarrs_array_shape)
+
+    @property
+    def chunk_grid_shape(self) -> tuple[int, ...]:
+        return self._dims(lib().zarrs_array_chunk_grid_shape)
+
+    def _indices(self, chunk_indices: Sequence[int]) -> npt.NDArray[np.uint64]:
+        indices = _u64(chunk_indices, "chunk_indices")
+        if indices.size != self.ndim:
+            raise ZarrsValueError(f"chunk indices {tuple(chunk_indices)} need {self.ndim} values")
+        return indices
+
+    def chunk_shape(self, chunk_indices: Sequence[int]) -> tuple[int, ...]:
+        indices = self._indices(chunk_indices)
+        out = np.zeros(self.ndim, dtype=np.uint64)
+        check(lib().zarrs_array_chunk_shape(self._handle, _u64_ptr(indices), self.ndim, _u64_ptr(out)))
+        return tuple(int(v) for v in out)
+
+    @property
+    def data_type(self) -> str:
+        return _read_string(lambda b, n, o: lib().zarrs_array_data_type(self._handle, b, n, o))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        text = _read_string(lambda b, n, o: lib().zarrs_array_metadata(self._handle, b, n, o))
+        result: dict[str, Any] = json.loads(text)
+        return result
+
+    def chunk_key(self, chunk_indices: Sequence[int]) -> str:
+        indices = self._indices(chunk_indices)
+        ptr = _u64_ptr(indices)
+        return _read_string(
+            lambda b, n, o: lib().zarrs_array_chunk_key(self._handle, ptr, self.ndim, b, n, o)
+        )
+
+    def _check_elements(self, array: npt.NDArray[Any], name: str) -> None:
+        if array.dtype.itemsize != self.element_size:
+            raise ZarrsValueError(
+                f"{name} has {array.dtype.itemsize}-byte elements ({array.dtype}); "
+                f"the array has {self.element_size}-byte elements"
+            )
+
+    def retrieve_subset(
+        self, options: Options, start: Sequence[int], out: npt.NDArray[Any]
+    ) -> None:
+        """Read the region at ``start`` with ``out.shape`` into ``out``."""
+        self._check_elements(out, "out")
+        start_ = _u64(start, "start")
+        shape_ = _u64(out.shape, "shape")
+        check(
+            lib().zarrs_array_retrieve_subset(
+                self._handle, options._cdata(), _u64_ptr(start_), _u64_ptr(shape_), self.ndim,
+                _out_buffer(out, "out"), out.nbytes,
+            )
+        )
+
+    def store_subset(self, options: Options, start: Sequence[int], data: npt.NDArray[Any]) -> None:
+        """Write ``data`` to the region at ``start`` with ``data.shape``."""
+        self._check_elements(data, "data")
+        start_ = _u64(start, "start")
+        shape_ = _u64(data.shape, "shape")
+        check(
+            lib().zarrs_array_store_subset(
+                self._handle, options._cdata(), _u64_ptr(start_), _u64_ptr(shape_), self.ndim,
+                _in_buffer(data, "data"), data.nbytes,
+            )
+        )
+
+    def retrieve_chunk(self, options: Options, chunk_indices: Sequence[int], out: npt.NDArray[Any]) -> bool:
+        """Decode a whole chunk into ``out``; returns whether it was stored."""
+        self._check_elements(out, "out")
+        indices = self._indices(chunk_indices)
+        present = ffi.new("bool *")
+        check(
+            lib().zarrs_array_retrieve_chunk(
+                self._handle, options._cdata(), _u64_ptr(indices), self.ndim,
+                _out_buffer(out, "out"), out.nbytes, present,
+            )
+        )
+        return bool(present[0])
+
+    def store_chunk(self, options: Options, chunk_indices: Sequence[int], data: npt.NDArray[Any]) -> None:
+        """Encode and store a whole chunk."""
+        self._check_elements(data, "data")
+        indices = self._indices(chunk_indices)
+        check(
+            lib().zarrs_array_store_chunk(
+                self._handle, options._cdata(), _u64_ptr(indices), self.ndim,
+                _in_buffer(data, "data"), data.nbytes,
+            )
+        )
+
+    def erase_chunk(self, chunk_indices: Sequence[int]) -> None:
+        """Erase a chunk; it then reads as the fill value."""
+        indices = self._indices(chunk_indices)
+        check(lib().zarrs_array_erase_chunk(self._handle, _u64_ptr(indices), self.ndim))
+
+    def _geometry_args(self, batch: ChunkBatch) -> tuple[Any, int]:
+        if batch.geometry.shape[1:] != (4, self.ndim):
+            raise ZarrsValueError(
+                f"geometry has shape {batch.geometry.shape}; expected (n, 4, {self.ndim})"
+            )
+        return _u64_ptr(batch.geometry.reshape(-1)), batch.geometry.size
+
+    def read_chunks(self, options: Options, batch: ChunkBatch, out: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        """Read a batch into ``out`` (``out.ndim`` must equal the array's); returns presence."""
+        self._check_elements(out, "out")
+        if out.ndim != self.ndim:
+            raise ZarrsValueError(f"out has {out.ndim} dimensions; the array has {self.ndim}")
+        geometry, geometry_len = self._geometry_args(batch)
+        out_shape = _u64(out.shape, "out.shape")
+        present = np.zeros(len(batch), dtype=np.uint8)
+        check(
+            lib().zarrs_array_read_chunks(
+                self._handle, options._cdata(), len(batch), batch.keys, len(batch.keys),
+                _u64_ptr(batch.key_offsets), geometry, geometry_len,
+                _out_buffer(out, "out"), out.nbytes, _u64_ptr(out_shape),
+                ffi.from_buffer("uint8_t[]", present, require_writable=True), len(batch),
+            )
+        )
+        return present.view(np.bool_)
+
+    def write_chunks(self, options: Options, batch: ChunkBatch, value: npt.NDArray[Any]) -> None:
+        """Write a batch from ``value`` (the array's ndim, or 0-d to broadcast)."""
+        self._check_elements(value, "value")
+        if value.ndim not in (0, self.ndim):
+            raise ZarrsValueError(f"value has {value.ndim} dimensions; the array has {self.ndim}")
+        geometry, geometry_len = self._geometry_args(batch)
+        value_shape = _u64(value.shape, "value.shape")
+        check(
+            lib().zarrs_array_write_chunks(
+                self._handle, options._cdata(), len(batch), batch.keys, len(batch.keys),
+                _u64_ptr(batch.key_offsets), geometry, geometry_len,
+                _in_buffer(value, "value"), value.nbytes, _u64_ptr(value_shape), value.ndim,
+            )
+        )
+
+    def decode_chunks(
+        self, options: Options, batch: ChunkBatch, encoded: Sequence[bytes | None], out: npt.NDArray[Any]
+    ) -> None:
+        """Decode caller-fetched chunk bytes (None: missing) into ``out``."""
+        self._check_elements(out, "out")
+        if len(encoded) != len(batch):
+            raise ZarrsValueError(f"{len(encoded)} encoded chunks for a batch of {len(batch)}")
+        data, offsets, present = _pack(encoded)
+        geometry, geometry_len = self._geometry_args(batch)
+        out_shape = _u64(out.shape, "out.shape")
+        check(
+            lib().zarrs_array_decode_chunks(
+                self._handle, options._cdata(), len(batch), _bytes_ptr(data), len(data),
+                _u64_ptr(offsets), _bytes_ptr(present), geometry, geometry_len, _out_buffer(out, "out"), out.nbytes, _u64_ptr(out_shape),
+            )
+        )
+
+    def encode_chunks(
+        self,
+        options: Options,
+        batch: ChunkBatch,
+        value: npt.NDArray[Any],
+        existing: Sequence[bytes | None] | None = None,
+    ) -> list[bytes | None]:
+        """Encode chunks from ``value``; None in the result means "delete this chunk".
+
+        ``existing`` holds the current encoded bytes of chunks written only in part.
+        """
+        self._check_elements(value, "value")
+        existing = existing if existing is not None else [None] * len(batch)
+        if len(existing) != len(batch):
+            raise ZarrsValueError(f"{len(existing)} existing chunks for a batch of {len(batch)}")
+        data, offsets, present = _pack(existing)
+        geometry, geometry_len = self._geometry_args(batch)
+        value_shape = _u64(value.shape, "value.shape")
+        out = ffi.new("ZarrsEncodedChunks **")
+        check(
+            lib().zarrs_array_encode_chunks(
+                self._handle, options._cdata(), len(batch), geometry, geometry_len,
+                _in_buffer(value, "value"), value.nbytes, _u64_ptr(value_shape), value.ndim,
+                _bytes_ptr(data), len(data), _u64_ptr(offsets), _bytes_ptr(present), out,
+            )
+        )
+        handle = ffi.gc(out[0], lib().zarrs_encoded_chunks_free)
+        result: list[bytes | None] = []
+        ptr = ffi.new("const uint8_t **")
+        size = ffi.new("size_t *")
+        for i in range(len(batch)):
+            check(lib().zarrs_encoded_chunks_get(handle, i, ptr, size))
+            result.append(None if ptr[0] == ffi.NULL else bytes(ffi.buffer(ptr[0], size[0])))
+        return result

@@ -1,0 +1,88 @@
+"""Loads the native library: the only module that opens it and sees cffi's ``lib``.
+
+Loading is lazy and happens once: zarr imports every installed codec-pipeline plugin, so a
+failure here must never surface at ``import zarrs_cffi`` time, only when native code is
+first needed (where the pipeline turns it into a visible fallback).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import (
+    ZarrsChecksumError,
+    ZarrsCodecError,
+    ZarrsError,
+    ZarrsMetadataError,
+    ZarrsPanicError,
+    ZarrsReadOnlyError,
+    ZarrsStorageError,
+    ZarrsUnsupportedError,
+    ZarrsValueError,
+)
+
+try:
+    from ._zarrs_cffi_ffi import ffi
+except ImportError:  # running from a source tree where the module was not built
+    from cffi import FFI
+
+    ffi = FFI()
+    ffi.cdef(
+        (Path(__file__).parent.parent / "zarrs-ffi" / "include" / "zarrs_ffi_cdef.h").read_text()
+    )
+
+__all__ = ["check", "ffi", "lib", "library_path"]
+
+_ERRORS: dict[int, type[ZarrsError]] = {
+    1: ZarrsValueError,  # NULL_POINTER
+    2: ZarrsValueError,  # INVALID_ARGUMENT
+    3: ZarrsValueError,  # BUFFER_SIZE
+    4: ZarrsStorageError,  # STORAGE
+    5: ZarrsMetadataError,  # INVALID_METADATA
+    6: ZarrsCodecError,  # CODEC
+    7: ZarrsChecksumError,  # CHECKSUM
+    8: ZarrsUnsupportedError,  # UNSUPPORTED
+    9: ZarrsReadOnlyError,  # READ_ONLY
+    10: ZarrsPanicError,  # PANIC
+}
+
+_lock = threading.Lock()
+_lib: Any = None
+
+
+def library_path() -> Path:
+    """The path of the packaged native library."""
+    here = Path(__file__).parent
+    candidates = sorted(here.glob("libzarrs_ffi*.so")) + sorted(here.glob("libzarrs_ffi*.dylib"))
+    candidates += sorted(here.glob("zarrs_ffi*.dll")) + sorted(here.glob("libzarrs_ffi*.pyd"))
+    if not candidates:
+        raise ZarrsError(f"the native library libzarrs_ffi is not in {here}: was the package built?")
+    return candidates[0]
+
+
+def lib() -> Any:
+    """The loaded native library, loading and version-checking it on first use."""
+    global _lib
+    if _lib is None:
+        with _lock:
+            if _lib is None:
+                loaded = ffi.dlopen(str(library_path()))
+                native_version = ffi.string(loaded.zarrs_ffi_version()).decode()
+                if native_version != __version__:
+                    raise ZarrsError(
+                        f"native library version {native_version} does not match "
+                        f"zarrs_cffi {__version__}: reinstall the package"
+                    )
+                _lib = loaded
+    return _lib
+
+
+def check(code: int) -> None:
+    """Raise the matching exception, with the native message, unless ``code`` is success."""
+    if code == 0:
+        return
+    message = ffi.string(lib().zarrs_last_error()).decode("utf-8", "replace")
+    raise _ERRORS.get(code, ZarrsError)(message or f"native error code {code}", code)

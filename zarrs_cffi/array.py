@@ -1,0 +1,181 @@
+"""The direct API: a Zarr array read and written through the native library, no zarr.
+
+For users who want the least overhead per call: one native call per read or write, into
+or from numpy arrays, with no asyncio and no per-chunk Python. Regions are step-1 slices
+and integers; use zarr with ZarrsCodecPipeline for fancy indexing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._bindings import NativeArray, Options, Storage
+from .errors import ZarrsUnsupportedError, ZarrsValueError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = ["Array"]
+
+_NUMPY_DTYPES = {
+    "bool": "bool",
+    **{name: name for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
+    **{name: name for name in ("float16", "float32", "float64", "complex64", "complex128")},
+}
+
+Region = tuple[slice, ...]
+
+
+def _normalize(key: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int], tuple[int, ...]]:
+    """Start, shape and the axes dropped by integer indices, for a basic index ``key``."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        at = next(i for i, k in enumerate(key) if k is Ellipsis)
+        fill = (slice(None),) * (len(shape) - len(key) + 1)
+        key = key[:at] + fill + key[at + 1 :]
+    if len(key) > len(shape):
+        raise ZarrsValueError(f"too many indices ({len(key)}) for an array of {len(shape)} dimensions")
+    key = key + (slice(None),) * (len(shape) - len(key))
+    start, extent, dropped = [], [], []
+    for axis, (k, n) in enumerate(zip(key, shape, strict=True)):
+        if isinstance(k, slice):
+            lo, hi, step = k.indices(n)
+            if step != 1:
+                raise ZarrsValueError("the direct API takes step-1 slices only; use zarr for strides")
+            start.append(lo)
+            extent.append(max(hi - lo, 0))
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            index = int(k) + n if k < 0 else int(k)
+            if not 0 <= index < n:
+                raise IndexError(f"index {k} is out of bounds for axis {axis} of size {n}")
+            start.append(index)
+            extent.append(1)
+            dropped.append(axis)
+        else:
+            raise ZarrsValueError(f"unsupported index {k!r}: use slices and integers")
+    return start, extent, tuple(dropped)
+
+
+class Array:
+    """A Zarr (v2 or v3) array opened through the native library.
+
+    Parameters
+    ----------
+    native
+        The native handle; use :meth:`open` or :meth:`create` instead.
+    options
+        Threading and codec options for every call.
+    """
+
+    def __init__(self, native: NativeArray, options: Options | None = None) -> None:
+        self._native = native
+        self.options = options if options is not None else Options()
+        name = native.data_type
+        if name not in _NUMPY_DTYPES:
+            raise ZarrsUnsupportedError(f"data type {name} is not supported by the direct API yet")
+        self.dtype: np.dtype[Any] = np.dtype(_NUMPY_DTYPES[name])
+
+    @classmethod
+    def open(
+        cls,
+        store_path: str | os.PathLike[str],
+        array_path: str = "/",
+        *,
+        read_only: bool = False,
+        direct_io: bool = False,
+        options: Options | None = None,
+    ) -> Array:
+        """Open the array at ``array_path`` inside the directory store ``store_path``."""
+        storage = Storage.filesystem(os.fspath(store_path), direct_io=direct_io, read_only=read_only)
+        return cls(NativeArray.open(storage, array_path), options)
+
+    @classmethod
+    def create(
+        cls,
+        store_path: str | os.PathLike[str],
+        metadata: dict[str, Any] | str,
+        array_path: str = "/",
+        *,
+        options: Options | None = None,
+    ) -> Array:
+        """Create an array from Zarr metadata (a ``zarr.json`` or ``.zarray`` document)."""
+        storage = Storage.filesystem(os.fspath(store_path))
+        return cls(NativeArray.open_with_metadata(storage, metadata, array_path, create=True), options)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._native.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._native.ndim
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """The shape of the first chunk (of every chunk, for a regular grid)."""
+        return self._native.chunk_shape((0,) * self.ndim)
+
+    @property
+    def chunk_grid_shape(self) -> tuple[int, ...]:
+        return self._native.chunk_grid_shape
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._native.metadata
+
+    def chunk_key(self, chunk_indices: tuple[int, ...]) -> str:
+        return self._native.chunk_key(chunk_indices)
+
+    def read(self, region: Any = (), out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
+        """Read ``region`` (slices and integers) into ``out`` or a new array."""
+        start, extent, dropped = _normalize(region, self.shape)
+        if out is None:
+            buffer = np.empty(extent, dtype=self.dtype)
+            self._native.retrieve_subset(self.options, start, buffer)
+            return buffer.squeeze(axis=dropped) if dropped else buffer
+        expected = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
+        if out.shape != expected or out.dtype != self.dtype:
+            raise ZarrsValueError(f"out must have shape {expected} and dtype {self.dtype}, not {out.shape} {out.dtype}")
+        self._native.retrieve_subset(self.options, start, out.reshape(extent))
+        return out
+
+    def write(self, region: Any, value: npt.ArrayLike) -> None:
+        """Write ``value`` (broadcast to the region's shape) to ``region``."""
+        start, extent, _ = _normalize(region, self.shape)
+        data = np.asarray(value, dtype=self.dtype)
+        if data.shape != tuple(extent):
+            data = np.broadcast_to(data, tuple(extent))
+        # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
+        self._native.store_subset(self.options, start, np.require(data, requirements="C"))
+
+    def __getitem__(self, key: Any) -> npt.NDArray[Any]:
+        return self.read(key)
+
+    def __setitem__(self, key: Any, value: npt.ArrayLike) -> None:
+        start, extent, dropped = _normalize(key, self.shape)
+        data = np.asarray(value, dtype=self.dtype)
+        if data.ndim and dropped:
+            data = np.expand_dims(data, dropped) if data.ndim == len(extent) - len(dropped) else data
+        self.write(key, data)
+
+    def read_chunk(self, chunk_indices: tuple[int, ...], out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
+        """Decode the whole chunk at ``chunk_indices``."""
+        buffer = out if out is not None else np.empty(self._native.chunk_shape(chunk_indices), dtype=self.dtype)
+        self._native.retrieve_chunk(self.options, chunk_indices, buffer)
+        return buffer
+
+    def write_chunk(self, chunk_indices: tuple[int, ...], value: npt.ArrayLike) -> None:
+        """Encode and store the whole chunk at ``chunk_indices``."""
+        data = np.ascontiguousarray(value, dtype=self.dtype)
+        self._native.store_chunk(self.options, chunk_indices, data)
+
+    def erase_chunk(self, chunk_indices: tuple[int, ...]) -> None:
+        """Erase the chunk at ``chunk_indices``; it then reads as the fill value."""
+        self._native.erase_chunk(chunk_indices)
+
+    def __repr__(self) -> str:
+        return f"<zarrs_cffi.Array shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"

@@ -1,0 +1,316 @@
+"""ZarrsCodecPipeline: zarr-python's codec pipeline, with chunk I/O and codecs in Rust.
+
+``from_array_metadata_and_store`` opens the array natively when the store maps to native
+storage (``stores.py``) and zarrs can handle its codecs and data type. ``read``/``write``
+turn zarr's per-chunk selections into one native batch (``selection.py``) and run it with
+one ``asyncio.to_thread`` hop, the GIL released inside. Everything else (a store, data
+type, codec or selection that is not native yet) goes to zarr's own BatchedCodecPipeline,
+and is counted (``stats.py``) and logged once per pipeline with the reason; with
+``codec_pipeline.strict`` it raises instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from zarr.abc.codec import CodecPipeline, GetResult
+from zarr.core.array_spec import ArrayConfig, ArraySpec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.codec_pipeline import BatchedCodecPipeline
+from zarr.core.config import config
+from zarr.core.metadata.v3 import ArrayV3Metadata
+
+from . import stats
+from ._bindings import NativeArray, Options
+from .errors import ZarrsError, ZarrsUnsupportedError
+from .selection import ChunkPlan, plan_batch
+from .stores import native_storage
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Self
+
+    from zarr.abc.codec import Codec
+    from zarr.abc.store import ByteGetter, ByteSetter, Store
+    from zarr.core.buffer import Buffer, NDBuffer
+    from zarr.core.chunk_grids import ChunkGrid
+    from zarr.core.indexing import SelectorTuple
+    from zarr.core.metadata import ArrayMetadata
+
+__all__ = ["ZarrsCodecPipeline"]
+
+logger = logging.getLogger("zarrs_cffi")
+
+_PRESENT = GetResult(status="present")
+_MISSING = GetResult(status="missing")
+
+# Batches smaller than this run on the event loop thread: a thread hop costs more than
+# decoding a few small chunks.
+_INLINE_BYTES = 1 << 18
+_INLINE_CHUNKS = 2
+
+
+def _config_int(key: str) -> int:
+    value = config.get(key, None)
+    return int(value) if value is not None else 0
+
+
+def options_from_config() -> Options:
+    """Native options from zarr's config, as zarrs-python reads them."""
+    validate = config.get("codec_pipeline.validate_checksums", None)
+    return Options(
+        num_threads=_config_int("threading.max_workers"),
+        chunk_concurrent_minimum=_config_int("codec_pipeline.chunk_concurrent_minimum"),
+        chunk_concurrent_maximum=_config_int("codec_pipeline.chunk_concurrent_maximum"),
+        validate_checksums=True if validate is None else bool(validate),
+    )
+
+
+def _zarr_pipeline(metadata: ArrayMetadata) -> CodecPipeline:
+    """zarr's own pipeline for ``metadata``, built as zarr's create_codec_pipeline does."""
+    if isinstance(metadata, ArrayV3Metadata):
+        chunk_shape = getattr(metadata.chunk_grid, "chunk_shape", (1,) * len(metadata.shape))
+        spec = ArraySpec(
+            shape=chunk_shape,
+            dtype=metadata.data_type,
+            fill_value=metadata.fill_value,
+            config=ArrayConfig.from_dict({}),
+            prototype=default_buffer_prototype(),
+        )
+        return BatchedCodecPipeline.from_codecs(metadata.codecs).evolve_from_array_spec(spec)
+    from zarr.codecs._v2 import V2Codec
+
+    spec = ArraySpec(
+        shape=metadata.chunks,
+        dtype=metadata.dtype,
+        fill_value=metadata.fill_value,
+        config=ArrayConfig.from_dict({"order": metadata.order}),
+        prototype=default_buffer_prototype(),
+    )
+    v2 = V2Codec(filters=metadata.filters, compressor=metadata.compressor)
+    return BatchedCodecPipeline.from_codecs([v2]).evolve_from_array_spec(spec)
+
+
+def _metadata_json(metadata: ArrayMetadata) -> str:
+    documents = metadata.to_buffer_dict(default_buffer_prototype())
+    document = documents.get("zarr.json") or documents[".zarray"]
+    return document.to_bytes().decode("utf-8")
+
+
+@dataclass(frozen=True)
+class _Native:
+    """The native side of a pipeline: the array, and what reads and writes need."""
+
+    array: NativeArray
+    dtype: np.dtype[Any]
+    store: Store
+    options: Options
+
+
+def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
+    """Open ``metadata`` natively on ``store``, or say why it cannot be."""
+    if isinstance(metadata, ArrayV3Metadata) and metadata.storage_transformers:
+        return "storage transformers"
+    try:
+        dtype = np.dtype(metadata.dtype.to_native_dtype())
+    except (AttributeError, TypeError) as exc:
+        return f"data type without a numpy equivalent ({exc})"
+    if dtype.kind not in "biufc":
+        return f"data type {dtype} is not native yet"
+    if not dtype.isnative:
+        return f"non-native byte order ({dtype})"
+    direct_io = bool(config.get("codec_pipeline.direct_io", False))
+    try:
+        storage = native_storage(store, direct_io=direct_io)
+        if isinstance(storage, str):
+            return storage
+        array = NativeArray.open_with_metadata(storage, _metadata_json(metadata))
+    except ZarrsError as exc:
+        return f"zarrs cannot open this array: {exc}"
+    if array.element_size != dtype.itemsize:
+        return f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}"
+    return _Native(array=array, dtype=dtype, store=store, options=options_from_config())
+
+
+def _restore(kind: str, *args: Any) -> ZarrsCodecPipeline:
+    """Unpickle: rebuild from the source, reading zarr's config as it is now."""
+    if kind == "metadata":
+        return ZarrsCodecPipeline.from_array_metadata_and_store(*args)
+    pipeline = ZarrsCodecPipeline.from_codecs(args[0])
+    return pipeline if args[1] is None else pipeline.evolve_from_array_spec(args[1])
+
+
+@dataclass(frozen=True, eq=False)
+class ZarrsCodecPipeline(CodecPipeline):
+    """A zarr codec pipeline that reads and writes chunks with the Rust zarrs library.
+
+    Select it with ``zarr.config.set({"codec_pipeline.path": "zarrs_cffi.ZarrsCodecPipeline"})``.
+    zarr constructs it; it is not meant to be instantiated directly.
+
+    Parameters
+    ----------
+    fallback
+        zarr's own pipeline, used for everything that is not native.
+    native
+        The native array, or None when this pipeline always falls back.
+    reason
+        Why ``native`` is None.
+    source
+        What the pipeline was built from, to rebuild it when unpickled.
+    """
+
+    fallback: CodecPipeline
+    native: _Native | None
+    reason: str | None
+    source: tuple[Any, ...]
+    _logged: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    # zarr looks pipelines up by this qualified name (zarr.registry.fully_qualified_name).
+    __module__ = "zarrs_cffi"
+
+    @classmethod
+    def from_array_metadata_and_store(cls, array_metadata: ArrayMetadata, store: Store) -> Self:
+        native = _open_native(array_metadata, store)
+        return cls(
+            fallback=_zarr_pipeline(array_metadata),
+            native=native if isinstance(native, _Native) else None,
+            reason=native if isinstance(native, str) else None,
+            source=("metadata", array_metadata, store),
+        )
+
+    @classmethod
+    def from_codecs(cls, codecs: Iterable[Codec]) -> Self:
+        codecs = tuple(codecs)
+        return cls(
+            fallback=BatchedCodecPipeline.from_codecs(codecs),
+            native=None,
+            reason="pipeline built from codecs alone (no store)",
+            source=("codecs", codecs, None),
+        )
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        source = self.source if self.source[0] != "codecs" else ("codecs", self.source[1], array_spec)
+        return replace(self, fallback=self.fallback.evolve_from_array_spec(array_spec), source=source)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, self.source)
+
+    def __iter__(self) -> Iterator[Codec]:
+        return iter(self.fallback)  # type: ignore[call-overload]
+
+    @property
+    def supports_partial_decode(self) -> bool:
+        return self.fallback.supports_partial_decode
+
+    @property
+    def supports_partial_encode(self) -> bool:
+        return self.fallback.supports_partial_encode
+
+    def validate(self, *, shape: tuple[int, ...], dtype: Any, chunk_grid: ChunkGrid) -> None:
+        self.fallback.validate(shape=shape, dtype=dtype, chunk_grid=chunk_grid)
+
+    def compute_encoded_size(self, byte_length: int, array_spec: ArraySpec) -> int:
+        return self.fallback.compute_encoded_size(byte_length, array_spec)
+
+    async def decode(
+        self, chunk_bytes_and_specs: Iterable[tuple[Buffer | None, ArraySpec]]
+    ) -> Iterable[NDBuffer | None]:
+        return await self.fallback.decode(chunk_bytes_and_specs)
+
+    async def encode(
+        self, chunk_arrays_and_specs: Iterable[tuple[NDBuffer | None, ArraySpec]]
+    ) -> Iterable[Buffer | None]:
+        return await self.fallback.encode(chunk_arrays_and_specs)
+
+    def _fall_back(self, kind: str, chunks: int, reason: str) -> None:
+        if config.get("codec_pipeline.strict", False):
+            raise ZarrsUnsupportedError(f"zarrs_cffi cannot handle this natively: {reason}")
+        stats.record_fallback(kind, chunks, reason)
+        if reason not in self._logged:
+            self._logged.add(reason)
+            logger.warning("zarrs_cffi: using zarr's own pipeline for %s: %s", kind, reason)
+
+    def _plan(
+        self, batch: list[Any], buffer: NDBuffer, drop_axes: tuple[int, ...]
+    ) -> tuple[_Native, ChunkPlan, np.ndarray[Any, Any]] | str:
+        native = self.native
+        if native is None:
+            return self.reason or "not native"
+        try:
+            array = buffer.as_numpy_array()
+        except (AttributeError, TypeError, ValueError):
+            return f"{type(buffer).__name__} is not a CPU numpy buffer"
+        if not isinstance(array, np.ndarray) or array.dtype != native.dtype:
+            return f"buffer of type {type(array).__name__} / {getattr(array, 'dtype', '?')}"
+        plan = plan_batch(batch, native.array.ndim, drop_axes)
+        if isinstance(plan, str):
+            return plan
+        return native, plan, array
+
+    @staticmethod
+    async def _run(plan: ChunkPlan, itemsize: int, function: Any, *args: Any) -> Any:
+        nbytes = int(np.prod(plan.buffer_shape)) * itemsize
+        if len(plan.batch) <= _INLINE_CHUNKS and nbytes <= _INLINE_BYTES:
+            return function(*args)
+        return await asyncio.to_thread(function, *args)
+
+    async def read(
+        self,
+        batch_info: Iterable[tuple[ByteGetter, ArraySpec, SelectorTuple, SelectorTuple, bool]],
+        out: NDBuffer,
+        drop_axes: tuple[int, ...] = (),
+    ) -> tuple[GetResult, ...]:
+        batch = list(batch_info)
+        if not batch:
+            return ()
+        planned = self._plan(batch, out, drop_axes)
+        if isinstance(planned, str):
+            self._fall_back("reads", len(batch), planned)
+            return tuple(await self.fallback.read(batch, out, drop_axes))
+        native, plan, array = planned
+        target = np.expand_dims(array, plan.inserted_axes) if plan.inserted_axes else array
+        direct = target.flags.c_contiguous and target.flags.writeable
+        buffer = target if direct else np.empty(target.shape, target.dtype)
+        present = await self._run(plan, array.itemsize, native.array.read_chunks, native.options, plan.batch, buffer)
+        if not direct:
+            target[...] = buffer
+        stats.record_native("reads", len(batch))
+        return tuple(_PRESENT if p else _MISSING for p in present)
+
+    async def write(
+        self,
+        batch_info: Iterable[tuple[ByteSetter, ArraySpec, SelectorTuple, SelectorTuple, bool]],
+        value: NDBuffer,
+        drop_axes: tuple[int, ...] = (),
+    ) -> None:
+        batch = list(batch_info)
+        if not batch:
+            return
+        planned = self._plan(batch, value, drop_axes)
+        if isinstance(planned, str):
+            self._fall_back("writes", len(batch), planned)
+            await self.fallback.write(batch, value, drop_axes)
+            return
+        native, plan, array = planned
+        if native.store.read_only:
+            # zarr's own error, exactly as a write through the store would raise it.
+            native.store._check_writable()
+        if array.size == 1:
+            # One value broadcast everywhere (zarr passes scalars as 1-element arrays).
+            source = array.reshape(())
+        else:
+            source = array
+            if plan.inserted_axes and array.ndim == len(plan.buffer_shape) - len(plan.inserted_axes):
+                source = np.expand_dims(source, plan.inserted_axes)
+            if source.shape != plan.buffer_shape:
+                source = np.broadcast_to(source, plan.buffer_shape)
+            source = np.ascontiguousarray(source)
+        options = native.options
+        if batch[0][1].config.write_empty_chunks:
+            options = replace(options, store_empty_chunks=True)
+        await self._run(plan, array.itemsize, native.array.write_chunks, options, plan.batch, source)
+        stats.record_native("writes", len(batch))

@@ -1,0 +1,79 @@
+"""Per-process counts of chunks handled natively and chunks that fell back, and why.
+
+Tests assert on these to prove the fast path; users read them to see what their workload
+actually does (``zarrs_cffi.stats()``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["PipelineStats", "reset_stats", "stats"]
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    """A snapshot of the counters.
+
+    Attributes
+    ----------
+    native_reads, native_writes
+        Chunks read or written by the native library.
+    fallback_reads, fallback_writes
+        Chunks handed to zarr's own pipeline.
+    fallback_reasons
+        For each reason, how many chunks fell back for it.
+    """
+
+    native_reads: int = 0
+    native_writes: int = 0
+    fallback_reads: int = 0
+    fallback_writes: int = 0
+    fallback_reasons: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def fallbacks(self) -> int:
+        """Chunks that fell back, reads and writes together."""
+        return self.fallback_reads + self.fallback_writes
+
+
+_lock = threading.Lock()
+_counts: Counter[str] = Counter()
+_reasons: Counter[str] = Counter()
+
+
+def record_native(kind: str, chunks: int) -> None:
+    with _lock:
+        _counts[f"native_{kind}"] += chunks
+
+
+def record_fallback(kind: str, chunks: int, reason: str) -> None:
+    with _lock:
+        _counts[f"fallback_{kind}"] += chunks
+        _reasons[reason] += chunks
+
+
+def stats() -> PipelineStats:
+    """The counts since the process started or :func:`reset_stats` was last called."""
+    with _lock:
+        return PipelineStats(
+            native_reads=_counts["native_reads"],
+            native_writes=_counts["native_writes"],
+            fallback_reads=_counts["fallback_reads"],
+            fallback_writes=_counts["fallback_writes"],
+            fallback_reasons=MappingProxyType(dict(_reasons)),
+        )
+
+
+def reset_stats() -> None:
+    """Set every counter back to zero."""
+    with _lock:
+        _counts.clear()
+        _reasons.clear()
