@@ -143,7 +143,7 @@ ZarrsResult zarrs_array_chunk_shape(const struct ZarrsArray *array,
 // with `ZARRS_ERROR_UNSUPPORTED`.
 ZarrsResult zarrs_array_element_size(const struct ZarrsArray *array, size_t *size_out);
 
-// Copy the data type's name (e.g. `uint16`, `float64`) into `buf`. See the buffer
+// Copy the data type's Zarr v3 name (e.g. `uint16`, `float64`) into `buf`. See the buffer
 // convention on [`zarrs_array_metadata`].
 ZarrsResult zarrs_array_data_type(const struct ZarrsArray *array,
                                   char *buf,

@@ -6,6 +6,7 @@
 use std::ffi::c_char;
 
 use zarrs::array::{Array, ArrayMetadata, ArraySubset};
+use zarrs::plugin::{ExtensionName, ZarrVersion};
 use zarrs::storage::{ReadableWritableListableStorage, ReadableWritableListableStorageTraits};
 
 use crate::args;
@@ -316,7 +317,7 @@ unsafe fn write_string(text: &str, buf: *mut c_char, buf_len: usize, len_out: *m
     Ok(())
 }
 
-/// Copy the data type's name (e.g. `uint16`, `float64`) into `buf`. See the buffer
+/// Copy the data type's Zarr v3 name (e.g. `uint16`, `float64`) into `buf`. See the buffer
 /// convention on [`zarrs_array_metadata`].
 #[no_mangle]
 pub extern "C" fn zarrs_array_data_type(
@@ -328,7 +329,12 @@ pub extern "C" fn zarrs_array_data_type(
     boundary(|| {
         // SAFETY: live handle; buffers per the contract.
         let array = unsafe { args::handle(array, "array")? };
-        unsafe { write_string(&array.array.data_type().to_string(), buf, buf_len, len_out) }
+        let data_type = array.array.data_type();
+        // The Zarr v3 name (zarrs' Display joins the v3 and v2 names, e.g. "uint16 / <u2").
+        let name = data_type
+            .name(ZarrVersion::V3)
+            .map_or_else(|| data_type.to_string(), |name| name.into_owned());
+        unsafe { write_string(&name, buf, buf_len, len_out) }
     })
 }
 
