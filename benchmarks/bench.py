@@ -255,7 +255,7 @@ Impl = ZarrPipelineImpl | TensorstoreImpl
 # `codec_pipeline.strict` is zarrs-python's switch that turns its silent
 # fallback to BatchedCodecPipeline into an error; without it an unsupported
 # case would be timed as zarr's pipeline under the zarrs name. It changes no
-# tuning. Ours gets it too in case it mirrors zarrs-python's config.
+# tuning. zarrs_cffi honours the same key for its own fallback.
 _STRICT = {"codec_pipeline.strict": True}
 IMPLS: dict[str, Impl] = {
     impl.key: impl
