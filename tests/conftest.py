@@ -1,0 +1,150 @@
+"""Shared fixtures and helpers for the zarrs_cffi test suite.
+
+zarr binds a codec pipeline to an array when the array is opened, so every test opens
+its arrays inside the ``zarrs_pipeline`` (or ``zarr_pipeline``) fixture's config context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+import zarr
+
+import zarrs_cffi
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+ZARRS_PIPELINE = "zarrs_cffi.ZarrsCodecPipeline"
+ZARR_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"
+
+# Every fixed-size data type the pipeline handles natively.
+NATIVE_DTYPES = [
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+]
+
+
+@pytest.fixture
+def zarrs_pipeline() -> Iterator[None]:
+    """zarr configured to use ZarrsCodecPipeline, with the stats counters reset."""
+    with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
+        zarrs_cffi.reset_stats()
+        yield
+
+
+@pytest.fixture
+def zarr_pipeline() -> Iterator[None]:
+    """zarr configured to use its own BatchedCodecPipeline (the reference)."""
+    with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
+        yield
+
+
+def assert_no_fallback() -> None:
+    """Fail, listing the reasons, if any chunk went to zarr's own pipeline."""
+    s = zarrs_cffi.stats()
+    assert s.fallbacks == 0, s.fallback_reasons
+
+
+@pytest.fixture
+def no_fallback() -> Callable[[], None]:
+    """The :func:`assert_no_fallback` helper, as a fixture."""
+    return assert_no_fallback
+
+
+@contextlib.contextmanager
+def _expect_native(*, reads: bool = False, writes: bool = False) -> Iterator[None]:
+    before = zarrs_cffi.stats()
+    yield
+    after = zarrs_cffi.stats()
+    assert after.fallbacks == 0, after.fallback_reasons
+    if reads:
+        assert after.native_reads > before.native_reads, "no chunk was read natively"
+    if writes:
+        assert after.native_writes > before.native_writes, "no chunk was written natively"
+
+
+@pytest.fixture
+def expect_native(zarrs_pipeline: None) -> Callable[..., contextlib.AbstractContextManager[None]]:
+    """A context manager: the block must read (``reads=True``) and/or write
+    (``writes=True``) chunks natively, and nothing may have fallen back."""
+    return _expect_native
+
+
+def make_data(dtype: str | np.dtype[Any], shape: tuple[int, ...], seed: int = 0) -> np.ndarray[Any, Any]:
+    """Random values of ``dtype`` including the type's edge cases (extremes, NaN, inf)."""
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64))
+    if dt.kind == "b":
+        flat = rng.integers(0, 2, size).astype(bool)
+        specials: list[Any] = [True, False]
+    elif dt.kind in "iu":
+        info = np.iinfo(dt)
+        flat = rng.integers(info.min, info.max, size, dtype=dt, endpoint=True)
+        specials = [info.min, info.max, 0, 1]
+        if dt.kind == "i":
+            specials.append(-1)
+    elif dt.kind == "f":
+        flat = (rng.standard_normal(size) * 1000).astype(dt)
+        finfo = np.finfo(dt)
+        specials = [np.nan, np.inf, -np.inf, -0.0, finfo.max, finfo.min, finfo.tiny]
+    elif dt.kind == "c":
+        part = np.dtype(f"f{dt.itemsize // 2}")
+        flat = (rng.standard_normal(size) + 1j * rng.standard_normal(size)).astype(dt)
+        specials = [complex(np.nan, 1), complex(1, np.nan), complex(np.inf, -np.inf), np.finfo(part).max]
+    else:
+        raise ValueError(f"no generator for {dt}")
+    flat = flat.astype(dt)
+    k = min(len(specials), size)
+    flat[:k] = np.array(specials[:k], dtype=dt)
+    # Scatter the edge cases so they land in different chunks.
+    rng.shuffle(flat)
+    return flat.reshape(shape)
+
+
+def assert_same(got: Any, expected: np.ndarray[Any, Any]) -> None:
+    """Equal dtype, shape and values; NaNs match NaNs in the same place (per component)."""
+    got = np.asarray(got)
+    expected = np.asarray(expected)
+    assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    if expected.dtype.kind == "c":
+        # Compare real and imaginary parts separately, so nan+1j never matches 1+nanj.
+        part = np.dtype(f"f{expected.dtype.itemsize // 2}")
+        got = np.ascontiguousarray(got).reshape(-1).view(part)
+        expected = np.ascontiguousarray(expected).reshape(-1).view(part)
+    if expected.dtype.kind == "f":
+        np.testing.assert_array_equal(got, expected)  # treats NaN == NaN
+        # -0.0 vs 0.0 matter for a byte-faithful round trip.
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+    else:
+        np.testing.assert_array_equal(got, expected)
+
+
+def stored_keys(root: str | os.PathLike[str]) -> set[str]:
+    """Every file under a directory store, as store keys (metadata included)."""
+    root = Path(root)
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def chunk_keys(root: str | os.PathLike[str]) -> set[str]:
+    """The chunk (or shard) keys stored under a directory store."""
+    return {k for k in stored_keys(root) if not k.endswith(("zarr.json", ".zarray", ".zattrs", ".zgroup"))}
