@@ -70,7 +70,8 @@ def no_fallback() -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def _expect_native(*, reads: bool = False, writes: bool = False) -> Iterator[None]:
+def native_only(*, reads: bool = False, writes: bool = False) -> Iterator[None]:
+    """The block must read and/or write chunks natively, and nothing may fall back."""
     before = zarrs_cffi.stats()
     yield
     after = zarrs_cffi.stats()
@@ -85,7 +86,7 @@ def _expect_native(*, reads: bool = False, writes: bool = False) -> Iterator[Non
 def expect_native(zarrs_pipeline: None) -> Callable[..., contextlib.AbstractContextManager[None]]:
     """A context manager: the block must read (``reads=True``) and/or write
     (``writes=True``) chunks natively, and nothing may have fallen back."""
-    return _expect_native
+    return native_only
 
 
 def make_data(dtype: str | np.dtype[Any], shape: tuple[int, ...], seed: int = 0) -> np.ndarray[Any, Any]:
