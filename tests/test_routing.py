@@ -1,0 +1,235 @@
+"""What the pipeline cannot handle natively goes to zarr's own pipeline: correctly,
+counted in ``zarrs_cffi.stats()`` with a reason, logged once, or refused under strict."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from conftest import assert_no_fallback, assert_same, make_data, native_only
+from zarr.storage import LocalStore, MemoryStore
+
+import zarrs_cffi
+
+SHAPE = (10, 12)
+CHUNKS = (4, 5)
+N_CHUNKS = 3 * 3
+
+
+def _local(path: Any, dtype: Any = "int32", **kwargs: Any) -> zarr.Array:
+    return zarr.create_array(LocalStore(path), shape=SHAPE, chunks=CHUNKS, dtype=dtype, **kwargs)
+
+
+def _fell_back(*, reads: int = 0, writes: int = 0) -> dict[str, int]:
+    """Assert exactly these fallbacks (and no native chunk), and return the reasons."""
+    s = zarrs_cffi.stats()
+    assert (s.fallback_reads, s.fallback_writes) == (reads, writes), s
+    assert (s.native_reads, s.native_writes) == (0, 0), s
+    assert sum(s.fallback_reasons.values()) == reads + writes
+    return dict(s.fallback_reasons)
+
+
+# --- stores --------------------------------------------------------------------------------
+
+
+def test_memory_store_falls_back_with_correct_values(zarrs_pipeline):
+    data = make_data("float64", SHAPE, seed=30)
+    arr = zarr.create_array(MemoryStore(), shape=SHAPE, chunks=CHUNKS, dtype="float64")
+    assert arr.async_array.codec_pipeline.native is None
+    arr[:] = data
+    arr[1:3, 2:9] = -1.0
+    data[1:3, 2:9] = -1.0
+    assert_same(arr[:], data)
+    assert_same(arr[4, 3:7], data[4, 3:7])
+    # Chunks are counted once per operation that touches them.
+    reasons = _fell_back(reads=N_CHUNKS + 2, writes=N_CHUNKS + 2)
+    assert list(reasons) == ["MemoryStore has no native storage yet"]
+
+
+# --- selections ----------------------------------------------------------------------------
+
+READS = {
+    "stepped": (lambda a: a[::2], lambda d: d[::2], "stepped slices"),
+    "stepped-with-int": (lambda a: a[1:9:3, 2], lambda d: d[1:9:3, 2], "stepped slices"),
+    "oindex": (lambda a: a.oindex[[0, 3]], lambda d: d[[0, 3]], "selection of type ndarray"),
+    "oindex-slice": (lambda a: a.oindex[[0, 3, 9], 1:4], lambda d: d[[0, 3, 9], 1:4], "selection of type ndarray"),
+    "oindex-int": (lambda a: a.oindex[[0, 3], 2], lambda d: d[[0, 3], 2], "drop axes"),
+    "vindex": (lambda a: a.vindex[[0, 3, 9], [1, 2, 11]], lambda d: d[[0, 3, 9], [1, 2, 11]], "non-basic output selection"),
+    "mask": (lambda a: a.vindex[_MASK], lambda d: d[_MASK], "non-basic output selection"),
+    "coordinates": (
+        lambda a: a.get_coordinate_selection(([1, 9], [2, 11])),
+        lambda d: d[[1, 9], [2, 11]],
+        "non-basic output selection",
+    ),
+}
+_MASK = np.arange(120).reshape(SHAPE) % 7 == 0
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_unsupported_selection_reads_fall_back(tmp_path, zarrs_pipeline, name):
+    select, expected, reason = READS[name]
+    data = make_data("int32", SHAPE, seed=31)
+    arr = _local(tmp_path)
+    arr[:] = data
+    zarrs_cffi.reset_stats()
+    assert_same(arr_value := select(arr), expected(data))
+    assert arr_value.dtype == data.dtype
+    reasons = _fell_back(reads=zarrs_cffi.stats().fallback_reads)
+    assert zarrs_cffi.stats().fallback_reads > 0
+    assert any(reason in r for r in reasons), reasons
+
+
+WRITES = {
+    "stepped": lambda t, v: t.__setitem__((slice(None, None, 2),), v),
+    "oindex": lambda t, v: _oindex(t).__setitem__(([0, 3, 9],), v),
+    "vindex": lambda t, v: _vindex(t).__setitem__(([0, 3, 9], [1, 2, 11]), v),
+    "mask": lambda t, v: _vindex(t).__setitem__((_MASK,), v),
+}
+
+
+def _oindex(target: Any) -> Any:
+    return target.oindex if isinstance(target, zarr.Array) else _NumpyOindex(target)
+
+
+def _vindex(target: Any) -> Any:
+    return target.vindex if isinstance(target, zarr.Array) else target
+
+
+class _NumpyOindex:
+    def __init__(self, array: np.ndarray[Any, Any]) -> None:
+        self.array = array
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.array[np.ix_(*[np.asarray(k) for k in key])] = value
+
+
+@pytest.mark.parametrize("name", list(WRITES))
+def test_unsupported_selection_writes_fall_back(tmp_path, zarrs_pipeline, name):
+    data = make_data("int32", SHAPE, seed=32)
+    arr = _local(tmp_path)
+    with native_only(writes=True):
+        arr[:] = data
+    zarrs_cffi.reset_stats()
+    write = WRITES[name]
+    write(arr, 77)
+    write(data, 77)
+    reasons = _fell_back(writes=zarrs_cffi.stats().fallback_writes)
+    assert zarrs_cffi.stats().fallback_writes > 0
+    assert reasons
+    # What zarr's pipeline wrote reads back natively.
+    zarrs_cffi.reset_stats()
+    with native_only(reads=True):
+        assert_same(arr[:], data)
+
+
+def test_block_selection_and_negative_slices_stay_native(tmp_path, zarrs_pipeline):
+    data = make_data("int32", SHAPE, seed=33)
+    arr = _local(tmp_path)
+    arr[:] = data
+    with native_only(reads=True):
+        assert_same(arr.blocks[1], data[4:8])
+        assert_same(arr.blocks[1:, 0], data[4:, 0:5])
+        assert_same(arr[-3:, -5:-1], data[-3:, -5:-1])
+    assert_no_fallback()
+
+
+# --- data types ----------------------------------------------------------------------------
+
+DTYPES = {
+    "string": ("str", lambda: np.array([f"s{i}" * (i % 4) for i in range(120)], dtype="T").reshape(SHAPE), "data type"),
+    "datetime64": (
+        "datetime64[ns]",
+        lambda: (np.datetime64("2024-01-01", "ns") + np.arange(120) * np.timedelta64(3_600_123_456, "ns")).reshape(SHAPE),
+        "datetime64",
+    ),
+    "fixed-bytes": ("S4", lambda: np.array([b"ab%d" % (i % 10) for i in range(120)], dtype="S4").reshape(SHAPE), "S4"),
+    "big-endian": (">i4", lambda: np.arange(-60, 60, dtype=">i4").reshape(SHAPE), "byte order"),
+}
+
+
+@pytest.mark.parametrize("name", list(DTYPES))
+def test_non_native_dtypes_fall_back(tmp_path, zarrs_pipeline, name):
+    dtype, make, reason = DTYPES[name]
+    data = make()
+    with warnings.catch_warnings():
+        # zarr warns that some of these data types have no stable v3 specification.
+        warnings.simplefilter("ignore", zarr.errors.UnstableSpecificationWarning)
+        arr = _local(tmp_path, dtype=dtype)
+    pipeline = arr.async_array.codec_pipeline
+    assert pipeline.native is None
+    assert reason in pipeline.reason
+    arr[:] = data
+    arr[2:5, 3] = data[0, 0:3]
+    data[2:5, 3] = data[0, 0:3]
+    np.testing.assert_array_equal(arr[:], data)
+    np.testing.assert_array_equal(arr[7, 1:10], data[7, 1:10])
+    reasons = _fell_back(reads=N_CHUNKS + 2, writes=N_CHUNKS + 2)
+    assert list(reasons) == [pipeline.reason]
+
+
+# --- strict mode ---------------------------------------------------------------------------
+
+
+def test_strict_mode_raises_instead_of_falling_back(tmp_path, zarrs_pipeline):
+    with zarr.config.set({"codec_pipeline.strict": True}):
+        arr = _local(tmp_path)
+        # Native work is unaffected.
+        with native_only(writes=True, reads=True):
+            arr[:] = 1
+            assert_same(arr[2:9, 1], np.ones(7, dtype="int32"))
+        with pytest.raises(zarrs_cffi.ZarrsUnsupportedError, match="stepped slices"):
+            arr[::2]
+        with pytest.raises(zarrs_cffi.ZarrsUnsupportedError, match="ndarray"):
+            arr.oindex[[0, 1]] = 5
+        memory = zarr.create_array(MemoryStore(), shape=SHAPE, chunks=CHUNKS, dtype="int32")
+        with pytest.raises(zarrs_cffi.ZarrsUnsupportedError, match="MemoryStore"):
+            memory[:] = 1
+        with pytest.raises(zarrs_cffi.ZarrsUnsupportedError, match="MemoryStore"):
+            memory[:]
+    # Nothing fell back, and nothing was written by the refused calls.
+    assert_no_fallback()
+    assert_same(arr[:], np.ones(SHAPE, dtype="int32"))
+
+
+def test_strict_mode_is_read_per_call(tmp_path, zarrs_pipeline):
+    arr = _local(tmp_path, fill_value=0)
+    with zarr.config.set({"codec_pipeline.strict": True}), pytest.raises(zarrs_cffi.ZarrsUnsupportedError):
+        arr[::3]
+    assert_same(arr[::3], np.zeros((4, 12), dtype="int32"))
+    assert zarrs_cffi.stats().fallback_reads > 0
+
+
+# --- logging -------------------------------------------------------------------------------
+
+
+def test_fallback_is_logged_once_per_pipeline_and_reason(tmp_path, zarrs_pipeline, caplog):
+    arr = _local(tmp_path / "a", fill_value=0)
+    with caplog.at_level(logging.WARNING, logger="zarrs_cffi"):
+        arr[::2]
+        arr[::3]
+        arr[1:9:2] = 1
+        arr.oindex[[0, 1]]
+        arr.oindex[[2, 5]]
+        other = _local(tmp_path / "b", fill_value=0)
+        other[::2]
+    records = [r for r in caplog.records if r.name == "zarrs_cffi"]
+    messages = [r.getMessage() for r in records]
+    assert all(r.levelno == logging.WARNING for r in records)
+    # One per (pipeline, reason): the stepped-slice reason for each array, the ndarray
+    # reason for the first one.
+    assert sum("stepped slices" in m for m in messages) == 2, messages
+    assert sum("selection of type ndarray" in m for m in messages) == 1, messages
+    assert len(messages) == 3, messages
+
+
+def test_native_work_logs_nothing(tmp_path, zarrs_pipeline, caplog):
+    with caplog.at_level(logging.DEBUG, logger="zarrs_cffi"):
+        arr = _local(tmp_path)
+        arr[:] = 3
+        arr[1:4]
+    assert [r for r in caplog.records if r.name == "zarrs_cffi"] == []
+    assert_no_fallback()
