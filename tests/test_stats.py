@@ -1,0 +1,79 @@
+"""zarrs_cffi.stats(): one count per chunk, snapshots, reset, and exact under threads."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import zarr
+from conftest import assert_same, make_data
+from zarr.storage import LocalStore, MemoryStore
+
+import zarrs_cffi
+from zarrs_cffi import PipelineStats
+
+
+def _array(path) -> zarr.Array:
+    # A 3 x 3 chunk grid.
+    return zarr.create_array(LocalStore(path), shape=(12, 15), chunks=(4, 5), dtype="int32", fill_value=0)
+
+
+def test_counts_one_per_chunk(tmp_path, zarrs_pipeline):
+    arr = _array(tmp_path)
+    assert zarrs_cffi.stats() == PipelineStats()
+    arr[:] = 1
+    assert zarrs_cffi.stats() == PipelineStats(native_writes=9)
+    arr[0:4, 3:7]  # two chunks
+    arr[5]  # three chunks
+    arr[5, 5]  # one chunk
+    assert zarrs_cffi.stats() == PipelineStats(native_reads=6, native_writes=9)
+    arr[::2]  # every chunk, through zarr's pipeline
+    s = zarrs_cffi.stats()
+    assert (s.native_reads, s.fallback_reads, s.fallback_writes, s.fallbacks) == (6, 9, 0, 9)
+    assert dict(s.fallback_reasons) == {"stepped slices": 9}
+
+
+def test_reset(tmp_path, zarrs_pipeline):
+    arr = _array(tmp_path)
+    arr[:] = 1
+    arr[::3] = 2
+    assert zarrs_cffi.stats().native_writes and zarrs_cffi.stats().fallback_writes
+    zarrs_cffi.reset_stats()
+    assert zarrs_cffi.stats() == PipelineStats()
+    assert dict(zarrs_cffi.stats().fallback_reasons) == {}
+
+
+def test_snapshot_is_immutable_and_detached(tmp_path, zarrs_pipeline):
+    arr = zarr.create_array(MemoryStore(), shape=(8,), chunks=(4,), dtype="int8")
+    arr[:] = 1
+    snapshot = zarrs_cffi.stats()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snapshot.native_reads = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        snapshot.fallback_reasons["x"] = 1  # type: ignore[index]
+    arr[:]
+    assert snapshot.fallback_reads == 0
+    assert snapshot.fallback_writes == 2
+    assert zarrs_cffi.stats().fallback_reads == 2
+    assert sum(snapshot.fallback_reasons.values()) == 2
+
+
+def test_counts_are_exact_under_threads(tmp_path, zarrs_pipeline):
+    arr = zarr.create_array(LocalStore(tmp_path), shape=(64, 64), chunks=(8, 8), dtype="float64")
+    data = make_data("float64", (64, 64), seed=70)
+
+    def write_block(i: int) -> None:
+        # Each thread owns one row of chunks.
+        arr[i * 8 : (i + 1) * 8] = data[i * 8 : (i + 1) * 8]
+
+    def read_all(_: int) -> np.ndarray:
+        return arr[:]
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write_block, range(8)))
+        results = list(pool.map(read_all, range(16)))
+    for got in results:
+        assert_same(got, data)
+    assert zarrs_cffi.stats() == PipelineStats(native_reads=16 * 64, native_writes=64)
