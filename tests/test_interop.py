@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import ZARR_PIPELINE, ZARRS_PIPELINE, native_only, assert_same, make_data, stored_keys
-from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZstdCodec
 from zarr.storage import LocalStore
 
 import zarrs_cffi
@@ -23,6 +23,7 @@ import zarrs_cffi
 # name -> zarr.create_array keyword arguments, for 2-D arrays with 4 x 4 chunks.
 KINDS: dict[str, dict[str, Any]] = {
     "v3-bytes": {"compressors": None},
+    "v3-big-endian": {"serializer": BytesCodec(endian="big"), "compressors": None},
     "v3-transpose": {"filters": [TransposeCodec(order=(1, 0))], "compressors": None},
     "v3-blosc": {"compressors": [BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")]},
     "v3-gzip": {"compressors": [GzipCodec(level=1)]},
@@ -36,7 +37,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "v2-gzip": {"zarr_format": 2, "compressors": numcodecs.GZip(level=1)},
 }
 # Encodings with no compression: both pipelines must produce the very same bytes.
-UNCOMPRESSED = ["v3-bytes", "v3-transpose", "v3-crc32c", "v2-none"]
+UNCOMPRESSED = ["v3-bytes", "v3-big-endian", "v3-transpose", "v3-crc32c", "v2-none"]
 
 SHAPE = (13, 10)
 CHUNKS = (4, 4)

@@ -7,6 +7,7 @@ import logging
 import warnings
 from typing import Any
 
+import numcodecs
 import numpy as np
 import pytest
 import zarr
@@ -169,6 +170,37 @@ def test_non_native_dtypes_fall_back(tmp_path, zarrs_pipeline, name):
     np.testing.assert_array_equal(arr[7, 1:10], data[7, 1:10])
     reasons = _fell_back(reads=N_CHUNKS + 2, writes=N_CHUNKS + 2)
     assert list(reasons) == [pipeline.reason]
+
+
+# --- codecs --------------------------------------------------------------------------------
+
+
+def _unsupported_codec_array(path: Any, name: str) -> zarr.Array:
+    if name == "v2-delta":
+        return zarr.create_array(
+            LocalStore(path), shape=SHAPE, chunks=CHUNKS, dtype="int32", zarr_format=2,
+            filters=[numcodecs.Delta(dtype="<i4")], compressors=None,
+        )
+    from zarr.codecs.numcodecs import LZ4
+
+    with warnings.catch_warnings():
+        # numcodecs.zarr3 codecs warn that their specification is unstable.
+        warnings.simplefilter("ignore")
+        return _local(path, compressors=[LZ4()])
+
+
+@pytest.mark.parametrize("name", ["v2-delta", "numcodecs-lz4"])
+def test_codec_zarrs_cannot_open_falls_back(tmp_path, zarrs_pipeline, name):
+    arr = _unsupported_codec_array(tmp_path, name)
+    pipeline = arr.async_array.codec_pipeline
+    assert pipeline.native is None
+    assert pipeline.reason.startswith("zarrs cannot open this array")
+    data = make_data("int32", SHAPE, seed=34)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr[:] = data
+        assert_same(arr[:], data)
+    assert list(_fell_back(reads=N_CHUNKS, writes=N_CHUNKS)) == [pipeline.reason]
 
 
 # --- strict mode ---------------------------------------------------------------------------
