@@ -51,6 +51,26 @@ def test_memory_store_falls_back_with_correct_values(zarrs_pipeline):
     assert list(reasons) == ["MemoryStore has no native storage yet"]
 
 
+def test_sharded_fallback_counts_shards_once(tmp_path, zarrs_pipeline, caplog):
+    # zarr's sharding codec builds its inner pipeline with the configured pipeline class
+    # (ours, from codecs alone); inner chunks are part of the shard that already fell back.
+    data = make_data("int32", (16, 16), seed=35)
+    with caplog.at_level(logging.WARNING, logger="zarrs_cffi"):
+        memory = zarr.create_array(MemoryStore(), shape=(16, 16), chunks=(2, 2), shards=(8, 8), dtype="int32")
+        memory[:] = data
+        assert_same(memory[:], data)
+        assert _fell_back(reads=4, writes=4) == {"MemoryStore has no native storage yet": 8}
+        local = zarr.create_array(LocalStore(tmp_path), shape=(16, 16), chunks=(2, 2), shards=(8, 8), dtype="int32")
+        zarrs_cffi.reset_stats()
+        with native_only(writes=True):
+            local[:] = data
+        zarrs_cffi.reset_stats()
+        assert_same(local[::2], data[::2])
+        assert _fell_back(reads=4) == {"stepped slices": 4}
+    messages = [r.getMessage() for r in caplog.records if r.name == "zarrs_cffi"]
+    assert len(messages) == 2, messages
+
+
 # --- selections ----------------------------------------------------------------------------
 
 READS = {
