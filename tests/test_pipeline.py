@@ -6,6 +6,7 @@ library (``expect_native``) and that nothing fell back to zarr's own pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -423,3 +424,42 @@ def test_resize_and_append(tmp_path, expect_native, codec):
     with expect_native(reads=True):
         assert_same(arr[:], reference)
         assert_same(arr[:6], expected[:6])
+
+
+# --- caller buffers and concurrency --------------------------------------------------------
+
+
+def test_read_into_strided_out_buffer(tmp_path, expect_native):
+    from zarr.core.buffer.cpu import NDBuffer
+
+    data = make_data("int32", (10, 12), seed=13)
+    arr = create(tmp_path, data.shape, (4, 5), "int32", "zstd")
+    arr[:] = data
+    big = np.full((10, 24), -1, dtype="int32")
+    view = big[:, ::2]  # not contiguous: the pipeline decodes elsewhere and copies
+    with expect_native(reads=True):
+        arr.get_basic_selection((slice(None), slice(None)), out=NDBuffer.from_numpy_array(view))
+    assert_same(view, data)
+    assert (big[:, 1::2] == -1).all()
+
+
+def test_concurrent_async_reads_and_writes(tmp_path, expect_native):
+    data = make_data("float32", (16, 12), seed=14)
+    arr = create(tmp_path, data.shape, (4, 5), "float32", "zstd")
+    arr[:] = data
+
+    async def main() -> tuple[list[Any], Any]:
+        async_arr = await zarr.api.asynchronous.open_array(store=LocalStore(tmp_path))
+        reads = await asyncio.gather(*(async_arr.getitem((slice(i, i + 5),)) for i in range(12)))
+        # Each write owns one row of chunks: concurrent writes to one chunk are not safe
+        # in zarr either.
+        await asyncio.gather(
+            *(async_arr.setitem((slice(4 * i, 4 * i + 4),), np.full((4, 12), i, dtype="float32")) for i in range(4))
+        )
+        return reads, await async_arr.getitem(())
+
+    with expect_native(reads=True, writes=True):
+        reads, final = asyncio.run(main())
+    for i, got in enumerate(reads):
+        assert_same(got, data[i : i + 5])
+    assert_same(final, np.repeat(np.arange(4, dtype="float32"), 4)[:, None].repeat(12, axis=1))

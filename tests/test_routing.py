@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import assert_no_fallback, assert_same, make_data, native_only
-from zarr.storage import LocalStore, MemoryStore
+from zarr.storage import LocalStore, LoggingStore, MemoryStore, ZipStore
 
 import zarrs_cffi
 
@@ -49,6 +49,33 @@ def test_memory_store_falls_back_with_correct_values(zarrs_pipeline):
     # Chunks are counted once per operation that touches them.
     reasons = _fell_back(reads=N_CHUNKS + 2, writes=N_CHUNKS + 2)
     assert list(reasons) == ["MemoryStore has no native storage yet"]
+
+
+@pytest.mark.parametrize("kind", ["zip", "logging"])
+def test_other_stores_fall_back(tmp_path, zarrs_pipeline, kind, caplog):
+    if kind == "zip":
+        store: Any = ZipStore(tmp_path / "array.zip", mode="w")
+        name = "ZipStore"
+    else:
+        # A wrapper around a LocalStore must go through the wrapper, not around it.
+        store = LoggingStore(LocalStore(tmp_path), log_level="DEBUG")
+        name = "LoggingStore"
+    data = make_data("uint16", SHAPE, seed=36)
+    with caplog.at_level(logging.WARNING, logger="zarrs_cffi"):
+        arr = zarr.create_array(store, shape=SHAPE, chunks=CHUNKS, dtype="uint16")
+        arr[:] = data
+        assert_same(arr[:], data)
+    assert _fell_back(reads=N_CHUNKS, writes=N_CHUNKS) == {f"{name} has no native storage yet": 2 * N_CHUNKS}
+
+
+@pytest.mark.parametrize("how", ["str", "pathlib", "file-url"])
+def test_local_paths_are_native(tmp_path, zarrs_pipeline, how):
+    path = {"str": str(tmp_path / "a.zarr"), "pathlib": tmp_path / "a.zarr", "file-url": f"file://{tmp_path}/a.zarr"}[how]
+    arr = zarr.create_array(path, shape=SHAPE, chunks=CHUNKS, dtype="int8")
+    assert isinstance(arr.store, LocalStore)
+    with native_only(writes=True, reads=True):
+        arr[:] = 3
+        assert_same(zarr.open_array(path, mode="r")[:], np.full(SHAPE, 3, dtype="int8"))
 
 
 def test_sharded_fallback_counts_shards_once(tmp_path, zarrs_pipeline, caplog):
