@@ -207,6 +207,31 @@ def test_writes_are_read_by_zarr(tmp_path, layout):
     assert_same(arr[:], data)
 
 
+def test_write_empty_regions_is_a_no_op(tmp_path):
+    zarr_arr, data = _zarr_array(tmp_path, "int32")
+    arr = Array.open(tmp_path)
+    arr[5:5] = 1
+    arr[:, 3:3] = np.zeros((10, 0), dtype="int32")
+    assert_same(zarr_arr[:], data)
+
+
+def test_v2_fortran_order(tmp_path):
+    # Chunks stored in Fortran order; the direct API reads and writes C-order numpy arrays.
+    zarr_arr = zarr.create_array(
+        LocalStore(tmp_path), shape=SHAPE, chunks=CHUNKS, dtype="int32", fill_value=0,
+        zarr_format=2, order="F", compressors=numcodecs.Zstd(level=1),
+    )
+    data = make_data("int32", SHAPE, seed=64)
+    zarr_arr[:] = data
+    arr = Array.open(tmp_path)
+    assert_same(arr[:], data)
+    assert_same(arr[2:7, 3:11], data[2:7, 3:11])
+    assert_same(arr.read_chunk((1, 1)), data[4:8, 5:10])
+    arr[1:3, 2:9] = -1
+    data[1:3, 2:9] = -1
+    assert_same(zarr_arr[:], data)
+
+
 def test_write_converts_values(tmp_path):
     zarr_arr, data = _zarr_array(tmp_path, "float32")
     arr = Array.open(tmp_path)
