@@ -63,12 +63,6 @@ def assert_no_fallback() -> None:
     assert s.fallbacks == 0, s.fallback_reasons
 
 
-@pytest.fixture
-def no_fallback() -> Callable[[], None]:
-    """The :func:`assert_no_fallback` helper, as a fixture."""
-    return assert_no_fallback
-
-
 @contextlib.contextmanager
 def native_only(*, reads: bool = False, writes: bool = False) -> Iterator[None]:
     """The block must read and/or write chunks natively, and nothing may fall back."""

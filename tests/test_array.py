@@ -9,7 +9,7 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr
-from conftest import NATIVE_DTYPES, ZARR_PIPELINE, assert_same, chunk_keys, make_data
+from conftest import NATIVE_DTYPES, assert_same, chunk_keys, make_data
 from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
@@ -27,11 +27,8 @@ LAYOUTS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _reference_pipeline():
-    # The arrays in these tests are written and checked with zarr's own pipeline.
-    with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
-        yield
+# The arrays in these tests are written and checked with zarr's own pipeline.
+pytestmark = pytest.mark.usefixtures("zarr_pipeline")
 
 
 def _zarr_array(path: Any, dtype: Any = "int32", layout: str = "v3", shape: tuple[int, ...] = SHAPE, **kwargs: Any) -> tuple[zarr.Array, np.ndarray[Any, Any]]:
