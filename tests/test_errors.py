@@ -45,7 +45,8 @@ def _codec_params(*names: str) -> list[Any]:
 
 
 def _create(path: Path, codec: str = "bytes", **kwargs: Any) -> tuple[zarr.Array, np.ndarray[Any, Any]]:
-    arr = zarr.create_array(LocalStore(path), shape=SHAPE, chunks=CHUNKS, dtype="int32", fill_value=0, **CODECS[codec], **kwargs)
+    kwargs = {**CODECS[codec], **kwargs}
+    arr = zarr.create_array(LocalStore(path), shape=SHAPE, chunks=CHUNKS, dtype="int32", fill_value=0, **kwargs)
     data = np.arange(SHAPE[0], dtype="int32") * 3 + 1
     arr[:] = data
     return arr, data
@@ -175,6 +176,33 @@ def test_zarr_pipeline_also_rejects_the_checksum(tmp_path):
         _flip_a_data_byte(tmp_path / "c" / "1")
         with pytest.raises(ValueError, match="checksum"):
             arr[10:20]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,  # "DID NOT RAISE"
+    reason=(
+        "a partial read of a shard decodes its inner chunks through zarrs' sharding partial "
+        "decoder, and the inner crc32c is stripped without being checked: corrupt values are "
+        "returned silently (zarr's own pipeline raises); reading the whole shard raises"
+    ),
+)
+@pytest.mark.parametrize("index", [slice(0, 10), slice(0, 3), 0], ids=["inner-chunk", "part", "int"])
+def test_checksum_mismatch_inside_a_shard_raises_on_partial_reads(tmp_path, zarrs_pipeline, index):
+    # Shards of two inner chunks, each bytes + crc32c; the first inner chunk is corrupted.
+    arr, _ = _create(tmp_path, "sharding", compressors=[Crc32cCodec()])
+    _flip_a_data_byte(tmp_path / "c" / "0")
+    with pytest.raises(ZarrsChecksumError):
+        arr[index]
+
+
+def test_checksum_mismatch_inside_a_shard_raises_on_whole_shard_reads(tmp_path, zarrs_pipeline):
+    arr, data = _create(tmp_path, "sharding", compressors=[Crc32cCodec()])
+    _flip_a_data_byte(tmp_path / "c" / "0")
+    with pytest.raises(ZarrsChecksumError):
+        arr[0:20]
+    with native_only(reads=True):
+        assert_same(arr[20:], data[20:])
 
 
 def test_validate_checksums_false_skips_the_check(tmp_path, zarrs_pipeline):
