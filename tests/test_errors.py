@@ -178,6 +178,28 @@ def test_zarr_pipeline_also_rejects_the_checksum(tmp_path):
             arr[10:20]
 
 
+def test_direct_api_checksum_mismatch(tmp_path):
+    _create(tmp_path, "crc32c")
+    _flip_a_data_byte(tmp_path / "c" / "1")
+    arr = Array.open(tmp_path)
+    with pytest.raises(ZarrsChecksumError):
+        arr[10:20]
+    with pytest.raises(ZarrsChecksumError):
+        arr.read_chunk((1,))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,  # "DID NOT RAISE"
+    reason="zarrs-ffi/src/batch.rs: partial reads skip the crc32c check (see above)",
+)
+def test_direct_api_checksum_mismatch_on_partial_reads(tmp_path):
+    _create(tmp_path, "crc32c")
+    _flip_a_data_byte(tmp_path / "c" / "1")
+    with pytest.raises(ZarrsChecksumError):
+        Array.open(tmp_path)[10:12]
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=pytest.fail.Exception,  # "DID NOT RAISE"
