@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from conftest import NATIVE_DTYPES, ZARR_PIPELINE, assert_no_fallback, assert_same, chunk_keys, make_data
+from conftest import NATIVE_DTYPES, ZARR_PIPELINE, ZARRS_PIPELINE, assert_no_fallback, assert_same, chunk_keys, make_data
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZstdCodec
 from zarr.errors import ChunkNotFoundError
 from zarr.storage import LocalStore
@@ -330,6 +330,25 @@ def test_read_missing_chunks_false_raises_for_missing_chunks(tmp_path, expect_na
         with pytest.raises(ChunkNotFoundError):
             arr[5, 5]
     assert_no_fallback()
+
+
+def test_read_missing_chunks_false_with_sharding_matches_zarr(tmp_path, zarrs_pipeline):
+    # A missing shard is a missing chunk; a missing inner chunk of a stored shard is not.
+    errors = {}
+    for name, pipeline in (("zarrs", ZARRS_PIPELINE), ("zarr", ZARR_PIPELINE)):
+        with zarr.config.set({"codec_pipeline.path": pipeline, "array.read_missing_chunks": False}):
+            arr = create(tmp_path / name, (16, 16), (2, 2), "int32", "sharding", fill_value=0)  # shards 4 x 4
+            arr[0:2, 0:2] = 1  # one inner chunk of shard c/0/0
+            zarrs_cffi.reset_stats()
+            assert_same(arr[0:4, 0:4], np.pad(np.ones((2, 2), dtype="int32"), ((0, 2), (0, 2))))
+            with pytest.raises(ChunkNotFoundError) as info:
+                arr[0:4, 0:8]
+            errors[name] = str(info.value).replace(str(tmp_path / name), "<path>")
+            if pipeline == ZARRS_PIPELINE:
+                s = zarrs_cffi.stats()
+                assert (s.fallbacks, s.native_reads) == (0, 3), s
+    assert errors["zarrs"] == errors["zarr"]
+    assert "'c/0/1'" in errors["zarrs"]
 
 
 def test_read_missing_chunks_true_is_the_default(tmp_path, expect_native):
