@@ -96,7 +96,9 @@ fn codec_code(err: &CodecError) -> ZarrsResult {
     match err {
         CodecError::InvalidChecksum => ZarrsResult::ZARRS_ERROR_CHECKSUM,
         CodecError::StorageError(e) => storage_code(e),
-        CodecError::IOError(_) => ZarrsResult::ZARRS_ERROR_STORAGE,
+        // Not the store: zarrs' compressors (zstd, gzip, ...) report corrupt or truncated
+        // input as I/O errors. Failures of the store itself arrive as `StorageError`.
+        CodecError::IOError(_) => ZarrsResult::ZARRS_ERROR_CODEC,
         CodecError::UnsupportedDataType(..) | CodecError::UnsupportedDataTypeCodec(..) => {
             ZarrsResult::ZARRS_ERROR_UNSUPPORTED
         }
