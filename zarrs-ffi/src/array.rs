@@ -56,6 +56,16 @@ impl ZarrsArray {
 
     /// The job for one whole chunk by grid indices.
     fn chunk_job(&self, chunk_indices: &[u64]) -> FfiResult<ChunkJob> {
+        // zarrs' regular grid returns a chunk shape for any indices, so the bounds are checked
+        // here: a chunk outside the grid would read as the fill value and write a stray key.
+        let grid_shape = self.array.chunk_grid_shape();
+        if chunk_indices.len() != grid_shape.len()
+            || chunk_indices.iter().zip(grid_shape.iter()).any(|(&i, &n)| i >= n)
+        {
+            return Err(FfiError::invalid(format!(
+                "chunk {chunk_indices:?} is outside the chunk grid of shape {grid_shape:?}"
+            )));
+        }
         let shape = self
             .array
             .chunk_grid()
