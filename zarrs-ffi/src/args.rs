@@ -7,6 +7,8 @@
 
 use std::num::NonZeroU64;
 
+use zarrs::array::ArraySubset;
+
 use crate::error::{FfiError, FfiResult};
 
 /// Borrow `len` elements at `ptr`. NULL is accepted only for an empty slice.
@@ -111,4 +113,16 @@ pub fn byte_size(shape: &[u64], element_size: usize) -> FfiResult<usize> {
         .checked_mul(element_size as u64)
         .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| FfiError::invalid(format!("shape {shape:?} is too large for memory")))
+}
+
+/// A region given by `start` and `shape`, failing if its end (`start + shape`) does not fit in
+/// a `u64`. zarrs computes region ends with unchecked additions, which wrap in release builds
+/// and would let a region far outside an array or buffer pass its bounds checks.
+pub fn region(start: &[u64], shape: &[u64], what: &str) -> FfiResult<ArraySubset> {
+    if start.iter().zip(shape).any(|(&s, &n)| s.checked_add(n).is_none()) {
+        return Err(FfiError::invalid(format!(
+            "{what} with start {start:?} and shape {shape:?} ends outside the 64-bit index range"
+        )));
+    }
+    Ok(ArraySubset::new_with_start_shape(start.to_vec(), shape.to_vec())?)
 }

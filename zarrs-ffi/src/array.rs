@@ -400,7 +400,7 @@ unsafe fn region(array: &ZarrsArray, start: *const u64, shape: *const u64, ndim:
     let start = unsafe { args::slice(start, ndim, "start")? };
     // SAFETY: forwarded contract.
     let shape = unsafe { args::slice(shape, ndim, "shape")? };
-    Ok(ArraySubset::new_with_start_shape(start.to_vec(), shape.to_vec())?)
+    args::region(start, shape, "region")
 }
 
 /// Read the region `start`/`shape` (`ndim` values each) into `out`, a C-order buffer of

@@ -107,7 +107,9 @@ pub(crate) fn parse_jobs(
             let (subset_start, rest) = rest.split_at(ndim);
             let (subset_shape, buffer_start) = rest.split_at(ndim);
             let chunk_shape = args::nonzero_shape(chunk_shape, "chunk shape")?;
-            let subset = ArraySubset::new_with_start_shape(subset_start.to_vec(), subset_shape.to_vec())?;
+            let subset = args::region(subset_start, subset_shape, &format!("chunk {key}: subset"))?;
+            // Checked here, once, so the bounds checks against the caller's buffer cannot wrap.
+            args::region(buffer_start, subset_shape, &format!("chunk {key}: buffer region"))?;
             let job = ChunkJob {
                 key,
                 chunk_shape,
