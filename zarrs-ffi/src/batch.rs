@@ -21,8 +21,8 @@ use rayon_iter_concurrent_limit::iter_concurrent_limit;
 use unsafe_cell_slice::UnsafeCellSlice;
 use zarrs::array::{
     copy_fill_value_into, ArrayBytes, ArrayBytesDecodeIntoTarget, ArrayBytesFixedDisjointView,
-    ArrayBytesRaw, ArraySubset, ArrayToBytesCodecTraits,
-    BytesPartialDecoderTraits, CodecError, CodecOptions, StoragePartialDecoder,
+    ArrayBytesRaw, ArraySubset, ArrayToBytesCodecTraits, BytesPartialDecoderTraits, CodecError,
+    CodecOptions, CodecTraits, StoragePartialDecoder,
 };
 use zarrs::storage::byte_range::ByteRangeIterator;
 use zarrs::storage::{Bytes, ReadableStorage, StorageError, StoreKey};
@@ -388,28 +388,58 @@ impl BytesPartialDecoderTraits for PresenceTracker {
 }
 
 impl ZarrsArray {
-    /// Decode `encoded` (None: the chunk is missing) into the job's region of `target`.
+    /// Whether to read the job's subset through zarrs' partial decoder: only for part of a
+    /// chunk, and only if every codec of the chain reads partially (e.g. sharding, which then
+    /// fetches just the inner chunks it needs). Otherwise the partial decoder would read and
+    /// decode the whole chunk anyway, and on that path zarrs' checksum codecs (crc32c) strip
+    /// the checksum without verifying it, so a corrupt chunk would be returned silently.
+    fn decodes_partially(&self, job: &ChunkJob) -> bool {
+        !job.is_whole_chunk() && self.array.codecs().partial_decoder_capability().partial_read
+    }
+
+    /// Decode `encoded` (None: the chunk is missing) into the job's region, `view`.
     pub(crate) fn decode_job(
         &self,
         job: &ChunkJob,
         encoded: Option<Vec<u8>>,
-        target: ArrayBytesDecodeIntoTarget<'_>,
+        view: ArrayBytesFixedDisjointView<'_>,
         options: &CodecOptions,
     ) -> FfiResult<bool> {
         let array = &self.array;
         let (data_type, fill_value) = (array.data_type(), array.fill_value());
+        // Rebound so its lifetime can shrink to this call: a decode target borrows the view
+        // for exactly the view's own lifetime.
+        let mut view: ArrayBytesFixedDisjointView<'_> = view;
         let Some(encoded) = encoded else {
-            copy_fill_value_into(data_type, fill_value, target)?;
+            copy_fill_value_into(data_type, fill_value, ArrayBytesDecodeIntoTarget::Fixed(&mut view))?;
             return Ok(false);
         };
         let codecs = array.codecs();
         if job.is_whole_chunk() {
+            let target = ArrayBytesDecodeIntoTarget::Fixed(&mut view);
             codecs.decode_into(Cow::Owned(encoded), &job.chunk_shape, data_type, fill_value, target, options)?;
-        } else {
+        } else if self.decodes_partially(job) {
             let input: Arc<dyn BytesPartialDecoderTraits> = Arc::new(encoded);
             codecs
                 .partial_decoder(input, &job.chunk_shape, data_type, fill_value, options)?
-                .partial_decode_into(&job.subset, target, options)?;
+                .partial_decode_into(&job.subset, ArrayBytesDecodeIntoTarget::Fixed(&mut view), options)?;
+        } else {
+            // Decode the whole chunk, verifying any checksum, and copy the subset out of it.
+            let chunk = self.decode_whole(job, Some(encoded), options)?;
+            let element_size = self.element_size()?;
+            let subset_shape = job.subset.shape();
+            let mut subset = vec![0u8; args::byte_size(subset_shape, element_size)?];
+            copy_region(
+                &chunk,
+                &job.chunk_shape_u64(),
+                job.subset.start(),
+                &mut subset,
+                subset_shape,
+                &vec![0; subset_shape.len()],
+                subset_shape,
+                element_size,
+            );
+            view.copy_from_slice(&subset).map_err(CodecError::from)?;
         }
         Ok(true)
     }
@@ -418,11 +448,11 @@ impl ZarrsArray {
     /// was present (false: the region holds the fill value).
     fn read_job(&self, job: &ChunkJob, destination: &Destination, options: &CodecOptions) -> FfiResult<bool> {
         let mut view = destination.view(job)?;
-        let target = ArrayBytesDecodeIntoTarget::Fixed(&mut view);
-        if job.is_whole_chunk() {
+        if !self.decodes_partially(job) {
             let encoded = self.storage.get(&job.key)?.map(Vec::from);
-            return self.decode_job(job, encoded, target, options);
+            return self.decode_job(job, encoded, view, options);
         }
+        let target = ArrayBytesDecodeIntoTarget::Fixed(&mut view);
         // Partial: let the codecs ask the store for just the byte ranges they need (the shard
         // index and the inner chunks, for sharding).
         let array = &self.array;

@@ -10,7 +10,6 @@ use std::borrow::Cow;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rayon_iter_concurrent_limit::iter_concurrent_limit;
-use zarrs::array::ArrayBytesDecodeIntoTarget;
 
 use crate::args;
 use crate::array::ZarrsArray;
@@ -116,8 +115,8 @@ pub extern "C" fn zarrs_array_decode_chunks(
         let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
         options.install(|| {
             iter_concurrent_limit!(limit, indexed, try_for_each, |(i, job): (usize, ChunkJob)| {
-                let mut view = destination.view(&job)?;
-                array.decode_job(&job, inputs.get(i)?, ArrayBytesDecodeIntoTarget::Fixed(&mut view), &codec_options)?;
+                let view = destination.view(&job)?;
+                array.decode_job(&job, inputs.get(i)?, view, &codec_options)?;
                 Ok::<_, FfiError>(())
             })
         })?
