@@ -1,0 +1,1714 @@
+//! The C ABI exercised exactly as a C program uses it: every call goes through the exported
+//! `extern "C"` functions with raw pointers, explicit lengths and NULLs, and every result code
+//! is checked against the contract in `include/zarrs_ffi.h`.
+//!
+//! Conventions used throughout: arrays are `uint16` with a fill value of [`FILL`] (not 0, so a
+//! zeroed buffer can never pass for the fill value), output buffers start filled with
+//! [`SENTINEL`] (so "not written" is visible), and stored values follow [`value`], which never
+//! equals either.
+
+use std::ffi::{c_char, CStr};
+use std::path::{Path, PathBuf};
+use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Barrier;
+
+use zarrs_ffi::array::*;
+use zarrs_ffi::batch::{zarrs_array_read_chunks, zarrs_array_write_chunks};
+use zarrs_ffi::codec::*;
+use zarrs_ffi::options::{zarrs_options_default, ZarrsOptions};
+use zarrs_ffi::storage::{zarrs_storage_free, zarrs_storage_open_filesystem, ZarrsStorage};
+use zarrs_ffi::ZarrsResult::{self, *};
+use zarrs_ffi::{zarrs_ffi_version, zarrs_last_error};
+
+const FILL: u16 = 7;
+const SENTINEL: u16 = 0xBEEF;
+/// Size in bytes of one `uint16` element.
+const ES: usize = 2;
+
+/// The value stored at array element (r, c) in most tests: unique per element for arrays of
+/// up to 64 rows and 48 columns, and never [`FILL`] or [`SENTINEL`].
+fn value(r: u64, c: u64) -> u16 {
+    u16::try_from(100 + r * 1000 + c).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: what a C caller would write around the API.
+
+/// This thread's last error message.
+fn last_error() -> String {
+    // SAFETY: the library returns a valid NUL-terminated string, valid until the next call.
+    unsafe { CStr::from_ptr(zarrs_last_error()) }.to_str().unwrap().to_owned()
+}
+
+#[track_caller]
+fn check(code: ZarrsResult) {
+    assert_eq!(code, ZARRS_SUCCESS, "call failed: {}", last_error());
+    assert_eq!(last_error(), "", "a successful call must clear the last error");
+}
+
+/// Assert a call failed with `expected` and left a message containing `mentions`
+/// (case-insensitive).
+#[track_caller]
+fn expect_err(code: ZarrsResult, expected: ZarrsResult, mentions: &str) {
+    let message = last_error();
+    assert_eq!(code, expected, "unexpected result; last error: {message:?}");
+    assert!(
+        message.to_lowercase().contains(&mentions.to_lowercase()),
+        "last error {message:?} does not mention {mentions:?}"
+    );
+}
+
+/// A directory under the system temp dir, unique per test, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("zarrs-ffi-abi-{}-{unique}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
+/// An owned storage handle, freed on drop.
+struct Storage(*mut ZarrsStorage);
+
+impl Storage {
+    fn open(dir: &Path, read_only: bool) -> Self {
+        let path = path_str(dir);
+        let mut storage = null_mut();
+        check(zarrs_storage_open_filesystem(path.as_ptr().cast(), path.len(), false, read_only, &mut storage));
+        assert!(!storage.is_null());
+        Self(storage)
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        zarrs_storage_free(self.0);
+    }
+}
+
+/// An owned array handle, freed on drop, with helpers for the common calls.
+struct Array(*mut ZarrsArray);
+
+impl Drop for Array {
+    fn drop(&mut self) {
+        zarrs_array_free(self.0);
+    }
+}
+
+fn options_ptr(options: Option<&ZarrsOptions>) -> *const ZarrsOptions {
+    options.map_or(null(), |o| o as *const ZarrsOptions)
+}
+
+fn default_options() -> ZarrsOptions {
+    let mut options = ZarrsOptions {
+        num_threads: 0,
+        chunk_concurrent_minimum: 0,
+        chunk_concurrent_maximum: 0,
+        validate_checksums: false,
+        store_empty_chunks: false,
+    };
+    check(zarrs_options_default(&mut options));
+    options
+}
+
+impl Array {
+    fn create(storage: &Storage, path: &str, metadata: &str) -> Self {
+        let mut array = null_mut();
+        check(zarrs_array_create(
+            storage.0,
+            path.as_ptr().cast(),
+            path.len(),
+            metadata.as_ptr().cast(),
+            metadata.len(),
+            &mut array,
+        ));
+        assert!(!array.is_null());
+        Self(array)
+    }
+
+    fn open(storage: &Storage, path: &str) -> Self {
+        let mut array = null_mut();
+        check(zarrs_array_open(storage.0, path.as_ptr().cast(), path.len(), &mut array));
+        assert!(!array.is_null());
+        Self(array)
+    }
+
+    fn ptr(&self) -> *const ZarrsArray {
+        self.0
+    }
+
+    fn try_retrieve(&self, options: Option<&ZarrsOptions>, start: &[u64], shape: &[u64]) -> Result<Vec<u16>, ZarrsResult> {
+        let mut out = vec![SENTINEL; shape.iter().product::<u64>() as usize];
+        let code = zarrs_array_retrieve_subset(
+            self.ptr(),
+            options_ptr(options),
+            start.as_ptr(),
+            shape.as_ptr(),
+            start.len(),
+            out.as_mut_ptr().cast(),
+            out.len() * ES,
+        );
+        if code == ZARRS_SUCCESS {
+            Ok(out)
+        } else {
+            Err(code)
+        }
+    }
+
+    #[track_caller]
+    fn retrieve(&self, start: &[u64], shape: &[u64]) -> Vec<u16> {
+        self.try_retrieve(None, start, shape)
+            .unwrap_or_else(|code| panic!("retrieve_subset failed with {code:?}: {}", last_error()))
+    }
+
+    fn store_with(&self, options: Option<&ZarrsOptions>, start: &[u64], shape: &[u64], data: &[u16]) -> ZarrsResult {
+        zarrs_array_store_subset(
+            self.ptr(),
+            options_ptr(options),
+            start.as_ptr(),
+            shape.as_ptr(),
+            start.len(),
+            data.as_ptr().cast(),
+            data.len() * ES,
+        )
+    }
+
+    #[track_caller]
+    fn store(&self, start: &[u64], shape: &[u64], data: &[u16]) {
+        check(self.store_with(None, start, shape, data));
+    }
+
+    fn try_retrieve_chunk(&self, options: Option<&ZarrsOptions>, indices: &[u64], len: usize) -> Result<(Vec<u16>, bool), ZarrsResult> {
+        let mut out = vec![SENTINEL; len];
+        // Starts as the opposite of what a missing chunk reports, so a write is visible.
+        let mut present = true;
+        let code = zarrs_array_retrieve_chunk(
+            self.ptr(),
+            options_ptr(options),
+            indices.as_ptr(),
+            indices.len(),
+            out.as_mut_ptr().cast(),
+            out.len() * ES,
+            &mut present,
+        );
+        if code == ZARRS_SUCCESS {
+            Ok((out, present))
+        } else {
+            Err(code)
+        }
+    }
+
+    #[track_caller]
+    fn retrieve_chunk(&self, indices: &[u64], len: usize) -> (Vec<u16>, bool) {
+        self.try_retrieve_chunk(None, indices, len)
+            .unwrap_or_else(|code| panic!("retrieve_chunk failed with {code:?}: {}", last_error()))
+    }
+
+    fn store_chunk_with(&self, options: Option<&ZarrsOptions>, indices: &[u64], data: &[u16]) -> ZarrsResult {
+        zarrs_array_store_chunk(
+            self.ptr(),
+            options_ptr(options),
+            indices.as_ptr(),
+            indices.len(),
+            data.as_ptr().cast(),
+            data.len() * ES,
+        )
+    }
+
+    #[track_caller]
+    fn store_chunk(&self, indices: &[u64], data: &[u16]) {
+        check(self.store_chunk_with(None, indices, data));
+    }
+
+    /// A string query following the size-probe convention: probe with `buf_len == 0`, then
+    /// fetch with a buffer of exactly the reported size.
+    #[track_caller]
+    fn query_string(&self, call: impl Fn(*mut c_char, usize, *mut usize) -> ZarrsResult) -> String {
+        let mut len = usize::MAX;
+        let code = call(null_mut(), 0, &mut len);
+        assert_eq!(code, ZARRS_ERROR_BUFFER_SIZE, "the size probe must report BUFFER_SIZE: {}", last_error());
+        assert!(len > 0 && len < usize::MAX);
+        let mut buf = vec![0u8; len];
+        let mut len2 = 0usize;
+        check(call(buf.as_mut_ptr().cast(), buf.len(), &mut len2));
+        assert_eq!(len2, len);
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn chunk_key(&self, indices: &[u64]) -> String {
+        self.query_string(|buf, buf_len, len_out| {
+            zarrs_array_chunk_key(self.ptr(), indices.as_ptr(), indices.len(), buf, buf_len, len_out)
+        })
+    }
+
+    fn metadata_json(&self) -> String {
+        self.query_string(|buf, buf_len, len_out| zarrs_array_metadata(self.ptr(), buf, buf_len, len_out))
+    }
+}
+
+/// A 2D `uint16` region of shape `shape` with element (i, j) = `f(i, j)`, C order.
+fn grid(shape: [u64; 2], f: impl Fn(u64, u64) -> u16) -> Vec<u16> {
+    (0..shape[0]).flat_map(|i| (0..shape[1]).map(move |j| (i, j))).map(|(i, j)| f(i, j)).collect()
+}
+
+const BYTES: &str = r#"{"name":"bytes","configuration":{"endian":"little"}}"#;
+const ZSTD: &str = r#"{"name":"zstd","configuration":{"level":3,"checksum":false}}"#;
+const CRC32C: &str = r#"{"name":"crc32c"}"#;
+
+fn codecs_zstd() -> String {
+    format!("[{BYTES},{ZSTD}]")
+}
+
+fn codecs_crc32c() -> String {
+    format!("[{BYTES},{CRC32C}]")
+}
+
+/// Shards of inner chunks `inner` (bytes + zstd) with a crc32c-protected index.
+fn codecs_sharded(inner: [u64; 2]) -> String {
+    format!(
+        r#"[{{"name":"sharding_indexed","configuration":{{"chunk_shape":{inner:?},"codecs":[{BYTES},{ZSTD}],"index_codecs":[{BYTES},{CRC32C}],"index_location":"end"}}}}]"#
+    )
+}
+
+/// Zarr v3 metadata for a `uint16` array with a regular grid and fill value [`FILL`].
+fn metadata(shape: [u64; 2], chunk: [u64; 2], codecs: &str) -> String {
+    format!(
+        r#"{{"zarr_format":3,"node_type":"array","shape":{shape:?},"data_type":"uint16","chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":{chunk:?}}}}},"chunk_key_encoding":{{"name":"default","configuration":{{"separator":"/"}}}},"fill_value":{FILL},"codecs":{codecs},"attributes":{{"note":"abi test"}}}}"#
+    )
+}
+
+/// A fresh directory with an array created at `/arr` in it. Fields drop in order: the array,
+/// the storage, then the directory.
+struct Fixture {
+    array: Array,
+    storage: Storage,
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new(name: &str, metadata: &str) -> Self {
+        let dir = TempDir::new(name);
+        let storage = Storage::open(&dir.0, false);
+        let array = Array::create(&storage, "/arr", metadata);
+        Self { array, storage, dir }
+    }
+
+    /// The standard test array: shape [64, 48], chunks [16, 16], bytes + zstd.
+    fn zstd(name: &str) -> Self {
+        Self::new(name, &metadata([64, 48], [16, 16], &codecs_zstd()))
+    }
+
+    fn file(&self, key: &str) -> PathBuf {
+        self.dir.0.join("arr").join(key)
+    }
+
+    /// Every chunk key stored on disk, sorted.
+    fn stored_chunks(&self) -> Vec<String> {
+        fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, root, out);
+                } else {
+                    out.push(path.strip_prefix(root).unwrap().to_str().unwrap().to_owned());
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        walk(&self.dir.0.join("arr/c"), &self.dir.0.join("arr"), &mut keys);
+        keys.sort();
+        keys
+    }
+
+    fn write_all(&self) {
+        self.array.store(&[0, 0], &[64, 48], &grid([64, 48], value));
+    }
+}
+
+/// A batch description for the batch calls: keys back to back with offsets, and the geometry
+/// (chunk shape, subset start, subset shape, buffer start) of each chunk.
+#[derive(Default, Clone)]
+struct Batch {
+    keys: String,
+    offsets: Vec<u64>,
+    geometry: Vec<u64>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            offsets: vec![0],
+            ..Self::default()
+        }
+    }
+
+    fn chunk(mut self, key: &str, chunk_shape: [u64; 2], start: [u64; 2], shape: [u64; 2], buffer_start: [u64; 2]) -> Self {
+        self.keys.push_str(key);
+        self.offsets.push(self.keys.len() as u64);
+        for part in [chunk_shape, start, shape, buffer_start] {
+            self.geometry.extend_from_slice(&part);
+        }
+        self
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    fn read(&self, array: &Array, out: &mut [u16], out_shape: [u64; 2], present: &mut [u8]) -> ZarrsResult {
+        zarrs_array_read_chunks(
+            array.ptr(),
+            null(),
+            self.len(),
+            self.keys.as_ptr().cast(),
+            self.keys.len(),
+            self.offsets.as_ptr(),
+            self.geometry.as_ptr(),
+            self.geometry.len(),
+            out.as_mut_ptr().cast(),
+            out.len() * ES,
+            out_shape.as_ptr(),
+            present.as_mut_ptr(),
+            present.len(),
+        )
+    }
+
+    /// Write from `value` of shape `value_shape`; an empty shape broadcasts one element.
+    fn write(&self, array: &Array, options: Option<&ZarrsOptions>, value: &[u16], value_shape: &[u64]) -> ZarrsResult {
+        zarrs_array_write_chunks(
+            array.ptr(),
+            options_ptr(options),
+            self.len(),
+            self.keys.as_ptr().cast(),
+            self.keys.len(),
+            self.offsets.as_ptr(),
+            self.geometry.as_ptr(),
+            self.geometry.len(),
+            value.as_ptr().cast(),
+            value.len() * ES,
+            if value_shape.is_empty() { null() } else { value_shape.as_ptr() },
+            value_shape.len(),
+        )
+    }
+}
+
+/// Encoded inputs for decode/encode: bytes back to back, offsets and presence flags.
+struct Encoded {
+    bytes: Vec<u8>,
+    offsets: Vec<u64>,
+    present: Vec<u8>,
+}
+
+impl Encoded {
+    fn new(chunks: &[Option<&[u8]>]) -> Self {
+        let mut encoded = Self {
+            bytes: Vec::new(),
+            offsets: vec![0],
+            present: Vec::new(),
+        };
+        for chunk in chunks {
+            encoded.bytes.extend_from_slice(chunk.unwrap_or_default());
+            encoded.offsets.push(encoded.bytes.len() as u64);
+            encoded.present.push(u8::from(chunk.is_some()));
+        }
+        encoded
+    }
+}
+
+fn decode(array: &Array, options: Option<&ZarrsOptions>, encoded: &Encoded, batch: &Batch, out: &mut [u16], out_shape: [u64; 2]) -> ZarrsResult {
+    zarrs_array_decode_chunks(
+        array.ptr(),
+        options_ptr(options),
+        encoded.present.len(),
+        encoded.bytes.as_ptr(),
+        encoded.bytes.len(),
+        encoded.offsets.as_ptr(),
+        encoded.present.as_ptr(),
+        batch.geometry.as_ptr(),
+        batch.geometry.len(),
+        out.as_mut_ptr().cast(),
+        out.len() * ES,
+        out_shape.as_ptr(),
+    )
+}
+
+/// Encode `batch` (geometry only; keys are ignored) from `value`, returning each chunk's
+/// bytes (None: entirely the fill value).
+#[track_caller]
+fn encode(
+    array: &Array,
+    options: Option<&ZarrsOptions>,
+    batch: &Batch,
+    value: &[u16],
+    value_shape: &[u64],
+    existing: &Encoded,
+) -> Vec<Option<Vec<u8>>> {
+    let mut handle = null_mut();
+    check(zarrs_array_encode_chunks(
+        array.ptr(),
+        options_ptr(options),
+        batch.len(),
+        batch.geometry.as_ptr(),
+        batch.geometry.len(),
+        value.as_ptr().cast(),
+        value.len() * ES,
+        if value_shape.is_empty() { null() } else { value_shape.as_ptr() },
+        value_shape.len(),
+        if existing.bytes.is_empty() { null() } else { existing.bytes.as_ptr() },
+        existing.bytes.len(),
+        existing.offsets.as_ptr(),
+        existing.present.as_ptr(),
+        &mut handle,
+    ));
+    assert!(!handle.is_null());
+    let mut count = 0usize;
+    check(zarrs_encoded_chunks_count(handle, &mut count));
+    assert_eq!(count, batch.len());
+    let chunks = (0..count)
+        .map(|i| {
+            let (mut data, mut len) = (null(), usize::MAX);
+            check(zarrs_encoded_chunks_get(handle, i, &mut data, &mut len));
+            if data.is_null() {
+                assert_eq!(len, 0, "a NULL entry has length 0");
+                None
+            } else {
+                // SAFETY: the library hands out `len` bytes valid until the handle is freed.
+                Some(unsafe { std::slice::from_raw_parts(data, len) }.to_vec())
+            }
+        })
+        .collect();
+    check(zarrs_encoded_chunks_free(handle));
+    chunks
+}
+
+/// No existing chunk bytes: every chunk is written whole.
+fn no_existing(n: usize) -> Encoded {
+    Encoded {
+        bytes: Vec::new(),
+        offsets: vec![0; n + 1],
+        present: vec![0; n],
+    }
+}
+
+const WHOLE: [u64; 2] = [16, 16];
+
+// ---------------------------------------------------------------------------------------------
+// Version, options, storage.
+
+#[test]
+fn version_is_the_crate_version() {
+    // SAFETY: a static NUL-terminated string.
+    let version = unsafe { CStr::from_ptr(zarrs_ffi_version()) };
+    assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(zarrs_ffi_version(), zarrs_ffi_version(), "the string is static");
+}
+
+#[test]
+fn options_default_values() {
+    let mut options = ZarrsOptions {
+        num_threads: 99,
+        chunk_concurrent_minimum: 99,
+        chunk_concurrent_maximum: 99,
+        validate_checksums: false,
+        store_empty_chunks: true,
+    };
+    check(zarrs_options_default(&mut options));
+    assert_eq!(
+        options,
+        ZarrsOptions {
+            num_threads: 0,
+            chunk_concurrent_minimum: 0,
+            chunk_concurrent_maximum: 0,
+            validate_checksums: true,
+            store_empty_chunks: false,
+        }
+    );
+    expect_err(zarrs_options_default(null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
+}
+
+#[test]
+fn storage_open_arguments() {
+    let dir = TempDir::new("storage");
+    // The directory need not exist yet.
+    let missing = dir.0.join("not/yet/there");
+    let storage = Storage::open(&missing, false);
+    drop(storage);
+
+    let path = path_str(&dir.0);
+    let mut storage = null_mut();
+    expect_err(
+        zarrs_storage_open_filesystem(path.as_ptr().cast(), path.len(), false, false, null_mut()),
+        ZARRS_ERROR_NULL_POINTER,
+        "storage_out",
+    );
+    expect_err(zarrs_storage_open_filesystem(null(), 5, false, false, &mut storage), ZARRS_ERROR_NULL_POINTER, "path");
+    expect_err(zarrs_storage_open_filesystem(null(), 0, false, false, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "empty");
+    let bad = b"/tmp/zarrs-\xff\xfe";
+    expect_err(
+        zarrs_storage_open_filesystem(bad.as_ptr().cast(), bad.len(), false, false, &mut storage),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "UTF-8",
+    );
+    assert!(storage.is_null(), "out-parameters are written only on success");
+
+    // The path is taken by length, not NUL-terminated: trailing bytes beyond it are ignored.
+    let padded = format!("{path}GARBAGE");
+    check(zarrs_storage_open_filesystem(padded.as_ptr().cast(), path.len(), false, false, &mut storage));
+    let storage = Storage(storage);
+    let array = Array::create(&storage, "/a", &metadata([4, 4], [2, 2], &codecs_zstd()));
+    drop(array);
+    assert!(dir.0.join("a/zarr.json").is_file());
+}
+
+#[test]
+fn free_null_is_a_no_op() {
+    check(zarrs_storage_free(null_mut()));
+    check(zarrs_array_free(null_mut()));
+    check(zarrs_encoded_chunks_free(null_mut()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating, opening and describing arrays.
+
+#[test]
+fn create_and_query() {
+    let f = Fixture::zstd("query");
+    let a = f.array.ptr();
+
+    let mut ndim = 0usize;
+    check(zarrs_array_dimensionality(a, &mut ndim));
+    assert_eq!(ndim, 2);
+
+    let mut shape = [0u64; 2];
+    check(zarrs_array_shape(a, shape.as_mut_ptr(), 2));
+    assert_eq!(shape, [64, 48]);
+
+    let mut grid_shape = [0u64; 2];
+    check(zarrs_array_chunk_grid_shape(a, grid_shape.as_mut_ptr(), 2));
+    assert_eq!(grid_shape, [4, 3]);
+
+    let mut chunk_shape = [0u64; 2];
+    check(zarrs_array_chunk_shape(a, [3, 2].as_ptr(), 2, chunk_shape.as_mut_ptr()));
+    assert_eq!(chunk_shape, [16, 16]);
+
+    let mut size = 0usize;
+    check(zarrs_array_element_size(a, &mut size));
+    assert_eq!(size, 2);
+
+    let data_type = f
+        .array
+        .query_string(|buf, buf_len, len_out| zarrs_array_data_type(a, buf, buf_len, len_out));
+    assert_eq!(data_type, "uint16");
+
+    assert_eq!(f.array.chunk_key(&[1, 2]), "arr/c/1/2");
+    assert_eq!(f.array.chunk_key(&[0, 0]), "arr/c/0/0");
+
+    // Metadata: the size probe reports the exact length; the JSON is the stored document.
+    let json = f.array.metadata_json();
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut on_disk: serde_json::Value = serde_json::from_slice(&std::fs::read(f.file("zarr.json")).unwrap()).unwrap();
+    // zarrs adds an attribute naming itself to the document it stores.
+    let on_disk_zarrs = on_disk["attributes"].as_object_mut().unwrap().remove("_zarrs").unwrap();
+    assert_eq!(parsed, on_disk);
+    assert_eq!(parsed["shape"], serde_json::json!([64, 48]));
+    assert_eq!(parsed["data_type"], "uint16");
+    assert_eq!(parsed["fill_value"], FILL);
+    assert_eq!(parsed["attributes"]["note"], "abi test");
+
+    // A buffer one byte short fails, reports the needed length and is left untouched.
+    let mut small = vec![b'#'; json.len() - 1];
+    let mut len = 0usize;
+    expect_err(
+        zarrs_array_metadata(a, small.as_mut_ptr().cast(), small.len(), &mut len),
+        ZARRS_ERROR_BUFFER_SIZE,
+        "required",
+    );
+    assert_eq!(len, json.len());
+    assert!(small.iter().all(|&b| b == b'#'));
+
+    // A larger buffer succeeds; only the first `len` bytes are written, with no terminator.
+    let mut big = vec![b'#'; json.len() + 8];
+    check(zarrs_array_metadata(a, big.as_mut_ptr().cast(), big.len(), &mut len));
+    assert_eq!(len, json.len());
+    assert_eq!(&big[..len], json.as_bytes());
+    assert!(big[len..].iter().all(|&b| b == b'#'));
+
+    // Reopening from the store gives the same array, now with zarrs' attribute.
+    let reopened = Array::open(&f.storage, "/arr");
+    let reopened: serde_json::Value = serde_json::from_str(&reopened.metadata_json()).unwrap();
+    let mut with_zarrs = parsed.clone();
+    with_zarrs["attributes"]["_zarrs"] = on_disk_zarrs;
+    assert_eq!(reopened, with_zarrs);
+}
+
+#[test]
+fn query_bad_arguments() {
+    let f = Fixture::zstd("query-bad");
+    let a = f.array.ptr();
+    let mut ndim = 0usize;
+    let mut size = 0usize;
+    let mut dims = [SENTINEL as u64; 3];
+
+    expect_err(zarrs_array_dimensionality(null(), &mut ndim), ZARRS_ERROR_NULL_POINTER, "array");
+    expect_err(zarrs_array_dimensionality(a, null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
+    expect_err(zarrs_array_element_size(null(), &mut size), ZARRS_ERROR_NULL_POINTER, "array");
+    expect_err(zarrs_array_element_size(a, null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
+    expect_err(zarrs_array_shape(null(), dims.as_mut_ptr(), 2), ZARRS_ERROR_NULL_POINTER, "array");
+    expect_err(zarrs_array_shape(a, null_mut(), 2), ZARRS_ERROR_NULL_POINTER, "shape_out");
+    // A wrong ndim is a wrongly sized output buffer, and nothing is written.
+    expect_err(zarrs_array_shape(a, dims.as_mut_ptr(), 3), ZARRS_ERROR_BUFFER_SIZE, "shape_out");
+    expect_err(zarrs_array_shape(a, dims.as_mut_ptr(), 1), ZARRS_ERROR_BUFFER_SIZE, "shape_out");
+    expect_err(zarrs_array_chunk_grid_shape(a, dims.as_mut_ptr(), 3), ZARRS_ERROR_BUFFER_SIZE, "grid_shape_out");
+    assert_eq!(dims, [SENTINEL as u64; 3]);
+
+    expect_err(zarrs_array_chunk_shape(a, [0, 0, 0].as_ptr(), 3, dims.as_mut_ptr()), ZARRS_ERROR_INVALID_ARGUMENT, "dimensions");
+    expect_err(zarrs_array_chunk_shape(a, null(), 2, dims.as_mut_ptr()), ZARRS_ERROR_NULL_POINTER, "chunk_indices");
+    expect_err(zarrs_array_chunk_shape(a, [0, 0].as_ptr(), 2, null_mut()), ZARRS_ERROR_NULL_POINTER, "chunk_shape_out");
+    // The grid is 4 x 3 chunks: indices past it name no chunk.
+    expect_err(zarrs_array_chunk_shape(a, [4, 0].as_ptr(), 2, dims.as_mut_ptr()), ZARRS_ERROR_INVALID_ARGUMENT, "grid");
+    expect_err(zarrs_array_chunk_shape(a, [0, 3].as_ptr(), 2, dims.as_mut_ptr()), ZARRS_ERROR_INVALID_ARGUMENT, "grid");
+    assert_eq!(dims, [SENTINEL as u64; 3]);
+
+    let mut buf = [0u8; 64];
+    let mut len = usize::MAX;
+    expect_err(
+        zarrs_array_chunk_key(a, [4, 0].as_ptr(), 2, buf.as_mut_ptr().cast(), buf.len(), &mut len),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "grid",
+    );
+    expect_err(
+        zarrs_array_chunk_key(a, [0, 0].as_ptr(), 1, buf.as_mut_ptr().cast(), buf.len(), &mut len),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "dimensions",
+    );
+    assert_eq!(len, usize::MAX, "out-parameters are written only on success");
+    // A NULL buffer with a nonzero length is an error, not a write through NULL.
+    expect_err(zarrs_array_metadata(a, null_mut(), 4096, &mut len), ZARRS_ERROR_NULL_POINTER, "buf");
+    expect_err(zarrs_array_metadata(a, buf.as_mut_ptr().cast(), buf.len(), null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
+    expect_err(zarrs_array_metadata(null(), buf.as_mut_ptr().cast(), buf.len(), &mut len), ZARRS_ERROR_NULL_POINTER, "array");
+    expect_err(zarrs_array_data_type(null(), buf.as_mut_ptr().cast(), buf.len(), &mut len), ZARRS_ERROR_NULL_POINTER, "array");
+}
+
+#[test]
+fn create_and_open_bad_arguments() {
+    let dir = TempDir::new("create-bad");
+    let storage = Storage::open(&dir.0, false);
+    let s = storage.0;
+    let good = metadata([8, 8], [4, 4], &codecs_zstd());
+    let mut array = null_mut();
+
+    let try_create = |path: &[u8], json: &str, out: *mut *mut ZarrsArray| {
+        zarrs_array_create(s, path.as_ptr().cast(), path.len(), json.as_ptr().cast(), json.len(), out)
+    };
+
+    // NULL out-parameter: reported before anything is written to the store.
+    expect_err(try_create(b"/a", &good, null_mut()), ZARRS_ERROR_NULL_POINTER, "array_out");
+    assert!(!dir.0.join("a").exists());
+    expect_err(
+        zarrs_array_create(null(), b"/a".as_ptr().cast(), 2, good.as_ptr().cast(), good.len(), &mut array),
+        ZARRS_ERROR_NULL_POINTER,
+        "storage",
+    );
+    expect_err(
+        zarrs_array_create(s, b"/a".as_ptr().cast(), 2, null(), good.len(), &mut array),
+        ZARRS_ERROR_NULL_POINTER,
+        "metadata",
+    );
+    expect_err(try_create(b"/\xc3\x28", &good, &mut array), ZARRS_ERROR_INVALID_ARGUMENT, "UTF-8");
+    expect_err(try_create(b"/a", "{ not json", &mut array), ZARRS_ERROR_INVALID_METADATA, "invalid array metadata");
+    expect_err(
+        try_create(b"/a", r#"{"shape":[8,8]}"#, &mut array),
+        ZARRS_ERROR_INVALID_METADATA,
+        "zarr_format",
+    );
+    // Valid JSON, zarr_format 3, but required fields missing.
+    expect_err(
+        try_create(b"/a", r#"{"zarr_format":3,"node_type":"array","shape":[8,8]}"#, &mut array),
+        ZARRS_ERROR_INVALID_METADATA,
+        "invalid array metadata",
+    );
+    let bad_utf8_json = b"{\"zarr_format\":3,\xff}";
+    expect_err(
+        zarrs_array_create(s, b"/a".as_ptr().cast(), 2, bad_utf8_json.as_ptr().cast(), bad_utf8_json.len(), &mut array),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "UTF-8",
+    );
+    // Unknown codec and data type names: unsupported, not invalid.
+    let unknown_codec = metadata([8, 8], [4, 4], &format!(r#"[{BYTES},{{"name":"no_such_codec"}}]"#));
+    expect_err(try_create(b"/a", &unknown_codec, &mut array), ZARRS_ERROR_UNSUPPORTED, "no_such_codec");
+    let unknown_type = good.replace(r#""data_type":"uint16""#, r#""data_type":"uint13""#);
+    expect_err(try_create(b"/a", &unknown_type, &mut array), ZARRS_ERROR_UNSUPPORTED, "uint13");
+    assert!(array.is_null(), "out-parameters are written only on success");
+    assert!(!dir.0.join("a").exists(), "nothing is stored by a failed create");
+
+    // Opening an array that does not exist.
+    let mut array = null_mut();
+    expect_err(
+        zarrs_array_open(s, b"/nothing".as_ptr().cast(), 8, &mut array),
+        ZARRS_ERROR_INVALID_METADATA,
+        "missing",
+    );
+    expect_err(zarrs_array_open(s, b"/nothing".as_ptr().cast(), 8, null_mut()), ZARRS_ERROR_NULL_POINTER, "array_out");
+    expect_err(zarrs_array_open(null(), b"/a".as_ptr().cast(), 2, &mut array), ZARRS_ERROR_NULL_POINTER, "storage");
+    // A zarr.json that is not valid metadata.
+    std::fs::create_dir_all(dir.0.join("broken")).unwrap();
+    std::fs::write(dir.0.join("broken/zarr.json"), b"{ truncated").unwrap();
+    expect_err(
+        zarrs_array_open(s, b"/broken".as_ptr().cast(), 7, &mut array),
+        ZARRS_ERROR_INVALID_METADATA,
+        "broken",
+    );
+    assert!(array.is_null());
+}
+
+#[test]
+fn open_with_metadata_does_not_touch_the_store() {
+    let dir = TempDir::new("open-with-metadata");
+    let storage = Storage::open(&dir.0, false);
+    let json = metadata([8, 8], [4, 4], &codecs_zstd());
+    let mut handle = null_mut();
+    check(zarrs_array_open_with_metadata(
+        storage.0,
+        b"/m".as_ptr().cast(),
+        2,
+        json.as_ptr().cast(),
+        json.len(),
+        &mut handle,
+    ));
+    let array = Array(handle);
+    assert!(!dir.0.join("m").exists(), "open_with_metadata writes nothing");
+    let data = grid([8, 8], |i, j| value(i, j));
+    array.store(&[0, 0], &[8, 8], &data);
+    assert_eq!(array.retrieve(&[0, 0], &[8, 8]), data);
+    assert!(dir.0.join("m/c/1/1").is_file());
+    assert!(!dir.0.join("m/zarr.json").exists());
+}
+
+#[test]
+fn zarr_v2_metadata() {
+    let dir = TempDir::new("v2");
+    let storage = Storage::open(&dir.0, false);
+    let json = r#"{"zarr_format":2,"shape":[10],"chunks":[4],"dtype":"<u2","compressor":null,"fill_value":7,"order":"C","filters":null,"attributes":{}}"#;
+    let array = Array::create(&storage, "/v2", json);
+    assert!(dir.0.join("v2/.zarray").is_file());
+    let data: Vec<u16> = (0..10).map(|i| 300 + i).collect();
+    array.store(&[0], &[10], &data);
+    assert_eq!(array.retrieve(&[0], &[10]), data);
+    assert_eq!(array.chunk_key(&[2]), "v2/2");
+    // The last chunk is 4 elements although only 2 are inside the array.
+    let (chunk, present) = array.retrieve_chunk(&[2], 4);
+    assert!(present);
+    assert_eq!(chunk, [308, 309, FILL, FILL]);
+    // Uncompressed v2 chunks are the raw little-endian elements.
+    assert_eq!(std::fs::read(dir.0.join("v2/0")).unwrap(), [44, 1, 45, 1, 46, 1, 47, 1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regions and single chunks.
+
+#[test]
+fn subset_round_trip_and_fill_value() {
+    let f = Fixture::zstd("subset");
+    let region = grid([30, 20], |i, j| value(5 + i, 7 + j));
+    f.array.store(&[5, 7], &[30, 20], &region);
+
+    // Read back exactly the region written.
+    assert_eq!(f.array.retrieve(&[5, 7], &[30, 20]), region);
+    // The whole array: the region, and the fill value everywhere else.
+    let whole = f.array.retrieve(&[0, 0], &[64, 48]);
+    let expected = grid([64, 48], |r, c| {
+        if (5..35).contains(&r) && (7..27).contains(&c) {
+            value(r, c)
+        } else {
+            FILL
+        }
+    });
+    assert_eq!(whole, expected);
+    // Rows 5..35 and columns 7..27 touch chunk rows 0..=2 and chunk columns 0..=1.
+    assert_eq!(f.stored_chunks(), ["c/0/0", "c/0/1", "c/1/0", "c/1/1", "c/2/0", "c/2/1"]);
+
+    // A region never written: the fill value, read from missing chunks.
+    assert_eq!(f.array.retrieve(&[48, 32], &[16, 16]), vec![FILL; 256]);
+
+    // Explicit options with their own thread pool read the same values.
+    let mut options = default_options();
+    options.num_threads = 3;
+    options.chunk_concurrent_maximum = 2;
+    assert_eq!(f.array.try_retrieve(Some(&options), &[0, 0], &[64, 48]).unwrap(), expected);
+
+    // A zero-sized region reads nothing, with no buffer at all.
+    check(zarrs_array_retrieve_subset(f.array.ptr(), null(), [3, 3].as_ptr(), [0, 5].as_ptr(), 2, null_mut(), 0));
+}
+
+#[test]
+fn edge_chunks_of_a_shape_not_multiple_of_the_chunks() {
+    let f = Fixture::new("edge", &metadata([50, 40], [16, 16], &codecs_zstd()));
+    let mut grid_shape = [0u64; 2];
+    check(zarrs_array_chunk_grid_shape(f.array.ptr(), grid_shape.as_mut_ptr(), 2));
+    assert_eq!(grid_shape, [4, 3]);
+    let data = grid([50, 40], value);
+    f.array.store(&[0, 0], &[50, 40], &data);
+    assert_eq!(f.array.retrieve(&[0, 0], &[50, 40]), data);
+    assert_eq!(f.array.retrieve(&[45, 30], &[5, 10]), grid([5, 10], |i, j| value(45 + i, 30 + j)));
+    // The corner chunk holds rows 48..50 and columns 32..40; the rest of it is fill value.
+    let (chunk, present) = f.array.retrieve_chunk(&[3, 2], 256);
+    assert!(present);
+    assert_eq!(chunk, grid([16, 16], |i, j| if i < 2 && j < 8 { value(48 + i, 32 + j) } else { FILL }));
+    // Reading past the array edge is out of bounds even though it is inside the chunk.
+    assert_eq!(f.array.try_retrieve(None, &[48, 32], &[16, 16]), Err(ZARRS_ERROR_INVALID_ARGUMENT));
+}
+
+#[test]
+fn chunk_store_retrieve_erase() {
+    let f = Fixture::zstd("chunk");
+    let indices = [1u64, 2];
+    let data = grid(WHOLE, |i, j| value(16 + i, 32 + j));
+
+    let (before, present) = f.array.retrieve_chunk(&indices, 256);
+    assert!(!present);
+    assert_eq!(before, vec![FILL; 256]);
+
+    f.array.store_chunk(&indices, &data);
+    assert!(f.file("c/1/2").is_file());
+    let (after, present) = f.array.retrieve_chunk(&indices, 256);
+    assert!(present);
+    assert_eq!(after, data);
+    // The chunk is where the array region says it is.
+    assert_eq!(f.array.retrieve(&[16, 32], &[16, 16]), data);
+
+    // present_out is optional.
+    let mut out = vec![0u16; 256];
+    check(zarrs_array_retrieve_chunk(f.array.ptr(), null(), indices.as_ptr(), 2, out.as_mut_ptr().cast(), 512, null_mut()));
+    assert_eq!(out, data);
+
+    check(zarrs_array_erase_chunk(f.array.ptr(), indices.as_ptr(), 2));
+    assert!(!f.file("c/1/2").exists());
+    let (erased, present) = f.array.retrieve_chunk(&indices, 256);
+    assert!(!present);
+    assert_eq!(erased, vec![FILL; 256]);
+    // Erasing a missing chunk succeeds.
+    check(zarrs_array_erase_chunk(f.array.ptr(), indices.as_ptr(), 2));
+}
+
+#[test]
+fn chunk_calls_bad_arguments() {
+    let f = Fixture::zstd("chunk-bad");
+    let a = f.array.ptr();
+    let data = vec![value(0, 0); 256];
+    let mut out = vec![SENTINEL; 256];
+    let mut present = true;
+
+    expect_err(f.array.store_chunk_with(None, &[0, 0], &data[..255]), ZARRS_ERROR_BUFFER_SIZE, "510");
+    expect_err(
+        zarrs_array_store_chunk(a, null(), [0, 0].as_ptr(), 2, null(), 512),
+        ZARRS_ERROR_NULL_POINTER,
+        "data",
+    );
+    expect_err(
+        zarrs_array_store_chunk(null(), null(), [0, 0].as_ptr(), 2, data.as_ptr().cast(), 512),
+        ZARRS_ERROR_NULL_POINTER,
+        "array",
+    );
+    expect_err(f.array.store_chunk_with(None, &[0, 0, 0], &data), ZARRS_ERROR_INVALID_ARGUMENT, "dimensions");
+    // Outside the 4 x 3 grid: no chunk file may appear there.
+    expect_err(f.array.store_chunk_with(None, &[4, 0], &data), ZARRS_ERROR_INVALID_ARGUMENT, "grid");
+    expect_err(f.array.store_chunk_with(None, &[0, u64::MAX], &data), ZARRS_ERROR_INVALID_ARGUMENT, "grid");
+    assert!(f.stored_chunks().is_empty(), "{:?}", f.stored_chunks());
+
+    expect_err(
+        zarrs_array_retrieve_chunk(a, null(), [0, 0].as_ptr(), 2, out.as_mut_ptr().cast(), 511, &mut present),
+        ZARRS_ERROR_BUFFER_SIZE,
+        "512",
+    );
+    expect_err(
+        zarrs_array_retrieve_chunk(a, null(), [0, 0].as_ptr(), 2, null_mut(), 512, &mut present),
+        ZARRS_ERROR_NULL_POINTER,
+        "out",
+    );
+    expect_err(
+        zarrs_array_retrieve_chunk(a, null(), [4, 0].as_ptr(), 2, out.as_mut_ptr().cast(), 512, &mut present),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "grid",
+    );
+    expect_err(
+        zarrs_array_retrieve_chunk(a, null(), null(), 2, out.as_mut_ptr().cast(), 512, &mut present),
+        ZARRS_ERROR_NULL_POINTER,
+        "chunk_indices",
+    );
+    assert!(present, "present_out is written only on success");
+    assert_eq!(out, vec![SENTINEL; 256], "out is untouched by argument errors");
+
+    expect_err(zarrs_array_erase_chunk(a, [0, 0].as_ptr(), 3), ZARRS_ERROR_INVALID_ARGUMENT, "dimensions");
+    expect_err(zarrs_array_erase_chunk(a, [9, 9].as_ptr(), 2), ZARRS_ERROR_INVALID_ARGUMENT, "grid");
+    expect_err(zarrs_array_erase_chunk(null(), [0, 0].as_ptr(), 2), ZARRS_ERROR_NULL_POINTER, "array");
+}
+
+#[test]
+fn subset_calls_bad_arguments() {
+    let f = Fixture::zstd("subset-bad");
+    let a = f.array.ptr();
+    let data = vec![value(1, 1); 64];
+    let mut out = vec![SENTINEL; 64];
+
+    let retrieve = |start: &[u64], shape: &[u64], ndim: usize, out: &mut [u16], out_len: usize| {
+        zarrs_array_retrieve_subset(a, null(), start.as_ptr(), shape.as_ptr(), ndim, out.as_mut_ptr().cast(), out_len)
+    };
+    expect_err(retrieve(&[0, 0], &[8, 8], 2, &mut out, 127), ZARRS_ERROR_BUFFER_SIZE, "128");
+    expect_err(retrieve(&[0, 0], &[8, 8], 2, &mut out, 129), ZARRS_ERROR_BUFFER_SIZE, "128");
+    expect_err(retrieve(&[0, 0, 0], &[8, 8, 1], 3, &mut out, 128), ZARRS_ERROR_INVALID_ARGUMENT, "dimensions");
+    expect_err(retrieve(&[60, 0], &[8, 8], 2, &mut out, 128), ZARRS_ERROR_INVALID_ARGUMENT, "outside");
+    expect_err(retrieve(&[0, 41], &[8, 8], 2, &mut out, 128), ZARRS_ERROR_INVALID_ARGUMENT, "outside");
+    // start + shape wraps around u64: still out of bounds, never a wild read or write.
+    expect_err(retrieve(&[u64::MAX, 0], &[2, 32], 2, &mut out, 128), ZARRS_ERROR_INVALID_ARGUMENT, "outside");
+    expect_err(retrieve(&[0, u64::MAX - 6], &[8, 8], 2, &mut out, 128), ZARRS_ERROR_INVALID_ARGUMENT, "outside");
+    expect_err(
+        zarrs_array_retrieve_subset(a, null(), null(), [8, 8].as_ptr(), 2, out.as_mut_ptr().cast(), 128),
+        ZARRS_ERROR_NULL_POINTER,
+        "start",
+    );
+    expect_err(
+        zarrs_array_retrieve_subset(a, null(), [0, 0].as_ptr(), null(), 2, out.as_mut_ptr().cast(), 128),
+        ZARRS_ERROR_NULL_POINTER,
+        "shape",
+    );
+    expect_err(
+        zarrs_array_retrieve_subset(a, null(), [0, 0].as_ptr(), [8, 8].as_ptr(), 2, null_mut(), 128),
+        ZARRS_ERROR_NULL_POINTER,
+        "out",
+    );
+    expect_err(
+        zarrs_array_retrieve_subset(null(), null(), [0, 0].as_ptr(), [8, 8].as_ptr(), 2, out.as_mut_ptr().cast(), 128),
+        ZARRS_ERROR_NULL_POINTER,
+        "array",
+    );
+    assert_eq!(out, vec![SENTINEL; 64]);
+
+    expect_err(f.array.store_with(None, &[0, 0], &[8, 8], &data[..63]), ZARRS_ERROR_BUFFER_SIZE, "128");
+    expect_err(f.array.store_with(None, &[60, 0], &[8, 8], &data), ZARRS_ERROR_INVALID_ARGUMENT, "outside");
+    expect_err(f.array.store_with(None, &[u64::MAX, 0], &[2, 32], &data), ZARRS_ERROR_INVALID_ARGUMENT, "outside");
+    expect_err(
+        zarrs_array_store_subset(a, null(), [0, 0].as_ptr(), [8, 8].as_ptr(), 2, null(), 128),
+        ZARRS_ERROR_NULL_POINTER,
+        "data",
+    );
+    expect_err(
+        zarrs_array_store_subset(a, null(), [0, 0].as_ptr(), [8, 8].as_ptr(), 1, data.as_ptr().cast(), 128),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "dimensions",
+    );
+    assert!(f.stored_chunks().is_empty(), "{:?}", f.stored_chunks());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches of chunks by key.
+
+#[test]
+fn read_chunks_batch() {
+    let f = Fixture::zstd("read-chunks");
+    f.write_all();
+    check(zarrs_array_erase_chunk(f.array.ptr(), [3, 0].as_ptr(), 2));
+
+    // Out buffer 28 x 24: a whole chunk at [0,0], part of chunk (1,2) at [16,16], part of the
+    // missing chunk (3,0) at [16,0]; rows 0..16 of columns 16..24 belong to no chunk.
+    let batch = Batch::new()
+        .chunk("arr/c/0/0", WHOLE, [0, 0], [16, 16], [0, 0])
+        .chunk("arr/c/1/2", WHOLE, [4, 8], [12, 8], [16, 16])
+        .chunk("arr/c/3/0", WHOLE, [0, 0], [12, 16], [16, 0]);
+    let mut out = vec![SENTINEL; 28 * 24];
+    let mut present = [9u8; 3];
+    check(batch.read(&f.array, &mut out, [28, 24], &mut present));
+    assert_eq!(present, [1, 1, 0]);
+    let expected = grid([28, 24], |i, j| match (i < 16, j < 16) {
+        (true, true) => value(i, j),
+        (false, false) => value(16 + 4 + (i - 16), 32 + 8 + (j - 16)),
+        (false, true) => FILL,
+        (true, false) => SENTINEL,
+    });
+    assert_eq!(out, expected);
+
+    // An empty batch is fine.
+    let empty = Batch::new();
+    check(empty.read(&f.array, &mut [], [0, 0], &mut []));
+}
+
+#[test]
+fn write_chunks_batch() {
+    let f = Fixture::zstd("write-chunks");
+    f.write_all();
+
+    // A 20 x 20 value: part of it into a part of chunk (2,0), a 16 x 16 window of it over
+    // the whole chunk (2,1).
+    let v = |i: u64, j: u64| u16::try_from(50_000 + i * 20 + j).unwrap();
+    let value_buf = grid([20, 20], v);
+    let batch = Batch::new()
+        .chunk("arr/c/2/0", WHOLE, [2, 3], [10, 10], [0, 0])
+        .chunk("arr/c/2/1", WHOLE, [0, 0], [16, 16], [4, 4]);
+    check(batch.write(&f.array, None, &value_buf, &[20, 20]));
+
+    let (chunk, present) = f.array.retrieve_chunk(&[2, 0], 256);
+    assert!(present);
+    let expected = grid(WHOLE, |a, b| {
+        if (2..12).contains(&a) && (3..13).contains(&b) {
+            v(a - 2, b - 3)
+        } else {
+            value(32 + a, b)
+        }
+    });
+    assert_eq!(chunk, expected);
+    assert_eq!(f.array.retrieve_chunk(&[2, 1], 256).0, grid(WHOLE, |a, b| v(4 + a, 4 + b)));
+    // Chunks not in the batch are unchanged.
+    assert_eq!(f.array.retrieve(&[0, 0], &[32, 48]), grid([32, 48], value));
+
+    // A scalar broadcast (value_ndim 0): part of chunk (0,1) and all of chunk (3,2).
+    let scalar = Batch::new()
+        .chunk("arr/c/0/1", WHOLE, [0, 0], [5, 16], [0, 0])
+        .chunk("arr/c/3/2", WHOLE, [0, 0], [16, 16], [0, 0]);
+    check(scalar.write(&f.array, None, &[4242], &[]));
+    let expected = grid(WHOLE, |a, b| if a < 5 { 4242 } else { value(a, 16 + b) });
+    assert_eq!(f.array.retrieve_chunk(&[0, 1], 256).0, expected);
+    assert_eq!(f.array.retrieve_chunk(&[3, 2], 256).0, vec![4242; 256]);
+
+    // Writing to a missing chunk in part merges with the fill value.
+    check(zarrs_array_erase_chunk(f.array.ptr(), [0, 0].as_ptr(), 2));
+    let partial = Batch::new().chunk("arr/c/0/0", WHOLE, [15, 15], [1, 1], [0, 0]);
+    check(partial.write(&f.array, None, &[1234], &[]));
+    assert_eq!(
+        f.array.retrieve_chunk(&[0, 0], 256),
+        (grid(WHOLE, |a, b| if (a, b) == (15, 15) { 1234 } else { FILL }), true)
+    );
+}
+
+#[test]
+fn batch_calls_bad_arguments() {
+    let f = Fixture::zstd("batch-bad");
+    f.write_all();
+    let good = Batch::new().chunk("arr/c/0/0", WHOLE, [0, 0], [16, 16], [0, 0]);
+    let mut out = vec![SENTINEL; 256];
+    let mut present = [9u8];
+
+    // Geometry shorter than num_chunks * 4 * ndim.
+    let mut short = good.clone();
+    short.geometry.pop();
+    expect_err(short.read(&f.array, &mut out, WHOLE, &mut present), ZARRS_ERROR_INVALID_ARGUMENT, "geometry");
+    expect_err(short.write(&f.array, None, &[1], &[]), ZARRS_ERROR_INVALID_ARGUMENT, "geometry");
+
+    // Key offsets past the end of the keys, decreasing, or splitting a character.
+    for offsets in [vec![0, 10], vec![3, 1], vec![u64::MAX, 5]] {
+        let mut bad = good.clone();
+        bad.offsets = offsets;
+        expect_err(bad.read(&f.array, &mut out, WHOLE, &mut present), ZARRS_ERROR_INVALID_ARGUMENT, "key 0");
+        expect_err(bad.write(&f.array, None, &[1], &[]), ZARRS_ERROR_INVALID_ARGUMENT, "key 0");
+    }
+    let mut split = Batch::new().chunk("é", WHOLE, [0, 0], [16, 16], [0, 0]);
+    split.offsets = vec![0, 1];
+    expect_err(split.read(&f.array, &mut out, WHOLE, &mut present), ZARRS_ERROR_INVALID_ARGUMENT, "character boundary");
+    let bytes = b"c/\xff/0";
+    expect_err(
+        zarrs_array_read_chunks(
+            f.array.ptr(),
+            null(),
+            1,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            [0u64, 5].as_ptr(),
+            good.geometry.as_ptr(),
+            good.geometry.len(),
+            out.as_mut_ptr().cast(),
+            512,
+            WHOLE.as_ptr(),
+            present.as_mut_ptr(),
+            1,
+        ),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "UTF-8",
+    );
+
+    // Subsets outside the chunk, regions outside the buffer, zero chunk shapes, and starts
+    // whose end wraps around u64.
+    let cases = [
+        Batch::new().chunk("arr/c/0/0", WHOLE, [8, 0], [9, 16], [0, 0]),
+        Batch::new().chunk("arr/c/0/0", WHOLE, [u64::MAX, 0], [2, 16], [0, 0]),
+        Batch::new().chunk("arr/c/0/0", [0, 16], [0, 0], [0, 16], [0, 0]),
+    ];
+    for bad in &cases {
+        expect_err(bad.read(&f.array, &mut out, WHOLE, &mut present), ZARRS_ERROR_INVALID_ARGUMENT, "chunk");
+        expect_err(bad.write(&f.array, None, &[1], &[]), ZARRS_ERROR_INVALID_ARGUMENT, "chunk");
+    }
+    let outside_out = [
+        Batch::new().chunk("arr/c/0/0", WHOLE, [0, 0], [16, 16], [1, 0]),
+        Batch::new().chunk("arr/c/0/0", WHOLE, [0, 0], [2, 16], [u64::MAX, 0]),
+    ];
+    for bad in &outside_out {
+        let code = bad.read(&f.array, &mut out, WHOLE, &mut present);
+        assert_eq!(code, ZARRS_ERROR_INVALID_ARGUMENT, "{}", last_error());
+        assert!(!last_error().is_empty());
+        let code = bad.write(&f.array, None, &out, &WHOLE);
+        assert_eq!(code, ZARRS_ERROR_INVALID_ARGUMENT, "{}", last_error());
+    }
+    assert_eq!(out, vec![SENTINEL; 256], "failed argument checks write nothing");
+    assert_eq!(present, [9], "present_out is written only on success");
+
+    // Buffer sizes.
+    expect_err(good.read(&f.array, &mut out[..255], WHOLE, &mut present), ZARRS_ERROR_BUFFER_SIZE, "512");
+    expect_err(good.read(&f.array, &mut out, WHOLE, &mut []), ZARRS_ERROR_BUFFER_SIZE, "present_out");
+    expect_err(good.write(&f.array, None, &out[..255], &WHOLE), ZARRS_ERROR_BUFFER_SIZE, "512");
+    expect_err(good.write(&f.array, None, &[1, 2], &[]), ZARRS_ERROR_BUFFER_SIZE, "value");
+    // value_ndim must be 0 or the array's dimensionality.
+    expect_err(good.write(&f.array, None, &out, &[256]), ZARRS_ERROR_INVALID_ARGUMENT, "value_ndim");
+    // NULL pointers with nonzero lengths.
+    expect_err(
+        zarrs_array_read_chunks(
+            f.array.ptr(),
+            null(),
+            1,
+            null(),
+            5,
+            good.offsets.as_ptr(),
+            good.geometry.as_ptr(),
+            good.geometry.len(),
+            out.as_mut_ptr().cast(),
+            512,
+            WHOLE.as_ptr(),
+            present.as_mut_ptr(),
+            1,
+        ),
+        ZARRS_ERROR_NULL_POINTER,
+        "keys",
+    );
+    expect_err(
+        zarrs_array_read_chunks(
+            f.array.ptr(),
+            null(),
+            1,
+            good.keys.as_ptr().cast(),
+            good.keys.len(),
+            null(),
+            good.geometry.as_ptr(),
+            good.geometry.len(),
+            out.as_mut_ptr().cast(),
+            512,
+            WHOLE.as_ptr(),
+            present.as_mut_ptr(),
+            1,
+        ),
+        ZARRS_ERROR_NULL_POINTER,
+        "key_offsets",
+    );
+    expect_err(
+        zarrs_array_read_chunks(
+            f.array.ptr(),
+            null(),
+            1,
+            good.keys.as_ptr().cast(),
+            good.keys.len(),
+            good.offsets.as_ptr(),
+            good.geometry.as_ptr(),
+            good.geometry.len(),
+            out.as_mut_ptr().cast(),
+            512,
+            WHOLE.as_ptr(),
+            null_mut(),
+            1,
+        ),
+        ZARRS_ERROR_NULL_POINTER,
+        "present_out",
+    );
+    expect_err(
+        zarrs_array_write_chunks(
+            f.array.ptr(),
+            null(),
+            1,
+            good.keys.as_ptr().cast(),
+            good.keys.len(),
+            good.offsets.as_ptr(),
+            good.geometry.as_ptr(),
+            good.geometry.len(),
+            null(),
+            2,
+            null(),
+            0,
+        ),
+        ZARRS_ERROR_NULL_POINTER,
+        "value",
+    );
+    expect_err(good.write(&Array(null_mut()), None, &[1], &[]), ZARRS_ERROR_NULL_POINTER, "array");
+    // Nothing was changed by any of the failed writes.
+    assert_eq!(f.array.retrieve(&[0, 0], &[64, 48]), grid([64, 48], value));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codec-only calls.
+
+#[test]
+fn encode_decode_round_trip() {
+    let f = Fixture::zstd("codec");
+    let a = &f.array;
+    let v = |i: u64, j: u64| u16::try_from(1000 + i * 32 + j).unwrap();
+    let value_buf = grid([16, 32], v);
+
+    // Two whole chunks from the two halves of a 16 x 32 value.
+    let halves = Batch::new()
+        .chunk("", WHOLE, [0, 0], [16, 16], [0, 0])
+        .chunk("", WHOLE, [0, 0], [16, 16], [0, 16]);
+    let encoded = encode(a, None, &halves, &value_buf, &[16, 32], &no_existing(2));
+    let (e0, e1) = (encoded[0].clone().unwrap(), encoded[1].clone().unwrap());
+    assert!(!e0.is_empty() && !e1.is_empty());
+
+    // The bytes are exactly what the store-backed path writes for the same chunk.
+    a.store_chunk(&[0, 0], &grid(WHOLE, v));
+    assert_eq!(std::fs::read(f.file("c/0/0")).unwrap(), e0);
+
+    // Decode them back with the halves swapped in the output buffer.
+    let both = Encoded::new(&[Some(&e0), Some(&e1)]);
+    let swapped = Batch::new()
+        .chunk("", WHOLE, [0, 0], [16, 16], [0, 16])
+        .chunk("", WHOLE, [0, 0], [16, 16], [0, 0]);
+    let mut out = vec![SENTINEL; 16 * 32];
+    check(decode(a, None, &both, &swapped, &mut out, [16, 32]));
+    assert_eq!(out, grid([16, 32], |i, j| if j < 16 { v(i, j + 16) } else { v(i, j - 16) }));
+
+    // A partial subset of a present chunk, and a missing chunk (fill value).
+    let partial = Encoded::new(&[Some(&e0), None]);
+    let geometry = Batch::new()
+        .chunk("", WHOLE, [4, 4], [8, 8], [0, 0])
+        .chunk("", WHOLE, [0, 0], [8, 8], [0, 8]);
+    let mut out = vec![SENTINEL; 8 * 16];
+    check(decode(a, None, &partial, &geometry, &mut out, [8, 16]));
+    assert_eq!(out, grid([8, 16], |i, j| if j < 8 { v(4 + i, 4 + j) } else { FILL }));
+
+    // Encoding part of a chunk merges with its existing bytes...
+    let corner = Batch::new().chunk("", WHOLE, [0, 0], [4, 4], [0, 0]);
+    let merged = encode(a, None, &corner, &[9], &[], &Encoded::new(&[Some(&e0)]));
+    let mut out = vec![SENTINEL; 256];
+    let whole = Batch::new().chunk("", WHOLE, [0, 0], [16, 16], [0, 0]);
+    check(decode(a, None, &Encoded::new(&[merged[0].as_deref()]), &whole, &mut out, WHOLE));
+    assert_eq!(out, grid(WHOLE, |i, j| if i < 4 && j < 4 { 9 } else { v(i, j) }));
+    // ... or with the fill value when the chunk is missing.
+    let fresh = encode(a, None, &corner, &[9], &[], &no_existing(1));
+    check(decode(a, None, &Encoded::new(&[fresh[0].as_deref()]), &whole, &mut out, WHOLE));
+    assert_eq!(out, grid(WHOLE, |i, j| if i < 4 && j < 4 { 9 } else { FILL }));
+
+    // A chunk entirely the fill value has no bytes, unless empty chunks are stored.
+    assert_eq!(encode(a, None, &whole, &[FILL], &[], &no_existing(1)), [None]);
+    let mut keep = default_options();
+    keep.store_empty_chunks = true;
+    let kept = encode(a, Some(&keep), &whole, &[FILL], &[], &no_existing(1));
+    check(decode(a, None, &Encoded::new(&[kept[0].as_deref()]), &whole, &mut out, WHOLE));
+    assert_eq!(out, vec![FILL; 256]);
+}
+
+#[test]
+fn codec_calls_bad_arguments() {
+    let f = Fixture::zstd("codec-bad");
+    let a = &f.array;
+    let whole = Batch::new().chunk("", WHOLE, [0, 0], [16, 16], [0, 0]);
+    let e0 = encode(a, None, &whole, &grid(WHOLE, value), &WHOLE, &no_existing(1))[0].clone().unwrap();
+    let mut out = vec![SENTINEL; 256];
+
+    // Corrupt and truncated bytes.
+    let garbage = b"this is not a zstd frame".to_vec();
+    expect_err(decode(a, None, &Encoded::new(&[Some(&garbage)]), &whole, &mut out, WHOLE), ZARRS_ERROR_CODEC, "");
+    assert!(!last_error().is_empty());
+    let truncated = &e0[..e0.len() / 2];
+    expect_err(decode(a, None, &Encoded::new(&[Some(truncated)]), &whole, &mut out, WHOLE), ZARRS_ERROR_CODEC, "");
+    assert!(!last_error().is_empty());
+
+    // Offsets outside the encoded bytes.
+    let mut bad = Encoded::new(&[Some(&e0)]);
+    bad.offsets[1] += 1;
+    expect_err(decode(a, None, &bad, &whole, &mut out, WHOLE), ZARRS_ERROR_INVALID_ARGUMENT, "outside");
+    bad.offsets = vec![5, 2];
+    expect_err(decode(a, None, &bad, &whole, &mut out, WHOLE), ZARRS_ERROR_INVALID_ARGUMENT, "outside");
+    // Geometry of the wrong length, and an output buffer of the wrong size.
+    let mut short = whole.clone();
+    short.geometry.push(0);
+    let good = Encoded::new(&[Some(&e0)]);
+    expect_err(decode(a, None, &good, &short, &mut out, WHOLE), ZARRS_ERROR_INVALID_ARGUMENT, "geometry");
+    expect_err(decode(a, None, &good, &whole, &mut out[..200], WHOLE), ZARRS_ERROR_BUFFER_SIZE, "512");
+    expect_err(
+        zarrs_array_decode_chunks(a.ptr(), null(), 1, null(), 10, good.offsets.as_ptr(), good.present.as_ptr(), whole.geometry.as_ptr(), 8, out.as_mut_ptr().cast(), 512, WHOLE.as_ptr()),
+        ZARRS_ERROR_NULL_POINTER,
+        "encoded",
+    );
+    // A region outside the output buffer, including one whose end wraps around u64.
+    for buffer_start in [[0, 1], [u64::MAX, 0]] {
+        let outside = Batch::new().chunk("", WHOLE, [0, 0], [2, 16], buffer_start);
+        let code = decode(a, None, &Encoded::new(&[None]), &outside, &mut out, WHOLE);
+        assert_eq!(code, ZARRS_ERROR_INVALID_ARGUMENT, "{}", last_error());
+    }
+    assert_eq!(out, vec![SENTINEL; 256]);
+
+    // Encode: NULL out-parameter, wrong value size, and reading encoded chunks wrongly.
+    let existing = no_existing(1);
+    let value_buf = grid(WHOLE, value);
+    let encode_raw = |value: &[u16], value_len: usize, out: *mut *mut ZarrsEncodedChunks| {
+        zarrs_array_encode_chunks(
+            a.ptr(),
+            null(),
+            1,
+            whole.geometry.as_ptr(),
+            whole.geometry.len(),
+            value.as_ptr().cast(),
+            value_len,
+            WHOLE.as_ptr(),
+            2,
+            null(),
+            0,
+            existing.offsets.as_ptr(),
+            existing.present.as_ptr(),
+            out,
+        )
+    };
+    let mut handle = null_mut();
+    expect_err(encode_raw(&value_buf, 512, null_mut()), ZARRS_ERROR_NULL_POINTER, "encoded_out");
+    expect_err(encode_raw(&value_buf, 510, &mut handle), ZARRS_ERROR_BUFFER_SIZE, "512");
+    assert!(handle.is_null());
+    check(encode_raw(&value_buf, 512, &mut handle));
+    let (mut data, mut len) = (null(), 0usize);
+    expect_err(zarrs_encoded_chunks_get(handle, 1, &mut data, &mut len), ZARRS_ERROR_INVALID_ARGUMENT, "out of range");
+    expect_err(zarrs_encoded_chunks_get(handle, 0, null_mut(), &mut len), ZARRS_ERROR_NULL_POINTER, "data_out");
+    expect_err(zarrs_encoded_chunks_get(handle, 0, &mut data, null_mut()), ZARRS_ERROR_NULL_POINTER, "len_out");
+    expect_err(zarrs_encoded_chunks_get(null(), 0, &mut data, &mut len), ZARRS_ERROR_NULL_POINTER, "encoded");
+    expect_err(zarrs_encoded_chunks_count(handle, null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
+    assert!(data.is_null() && len == 0);
+    check(zarrs_encoded_chunks_free(handle));
+
+    // A partial encode whose existing bytes are corrupt fails with CODEC.
+    let corner = Batch::new().chunk("", WHOLE, [0, 0], [4, 4], [0, 0]);
+    let corrupt = Encoded::new(&[Some(&garbage)]);
+    let mut handle = null_mut();
+    expect_err(
+        zarrs_array_encode_chunks(
+            a.ptr(),
+            null(),
+            1,
+            corner.geometry.as_ptr(),
+            corner.geometry.len(),
+            [9u16].as_ptr().cast(),
+            2,
+            null(),
+            0,
+            corrupt.bytes.as_ptr(),
+            corrupt.bytes.len(),
+            corrupt.offsets.as_ptr(),
+            corrupt.present.as_ptr(),
+            &mut handle,
+        ),
+        ZARRS_ERROR_CODEC,
+        "",
+    );
+    assert!(handle.is_null());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Empty chunks.
+
+#[test]
+fn chunks_of_fill_value_are_erased_unless_stored() {
+    let f = Fixture::zstd("empty-chunks");
+    let data = grid(WHOLE, value);
+    let fill = vec![FILL; 256];
+    let mut keep = default_options();
+    keep.store_empty_chunks = true;
+
+    // store_chunk: an all-fill chunk erases the stored one by default...
+    f.array.store_chunk(&[0, 0], &data);
+    assert!(f.file("c/0/0").is_file());
+    f.array.store_chunk(&[0, 0], &fill);
+    assert!(!f.file("c/0/0").exists());
+    assert_eq!(f.array.retrieve_chunk(&[0, 0], 256), (fill.clone(), false));
+    // ... and is written with store_empty_chunks.
+    check(f.array.store_chunk_with(Some(&keep), &[0, 0], &fill));
+    assert!(f.file("c/0/0").is_file());
+    assert_eq!(f.array.retrieve_chunk(&[0, 0], 256), (fill.clone(), true));
+
+    // store_subset over a whole chunk.
+    f.array.store(&[16, 0], &[16, 16], &fill);
+    assert!(!f.file("c/1/0").exists());
+    check(f.array.store_with(Some(&keep), &[16, 0], &[16, 16], &fill));
+    assert!(f.file("c/1/0").is_file());
+    f.array.store(&[16, 0], &[16, 16], &fill);
+    assert!(!f.file("c/1/0").exists(), "a stored empty chunk is erased by a default write");
+
+    // write_chunks: a partial write that leaves the chunk all fill value erases it.
+    let corner = Batch::new().chunk("arr/c/1/1", WHOLE, [0, 0], [2, 2], [0, 0]);
+    check(corner.write(&f.array, None, &[55], &[]));
+    assert!(f.file("c/1/1").is_file());
+    check(corner.write(&f.array, None, &[FILL], &[]));
+    assert!(!f.file("c/1/1").exists());
+    check(corner.write(&f.array, Some(&keep), &[FILL], &[]));
+    assert!(f.file("c/1/1").is_file());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharding.
+
+#[test]
+fn sharded_array() {
+    let f = Fixture::new("sharded", &metadata([64, 48], [32, 24], &codecs_sharded([8, 8])));
+    let a = &f.array;
+    let mut dims = [0u64; 2];
+    check(zarrs_array_chunk_grid_shape(a.ptr(), dims.as_mut_ptr(), 2));
+    assert_eq!(dims, [2, 2]);
+    check(zarrs_array_chunk_shape(a.ptr(), [1, 1].as_ptr(), 2, dims.as_mut_ptr()));
+    assert_eq!(dims, [32, 24], "the chunk shape of a sharded array is the shard shape");
+    assert_eq!(a.chunk_key(&[1, 1]), "arr/c/1/1");
+
+    f.write_all();
+    assert_eq!(f.stored_chunks(), ["c/0/0", "c/0/1", "c/1/0", "c/1/1"]);
+    assert_eq!(a.retrieve(&[0, 0], &[64, 48]), grid([64, 48], value));
+    assert_eq!(a.retrieve(&[10, 5], &[30, 30]), grid([30, 30], |i, j| value(10 + i, 5 + j)));
+    let (shard, present) = a.retrieve_chunk(&[1, 0], 32 * 24);
+    assert!(present);
+    assert_eq!(shard, grid([32, 24], |i, j| value(32 + i, j)));
+
+    // Partial reads of shards by key (through the shard index), and a missing shard.
+    check(zarrs_array_erase_chunk(a.ptr(), [1, 1].as_ptr(), 2));
+    let batch = Batch::new()
+        .chunk("arr/c/1/0", [32, 24], [3, 5], [10, 9], [0, 0])
+        .chunk("arr/c/0/1", [32, 24], [0, 0], [32, 24], [10, 0])
+        .chunk("arr/c/1/1", [32, 24], [30, 20], [2, 4], [0, 20]);
+    let mut out = vec![SENTINEL; 42 * 24];
+    let mut present = [9u8; 3];
+    check(batch.read(a, &mut out, [42, 24], &mut present));
+    assert_eq!(present, [1, 1, 0]);
+    let expected = grid([42, 24], |i, j| {
+        if i >= 10 {
+            value(i - 10, 24 + j)
+        } else if i < 10 && j < 9 {
+            value(32 + 3 + i, 5 + j)
+        } else if i < 2 && j >= 20 {
+            FILL
+        } else {
+            SENTINEL
+        }
+    });
+    assert_eq!(out, expected);
+
+    // A partial write to a missing shard creates it holding just that region.
+    a.store(&[40, 30], &[4, 4], &vec![77; 16]);
+    assert!(f.file("c/1/1").is_file());
+    assert_eq!(
+        a.retrieve(&[32, 24], &[32, 24]),
+        grid([32, 24], |i, j| if (8..12).contains(&i) && (6..10).contains(&j) { 77 } else { FILL })
+    );
+
+    // Decode a shard's bytes for just a subset, without the store.
+    let shard_bytes = std::fs::read(f.file("c/0/0")).unwrap();
+    let subset = Batch::new().chunk("", [32, 24], [9, 9], [5, 5], [0, 0]);
+    let mut out = vec![SENTINEL; 25];
+    check(decode(a, None, &Encoded::new(&[Some(&shard_bytes)]), &subset, &mut out, [5, 5]));
+    assert_eq!(out, grid([5, 5], |i, j| value(9 + i, 9 + j)));
+
+    // Flip the last byte of a shard: its index checksum no longer matches.
+    let path = f.file("c/0/0");
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 0xFF;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(a.try_retrieve(None, &[0, 0], &[8, 8]), Err(ZARRS_ERROR_CHECKSUM), "{}", last_error());
+    assert!(last_error().to_lowercase().contains("checksum"), "{}", last_error());
+    assert_eq!(a.try_retrieve_chunk(None, &[0, 0], 32 * 24), Err(ZARRS_ERROR_CHECKSUM));
+    // Only the checksum itself was damaged, so without validation the values are intact.
+    let mut lax = default_options();
+    lax.validate_checksums = false;
+    assert_eq!(a.try_retrieve(Some(&lax), &[0, 0], &[32, 24]), Ok(grid([32, 24], value)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged chunks on disk.
+
+#[test]
+fn corrupt_and_truncated_chunks() {
+    let f = Fixture::zstd("corrupt");
+    f.write_all();
+
+    std::fs::write(f.file("c/0/0"), b"definitely not a zstd frame").unwrap();
+    assert_eq!(f.array.try_retrieve_chunk(None, &[0, 0], 256), Err(ZARRS_ERROR_CODEC));
+    assert!(!last_error().is_empty());
+    assert_eq!(f.array.try_retrieve(None, &[0, 0], &[64, 48]), Err(ZARRS_ERROR_CODEC));
+    // A partial read of the chunk.
+    assert_eq!(f.array.try_retrieve(None, &[3, 3], &[2, 2]), Err(ZARRS_ERROR_CODEC));
+    // A batch read: present_out is untouched on failure.
+    let batch = Batch::new()
+        .chunk("arr/c/0/1", WHOLE, [0, 0], [16, 16], [0, 0])
+        .chunk("arr/c/0/0", WHOLE, [0, 0], [16, 16], [16, 0]);
+    let mut out = vec![SENTINEL; 512];
+    let mut present = [9u8; 2];
+    assert_eq!(batch.read(&f.array, &mut out, [32, 16], &mut present), ZARRS_ERROR_CODEC);
+    assert_eq!(present, [9, 9]);
+    // A partial write needs the old chunk, so it fails too and leaves the file as it was.
+    assert_eq!(f.array.store_with(None, &[0, 0], &[1, 1], &[1]), ZARRS_ERROR_CODEC);
+    assert_eq!(std::fs::read(f.file("c/0/0")).unwrap(), b"definitely not a zstd frame");
+    // Writing the whole chunk does not read it, and repairs it.
+    f.array.store_chunk(&[0, 0], &grid(WHOLE, value));
+    assert_eq!(f.array.retrieve(&[0, 0], &[16, 16]), grid(WHOLE, value));
+
+    // Truncated to half, and to nothing.
+    let path = f.file("c/1/1");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert_eq!(f.array.try_retrieve_chunk(None, &[1, 1], 256), Err(ZARRS_ERROR_CODEC), "{}", last_error());
+    std::fs::write(&path, b"").unwrap();
+    assert_eq!(f.array.try_retrieve_chunk(None, &[1, 1], 256), Err(ZARRS_ERROR_CODEC), "{}", last_error());
+    // Other chunks still read.
+    assert_eq!(f.array.retrieve(&[32, 0], &[32, 48]), grid([32, 48], |i, j| value(32 + i, j)));
+}
+
+#[test]
+fn crc32c_checksum_mismatch() {
+    let f = Fixture::new("crc32c", &metadata([64, 48], [16, 16], &codecs_crc32c()));
+    let data = grid(WHOLE, value);
+    f.array.store_chunk(&[0, 0], &data);
+    let path = f.file("c/0/0");
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len(), 256 * 2 + 4, "little-endian elements then a 4-byte checksum");
+
+    // Flip the low byte of element 0.
+    bytes[0] ^= 0xFF;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(f.array.try_retrieve_chunk(None, &[0, 0], 256), Err(ZARRS_ERROR_CHECKSUM));
+    assert!(last_error().to_lowercase().contains("checksum"), "{}", last_error());
+    assert_eq!(f.array.try_retrieve(None, &[2, 2], &[3, 3]), Err(ZARRS_ERROR_CHECKSUM));
+    let whole = Batch::new().chunk("", WHOLE, [0, 0], [16, 16], [0, 0]);
+    let mut out = vec![SENTINEL; 256];
+    assert_eq!(decode(&f.array, None, &Encoded::new(&[Some(&bytes)]), &whole, &mut out, WHOLE), ZARRS_ERROR_CHECKSUM);
+
+    // Without validation the damaged value is returned as stored.
+    let mut lax = default_options();
+    lax.validate_checksums = false;
+    let mut expected = data.clone();
+    expected[0] ^= 0x00FF;
+    assert_eq!(f.array.try_retrieve_chunk(Some(&lax), &[0, 0], 256), Ok((expected.clone(), true)));
+    assert_eq!(f.array.try_retrieve(Some(&lax), &[0, 0], &[2, 2]).unwrap(), [expected[0], expected[1], expected[16], expected[17]]);
+    check(decode(&f.array, Some(&lax), &Encoded::new(&[Some(&bytes)]), &whole, &mut out, WHOLE));
+    assert_eq!(out, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-only storage.
+
+#[test]
+fn read_only_storage_rejects_writes() {
+    let f = Fixture::zstd("read-only");
+    f.write_all();
+    let before = f.stored_chunks();
+    let chunk_bytes = std::fs::read(f.file("c/0/0")).unwrap();
+
+    let storage = Storage::open(&f.dir.0, true);
+    let array = Array::open(&storage, "/arr");
+    assert_eq!(array.retrieve(&[0, 0], &[64, 48]), grid([64, 48], value));
+
+    let other = grid(WHOLE, |_, _| 1);
+    expect_err(array.store_chunk_with(None, &[0, 0], &other), ZARRS_ERROR_READ_ONLY, "read");
+    expect_err(array.store_chunk_with(None, &[0, 0], &vec![FILL; 256]), ZARRS_ERROR_READ_ONLY, "read");
+    expect_err(array.store_with(None, &[0, 0], &[2, 2], &[1, 2, 3, 4]), ZARRS_ERROR_READ_ONLY, "read");
+    expect_err(zarrs_array_erase_chunk(array.ptr(), [0, 0].as_ptr(), 2), ZARRS_ERROR_READ_ONLY, "read");
+    let batch = Batch::new().chunk("arr/c/0/0", WHOLE, [0, 0], [16, 16], [0, 0]);
+    expect_err(batch.write(&array, None, &[1], &[]), ZARRS_ERROR_READ_ONLY, "read");
+    let json = metadata([8, 8], [4, 4], &codecs_zstd());
+    let mut handle = null_mut();
+    expect_err(
+        zarrs_array_create(storage.0, b"/new".as_ptr().cast(), 4, json.as_ptr().cast(), json.len(), &mut handle),
+        ZARRS_ERROR_READ_ONLY,
+        "read",
+    );
+    assert!(handle.is_null());
+
+    assert_eq!(f.stored_chunks(), before);
+    assert_eq!(std::fs::read(f.file("c/0/0")).unwrap(), chunk_bytes);
+    assert!(!f.dir.0.join("new").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The last error, and threads.
+
+#[test]
+fn last_error_is_set_cleared_and_per_thread() {
+    let mut size = 0usize;
+    expect_err(zarrs_array_element_size(null(), &mut size), ZARRS_ERROR_NULL_POINTER, "array");
+    let main_message = last_error();
+    assert!(!main_message.is_empty());
+
+    // Another thread sees none of it, and its own failure does not show here.
+    std::thread::spawn(|| {
+        assert_eq!(last_error(), "");
+        let mut storage = null_mut();
+        expect_err(zarrs_storage_open_filesystem(null(), 0, false, false, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "empty");
+    })
+    .join()
+    .unwrap();
+    assert_eq!(last_error(), main_message);
+
+    // Two threads failing at the same time each keep their own message.
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let a = scope.spawn(|| {
+            expect_err(zarrs_options_default(null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
+            barrier.wait();
+            barrier.wait();
+            last_error()
+        });
+        let b = scope.spawn(|| {
+            barrier.wait();
+            let bad = b"\xff";
+            let mut storage = null_mut();
+            expect_err(zarrs_storage_open_filesystem(bad.as_ptr().cast(), 1, false, false, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "UTF-8");
+            barrier.wait();
+            last_error()
+        });
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert!(a.contains("NULL") && !a.contains("UTF-8"), "{a}");
+        assert!(b.contains("UTF-8"), "{b}");
+    });
+
+    // A success on this thread clears its message.
+    let mut options = default_options();
+    check(zarrs_options_default(&mut options));
+    assert_eq!(last_error(), "");
+}
+
+/// An array handle shared with other threads, as a C program would share the pointer.
+#[derive(Clone, Copy)]
+struct Shared(*const ZarrsArray);
+// SAFETY: the header documents that calls taking a `const ZarrsArray*` may run concurrently.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+#[test]
+fn concurrent_calls_on_one_array() {
+    let f = Fixture::zstd("concurrent");
+    let shared = Shared(f.array.ptr());
+    // Each thread writes and reads back its own row of chunks (disjoint chunks).
+    std::thread::scope(|scope| {
+        for row in 0..4u64 {
+            scope.spawn(move || {
+                let shared = shared;
+                let start = [row * 16, 0];
+                let data = grid([16, 48], |i, j| value(row * 16 + i, j));
+                for _ in 0..5 {
+                    check(zarrs_array_store_subset(shared.0, null(), start.as_ptr(), [16, 48].as_ptr(), 2, data.as_ptr().cast(), data.len() * ES));
+                    let mut out = vec![SENTINEL; data.len()];
+                    check(zarrs_array_retrieve_subset(shared.0, null(), start.as_ptr(), [16, 48].as_ptr(), 2, out.as_mut_ptr().cast(), out.len() * ES));
+                    assert_eq!(out, data);
+                }
+            });
+        }
+    });
+    assert_eq!(f.array.retrieve(&[0, 0], &[64, 48]), grid([64, 48], value));
+}
