@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numcodecs
@@ -379,3 +380,19 @@ def test_unsupported_dtype(tmp_path):
     zarr.create_array(LocalStore(tmp_path), shape=(4,), chunks=(2,), dtype="datetime64[ns]")
     with pytest.raises(zarrs_cffi.ZarrsUnsupportedError):
         Array.open(tmp_path)
+
+
+@pytest.mark.parametrize("array_path", ["inner/data", "/inner/data", "inner/data/"])
+def test_open_accepts_relative_and_absolute_node_paths(tmp_path: Path, array_path: str) -> None:
+    group = zarr.open_group(zarr.storage.LocalStore(tmp_path), mode="w")
+    written = group.create_array("inner/data", shape=(5,), chunks=(2,), dtype="int32")
+    written[:] = np.arange(5, dtype="int32")
+    np.testing.assert_array_equal(Array.open(tmp_path, array_path)[:], np.arange(5, dtype="int32"))
+
+
+def test_options_are_public_and_apply(tmp_path: Path) -> None:
+    written = zarr.create_array(zarr.storage.LocalStore(tmp_path), shape=(8,), chunks=(4,), dtype="uint8")
+    written[:] = np.arange(8, dtype="uint8")
+    array = Array.open(tmp_path, options=zarrs_cffi.Options(num_threads=1))
+    assert array.options.num_threads == 1
+    np.testing.assert_array_equal(array[:], np.arange(8, dtype="uint8"))

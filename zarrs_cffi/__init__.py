@@ -11,6 +11,7 @@ native library; that happens on first use.
 
 from __future__ import annotations
 
+from ._bindings import Options
 from ._version import __version__
 from .array import Array
 from .errors import (
@@ -29,6 +30,7 @@ from .stats import PipelineStats, reset_stats, stats
 
 __all__ = [
     "Array",
+    "Options",
     "PipelineStats",
     "ZarrsChecksumError",
     "ZarrsCodecError",

@@ -60,6 +60,11 @@ def _normalize(key: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int], 
     return start, extent, tuple(dropped)
 
 
+def _node_path(path: str) -> str:
+    """zarrs wants absolute node paths ("/group/array"); zarr users write "group/array"."""
+    return "/" + path.strip("/")
+
+
 class Array:
     """A Zarr (v2 or v3) array opened through the native library.
 
@@ -91,7 +96,7 @@ class Array:
     ) -> Array:
         """Open the array at ``array_path`` inside the directory store ``store_path``."""
         storage = Storage.filesystem(os.fspath(store_path), direct_io=direct_io, read_only=read_only)
-        return cls(NativeArray.open(storage, array_path), options)
+        return cls(NativeArray.open(storage, _node_path(array_path)), options)
 
     @classmethod
     def create(
@@ -104,7 +109,7 @@ class Array:
     ) -> Array:
         """Create an array from Zarr metadata (a ``zarr.json`` or ``.zarray`` document)."""
         storage = Storage.filesystem(os.fspath(store_path))
-        return cls(NativeArray.open_with_metadata(storage, metadata, array_path, create=True), options)
+        return cls(NativeArray.open_with_metadata(storage, metadata, _node_path(array_path), create=True), options)
 
     @property
     def shape(self) -> tuple[int, ...]:
