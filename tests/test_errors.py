@@ -19,16 +19,6 @@ from zarrs_cffi import Array, ZarrsChecksumError, ZarrsCodecError, ZarrsStorageE
 SHAPE = (40,)
 CHUNKS = (10,)
 
-_IO_AS_STORAGE = pytest.mark.xfail(
-    strict=True,
-    raises=ZarrsStorageError,
-    reason=(
-        "zarrs-ffi/src/error.rs codec_code maps CodecError::IOError to ZARRS_ERROR_STORAGE; "
-        "zarrs' gzip and zstd decoders report corrupt input as IOError, so a corrupt chunk "
-        "raises ZarrsStorageError (an OSError) instead of ZarrsCodecError (a ValueError)"
-    ),
-)
-
 CODECS: dict[str, dict[str, Any]] = {
     "bytes": {"compressors": None},
     "blosc": {"compressors": [BloscCodec(cname="lz4")]},
@@ -37,11 +27,6 @@ CODECS: dict[str, dict[str, Any]] = {
     "crc32c": {"compressors": [Crc32cCodec()]},
     "sharding": {"shards": (20,), "compressors": [ZstdCodec(level=1)]},
 }
-
-
-def _codec_params(*names: str) -> list[Any]:
-    marks = {"gzip": _IO_AS_STORAGE, "zstd": _IO_AS_STORAGE}
-    return [pytest.param(n, marks=marks[n]) if n in marks else n for n in names]
 
 
 def _create(path: Path, codec: str = "bytes", **kwargs: Any) -> tuple[zarr.Array, np.ndarray[Any, Any]]:
@@ -55,7 +40,7 @@ def _create(path: Path, codec: str = "bytes", **kwargs: Any) -> tuple[zarr.Array
 # --- corrupt and truncated chunks ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("codec", _codec_params("bytes", "blosc", "gzip", "zstd", "crc32c", "sharding"))
+@pytest.mark.parametrize("codec", ["bytes", "blosc", "gzip", "zstd", "crc32c", "sharding"])
 def test_corrupt_chunk_raises_codec_error(tmp_path, zarrs_pipeline, codec):
     arr, data = _create(tmp_path, codec)
     # The first chunk (or shard).
@@ -74,13 +59,7 @@ def test_corrupt_chunk_raises_codec_error(tmp_path, zarrs_pipeline, codec):
 
 @pytest.mark.parametrize(
     ("codec", "length"),
-    [
-        *[(codec, length) for codec in ("bytes", "blosc", "crc32c", "sharding") for length in ("half", "empty")],
-        pytest.param("gzip", "half", marks=_IO_AS_STORAGE),
-        pytest.param("gzip", "empty", marks=_IO_AS_STORAGE),
-        pytest.param("zstd", "half", marks=_IO_AS_STORAGE),
-        ("zstd", "empty"),  # zarrs checks for empty input before decoding: a codec error
-    ],
+    [(codec, length) for codec in ("bytes", "blosc", "gzip", "zstd", "crc32c", "sharding") for length in ("half", "empty")],
 )
 def test_truncated_chunk_raises_codec_error(tmp_path, zarrs_pipeline, codec, length):
     arr, data = _create(tmp_path, codec)
@@ -153,16 +132,6 @@ def test_checksum_mismatch_raises_checksum_error(tmp_path, zarrs_pipeline):
         assert_same(arr[20:], data[20:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE"
-    reason=(
-        "zarrs-ffi/src/batch.rs read_job/decode_job decode a partial chunk subset through "
-        "zarrs' partial decoder, which strips the crc32c without checking it: a partial "
-        "read of a corrupt chunk silently returns the corrupt values even with "
-        "validate_checksums on (zarr's own pipeline raises)"
-    ),
-)
 @pytest.mark.parametrize("index", [10, slice(10, 12), slice(12, 14)], ids=["int", "flipped-slice", "other-slice"])
 def test_checksum_mismatch_raises_on_partial_reads(tmp_path, zarrs_pipeline, index):
     arr, _ = _create(tmp_path, "crc32c")
@@ -190,11 +159,6 @@ def test_direct_api_checksum_mismatch(tmp_path):
         arr.read_chunk((1,))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE"
-    reason="zarrs-ffi/src/batch.rs: partial reads skip the crc32c check (see above)",
-)
 def test_direct_api_checksum_mismatch_on_partial_reads(tmp_path):
     _create(tmp_path, "crc32c")
     _flip_a_data_byte(tmp_path / "c" / "1")
@@ -361,18 +325,6 @@ def test_chunk_indices_of_the_wrong_length(direct):
         direct.erase_chunk(())
 
 
-_OUT_OF_GRID = pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE"
-    reason=(
-        "zarrs-ffi/src/array.rs chunk_job relies on chunk_grid().chunk_shape() returning None "
-        "outside the grid, but zarrs' regular grid returns a shape for any indices: chunks "
-        "outside the grid read as fill value and write_chunk stores stray keys (c/0/3)"
-    ),
-)
-
-
-@_OUT_OF_GRID
 @pytest.mark.parametrize("indices", [(3, 0), (0, 3), (99, 99)])
 def test_read_chunk_outside_the_grid(direct, indices):
     assert direct.chunk_grid_shape == (3, 3)
@@ -380,7 +332,6 @@ def test_read_chunk_outside_the_grid(direct, indices):
         direct.read_chunk(indices)
 
 
-@_OUT_OF_GRID
 @pytest.mark.parametrize("indices", [(3, 0), (0, 3)])
 def test_write_chunk_outside_the_grid(direct, tmp_path, indices):
     before = chunk_keys(tmp_path)
