@@ -5,7 +5,7 @@
 
 use std::ffi::c_char;
 
-use zarrs::array::{Array, ArrayMetadata, ArraySubset};
+use zarrs::array::{Array, ArrayMetadata, ArrayMetadataOptions, ArraySubset};
 use zarrs::plugin::{ExtensionName, ZarrVersion};
 use zarrs::storage::{ReadableWritableListableStorage, ReadableWritableListableStorageTraits};
 
@@ -153,7 +153,8 @@ unsafe fn open_impl(
         }
     };
     if store_metadata {
-        array.store_metadata()?;
+        // Store the document as given: zarrs would otherwise add a `_zarrs` attribute.
+        array.store_metadata_opt(&ArrayMetadataOptions::default().with_include_zarrs_metadata(false))?;
     }
     // SAFETY: checked non-NULL above.
     unsafe { args::write_out(array_out, Box::into_raw(Box::new(ZarrsArray::new(storage, array)))) }
