@@ -166,15 +166,6 @@ def test_direct_api_checksum_mismatch_on_partial_reads(tmp_path):
         Array.open(tmp_path)[10:12]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE"
-    reason=(
-        "a partial read of a shard decodes its inner chunks through zarrs' sharding partial "
-        "decoder, and the inner crc32c is stripped without being checked: corrupt values are "
-        "returned silently (zarr's own pipeline raises); reading the whole shard raises"
-    ),
-)
 @pytest.mark.parametrize("index", [slice(0, 10), slice(0, 3), 0], ids=["inner-chunk", "part", "int"])
 def test_checksum_mismatch_inside_a_shard_raises_on_partial_reads(tmp_path, zarrs_pipeline, index):
     # Shards of two inner chunks, each bytes + crc32c; the first inner chunk is corrupted.

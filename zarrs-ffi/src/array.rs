@@ -23,13 +23,38 @@ use crate::storage::ZarrsStorage;
 pub struct ZarrsArray {
     pub(crate) array: Array<dyn ReadableWritableListableStorageTraits>,
     pub(crate) storage: ReadableWritableListableStorage,
+    /// A checksum codec sits inside a sharding codec. zarrs' partial decoding of inner chunks
+    /// strips such checksums without verifying them, so partial reads must decode whole
+    /// shards while checksums are validated.
+    pub(crate) inner_checksums: bool,
+}
+
+/// Whether any codec nested inside a sharding codec of `codecs` (Zarr v3 metadata) is a
+/// checksum codec.
+fn has_inner_checksums(codecs: &serde_json::Value) -> bool {
+    fn walk(codecs: &serde_json::Value, inside_shard: bool) -> bool {
+        codecs.as_array().is_some_and(|codecs| {
+            codecs.iter().any(|codec| match codec.get("name").and_then(serde_json::Value::as_str) {
+                Some("crc32c") => inside_shard,
+                Some("sharding_indexed") => codec
+                    .get("configuration")
+                    .and_then(|c| c.get("codecs"))
+                    .is_some_and(|inner| walk(inner, true)),
+                _ => false,
+            })
+        })
+    }
+    walk(codecs, false)
 }
 
 impl ZarrsArray {
     fn new(storage: &ZarrsStorage, array: Array<dyn ReadableWritableListableStorageTraits>) -> Self {
+        let inner_checksums = serde_json::to_value(array.metadata())
+            .is_ok_and(|metadata| has_inner_checksums(&metadata["codecs"]));
         Self {
             array,
             storage: storage.store.clone(),
+            inner_checksums,
         }
     }
 

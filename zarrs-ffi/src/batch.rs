@@ -393,8 +393,13 @@ impl ZarrsArray {
     /// fetches just the inner chunks it needs). Otherwise the partial decoder would read and
     /// decode the whole chunk anyway, and on that path zarrs' checksum codecs (crc32c) strip
     /// the checksum without verifying it, so a corrupt chunk would be returned silently.
-    fn decodes_partially(&self, job: &ChunkJob) -> bool {
-        !job.is_whole_chunk() && self.array.codecs().partial_decoder_capability().partial_read
+    ///
+    /// Checksums inside a shard are not verified by zarrs' partial decoding of inner chunks
+    /// either, so such arrays decode whole shards while checksums are validated.
+    fn decodes_partially(&self, job: &ChunkJob, options: &CodecOptions) -> bool {
+        !job.is_whole_chunk()
+            && self.array.codecs().partial_decoder_capability().partial_read
+            && !(self.inner_checksums && options.validate_checksums())
     }
 
     /// Decode `encoded` (None: the chunk is missing) into the job's region, `view`.
@@ -418,7 +423,7 @@ impl ZarrsArray {
         if job.is_whole_chunk() {
             let target = ArrayBytesDecodeIntoTarget::Fixed(&mut view);
             codecs.decode_into(Cow::Owned(encoded), &job.chunk_shape, data_type, fill_value, target, options)?;
-        } else if self.decodes_partially(job) {
+        } else if self.decodes_partially(job, options) {
             let input: Arc<dyn BytesPartialDecoderTraits> = Arc::new(encoded);
             codecs
                 .partial_decoder(input, &job.chunk_shape, data_type, fill_value, options)?
@@ -448,7 +453,7 @@ impl ZarrsArray {
     /// was present (false: the region holds the fill value).
     fn read_job(&self, job: &ChunkJob, destination: &Destination, options: &CodecOptions) -> FfiResult<bool> {
         let mut view = destination.view(job)?;
-        if !self.decodes_partially(job) {
+        if !self.decodes_partially(job, options) {
             let encoded = self.storage.get(&job.key)?.map(Vec::from);
             return self.decode_job(job, encoded, view, options);
         }
