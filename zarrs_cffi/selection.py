@@ -54,26 +54,30 @@ def plan_batch(
     """Plan ``batch_info`` (zarr's read/write argument) for the native side, or say why not."""
     if drop_axes:
         return "selections that drop axes (orthogonal integer-array indexing)"
-    n = len(batch_info)
-    geometry = np.empty((n, 4, ndim), dtype=np.uint64)
+    # Geometry is collected in a flat list and converted once: per-element numpy
+    # assignment costs more than the rest of this loop.
+    flat: list[int] = []
     keys: list[str] = []
     inserted: tuple[int, ...] | None = None
     extent = [0] * ndim
-    for i, (byte_getter, chunk_spec, chunk_selection, out_selection, _) in enumerate(batch_info):
+    for byte_getter, chunk_spec, chunk_selection, out_selection, _ in batch_info:
         if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
             return "non-basic chunk selection"
         if not isinstance(out_selection, tuple):
             return "non-basic output selection"
         chunk_shape = chunk_spec.shape
-        row = geometry[i]
-        row[0] = chunk_shape
+        starts: list[int] = []
+        shapes: list[int] = []
+        buffer_starts: list[int] = []
         ints: list[int] = []
         k = 0
         for d in range(ndim):
             sel = chunk_selection[d]
             index = _as_int(sel)
             if index is not None:
-                row[1, d], row[2, d], row[3, d] = index, 1, 0
+                starts.append(index)
+                shapes.append(1)
+                buffer_starts.append(0)
                 ints.append(d)
                 extent[d] = 1
                 continue
@@ -85,13 +89,21 @@ def plan_batch(
             if step != 1 or not isinstance(out_sel, slice) or out_sel.step not in (None, 1):
                 return "stepped slices"
             out_start = out_sel.start or 0
-            row[1, d], row[2, d], row[3, d] = start, stop - start, out_start
-            extent[d] = max(extent[d], out_start + stop - start)
+            starts.append(start)
+            shapes.append(stop - start)
+            buffer_starts.append(out_start)
+            if out_start + stop - start > extent[d]:
+                extent[d] = out_start + stop - start
         if k != len(out_selection):
             return "output selection does not match the chunk selection"
         if inserted is None:
             inserted = tuple(ints)
         elif inserted != tuple(ints):
             return "integer-indexed axes differ between chunks"
+        flat.extend(chunk_shape)
+        flat.extend(starts)
+        flat.extend(shapes)
+        flat.extend(buffer_starts)
         keys.append(byte_getter.path)
+    geometry = np.array(flat, dtype=np.uint64).reshape(len(keys), 4, ndim)
     return ChunkPlan(ChunkBatch.build(keys, geometry), inserted or (), tuple(extent))

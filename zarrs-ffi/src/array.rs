@@ -27,6 +27,8 @@ pub struct ZarrsArray {
     /// strips such checksums without verifying them, so partial reads must decode whole
     /// shards while checksums are validated.
     pub(crate) inner_checksums: bool,
+    /// The array-to-bytes codec is sharding.
+    pub(crate) sharded: bool,
 }
 
 /// Whether any codec nested inside a sharding codec of `codecs` (Zarr v3 metadata) is a
@@ -49,12 +51,16 @@ fn has_inner_checksums(codecs: &serde_json::Value) -> bool {
 
 impl ZarrsArray {
     fn new(storage: &ZarrsStorage, array: Array<dyn ReadableWritableListableStorageTraits>) -> Self {
-        let inner_checksums = serde_json::to_value(array.metadata())
-            .is_ok_and(|metadata| has_inner_checksums(&metadata["codecs"]));
+        let metadata = serde_json::to_value(array.metadata()).unwrap_or_default();
+        let inner_checksums = has_inner_checksums(&metadata["codecs"]);
+        let sharded = metadata["codecs"]
+            .as_array()
+            .is_some_and(|codecs| codecs.iter().any(|c| c["name"] == "sharding_indexed"));
         Self {
             array,
             storage: storage.store.clone(),
             inner_checksums,
+            sharded,
         }
     }
 

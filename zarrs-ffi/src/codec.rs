@@ -115,8 +115,7 @@ pub extern "C" fn zarrs_array_decode_chunks(
         let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
         options.install(|| {
             iter_concurrent_limit!(limit, indexed, try_for_each, |(i, job): (usize, ChunkJob)| {
-                let view = destination.view(&job)?;
-                array.decode_job(&job, inputs.get(i)?, view, &codec_options)?;
+                array.decode_job(&job, inputs.get(i)?, &destination, &codec_options)?;
                 Ok::<_, FfiError>(())
             })
         })?
