@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import ZARR_PIPELINE, ZARRS_PIPELINE, native_only, assert_same, make_data, stored_keys
-from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ShardingCodec, TransposeCodec, ZstdCodec
 from zarr.storage import LocalStore
 
 import zarrs_cffi
@@ -177,3 +177,24 @@ def test_v2_memory_order(tmp_path, order, compressor):
             with _native_if_ours(writer, writes=True):
                 arr[:] = data
         _read_with(reader, path, data)
+
+
+@pytest.mark.parametrize("index_location", ["start", "end"])
+def test_shard_index_location(tmp_path, index_location):
+    # zarr writes, we read whole and in part, we overwrite part, zarr reads it all back.
+    data = make_data("uint16", (40, 30), seed=5)
+    serializer = ShardingCodec(
+        chunk_shape=(5, 5), codecs=[BytesCodec(), ZstdCodec(level=1)], index_location=index_location
+    )
+    with _pipeline(ZARR_PIPELINE):
+        arr = zarr.create_array(LocalStore(tmp_path), shape=(40, 30), chunks=(20, 15), dtype="uint16", serializer=serializer)
+        arr[:] = data
+    with _pipeline(ZARRS_PIPELINE), native_only(reads=True, writes=True):
+        ours = zarr.open_array(LocalStore(tmp_path))
+        assert_same(ours[:], data)
+        assert_same(ours[3:17, 4:9], data[3:17, 4:9])
+        assert_same(ours[7, 2:28], data[7, 2:28])
+        ours[12:33, 1:6] = 9
+        data[12:33, 1:6] = 9
+    with _pipeline(ZARR_PIPELINE):
+        assert_same(zarr.open_array(LocalStore(tmp_path))[:], data)

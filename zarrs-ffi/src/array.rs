@@ -14,6 +14,7 @@ use crate::batch::{ChunkJob, Destination, Source};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::shard::ShardLayout;
 use crate::storage::ZarrsStorage;
 
 /// An open array. Create with [`zarrs_array_open`], [`zarrs_array_open_with_metadata`] or
@@ -29,6 +30,9 @@ pub struct ZarrsArray {
     pub(crate) inner_checksums: bool,
     /// The array-to-bytes codec is sharding.
     pub(crate) sharded: bool,
+    /// The sharding layout, when the codecs are exactly one sharding codec: such shards are
+    /// read and written by `shard.rs` rather than zarrs' sharding codec.
+    pub(crate) shard: Option<ShardLayout>,
 }
 
 /// Whether any codec nested inside a sharding codec of `codecs` (Zarr v3 metadata) is a
@@ -56,11 +60,13 @@ impl ZarrsArray {
         let sharded = metadata["codecs"]
             .as_array()
             .is_some_and(|codecs| codecs.iter().any(|c| c["name"] == "sharding_indexed"));
+        let shard = ShardLayout::from_codecs_metadata(&metadata["codecs"]);
         Self {
             array,
             storage: storage.store.clone(),
             inner_checksums,
             sharded,
+            shard,
         }
     }
 

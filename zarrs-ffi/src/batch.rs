@@ -184,49 +184,70 @@ impl<'a> Destination<'a> {
         })
     }
 
-    /// The byte range of each run of `job`'s region, with the matching run in a source array
-    /// of `source_shape` where the job's subset starts at `source_start`.
+    /// Visit the runs of a region of `shape` starting at `buffer_start` in this buffer, with
+    /// the matching runs of a source array of `source_shape` where the region starts at
+    /// `source_start`: `f(source byte range, target bytes)`.
     fn runs(
         &self,
-        job: &ChunkJob,
         source_shape: &[u64],
         source_start: &[u64],
+        buffer_start: &[u64],
+        shape: &[u64],
+        key: &StoreKey,
         mut f: impl FnMut(std::ops::Range<usize>, &mut [u8]),
     ) -> FfiResult<()> {
-        let region = job.buffer_region()?;
+        let region = args::region(buffer_start, shape, "buffer region")?;
         if !region.inbounds_shape(self.shape) {
             return Err(FfiError::invalid(format!(
-                "chunk {}: region {region} is outside the buffer shape {:?}",
-                job.key, self.shape
+                "chunk {key}: region {region} is outside the buffer shape {:?}",
+                self.shape
             )));
         }
         let size = self.element_size;
-        for_each_run(source_shape, source_start, self.shape, &job.buffer_start, job.subset.shape(), |s, d, n| {
-            // SAFETY: `d..d + n` elements lie inside the job's region, which is inside the
-            // buffer (checked above). Regions of one batch are disjoint (a documented
-            // precondition of every batch call), so no other thread touches these bytes.
+        for_each_run(source_shape, source_start, self.shape, buffer_start, shape, |s, d, n| {
+            // SAFETY: `d..d + n` elements lie inside `region`, which is inside the buffer
+            // (checked above) and inside the region of the chunk being written. Regions of
+            // one batch are disjoint (a documented precondition of every batch call) and the
+            // inner chunks of one shard are disjoint, so no other thread touches these bytes.
             let target = unsafe { self.cells.index_mut(d * size..(d + n) * size) };
             f(s * size..(s + n) * size, target);
         });
         Ok(())
     }
 
-    /// Copy `job.subset` of `chunk` (a whole decoded chunk) into the job's region.
-    fn place(&self, job: &ChunkJob, chunk: &[u8]) -> FfiResult<()> {
-        self.runs(job, &job.chunk_shape_u64(), job.subset.start(), |from, target| {
-            target.copy_from_slice(&chunk[from]);
+    /// Copy a region of `source` (of `source_shape`, from `source_start`) to `buffer_start`.
+    pub(crate) fn copy_at(
+        &self,
+        source: &[u8],
+        source_shape: &[u64],
+        source_start: &[u64],
+        buffer_start: &[u64],
+        shape: &[u64],
+        key: &StoreKey,
+    ) -> FfiResult<()> {
+        self.runs(source_shape, source_start, buffer_start, shape, key, |from, target| {
+            target.copy_from_slice(&source[from]);
         })
     }
 
-    /// Set every element of the job's region to `element`.
-    fn fill(&self, job: &ChunkJob, element: &[u8]) -> FfiResult<()> {
-        let shape = job.subset.shape().to_vec();
+    /// Set every element of the region of `shape` at `buffer_start` to `element`.
+    pub(crate) fn fill_at(&self, buffer_start: &[u64], shape: &[u64], element: &[u8], key: &StoreKey) -> FfiResult<()> {
         let origin = vec![0; shape.len()];
-        self.runs(job, &shape, &origin, |_, target| {
+        self.runs(shape, &origin, buffer_start, shape, key, |_, target| {
             for slot in target.chunks_exact_mut(element.len()) {
                 slot.copy_from_slice(element);
             }
         })
+    }
+
+    /// Copy `job.subset` of `chunk` (a whole decoded chunk) into the job's region.
+    fn place(&self, job: &ChunkJob, chunk: &[u8]) -> FfiResult<()> {
+        self.copy_at(chunk, &job.chunk_shape_u64(), job.subset.start(), &job.buffer_start, job.subset.shape(), &job.key)
+    }
+
+    /// Set every element of the job's region to `element`.
+    fn fill(&self, job: &ChunkJob, element: &[u8]) -> FfiResult<()> {
+        self.fill_at(&job.buffer_start, job.subset.shape(), element, &job.key)
     }
 
     /// A view of the region `job` decodes into.
@@ -461,6 +482,10 @@ impl ZarrsArray {
             destination.fill(job, fill_value.as_ne_bytes())?;
             return Ok(false);
         };
+        if let Some(shard) = &self.shard {
+            shard.decode_into(job, &encoded, destination, data_type, fill_value, options)?;
+            return Ok(true);
+        }
         let codecs = array.codecs();
         if self.sharded && job.is_whole_chunk() {
             // The sharding codec decodes each inner chunk straight into its place.
@@ -485,6 +510,10 @@ impl ZarrsArray {
     /// Read one job from storage into its region of `destination`. Returns whether the chunk
     /// was present (false: the region holds the fill value).
     fn read_job(&self, job: &ChunkJob, destination: &Destination, options: &CodecOptions) -> FfiResult<bool> {
+        if let (Some(shard), false) = (&self.shard, job.is_whole_chunk()) {
+            let array = &self.array;
+            return shard.read_partial(self.storage.as_ref(), job, destination, array.data_type(), array.fill_value(), options);
+        }
         if !self.decodes_partially(job, options) {
             let encoded = self.storage.get(&job.key)?.map(Vec::from);
             return self.decode_job(job, encoded, destination, options);
@@ -518,6 +547,9 @@ impl ZarrsArray {
         if !options.store_empty_chunks() && array.fill_value().equals_all(&bytes) {
             return Ok(None);
         }
+        if let Some(shard) = &self.shard {
+            return shard.encode(chunk_shape, &bytes, array.data_type(), array.fill_value(), options);
+        }
         let encoded = array.codecs().encode(
             ArrayBytes::new_flen(bytes),
             chunk_shape,
@@ -535,6 +567,19 @@ impl ZarrsArray {
         let len = args::byte_size(&job.chunk_shape_u64(), element_size)?;
         match encoded {
             None => Ok(array.fill_value().as_ne_bytes().repeat(len / element_size)),
+            Some(encoded) if self.shard.is_some() => {
+                let mut chunk = vec![0u8; len];
+                let shape = job.chunk_shape_u64();
+                let whole = ChunkJob {
+                    key: job.key.clone(),
+                    chunk_shape: job.chunk_shape.clone(),
+                    subset: ArraySubset::new_with_shape(shape.clone()),
+                    buffer_start: vec![0; shape.len()],
+                };
+                let destination = Destination::new(&mut chunk, &shape, element_size, "chunk")?;
+                self.decode_job(&whole, Some(encoded), &destination, options)?;
+                Ok(chunk)
+            }
             Some(encoded) => {
                 let decoded = array
                     .codecs()

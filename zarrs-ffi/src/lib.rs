@@ -19,6 +19,7 @@ pub mod codec;
 pub mod error;
 pub mod options;
 mod panic;
+mod shard;
 pub mod storage;
 
 pub use error::{zarrs_last_error, ZarrsResult};

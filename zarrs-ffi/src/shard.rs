@@ -1,0 +1,358 @@
+//! Our read and write paths for sharded chunks (the `sharding_indexed` codec).
+//!
+//! zarrs' sharding codec moves every inner chunk through a generic strided iterator that
+//! dominates its cost. Here each inner chunk is decoded (or encoded) with the inner codec
+//! chain and copied run by run, in parallel across inner chunks. Partial reads fetch the
+//! index and only the inner chunks they need; decoding those whole also verifies their
+//! checksums (zarrs' partial decoding of inner chunks strips them unchecked).
+//!
+//! Used when the array's codecs are exactly one sharding codec, which is how zarr-python
+//! writes sharded arrays; other chains keep zarrs' generic path.
+
+use std::borrow::Cow;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
+use zarrs::array::{
+    ArrayBytes, ArrayToBytesCodecTraits, CodecChain, CodecError, CodecOptions, DataType, FillValue,
+};
+use zarrs::metadata::v3::MetadataV3;
+use zarrs::storage::byte_range::ByteRange;
+use zarrs::storage::{ReadableStorageTraits, StoreKey};
+
+use crate::args;
+use crate::batch::{copy_region, ChunkJob, Destination};
+use crate::error::{FfiError, FfiResult, ZarrsResult};
+
+/// Marks an inner chunk that is not stored (all fill value).
+const MISSING: u64 = u64::MAX;
+
+/// The sharding configuration of an array.
+pub(crate) struct ShardLayout {
+    inner_shape: Vec<NonZeroU64>,
+    inner_codecs: Arc<CodecChain>,
+    index_codecs: Arc<CodecChain>,
+    index_at_end: bool,
+    index_type: DataType,
+    index_fill: FillValue,
+}
+
+/// The inner chunks of one shard and where each sits in the shard.
+struct Grid {
+    per_shard: Vec<u64>,
+    count: usize,
+}
+
+impl Grid {
+    fn origin(&self, layout: &ShardLayout, i: usize) -> Vec<u64> {
+        let mut rest = i as u64;
+        let mut origin = vec![0; self.per_shard.len()];
+        for d in (0..self.per_shard.len()).rev() {
+            origin[d] = (rest % self.per_shard[d]) * layout.inner_shape[d].get();
+            rest /= self.per_shard[d];
+        }
+        origin
+    }
+}
+
+fn codec_error(message: String) -> FfiError {
+    FfiError::new(ZarrsResult::ZARRS_ERROR_CODEC, message)
+}
+
+impl ShardLayout {
+    /// The layout if `codecs` (Zarr v3 codec metadata) is exactly one sharding codec.
+    pub fn from_codecs_metadata(codecs: &serde_json::Value) -> Option<Self> {
+        let [codec] = codecs.as_array()?.as_slice() else {
+            return None;
+        };
+        if codec["name"] != "sharding_indexed" {
+            return None;
+        }
+        let config = &codec["configuration"];
+        let inner_shape = config["chunk_shape"]
+            .as_array()?
+            .iter()
+            .map(|v| v.as_u64().and_then(NonZeroU64::new))
+            .collect::<Option<Vec<_>>>()?;
+        let chain = |value: &serde_json::Value| -> Option<Arc<CodecChain>> {
+            let metadata: Vec<MetadataV3> = serde_json::from_value(value.clone()).ok()?;
+            CodecChain::from_metadata(&metadata).ok().map(Arc::new)
+        };
+        Some(Self {
+            inner_shape,
+            inner_codecs: chain(&config["codecs"])?,
+            index_codecs: chain(&config["index_codecs"])?,
+            index_at_end: config["index_location"].as_str() != Some("start"),
+            index_type: zarrs::array::data_type::uint64(),
+            index_fill: FillValue::from(MISSING),
+        })
+    }
+
+    fn grid(&self, shard_shape: &[NonZeroU64]) -> FfiResult<Grid> {
+        if shard_shape.len() != self.inner_shape.len() {
+            return Err(FfiError::invalid("shard and inner chunk dimensionality differ"));
+        }
+        let per_shard: Vec<u64> = shard_shape
+            .iter()
+            .zip(&self.inner_shape)
+            .map(|(s, i)| {
+                if s.get() % i.get() == 0 {
+                    Ok(s.get() / i.get())
+                } else {
+                    Err(FfiError::invalid(format!(
+                        "shard shape {shard_shape:?} is not a multiple of the inner chunk shape {:?}",
+                        self.inner_shape
+                    )))
+                }
+            })
+            .collect::<FfiResult<_>>()?;
+        let count = usize::try_from(args::num_elements(&per_shard)?)
+            .map_err(|_| FfiError::invalid("too many inner chunks"))?;
+        Ok(Grid { per_shard, count })
+    }
+
+    fn index_shape(grid: &Grid) -> Vec<NonZeroU64> {
+        grid.per_shard
+            .iter()
+            .chain(&[2])
+            .map(|&d| NonZeroU64::new(d).expect("shard grids have no zero extent"))
+            .collect()
+    }
+
+    /// The encoded size of the index, which must be fixed.
+    fn index_size(&self, grid: &Grid) -> FfiResult<usize> {
+        self.index_codecs
+            .encoded_representation(&Self::index_shape(grid), &self.index_type, &self.index_fill)?
+            .size()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| FfiError::new(ZarrsResult::ZARRS_ERROR_UNSUPPORTED, "shard index codecs without a fixed size"))
+    }
+
+    fn decode_index(&self, encoded: &[u8], grid: &Grid, options: &CodecOptions) -> FfiResult<Vec<u64>> {
+        let decoded = self
+            .index_codecs
+            .decode(Cow::Borrowed(encoded), &Self::index_shape(grid), &self.index_type, &self.index_fill, options)?
+            .into_fixed()
+            .map_err(CodecError::from)?;
+        if decoded.len() != grid.count * 16 {
+            return Err(codec_error(format!("shard index decoded to {} bytes, expected {}", decoded.len(), grid.count * 16)));
+        }
+        Ok(decoded
+            .chunks_exact(8)
+            .map(|b| u64::from_ne_bytes(b.try_into().expect("8-byte chunks")))
+            .collect())
+    }
+
+    /// Inner chunk `i`'s overlap with the job's subset: (start in the inner chunk, start in
+    /// the job's buffer, shape), or None if they do not meet.
+    fn overlap(&self, grid: &Grid, job: &ChunkJob, i: usize) -> Option<(Vec<u64>, Vec<u64>, Vec<u64>)> {
+        let origin = grid.origin(self, i);
+        let (mut inner_start, mut buffer_start, mut shape) = (vec![], vec![], vec![]);
+        for d in 0..origin.len() {
+            let (lo_chunk, hi_chunk) = (origin[d], origin[d] + self.inner_shape[d].get());
+            let (lo_job, hi_job) = (job.subset.start()[d], job.subset.start()[d] + job.subset.shape()[d]);
+            let (lo, hi) = (lo_chunk.max(lo_job), hi_chunk.min(hi_job));
+            if lo >= hi {
+                return None;
+            }
+            inner_start.push(lo - lo_chunk);
+            buffer_start.push(job.buffer_start[d] + lo - lo_job);
+            shape.push(hi - lo);
+        }
+        Some((inner_start, buffer_start, shape))
+    }
+
+    /// Decode inner chunk `i` from `bytes` (None: not stored) into its overlap with the job.
+    #[allow(clippy::too_many_arguments)]
+    fn place_inner(
+        &self,
+        grid: &Grid,
+        job: &ChunkJob,
+        i: usize,
+        bytes: Option<&[u8]>,
+        destination: &Destination,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<()> {
+        let Some((inner_start, buffer_start, shape)) = self.overlap(grid, job, i) else {
+            return Ok(());
+        };
+        match bytes {
+            None => destination.fill_at(&buffer_start, &shape, fill_value.as_ne_bytes(), &job.key),
+            Some(bytes) => {
+                let decoded = self
+                    .inner_codecs
+                    .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, options)?
+                    .into_fixed()
+                    .map_err(CodecError::from)?;
+                let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
+                let expected = args::byte_size(&inner_shape, fill_value.size())?;
+                if decoded.len() != expected {
+                    return Err(codec_error(format!(
+                        "an inner chunk of {} decoded to {} bytes, expected {expected}",
+                        job.key,
+                        decoded.len()
+                    )));
+                }
+                destination.copy_at(&decoded, &inner_shape, &inner_start, &buffer_start, &shape, &job.key)
+            }
+        }
+    }
+
+    /// The byte range of inner chunk `i` within the data, or None if it is not stored.
+    fn inner_range(index: &[u64], i: usize, data_len: u64, key: &StoreKey) -> FfiResult<Option<(u64, u64)>> {
+        let (offset, size) = (index[2 * i], index[2 * i + 1]);
+        if offset == MISSING && size == MISSING {
+            return Ok(None);
+        }
+        match offset.checked_add(size) {
+            Some(end) if end <= data_len => Ok(Some((offset, size))),
+            _ => Err(codec_error(format!(
+                "the index of shard {key} references bytes {offset}+{size} outside its {data_len} bytes: the shard is corrupt"
+            ))),
+        }
+    }
+
+    /// Decode the job's subset of an encoded shard into `destination`.
+    pub fn decode_into(
+        &self,
+        job: &ChunkJob,
+        shard: &[u8],
+        destination: &Destination,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<()> {
+        let grid = self.grid(&job.chunk_shape)?;
+        let index_size = self.index_size(&grid)?;
+        if shard.len() < index_size {
+            return Err(codec_error(format!(
+                "shard {} has {} bytes, fewer than its {index_size}-byte index: the shard is truncated",
+                job.key,
+                shard.len()
+            )));
+        }
+        let index_bytes = if self.index_at_end { &shard[shard.len() - index_size..] } else { &shard[..index_size] };
+        let index = self.decode_index(index_bytes, &grid, options)?;
+        // Offsets count from the start of the shard, index included when it comes first.
+        (0..grid.count).into_par_iter().try_for_each(|i| {
+            let bytes = Self::inner_range(&index, i, shard.len() as u64, &job.key)?
+                .map(|(offset, size)| &shard[offset as usize..(offset + size) as usize]);
+            self.place_inner(&grid, job, i, bytes, destination, data_type, fill_value, options)
+        })
+    }
+
+    /// Read the job's subset of a stored shard, fetching only the index and the inner chunks
+    /// it needs. Returns whether the shard exists.
+    pub fn read_partial(
+        &self,
+        storage: &dyn ReadableStorageTraits,
+        job: &ChunkJob,
+        destination: &Destination,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<bool> {
+        let grid = self.grid(&job.chunk_shape)?;
+        let index_size = self.index_size(&grid)? as u64;
+        let index_range = if self.index_at_end {
+            ByteRange::Suffix(index_size)
+        } else {
+            ByteRange::FromStart(0, Some(index_size))
+        };
+        let Some(index_bytes) = storage.get_partial(&job.key, index_range)? else {
+            destination.fill_at(&job.buffer_start, job.subset.shape(), fill_value.as_ne_bytes(), &job.key)?;
+            return Ok(false);
+        };
+        if index_bytes.len() as u64 != index_size {
+            return Err(codec_error(format!("shard {} is shorter than its index: the shard is truncated", job.key)));
+        }
+        let index = self.decode_index(&index_bytes, &grid, options)?;
+        let needed: Vec<usize> = (0..grid.count).filter(|&i| self.overlap(&grid, job, i).is_some()).collect();
+        let mut ranges = Vec::new();
+        let mut stored = Vec::new();
+        for &i in &needed {
+            match Self::inner_range(&index, i, u64::MAX, &job.key)? {
+                Some((offset, size)) => {
+                    ranges.push(ByteRange::FromStart(offset, Some(size)));
+                    stored.push(i);
+                }
+                None => self.place_inner(&grid, job, i, None, destination, data_type, fill_value, options)?,
+            }
+        }
+        if stored.is_empty() {
+            return Ok(true);
+        }
+        let fetched = storage
+            .get_partial_many(&job.key, Box::new(ranges.into_iter()))?
+            .ok_or_else(|| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("shard {} vanished while being read", job.key)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        stored.into_par_iter().zip(fetched.into_par_iter()).try_for_each(|(i, bytes)| {
+            self.place_inner(&grid, job, i, Some(&bytes), destination, data_type, fill_value, options)
+        })?;
+        Ok(true)
+    }
+
+    /// Encode a whole decoded shard. None: every inner chunk is the fill value and empty
+    /// chunks are not stored, so the shard should be erased.
+    pub fn encode(
+        &self,
+        shard_shape: &[NonZeroU64],
+        shard: &[u8],
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<Option<Vec<u8>>> {
+        let grid = self.grid(shard_shape)?;
+        let shard_shape: Vec<u64> = shard_shape.iter().map(|d| d.get()).collect();
+        let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
+        let element_size = fill_value.size();
+        let inner_len = args::byte_size(&inner_shape, element_size)?;
+        let encoded: Vec<Option<Vec<u8>>> = (0..grid.count)
+            .into_par_iter()
+            .map(|i| {
+                let mut inner = vec![0u8; inner_len];
+                let origin = grid.origin(self, i);
+                copy_region(shard, &shard_shape, &origin, &mut inner, &inner_shape, &vec![0; inner_shape.len()], &inner_shape, element_size);
+                if !options.store_empty_chunks() && fill_value.equals_all(&inner) {
+                    return Ok(None);
+                }
+                let bytes = self.inner_codecs.encode(ArrayBytes::new_flen(inner), &self.inner_shape, data_type, fill_value, options)?;
+                Ok(Some(bytes.into_owned()))
+            })
+            .collect::<FfiResult<_>>()?;
+        if encoded.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let index_size = self.index_size(&grid)?;
+        let data_len: usize = encoded.iter().flatten().map(Vec::len).sum();
+        let mut offset = if self.index_at_end { 0 } else { index_size as u64 };
+        let mut index = Vec::with_capacity(grid.count * 16);
+        for inner in &encoded {
+            let (o, n) = match inner {
+                Some(bytes) => (offset, bytes.len() as u64),
+                None => (MISSING, MISSING),
+            };
+            offset += if o == MISSING { 0 } else { n };
+            index.extend_from_slice(&o.to_ne_bytes());
+            index.extend_from_slice(&n.to_ne_bytes());
+        }
+        let index = self
+            .index_codecs
+            .encode(ArrayBytes::new_flen(index), &Self::index_shape(&grid), &self.index_type, &self.index_fill, options)?
+            .into_owned();
+        let mut out = Vec::with_capacity(data_len + index.len());
+        if !self.index_at_end {
+            out.extend_from_slice(&index);
+        }
+        for inner in encoded.iter().flatten() {
+            out.extend_from_slice(inner);
+        }
+        if self.index_at_end {
+            out.extend_from_slice(&index);
+        }
+        Ok(Some(out))
+    }
+}
