@@ -282,6 +282,32 @@ impl<'a> Source<'a> {
         Ok(Source::Array { bytes, shape })
     }
 
+    /// The value arguments of the write and encode calls: `value_ndim` is 0 (one element,
+    /// broadcast) or the array's dimensionality.
+    ///
+    /// # Safety
+    /// `value` must address `value_len` bytes and `value_shape` `value_ndim` values for the
+    /// duration of the call.
+    pub unsafe fn from_raw(
+        array: &ZarrsArray,
+        value: *const u8,
+        value_len: usize,
+        value_shape: *const u64,
+        value_ndim: usize,
+    ) -> FfiResult<Self> {
+        let ndim = array.array.dimensionality();
+        if value_ndim != 0 && value_ndim != ndim {
+            return Err(FfiError::invalid(format!(
+                "`value_ndim` is {value_ndim}; it must be 0 (a broadcast scalar) or the array's {ndim}"
+            )));
+        }
+        // SAFETY: forwarded contract.
+        let value_shape = unsafe { args::slice(value_shape, value_ndim, "value_shape")? };
+        // SAFETY: forwarded contract.
+        let value = unsafe { args::slice(value, value_len, "value")? };
+        Source::new(value, value_shape, array.element_size()?)
+    }
+
     fn check(&self, job: &ChunkJob) -> FfiResult<()> {
         if let Source::Array { shape, .. } = self {
             if !job.buffer_region()?.inbounds_shape(shape) {
@@ -751,14 +777,7 @@ pub extern "C" fn zarrs_array_write_chunks(
         let options = unsafe { ZarrsOptions::from_ptr(options) };
         let ndim = array.array.dimensionality();
         let jobs = unsafe { parse_jobs_raw(ndim, num_chunks, keys, keys_len, key_offsets, geometry, geometry_len)? };
-        if value_ndim != 0 && value_ndim != ndim {
-            return Err(FfiError::invalid(format!(
-                "`value_ndim` is {value_ndim}; it must be 0 (a broadcast scalar) or the array's {ndim}"
-            )));
-        }
-        let value_shape = unsafe { args::slice(value_shape, value_ndim, "value_shape")? };
-        let value = unsafe { args::slice(value, value_len, "value")? };
-        let source = Source::new(value, value_shape, array.element_size()?)?;
+        let source = unsafe { Source::from_raw(array, value, value_len, value_shape, value_ndim)? };
         array.write_jobs(&options, jobs, &source)
     })
 }

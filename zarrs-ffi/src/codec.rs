@@ -160,14 +160,7 @@ pub extern "C" fn zarrs_array_encode_chunks(
         let ndim = array.array.dimensionality();
         let geometry = unsafe { args::slice(geometry, geometry_len, "geometry")? };
         let jobs = parse_jobs(ndim, num_chunks, None, geometry)?;
-        if value_ndim != 0 && value_ndim != ndim {
-            return Err(FfiError::invalid(format!(
-                "`value_ndim` is {value_ndim}; it must be 0 (a broadcast scalar) or the array's {ndim}"
-            )));
-        }
-        let value_shape = unsafe { args::slice(value_shape, value_ndim, "value_shape")? };
-        let value = unsafe { args::slice(value, value_len, "value")? };
-        let source = Source::new(value, value_shape, array.element_size()?)?;
+        let source = unsafe { Source::from_raw(array, value, value_len, value_shape, value_ndim)? };
         let existing = unsafe {
             EncodedInputs::from_raw(num_chunks, existing, existing_len, existing_offsets, existing_present, "existing")?
         };
