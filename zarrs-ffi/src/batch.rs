@@ -375,7 +375,7 @@ fn for_each_run(
     mut f: impl FnMut(usize, usize, usize),
 ) {
     let ndim = region.len();
-    if region.iter().any(|&d| d == 0) {
+    if region.contains(&0) {
         return;
     }
     if ndim == 0 {

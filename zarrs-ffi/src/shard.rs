@@ -149,8 +149,8 @@ impl ShardLayout {
     fn overlap(&self, grid: &Grid, job: &ChunkJob, i: usize) -> Option<(Vec<u64>, Vec<u64>, Vec<u64>)> {
         let origin = grid.origin(self, i);
         let (mut inner_start, mut buffer_start, mut shape) = (vec![], vec![], vec![]);
-        for d in 0..origin.len() {
-            let (lo_chunk, hi_chunk) = (origin[d], origin[d] + self.inner_shape[d].get());
+        for (d, &lo_chunk) in origin.iter().enumerate() {
+            let hi_chunk = lo_chunk + self.inner_shape[d].get();
             let (lo_job, hi_job) = (job.subset.start()[d], job.subset.start()[d] + job.subset.shape()[d]);
             let (lo, hi) = (lo_chunk.max(lo_job), hi_chunk.min(hi_job));
             if lo >= hi {

@@ -791,7 +791,7 @@ fn open_with_metadata_does_not_touch_the_store() {
     ));
     let array = Array(handle);
     assert!(!dir.0.join("m").exists(), "open_with_metadata writes nothing");
-    let data = grid([8, 8], |i, j| value(i, j));
+    let data = grid([8, 8], value);
     array.store(&[0, 0], &[8, 8], &data);
     assert_eq!(array.retrieve(&[0, 0], &[8, 8]), data);
     assert!(dir.0.join("m/c/1/1").is_file());
@@ -1500,7 +1500,7 @@ fn sharded_array() {
     assert_eq!(out, expected);
 
     // A partial write to a missing shard creates it holding just that region.
-    a.store(&[40, 30], &[4, 4], &vec![77; 16]);
+    a.store(&[40, 30], &[4, 4], &[77; 16]);
     assert!(f.file("c/1/1").is_file());
     assert_eq!(
         a.retrieve(&[32, 24], &[32, 24]),
