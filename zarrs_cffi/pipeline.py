@@ -199,6 +199,16 @@ class ZarrsCodecPipeline(CodecPipeline):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, self.source)
 
+    # zarr compares arrays (a frozen dataclass holding the pipeline) by value, e.g. an
+    # unpickled array with the original: two pipelines built from the same source are equal.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ZarrsCodecPipeline):
+            return NotImplemented
+        return self.fallback == other.fallback and self.source == other.source
+
+    def __hash__(self) -> int:
+        return hash(self.fallback)
+
     def __iter__(self) -> Iterator[Codec]:
         return iter(self.fallback)  # type: ignore[call-overload]
 

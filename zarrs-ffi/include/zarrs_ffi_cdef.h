@@ -57,7 +57,8 @@ typedef struct ZarrsStorage ZarrsStorage;
 //
 // Plain data: copy it freely; the library never keeps the pointer beyond a call.
 typedef struct ZarrsOptions {
-  // Threads used by one call. 0: one per logical CPU (the shared global pool).
+  // Threads used by one call. 0: one per logical CPU. Calls with the same count share a
+  // pool, created on first use in each process (so forked children get their own).
   uint32_t num_threads;
   // The fewest chunks processed concurrently when balancing chunk against codec
   // concurrency. 0: the zarrs default (4).

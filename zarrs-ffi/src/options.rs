@@ -18,7 +18,8 @@ use crate::panic::boundary;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ZarrsOptions {
-    /// Threads used by one call. 0: one per logical CPU (the shared global pool).
+    /// Threads used by one call. 0: one per logical CPU. Calls with the same count share a
+    /// pool, created on first use in each process (so forked children get their own).
     pub num_threads: u32,
     /// The fewest chunks processed concurrently when balancing chunk against codec
     /// concurrency. 0: the zarrs default (4).
@@ -68,7 +69,7 @@ impl ZarrsOptions {
 
     fn threads(&self) -> usize {
         if self.num_threads == 0 {
-            rayon::current_num_threads()
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         } else {
             self.num_threads as usize
         }
@@ -111,30 +112,35 @@ impl ZarrsOptions {
         Ok((chunk_limit.max(1), codec_options))
     }
 
-    /// Run `f` on a pool with this call's thread count. Pools are created once per distinct
-    /// count and kept, so repeated calls do not spawn threads.
+    /// Run `f` on a pool with this call's thread count.
+    ///
+    /// Pools are created once per (process, thread count) and kept, so repeated calls do not
+    /// spawn threads. rayon's global pool is never used: after a `fork` (Python's
+    /// multiprocessing, data-loader workers) the child inherits the pool's bookkeeping but not
+    /// its threads, and the first parallel call would wait forever. Keying by process id
+    /// gives a forked child fresh pools; the parent's entries are left untouched (their
+    /// threads do not exist in the child, so they must not be dropped there).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> FfiResult<R> {
-        if self.num_threads == 0 {
-            return Ok(f());
-        }
-        static POOLS: OnceLock<Mutex<HashMap<u32, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+        type Pools = HashMap<(u32, usize), Arc<rayon::ThreadPool>>;
+        static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
+        let key = (std::process::id(), self.threads());
         let pool = {
             let mut pools = POOLS
                 .get_or_init(Mutex::default)
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(pool) = pools.get(&self.num_threads) {
+            if let Some(pool) = pools.get(&key) {
                 pool.clone()
             } else {
                 let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(self.num_threads as usize)
+                    .num_threads(key.1)
                     .thread_name(|i| format!("zarrs-ffi-{i}"))
                     .build()
                     .map_err(|e| {
                         FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("cannot start threads: {e}"))
                     })?;
                 let pool = Arc::new(pool);
-                pools.insert(self.num_threads, pool.clone());
+                pools.insert(key, pool.clone());
                 pool
             }
         };
