@@ -312,3 +312,22 @@ def test_native_work_logs_nothing(tmp_path, zarrs_pipeline, caplog):
         arr[1:4]
     assert [r for r in caplog.records if r.name == "zarrs_cffi"] == []
     assert_no_fallback()
+
+
+def test_localstore_subclass_keeps_its_python_io(tmp_path):
+    # A subclass may override get/set; native I/O would bypass it, so it falls back.
+    calls = []
+
+    class CountingStore(LocalStore):
+        async def set(self, key, value):
+            calls.append(key)
+            await super().set(key, value)
+
+    with zarr.config.set({"codec_pipeline.path": "zarrs_cffi.ZarrsCodecPipeline"}):
+        zarrs_cffi.reset_stats()
+        arr = zarr.create_array(CountingStore(tmp_path), shape=(8,), chunks=(4,), dtype="int8")
+        arr[:] = 3
+        assert any(key.startswith("c/") for key in calls)
+        s = zarrs_cffi.stats()
+        assert s.native_writes == 0 and s.fallback_writes == 2
+        assert any("subclasses LocalStore" in reason for reason in s.fallback_reasons)

@@ -25,7 +25,9 @@ _cache: dict[tuple[str, str, bool, bool], Storage] = {}
 
 def native_storage(store: Store, *, direct_io: bool = False) -> Storage | str:
     """The native storage reaching ``store``'s bytes, or the reason there is none."""
-    if isinstance(store, LocalStore):
+    # Exactly LocalStore: a subclass (or a mock with its spec) may override get/set, and
+    # native I/O would silently bypass that Python code.
+    if type(store) is LocalStore:
         key = ("filesystem", str(store.root), direct_io, store.read_only)
         with _lock:
             storage = _cache.get(key)
@@ -33,4 +35,6 @@ def native_storage(store: Store, *, direct_io: bool = False) -> Storage | str:
                 storage = Storage.filesystem(str(store.root), direct_io=direct_io, read_only=store.read_only)
                 _cache[key] = storage
         return storage
+    if isinstance(store, LocalStore):
+        return f"{type(store).__name__} subclasses LocalStore and may intercept I/O in Python"
     return f"{type(store).__name__} has no native storage yet"
