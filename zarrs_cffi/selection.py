@@ -5,6 +5,14 @@ selection inside the output. Contiguous ones (step-1 slices and integers) become
 of the chunk and a start in the output buffer, which the native side decodes into directly.
 Anything else is reported with a reason, and the pipeline falls back. This module does no
 I/O and never touches native handles.
+
+Not native yet (the plan for the selections issue): stepped slices, integer arrays (in
+zarr's ``np.ix_`` form when several axes are arrays), masks (zarr hands them over as integer
+arrays) and integers under ``drop_axes`` are all per-axis index maps from chunk positions to
+output positions; ``vindex`` is a list of points with flat output positions. Passing those
+maps (a range triple per axis where possible, an index list otherwise) lets the native side
+decode each chunk into a thread-local buffer and gather straight into ``out``, and scatter
+for writes, with no per-chunk Python and no array-sized temporary.
 """
 
 from __future__ import annotations
