@@ -1,7 +1,7 @@
 """Run zarr-python's own test suite with ZarrsCodecPipeline and classify every failure.
 
 The tests come from the sdist of the installed zarr version (downloaded once into
-``.ci-cache/``). They run with ``ZARR_CODEC_PIPELINE__PATH=zarrs_cffi.ZarrsCodecPipeline``;
+``.ci-cache/``), plus zarr's ``CodecPipelineTests`` subclassed with our pipeline. They run with ``ZARR_CODEC_PIPELINE__PATH=zarrs_cffi.ZarrsCodecPipeline``;
 each failure is then rerun with zarr's default pipeline. A failure that also fails there is
 not ours; one listed in ``known_failures.txt`` is expected (with its reason); every other
 one fails this script.
@@ -29,7 +29,18 @@ FILES = [
     "tests/test_group.py",
     "tests/test_codec_pipeline_suite.py",
     "tests/test_pipeline_parity.py",
+    "tests/test_zarrs_cffi_suite.py",
 ]
+# zarr's CodecPipelineTests pin their pipeline per subclass, so the suite above tests zarr's
+# two pipelines whatever the environment says; this module adds the subclass for ours.
+OUR_SUITE = '''"""Written by zarrs-cffi's tests/conformance/run_zarr_suite.py."""
+
+from tests.test_codec_pipeline_suite import CodecPipelineTests
+
+
+class TestZarrsCffiPipeline(CodecPipelineTests):
+    pipeline_path = "zarrs_cffi.ZarrsCodecPipeline"
+'''
 OURS = "zarrs_cffi.ZarrsCodecPipeline"
 
 
@@ -46,6 +57,7 @@ def zarr_sources() -> Path:
         )
         with tarfile.open(CACHE / f"zarr-{ver}.tar.gz") as sdist:
             sdist.extractall(CACHE, filter="data")
+    (target / "tests" / "test_zarrs_cffi_suite.py").write_text(OUR_SUITE)
     return target
 
 
