@@ -146,6 +146,13 @@ class Storage:
         check(lib().zarrs_storage_open_filesystem(data, size, direct_io, read_only, out))
         return cls(out[0], f"filesystem:{path}")
 
+    @classmethod
+    def memory(cls) -> Storage:
+        """Open an empty in-memory storage, for arrays that only encode and decode."""
+        out = ffi.new("ZarrsStorage **")
+        check(lib().zarrs_storage_open_memory(out))
+        return cls(out[0], "memory")
+
     def __repr__(self) -> str:
         return f"Storage({self.description!r})"
 

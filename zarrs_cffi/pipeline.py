@@ -21,6 +21,7 @@ from zarr.abc.codec import CodecPipeline, GetResult
 from zarr.core.array_spec import ArrayConfig, ArraySpec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
+from zarr.core.common import concurrent_map
 from zarr.core.config import config
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
@@ -28,7 +29,7 @@ from . import stats
 from ._bindings import NativeArray, Options
 from .errors import ZarrsError, ZarrsUnsupportedError
 from .selection import ChunkPlan, plan_batch
-from .stores import native_storage
+from .stores import codec_storage, native_storage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from zarr.abc.codec import Codec
     from zarr.abc.store import ByteGetter, ByteSetter, Store
-    from zarr.core.buffer import Buffer, NDBuffer
+    from zarr.core.buffer import Buffer, BufferPrototype, NDBuffer
     from zarr.core.chunk_grids import ChunkGrid
     from zarr.core.indexing import SelectorTuple
     from zarr.core.metadata import ArrayMetadata
@@ -52,6 +53,31 @@ _MISSING = GetResult(status="missing")
 # decoding a few small chunks.
 _INLINE_BYTES = 1 << 18
 _INLINE_CHUNKS = 2
+
+
+def _io_limit() -> int | None:
+    """How many store requests may be in flight at once (zarr's ``async.concurrency``)."""
+    limit = config.get("async.concurrency", None)
+    return int(limit) if limit else None
+
+
+async def _fetch(byte_getter: ByteGetter, prototype: BufferPrototype) -> Any:
+    """A chunk's encoded bytes as a bytes-like object, or None if it is missing."""
+    buffer = await byte_getter.get(prototype=prototype)
+    if buffer is None:
+        return None
+    try:
+        return buffer.as_numpy_array()
+    except (AttributeError, TypeError, ValueError):
+        return buffer.to_bytes()
+
+
+async def _store(byte_setter: ByteSetter, chunk: bytes | None, prototype: BufferPrototype) -> None:
+    """Store encoded bytes, or delete the chunk when it is entirely the fill value."""
+    if chunk is None:
+        await byte_setter.delete()
+    else:
+        await byte_setter.set(prototype.buffer.from_bytes(chunk))
 
 
 def _config_int(key: str) -> int:
@@ -109,6 +135,9 @@ class _Native:
     dtype: np.dtype[Any]
     store: Store
     options: Options
+    # Why chunk bytes move through the store's Python API (the codecs still run natively);
+    # None when the native library reaches the store itself.
+    python_io: str | None = None
 
 
 def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
@@ -126,14 +155,15 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
     direct_io = bool(config.get("codec_pipeline.direct_io", False))
     try:
         storage = native_storage(store, direct_io=direct_io)
+        python_io = storage if isinstance(storage, str) else None
         if isinstance(storage, str):
-            return storage
+            storage = codec_storage()
         array = NativeArray.open_with_metadata(storage, _metadata_json(metadata))
     except ZarrsError as exc:
         return f"zarrs cannot open this array: {exc}"
     if array.element_size != dtype.itemsize:
         return f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}"
-    return _Native(array=array, dtype=dtype, store=store, options=options_from_config())
+    return _Native(array=array, dtype=dtype, store=store, options=options_from_config(), python_io=python_io)
 
 
 def _restore(kind: str, *args: Any) -> ZarrsCodecPipeline:
@@ -289,10 +319,23 @@ class ZarrsCodecPipeline(CodecPipeline):
         target = np.expand_dims(array, plan.inserted_axes) if plan.inserted_axes else array
         direct = target.flags.c_contiguous and target.flags.writeable
         buffer = target if direct else np.empty(target.shape, target.dtype)
-        present = await self._run(plan, array.itemsize, native.array.read_chunks, native.options, plan.batch, buffer)
+        if native.python_io is None:
+            present = await self._run(
+                plan, array.itemsize, native.array.read_chunks, native.options, plan.batch, buffer
+            )
+        else:
+            # The store's own API fetches the bytes, concurrently; zarrs decodes the batch.
+            prototype = batch[0][1].prototype
+            encoded = await concurrent_map(
+                [(byte_getter, prototype) for byte_getter, *_ in batch], _fetch, _io_limit()
+            )
+            await self._run(
+                plan, array.itemsize, native.array.decode_chunks, native.options, plan.batch, encoded, buffer
+            )
+            present = [chunk is not None for chunk in encoded]
         if not direct:
             target[...] = buffer
-        stats.record_native("reads", len(batch))
+        stats.record_native("reads", len(batch), python_io=native.python_io is not None)
         return tuple(_PRESENT if p else _MISSING for p in present)
 
     async def write(
@@ -324,7 +367,33 @@ class ZarrsCodecPipeline(CodecPipeline):
                 source = np.broadcast_to(source, plan.buffer_shape)
             source = np.ascontiguousarray(source)
         options = native.options
-        if batch[0][1].config.write_empty_chunks:
+        if batch[0][1].config.write_empty_chunks or not native.store.supports_deletes:
+            # A store that cannot delete (ZipStore) keeps fill-value chunks instead.
             options = replace(options, store_empty_chunks=True)
-        await self._run(plan, array.itemsize, native.array.write_chunks, options, plan.batch, source)
-        stats.record_native("writes", len(batch))
+        if native.python_io is None:
+            await self._run(plan, array.itemsize, native.array.write_chunks, options, plan.batch, source)
+        else:
+            await self._write_through_store(native, plan, batch, source, options)
+        stats.record_native("writes", len(batch), python_io=native.python_io is not None)
+
+    async def _write_through_store(
+        self, native: _Native, plan: ChunkPlan, batch: list[Any], source: np.ndarray[Any, Any], options: Options
+    ) -> None:
+        """Encode natively; the store's own API fetches chunks written in part and stores the
+        results, concurrently. Nothing is stored until every chunk has encoded."""
+        prototype = batch[0][1].prototype
+        geometry = plan.batch.geometry
+        partial = np.flatnonzero((geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1))
+        existing: list[Any] = [None] * len(batch)
+        if partial.size:
+            fetched = await concurrent_map([(batch[i][0], prototype) for i in partial], _fetch, _io_limit())
+            for i, chunk in zip(partial, fetched, strict=True):
+                existing[i] = chunk
+        encoded = await self._run(
+            plan, source.itemsize, native.array.encode_chunks, options, plan.batch, source, existing
+        )
+        await concurrent_map(
+            [(byte_setter, chunk, prototype) for (byte_setter, *_), chunk in zip(batch, encoded, strict=True)],
+            _store,
+            _io_limit(),
+        )

@@ -25,7 +25,10 @@ class PipelineStats:
     Attributes
     ----------
     native_reads, native_writes
-        Chunks read or written by the native library.
+        Chunks decoded or encoded by the native library.
+    python_io_reads, python_io_writes
+        Of those, the chunks whose bytes moved through the store's own Python API (stores
+        the native library cannot reach itself, such as MemoryStore or ZipStore).
     fallback_reads, fallback_writes
         Chunks handed to zarr's own pipeline.
     fallback_reasons
@@ -34,6 +37,8 @@ class PipelineStats:
 
     native_reads: int = 0
     native_writes: int = 0
+    python_io_reads: int = 0
+    python_io_writes: int = 0
     fallback_reads: int = 0
     fallback_writes: int = 0
     fallback_reasons: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
@@ -49,9 +54,11 @@ _counts: Counter[str] = Counter()
 _reasons: Counter[str] = Counter()
 
 
-def record_native(kind: str, chunks: int) -> None:
+def record_native(kind: str, chunks: int, *, python_io: bool = False) -> None:
     with _lock:
         _counts[f"native_{kind}"] += chunks
+        if python_io:
+            _counts[f"python_io_{kind}"] += chunks
 
 
 def record_fallback(kind: str, chunks: int, reason: str) -> None:
@@ -66,6 +73,8 @@ def stats() -> PipelineStats:
         return PipelineStats(
             native_reads=_counts["native_reads"],
             native_writes=_counts["native_writes"],
+            python_io_reads=_counts["python_io_reads"],
+            python_io_writes=_counts["python_io_writes"],
             fallback_reads=_counts["fallback_reads"],
             fallback_writes=_counts["fallback_writes"],
             fallback_reasons=MappingProxyType(dict(_reasons)),

@@ -396,6 +396,13 @@ ZarrsResult zarrs_storage_open_filesystem(const char *path,
                                           bool read_only,
                                           struct ZarrsStorage **storage_out);
 
+// Open an empty in-memory storage. Arrays opened on it serve the codec-only calls
+// (`zarrs_array_decode_chunks`, `zarrs_array_encode_chunks`) for callers that move chunk
+// bytes themselves; data written to it lives until the last handle using it is freed.
+//
+// Thread safety: safe from any thread.
+ZarrsResult zarrs_storage_open_memory(struct ZarrsStorage **storage_out);
+
 // Free a storage handle. NULL is a no-op. Arrays opened on the storage stay usable.
 //
 // Thread safety: the handle must not be in use by another thread.

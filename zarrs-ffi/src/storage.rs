@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use zarrs::filesystem::{FilesystemStore, FilesystemStoreOptions};
 use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::store::MemoryStore;
 use zarrs::storage::{
     Bytes, ListableStorageTraits, MaybeBytes, MaybeBytesIterator, OffsetBytesIterator,
     ReadableStorageTraits, ReadableWritableListableStorage, StorageError, StoreKey, StoreKeys,
@@ -177,6 +178,23 @@ pub extern "C" fn zarrs_storage_open_filesystem(
             .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, e.to_string()))?;
         let storage = ZarrsStorage {
             store: Arc::new(LocalStore { inner, read_only }),
+        };
+        // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
+        unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
+    })
+}
+
+/// Open an empty in-memory storage. Arrays opened on it serve the codec-only calls
+/// (`zarrs_array_decode_chunks`, `zarrs_array_encode_chunks`) for callers that move chunk
+/// bytes themselves; data written to it lives until the last handle using it is freed.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn zarrs_storage_open_memory(storage_out: *mut *mut ZarrsStorage) -> ZarrsResult {
+    boundary(|| {
+        args::require_out(storage_out, "storage_out")?;
+        let storage = ZarrsStorage {
+            store: Arc::new(MemoryStore::new()),
         };
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
         unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }

@@ -17,7 +17,7 @@ use zarrs_ffi::array::*;
 use zarrs_ffi::batch::{zarrs_array_read_chunks, zarrs_array_write_chunks};
 use zarrs_ffi::codec::*;
 use zarrs_ffi::options::{zarrs_options_default, ZarrsOptions};
-use zarrs_ffi::storage::{zarrs_storage_free, zarrs_storage_open_filesystem, ZarrsStorage};
+use zarrs_ffi::storage::{zarrs_storage_free, zarrs_storage_open_filesystem, zarrs_storage_open_memory, ZarrsStorage};
 use zarrs_ffi::ZarrsResult::{self, *};
 use zarrs_ffi::{zarrs_ffi_version, zarrs_last_error};
 
@@ -1309,6 +1309,30 @@ fn encode_decode_round_trip() {
     let kept = encode(a, Some(&keep), &whole, &[FILL], &[], &no_existing(1));
     check(decode(a, None, &Encoded::new(&[kept[0].as_deref()]), &whole, &mut out, WHOLE));
     assert_eq!(out, vec![FILL; 256]);
+}
+
+#[test]
+fn memory_storage_serves_codec_only_calls() {
+    // Bytes encoded by a filesystem-backed array decode through an array on memory storage
+    // opened from the same metadata, and encode back to the same bytes.
+    let f = Fixture::zstd("codec-memory");
+    let data = grid(WHOLE, value);
+    f.array.store_chunk(&[0, 0], &data);
+    let stored = std::fs::read(f.file("c/0/0")).unwrap();
+
+    let mut storage = null_mut();
+    check(zarrs_storage_open_memory(&mut storage));
+    let storage = Storage(storage);
+    let json = metadata([64, 48], WHOLE, &codecs_zstd());
+    let mut handle = null_mut();
+    check(zarrs_array_open_with_metadata(storage.0, b"/".as_ptr().cast(), 1, json.as_ptr().cast(), json.len(), &mut handle));
+    let array = Array(handle);
+    let whole = Batch::new().chunk("", WHOLE, [0, 0], [16, 16], [0, 0]);
+    let mut out = vec![SENTINEL; 256];
+    check(decode(&array, None, &Encoded::new(&[Some(&stored)]), &whole, &mut out, WHOLE));
+    assert_eq!(out, data);
+    assert_eq!(encode(&array, None, &whole, &data, &[16, 16], &no_existing(1)), [Some(stored)]);
+    expect_err(zarrs_storage_open_memory(null_mut()), ZARRS_ERROR_NULL_POINTER, "storage_out");
 }
 
 #[test]
