@@ -334,6 +334,15 @@ class NativeArray:
             )
         )
 
+    _SUBCHUNK_ORDERS = {"morton": 0, "lexicographic": 1, "colexicographic": 2, "unordered": 1}
+
+    def set_subchunk_write_order(self, order: str) -> None:
+        """How inner chunks are laid out in shards written from now on: ``"morton"``
+        (default), ``"lexicographic"``, ``"colexicographic"`` or ``"unordered"``."""
+        if order not in self._SUBCHUNK_ORDERS:
+            raise ZarrsValueError(f"unknown subchunk write order {order!r}")
+        check(lib().zarrs_array_set_subchunk_write_order(self._handle, self._SUBCHUNK_ORDERS[order]))
+
     def erase_chunk(self, chunk_indices: Sequence[int]) -> None:
         """Erase a chunk; it then reads as the fill value."""
         indices = self._indices(chunk_indices)

@@ -12,6 +12,7 @@ and is counted (``stats.py``) and logged once per pipeline with the reason; with
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -26,9 +27,10 @@ from zarr.core.config import config
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from . import stats
-from ._bindings import NativeArray, Options
+from ._bindings import ChunkBatch, NativeArray, Options
 from .errors import ZarrsError, ZarrsUnsupportedError
 from .selection import ChunkPlan, plan_batch
+from .shards import ShardReader
 from .stores import codec_storage, native_storage
 
 if TYPE_CHECKING:
@@ -138,6 +140,8 @@ class _Native:
     # Why chunk bytes move through the store's Python API (the codecs still run natively);
     # None when the native library reaches the store itself.
     python_io: str | None = None
+    # Partial shard reads through Python (byte ranges), for python_io arrays it applies to.
+    shards: ShardReader | None = None
 
 
 def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
@@ -158,12 +162,21 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
         python_io = storage if isinstance(storage, str) else None
         if isinstance(storage, str):
             storage = codec_storage()
-        array = NativeArray.open_with_metadata(storage, _metadata_json(metadata))
+        document = _metadata_json(metadata)
+        array = NativeArray.open_with_metadata(storage, document)
+        shards = ShardReader.from_metadata(json.loads(document), storage) if python_io else None
     except ZarrsError as exc:
         return f"zarrs cannot open this array: {exc}"
+    if isinstance(metadata, ArrayV3Metadata) and len(metadata.codecs) == 1:
+        # zarr's sharding codec carries its byte layout outside the metadata (zarr >= 3.4).
+        order = getattr(metadata.codecs[0], "subchunk_write_order", None)
+        if isinstance(order, str):
+            array.set_subchunk_write_order(order)
     if array.element_size != dtype.itemsize:
         return f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}"
-    return _Native(array=array, dtype=dtype, store=store, options=options_from_config(), python_io=python_io)
+    return _Native(
+        array=array, dtype=dtype, store=store, options=options_from_config(), python_io=python_io, shards=shards
+    )
 
 
 def _restore(kind: str, *args: Any) -> ZarrsCodecPipeline:
@@ -324,15 +337,7 @@ class ZarrsCodecPipeline(CodecPipeline):
                 plan, array.itemsize, native.array.read_chunks, native.options, plan.batch, buffer
             )
         else:
-            # The store's own API fetches the bytes, concurrently; zarrs decodes the batch.
-            prototype = batch[0][1].prototype
-            encoded = await concurrent_map(
-                [(byte_getter, prototype) for byte_getter, *_ in batch], _fetch, _io_limit()
-            )
-            await self._run(
-                plan, array.itemsize, native.array.decode_chunks, native.options, plan.batch, encoded, buffer
-            )
-            present = [chunk is not None for chunk in encoded]
+            present = await self._read_through_store(native, plan, batch, buffer)
         if not direct:
             target[...] = buffer
         stats.record_native("reads", len(batch), python_io=native.python_io is not None)
@@ -376,6 +381,44 @@ class ZarrsCodecPipeline(CodecPipeline):
             await self._write_through_store(native, plan, batch, source, options)
         stats.record_native("writes", len(batch), python_io=native.python_io is not None)
 
+    async def _read_through_store(
+        self, native: _Native, plan: ChunkPlan, batch: list[Any], buffer: np.ndarray[Any, Any]
+    ) -> list[bool]:
+        """The store's own API fetches the bytes, concurrently; zarrs decodes the batch.
+        Shards read in part fetch their index and the inner chunks needed (``shards.py``)."""
+        prototype = batch[0][1].prototype
+        geometry = plan.batch.geometry
+
+        async def run(function: Any, *args: Any) -> Any:
+            return await self._run(plan, buffer.itemsize, function, *args)
+
+        if native.shards is not None:
+            partial = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1)
+        else:
+            partial = np.zeros(len(batch), dtype=bool)
+        present = [False] * len(batch)
+        whole = np.flatnonzero(~partial)
+        if whole.size:
+            encoded = await concurrent_map([(batch[i][0], prototype) for i in whole], _fetch, _io_limit())
+            subset = plan.batch if whole.size == len(batch) else ChunkBatch.build(None, geometry[whole])
+            await run(native.array.decode_chunks, native.options, subset, encoded, buffer)
+            for i, chunk in zip(whole, encoded, strict=True):
+                present[i] = chunk is not None
+        parts = np.flatnonzero(partial)
+        if parts.size and native.shards is not None:
+            config_ = batch[0][1].config
+            coalesce = (
+                int(getattr(config_, "sharding_coalesce_max_gap_bytes", 1 << 20)),
+                int(getattr(config_, "sharding_coalesce_max_bytes", 16 << 20)),
+            )
+            found = await native.shards.read(
+                [batch[i][0] for i in parts], geometry[parts], prototype, native.options, buffer,
+                coalesce, _io_limit(), run,
+            )
+            for i, p in zip(parts, found, strict=True):
+                present[i] = p
+        return present
+
     async def _write_through_store(
         self, native: _Native, plan: ChunkPlan, batch: list[Any], source: np.ndarray[Any, Any], options: Options
     ) -> None:
@@ -383,7 +426,10 @@ class ZarrsCodecPipeline(CodecPipeline):
         results, concurrently. Nothing is stored until every chunk has encoded."""
         prototype = batch[0][1].prototype
         geometry = plan.batch.geometry
-        partial = np.flatnonzero((geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1))
+        # zarr marks a chunk complete when the selection covers all of it inside the array
+        # (an edge chunk): its old bytes are not needed.
+        complete = np.array([info[4] for info in batch], dtype=bool)
+        partial = np.flatnonzero((geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete)
         existing: list[Any] = [None] * len(batch)
         if partial.size:
             fetched = await concurrent_map([(batch[i][0], prototype) for i in partial], _fetch, _io_limit())

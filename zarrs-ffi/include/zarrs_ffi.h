@@ -44,6 +44,17 @@ enum ZarrsResult
 typedef int32_t ZarrsResult;
 #endif // __cplusplus
 
+// The order in which the inner chunks of a shard are laid out in its bytes. The index
+// locates every chunk, so any order reads back; this only decides the bytes written.
+typedef enum ZarrsSubchunkOrder {
+  // Z-order over the inner chunk grid (zarr-python 3.4's default).
+  ZARRS_SUBCHUNK_ORDER_MORTON = 0,
+  // C order: the last axis varies fastest.
+  ZARRS_SUBCHUNK_ORDER_LEXICOGRAPHIC = 1,
+  // Fortran order: the first axis varies fastest.
+  ZARRS_SUBCHUNK_ORDER_COLEXICOGRAPHIC = 2,
+} ZarrsSubchunkOrder;
+
 // An open array. Create with [`zarrs_array_open`], [`zarrs_array_open_with_metadata`] or
 // [`zarrs_array_create`]; free with [`zarrs_array_free`]. It keeps its storage alive.
 //
@@ -240,6 +251,16 @@ ZarrsResult zarrs_array_store_chunk(const struct ZarrsArray *array,
 ZarrsResult zarrs_array_erase_chunk(const struct ZarrsArray *array,
                                     const uint64_t *chunk_indices,
                                     size_t ndim);
+
+// Choose how the inner chunks of a shard are ordered in the bytes of shards this array
+// writes from now on (default `ZARRS_SUBCHUNK_ORDER_MORTON`, as zarr-python 3.4). Reads
+// accept any order. `order` is a `ZarrsSubchunkOrder` value; others fail with
+// `ZARRS_ERROR_INVALID_ARGUMENT`. Arrays whose codecs are not exactly one sharding codec
+// write in zarrs' own order, and for them this call only validates `order`.
+//
+// Thread safety: safe to call while other calls use the array; writes already running
+// may use either order.
+ZarrsResult zarrs_array_set_subchunk_write_order(const struct ZarrsArray *array, int32_t order);
 
 // Read a batch of chunks into one caller buffer, in parallel.
 //

@@ -14,7 +14,7 @@ use crate::batch::{ChunkJob, Destination, Source};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
-use crate::shard::ShardLayout;
+use crate::shard::{ShardLayout, ZarrsSubchunkOrder};
 use crate::storage::ZarrsStorage;
 
 /// An open array. Create with [`zarrs_array_open`], [`zarrs_array_open_with_metadata`] or
@@ -572,6 +572,32 @@ pub extern "C" fn zarrs_array_erase_chunk(
         let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
         let job = array.chunk_job(indices)?;
         array.storage.erase(&job.key)?;
+        Ok(())
+    })
+}
+
+/// Choose how the inner chunks of a shard are ordered in the bytes of shards this array
+/// writes from now on (default `ZARRS_SUBCHUNK_ORDER_MORTON`, as zarr-python 3.4). Reads
+/// accept any order. `order` is a `ZarrsSubchunkOrder` value; others fail with
+/// `ZARRS_ERROR_INVALID_ARGUMENT`. Arrays whose codecs are not exactly one sharding codec
+/// write in zarrs' own order, and for them this call only validates `order`.
+///
+/// Thread safety: safe to call while other calls use the array; writes already running
+/// may use either order.
+#[no_mangle]
+pub extern "C" fn zarrs_array_set_subchunk_write_order(array: *const ZarrsArray, order: i32) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: a live handle per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let order = match order {
+            0 => ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_MORTON,
+            1 => ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_LEXICOGRAPHIC,
+            2 => ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_COLEXICOGRAPHIC,
+            _ => return Err(FfiError::invalid(format!("{order} is not a ZarrsSubchunkOrder"))),
+        };
+        if let Some(shard) = &array.shard {
+            shard.set_write_order(order);
+        }
         Ok(())
     })
 }

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
@@ -28,6 +29,20 @@ use crate::error::{FfiError, FfiResult, ZarrsResult};
 /// Marks an inner chunk that is not stored (all fill value).
 const MISSING: u64 = u64::MAX;
 
+/// The order in which the inner chunks of a shard are laid out in its bytes. The index
+/// locates every chunk, so any order reads back; this only decides the bytes written.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum ZarrsSubchunkOrder {
+    /// Z-order over the inner chunk grid (zarr-python 3.4's default).
+    ZARRS_SUBCHUNK_ORDER_MORTON = 0,
+    /// C order: the last axis varies fastest.
+    ZARRS_SUBCHUNK_ORDER_LEXICOGRAPHIC = 1,
+    /// Fortran order: the first axis varies fastest.
+    ZARRS_SUBCHUNK_ORDER_COLEXICOGRAPHIC = 2,
+}
+
 /// The sharding configuration of an array.
 pub(crate) struct ShardLayout {
     inner_shape: Vec<NonZeroU64>,
@@ -36,6 +51,8 @@ pub(crate) struct ShardLayout {
     index_at_end: bool,
     index_type: DataType,
     index_fill: FillValue,
+    /// A `ZarrsSubchunkOrder`, atomic so it may change while other calls run.
+    write_order: AtomicU8,
 }
 
 /// The inner chunks of one shard and where each sits in the shard.
@@ -45,14 +62,51 @@ struct Grid {
 }
 
 impl Grid {
-    fn origin(&self, layout: &ShardLayout, i: usize) -> Vec<u64> {
+    /// The grid coordinates of inner chunk `i` (C order).
+    fn coords(&self, i: usize) -> Vec<u64> {
         let mut rest = i as u64;
-        let mut origin = vec![0; self.per_shard.len()];
+        let mut coords = vec![0; self.per_shard.len()];
         for d in (0..self.per_shard.len()).rev() {
-            origin[d] = (rest % self.per_shard[d]) * layout.inner_shape[d].get();
+            coords[d] = rest % self.per_shard[d];
             rest /= self.per_shard[d];
         }
-        origin
+        coords
+    }
+
+    /// Inner chunk indices (C order) in the order their bytes are written. Morton codes are
+    /// compressed as zarr-python's (and Neuroglancer's): an axis stops contributing bits once
+    /// its extent is covered, so non-cubic grids stay dense.
+    fn write_order(&self, order: ZarrsSubchunkOrder) -> Vec<usize> {
+        let mut indices: Vec<usize> = (0..self.count).collect();
+        match order {
+            ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_LEXICOGRAPHIC => {}
+            ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_COLEXICOGRAPHIC => {
+                // The first axis varies fastest: compare coordinates from the last axis.
+                indices.sort_by_key(|&i| self.coords(i).into_iter().rev().collect::<Vec<_>>());
+            }
+            ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_MORTON => {
+                let bits: Vec<u32> = self.per_shard.iter().map(|&n| u64::BITS - (n - 1).leading_zeros()).collect();
+                let max_bits = bits.iter().copied().max().unwrap_or(0);
+                indices.sort_by_key(|&i| {
+                    let coords = self.coords(i);
+                    let (mut z, mut bit) = (0u128, 0u32);
+                    for coord_bit in 0..max_bits {
+                        for (d, &b) in bits.iter().enumerate() {
+                            if coord_bit < b {
+                                z |= u128::from((coords[d] >> coord_bit) & 1) << bit;
+                                bit += 1;
+                            }
+                        }
+                    }
+                    z
+                });
+            }
+        }
+        indices
+    }
+
+    fn origin(&self, layout: &ShardLayout, i: usize) -> Vec<u64> {
+        self.coords(i).iter().zip(&layout.inner_shape).map(|(c, n)| c * n.get()).collect()
     }
 }
 
@@ -86,7 +140,20 @@ impl ShardLayout {
             index_at_end: config["index_location"].as_str() != Some("start"),
             index_type: zarrs::array::data_type::uint64(),
             index_fill: FillValue::from(MISSING),
+            write_order: AtomicU8::new(ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_MORTON as u8),
         })
+    }
+
+    pub(crate) fn set_write_order(&self, order: ZarrsSubchunkOrder) {
+        self.write_order.store(order as u8, Ordering::Relaxed);
+    }
+
+    fn write_order(&self) -> ZarrsSubchunkOrder {
+        match self.write_order.load(Ordering::Relaxed) {
+            1 => ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_LEXICOGRAPHIC,
+            2 => ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_COLEXICOGRAPHIC,
+            _ => ZarrsSubchunkOrder::ZARRS_SUBCHUNK_ORDER_MORTON,
+        }
     }
 
     fn grid(&self, shard_shape: &[NonZeroU64]) -> FfiResult<Grid> {
@@ -328,14 +395,17 @@ impl ShardLayout {
         }
         let index_size = self.index_size(&grid)?;
         let data_len: usize = encoded.iter().flatten().map(Vec::len).sum();
+        let order = grid.write_order(self.write_order());
         let mut offset = if self.index_at_end { 0 } else { index_size as u64 };
+        let mut entries = vec![(MISSING, MISSING); grid.count];
+        for &i in &order {
+            if let Some(bytes) = &encoded[i] {
+                entries[i] = (offset, bytes.len() as u64);
+                offset += bytes.len() as u64;
+            }
+        }
         let mut index = Vec::with_capacity(grid.count * 16);
-        for inner in &encoded {
-            let (o, n) = match inner {
-                Some(bytes) => (offset, bytes.len() as u64),
-                None => (MISSING, MISSING),
-            };
-            offset += if o == MISSING { 0 } else { n };
+        for (o, n) in entries {
             index.extend_from_slice(&o.to_ne_bytes());
             index.extend_from_slice(&n.to_ne_bytes());
         }
@@ -347,7 +417,7 @@ impl ShardLayout {
         if !self.index_at_end {
             out.extend_from_slice(&index);
         }
-        for inner in encoded.iter().flatten() {
+        for inner in order.iter().filter_map(|&i| encoded[i].as_ref()) {
             out.extend_from_slice(inner);
         }
         if self.index_at_end {
