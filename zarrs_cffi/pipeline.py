@@ -29,7 +29,7 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 from . import stats
 from ._bindings import ChunkBatch, NativeArray, Options
 from .errors import ZarrsError, ZarrsUnsupportedError
-from .selection import ChunkPlan, plan_batch
+from .selection import ChunkPlan, GatherGroup, plan_batch, plan_gather
 from .shards import ShardReader
 from .stores import codec_storage, native_storage
 
@@ -291,9 +291,8 @@ class ZarrsCodecPipeline(CodecPipeline):
             self._logged.add(reason)
             logger.warning("zarrs_cffi: using zarr's own pipeline for %s: %s", kind, reason)
 
-    def _plan(
-        self, batch: list[Any], buffer: NDBuffer, drop_axes: tuple[int, ...]
-    ) -> tuple[_Native, ChunkPlan, np.ndarray[Any, Any]] | str:
+    def _target(self, buffer: NDBuffer) -> tuple[_Native, np.ndarray[Any, Any]] | str:
+        """The native array and ``buffer`` as numpy, or why this call cannot be native."""
         native = self.native
         if native is None:
             return self.reason or "not native"
@@ -303,15 +302,12 @@ class ZarrsCodecPipeline(CodecPipeline):
             return f"{type(buffer).__name__} is not a CPU numpy buffer"
         if not isinstance(array, np.ndarray) or array.dtype != native.dtype:
             return f"buffer of type {type(array).__name__} / {getattr(array, 'dtype', '?')}"
-        plan = plan_batch(batch, native.array.ndim, drop_axes)
-        if isinstance(plan, str):
-            return plan
-        return native, plan, array
+        return native, array
 
     @staticmethod
-    async def _run(plan: ChunkPlan, itemsize: int, function: Any, *args: Any) -> Any:
-        nbytes = int(np.prod(plan.buffer_shape)) * itemsize
-        if len(plan.batch) <= _INLINE_CHUNKS and nbytes <= _INLINE_BYTES:
+    async def _run(chunks: int, nbytes: int, function: Any, *args: Any) -> Any:
+        """Run a native call (or a numpy loop) inline when small, else on a worker thread."""
+        if chunks <= _INLINE_CHUNKS and nbytes <= _INLINE_BYTES:
             return function(*args)
         return await asyncio.to_thread(function, *args)
 
@@ -324,24 +320,68 @@ class ZarrsCodecPipeline(CodecPipeline):
         batch = list(batch_info)
         if not batch:
             return ()
-        planned = self._plan(batch, out, drop_axes)
-        if isinstance(planned, str):
-            self._fall_back("reads", len(batch), planned)
-            return tuple(await self.fallback.read(batch, out, drop_axes))
-        native, plan, array = planned
-        target = np.expand_dims(array, plan.inserted_axes) if plan.inserted_axes else array
-        direct = target.flags.c_contiguous and target.flags.writeable
-        buffer = target if direct else np.empty(target.shape, target.dtype)
-        if native.python_io is None:
-            present = await self._run(
-                plan, array.itemsize, native.array.read_chunks, native.options, plan.batch, buffer
-            )
+        target = self._target(out)
+        if isinstance(target, str):
+            return await self._read_fallback(batch, out, drop_axes, target)
+        native, array = target
+        plan = plan_batch(batch, native.array.ndim, drop_axes)
+        if isinstance(plan, ChunkPlan):
+            view = np.expand_dims(array, plan.inserted_axes) if plan.inserted_axes else array
+            direct = view.flags.c_contiguous and view.flags.writeable
+            buffer = view if direct else np.empty(view.shape, view.dtype)
+            present = await self._read_into(native, batch, plan.batch, buffer)
+            if not direct:
+                view[...] = buffer
         else:
-            present = await self._read_through_store(native, plan, batch, buffer)
-        if not direct:
-            target[...] = buffer
+            groups = plan_gather(batch, native.array.ndim, array.itemsize)
+            if isinstance(groups, str):
+                return await self._read_fallback(batch, out, drop_axes, groups)
+            present = await self._gather(native, batch, groups, array, drop_axes)
         stats.record_native("reads", len(batch), python_io=native.python_io is not None)
         return tuple(_PRESENT if p else _MISSING for p in present)
+
+    async def _read_fallback(
+        self, batch: list[Any], out: NDBuffer, drop_axes: tuple[int, ...], reason: str
+    ) -> tuple[GetResult, ...]:
+        self._fall_back("reads", len(batch), reason)
+        return tuple(await self.fallback.read(batch, out, drop_axes))
+
+    async def _read_into(
+        self, native: _Native, batch: list[Any], chunks: ChunkBatch, buffer: np.ndarray[Any, Any]
+    ) -> list[bool]:
+        """Decode ``chunks`` (whose geometry addresses ``buffer``) into ``buffer``."""
+        if native.python_io is None:
+            present = await self._run(
+                len(chunks), buffer.nbytes, native.array.read_chunks, native.options, chunks, buffer
+            )
+            return list(present)
+        return await self._read_through_store(native, batch, chunks, buffer)
+
+    async def _gather(
+        self,
+        native: _Native,
+        batch: list[Any],
+        groups: list[GatherGroup],
+        out: np.ndarray[Any, Any],
+        drop_axes: tuple[int, ...],
+    ) -> list[bool]:
+        """Decode each chunk's bounding box into scratch, then gather zarr's selections."""
+        present = [False] * len(batch)
+        for group in groups:
+            scratch = np.empty(group.scratch_shape, dtype=out.dtype)
+            found = await self._read_into(native, [batch[i] for i in group.indices], group.batch, scratch)
+
+            def gather(group: GatherGroup = group, scratch: np.ndarray[Any, Any] = scratch) -> None:
+                for view, selection, out_selection in group.items:
+                    values = scratch[view][selection]
+                    if drop_axes:
+                        values = values.squeeze(axis=drop_axes)
+                    out[out_selection] = values
+
+            await self._run(len(group.indices), scratch.nbytes, gather)
+            for i, p in zip(group.indices, found, strict=True):
+                present[i] = p
+        return present
 
     async def write(
         self,
@@ -352,45 +392,121 @@ class ZarrsCodecPipeline(CodecPipeline):
         batch = list(batch_info)
         if not batch:
             return
-        planned = self._plan(batch, value, drop_axes)
-        if isinstance(planned, str):
-            self._fall_back("writes", len(batch), planned)
-            await self.fallback.write(batch, value, drop_axes)
+        target = self._target(value)
+        if isinstance(target, str):
+            await self._write_fallback(batch, value, drop_axes, target)
             return
-        native, plan, array = planned
+        native, array = target
+        plan = plan_batch(batch, native.array.ndim, drop_axes)
+        groups: list[GatherGroup] | str = []
+        if not isinstance(plan, ChunkPlan):
+            groups = plan_gather(batch, native.array.ndim, array.itemsize)
+            if isinstance(groups, str):
+                await self._write_fallback(batch, value, drop_axes, groups)
+                return
         if native.store.read_only:
             # zarr's own error, exactly as a write through the store would raise it.
             native.store._check_writable()
-        if array.size == 1:
-            # One value broadcast everywhere (zarr passes scalars as 1-element arrays).
-            source = array.reshape(())
-        else:
-            source = array
-            if plan.inserted_axes and array.ndim == len(plan.buffer_shape) - len(plan.inserted_axes):
-                source = np.expand_dims(source, plan.inserted_axes)
-            if source.shape != plan.buffer_shape:
-                source = np.broadcast_to(source, plan.buffer_shape)
-            source = np.ascontiguousarray(source)
         options = native.options
         if batch[0][1].config.write_empty_chunks or not native.store.supports_deletes:
             # A store that cannot delete (ZipStore) keeps fill-value chunks instead.
             options = replace(options, store_empty_chunks=True)
-        if native.python_io is None:
-            await self._run(plan, array.itemsize, native.array.write_chunks, options, plan.batch, source)
+        if isinstance(plan, ChunkPlan):
+            await self._write_from(native, batch, plan.batch, _source(array, plan), options)
         else:
-            await self._write_through_store(native, plan, batch, source, options)
+            assert not isinstance(groups, str)
+            await self._scatter(native, batch, groups, array, drop_axes, options)
         stats.record_native("writes", len(batch), python_io=native.python_io is not None)
 
+    async def _write_fallback(self, batch: list[Any], value: NDBuffer, drop_axes: tuple[int, ...], reason: str) -> None:
+        self._fall_back("writes", len(batch), reason)
+        await self.fallback.write(batch, value, drop_axes)
+
+    async def _scatter(
+        self,
+        native: _Native,
+        batch: list[Any],
+        groups: list[GatherGroup],
+        value: np.ndarray[Any, Any],
+        drop_axes: tuple[int, ...],
+        options: Options,
+    ) -> None:
+        """Read-modify-write: decode each chunk's bounding box into scratch, scatter zarr's
+        selections of ``value`` into it, and store the boxes back (merged with the rest of
+        each chunk, natively)."""
+        ndim = native.array.ndim
+        expand = tuple(None if d in drop_axes else slice(None) for d in range(ndim))
+        for group in groups:
+            sub = [batch[i] for i in group.indices]
+            scratch = np.empty(group.scratch_shape, dtype=value.dtype)
+            existing: list[Any] | None = None
+            if native.python_io is None:
+                await self._read_into(native, sub, group.batch, scratch)
+            else:
+                prototype = sub[0][1].prototype
+                existing = await concurrent_map([(info[0], prototype) for info in sub], _fetch, _io_limit())
+                await self._run(
+                    len(sub), scratch.nbytes, native.array.decode_chunks, native.options, group.batch, existing, scratch
+                )
+
+            def scatter(group: GatherGroup = group, scratch: np.ndarray[Any, Any] = scratch) -> None:
+                for view, selection, out_selection in group.items:
+                    if value.ndim == 0:
+                        scratch[view][selection] = value
+                        continue
+                    values = value[out_selection]
+                    if drop_axes:
+                        values = values[expand]
+                    scratch[view][selection] = values
+
+            await self._run(len(sub), scratch.nbytes, scatter)
+            await self._write_from(native, sub, group.batch, scratch, options, existing)
+
+    async def _write_from(
+        self,
+        native: _Native,
+        batch: list[Any],
+        chunks: ChunkBatch,
+        source: np.ndarray[Any, Any],
+        options: Options,
+        existing: list[Any] | None = None,
+    ) -> None:
+        """Store ``chunks`` from ``source`` (whose shape the geometry addresses, or 0-d)."""
+        nbytes = max(source.nbytes, len(chunks) * source.itemsize)
+        if native.python_io is None:
+            await self._run(len(chunks), nbytes, native.array.write_chunks, options, chunks, source)
+            return
+        # Encode natively; the store's own API fetches chunks written in part and stores the
+        # results, concurrently. Nothing is stored until every chunk has encoded.
+        prototype = batch[0][1].prototype
+        if existing is None:
+            geometry = chunks.geometry
+            # zarr marks a chunk complete when the selection covers all of it inside the
+            # array (an edge chunk): its old bytes are not needed.
+            complete = np.array([info[4] for info in batch], dtype=bool)
+            partial = np.flatnonzero((geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete)
+            existing = [None] * len(batch)
+            if partial.size:
+                fetched = await concurrent_map([(batch[i][0], prototype) for i in partial], _fetch, _io_limit())
+                for i, chunk in zip(partial, fetched, strict=True):
+                    existing[i] = chunk
+        encoded = await self._run(len(chunks), nbytes, native.array.encode_chunks, options, chunks, source, existing)
+        await concurrent_map(
+            [(info[0], chunk, prototype) for info, chunk in zip(batch, encoded, strict=True)],
+            _store,
+            _io_limit(),
+        )
+
     async def _read_through_store(
-        self, native: _Native, plan: ChunkPlan, batch: list[Any], buffer: np.ndarray[Any, Any]
+        self, native: _Native, batch: list[Any], chunks: ChunkBatch, buffer: np.ndarray[Any, Any]
     ) -> list[bool]:
         """The store's own API fetches the bytes, concurrently; zarrs decodes the batch.
         Shards read in part fetch their index and the inner chunks needed (``shards.py``)."""
         prototype = batch[0][1].prototype
-        geometry = plan.batch.geometry
+        geometry = chunks.geometry
 
         async def run(function: Any, *args: Any) -> Any:
-            return await self._run(plan, buffer.itemsize, function, *args)
+            return await self._run(len(chunks), buffer.nbytes, function, *args)
 
         if native.shards is not None:
             partial = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1)
@@ -400,16 +516,16 @@ class ZarrsCodecPipeline(CodecPipeline):
         whole = np.flatnonzero(~partial)
         if whole.size:
             encoded = await concurrent_map([(batch[i][0], prototype) for i in whole], _fetch, _io_limit())
-            subset = plan.batch if whole.size == len(batch) else ChunkBatch.build(None, geometry[whole])
+            subset = chunks if whole.size == len(batch) else ChunkBatch.build(None, geometry[whole])
             await run(native.array.decode_chunks, native.options, subset, encoded, buffer)
             for i, chunk in zip(whole, encoded, strict=True):
                 present[i] = chunk is not None
         parts = np.flatnonzero(partial)
         if parts.size and native.shards is not None:
-            config_ = batch[0][1].config
+            array_config = batch[0][1].config
             coalesce = (
-                int(getattr(config_, "sharding_coalesce_max_gap_bytes", 1 << 20)),
-                int(getattr(config_, "sharding_coalesce_max_bytes", 16 << 20)),
+                int(getattr(array_config, "sharding_coalesce_max_gap_bytes", 1 << 20)),
+                int(getattr(array_config, "sharding_coalesce_max_bytes", 16 << 20)),
             )
             found = await native.shards.read(
                 [batch[i][0] for i in parts], geometry[parts], prototype, native.options, buffer,
@@ -419,27 +535,15 @@ class ZarrsCodecPipeline(CodecPipeline):
                 present[i] = p
         return present
 
-    async def _write_through_store(
-        self, native: _Native, plan: ChunkPlan, batch: list[Any], source: np.ndarray[Any, Any], options: Options
-    ) -> None:
-        """Encode natively; the store's own API fetches chunks written in part and stores the
-        results, concurrently. Nothing is stored until every chunk has encoded."""
-        prototype = batch[0][1].prototype
-        geometry = plan.batch.geometry
-        # zarr marks a chunk complete when the selection covers all of it inside the array
-        # (an edge chunk): its old bytes are not needed.
-        complete = np.array([info[4] for info in batch], dtype=bool)
-        partial = np.flatnonzero((geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete)
-        existing: list[Any] = [None] * len(batch)
-        if partial.size:
-            fetched = await concurrent_map([(batch[i][0], prototype) for i in partial], _fetch, _io_limit())
-            for i, chunk in zip(partial, fetched, strict=True):
-                existing[i] = chunk
-        encoded = await self._run(
-            plan, source.itemsize, native.array.encode_chunks, options, plan.batch, source, existing
-        )
-        await concurrent_map(
-            [(byte_setter, chunk, prototype) for (byte_setter, *_), chunk in zip(batch, encoded, strict=True)],
-            _store,
-            _io_limit(),
-        )
+
+def _source(array: np.ndarray[Any, Any], plan: ChunkPlan) -> np.ndarray[Any, Any]:
+    """The value of a contiguous write in the native buffer's shape (or 0-d to broadcast)."""
+    if array.size == 1:
+        # One value broadcast everywhere (zarr passes scalars as 1-element arrays).
+        return array.reshape(())
+    source = array
+    if plan.inserted_axes and array.ndim == len(plan.buffer_shape) - len(plan.inserted_axes):
+        source = np.expand_dims(source, plan.inserted_axes)
+    if source.shape != plan.buffer_shape:
+        source = np.broadcast_to(source, plan.buffer_shape)
+    return np.ascontiguousarray(source)

@@ -1,18 +1,17 @@
 """Turn zarr's per-chunk selections into native chunk batches, in pure Python.
 
 zarr's indexers hand a codec pipeline, per chunk, a selection inside the chunk and a
-selection inside the output. Contiguous ones (step-1 slices and integers) become a subset
-of the chunk and a start in the output buffer, which the native side decodes into directly.
-Anything else is reported with a reason, and the pipeline falls back. This module does no
-I/O and never touches native handles.
+selection inside the output. Two plans come out of them; neither does I/O or touches
+native handles.
 
-Not native yet (the plan for the selections issue): stepped slices, integer arrays (in
-zarr's ``np.ix_`` form when several axes are arrays), masks (zarr hands them over as integer
-arrays) and integers under ``drop_axes`` are all per-axis index maps from chunk positions to
-output positions; ``vindex`` is a list of points with flat output positions. Passing those
-maps (a range triple per axis where possible, an index list otherwise) lets the native side
-decode each chunk into a thread-local buffer and gather straight into ``out``, and scatter
-for writes, with no per-chunk Python and no array-sized temporary.
+- ``plan_batch``: contiguous selections (step-1 slices and integers) become a subset of the
+  chunk and a start in the output buffer, which the native side decodes into directly.
+- ``plan_gather``: everything else zarr's indexers produce (stepped slices, integer arrays
+  in any order with repeats, zarr's ``np.ix_`` form for orthogonal indexing, coordinate
+  and mask ``vindex`` points, integers under ``drop_axes``). Each chunk's bounding box is
+  decoded natively into a scratch buffer (boxes stacked along the first axis), and numpy
+  gathers from (or, for writes, scatters into) it with the chunk selection shifted to the
+  box. Writes then store the boxes back natively, merged with the rest of each chunk.
 """
 
 from __future__ import annotations
@@ -27,7 +26,11 @@ from ._bindings import ChunkBatch
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ChunkPlan", "plan_batch"]
+__all__ = ["ChunkPlan", "GatherGroup", "plan_batch", "plan_gather"]
+
+# Scratch buffers of gathered reads and scattered writes are cut into groups of at most this
+# many bytes (a group always holds at least one chunk).
+SCRATCH_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,119 @@ def plan_batch(
         keys.append(byte_getter.path)
     geometry = np.array(flat, dtype=np.uint64).reshape(len(keys), 4, ndim)
     return ChunkPlan(ChunkBatch.build(keys, geometry), inserted or (), tuple(extent))
+
+
+@dataclass(frozen=True)
+class GatherGroup:
+    """Chunks whose bounding boxes are decoded into one scratch buffer.
+
+    Attributes
+    ----------
+    indices
+        Positions of the chunks in zarr's batch.
+    batch
+        Keys and geometry: each chunk's bounding box, placed in the scratch buffer.
+    scratch_shape
+        Shape of the scratch buffer (the boxes stacked along axis 0).
+    items
+        Per chunk: the box's region of the scratch buffer, the chunk selection shifted to
+        the box, and zarr's output selection.
+    """
+
+    indices: list[int]
+    batch: ChunkBatch
+    scratch_shape: tuple[int, ...]
+    items: list[tuple[tuple[slice, ...], tuple[Any, ...], Any]]
+
+
+def _box(sel: Any, length: int) -> tuple[int, int, Any] | str:
+    """The bounding range of one axis of a chunk selection, and the selection shifted to it."""
+    index = _as_int(sel)
+    if index is not None:
+        return index, index + 1, 0
+    if isinstance(sel, slice):
+        start, stop, step = sel.indices(length)
+        if step < 1:
+            return "negative slice steps"
+        n = len(range(start, stop, step))
+        if n == 0:
+            return "empty selection"
+        return start, start + (n - 1) * step + 1, slice(0, (n - 1) * step + 1, step)
+    if isinstance(sel, np.ndarray):
+        if sel.size == 0:
+            return "empty selection"
+        if sel.dtype == np.bool_:
+            if sel.ndim != 1:
+                return "multidimensional mask in a chunk selection"
+            hits = np.flatnonzero(sel)
+            if hits.size == 0:
+                return "empty selection"
+            lo, hi = int(hits[0]), int(hits[-1]) + 1
+            return lo, hi, sel[lo:hi]
+        if sel.dtype.kind in "iu":
+            lo, hi = int(sel.min()), int(sel.max()) + 1
+            if lo < 0:
+                return "negative indices in a chunk selection"
+            return lo, hi, sel - lo if lo else sel
+    return f"selection of type {type(sel).__name__}"
+
+
+def plan_gather(
+    batch_info: Sequence[tuple[Any, Any, Any, Any, Any]],
+    ndim: int,
+    itemsize: int,
+    scratch_bytes: int | None = None,
+) -> list[GatherGroup] | str:
+    """Plan any of zarr's selections as bounding boxes plus numpy gathers, or say why not."""
+    if scratch_bytes is None:
+        scratch_bytes = SCRATCH_BYTES
+    groups: list[GatherGroup] = []
+    rows: list[list[int]] = []
+    keys: list[str] = []
+    items: list[tuple[tuple[slice, ...], tuple[Any, ...], Any]] = []
+    indices: list[int] = []
+    extent = [0] * ndim
+    offset = 0
+
+    def flush() -> None:
+        nonlocal rows, keys, items, indices, extent, offset
+        if not indices:
+            return
+        geometry = np.array(rows, dtype=np.uint64).reshape(len(indices), 4, ndim)
+        shape = (offset, *extent[1:])
+        groups.append(GatherGroup(indices, ChunkBatch.build(keys, geometry), shape, items))
+        rows, keys, items, indices, extent, offset = [], [], [], [], [0] * ndim, 0
+
+    for position, (byte_getter, chunk_spec, chunk_selection, out_selection, _) in enumerate(batch_info):
+        if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
+            return "chunk selection without one entry per axis"
+        chunk_shape = chunk_spec.shape
+        starts: list[int] = []
+        shapes: list[int] = []
+        shifted: list[Any] = []
+        for d in range(ndim):
+            box = _box(chunk_selection[d], chunk_shape[d])
+            if isinstance(box, str):
+                return box
+            lo, hi, sel = box
+            if hi > chunk_shape[d]:
+                return "chunk selection outside the chunk"
+            starts.append(lo)
+            shapes.append(hi - lo)
+            shifted.append(sel)
+        box_bytes = int(np.prod(shapes)) * itemsize
+        if indices:
+            grown = [max(e, s) for e, s in zip(extent, shapes, strict=True)]
+            grown_bytes = (offset + shapes[0]) * int(np.prod(grown[1:])) * itemsize
+            if grown_bytes > scratch_bytes and grown_bytes > box_bytes:
+                flush()
+        view = (slice(offset, offset + shapes[0]), *(slice(0, n) for n in shapes[1:]))
+        rows.append([*chunk_shape, *starts, *shapes, offset, *([0] * (ndim - 1))])
+        keys.append(byte_getter.path)
+        items.append((view, tuple(shifted), out_selection))
+        indices.append(position)
+        offset += shapes[0]
+        for d in range(1, ndim):
+            extent[d] = max(extent[d], shapes[d])
+    flush()
+    return groups

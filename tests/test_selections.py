@@ -1,0 +1,158 @@
+"""Every kind of zarr selection runs natively, reads and writes, and matches numpy.
+
+Stepped slices, orthogonal integer arrays (unsorted, repeated, with integers and slices
+mixed in), boolean masks on one axis, coordinate ``vindex``, full masks, block selections
+and negative slices; on a store the native library reaches itself (LocalStore) and on one
+it reaches through Python (MemoryStore); chunked and sharded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from conftest import assert_same, make_data, native_only
+from zarr.storage import LocalStore, MemoryStore
+
+SHAPE = (10, 12)
+MASK = np.arange(120).reshape(SHAPE) % 7 == 0
+ROWS = np.arange(10) % 3 == 1
+
+# name -> (zarr read, numpy read)
+READS: dict[str, tuple[Any, Any]] = {
+    "stepped": (lambda a: a[::2], lambda d: d[::2]),
+    "stepped-offset": (lambda a: a[1:9:3, 2::5], lambda d: d[1:9:3, 2::5]),
+    "stepped-with-int": (lambda a: a[1:9:3, 2], lambda d: d[1:9:3, 2]),
+    "oindex": (lambda a: a.oindex[[0, 3]], lambda d: d[[0, 3]]),
+    "oindex-unsorted-repeated": (lambda a: a.oindex[[9, 0, 3, 3, 1]], lambda d: d[[9, 0, 3, 3, 1]]),
+    "oindex-slice": (lambda a: a.oindex[[0, 3, 9], 1:4], lambda d: d[[0, 3, 9], 1:4]),
+    "oindex-two-arrays": (lambda a: a.oindex[[7, 0, 3], [11, 1, 5, 5]], lambda d: d[np.ix_([7, 0, 3], [11, 1, 5, 5])]),
+    "oindex-int": (lambda a: a.oindex[[0, 3], 2], lambda d: d[[0, 3], 2]),
+    "oindex-int-first": (lambda a: a.oindex[4, [11, 0, 6]], lambda d: d[4, [11, 0, 6]]),
+    "oindex-mask-axis": (lambda a: a.oindex[ROWS, 2:11:4], lambda d: d[ROWS, 2:11:4]),
+    "vindex": (lambda a: a.vindex[[0, 3, 9], [1, 2, 11]], lambda d: d[[0, 3, 9], [1, 2, 11]]),
+    "vindex-2d-points": (
+        lambda a: a.vindex[np.array([[0, 9], [5, 5]]), np.array([[1, 11], [3, 3]])],
+        lambda d: d[np.array([[0, 9], [5, 5]]), np.array([[1, 11], [3, 3]])],
+    ),
+    "mask": (lambda a: a.vindex[MASK], lambda d: d[MASK]),
+    "coordinates": (lambda a: a.get_coordinate_selection(([1, 9], [2, 11])), lambda d: d[[1, 9], [2, 11]]),
+    "blocks": (lambda a: a.blocks[1], lambda d: d[4:8]),
+    "negative": (lambda a: a[-3:, -5:-1], lambda d: d[-3:, -5:-1]),
+    "negative-index-array": (lambda a: a.oindex[[-1, 0]], lambda d: d[[-1, 0]]),
+}
+
+
+class _NumpyOindex:
+    def __init__(self, array: np.ndarray[Any, Any]) -> None:
+        self.array = array
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        key = key if isinstance(key, tuple) else (key,)
+        axes = [np.arange(n)[k] if not isinstance(k, int) else [k] for k, n in zip(key, self.array.shape)]
+        axes += [np.arange(n) for n in self.array.shape[len(axes) :]]
+        self.array[np.ix_(*axes)] = np.reshape(value, [len(a) for a in axes]) if np.ndim(value) else value
+
+
+def _oindex(target: Any) -> Any:
+    return target.oindex if isinstance(target, zarr.Array) else _NumpyOindex(target)
+
+
+def _vindex(target: Any) -> Any:
+    return target.vindex if isinstance(target, zarr.Array) else target
+
+
+# name -> write(target, value) applied to the zarr array and to the numpy copy alike
+WRITES: dict[str, Any] = {
+    "stepped": lambda t, v: t.__setitem__((slice(None, None, 2),), v),
+    "stepped-2d-array": lambda t, v: t.__setitem__(
+        (slice(1, None, 3), slice(0, None, 5)), np.arange(9).reshape(3, 3) * v
+    ),
+    "oindex": lambda t, v: _oindex(t).__setitem__(([0, 3, 9],), v),
+    "oindex-unsorted-array": lambda t, v: _oindex(t).__setitem__(
+        ([9, 2, 5], [3, 0]), np.array([[1, 2], [3, 4], [5, 6]]) * v
+    ),
+    "oindex-int": lambda t, v: _oindex(t).__setitem__(([4, 0], 7), np.array([1, 2]) * v),
+    "oindex-mask-axis": lambda t, v: _oindex(t).__setitem__((ROWS, slice(2, 9)), v),
+    "vindex": lambda t, v: _vindex(t).__setitem__(([0, 3, 9], [1, 2, 11]), v),
+    "vindex-values": lambda t, v: _vindex(t).__setitem__(([0, 3, 9, 4], [1, 2, 11, 4]), np.arange(4) * v),
+    "mask": lambda t, v: _vindex(t).__setitem__((MASK,), v),
+}
+
+
+def _array(kind: str, store_kind: str, tmp_path: Any) -> zarr.Array:
+    store = LocalStore(tmp_path) if store_kind == "local" else MemoryStore()
+    kwargs: dict[str, Any] = {"chunks": (4, 5)} if kind == "chunked" else {"chunks": (2, 3), "shards": (4, 6)}
+    return zarr.create_array(store, shape=SHAPE, dtype="int32", fill_value=-1, **kwargs)
+
+
+@pytest.mark.parametrize("store_kind", ["local", "memory"])
+@pytest.mark.parametrize("kind", ["chunked", "sharded"])
+@pytest.mark.parametrize("name", list(READS))
+def test_selection_reads_are_native(tmp_path, zarrs_pipeline, name, kind, store_kind):
+    read, expected = READS[name]
+    data = make_data("int32", SHAPE, seed=31)
+    arr = _array(kind, store_kind, tmp_path)
+    arr[:] = data
+    arr[8:, 10:] = -1  # a missing chunk reads as the fill value
+    data[8:, 10:] = -1
+    with native_only(reads=True):
+        got = read(arr)
+    assert_same(got, expected(data))
+
+
+@pytest.mark.parametrize("store_kind", ["local", "memory"])
+@pytest.mark.parametrize("kind", ["chunked", "sharded"])
+@pytest.mark.parametrize("name", list(WRITES))
+def test_selection_writes_are_native(tmp_path, zarrs_pipeline, name, kind, store_kind):
+    data = make_data("int32", SHAPE, seed=32)
+    arr = _array(kind, store_kind, tmp_path)
+    arr[:8] = data[:8]  # the last row of chunks is missing before the write
+    data[8:] = -1
+    write = WRITES[name]
+    with native_only(writes=True):
+        write(arr, 77)
+    write(data, 77)
+    with native_only(reads=True):
+        assert_same(arr[:], data)
+
+
+def test_fancy_writes_keep_the_rest_of_the_chunk_and_match_zarr(tmp_path):
+    # The same writes through zarr's pipeline give the same stored keys and values.
+    results = {}
+    for pipeline in ("zarrs_cffi.ZarrsCodecPipeline", "zarr.core.codec_pipeline.BatchedCodecPipeline"):
+        with zarr.config.set({"codec_pipeline.path": pipeline}):
+            store = MemoryStore()
+            arr = zarr.create_array(store, shape=SHAPE, chunks=(4, 5), dtype="float64", fill_value=0.0)
+            arr.vindex[[0, 9], [0, 11]] = 1.5
+            arr.oindex[[5], ::4] = 2.5
+            arr[1::7, 3] = 0.0
+            results[pipeline] = (arr[:], sorted(store._store_dict))
+    (ours, ours_keys), (theirs, theirs_keys) = results.values()
+    assert_same(ours, theirs)
+    assert ours_keys == theirs_keys
+
+
+def test_large_gather_spans_several_scratch_groups(tmp_path, zarrs_pipeline, monkeypatch):
+    # Scratch buffers are cut into groups; a tiny limit forces one group per chunk.
+    from zarrs_cffi import selection
+
+    monkeypatch.setattr(selection, "SCRATCH_BYTES", 64)
+    data = make_data("uint16", (40, 50), seed=33)
+    arr = zarr.create_array(LocalStore(tmp_path), shape=(40, 50), chunks=(8, 10), dtype="uint16")
+    arr[:] = data
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 40, 300), rng.integers(0, 50, 300)
+    groups = selection.plan_gather(
+        [(type("G", (), {"path": "c/0/0"}), type("S", (), {"shape": (8, 10)}), (slice(0, 8, 2), slice(0, 10)), None, False)] * 3,
+        2,
+        2,
+    )
+    assert not isinstance(groups, str) and len(groups) == 3
+    with native_only(reads=True, writes=True):
+        assert_same(arr.vindex[rows, cols], data[rows, cols])
+        arr.vindex[rows, cols] = 9
+    data[rows, cols] = 9
+    assert_same(arr[:], data)
