@@ -12,6 +12,7 @@ and is counted (``stats.py``) and logged once per pipeline with the reason; with
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from . import stats
 from ._bindings import ChunkBatch, NativeArray, Options
-from .errors import ZarrsError, ZarrsUnsupportedError
+from .errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
 from .selection import ChunkPlan, GatherGroup, plan_batch, plan_gather
 from .shards import ShardReader
 from .stores import codec_storage, native_storage
@@ -134,7 +135,10 @@ class _Native:
     """The native side of a pipeline: the array, and what reads and writes need."""
 
     array: NativeArray
+    # zarr's in-memory data type, and the same in native byte order (what zarrs decodes to
+    # and encodes from; they differ for big-endian arrays).
     dtype: np.dtype[Any]
+    native_dtype: np.dtype[Any]
     store: Store
     options: Options
     # Why chunk bytes move through the store's Python API (the codecs still run natively);
@@ -152,10 +156,9 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
         dtype = np.dtype(metadata.dtype.to_native_dtype())
     except (AttributeError, TypeError) as exc:
         return f"data type without a numpy equivalent ({exc})"
-    if dtype.kind not in "biufc":
+    if dtype.kind not in "biufcmMUSV" or dtype.hasobject or dtype.itemsize == 0:
         return f"data type {dtype} is not native yet"
-    if not dtype.isnative:
-        return f"non-native byte order ({dtype})"
+    native_dtype = dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
     direct_io = bool(config.get("codec_pipeline.direct_io", False))
     try:
         storage = native_storage(store, direct_io=direct_io)
@@ -163,7 +166,17 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
         if isinstance(storage, str):
             storage = codec_storage()
         document = _metadata_json(metadata)
-        array = NativeArray.open_with_metadata(storage, document)
+        try:
+            array = NativeArray.open_with_metadata(storage, document)
+        except (ZarrsUnsupportedError, ZarrsMetadataError):
+            # A fixed-size type zarrs lacks (null-terminated or raw bytes, structured, Zarr v2
+            # datetimes): its chunks are its bytes in the stored byte order, so zarrs handles
+            # it as raw bits and numpy converts the byte order.
+            raw = _as_raw_bits(json.loads(document), dtype, metadata.fill_value)
+            if raw is None:
+                raise
+            document, native_dtype = raw
+            array = NativeArray.open_with_metadata(storage, document)
         shards = ShardReader.from_metadata(json.loads(document), storage) if python_io else None
     except ZarrsError as exc:
         return f"zarrs cannot open this array: {exc}"
@@ -175,8 +188,65 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
     if array.element_size != dtype.itemsize:
         return f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}"
     return _Native(
-        array=array, dtype=dtype, store=store, options=options_from_config(), python_io=python_io, shards=shards
+        array=array, dtype=dtype, native_dtype=native_dtype, store=store, options=options_from_config(),
+        python_io=python_io, shards=shards,
     )
+
+
+def _as_raw_bits(
+    document: dict[str, Any], dtype: np.dtype[Any], fill_value: Any
+) -> tuple[str, np.dtype[Any]] | None:
+    """``document`` with its data type replaced by raw bits of the same size, and the numpy
+    data type whose bytes are the stored bytes; None when a codec depends on the element
+    type (a filter, or an array-to-array codec)."""
+    stored = dtype
+    if document.get("zarr_format") == 3:
+        endian = _bytes_endian(document.get("codecs", []))
+        if endian is not None:
+            stored = dtype.newbyteorder("<" if endian == "little" else ">")
+        def plain(codecs: list[Any]) -> bool:
+            for codec in codecs:
+                name = codec.get("name") if isinstance(codec, dict) else codec
+                if name == "sharding_indexed":
+                    if not plain(codec["configuration"]["codecs"]):
+                        return False
+                elif name not in ("bytes", "crc32c", "gzip", "zstd", "blosc"):
+                    return False
+            return True
+
+        if not plain(document.get("codecs", [])):
+            return None
+        fill = np.array(fill_value, dtype=dtype).astype(stored).tobytes()
+        document["data_type"] = f"r{dtype.itemsize * 8}"
+        document["fill_value"] = list(fill)
+        # Raw bits have no byte order: the bytes codec takes no endian setting.
+        def strip(codecs: list[Any]) -> None:
+            for codec in codecs:
+                if isinstance(codec, dict) and codec.get("name") == "bytes":
+                    codec.pop("configuration", None)
+                elif isinstance(codec, dict) and codec.get("name") == "sharding_indexed":
+                    strip(codec["configuration"]["codecs"])
+
+        strip(document["codecs"])
+    else:
+        if document.get("filters"):
+            return None
+        fill = np.array(fill_value, dtype=dtype).tobytes()
+        document["dtype"] = f"|V{dtype.itemsize}"
+        document["fill_value"] = base64.standard_b64encode(fill).decode("ascii")
+    return json.dumps(document), stored
+
+
+def _bytes_endian(codecs: list[Any]) -> str | None:
+    """The endian setting of the bytes codec in a v3 codec chain (inside sharding too)."""
+    for codec in codecs:
+        if not isinstance(codec, dict):
+            continue
+        if codec.get("name") == "bytes":
+            return (codec.get("configuration") or {}).get("endian")
+        if codec.get("name") == "sharding_indexed":
+            return _bytes_endian(codec["configuration"]["codecs"])
+    return None
 
 
 def _restore(kind: str, *args: Any) -> ZarrsCodecPipeline:
@@ -327,8 +397,8 @@ class ZarrsCodecPipeline(CodecPipeline):
         plan = plan_batch(batch, native.array.ndim, drop_axes)
         if isinstance(plan, ChunkPlan):
             view = np.expand_dims(array, plan.inserted_axes) if plan.inserted_axes else array
-            direct = view.flags.c_contiguous and view.flags.writeable
-            buffer = view if direct else np.empty(view.shape, view.dtype)
+            direct = view.flags.c_contiguous and view.flags.writeable and view.dtype == native.native_dtype
+            buffer = view if direct else np.empty(view.shape, native.native_dtype)
             present = await self._read_into(native, batch, plan.batch, buffer)
             if not direct:
                 view[...] = buffer
@@ -368,7 +438,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         """Decode each chunk's bounding box into scratch, then gather zarr's selections."""
         present = [False] * len(batch)
         for group in groups:
-            scratch = np.empty(group.scratch_shape, dtype=out.dtype)
+            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
             found = await self._read_into(native, [batch[i] for i in group.indices], group.batch, scratch)
 
             def gather(group: GatherGroup = group, scratch: np.ndarray[Any, Any] = scratch) -> None:
@@ -412,7 +482,10 @@ class ZarrsCodecPipeline(CodecPipeline):
             # A store that cannot delete (ZipStore) keeps fill-value chunks instead.
             options = replace(options, store_empty_chunks=True)
         if isinstance(plan, ChunkPlan):
-            await self._write_from(native, batch, plan.batch, _source(array, plan), options)
+            source = _source(array, plan)
+            if source.dtype != native.native_dtype:
+                source = source.astype(native.native_dtype)
+            await self._write_from(native, batch, plan.batch, source, options)
         else:
             assert not isinstance(groups, str)
             await self._scatter(native, batch, groups, array, drop_axes, options)
@@ -438,7 +511,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         expand = tuple(None if d in drop_axes else slice(None) for d in range(ndim))
         for group in groups:
             sub = [batch[i] for i in group.indices]
-            scratch = np.empty(group.scratch_shape, dtype=value.dtype)
+            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
             existing: list[Any] | None = None
             if native.python_io is None:
                 await self._read_into(native, sub, group.batch, scratch)
