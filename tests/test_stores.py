@@ -184,3 +184,19 @@ def test_corrupt_chunk_in_memory_store_raises(tmp_path):
         with pytest.raises(zarrs_cffi.ZarrsCodecError):
             arr[:]
         assert_same(arr[:4], np.arange(4, dtype="int64"))
+
+
+@pytest.mark.parametrize("name", ["local", "memory"])
+def test_shrunk_shard_keeps_cells_beyond_the_shape(tmp_path, name):
+    # A write covering a shard's part inside a shrunk array keeps the inner chunks beyond
+    # the shape, as zarr does: they come back when the array grows again.
+    store = STORES[name][0](tmp_path, "shrunk")
+    with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
+        arr = zarr.create_array(store, shape=(4,), chunks=(2,), shards=(4,), dtype="int16", fill_value=0)
+        arr[:] = [1, 2, 3, 4]
+        arr.resize((2,))
+        zarrs_cffi.reset_stats()
+        arr[:] = [9, 9]
+        assert zarrs_cffi.stats().native_writes == 1
+        arr.resize((4,))
+        assert_same(arr[:], np.array([9, 9, 3, 4], dtype="int16"))

@@ -146,6 +146,9 @@ class _Native:
     python_io: str | None = None
     # Partial shard reads through Python (byte ranges), for python_io arrays it applies to.
     shards: ShardReader | None = None
+    # The chunks are shards: a write covering a shard's part inside the array still keeps
+    # the inner chunks beyond it (zarr does), so it merges with the old shard.
+    sharded: bool = False
 
 
 def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
@@ -189,7 +192,7 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
         return f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}"
     return _Native(
         array=array, dtype=dtype, native_dtype=native_dtype, store=store, options=options_from_config(),
-        python_io=python_io, shards=shards,
+        python_io=python_io, shards=shards, sharded='"sharding_indexed"' in document,
     )
 
 
@@ -556,7 +559,7 @@ class ZarrsCodecPipeline(CodecPipeline):
             geometry = chunks.geometry
             # zarr marks a chunk complete when the selection covers all of it inside the
             # array (an edge chunk): its old bytes are not needed.
-            complete = np.array([info[4] for info in batch], dtype=bool)
+            complete = np.array([info[4] and not native.sharded for info in batch], dtype=bool)
             partial = np.flatnonzero((geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete)
             existing = [None] * len(batch)
             if partial.size:
