@@ -132,3 +132,19 @@ def test_v2_structured_with_datetime_field_goes_beyond_zarr():
     assert everything.tobytes() == expected.tobytes()
     assert middle.tobytes() == expected[3:17].tobytes()
     assert picked.tobytes() == expected[[22, 0, 5]].tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["V4", [("a", "<i2"), ("b", "S2")]], ids=_ids)
+def test_v2_null_fill_value_reads_like_zarr(dtype):
+    # Zarr v2 allows a null fill value; zarr reads missing chunks as the type's default.
+    dtype = np.dtype(dtype)
+    results = []
+    for pipeline in (ZARRS_PIPELINE, ZARR_PIPELINE):
+        zarrs_cffi.reset_stats()
+        with zarr.config.set({"codec_pipeline.path": pipeline}):
+            arr = zarr.create_array(MemoryStore(), shape=(6,), chunks=(3,), dtype=dtype, fill_value=None, zarr_format=2)
+            arr[:3] = _values(dtype)[:3]
+            results.append(arr[:])
+        if pipeline == ZARRS_PIPELINE:
+            assert zarrs_cffi.stats().fallbacks == 0
+    assert results[0].tobytes() == results[1].tobytes()

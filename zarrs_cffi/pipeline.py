@@ -175,7 +175,10 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
             # A fixed-size type zarrs lacks (null-terminated or raw bytes, structured, Zarr v2
             # datetimes): its chunks are its bytes in the stored byte order, so zarrs handles
             # it as raw bits and numpy converts the byte order.
-            raw = _as_raw_bits(json.loads(document), dtype, metadata.fill_value)
+            try:
+                raw = _as_raw_bits(json.loads(document), dtype, metadata.fill_value)
+            except (TypeError, ValueError) as exc:
+                return f"data type {dtype} as raw bits: {exc}"
             if raw is None:
                 raise
             document, native_dtype = raw
@@ -219,7 +222,7 @@ def _as_raw_bits(
 
         if not plain(document.get("codecs", [])):
             return None
-        fill = np.array(fill_value, dtype=dtype).astype(stored).tobytes()
+        fill = _fill_bytes(fill_value, dtype, stored)
         document["data_type"] = f"r{dtype.itemsize * 8}"
         document["fill_value"] = list(fill)
         # Raw bits have no byte order: the bytes codec takes no endian setting.
@@ -234,10 +237,18 @@ def _as_raw_bits(
     else:
         if document.get("filters"):
             return None
-        fill = np.array(fill_value, dtype=dtype).tobytes()
+        fill = _fill_bytes(fill_value, dtype, dtype)
         document["dtype"] = f"|V{dtype.itemsize}"
         document["fill_value"] = base64.standard_b64encode(fill).decode("ascii")
     return json.dumps(document), stored
+
+
+def _fill_bytes(fill_value: Any, dtype: np.dtype[Any], stored: np.dtype[Any]) -> bytes:
+    """The fill value's bytes in the stored byte order; zeros for a Zarr v2 null fill value,
+    which zarr reads as the data type's default."""
+    if fill_value is None:
+        return bytes(dtype.itemsize)
+    return np.array(fill_value, dtype=dtype).astype(stored).tobytes()
 
 
 def _bytes_endian(codecs: list[Any]) -> str | None:
