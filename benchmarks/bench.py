@@ -8,8 +8,12 @@ Compares, in one run and on the same data:
 * tensorstore through its own API,
 
 on four layouts of a 512^3 uint16 array (chunked zstd, sharded zstd, chunked
-blosc-lz4, sharded uncompressed) for three operations: ``write_all``,
-``read_all`` and ``small_reads`` (200 random 16^3 boxes).
+blosc-lz4, sharded uncompressed) for five operations: ``write_all``,
+``read_all``, ``small_reads`` (200 random 16^3 boxes), ``oindex`` (64 random
+sorted indices along the first axis, every element of the other two) and
+``vindex`` (10,000 random points), on one store: ``--store local`` (default),
+``memory``, ``zip`` or ``s3`` (an S3-compatible moto server on 127.0.0.1,
+reached through s3fs).
 
 Every implementation is optional: one that cannot be imported, or that crashes
 in a small smoke run, is reported as "unavailable: <reason>", and one that
@@ -22,6 +26,7 @@ Usage (install the project first, e.g. ``pip install -e .``, plus
     python benchmarks/bench.py                 # full run, 512^3
     python benchmarks/bench.py --quick         # 256^3 smoke run
     python benchmarks/bench.py --impl batched ours --layout zstd --out result.md
+    python benchmarks/bench.py --store memory --quick
 
 Progress goes to stderr; the markdown report goes to stdout (and to --out).
 The exit status is 1 if any result differed from the source data.
@@ -74,6 +79,8 @@ CHUNK = (32, 32, 32)
 SHARD = (128, 128, 128)
 BOX_SIDE = 16
 N_SMALL_READS = 200
+N_OINDEX = 64
+N_VINDEX = 10_000
 SEED = 0
 
 BATCHED_PATH = "zarr.core.codec_pipeline.BatchedCodecPipeline"
@@ -81,7 +88,7 @@ BATCHED_PATH = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 # environment override (ZARR_THREADING__MAX_WORKERS) cannot skew one run.
 REFERENCE_CONFIG = {"codec_pipeline.path": BATCHED_PATH, "threading.max_workers": None}
 
-OPERATIONS = ("write_all", "read_all", "small_reads")
+OPERATIONS = ("write_all", "read_all", "small_reads", "oindex", "vindex")
 
 
 # --------------------------------------------------------------------------
@@ -141,9 +148,133 @@ def same(result: Any, expected: np.ndarray) -> bool:
     )
 
 
+def fancy_selections(side: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The oindex rows (sorted, distinct) and the vindex points."""
+    rng = np.random.default_rng(SEED + 2)
+    rows = np.sort(rng.choice(side, size=N_OINDEX, replace=False))
+    points = tuple(rng.integers(0, side, size=N_VINDEX) for _ in range(3))
+    return rows, points
+
+
+class StoreKind:
+    """Where arrays live: each benchmark path names one array in this kind of store."""
+
+    name = "local"
+    # tensorstore reaches only some stores; others report it unavailable.
+    tensorstore = True
+
+    def writer(self, path: Path) -> Any:
+        """A fresh, empty store for a new array at `path`."""
+        return LocalStore(path)
+
+    def finish(self, store: Any) -> None:
+        """Called after an array has been written (a zip file is closed)."""
+
+    def reader(self, path: Path) -> Any:
+        """The store to read the finished array at `path` from."""
+        return LocalStore(path, read_only=True)
+
+    def remove(self, path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    def metadata(self, path: Path) -> dict:
+        async def read() -> Any:
+            return await self.reader(path).get("zarr.json", zarr.core.buffer.default_buffer_prototype())
+
+        return json.loads(zarr.core.sync.sync(read()).to_bytes())
+
+    def describe(self) -> str:
+        return "LocalStore"
+
+
+class MemoryStoreKind(StoreKind):
+    name = "memory"
+    tensorstore = False
+
+    def __init__(self) -> None:
+        self.stores: dict[Path, Any] = {}
+
+    def writer(self, path: Path) -> Any:
+        self.stores[path] = zarr.storage.MemoryStore()
+        return self.stores[path]
+
+    def reader(self, path: Path) -> Any:
+        return self.stores[path]
+
+    def remove(self, path: Path) -> None:
+        self.stores.pop(path, None)
+
+    def describe(self) -> str:
+        return "MemoryStore"
+
+
+class ZipStoreKind(StoreKind):
+    name = "zip"
+    tensorstore = False
+
+    def writer(self, path: Path) -> Any:
+        self.remove(path)
+        return zarr.storage.ZipStore(path.with_suffix(".zip"), mode="w")
+
+    def finish(self, store: Any) -> None:
+        store.close()
+
+    def reader(self, path: Path) -> Any:
+        return zarr.storage.ZipStore(path.with_suffix(".zip"), mode="r", read_only=True)
+
+    def remove(self, path: Path) -> None:
+        path.with_suffix(".zip").unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        return "ZipStore (stored, uncompressed zip)"
+
+
+class S3StoreKind(StoreKind):
+    """An S3-compatible moto server in its own process, through s3fs (FsspecStore)."""
+
+    name = "s3"
+    tensorstore = False
+    bucket = "bench"
+
+    def __init__(self) -> None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from servers import moto_s3
+
+        self._context = moto_s3()
+        self.server = self._context.__enter__()
+        self.server.create_bucket(self.bucket)
+
+    def _url(self, path: Path) -> str:
+        return f"s3://{self.bucket}/{path.parent.name}/{path.name}"
+
+    def writer(self, path: Path) -> Any:
+        self.remove(path)
+        return zarr.storage.FsspecStore.from_url(self._url(path), storage_options=self.server.s3fs_options())
+
+    def reader(self, path: Path) -> Any:
+        return zarr.storage.FsspecStore.from_url(self._url(path), storage_options=self.server.s3fs_options(), read_only=True)
+
+    def remove(self, path: Path) -> None:
+        store = zarr.storage.FsspecStore.from_url(self._url(path), storage_options=self.server.s3fs_options())
+        zarr.core.sync.sync(store.delete_dir(""))
+
+    def close(self) -> None:
+        self._context.__exit__(None, None, None)
+
+    def describe(self) -> str:
+        return f"FsspecStore (s3fs) on a moto S3 server at {self.server.endpoint}"
+
+
+STORE_KINDS: dict[str, type[StoreKind]] = {
+    kind.name: kind for kind in (StoreKind, MemoryStoreKind, ZipStoreKind, S3StoreKind)
+}
+# The store of this run (set by main, and by the preflight child).
+STORE: StoreKind = StoreKind()
+
+
 def create_zarr_array(path: Path, layout: Layout, shape: tuple[int, ...]) -> zarr.Array:
     return zarr.create_array(
-        LocalStore(path),
+        STORE.writer(path),
         shape=shape,
         dtype=np.uint16,
         fill_value=0,
@@ -154,7 +285,7 @@ def create_zarr_array(path: Path, layout: Layout, shape: tuple[int, ...]) -> zar
 def read_with_reference(path: Path) -> np.ndarray:
     """Read a whole array with zarr's default pipeline, the yardstick for correctness."""
     with zarr.config.set(REFERENCE_CONFIG):
-        return zarr.open_array(LocalStore(path), mode="r")[:]
+        return zarr.open_array(STORE.reader(path), mode="r")[:]
 
 
 # --------------------------------------------------------------------------
@@ -198,16 +329,23 @@ class ZarrPipelineImpl:
         return create_zarr_array(path, layout, shape)
 
     def open(self, path: Path) -> Any:
-        return zarr.open_array(LocalStore(path), mode="r")
+        return zarr.open_array(STORE.reader(path), mode="r")
 
     def write_all(self, array: Any, data: np.ndarray) -> None:
         array[:] = data
+        STORE.finish(array.store)
 
     def read_all(self, array: Any) -> Any:
         return array[:]
 
     def read_box(self, array: Any, box: tuple[slice, ...]) -> Any:
         return array[box]
+
+    def read_oindex(self, array: Any, rows: np.ndarray) -> Any:
+        return array.oindex[rows, :, :]
+
+    def read_vindex(self, array: Any, points: tuple[np.ndarray, ...]) -> Any:
+        return array.vindex[points]
 
 
 class TensorstoreImpl:
@@ -220,6 +358,8 @@ class TensorstoreImpl:
         self.ts: Any = None
 
     def load(self) -> None:
+        if not STORE.tensorstore:
+            raise NotImplementedError(f"not benchmarked on {STORE.describe()} (no equivalent tensorstore kvstore)")
         self.ts = importlib.import_module("tensorstore")
 
     def session(self) -> contextlib.AbstractContextManager[Any]:
@@ -248,6 +388,12 @@ class TensorstoreImpl:
 
     def read_box(self, array: Any, box: tuple[slice, ...]) -> Any:
         return array[box].read().result()
+
+    def read_oindex(self, array: Any, rows: np.ndarray) -> Any:
+        return array.oindex[rows, :, :].read().result()
+
+    def read_vindex(self, array: Any, points: tuple[np.ndarray, ...]) -> Any:
+        return array.vindex[points].read().result()
 
 
 Impl = ZarrPipelineImpl | TensorstoreImpl
@@ -310,7 +456,7 @@ def measure_write_all(
 ) -> Cell:
     best = math.inf
     for _ in range(repeat):
-        shutil.rmtree(path, ignore_errors=True)
+        STORE.remove(path)
         array = impl.create(path, layout, data.shape, metadata)
         os.sync()  # don't bill the writeback of earlier steps to this write
         start = time.perf_counter()
@@ -320,7 +466,7 @@ def measure_write_all(
     written = read_with_reference(path)
     ok = same(written, data)
     del written
-    shutil.rmtree(path)
+    STORE.remove(path)
     if not ok:
         return Cell(
             "MISMATCH",
@@ -372,6 +518,28 @@ def measure_small_reads(
     return Cell("ok", best)
 
 
+def measure_fancy(
+    impl: Impl, path: Path, data: np.ndarray, kind: str, repeat: int
+) -> Cell:
+    """oindex or vindex reads: best of `repeat`, after one untimed read."""
+    rows, points = fancy_selections(data.shape[0])
+    array = impl.open(path)
+    if kind == "oindex":
+        read, expected = partial(impl.read_oindex, array, rows), data[rows]
+    else:
+        read, expected = partial(impl.read_vindex, array, points), data[points]
+    read()
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = read()
+        elapsed = time.perf_counter() - start
+        if not same(result, expected):
+            return Cell("MISMATCH", detail=f"{kind} result differs from source")
+        best = min(best, elapsed)
+    return Cell("ok", best)
+
+
 def bench_layout(
     layout: Layout,
     impls: list[Impl],
@@ -385,8 +553,11 @@ def bench_layout(
     """Run every operation of every implementation on one layout; keys are (operation, impl key)."""
     ref_path = workdir / f"{layout.name}-reference"
     with zarr.config.set(REFERENCE_CONFIG):
-        create_zarr_array(ref_path, layout, data.shape)[:] = data
-    metadata = json.loads((ref_path / "zarr.json").read_text())
+        reference = create_zarr_array(ref_path, layout, data.shape)
+        reference[:] = data
+        STORE.finish(reference.store)
+        del reference
+    metadata = STORE.metadata(ref_path)
     boxes = random_boxes(data.shape[0], n_small)
 
     results: dict[tuple[str, str], Cell] = {}
@@ -401,6 +572,8 @@ def bench_layout(
                 "small_reads": partial(
                     measure_small_reads, impl, ref_path, data, boxes, small_repeat
                 ),
+                "oindex": partial(measure_fancy, impl, ref_path, data, "oindex", repeat),
+                "vindex": partial(measure_fancy, impl, ref_path, data, "vindex", repeat),
             }
             for operation, step in steps.items():
                 os.sync()
@@ -424,8 +597,8 @@ def bench_layout(
                         cell.status,
                         cell.detail,
                     )
-        shutil.rmtree(own_path, ignore_errors=True)
-    shutil.rmtree(ref_path)
+        STORE.remove(own_path)
+    STORE.remove(ref_path)
     return results
 
 
@@ -434,8 +607,10 @@ def bench_layout(
 # --------------------------------------------------------------------------
 
 
-def _smoke_run(impl_key: str, layout_names: list[str], conn: Any) -> None:
+def _smoke_run(impl_key: str, layout_names: list[str], store: str, conn: Any) -> None:
     """Child-process body of preflight(): import, then one small pass of the real benchmark."""
+    global STORE
+    STORE = STORE_KINDS[store]()
     impl = IMPLS[impl_key]
     try:
         impl.load()
@@ -468,7 +643,7 @@ def preflight(impl: Impl, layouts: list[Layout]) -> str | None:
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(
-        target=_smoke_run, args=(impl.key, [layout.name for layout in layouts], sender)
+        target=_smoke_run, args=(impl.key, [layout.name for layout in layouts], STORE.name, sender)
     )
     child.start()
     sender.close()
@@ -542,11 +717,16 @@ def environment_lines(side: int, args: argparse.Namespace, workdir: Path) -> lis
     return [
         f"- python {platform.python_version()}, {versions}",
         f"- {platform.platform()}, CPUs: {cpus} (usable: {usable})",
-        f"- arrays in {workdir.parent} ({filesystem_type(workdir.resolve())})",
+        (
+            f"- store: {STORE.describe()}, files under {workdir.parent} ({filesystem_type(workdir.resolve())})"
+            if STORE.name in ("local", "zip")
+            else f"- store: {STORE.describe()}"
+        ),
         f"- data: {side}^3 uint16 ({mib:.0f} MiB), chunks {CHUNK[0]}^3, shards {SHARD[0]}^3",
         (
             f"- write_all/read_all: best of {args.repeat}; small_reads: {N_SMALL_READS} "
-            f"reads of {BOX_SIDE}^3 boxes, total time, best of {args.small_repeat}"
+            f"reads of {BOX_SIDE}^3 boxes, total time, best of {args.small_repeat}; "
+            f"oindex: {N_OINDEX} sorted random indices on axis 0; vindex: {N_VINDEX} random points"
         ),
     ]
 
@@ -693,6 +873,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dir",
         help="parent of the temporary working directory (default: the system temp dir)",
     )
+    parser.add_argument(
+        "--store",
+        choices=list(STORE_KINDS),
+        default="local",
+        help="where the arrays live (default: local files)",
+    )
     parser.add_argument("--out", help="also write the markdown report to this file")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.small_repeat < 1:
@@ -710,8 +896,10 @@ def working_directory(parent: str | None) -> Iterator[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global STORE
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    STORE = STORE_KINDS[args.store]()
     side = QUICK_SIDE if args.quick else FULL_SIDE
     impls = [IMPLS[key] for key in args.impl]
     layouts = [LAYOUTS[name] for name in args.layout]
@@ -756,6 +944,8 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
         env = environment_lines(side, args, workdir)
 
+    if isinstance(STORE, S3StoreKind):
+        STORE.close()
     report = render_report(env, impls, unavailable, layouts, results)
     sys.stdout.write(report)
     if args.out:

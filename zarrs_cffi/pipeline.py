@@ -24,6 +24,7 @@ from zarr.core.array_spec import ArrayConfig, ArraySpec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.core.common import concurrent_map
+from zarr.storage import StorePath
 from zarr.core.config import config
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
@@ -66,13 +67,7 @@ def _io_limit() -> int | None:
 
 async def _fetch(byte_getter: ByteGetter, prototype: BufferPrototype) -> Any:
     """A chunk's encoded bytes as a bytes-like object, or None if it is missing."""
-    buffer = await byte_getter.get(prototype=prototype)
-    if buffer is None:
-        return None
-    try:
-        return buffer.as_numpy_array()
-    except (AttributeError, TypeError, ValueError):
-        return buffer.to_bytes()
+    return _raw(await byte_getter.get(prototype=prototype))
 
 
 async def _store(byte_setter: ByteSetter, chunk: bytes | None, prototype: BufferPrototype) -> None:
@@ -81,6 +76,30 @@ async def _store(byte_setter: ByteSetter, chunk: bytes | None, prototype: Buffer
         await byte_setter.delete()
     else:
         await byte_setter.set(prototype.buffer.from_bytes(chunk))
+
+
+try:  # zarr >= 3.4: stores that serve get/set/delete synchronously
+    from zarr.abc.store import _store_supports_sync_io
+except ImportError:  # pragma: no cover - older zarr
+    _store_supports_sync_io = None
+
+
+def _sync_io(batch: list[Any]) -> bool:
+    """Whether the batch's store serves synchronous I/O (MemoryStore, ...): then one
+    worker call fetches, decodes (or encodes) and stores, with no coroutine per chunk."""
+    if _store_supports_sync_io is None or not batch:
+        return False
+    byte_getter = batch[0][0]
+    return isinstance(byte_getter, StorePath) and bool(_store_supports_sync_io(byte_getter.store))
+
+
+def _raw(buffer: Any) -> Any:
+    if buffer is None:
+        return None
+    try:
+        return buffer.as_numpy_array()
+    except (AttributeError, TypeError, ValueError):
+        return buffer.to_bytes()
 
 
 def _config_int(key: str) -> int:
@@ -566,12 +585,24 @@ class ZarrsCodecPipeline(CodecPipeline):
         # Encode natively; the store's own API fetches chunks written in part and stores the
         # results, concurrently. Nothing is stored until every chunk has encoded.
         prototype = batch[0][1].prototype
+        if existing is None and _sync_io(batch):
+
+            def encode_and_store() -> None:
+                old = [
+                    _raw(info[0].get_sync(prototype=prototype)) if needs_old else None
+                    for info, needs_old in zip(batch, self._needs_old(native, batch, chunks), strict=True)
+                ]
+                encoded = native.array.encode_chunks(options, chunks, source, old)
+                for info, chunk in zip(batch, encoded, strict=True):
+                    if chunk is None:
+                        info[0].delete_sync()
+                    else:
+                        info[0].set_sync(prototype.buffer.from_bytes(chunk))
+
+            await self._run(len(chunks), nbytes, encode_and_store)
+            return
         if existing is None:
-            geometry = chunks.geometry
-            # zarr marks a chunk complete when the selection covers all of it inside the
-            # array (an edge chunk): its old bytes are not needed.
-            complete = np.array([info[4] and not native.sharded for info in batch], dtype=bool)
-            partial = np.flatnonzero((geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete)
+            partial = np.flatnonzero(self._needs_old(native, batch, chunks))
             existing = [None] * len(batch)
             if partial.size:
                 fetched = await concurrent_map([(batch[i][0], prototype) for i in partial], _fetch, _io_limit())
@@ -583,6 +614,15 @@ class ZarrsCodecPipeline(CodecPipeline):
             _store,
             _io_limit(),
         )
+
+    @staticmethod
+    def _needs_old(native: _Native, batch: list[Any], chunks: ChunkBatch) -> np.ndarray[Any, Any]:
+        """Which chunks are written in part, so their old bytes are merged. zarr marks a
+        chunk complete when the selection covers all of it inside the array (an edge
+        chunk); a shard still keeps its inner chunks beyond the array's shape."""
+        geometry = chunks.geometry
+        complete = np.array([info[4] and not native.sharded for info in batch], dtype=bool)
+        return (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete
 
     async def _read_through_store(
         self, native: _Native, batch: list[Any], chunks: ChunkBatch, buffer: np.ndarray[Any, Any]
@@ -599,6 +639,14 @@ class ZarrsCodecPipeline(CodecPipeline):
             partial = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1)
         else:
             partial = np.zeros(len(batch), dtype=bool)
+        if not partial.any() and _sync_io(batch):
+
+            def fetch_and_decode() -> list[bool]:
+                encoded = [_raw(info[0].get_sync(prototype=prototype)) for info in batch]
+                native.array.decode_chunks(native.options, chunks, encoded, buffer)
+                return [chunk is not None for chunk in encoded]
+
+            return await run(fetch_and_decode)
         present = [False] * len(batch)
         whole = np.flatnonzero(~partial)
         if whole.size:

@@ -69,7 +69,10 @@ impl ZarrsOptions {
 
     fn threads(&self) -> usize {
         if self.num_threads == 0 {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            // available_parallelism reads cgroup files on Linux (tens of microseconds), so it
+            // is asked once per process.
+            static CPUS: OnceLock<usize> = OnceLock::new();
+            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
         } else {
             self.num_threads as usize
         }
