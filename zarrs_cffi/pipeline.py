@@ -24,7 +24,7 @@ from zarr.core.array_spec import ArrayConfig, ArraySpec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.core.common import concurrent_map
-from zarr.storage import StorePath
+from zarr.storage import MemoryStore, StorePath, ZipStore
 from zarr.core.config import config
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
@@ -90,7 +90,12 @@ def _sync_io(batch: list[Any]) -> bool:
     if _store_supports_sync_io is None or not batch:
         return False
     byte_getter = batch[0][0]
-    return isinstance(byte_getter, StorePath) and bool(_store_supports_sync_io(byte_getter.store))
+    if not isinstance(byte_getter, StorePath):
+        return False
+    store = byte_getter.store
+    # Only zarr's own stores, exactly: a subclass or wrapper may override the async methods
+    # (to log, count or transform) and not the sync ones, which would bypass it.
+    return type(store) in (MemoryStore, ZipStore) and bool(_store_supports_sync_io(store))
 
 
 def _raw(buffer: Any) -> Any:
