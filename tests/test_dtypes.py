@@ -148,3 +148,75 @@ def test_v2_null_fill_value_reads_like_zarr(dtype):
         if pipeline == ZARRS_PIPELINE:
             assert zarrs_cffi.stats().fallbacks == 0
     assert results[0].tobytes() == results[1].tobytes()
+
+
+# --- variable-length types -----------------------------------------------------------------
+
+TEXT = ["", "a", "zarr", "é€😀", "x" * 40, "tab\there", "NUL\x00inside"]
+
+
+def _vlen(kind: str, n: int) -> np.ndarray[Any, Any]:
+    if kind == "string":
+        return np.array([TEXT[i % len(TEXT)] + str(i) * (i % 3) for i in range(n)], dtype=np.dtypes.StringDType())
+    out = np.empty(n, dtype=object)
+    out[:] = [bytes(range(i % 7)) + b"\xff" * (i % 4) for i in range(n)]
+    return out
+
+
+def _run_vlen(pipeline: str, kind: str, zarr_format: int, store: Any, data: np.ndarray[Any, Any], **kwargs: Any):
+    dtype = "str" if kind == "string" else "bytes"
+    with zarr.config.set({"codec_pipeline.path": pipeline}), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = zarr.create_array(store, shape=data.shape, chunks=(3, 4), dtype=dtype, zarr_format=zarr_format, **kwargs)
+        arr[:] = data
+        arr[1:5, 2:7] = data[:4, :5]  # partial chunks: old chunks decoded natively
+        arr[::3, 1] = data[0, 0]  # stepped, one value
+        arr.vindex[[0, 7], [0, 9]] = data[1, 1:3]
+        arr[6:, 8:] = arr.fill_value  # a whole chunk back to the fill value: deleted
+        return arr[:], arr[2:7, 3:9], arr.oindex[[7, 0, 2], ::2], arr.vindex[[1, 6], [9, 0]], arr[4, 5]
+
+
+# zarr 3.4 cannot create Zarr v2 arrays of variable-length bytes ("length must be >= 1").
+@pytest.mark.parametrize(("kind", "zarr_format"), [("string", 3), ("string", 2), ("bytes", 3)])
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "zstd"])
+def test_variable_length_types_are_native_and_byte_identical(kind, zarr_format, compressed):
+    data = _vlen(kind, 8 * 10).reshape(8, 10)
+    kwargs: dict[str, Any] = {}
+    if compressed:
+        kwargs["compressors"] = zarr.codecs.ZstdCodec(level=2) if zarr_format == 3 else numcodecs_zstd()
+    stores = (MemoryStore(), MemoryStore())
+    zarrs_cffi.reset_stats()
+    ours = _run_vlen(ZARRS_PIPELINE, kind, zarr_format, stores[0], data, **kwargs)
+    s = zarrs_cffi.stats()
+    assert s.fallbacks == 0, s.fallback_reasons
+    assert s.native_reads > 0 and s.native_writes > 0
+    theirs = _run_vlen(ZARR_PIPELINE, kind, zarr_format, stores[1], data, **kwargs)
+    for got, expected in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(got, expected)
+        assert np.asarray(got).dtype == np.asarray(expected).dtype
+    assert {k: v.to_bytes() for k, v in stores[0]._store_dict.items()} == {
+        k: v.to_bytes() for k, v in stores[1]._store_dict.items()
+    }
+
+
+def numcodecs_zstd() -> Any:
+    import numcodecs
+
+    return numcodecs.Zstd(level=2)
+
+
+def test_variable_length_strings_on_a_local_sharded_array(tmp_path):
+    from zarr.storage import LocalStore
+
+    data = _vlen("string", 12 * 10).reshape(12, 10)
+    with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
+        zarrs_cffi.reset_stats()
+        arr = zarr.create_array(LocalStore(tmp_path), shape=data.shape, chunks=(2, 5), shards=(4, 10), dtype="str")
+        arr[:] = data
+        arr[5, 3:8] = "changed"
+        data[5, 3:8] = "changed"
+        np.testing.assert_array_equal(arr[:], data)
+        np.testing.assert_array_equal(arr.oindex[[11, 0], [9, 0]], data[np.ix_([11, 0], [9, 0])])
+        assert zarrs_cffi.stats().fallbacks == 0
+    with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
+        np.testing.assert_array_equal(zarr.open_array(LocalStore(tmp_path), mode="r")[:], data)

@@ -85,12 +85,12 @@ def test_basic_selections_match_numpy(data, spec):
 
 # --- every selection kind, every kind of store, many data types, zero fallbacks -----------
 
-DTYPES = ["uint8", "int32", ">i4", "float64", ">f8", "complex64", "bool", "datetime64[s]", "<U3", "S3"]
+DTYPES = ["uint8", "int32", ">i4", "float64", ">f8", "complex64", "bool", "datetime64[s]", "<U3", "S3", "str"]
 
 
 def _values(rng: np.random.Generator, dtype: str, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
     ints = rng.integers(0, 100, shape)
-    kind = np.dtype(dtype).kind
+    kind = np.dtype(dtype).kind if dtype != "str" else "U"
     if kind in "US":
         return ints.astype(dtype)  # digits as text or bytes
     if kind == "M":

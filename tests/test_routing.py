@@ -66,34 +66,6 @@ def test_sharded_fallback_counts_shards_once(tmp_path, zarrs_pipeline, caplog):
     assert len(messages) == 1, messages
 
 
-# --- data types ----------------------------------------------------------------------------
-
-DTYPES = {
-    "string": ("str", lambda: np.array([f"s{i}" * (i % 4) for i in range(120)], dtype="T").reshape(SHAPE), "data type"),
-    "bytes": ("bytes", lambda: np.array([b"b%d" % i * (i % 3) for i in range(120)], dtype=object).reshape(SHAPE), "data type"),
-}
-
-
-@pytest.mark.parametrize("name", list(DTYPES))
-def test_variable_length_dtypes_fall_back(tmp_path, zarrs_pipeline, name):
-    dtype, make, reason = DTYPES[name]
-    data = make()
-    with warnings.catch_warnings():
-        # zarr warns that some of these data types have no stable v3 specification.
-        warnings.simplefilter("ignore", zarr.errors.UnstableSpecificationWarning)
-        arr = _local(tmp_path, dtype=dtype)
-    pipeline = arr.async_array.codec_pipeline
-    assert pipeline.native is None
-    assert reason in pipeline.reason
-    arr[:] = data
-    arr[2:5, 3] = data[0, 0:3]
-    data[2:5, 3] = data[0, 0:3]
-    np.testing.assert_array_equal(arr[:], data)
-    np.testing.assert_array_equal(arr[7, 1:10], data[7, 1:10])
-    reasons = _fell_back(reads=N_CHUNKS + 2, writes=N_CHUNKS + 2)
-    assert list(reasons) == [pipeline.reason]
-
-
 # --- codecs --------------------------------------------------------------------------------
 
 

@@ -211,8 +211,11 @@ class NativeArray:
         check(lib().zarrs_array_dimensionality(self._handle, ndim))
         self.ndim = int(ndim[0])
         size = ffi.new("size_t *")
-        check(lib().zarrs_array_element_size(self._handle, size))
-        self.element_size = int(size[0])
+        # 0 for variable-length data types, whose elements have no fixed size.
+        code = lib().zarrs_array_element_size(self._handle, size)
+        self.element_size = int(size[0]) if code == 0 else 0
+        if code not in (0, lib().ZARRS_ERROR_UNSUPPORTED):
+            check(code)
 
     @classmethod
     def open(cls, storage: Storage, path: str = "/") -> NativeArray:
@@ -439,3 +442,62 @@ class NativeArray:
             check(lib().zarrs_encoded_chunks_get(handle, i, ptr, size))
             result.append(None if ptr[0] == ffi.NULL else bytes(ffi.buffer(ptr[0], size[0])))
         return result
+
+
+def _shapes(shapes: Sequence[Sequence[int]], ndim: int) -> npt.NDArray[np.uint64]:
+    array = np.array(shapes, dtype=np.uint64).reshape(len(shapes), ndim)
+    return np.ascontiguousarray(array)
+
+
+def decode_variable_chunks(
+    array: NativeArray, options: Options, encoded: Sequence[Any], shapes: Sequence[Sequence[int]]
+) -> list[tuple[bytes, npt.NDArray[np.uint64]]]:
+    """Decode whole chunks of a variable-length type: per chunk, the element bytes and the
+    ``elements + 1`` offsets into them."""
+    if len(encoded) != len(shapes):
+        raise ZarrsValueError(f"{len(encoded)} encoded chunks for {len(shapes)} shapes")
+    data, offsets, _ = _pack(encoded)
+    shape_array = _shapes(shapes, array.ndim)
+    out = ffi.new("ZarrsVariableChunks **")
+    check(
+        lib().zarrs_array_decode_variable_chunks(
+            array._handle, options._cdata(), len(encoded), _bytes_ptr(data), len(data), _u64_ptr(offsets),
+            _u64_ptr(shape_array.reshape(-1)), shape_array.size, out,
+        )
+    )
+    handle = ffi.gc(out[0], lib().zarrs_variable_chunks_free)
+    data_ptr = ffi.new("const uint8_t **")
+    data_len = ffi.new("size_t *")
+    offsets_ptr = ffi.new("const uint64_t **")
+    offsets_len = ffi.new("size_t *")
+    result = []
+    for i in range(len(encoded)):
+        check(lib().zarrs_variable_chunks_get(handle, i, data_ptr, data_len, offsets_ptr, offsets_len))
+        blob = bytes(ffi.buffer(data_ptr[0], data_len[0])) if data_len[0] else b""
+        element_offsets = np.frombuffer(ffi.buffer(offsets_ptr[0], 8 * offsets_len[0]), dtype=np.uint64).copy()
+        result.append((blob, element_offsets))
+    return result
+
+
+def encode_variable_chunks(
+    array: NativeArray, options: Options, shapes: Sequence[Sequence[int]], data: bytes, offsets: npt.NDArray[np.uint64]
+) -> list[bytes]:
+    """Encode whole chunks of a variable-length type from their elements back to back
+    (``data``) and the elements' byte offsets (total elements + 1)."""
+    shape_array = _shapes(shapes, array.ndim)
+    offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
+    out = ffi.new("ZarrsEncodedChunks **")
+    check(
+        lib().zarrs_array_encode_variable_chunks(
+            array._handle, options._cdata(), len(shapes), _u64_ptr(shape_array.reshape(-1)), shape_array.size,
+            _bytes_ptr(data), len(data), _u64_ptr(offsets), offsets.size, out,
+        )
+    )
+    handle = ffi.gc(out[0], lib().zarrs_encoded_chunks_free)
+    ptr = ffi.new("const uint8_t **")
+    size = ffi.new("size_t *")
+    result = []
+    for i in range(len(shapes)):
+        check(lib().zarrs_encoded_chunks_get(handle, i, ptr, size))
+        result.append(bytes(ffi.buffer(ptr[0], size[0])))
+    return result

@@ -29,11 +29,12 @@ from zarr.core.config import config
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from . import stats
-from ._bindings import ChunkBatch, NativeArray, Options
+from ._bindings import ChunkBatch, NativeArray, Options, decode_variable_chunks, encode_variable_chunks
 from .errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
 from .selection import ChunkPlan, GatherGroup, plan_batch, plan_gather
 from .shards import ShardReader
 from .stores import codec_storage, native_storage
+from .variable import from_elements, is_variable, to_elements
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -173,6 +174,8 @@ class _Native:
     # The chunks are shards: a write covering a shard's part inside the array still keeps
     # the inner chunks beyond it (zarr does), so it merges with the old shard.
     sharded: bool = False
+    # "text" or "bytes" for variable-length data types (``variable.py``), else None.
+    variable: str | None = None
 
 
 def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
@@ -183,7 +186,10 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
         dtype = np.dtype(metadata.dtype.to_native_dtype())
     except (AttributeError, TypeError) as exc:
         return f"data type without a numpy equivalent ({exc})"
-    if dtype.kind not in "biufcmMUSV" or dtype.hasobject or dtype.itemsize == 0:
+    variable = None
+    if is_variable(metadata.dtype):
+        variable = "text" if type(metadata.dtype).__name__ == "VariableLengthUTF8" else "bytes"
+    elif dtype.kind not in "biufcmMUSV" or dtype.hasobject or dtype.itemsize == 0:
         return f"data type {dtype} is not native yet"
     native_dtype = dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
     direct_io = bool(config.get("codec_pipeline.direct_io", False))
@@ -196,6 +202,8 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
         try:
             array = NativeArray.open_with_metadata(storage, document)
         except (ZarrsUnsupportedError, ZarrsMetadataError):
+            if variable:
+                raise
             # A fixed-size type zarrs lacks (null-terminated or raw bytes, structured, Zarr v2
             # datetimes): its chunks are its bytes in the stored byte order, so zarrs handles
             # it as raw bits and numpy converts the byte order.
@@ -215,11 +223,15 @@ def _open_native(metadata: ArrayMetadata, store: Store) -> _Native | str:
         order = getattr(metadata.codecs[0], "subchunk_write_order", None)
         if isinstance(order, str):
             array.set_subchunk_write_order(order)
-    if array.element_size != dtype.itemsize:
+    if variable:
+        # Bytes always move through the store's Python API (whole chunks, see variable.py).
+        python_io = python_io or "variable-length data type"
+    elif array.element_size != dtype.itemsize:
         return f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}"
     return _Native(
         array=array, dtype=dtype, native_dtype=native_dtype, store=store, options=options_from_config(),
-        python_io=python_io, shards=shards, sharded='"sharding_indexed"' in document,
+        python_io=python_io, shards=shards if not variable else None, sharded='"sharding_indexed"' in document,
+        variable=variable,
     )
 
 
@@ -432,6 +444,10 @@ class ZarrsCodecPipeline(CodecPipeline):
         if isinstance(target, str):
             return await self._read_fallback(batch, out, drop_axes, target)
         native, array = target
+        if native.variable:
+            present = await self._read_variable(native, batch, array, drop_axes)
+            stats.record_native("reads", len(batch), python_io=True)
+            return tuple(_PRESENT if p else _MISSING for p in present)
         plan = plan_batch(batch, native.array.ndim, drop_axes)
         if isinstance(plan, ChunkPlan):
             view = np.expand_dims(array, plan.inserted_axes) if plan.inserted_axes else array
@@ -505,6 +521,12 @@ class ZarrsCodecPipeline(CodecPipeline):
             await self._write_fallback(batch, value, drop_axes, target)
             return
         native, array = target
+        if native.variable:
+            if native.store.read_only:
+                native.store._check_writable()
+            await self._write_variable(native, batch, array, drop_axes)
+            stats.record_native("writes", len(batch), python_io=True)
+            return
         plan = plan_batch(batch, native.array.ndim, drop_axes)
         groups: list[GatherGroup] | str = []
         if not isinstance(plan, ChunkPlan):
@@ -616,6 +638,94 @@ class ZarrsCodecPipeline(CodecPipeline):
         encoded = await self._run(len(chunks), nbytes, native.array.encode_chunks, options, chunks, source, existing)
         await concurrent_map(
             [(info[0], chunk, prototype) for info, chunk in zip(batch, encoded, strict=True)],
+            _store,
+            _io_limit(),
+        )
+
+    async def _fetch_all(self, batch: list[Any]) -> list[Any]:
+        """Every chunk's encoded bytes (None: missing), through the store's API."""
+        prototype = batch[0][1].prototype
+        if _sync_io(batch):
+            return [_raw(info[0].get_sync(prototype=prototype)) for info in batch]
+        return await concurrent_map([(info[0], prototype) for info in batch], _fetch, _io_limit())
+
+    async def _read_variable(
+        self, native: _Native, batch: list[Any], out: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
+    ) -> list[bool]:
+        """Variable-length types: zarrs decodes whole chunks, numpy selects from them."""
+        encoded = await self._fetch_all(batch)
+        stored = [i for i, chunk in enumerate(encoded) if chunk is not None]
+        shapes = [batch[i][1].shape for i in stored]
+        decoded = (
+            await self._run(
+                len(stored), _INLINE_BYTES + 1 if len(stored) > _INLINE_CHUNKS else 0,
+                decode_variable_chunks, native.array, native.options, [encoded[i] for i in stored], shapes,
+            )
+            if stored
+            else []
+        )
+        chunks = dict(zip(stored, decoded, strict=True))
+        text = native.variable == "text"
+        for i, (_, spec, chunk_selection, out_selection, _) in enumerate(batch):
+            if i not in chunks:
+                out[out_selection] = spec.fill_value
+                continue
+            blob, offsets = chunks[i]
+            values = from_elements(blob, offsets, spec.shape, out.dtype, text)[chunk_selection]
+            if drop_axes:
+                values = values.squeeze(axis=drop_axes)
+            out[out_selection] = values
+        return [chunk is not None for chunk in encoded]
+
+    async def _write_variable(
+        self, native: _Native, batch: list[Any], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
+    ) -> None:
+        """Variable-length types: merge into whole chunk arrays with numpy (decoding the old
+        chunks natively where written in part), encode natively, store through the store."""
+        text = native.variable == "text"
+        ndim = native.array.ndim
+        expand = tuple(None if d in drop_axes else slice(None) for d in range(ndim))
+        partial = [i for i, info in enumerate(batch) if not info[4]]
+        old: dict[int, Any] = {}
+        if partial:
+            fetched = await self._fetch_all([batch[i] for i in partial])
+            stored = [(i, chunk) for i, chunk in zip(partial, fetched, strict=True) if chunk is not None]
+            if stored:
+                decoded = decode_variable_chunks(
+                    native.array, native.options, [c for _, c in stored], [batch[i][1].shape for i, _ in stored]
+                )
+                old = {i: d for (i, _), d in zip(stored, decoded, strict=True)}
+        arrays: list[np.ndarray[Any, Any] | None] = []
+        for i, (_, spec, chunk_selection, out_selection, _) in enumerate(batch):
+            fill = np.full(spec.shape, spec.fill_value, dtype=value.dtype)
+            chunk = from_elements(*old[i], spec.shape, value.dtype, text) if i in old else fill.copy()
+            if value.ndim == 0:
+                chunk[chunk_selection] = value
+            else:
+                values = value[out_selection]
+                chunk[chunk_selection] = values[expand] if drop_axes else values
+            keep = spec.config.write_empty_chunks or not native.store.supports_deletes
+            arrays.append(chunk if keep or not np.array_equal(chunk, fill) else None)
+        kept = [i for i, chunk in enumerate(arrays) if chunk is not None]
+        encoded: list[bytes | None] = [None] * len(batch)
+        if kept:
+            data, offsets = to_elements([arrays[i] for i in kept], text)  # type: ignore[misc]
+            shapes = [batch[i][1].shape for i in kept]
+            results = await self._run(
+                len(kept), len(data), encode_variable_chunks, native.array, native.options, shapes, data, offsets
+            )
+            for i, chunk_bytes in zip(kept, results, strict=True):
+                encoded[i] = chunk_bytes
+        prototype = batch[0][1].prototype
+        if _sync_io(batch):
+            for info, chunk_bytes in zip(batch, encoded, strict=True):
+                if chunk_bytes is None:
+                    info[0].delete_sync()
+                else:
+                    info[0].set_sync(prototype.buffer.from_bytes(chunk_bytes))
+            return
+        await concurrent_map(
+            [(info[0], chunk_bytes, prototype) for info, chunk_bytes in zip(batch, encoded, strict=True)],
             _store,
             _io_limit(),
         )

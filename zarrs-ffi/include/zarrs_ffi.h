@@ -73,6 +73,12 @@ typedef struct ZarrsEncodedChunks ZarrsEncodedChunks;
 // Thread safety: a storage may be used from many threads at once.
 typedef struct ZarrsStorage ZarrsStorage;
 
+// Decoded variable-length chunks from [`zarrs_array_decode_variable_chunks`]. Read with
+// [`zarrs_variable_chunks_get`]; free with [`zarrs_variable_chunks_free`].
+//
+// Thread safety: read-only after creation; may be read from many threads.
+typedef struct ZarrsVariableChunks ZarrsVariableChunks;
+
 // Options for the data calls. Pass NULL wherever a `const ZarrsOptions*` is taken to use the
 // defaults that [`zarrs_options_default`] writes.
 //
@@ -428,6 +434,65 @@ ZarrsResult zarrs_storage_open_memory(struct ZarrsStorage **storage_out);
 //
 // Thread safety: the handle must not be in use by another thread.
 ZarrsResult zarrs_storage_free(struct ZarrsStorage *storage);
+
+// Decode whole chunks of a variable-length data type, in parallel.
+//
+// - `encoded`, `encoded_len`, `encoded_offsets` (`num_chunks + 1`): every chunk's encoded
+//   bytes back to back, as for `zarrs_array_decode_chunks`; every chunk must be present
+//   (the caller fills missing chunks with the fill value itself).
+// - `chunk_shapes` (`num_chunks * ndim` values, `chunk_shapes_len`): each chunk's shape.
+// - `decoded_out`: receives a new [`ZarrsVariableChunks`] with, per chunk, the elements'
+//   bytes back to back and `elements + 1` byte offsets, in C order.
+//
+// Fixed-size data types fail with `ZARRS_ERROR_UNSUPPORTED`; corrupt bytes with
+// `ZARRS_ERROR_CODEC`.
+//
+// Thread safety: safe to call concurrently on the same array.
+ZarrsResult zarrs_array_decode_variable_chunks(const struct ZarrsArray *array,
+                                               const struct ZarrsOptions *options,
+                                               size_t num_chunks,
+                                               const uint8_t *encoded,
+                                               size_t encoded_len,
+                                               const uint64_t *encoded_offsets,
+                                               const uint64_t *chunk_shapes,
+                                               size_t chunk_shapes_len,
+                                               struct ZarrsVariableChunks **decoded_out);
+
+// Borrow chunk `index` of decoded variable-length chunks: its element bytes (`data_out`,
+// `data_len_out`) and `elements + 1` offsets into them (`offsets_out`, `offsets_len_out`).
+// The pointers stay valid until the handle is freed.
+ZarrsResult zarrs_variable_chunks_get(const struct ZarrsVariableChunks *chunks,
+                                      size_t index,
+                                      const uint8_t **data_out,
+                                      size_t *data_len_out,
+                                      const uint64_t **offsets_out,
+                                      size_t *offsets_len_out);
+
+// Free decoded variable-length chunks. NULL is a no-op.
+//
+// Thread safety: the handle must not be in use by another thread.
+ZarrsResult zarrs_variable_chunks_free(struct ZarrsVariableChunks *chunks);
+
+// Encode whole chunks of a variable-length data type, in parallel.
+//
+// - `chunk_shapes` (`num_chunks * ndim` values, `chunk_shapes_len`): each chunk's shape.
+// - `data`, `data_len`: the elements of every chunk back to back (chunk by chunk, C order).
+// - `element_offsets` (`element_offsets_len` = total elements + 1): byte offsets of the
+//   elements in `data`, monotonically increasing.
+// - `encoded_out`: receives a new [`ZarrsEncodedChunks`] with one entry per chunk. Every
+//   entry has bytes: deciding that a chunk is all fill value is left to the caller.
+//
+// Thread safety: safe to call concurrently on the same array.
+ZarrsResult zarrs_array_encode_variable_chunks(const struct ZarrsArray *array,
+                                               const struct ZarrsOptions *options,
+                                               size_t num_chunks,
+                                               const uint64_t *chunk_shapes,
+                                               size_t chunk_shapes_len,
+                                               const uint8_t *data,
+                                               size_t data_len,
+                                               const uint64_t *element_offsets,
+                                               size_t element_offsets_len,
+                                               struct ZarrsEncodedChunks **encoded_out);
 
 #ifdef __cplusplus
 }  // extern "C"

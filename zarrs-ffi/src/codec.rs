@@ -23,11 +23,11 @@ use crate::panic::boundary;
 ///
 /// Thread safety: read-only after creation; may be read from many threads.
 pub struct ZarrsEncodedChunks {
-    chunks: Vec<Option<Vec<u8>>>,
+    pub(crate) chunks: Vec<Option<Vec<u8>>>,
 }
 
 /// Per-chunk encoded inputs: bytes back to back, `offsets` (`n + 1`), `present` (`n`).
-struct EncodedInputs<'a> {
+pub(crate) struct EncodedInputs<'a> {
     bytes: &'a [u8],
     offsets: &'a [u64],
     present: &'a [u8],
@@ -36,7 +36,7 @@ struct EncodedInputs<'a> {
 impl<'a> EncodedInputs<'a> {
     /// # Safety
     /// The pointers must address the stated lengths for the duration of the call.
-    unsafe fn from_raw(
+    pub(crate) unsafe fn from_raw(
         num_chunks: usize,
         bytes: *const u8,
         bytes_len: usize,
@@ -54,7 +54,7 @@ impl<'a> EncodedInputs<'a> {
     }
 
     /// The encoded bytes of chunk `i`, or None if it is missing.
-    fn get(&self, i: usize) -> FfiResult<Option<Vec<u8>>> {
+    pub(crate) fn get(&self, i: usize) -> FfiResult<Option<Vec<u8>>> {
         if self.present[i] == 0 {
             return Ok(None);
         }

@@ -24,6 +24,7 @@ pub mod options;
 mod panic;
 mod shard;
 pub mod storage;
+pub mod variable;
 
 pub use error::{zarrs_last_error, ZarrsResult};
 

@@ -1734,3 +1734,93 @@ fn concurrent_calls_on_one_array() {
     });
     assert_eq!(f.array.retrieve(&[0, 0], &[64, 48]), grid([64, 48], value));
 }
+
+#[test]
+fn variable_length_round_trip_and_bad_arguments() {
+    use zarrs_ffi::variable::*;
+
+    let mut storage = null_mut();
+    check(zarrs_storage_open_memory(&mut storage));
+    let storage = Storage(storage);
+    let json = r#"{"zarr_format":3,"node_type":"array","shape":[6],"data_type":"string",
+        "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[3]}},
+        "chunk_key_encoding":{"name":"default"},"fill_value":"",
+        "codecs":[{"name":"vlen-utf8"},{"name":"zstd","configuration":{"level":1,"checksum":false}}]}"#;
+    let mut handle = null_mut();
+    check(zarrs_array_open_with_metadata(storage.0, b"/".as_ptr().cast(), 1, json.as_ptr().cast(), json.len(), &mut handle));
+    let array = Array(handle);
+
+    // Two chunks of three strings each, elements back to back.
+    let words = ["", "zarr", "é€", "a", "bb", "ccc"];
+    let data: Vec<u8> = words.concat().into_bytes();
+    let mut offsets = vec![0u64];
+    for w in words {
+        offsets.push(offsets.last().unwrap() + w.len() as u64);
+    }
+    let shapes = [3u64, 3];
+    let mut encoded = null_mut();
+    check(zarrs_array_encode_variable_chunks(
+        array.ptr(), null(), 2, shapes.as_ptr(), 2, data.as_ptr(), data.len(), offsets.as_ptr(), offsets.len(), &mut encoded,
+    ));
+    let chunks: Vec<Vec<u8>> = (0..2)
+        .map(|i| {
+            let (mut ptr, mut len) = (null(), 0usize);
+            check(zarrs_encoded_chunks_get(encoded, i, &mut ptr, &mut len));
+            // SAFETY: valid until the handle is freed, below.
+            unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec()
+        })
+        .collect();
+    check(zarrs_encoded_chunks_free(encoded));
+
+    let both = Encoded::new(&[Some(&chunks[0]), Some(&chunks[1])]);
+    let mut decoded = null_mut();
+    check(zarrs_array_decode_variable_chunks(
+        array.ptr(), null(), 2, both.bytes.as_ptr(), both.bytes.len(), both.offsets.as_ptr(), shapes.as_ptr(), 2, &mut decoded,
+    ));
+    for (i, expected) in words.chunks(3).enumerate() {
+        let (mut bytes, mut len, mut offs, mut offs_len) = (null(), 0usize, null(), 0usize);
+        check(zarrs_variable_chunks_get(decoded, i, &mut bytes, &mut len, &mut offs, &mut offs_len));
+        // SAFETY: valid until the handle is freed, below.
+        let (bytes, offs) = unsafe { (std::slice::from_raw_parts(bytes, len), std::slice::from_raw_parts(offs, offs_len)) };
+        let got: Vec<&str> = offs.windows(2).map(|w| std::str::from_utf8(&bytes[w[0] as usize..w[1] as usize]).unwrap()).collect();
+        assert_eq!(got, expected);
+    }
+    expect_err(
+        zarrs_variable_chunks_get(decoded, 2, &mut null(), &mut 0, &mut null(), &mut 0),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "out of range",
+    );
+    check(zarrs_variable_chunks_free(decoded));
+    check(zarrs_variable_chunks_free(null_mut()));
+
+    // Corrupt bytes, wrong shapes and offsets, NULLs: errors, never a crash.
+    let garbage = Encoded::new(&[Some(b"not zstd at all")]);
+    expect_err(
+        zarrs_array_decode_variable_chunks(array.ptr(), null(), 1, garbage.bytes.as_ptr(), garbage.bytes.len(), garbage.offsets.as_ptr(), shapes.as_ptr(), 1, &mut decoded),
+        ZARRS_ERROR_CODEC,
+        "",
+    );
+    expect_err(
+        zarrs_array_decode_variable_chunks(array.ptr(), null(), 2, both.bytes.as_ptr(), both.bytes.len(), both.offsets.as_ptr(), shapes.as_ptr(), 1, &mut decoded),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "chunk_shapes",
+    );
+    let backwards = [0u64, 5, 3, 6, 7, 9, 12];
+    expect_err(
+        zarrs_array_encode_variable_chunks(array.ptr(), null(), 2, shapes.as_ptr(), 2, data.as_ptr(), data.len(), backwards.as_ptr(), 7, &mut encoded),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "element_offsets",
+    );
+    expect_err(
+        zarrs_array_encode_variable_chunks(array.ptr(), null(), 2, shapes.as_ptr(), 2, data.as_ptr(), data.len(), offsets.as_ptr(), 7, null_mut()),
+        ZARRS_ERROR_NULL_POINTER,
+        "encoded_out",
+    );
+    // A fixed-size array refuses the variable-length calls.
+    let f = Fixture::zstd("variable-on-fixed");
+    expect_err(
+        zarrs_array_decode_variable_chunks(f.array.ptr(), null(), 1, both.bytes.as_ptr(), both.bytes.len(), both.offsets.as_ptr(), WHOLE.as_ptr(), 2, &mut decoded),
+        ZARRS_ERROR_UNSUPPORTED,
+        "fixed-size",
+    );
+}
