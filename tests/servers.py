@@ -105,12 +105,16 @@ def moto_s3() -> Iterator[S3Server]:
 
 
 class _RangeHandler(SimpleHTTPRequestHandler):
-    """Static files with single byte ranges (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``)."""
+    """Static files with single byte ranges (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``).
+    Every request is appended to ``requests`` as (method, path, Range header or None)."""
+
+    requests: list[tuple[str, str, str | None]]
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         pass
 
     def send_head(self):  # type: ignore[no-untyped-def]
+        self.requests.append((self.command, self.path, self.headers.get("Range")))
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
         path = self.translate_path(self.path)
         if match is None or not os.path.isfile(path):
@@ -142,14 +146,24 @@ class _RangeHandler(SimpleHTTPRequestHandler):
         return None
 
 
+class HTTPServer(str):
+    """The base URL of a running HTTP server, with the requests it has served."""
+
+    requests: list[tuple[str, str, str | None]]
+
+
 @contextlib.contextmanager
-def http_server(directory: str | os.PathLike[str]) -> Iterator[str]:
-    """Serve ``directory`` over HTTP; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_RangeHandler, directory=str(directory)))
+def http_server(directory: str | os.PathLike[str]) -> Iterator[HTTPServer]:
+    """Serve ``directory`` over HTTP; yields the base URL (with ``.requests``)."""
+    requests: list[tuple[str, str, str | None]] = []
+    handler = type("Handler", (_RangeHandler,), {"requests": requests})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    url = HTTPServer(f"http://127.0.0.1:{server.server_address[1]}")
+    url.requests = requests
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield url
     finally:
         server.shutdown()
         server.server_close()

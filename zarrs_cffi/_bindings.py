@@ -147,6 +147,57 @@ class Storage:
         return cls(out[0], f"filesystem:{path}")
 
     @classmethod
+    def s3(
+        cls,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        anonymous: bool = False,
+        path_style: bool = True,
+        read_only: bool = False,
+    ) -> Storage:
+        """Open an S3-compatible bucket (credentials exactly as given, none from the
+        environment)."""
+        keep: list[Any] = []
+
+        def text(value: str | None) -> tuple[Any, int]:
+            if value is None:
+                return ffi.NULL, 0
+            data = ffi.new("char[]", value.encode("utf-8"))
+            keep.append(data)
+            return data, len(value.encode("utf-8"))
+
+        config = ffi.new("ZarrsS3Config *")
+        for name, value in (
+            ("bucket", bucket), ("prefix", prefix), ("endpoint", endpoint), ("region", region),
+            ("access_key_id", access_key_id), ("secret_access_key", secret_access_key),
+            ("session_token", session_token),
+        ):
+            pointer, size = text(value)
+            setattr(config, name, pointer)
+            setattr(config, f"{name}_len", size)
+        config.anonymous = anonymous
+        config.path_style = path_style
+        config.read_only = read_only
+        out = ffi.new("ZarrsStorage **")
+        check(lib().zarrs_storage_open_s3(config, out))
+        where = f"{endpoint or 'aws'}/{bucket}/{prefix}".rstrip("/")
+        return cls(out[0], f"s3:{where}")
+
+    @classmethod
+    def http(cls, url: str) -> Storage:
+        """Open a read-only HTTP(S) location; keys are fetched from ``url/key``."""
+        out = ffi.new("ZarrsStorage **")
+        data, size = _str(url)
+        check(lib().zarrs_storage_open_http(data, size, out))
+        return cls(out[0], f"http:{url}")
+
+    @classmethod
     def memory(cls) -> Storage:
         """Open an empty in-memory storage, for arrays that only encode and decode."""
         out = ffi.new("ZarrsStorage **")

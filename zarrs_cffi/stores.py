@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["codec_storage", "native_storage"]
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str, bool, bool], Storage] = {}
+_cache: dict[tuple[Any, ...], Storage] = {}
 
 
 def native_storage(store: Store, *, direct_io: bool = False) -> Storage | str:
@@ -36,7 +36,78 @@ def native_storage(store: Store, *, direct_io: bool = False) -> Storage | str:
     name = type(store).__name__
     if name == "FsspecStore" and type(store).__module__.startswith("zarr."):
         return _fsspec(store, direct_io=direct_io)
+    if name == "ObjectStore" and type(store).__module__.startswith("zarr."):
+        return _obstore(store)
     return f"{name} has no native storage"
+
+
+def _cached(key: tuple[Any, ...], open_storage: Any) -> Storage:
+    with _lock:
+        storage = _cache.get(key)
+        if storage is None:
+            storage = open_storage()
+            _cache[key] = storage
+    return storage
+
+
+def _s3(
+    bucket_and_prefix: str, *, endpoint: str | None, region: str | None, key: str | None, secret: str | None,
+    token: str | None, anonymous: bool, path_style: bool, read_only: bool,
+) -> Storage | str:
+    bucket, _, prefix = bucket_and_prefix.strip("/").partition("/")
+    if not bucket:
+        return "S3 location without a bucket"
+    if not anonymous and (key is None or secret is None):
+        # The Python library resolves such credentials (environment, profiles, instance
+        # metadata); only it knows which it picked.
+        return "S3 credentials not given explicitly (resolved by the Python library)"
+    if region is None and endpoint is None:
+        return "S3 on AWS without an explicit region"
+    settings = (bucket, prefix, endpoint, region, key, secret, token, anonymous, path_style, read_only)
+    return _cached(
+        ("s3", *settings),
+        lambda: Storage.s3(
+            bucket, prefix=prefix, endpoint=endpoint, region=region, access_key_id=key,
+            secret_access_key=secret, session_token=token, anonymous=anonymous, path_style=path_style,
+            read_only=read_only,
+        ),
+    )
+
+
+_OBSTORE_S3_KEYS = {
+    "bucket", "region", "endpoint", "access_key_id", "secret_access_key", "token", "session_token",
+    "skip_signature", "virtual_hosted_style_request",
+}
+
+
+def _obstore(store: Any) -> Storage | str:
+    """Native storage for zarr's ObjectStore over an obstore S3Store or HTTPStore."""
+    inner = store.store
+    kind = type(inner).__name__
+    options = {k: str(v).lower() for k, v in (getattr(inner, "client_options", None) or {}).items()}
+    if set(options) - {"allow_http"}:
+        return f"obstore {kind} with client options {sorted(set(options) - {'allow_http'})}"
+    if kind == "HTTPStore":
+        return _cached(("http", inner.url), lambda: Storage.http(inner.url)) if store.read_only else (
+            "obstore HTTPStore opened for writing"
+        )
+    if kind != "S3Store":
+        return f"obstore {kind} has no native storage"
+    config = dict(inner.config)
+    unknown = set(config) - _OBSTORE_S3_KEYS
+    if unknown:
+        return f"obstore S3Store with settings {sorted(unknown)}"
+    if getattr(inner, "credential_provider", None) is not None:
+        return "obstore S3Store with a credential provider"
+    prefix = str(inner.prefix or "")
+    return _s3(
+        f"{config['bucket']}/{prefix}", endpoint=config.get("endpoint"), region=config.get("region"),
+        key=config.get("access_key_id"), secret=config.get("secret_access_key"),
+        token=config.get("token") or config.get("session_token"),
+        anonymous=str(config.get("skip_signature", "false")).lower() == "true",
+        path_style=str(config.get("virtual_hosted_style_request", "false")).lower() != "true",
+        read_only=store.read_only,
+    )
 
 
 def _filesystem(root: str, *, direct_io: bool, read_only: bool) -> Storage:
@@ -55,8 +126,27 @@ def _fsspec(store: Any, *, direct_io: bool) -> Storage | str:
     # zarr wraps synchronous filesystems (such as the local one) in an async wrapper.
     inner = getattr(fs, "sync_fs", fs)
     protocols = inner.protocol if isinstance(inner.protocol, tuple) else (inner.protocol,)
-    if type(inner).__name__ == "LocalFileSystem" and "file" in protocols:
+    kind = type(inner).__name__
+    if kind == "LocalFileSystem" and "file" in protocols:
         return _filesystem(str(store.path), direct_io=direct_io, read_only=store.read_only)
+    if kind == "HTTPFileSystem":
+        if not store.read_only:
+            return "FsspecStore over HTTP opened for writing"
+        if getattr(inner, "client_kwargs", None) or getattr(inner, "kwargs", None):
+            return "FsspecStore over HTTP with client settings (headers, auth)"
+        url = str(store.path)
+        return _cached(("http", url), lambda: Storage.http(url))
+    if kind == "S3FileSystem":
+        client = dict(getattr(inner, "client_kwargs", None) or {})
+        endpoint = client.pop("endpoint_url", None) or getattr(inner, "endpoint_url", None)
+        region = client.pop("region_name", None) or (None if endpoint is None else "us-east-1")
+        if client or getattr(inner, "config_kwargs", None) or getattr(inner, "requester_pays", False):
+            return "FsspecStore over S3 with client settings the native store does not map"
+        return _s3(
+            str(store.path), endpoint=endpoint, region=region, key=inner.key, secret=inner.secret,
+            token=inner.token, anonymous=bool(inner.anon), path_style=endpoint is not None,
+            read_only=store.read_only,
+        )
     return f"FsspecStore over {protocols[0]!r} has no native storage"
 
 

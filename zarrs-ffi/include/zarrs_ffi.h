@@ -100,6 +100,36 @@ typedef struct ZarrsOptions {
   bool store_empty_chunks;
 } ZarrsOptions;
 
+// Settings of an S3-compatible object store. Every string is UTF-8 with its length in
+// bytes; a NULL pointer leaves a setting unset.
+typedef struct ZarrsS3Config {
+  // The bucket (required).
+  const char *bucket;
+  size_t bucket_len;
+  // Key prefix inside the bucket ("" or NULL: the bucket root).
+  const char *prefix;
+  size_t prefix_len;
+  // Endpoint URL of an S3-compatible server (NULL: AWS for `region`).
+  const char *endpoint;
+  size_t endpoint_len;
+  // Region (NULL: `us-east-1`).
+  const char *region;
+  size_t region_len;
+  const char *access_key_id;
+  size_t access_key_id_len;
+  const char *secret_access_key;
+  size_t secret_access_key_len;
+  const char *session_token;
+  size_t session_token_len;
+  // Send unsigned requests (public buckets); credentials are then ignored.
+  bool anonymous;
+  // Address buckets as `endpoint/bucket` (true, as most S3-compatible servers want)
+  // rather than `bucket.endpoint`.
+  bool path_style;
+  // Writes and erases fail with `ZARRS_ERROR_READ_ONLY`.
+  bool read_only;
+} ZarrsS3Config;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -407,6 +437,22 @@ const char *zarrs_last_error(void);
 //
 // Thread safety: safe from any thread.
 ZarrsResult zarrs_options_default(struct ZarrsOptions *options_out);
+
+// Open an S3-compatible object store. Keys are stored under `prefix` in the bucket.
+// Credentials are used exactly as given (none are read from the environment). Plain
+// `http://` endpoints are allowed.
+//
+// Thread safety: safe from any thread.
+ZarrsResult zarrs_storage_open_s3(const struct ZarrsS3Config *config,
+                                  struct ZarrsStorage **storage_out);
+
+// Open a read-only HTTP(S) store: keys are fetched from `url/key` (byte ranges for partial
+// reads). Every write or erase fails with `ZARRS_ERROR_READ_ONLY`.
+//
+// Thread safety: safe from any thread.
+ZarrsResult zarrs_storage_open_http(const char *url,
+                                    size_t url_len,
+                                    struct ZarrsStorage **storage_out);
 
 // Open a directory as storage. Keys map to paths below `path`; the directory need not
 // exist yet (it is created on the first write).

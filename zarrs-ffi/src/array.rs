@@ -24,6 +24,8 @@ use crate::storage::ZarrsStorage;
 pub struct ZarrsArray {
     pub(crate) array: Array<dyn ReadableWritableListableStorageTraits>,
     pub(crate) storage: ReadableWritableListableStorage,
+    /// The storage is remote: batch calls fetch and store concurrently through it.
+    pub(crate) remote: Option<std::sync::Arc<crate::remote::RemoteStore>>,
     /// A checksum codec sits inside a sharding codec. zarrs' partial decoding of inner chunks
     /// strips such checksums without verifying them, so partial reads must decode whole
     /// shards while checksums are validated.
@@ -64,6 +66,7 @@ impl ZarrsArray {
         Self {
             array,
             storage: storage.store.clone(),
+            remote: storage.remote.clone(),
             inner_checksums,
             sharded,
             shard,

@@ -670,16 +670,87 @@ impl ZarrsArray {
         destination: &Destination,
     ) -> FfiResult<Vec<bool>> {
         let (limit, codec_options) = self.plan(options, &jobs)?;
+        if let Some(remote) = &self.remote {
+            return self.read_jobs_remote(remote, options, jobs, destination, limit, &codec_options);
+        }
         options.install(|| {
             iter_concurrent_limit!(limit, jobs, map, |job: ChunkJob| self.read_job(&job, destination, &codec_options))
                 .collect::<FfiResult<Vec<bool>>>()
         })?
     }
 
+    /// Remote reads: every whole value the batch needs is fetched concurrently, then decoded
+    /// in parallel. Partial shard reads keep fetching the index and the inner chunks they
+    /// need (byte ranges), a job at a time per thread.
+    fn read_jobs_remote(
+        &self,
+        remote: &crate::remote::RemoteStore,
+        options: &ZarrsOptions,
+        jobs: Vec<ChunkJob>,
+        destination: &Destination,
+        limit: usize,
+        codec_options: &CodecOptions,
+    ) -> FfiResult<Vec<bool>> {
+        let ranged = |job: &ChunkJob| self.shard.is_some() && !job.is_whole_chunk();
+        let keys: Vec<StoreKey> = jobs.iter().filter(|job| !ranged(job)).map(|job| job.key.clone()).collect();
+        let mut fetched = remote.get_many(keys)?.into_iter();
+        let work: Vec<(ChunkJob, Option<Option<Vec<u8>>>)> = jobs
+            .into_iter()
+            .map(|job| {
+                let bytes = if ranged(&job) { None } else { Some(fetched.next().flatten().map(Vec::from)) };
+                (job, bytes)
+            })
+            .collect();
+        options.install(|| {
+            iter_concurrent_limit!(limit, work, map, |(job, bytes): (ChunkJob, Option<Option<Vec<u8>>>)| {
+                match bytes {
+                    Some(bytes) => self.decode_job(&job, bytes, destination, codec_options),
+                    None => self.read_job(&job, destination, codec_options),
+                }
+            })
+            .collect::<FfiResult<Vec<bool>>>()
+        })?
+    }
+
+    /// Remote writes: old values of chunks written in part are fetched concurrently, chunks
+    /// are merged and encoded in parallel, then stored (or erased) concurrently. Nothing is
+    /// stored until every chunk has encoded; each value is replaced whole.
+    fn write_jobs_remote(
+        &self,
+        remote: &crate::remote::RemoteStore,
+        options: &ZarrsOptions,
+        jobs: Vec<ChunkJob>,
+        source: &Source,
+        limit: usize,
+        codec_options: &CodecOptions,
+    ) -> FfiResult<()> {
+        let keys: Vec<StoreKey> = jobs.iter().filter(|job| !job.is_whole_chunk()).map(|job| job.key.clone()).collect();
+        let mut fetched = remote.get_many(keys)?.into_iter();
+        let work: Vec<(ChunkJob, Option<Vec<u8>>)> = jobs
+            .into_iter()
+            .map(|job| {
+                let old = if job.is_whole_chunk() { None } else { fetched.next().flatten().map(Vec::from) };
+                (job, old)
+            })
+            .collect();
+        let encoded = options.install(|| {
+            iter_concurrent_limit!(limit, work, map, |(job, old): (ChunkJob, Option<Vec<u8>>)| {
+                let chunk = self.merge_job(&job, source, || Ok(old), codec_options)?;
+                Ok::<_, FfiError>((job.key.clone(), self.encode_chunk(&job.chunk_shape, chunk, codec_options)?))
+            })
+            .collect::<FfiResult<Vec<_>>>()
+        })??;
+        remote.set_many(encoded)?;
+        Ok(())
+    }
+
     /// Write every job from `source`, in parallel. Each chunk is replaced atomically by the
     /// storage, so a failure leaves every chunk either old or new.
     pub(crate) fn write_jobs(&self, options: &ZarrsOptions, jobs: Vec<ChunkJob>, source: &Source) -> FfiResult<()> {
         let (limit, codec_options) = self.plan(options, &jobs)?;
+        if let Some(remote) = &self.remote {
+            return self.write_jobs_remote(remote, options, jobs, source, limit, &codec_options);
+        }
         options.install(|| {
             iter_concurrent_limit!(limit, jobs, try_for_each, |job: ChunkJob| self.write_job(&job, source, &codec_options))
         })?

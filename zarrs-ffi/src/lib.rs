@@ -22,6 +22,7 @@ pub mod codec;
 pub mod error;
 pub mod options;
 mod panic;
+pub mod remote;
 mod shard;
 pub mod storage;
 pub mod variable;

@@ -31,6 +31,8 @@ use crate::panic::boundary;
 /// Thread safety: a storage may be used from many threads at once.
 pub struct ZarrsStorage {
     pub(crate) store: ReadableWritableListableStorage,
+    /// Set for remote stores, whose batch calls fetch and store concurrently.
+    pub(crate) remote: Option<Arc<crate::remote::RemoteStore>>,
 }
 
 fn io_error(err: std::io::Error) -> StorageError {
@@ -178,6 +180,7 @@ pub extern "C" fn zarrs_storage_open_filesystem(
             .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, e.to_string()))?;
         let storage = ZarrsStorage {
             store: Arc::new(LocalStore { inner, read_only }),
+            remote: None,
         };
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
         unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
@@ -195,6 +198,7 @@ pub extern "C" fn zarrs_storage_open_memory(storage_out: *mut *mut ZarrsStorage)
         args::require_out(storage_out, "storage_out")?;
         let storage = ZarrsStorage {
             store: Arc::new(MemoryStore::new()),
+            remote: None,
         };
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
         unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }

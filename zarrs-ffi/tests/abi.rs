@@ -1824,3 +1824,66 @@ fn variable_length_round_trip_and_bad_arguments() {
         "fixed-size",
     );
 }
+
+#[test]
+fn remote_storage_bad_arguments() {
+    use zarrs_ffi::remote::{zarrs_storage_open_http, zarrs_storage_open_s3, ZarrsS3Config};
+
+    let text = |s: &'static str| (s.as_ptr().cast::<c_char>(), s.len());
+    let config = |bucket: &'static str, key: Option<&'static str>, secret: Option<&'static str>| {
+        let (bucket, bucket_len) = text(bucket);
+        let (key, key_len) = key.map_or((null(), 0), text);
+        let (secret, secret_len) = secret.map_or((null(), 0), text);
+        let (endpoint, endpoint_len) = text("http://127.0.0.1:9");
+        ZarrsS3Config {
+            bucket,
+            bucket_len,
+            prefix: null(),
+            prefix_len: 0,
+            endpoint,
+            endpoint_len,
+            region: null(),
+            region_len: 0,
+            access_key_id: key,
+            access_key_id_len: key_len,
+            secret_access_key: secret,
+            secret_access_key_len: secret_len,
+            session_token: null(),
+            session_token_len: 0,
+            anonymous: false,
+            path_style: true,
+            read_only: false,
+        }
+    };
+    let mut storage = null_mut();
+    expect_err(zarrs_storage_open_s3(null(), &mut storage), ZARRS_ERROR_NULL_POINTER, "config");
+    let good = config("bucket", Some("k"), Some("s"));
+    expect_err(zarrs_storage_open_s3(&good, null_mut()), ZARRS_ERROR_NULL_POINTER, "storage_out");
+    expect_err(zarrs_storage_open_s3(&config("", Some("k"), Some("s")), &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "bucket");
+    expect_err(zarrs_storage_open_s3(&config("b", Some("k"), None), &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "credentials");
+    assert!(storage.is_null(), "no handle on failure");
+
+    // Opening does no I/O: a store on an address where nothing listens opens, and its first
+    // read fails with a storage error within the bounded retries rather than hanging.
+    check(zarrs_storage_open_s3(&good, &mut storage));
+    let storage = Storage(storage);
+    let json = metadata([4, 4], [4, 4], &codecs_zstd());
+    let mut handle = null_mut();
+    check(zarrs_array_open_with_metadata(storage.0, b"/a".as_ptr().cast(), 2, json.as_ptr().cast(), json.len(), &mut handle));
+    let array = Array(handle);
+    let started = std::time::Instant::now();
+    assert_eq!(array.try_retrieve(None, &[0, 0], &[4, 4]), Err(ZARRS_ERROR_STORAGE));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    // Writes to a read-only HTTP store are refused before any request.
+    let (url, url_len) = text("http://127.0.0.1:9/data");
+    let mut http = null_mut();
+    check(zarrs_storage_open_http(url, url_len, &mut http));
+    let http = Storage(http);
+    let mut handle = null_mut();
+    check(zarrs_array_open_with_metadata(http.0, b"/".as_ptr().cast(), 1, json.as_ptr().cast(), json.len(), &mut handle));
+    let array = Array(handle);
+    let code = zarrs_array_store_subset(array.ptr(), null(), [0u64, 0].as_ptr(), [4u64, 4].as_ptr(), 2, [0u16; 16].as_ptr().cast(), 32);
+    expect_err(code, ZARRS_ERROR_READ_ONLY, "read");
+    let mut unused = null_mut();
+    expect_err(zarrs_storage_open_http(null(), 3, &mut unused), ZARRS_ERROR_NULL_POINTER, "url");
+}

@@ -1,0 +1,335 @@
+//! Remote storage: S3-compatible object stores and read-only HTTP, through `object_store`.
+//!
+//! Requests run on one tokio runtime owned by the library (one per process, so a forked
+//! child starts its own), never a runtime per call. Batch calls fetch every chunk of a batch
+//! concurrently on it, decode and encode on the rayon pool, and store concurrently again
+//! (`batch.rs`); other calls go through zarrs' async-to-sync adapter.
+//!
+//! Requests time out and are retried a bounded number of times, so an unreachable or dying
+//! server surfaces as `ZARRS_ERROR_STORAGE` within seconds instead of hanging.
+
+use std::collections::HashMap;
+use std::ffi::c_char;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::storage_adapter::async_to_sync::{AsyncToSyncBlockOn, AsyncToSyncStorageAdapter};
+use zarrs::storage::{
+    AsyncReadableWritableListableStorageTraits, Bytes, ListableStorageTraits, MaybeBytes, MaybeBytesIterator,
+    OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
+    WritableStorageTraits,
+};
+use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use zarrs_object_store::AsyncObjectStore;
+
+use crate::args;
+use crate::error::{FfiError, FfiResult, ZarrsResult};
+use crate::panic::boundary;
+use crate::storage::ZarrsStorage;
+
+/// How many requests of one batch call are in flight at once.
+const CONCURRENT_REQUESTS: usize = 64;
+
+/// The library's runtime for this process.
+fn runtime() -> FfiResult<tokio::runtime::Handle> {
+    static RUNTIMES: OnceLock<Mutex<HashMap<u32, tokio::runtime::Runtime>>> = OnceLock::new();
+    let mut runtimes = RUNTIMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let pid = std::process::id();
+    if let Some(runtime) = runtimes.get(&pid) {
+        return Ok(runtime.handle().clone());
+    }
+    // A parent's runtime is kept (not dropped) in a forked child: its threads do not exist
+    // there, and dropping it would wait for them.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("zarrs-ffi-io")
+        .enable_all()
+        .build()
+        .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("cannot start the I/O runtime: {e}")))?;
+    let handle = runtime.handle().clone();
+    runtimes.insert(pid, runtime);
+    Ok(handle)
+}
+
+struct BlockOn(tokio::runtime::Handle);
+
+impl AsyncToSyncBlockOn for BlockOn {
+    fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
+        self.0.block_on(future)
+    }
+}
+
+type AsyncStore = dyn AsyncReadableWritableListableStorageTraits;
+
+/// A remote store: the async store for batch calls, a blocking view of it for the rest.
+pub(crate) struct RemoteStore {
+    pub(crate) store: Arc<AsyncStore>,
+    blocking: AsyncToSyncStorageAdapter<AsyncStore, BlockOn>,
+    pub(crate) runtime: tokio::runtime::Handle,
+    read_only: bool,
+}
+
+impl RemoteStore {
+    fn new(object_store: Arc<dyn ObjectStore>, read_only: bool) -> FfiResult<Self> {
+        let runtime = runtime()?;
+        let store: Arc<AsyncStore> = Arc::new(AsyncObjectStore::new(object_store));
+        Ok(Self {
+            blocking: AsyncToSyncStorageAdapter::new(store.clone(), BlockOn(runtime.clone())),
+            store,
+            runtime,
+            read_only,
+        })
+    }
+
+    fn check_writable(&self) -> Result<(), StorageError> {
+        if self.read_only {
+            Err(StorageError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Fetch whole values concurrently (None: missing), in the order of `keys`.
+    pub(crate) fn get_many(&self, keys: Vec<StoreKey>) -> Result<Vec<MaybeBytes>, StorageError> {
+        let store = &self.store;
+        self.runtime.block_on(
+            stream::iter(keys)
+                .map(|key| async move { store.get(&key).await })
+                .buffered(CONCURRENT_REQUESTS)
+                .try_collect(),
+        )
+    }
+
+    /// Store (Some) or erase (None) values concurrently. Each value is replaced whole.
+    pub(crate) fn set_many(&self, values: Vec<(StoreKey, Option<Vec<u8>>)>) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let store = &self.store;
+        self.runtime.block_on(
+            stream::iter(values)
+                .map(|(key, value)| async move {
+                    match value {
+                        Some(bytes) => store.set(&key, Bytes::from(bytes)).await,
+                        None => store.erase(&key).await,
+                    }
+                })
+                .buffer_unordered(CONCURRENT_REQUESTS)
+                .try_collect::<Vec<()>>(),
+        )?;
+        Ok(())
+    }
+}
+
+impl ReadableStorageTraits for RemoteStore {
+    fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
+        self.blocking.get(key)
+    }
+
+    fn get_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        self.blocking.get_partial_many(key, byte_ranges)
+    }
+
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        self.blocking.size_key(key)
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        true
+    }
+}
+
+impl ListableStorageTraits for RemoteStore {
+    fn list(&self) -> Result<StoreKeys, StorageError> {
+        self.blocking.list()
+    }
+
+    fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
+        self.blocking.list_prefix(prefix)
+    }
+
+    fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
+        self.blocking.list_dir(prefix)
+    }
+
+    fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
+        self.blocking.size_prefix(prefix)
+    }
+}
+
+impl WritableStorageTraits for RemoteStore {
+    fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
+        self.check_writable()?;
+        self.blocking.set(key, value)
+    }
+
+    fn set_partial_many(&self, _key: &StoreKey, _offset_values: OffsetBytesIterator) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported("object stores replace whole values".into()))
+    }
+
+    fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
+        self.check_writable()?;
+        self.blocking.erase(key)
+    }
+
+    fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
+        self.check_writable()?;
+        self.blocking.erase_prefix(prefix)
+    }
+
+    fn supports_set_partial(&self) -> bool {
+        false
+    }
+}
+
+/// Client settings shared by every remote store: bounded timeouts and retries.
+fn client_options(allow_http: bool) -> (ClientOptions, RetryConfig) {
+    let options = ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(60));
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(15),
+    };
+    (options, retry)
+}
+
+fn into_storage(store: RemoteStore, storage_out: *mut *mut ZarrsStorage) -> FfiResult<()> {
+    let store = Arc::new(store);
+    let storage = ZarrsStorage {
+        store: store.clone(),
+        remote: Some(store),
+    };
+    // SAFETY: checked non-NULL by the caller; the caller provides a writable pointer slot.
+    unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
+}
+
+fn builder_error(e: object_store::Error) -> FfiError {
+    FfiError::invalid(format!("invalid remote store settings: {e}"))
+}
+
+/// An optional UTF-8 string argument: NULL means absent.
+///
+/// # Safety
+/// If non-NULL, `ptr` must address `len` readable bytes for the call.
+unsafe fn optional_str<'a>(ptr: *const c_char, len: usize, name: &str) -> FfiResult<Option<&'a str>> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { args::str(ptr, len, name) }.map(Some)
+    }
+}
+
+/// Settings of an S3-compatible object store. Every string is UTF-8 with its length in
+/// bytes; a NULL pointer leaves a setting unset.
+#[repr(C)]
+pub struct ZarrsS3Config {
+    /// The bucket (required).
+    pub bucket: *const c_char,
+    pub bucket_len: usize,
+    /// Key prefix inside the bucket ("" or NULL: the bucket root).
+    pub prefix: *const c_char,
+    pub prefix_len: usize,
+    /// Endpoint URL of an S3-compatible server (NULL: AWS for `region`).
+    pub endpoint: *const c_char,
+    pub endpoint_len: usize,
+    /// Region (NULL: `us-east-1`).
+    pub region: *const c_char,
+    pub region_len: usize,
+    pub access_key_id: *const c_char,
+    pub access_key_id_len: usize,
+    pub secret_access_key: *const c_char,
+    pub secret_access_key_len: usize,
+    pub session_token: *const c_char,
+    pub session_token_len: usize,
+    /// Send unsigned requests (public buckets); credentials are then ignored.
+    pub anonymous: bool,
+    /// Address buckets as `endpoint/bucket` (true, as most S3-compatible servers want)
+    /// rather than `bucket.endpoint`.
+    pub path_style: bool,
+    /// Writes and erases fail with `ZARRS_ERROR_READ_ONLY`.
+    pub read_only: bool,
+}
+
+/// Open an S3-compatible object store. Keys are stored under `prefix` in the bucket.
+/// Credentials are used exactly as given (none are read from the environment). Plain
+/// `http://` endpoints are allowed.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_out: *mut *mut ZarrsStorage) -> ZarrsResult {
+    boundary(|| {
+        args::require_out(storage_out, "storage_out")?;
+        // SAFETY: a valid config per the contract; each string addresses its length.
+        let config = unsafe { args::handle(config, "config")? };
+        let bucket = unsafe { args::str(config.bucket, config.bucket_len, "bucket")? };
+        let prefix = unsafe { optional_str(config.prefix, config.prefix_len, "prefix")? }.unwrap_or("");
+        let endpoint = unsafe { optional_str(config.endpoint, config.endpoint_len, "endpoint")? };
+        let region = unsafe { optional_str(config.region, config.region_len, "region")? };
+        let key = unsafe { optional_str(config.access_key_id, config.access_key_id_len, "access_key_id")? };
+        let secret = unsafe { optional_str(config.secret_access_key, config.secret_access_key_len, "secret_access_key")? };
+        let token = unsafe { optional_str(config.session_token, config.session_token_len, "session_token")? };
+        if bucket.is_empty() {
+            return Err(FfiError::invalid("`bucket` must not be empty"));
+        }
+        let (options, retry) = client_options(true);
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(region.unwrap_or("us-east-1"))
+            .with_virtual_hosted_style_request(!config.path_style)
+            .with_client_options(options)
+            .with_retry(retry)
+            .with_skip_signature(config.anonymous);
+        if let Some(endpoint) = endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if !config.anonymous {
+            if let (Some(key), Some(secret)) = (key, secret) {
+                builder = builder.with_access_key_id(key).with_secret_access_key(secret);
+            } else {
+                return Err(FfiError::invalid("S3 credentials need both `access_key_id` and `secret_access_key`, or `anonymous`"));
+            }
+            if let Some(token) = token {
+                builder = builder.with_token(token);
+            }
+        }
+        let store = builder.build().map_err(builder_error)?;
+        let store: Arc<dyn ObjectStore> = if prefix.trim_matches('/').is_empty() {
+            Arc::new(store)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(store, prefix.trim_matches('/')))
+        };
+        into_storage(RemoteStore::new(store, config.read_only)?, storage_out)
+    })
+}
+
+/// Open a read-only HTTP(S) store: keys are fetched from `url/key` (byte ranges for partial
+/// reads). Every write or erase fails with `ZARRS_ERROR_READ_ONLY`.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn zarrs_storage_open_http(url: *const c_char, url_len: usize, storage_out: *mut *mut ZarrsStorage) -> ZarrsResult {
+    boundary(|| {
+        args::require_out(storage_out, "storage_out")?;
+        // SAFETY: `url_len` readable bytes at `url` per the contract.
+        let url = unsafe { args::str(url, url_len, "url")? };
+        let (options, retry) = client_options(true);
+        let store = object_store::http::HttpBuilder::new()
+            .with_url(url.trim_end_matches('/'))
+            .with_client_options(options)
+            .with_retry(retry)
+            .build()
+            .map_err(builder_error)?;
+        into_storage(RemoteStore::new(Arc::new(store), true)?, storage_out)
+    })
+}
