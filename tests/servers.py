@@ -45,20 +45,38 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0
 
 
 class S3Server:
-    """A running moto S3 server."""
+    """A running moto S3 server. Without authentication it accepts any credentials; with
+    it, only keys made by ``create_credentials`` (which replace ``key``/``secret``)."""
 
     def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
         self.process = process
         self.endpoint = f"http://127.0.0.1:{port}"
+        self.key = ACCESS_KEY
+        self.secret = SECRET_KEY
 
-    def create_bucket(self, name: str) -> None:
+    def _client(self, service: str) -> object:
         import boto3
 
-        client = boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY, region_name=REGION,
+        return boto3.client(
+            service, endpoint_url=self.endpoint, aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret, region_name=REGION,
         )
-        client.create_bucket(Bucket=name)
+
+    def create_bucket(self, name: str) -> None:
+        self._client("s3").create_bucket(Bucket=name)  # type: ignore[attr-defined]
+
+    def create_credentials(self) -> None:
+        """An IAM user allowed everything, whose key the server then requires."""
+        iam = self._client("iam")
+        iam.create_user(UserName="zarrs")  # type: ignore[attr-defined]
+        policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+        iam.put_user_policy(UserName="zarrs", PolicyName="all", PolicyDocument=policy)  # type: ignore[attr-defined]
+        key = iam.create_access_key(UserName="zarrs")["AccessKey"]  # type: ignore[attr-defined]
+        self.key, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+
+    def revoke_credentials(self) -> None:
+        """Delete the key made by ``create_credentials``: later requests are refused."""
+        self._client("iam").delete_access_key(UserName="zarrs", AccessKeyId=self.key)  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -72,7 +90,7 @@ class S3Server:
     def s3fs_options(self, **extra: object) -> dict[str, object]:
         """``storage_options`` for ``FsspecStore.from_url("s3://...")``."""
         return {
-            "key": ACCESS_KEY, "secret": SECRET_KEY, "endpoint_url": self.endpoint,
+            "key": self.key, "secret": self.secret, "endpoint_url": self.endpoint,
             "client_kwargs": {"region_name": REGION}, **extra,
         }
 
@@ -81,17 +99,21 @@ class S3Server:
         from obstore.store import S3Store
 
         return S3Store(
-            bucket, prefix=prefix, endpoint=self.endpoint, access_key_id=ACCESS_KEY,
-            secret_access_key=SECRET_KEY, region=REGION,
+            bucket, prefix=prefix, endpoint=self.endpoint, access_key_id=self.key,
+            secret_access_key=self.secret, region=REGION,
             client_options={"allow_http": True}, **config,
         )
 
 
 @contextlib.contextmanager
-def moto_s3() -> Iterator[S3Server]:
-    """An S3-compatible server in a child process, stopped (if still alive) on exit."""
+def moto_s3(*, authenticate: bool = False) -> Iterator[S3Server]:
+    """An S3-compatible server in a child process, stopped (if still alive) on exit. With
+    ``authenticate``, requests need credentials from ``create_credentials`` (the three
+    requests that make them are the only ones allowed without)."""
     port = _free_port()
     env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "True"}
+    if authenticate:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,

@@ -107,6 +107,38 @@ def test_s3_missing_bucket_raises(s3):
     assert "bucket" in str(info.value).lower() or isinstance(info.value, (FileNotFoundError, OSError))
 
 
+@pytest.mark.parametrize("kind", ["s3fs", "obstore"])
+def test_s3_wrong_or_revoked_credentials_raise(kind):
+    data = make_data("uint8", SHAPE, seed=54)
+    with moto_s3(authenticate=True) as server:
+        server.create_credentials()
+        server.create_bucket(BUCKET)
+        make = _s3fs_store if kind == "s3fs" else _obstore_store
+        with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
+            arr = zarr.create_array(make(server, "auth"), shape=SHAPE, chunks=(10, 10), dtype="uint8")
+            arr[:] = data
+            assert arr.async_array.codec_pipeline.native.python_io is None  # native I/O
+            assert_same(arr[:], data)
+            # Wrong credentials: the native store is refused by the server.
+            from zarrs_cffi._bindings import NativeArray, Storage
+            from zarrs_cffi.pipeline import _metadata_json
+
+            storage = Storage.s3(
+                BUCKET, prefix="auth", endpoint=server.endpoint, region="us-east-1",
+                access_key_id="wrong", secret_access_key="wrong",
+            )
+            native = NativeArray.open_with_metadata(storage, _metadata_json(arr.metadata))
+            out = np.empty(SHAPE, dtype="uint8")
+            with pytest.raises(zarrs_cffi.ZarrsStorageError, match="(?i)403|forbidden|access key|denied"):
+                native.retrieve_subset(zarrs_cffi.Options(), (0, 0), out)
+            # Credentials revoked while the array is open: reads and writes raise OSError.
+            server.revoke_credentials()
+            with pytest.raises(OSError, match="(?i)403|forbidden|access key|denied"):
+                arr[:]
+            with pytest.raises(OSError, match="(?i)403|forbidden|access key|denied"):
+                arr[:] = 0
+
+
 @pytest.mark.parametrize("route", ["native", "python-io"])
 def test_s3_server_dying_mid_read_raises_instead_of_hanging(route):
     data = make_data("int16", SHAPE, seed=51)

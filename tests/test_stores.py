@@ -50,6 +50,21 @@ def _fsspec_store(url: str) -> Any:
     return FsspecStore.from_url(url, read_only=False, storage_options=options)
 
 
+def _obstore_local(path: Path) -> Any:
+    from obstore.store import LocalStore as ObstoreLocal
+    from zarr.storage import ObjectStore
+
+    path.mkdir(parents=True, exist_ok=True)
+    return ObjectStore(ObstoreLocal(path))
+
+
+def _obstore_memory() -> Any:
+    from obstore.store import MemoryStore as ObstoreMemory
+    from zarr.storage import ObjectStore
+
+    return ObjectStore(ObstoreMemory())
+
+
 # name -> (factory(tmp_path, tag), whether the native library does the I/O itself)
 STORES: dict[str, tuple[Callable[[Path, str], Any], bool]] = {
     "local": (lambda p, tag: LocalStore(p / tag), True),
@@ -59,6 +74,8 @@ STORES: dict[str, tuple[Callable[[Path, str], Any], bool]] = {
     "logging": (lambda p, tag: LoggingStore(LocalStore(p / tag)), False),
     "local-subclass": (lambda p, tag: SubclassedLocalStore(p / tag), False),
     "fsspec-memory": (lambda p, tag: _fsspec_store(f"memory://zarrs-cffi-tests/{p.name}/{tag}"), False),
+    "obstore-local": (lambda p, tag: _obstore_local(p / tag), True),
+    "obstore-memory": (lambda p, tag: _obstore_memory(), False),
 }
 
 SHAPE = (30, 40)

@@ -91,6 +91,8 @@ def _obstore(store: Any) -> Storage | str:
         return _cached(("http", inner.url), lambda: Storage.http(inner.url)) if store.read_only else (
             "obstore HTTPStore opened for writing"
         )
+    if kind == "LocalStore" and inner.prefix is not None:
+        return _filesystem(str(inner.prefix), direct_io=False, read_only=store.read_only)
     if kind != "S3Store":
         return f"obstore {kind} has no native storage"
     config = dict(inner.config)
