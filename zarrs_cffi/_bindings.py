@@ -242,12 +242,29 @@ class ChunkBatch:
         return cls(b"".join(encoded), offsets, np.ascontiguousarray(geometry, dtype=np.uint64))
 
 
-def _pack(chunks: Sequence[bytes | None]) -> tuple[bytes, npt.NDArray[np.uint64], bytes]:
-    """Encoded chunks as bytes back to back, their offsets, and presence flags."""
-    offsets = np.zeros(len(chunks) + 1, dtype=np.uint64)
-    np.cumsum([len(c) if c is not None else 0 for c in chunks], out=offsets[1:])
-    present = bytes(1 if c is not None else 0 for c in chunks)
-    return b"".join(c for c in chunks if c is not None), offsets, present
+def _pointers(chunks: Sequence[Any]) -> tuple[Any, Any, list[Any]]:
+    """Per-chunk pointers (NULL: missing) and lengths for the codec-only calls, which read
+    the bytes in place; the third item keeps the buffers alive for the call."""
+    n = len(chunks)
+    pointers = ffi.new("const uint8_t *[]", n)
+    lengths = ffi.new("size_t[]", n)
+    keep: list[Any] = []
+    for i, chunk in enumerate(chunks):
+        if chunk is None:
+            continue
+        size = len(chunk)
+        if size:
+            data = ffi.from_buffer("uint8_t[]", chunk)
+            keep.append(data)
+            pointers[i] = data
+        else:
+            # A present but empty value: any non-NULL pointer with length 0.
+            pointers[i] = _EMPTY
+        lengths[i] = size
+    return pointers, lengths, keep
+
+
+_EMPTY = ffi.new("uint8_t[1]")
 
 
 class NativeArray:
@@ -449,13 +466,13 @@ class NativeArray:
         self._check_elements(out, "out")
         if len(encoded) != len(batch):
             raise ZarrsValueError(f"{len(encoded)} encoded chunks for a batch of {len(batch)}")
-        data, offsets, present = _pack(encoded)
+        pointers, lengths, _keep = _pointers(encoded)
         geometry, geometry_len = self._geometry_args(batch)
         out_shape = _u64(out.shape, "out.shape")
         check(
             lib().zarrs_array_decode_chunks(
-                self._handle, options._cdata(), len(batch), _bytes_ptr(data), len(data),
-                _u64_ptr(offsets), _bytes_ptr(present), geometry, geometry_len, _out_buffer(out, "out"), out.nbytes, _u64_ptr(out_shape),
+                self._handle, options._cdata(), len(batch), pointers, lengths,
+                geometry, geometry_len, _out_buffer(out, "out"), out.nbytes, _u64_ptr(out_shape),
             )
         )
 
@@ -474,7 +491,7 @@ class NativeArray:
         existing = existing if existing is not None else [None] * len(batch)
         if len(existing) != len(batch):
             raise ZarrsValueError(f"{len(existing)} existing chunks for a batch of {len(batch)}")
-        data, offsets, present = _pack(existing)
+        pointers, lengths, _keep = _pointers(existing)
         geometry, geometry_len = self._geometry_args(batch)
         value_shape = _u64(value.shape, "value.shape")
         out = ffi.new("ZarrsEncodedChunks **")
@@ -482,7 +499,7 @@ class NativeArray:
             lib().zarrs_array_encode_chunks(
                 self._handle, options._cdata(), len(batch), geometry, geometry_len,
                 _in_buffer(value, "value"), value.nbytes, _u64_ptr(value_shape), value.ndim,
-                _bytes_ptr(data), len(data), _u64_ptr(offsets), _bytes_ptr(present), out,
+                pointers, lengths, out,
             )
         )
         handle = ffi.gc(out[0], lib().zarrs_encoded_chunks_free)
@@ -507,12 +524,12 @@ def decode_variable_chunks(
     ``elements + 1`` offsets into them."""
     if len(encoded) != len(shapes):
         raise ZarrsValueError(f"{len(encoded)} encoded chunks for {len(shapes)} shapes")
-    data, offsets, _ = _pack(encoded)
+    pointers, lengths, _keep = _pointers(encoded)
     shape_array = _shapes(shapes, array.ndim)
     out = ffi.new("ZarrsVariableChunks **")
     check(
         lib().zarrs_array_decode_variable_chunks(
-            array._handle, options._cdata(), len(encoded), _bytes_ptr(data), len(data), _u64_ptr(offsets),
+            array._handle, options._cdata(), len(encoded), pointers, lengths,
             _u64_ptr(shape_array.reshape(-1)), shape_array.size, out,
         )
     )

@@ -750,9 +750,11 @@ class ZarrsCodecPipeline(CodecPipeline):
         async def run(function: Any, *args: Any) -> Any:
             return await self._run(len(chunks), buffer.nbytes, function, *args)
 
-        if native.shards is not None:
+        if native.shards is not None and not _sync_io(batch):
             partial = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1)
         else:
+            # In-memory stores hand out whole shards without copying, and the native shard
+            # decoder reads only the inner chunks a subset needs.
             partial = np.zeros(len(batch), dtype=bool)
         if not partial.any() and _sync_io(batch):
 

@@ -344,10 +344,9 @@ ZarrsResult zarrs_array_write_chunks(const struct ZarrsArray *array,
 
 // Decode a batch of encoded chunks into one caller buffer, in parallel.
 //
-// - `encoded`/`encoded_len`: every chunk's encoded bytes back to back; chunk `i` is
-//   `encoded[encoded_offsets[i]..encoded_offsets[i+1]]` (`num_chunks + 1` offsets).
-// - `encoded_present` (`num_chunks` bytes): 0 marks a missing chunk, whose region is filled
-//   with the fill value (its byte range is ignored).
+// - `encoded`, `encoded_lens` (`num_chunks` each): a pointer to each chunk's encoded bytes
+//   and their length; a NULL pointer marks a missing chunk, whose region is filled with the
+//   fill value. The bytes are read in place, never copied.
 // - `geometry`, `out`, `out_len`, `out_shape`: as for `zarrs_array_read_chunks`. A subset
 //   smaller than the chunk decodes only what it needs where the codecs allow (sharding).
 //
@@ -357,10 +356,8 @@ ZarrsResult zarrs_array_write_chunks(const struct ZarrsArray *array,
 ZarrsResult zarrs_array_decode_chunks(const struct ZarrsArray *array,
                                       const struct ZarrsOptions *options,
                                       size_t num_chunks,
-                                      const uint8_t *encoded,
-                                      size_t encoded_len,
-                                      const uint64_t *encoded_offsets,
-                                      const uint8_t *encoded_present,
+                                      const uint8_t *const *encoded,
+                                      const size_t *encoded_lens,
                                       const uint64_t *geometry,
                                       size_t geometry_len,
                                       uint8_t *out,
@@ -371,10 +368,10 @@ ZarrsResult zarrs_array_decode_chunks(const struct ZarrsArray *array,
 //
 // - `geometry`, `value`, `value_len`, `value_shape`, `value_ndim`: as for
 //   `zarrs_array_write_chunks` (`value_ndim == 0` broadcasts one element).
-// - `existing`, `existing_len`, `existing_offsets`, `existing_present`: the current encoded
-//   bytes of each chunk, laid out as for [`zarrs_array_decode_chunks`]. They are only read
-//   for chunks written in part, which are decoded, merged and re-encoded; pass all-zero
-//   `existing_present` (and `existing_len == 0`) when every chunk is written whole.
+// - `existing`, `existing_lens` (`num_chunks` each): the current encoded bytes of each
+//   chunk, as for [`zarrs_array_decode_chunks`] (NULL: missing). They are only read for
+//   chunks written in part, which are decoded, merged and re-encoded; pass NULL entries
+//   when every chunk is written whole.
 // - `encoded_out`: receives a new [`ZarrsEncodedChunks`] with one entry per chunk; an entry
 //   with no bytes means the chunk is entirely the fill value and, unless
 //   `options->store_empty_chunks`, should be deleted rather than stored.
@@ -389,10 +386,8 @@ ZarrsResult zarrs_array_encode_chunks(const struct ZarrsArray *array,
                                       size_t value_len,
                                       const uint64_t *value_shape,
                                       size_t value_ndim,
-                                      const uint8_t *existing,
-                                      size_t existing_len,
-                                      const uint64_t *existing_offsets,
-                                      const uint8_t *existing_present,
+                                      const uint8_t *const *existing,
+                                      const size_t *existing_lens,
                                       struct ZarrsEncodedChunks **encoded_out);
 
 // Write the number of chunks held to `count_out`.
@@ -470,9 +465,9 @@ ZarrsResult zarrs_storage_free(struct ZarrsStorage *storage);
 
 // Decode whole chunks of a variable-length data type, in parallel.
 //
-// - `encoded`, `encoded_len`, `encoded_offsets` (`num_chunks + 1`): every chunk's encoded
-//   bytes back to back, as for `zarrs_array_decode_chunks`; every chunk must be present
-//   (the caller fills missing chunks with the fill value itself).
+// - `encoded`, `encoded_lens` (`num_chunks` each): a pointer to each chunk's encoded bytes
+//   and their length, as for `zarrs_array_decode_chunks`; every chunk must be present (the
+//   caller fills missing chunks with the fill value itself).
 // - `chunk_shapes` (`num_chunks * ndim` values, `chunk_shapes_len`): each chunk's shape.
 // - `decoded_out`: receives a new [`ZarrsVariableChunks`] with, per chunk, the elements'
 //   bytes back to back and `elements + 1` byte offsets, in C order.
@@ -484,9 +479,8 @@ ZarrsResult zarrs_storage_free(struct ZarrsStorage *storage);
 ZarrsResult zarrs_array_decode_variable_chunks(const struct ZarrsArray *array,
                                                const struct ZarrsOptions *options,
                                                size_t num_chunks,
-                                               const uint8_t *encoded,
-                                               size_t encoded_len,
-                                               const uint64_t *encoded_offsets,
+                                               const uint8_t *const *encoded,
+                                               const size_t *encoded_lens,
                                                const uint64_t *chunk_shapes,
                                                size_t chunk_shapes_len,
                                                struct ZarrsVariableChunks **decoded_out);

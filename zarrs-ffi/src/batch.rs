@@ -25,7 +25,7 @@ use zarrs::array::{
     CodecOptions, CodecTraits, StoragePartialDecoder,
 };
 use zarrs::storage::byte_range::ByteRangeIterator;
-use zarrs::storage::{Bytes, ReadableStorage, StorageError, StoreKey};
+use zarrs::storage::{Bytes, MaybeBytes, ReadableStorage, StorageError, StoreKey};
 
 use crate::args;
 use crate::array::ZarrsArray;
@@ -498,7 +498,7 @@ impl ZarrsArray {
     pub(crate) fn decode_job(
         &self,
         job: &ChunkJob,
-        encoded: Option<Vec<u8>>,
+        encoded: Option<Cow<'_, [u8]>>,
         destination: &Destination,
         options: &CodecOptions,
     ) -> FfiResult<bool> {
@@ -517,10 +517,10 @@ impl ZarrsArray {
             // The sharding codec decodes each inner chunk straight into its place.
             let mut view = destination.view(job)?;
             let target = ArrayBytesDecodeIntoTarget::Fixed(&mut view);
-            codecs.decode_into(Cow::Owned(encoded), &job.chunk_shape, data_type, fill_value, target, options)?;
+            codecs.decode_into(encoded, &job.chunk_shape, data_type, fill_value, target, options)?;
         } else if self.decodes_partially(job, options) {
             let mut view = destination.view(job)?;
-            let input: Arc<dyn BytesPartialDecoderTraits> = Arc::new(encoded);
+            let input: Arc<dyn BytesPartialDecoderTraits> = Arc::new(encoded.into_owned());
             codecs
                 .partial_decoder(input, &job.chunk_shape, data_type, fill_value, options)?
                 .partial_decode_into(&job.subset, ArrayBytesDecodeIntoTarget::Fixed(&mut view), options)?;
@@ -541,8 +541,8 @@ impl ZarrsArray {
             return shard.read_partial(self.storage.as_ref(), job, destination, array.data_type(), array.fill_value(), options);
         }
         if !self.decodes_partially(job, options) {
-            let encoded = self.storage.get(&job.key)?.map(Vec::from);
-            return self.decode_job(job, encoded, destination, options);
+            let encoded = self.storage.get(&job.key)?;
+            return self.decode_job(job, encoded.as_deref().map(Cow::Borrowed), destination, options);
         }
         let mut view = destination.view(job)?;
         let target = ArrayBytesDecodeIntoTarget::Fixed(&mut view);
@@ -587,7 +587,7 @@ impl ZarrsArray {
     }
 
     /// The decoded bytes of a whole chunk, or the fill value if it is missing.
-    fn decode_whole(&self, job: &ChunkJob, encoded: Option<Vec<u8>>, options: &CodecOptions) -> FfiResult<Vec<u8>> {
+    fn decode_whole(&self, job: &ChunkJob, encoded: Option<Cow<'_, [u8]>>, options: &CodecOptions) -> FfiResult<Vec<u8>> {
         let array = &self.array;
         let element_size = self.element_size()?;
         let len = args::byte_size(&job.chunk_shape_u64(), element_size)?;
@@ -609,7 +609,7 @@ impl ZarrsArray {
             Some(encoded) => {
                 let decoded = array
                     .codecs()
-                    .decode(Cow::Owned(encoded), &job.chunk_shape, array.data_type(), array.fill_value(), options)?
+                    .decode(encoded, &job.chunk_shape, array.data_type(), array.fill_value(), options)?
                     .into_fixed()
                     .map_err(CodecError::from)?;
                 if decoded.len() != len {
@@ -625,11 +625,11 @@ impl ZarrsArray {
 
     /// The new bytes of a chunk after a write of `source` over the job's subset; partial
     /// writes read and decode the old chunk first (`old` fetches its encoded bytes).
-    pub(crate) fn merge_job<'s>(
+    pub(crate) fn merge_job<'s, 'o>(
         &self,
         job: &ChunkJob,
         source: &Source<'s>,
-        old: impl FnOnce() -> FfiResult<Option<Vec<u8>>>,
+        old: impl FnOnce() -> FfiResult<Option<Cow<'o, [u8]>>>,
         options: &CodecOptions,
     ) -> FfiResult<Cow<'s, [u8]>> {
         source.check(job)?;
@@ -643,7 +643,8 @@ impl ZarrsArray {
     }
 
     fn write_job(&self, job: &ChunkJob, source: &Source, options: &CodecOptions) -> FfiResult<()> {
-        let chunk = self.merge_job(job, source, || Ok(self.storage.get(&job.key)?.map(Vec::from)), options)?;
+        let old = self.storage.get(&job.key);
+        let chunk = self.merge_job(job, source, || Ok(old?.map(|b| Cow::Owned(Vec::from(b)))), options)?;
         match self.encode_chunk(&job.chunk_shape, chunk, options)? {
             Some(encoded) => self.storage.set(&job.key, Bytes::from(encoded))?,
             None => self.storage.erase(&job.key)?,
@@ -694,17 +695,17 @@ impl ZarrsArray {
         let ranged = |job: &ChunkJob| self.shard.is_some() && !job.is_whole_chunk();
         let keys: Vec<StoreKey> = jobs.iter().filter(|job| !ranged(job)).map(|job| job.key.clone()).collect();
         let mut fetched = remote.get_many(keys)?.into_iter();
-        let work: Vec<(ChunkJob, Option<Option<Vec<u8>>>)> = jobs
+        let work: Vec<(ChunkJob, Option<MaybeBytes>)> = jobs
             .into_iter()
             .map(|job| {
-                let bytes = if ranged(&job) { None } else { Some(fetched.next().flatten().map(Vec::from)) };
+                let bytes = if ranged(&job) { None } else { Some(fetched.next().flatten()) };
                 (job, bytes)
             })
             .collect();
         options.install(|| {
-            iter_concurrent_limit!(limit, work, map, |(job, bytes): (ChunkJob, Option<Option<Vec<u8>>>)| {
+            iter_concurrent_limit!(limit, work, map, |(job, bytes): (ChunkJob, Option<MaybeBytes>)| {
                 match bytes {
-                    Some(bytes) => self.decode_job(&job, bytes, destination, codec_options),
+                    Some(bytes) => self.decode_job(&job, bytes.as_deref().map(Cow::Borrowed), destination, codec_options),
                     None => self.read_job(&job, destination, codec_options),
                 }
             })
@@ -726,16 +727,16 @@ impl ZarrsArray {
     ) -> FfiResult<()> {
         let keys: Vec<StoreKey> = jobs.iter().filter(|job| !job.is_whole_chunk()).map(|job| job.key.clone()).collect();
         let mut fetched = remote.get_many(keys)?.into_iter();
-        let work: Vec<(ChunkJob, Option<Vec<u8>>)> = jobs
+        let work: Vec<(ChunkJob, MaybeBytes)> = jobs
             .into_iter()
             .map(|job| {
-                let old = if job.is_whole_chunk() { None } else { fetched.next().flatten().map(Vec::from) };
+                let old = if job.is_whole_chunk() { None } else { fetched.next().flatten() };
                 (job, old)
             })
             .collect();
         let encoded = options.install(|| {
-            iter_concurrent_limit!(limit, work, map, |(job, old): (ChunkJob, Option<Vec<u8>>)| {
-                let chunk = self.merge_job(&job, source, || Ok(old), codec_options)?;
+            iter_concurrent_limit!(limit, work, map, |(job, old): (ChunkJob, MaybeBytes)| {
+                let chunk = self.merge_job(&job, source, || Ok(old.as_deref().map(Cow::Borrowed)), codec_options)?;
                 Ok::<_, FfiError>((job.key.clone(), self.encode_chunk(&job.chunk_shape, chunk, codec_options)?))
             })
             .collect::<FfiResult<Vec<_>>>()

@@ -13,7 +13,7 @@ use rayon_iter_concurrent_limit::iter_concurrent_limit;
 
 use crate::args;
 use crate::array::ZarrsArray;
-use crate::batch::{offsets_len, parse_jobs, ChunkJob, Destination, Source};
+use crate::batch::{parse_jobs, ChunkJob, Destination, Source};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
@@ -26,56 +26,52 @@ pub struct ZarrsEncodedChunks {
     pub(crate) chunks: Vec<Option<Vec<u8>>>,
 }
 
-/// Per-chunk encoded inputs: bytes back to back, `offsets` (`n + 1`), `present` (`n`).
+/// Per-chunk encoded inputs, borrowed from the caller: a pointer and a length per chunk, a
+/// NULL pointer marking a missing chunk.
 pub(crate) struct EncodedInputs<'a> {
-    bytes: &'a [u8],
-    offsets: &'a [u64],
-    present: &'a [u8],
+    chunks: Vec<Option<&'a [u8]>>,
 }
 
 impl<'a> EncodedInputs<'a> {
     /// # Safety
-    /// The pointers must address the stated lengths for the duration of the call.
+    /// `pointers` and `lengths` must address `num_chunks` values each, and every non-NULL
+    /// pointer its length in bytes, for the duration of the call.
     pub(crate) unsafe fn from_raw(
         num_chunks: usize,
-        bytes: *const u8,
-        bytes_len: usize,
-        offsets: *const u64,
-        present: *const u8,
+        pointers: *const *const u8,
+        lengths: *const usize,
         name: &str,
     ) -> FfiResult<Self> {
-        // SAFETY: forwarded contract.
-        let bytes = unsafe { args::slice(bytes, bytes_len, name)? };
-        // SAFETY: forwarded contract: `num_chunks + 1` offsets.
-        let offsets = unsafe { args::slice(offsets, offsets_len(num_chunks)?, "offsets")? };
-        // SAFETY: forwarded contract: `num_chunks` flags.
-        let present = unsafe { args::slice(present, num_chunks, "present")? };
-        Ok(Self { bytes, offsets, present })
+        // SAFETY: forwarded contract: `num_chunks` pointers and lengths.
+        let pointers = unsafe { args::slice(pointers, num_chunks, name)? };
+        let lengths = unsafe { args::slice(lengths, num_chunks, &format!("{name}_lens"))? };
+        let chunks = pointers
+            .iter()
+            .zip(lengths)
+            .enumerate()
+            .map(|(i, (&pointer, &length))| {
+                if pointer.is_null() {
+                    Ok(None)
+                } else {
+                    // SAFETY: forwarded contract: a non-NULL pointer addresses `length` bytes.
+                    unsafe { args::slice(pointer, length, &format!("{name}[{i}]")) }.map(Some)
+                }
+            })
+            .collect::<FfiResult<_>>()?;
+        Ok(Self { chunks })
     }
 
     /// The encoded bytes of chunk `i`, or None if it is missing.
-    pub(crate) fn get(&self, i: usize) -> FfiResult<Option<Vec<u8>>> {
-        if self.present[i] == 0 {
-            return Ok(None);
-        }
-        let (from, to) = (self.offsets[i], self.offsets[i + 1]);
-        usize::try_from(from)
-            .ok()
-            .zip(usize::try_from(to).ok())
-            .and_then(|(from, to)| self.bytes.get(from..to))
-            .map(|b| Some(b.to_vec()))
-            .ok_or_else(|| {
-                FfiError::invalid(format!("chunk {i} spans bytes {from}..{to}, outside the {} bytes given", self.bytes.len()))
-            })
+    pub(crate) fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.chunks[i]
     }
 }
 
 /// Decode a batch of encoded chunks into one caller buffer, in parallel.
 ///
-/// - `encoded`/`encoded_len`: every chunk's encoded bytes back to back; chunk `i` is
-///   `encoded[encoded_offsets[i]..encoded_offsets[i+1]]` (`num_chunks + 1` offsets).
-/// - `encoded_present` (`num_chunks` bytes): 0 marks a missing chunk, whose region is filled
-///   with the fill value (its byte range is ignored).
+/// - `encoded`, `encoded_lens` (`num_chunks` each): a pointer to each chunk's encoded bytes
+///   and their length; a NULL pointer marks a missing chunk, whose region is filled with the
+///   fill value. The bytes are read in place, never copied.
 /// - `geometry`, `out`, `out_len`, `out_shape`: as for `zarrs_array_read_chunks`. A subset
 ///   smaller than the chunk decodes only what it needs where the codecs allow (sharding).
 ///
@@ -87,10 +83,8 @@ pub extern "C" fn zarrs_array_decode_chunks(
     array: *const ZarrsArray,
     options: *const ZarrsOptions,
     num_chunks: usize,
-    encoded: *const u8,
-    encoded_len: usize,
-    encoded_offsets: *const u64,
-    encoded_present: *const u8,
+    encoded: *const *const u8,
+    encoded_lens: *const usize,
     geometry: *const u64,
     geometry_len: usize,
     out: *mut u8,
@@ -102,9 +96,7 @@ pub extern "C" fn zarrs_array_decode_chunks(
         let array = unsafe { args::handle(array, "array")? };
         let options = unsafe { ZarrsOptions::from_ptr(options) };
         let ndim = array.array.dimensionality();
-        let inputs = unsafe {
-            EncodedInputs::from_raw(num_chunks, encoded, encoded_len, encoded_offsets, encoded_present, "encoded")?
-        };
+        let inputs = unsafe { EncodedInputs::from_raw(num_chunks, encoded, encoded_lens, "encoded")? };
         let geometry = unsafe { args::slice(geometry, geometry_len, "geometry")? };
         let jobs = parse_jobs(ndim, num_chunks, None, geometry)?;
         let out_shape = unsafe { args::slice(out_shape, ndim, "out_shape")? };
@@ -115,7 +107,7 @@ pub extern "C" fn zarrs_array_decode_chunks(
         let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
         options.install(|| {
             iter_concurrent_limit!(limit, indexed, try_for_each, |(i, job): (usize, ChunkJob)| {
-                array.decode_job(&job, inputs.get(i)?, &destination, &codec_options)?;
+                array.decode_job(&job, inputs.get(i).map(Cow::Borrowed), &destination, &codec_options)?;
                 Ok::<_, FfiError>(())
             })
         })?
@@ -126,10 +118,10 @@ pub extern "C" fn zarrs_array_decode_chunks(
 ///
 /// - `geometry`, `value`, `value_len`, `value_shape`, `value_ndim`: as for
 ///   `zarrs_array_write_chunks` (`value_ndim == 0` broadcasts one element).
-/// - `existing`, `existing_len`, `existing_offsets`, `existing_present`: the current encoded
-///   bytes of each chunk, laid out as for [`zarrs_array_decode_chunks`]. They are only read
-///   for chunks written in part, which are decoded, merged and re-encoded; pass all-zero
-///   `existing_present` (and `existing_len == 0`) when every chunk is written whole.
+/// - `existing`, `existing_lens` (`num_chunks` each): the current encoded bytes of each
+///   chunk, as for [`zarrs_array_decode_chunks`] (NULL: missing). They are only read for
+///   chunks written in part, which are decoded, merged and re-encoded; pass NULL entries
+///   when every chunk is written whole.
 /// - `encoded_out`: receives a new [`ZarrsEncodedChunks`] with one entry per chunk; an entry
 ///   with no bytes means the chunk is entirely the fill value and, unless
 ///   `options->store_empty_chunks`, should be deleted rather than stored.
@@ -146,10 +138,8 @@ pub extern "C" fn zarrs_array_encode_chunks(
     value_len: usize,
     value_shape: *const u64,
     value_ndim: usize,
-    existing: *const u8,
-    existing_len: usize,
-    existing_offsets: *const u64,
-    existing_present: *const u8,
+    existing: *const *const u8,
+    existing_lens: *const usize,
     encoded_out: *mut *mut ZarrsEncodedChunks,
 ) -> ZarrsResult {
     boundary(|| {
@@ -161,15 +151,13 @@ pub extern "C" fn zarrs_array_encode_chunks(
         let geometry = unsafe { args::slice(geometry, geometry_len, "geometry")? };
         let jobs = parse_jobs(ndim, num_chunks, None, geometry)?;
         let source = unsafe { Source::from_raw(array, value, value_len, value_shape, value_ndim)? };
-        let existing = unsafe {
-            EncodedInputs::from_raw(num_chunks, existing, existing_len, existing_offsets, existing_present, "existing")?
-        };
+        let existing = unsafe { EncodedInputs::from_raw(num_chunks, existing, existing_lens, "existing")? };
 
         let (limit, codec_options) = array.plan(&options, &jobs)?;
         let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
         let chunks = options.install(|| {
             iter_concurrent_limit!(limit, indexed, map, |(i, job): (usize, ChunkJob)| {
-                let chunk: Cow<[u8]> = array.merge_job(&job, &source, || existing.get(i), &codec_options)?;
+                let chunk: Cow<[u8]> = array.merge_job(&job, &source, || Ok(existing.get(i).map(Cow::Borrowed)), &codec_options)?;
                 array.encode_chunk(&job.chunk_shape, chunk, &codec_options)
             })
             .collect::<FfiResult<Vec<_>>>()

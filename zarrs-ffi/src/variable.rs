@@ -62,9 +62,9 @@ fn elements(shape: &[NonZeroU64]) -> FfiResult<usize> {
 
 /// Decode whole chunks of a variable-length data type, in parallel.
 ///
-/// - `encoded`, `encoded_len`, `encoded_offsets` (`num_chunks + 1`): every chunk's encoded
-///   bytes back to back, as for `zarrs_array_decode_chunks`; every chunk must be present
-///   (the caller fills missing chunks with the fill value itself).
+/// - `encoded`, `encoded_lens` (`num_chunks` each): a pointer to each chunk's encoded bytes
+///   and their length, as for `zarrs_array_decode_chunks`; every chunk must be present (the
+///   caller fills missing chunks with the fill value itself).
 /// - `chunk_shapes` (`num_chunks * ndim` values, `chunk_shapes_len`): each chunk's shape.
 /// - `decoded_out`: receives a new [`ZarrsVariableChunks`] with, per chunk, the elements'
 ///   bytes back to back and `elements + 1` byte offsets, in C order.
@@ -78,9 +78,8 @@ pub extern "C" fn zarrs_array_decode_variable_chunks(
     array: *const ZarrsArray,
     options: *const ZarrsOptions,
     num_chunks: usize,
-    encoded: *const u8,
-    encoded_len: usize,
-    encoded_offsets: *const u64,
+    encoded: *const *const u8,
+    encoded_lens: *const usize,
     chunk_shapes: *const u64,
     chunk_shapes_len: usize,
     decoded_out: *mut *mut ZarrsVariableChunks,
@@ -91,11 +90,7 @@ pub extern "C" fn zarrs_array_decode_variable_chunks(
         let array = unsafe { args::handle(array, "array")? };
         array.require_variable()?;
         let options = unsafe { ZarrsOptions::from_ptr(options) };
-        let present = vec![1u8; num_chunks];
-        // SAFETY: as above; `present` is ours and has `num_chunks` flags.
-        let inputs = unsafe {
-            EncodedInputs::from_raw(num_chunks, encoded, encoded_len, encoded_offsets, present.as_ptr(), "encoded")?
-        };
+        let inputs = unsafe { EncodedInputs::from_raw(num_chunks, encoded, encoded_lens, "encoded")? };
         let shapes = unsafe { args::slice(chunk_shapes, chunk_shapes_len, "chunk_shapes")? };
         let shapes = array.chunk_shapes(shapes, num_chunks)?;
         let codec_options = options.single_chunk();
@@ -104,12 +99,12 @@ pub extern "C" fn zarrs_array_decode_variable_chunks(
         let limit = std::cmp::max(1, num_chunks);
         let chunks = options.install(|| {
             iter_concurrent_limit!(limit, indexed, map, |i: usize| {
-                let bytes = inputs.get(i)?.ok_or_else(|| FfiError::invalid("chunk bytes missing"))?;
+                let bytes = inputs.get(i).ok_or_else(|| FfiError::invalid(format!("chunk {i} has no bytes (NULL)")))?;
                 let shape = &shapes[i];
                 let decoded = array
                     .array
                     .codecs()
-                    .decode(Cow::Owned(bytes), shape, data_type, fill_value, &codec_options)?
+                    .decode(Cow::Borrowed(bytes), shape, data_type, fill_value, &codec_options)?
                     .into_variable()
                     .map_err(CodecError::from)?;
                 let (bytes, offsets) = decoded.into_parts();
