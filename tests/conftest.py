@@ -57,6 +57,17 @@ def zarr_pipeline() -> Iterator[None]:
         yield
 
 
+def assert_route(s: zarrs_cffi.PipelineStats, *, native_io: bool) -> None:
+    """Every chunk of ``s`` was native, with something read and written; with
+    ``native_io`` the library moved the bytes itself, else the store's Python API did."""
+    assert s.fallbacks == 0, s.fallback_reasons
+    assert s.native_reads > 0 and s.native_writes > 0, s
+    if native_io:
+        assert (s.python_io_reads, s.python_io_writes) == (0, 0), s
+    else:
+        assert (s.python_io_reads, s.python_io_writes) == (s.native_reads, s.native_writes), s
+
+
 def assert_no_fallback() -> None:
     """Fail, listing the reasons, if any chunk went to zarr's own pipeline."""
     s = zarrs_cffi.stats()

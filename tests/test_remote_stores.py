@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from conftest import ZARR_PIPELINE, ZARRS_PIPELINE, assert_same, make_data
+from conftest import ZARR_PIPELINE, ZARRS_PIPELINE, assert_route, assert_same, make_data
 from servers import http_server, moto_s3
 from zarr.storage import FsspecStore, LocalStore
 
@@ -92,12 +92,7 @@ def test_s3_matches_zarr(s3, kind, sharded):
     for got, expected in zip(ours, theirs, strict=True):
         assert_same(got, expected)
     assert _keys(ours_store) == _keys(theirs_store)
-    assert s.fallbacks == 0, s.fallback_reasons
-    assert s.native_reads > 0 and s.native_writes > 0
-    if native_io:
-        assert (s.python_io_reads, s.python_io_writes) == (0, 0), s
-    else:
-        assert (s.python_io_reads, s.python_io_writes) == (s.native_reads, s.native_writes), s
+    assert_route(s, native_io=native_io)
 
 
 def test_s3_missing_bucket_raises(s3):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import zarr
-from conftest import ZARR_PIPELINE, ZARRS_PIPELINE, assert_same, make_data
+from conftest import ZARR_PIPELINE, ZARRS_PIPELINE, assert_route, assert_same, make_data
 from zarr.storage import LocalStore, LoggingStore, MemoryStore, ZipStore
 
 import zarrs_cffi
@@ -138,12 +138,7 @@ def test_store_round_trip_matches_zarr(tmp_path, name, sharded):
     assert _keys(ours_store) == _keys(theirs_store)
 
     # The route: all native, bytes through Python exactly for the stores we cannot reach.
-    assert s.fallbacks == 0, s.fallback_reasons
-    assert s.native_reads > 0 and s.native_writes > 0
-    if native_io:
-        assert (s.python_io_reads, s.python_io_writes) == (0, 0), s
-    else:
-        assert (s.python_io_reads, s.python_io_writes) == (s.native_reads, s.native_writes), s
+    assert_route(s, native_io=native_io)
     if name == "local-subclass":
         # The subclass's own `set` stored every chunk.
         assert any("/c/" in key for key in ours_store.stored)
