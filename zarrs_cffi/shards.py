@@ -14,7 +14,6 @@ Only arrays whose codecs are exactly one ``sharding_indexed`` codec with a fixed
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ShardReader"]
 
-_MISSING = np.uint64(2**64 - 1)
+_MISSING = 2**64 - 1
 
 
 def _raw(buffer: Any) -> Any:
@@ -94,7 +93,7 @@ class ShardReader:
             "data_type": "uint64",
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": index_shape}},
             "chunk_key_encoding": {"name": "default"},
-            "fill_value": int(_MISSING),
+            "fill_value": _MISSING,
             "codecs": index_codecs,
         }
         return cls(
@@ -155,31 +154,32 @@ class ShardReader:
         ranges: list[list[tuple[int, int]]] = [[] for _ in byte_getters]
         owners: list[tuple[int, int]] = []  # (shard, position in its ranges) per inner job
         index_of = {shard: k for k, shard in enumerate(stored)}
-        for shard, (byte_getter, g) in enumerate(zip(byte_getters, geometry, strict=True)):
+        for shard, g in enumerate(geometry):
             start = g[1].astype(np.int64)
             stop = start + g[2].astype(np.int64)
-            buffer_start = g[3].astype(np.int64)
             lo = start // inner
             hi = (stop - 1) // inner + 1
-            entries = indexes[index_of[shard]] if shard in index_of else None
-            for coords in itertools.product(*(range(a, b) for a, b in zip(lo, hi, strict=True))):
-                c = np.array(coords, dtype=np.int64)
-                origin = c * inner
-                sub_start = np.maximum(start, origin)
-                sub_stop = np.minimum(stop, origin + inner)
-                row = np.empty((4, ndim), dtype=np.uint64)
-                row[0] = inner
-                row[1] = sub_start - origin
-                row[2] = sub_stop - sub_start
-                row[3] = buffer_start + (sub_start - start)
-                rows.append(row)
-                if entries is not None:
-                    offset, nbytes = entries[coords]
-                    if offset != _MISSING:
-                        owners.append((shard, len(ranges[shard])))
-                        ranges[shard].append((int(offset), int(nbytes)))
-                        continue
-                owners.append((-1, 0))
+            # Every inner chunk the subset touches, and its part of the subset (vectorised).
+            coords = np.indices(tuple(hi - lo)).reshape(ndim, -1).T + lo
+            origin = coords * inner
+            sub_start = np.maximum(start, origin)
+            sub_stop = np.minimum(stop, origin + inner)
+            block = np.empty((len(coords), 4, ndim), dtype=np.uint64)
+            block[:, 0] = inner
+            block[:, 1] = sub_start - origin
+            block[:, 2] = sub_stop - sub_start
+            block[:, 3] = g[3].astype(np.int64) + (sub_start - start)
+            rows.append(block)
+            if shard not in index_of:
+                owners.extend([(-1, 0)] * len(coords))
+                continue
+            entries = indexes[index_of[shard]][tuple(coords.T)]  # (m, 2): offset, length
+            for offset, nbytes in entries.tolist():
+                if offset == _MISSING:
+                    owners.append((-1, 0))
+                else:
+                    owners.append((shard, len(ranges[shard])))
+                    ranges[shard].append((offset, nbytes))
         fetched = await asyncio.gather(
             *(
                 self._fetch_ranges(byte_getters[shard], ranges[shard], prototype, coalesce, limit)
@@ -190,7 +190,7 @@ class ShardReader:
         encoded = [None if shard < 0 or gone[shard] else fetched[shard][k] for shard, k in owners]
         present = [p and not g for p, g in zip(present, gone, strict=True)]
         if rows:
-            batch = ChunkBatch.build(None, np.stack(rows))
+            batch = ChunkBatch.build(None, np.concatenate(rows))
             await run(self.inner.decode_chunks, options, batch, encoded, out)
         return present
 
