@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
 use zarrs::storage::storage_adapter::async_to_sync::{AsyncToSyncBlockOn, AsyncToSyncStorageAdapter};
 use zarrs::storage::{
     AsyncReadableWritableListableStorageTraits, Bytes, ListableStorageTraits, MaybeBytes, MaybeBytesIterator,
     OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
     WritableStorageTraits,
 };
-use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, GetRange, ObjectStore, RetryConfig};
 use zarrs_object_store::AsyncObjectStore;
 
 use crate::args;
@@ -68,6 +68,8 @@ type AsyncStore = dyn AsyncReadableWritableListableStorageTraits;
 
 /// A remote store: the async store for batch calls, a blocking view of it for the rest.
 pub(crate) struct RemoteStore {
+    /// The object store itself, for byte-range reads without a size request first.
+    object: Arc<dyn ObjectStore>,
     pub(crate) store: Arc<AsyncStore>,
     blocking: AsyncToSyncStorageAdapter<AsyncStore, BlockOn>,
     pub(crate) runtime: tokio::runtime::Handle,
@@ -77,8 +79,9 @@ pub(crate) struct RemoteStore {
 impl RemoteStore {
     fn new(object_store: Arc<dyn ObjectStore>, read_only: bool) -> FfiResult<Self> {
         let runtime = runtime()?;
-        let store: Arc<AsyncStore> = Arc::new(AsyncObjectStore::new(object_store));
+        let store: Arc<AsyncStore> = Arc::new(AsyncObjectStore::new(object_store.clone()));
         Ok(Self {
+            object: object_store,
             blocking: AsyncToSyncStorageAdapter::new(store.clone(), BlockOn(runtime.clone())),
             store,
             runtime,
@@ -129,12 +132,45 @@ impl ReadableStorageTraits for RemoteStore {
         self.blocking.get(key)
     }
 
+    /// Byte ranges straight from the object store: bounded ranges in one coalesced
+    /// `get_ranges`, suffixes and open ends one ranged GET each. (The generic adapter asks
+    /// for the value's size first: one more round trip per call.)
     fn get_partial_many<'a>(
         &'a self,
         key: &StoreKey,
         byte_ranges: ByteRangeIterator<'a>,
     ) -> Result<MaybeBytesIterator<'a>, StorageError> {
-        self.blocking.get_partial_many(key, byte_ranges)
+        let path = object_store::path::Path::from(key.as_str());
+        let ranges: Vec<ByteRange> = byte_ranges.collect();
+        let object = &self.object;
+        let fetched = self.runtime.block_on(async {
+            let bounded: Option<Vec<std::ops::Range<u64>>> = ranges
+                .iter()
+                .map(|range| match range {
+                    ByteRange::FromStart(offset, Some(length)) => Some(*offset..offset + length),
+                    _ => None,
+                })
+                .collect();
+            if let Some(bounded) = bounded {
+                return object.get_ranges(&path, &bounded).await;
+            }
+            let mut out = Vec::with_capacity(ranges.len());
+            for range in &ranges {
+                let range = match *range {
+                    ByteRange::FromStart(offset, Some(length)) => GetRange::Bounded(offset..offset + length),
+                    ByteRange::FromStart(offset, None) => GetRange::Offset(offset),
+                    ByteRange::Suffix(length) => GetRange::Suffix(length),
+                };
+                let options = object_store::GetOptions::new().with_range(Some(range));
+                out.push(object.get_opts(&path, options).await?.bytes().await?);
+            }
+            Ok(out)
+        });
+        match fetched {
+            Ok(values) => Ok(Some(Box::new(values.into_iter().map(Ok)))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(StorageError::Other(err.to_string())),
+        }
     }
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
