@@ -751,10 +751,9 @@ class ZarrsCodecPipeline(CodecPipeline):
             return await self._run(len(chunks), buffer.nbytes, function, *args)
 
         if native.shards is not None and not _sync_io(batch):
-            # Subsets covering less than half their shard fetch the index and the inner
-            # chunks they need; larger ones fetch the shard whole (fewer requests).
-            covered = np.prod(geometry[:, 2, :], axis=1) / np.prod(geometry[:, 0, :], axis=1)
-            partial = covered < 0.5
+            # Like zarr's sharding codec: a subset of a shard fetches its index, then the
+            # inner chunks it needs (zarr's own tests count these requests).
+            partial = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1)
         else:
             # In-memory stores hand out whole shards without copying, and the native shard
             # decoder reads only the inner chunks a subset needs.
