@@ -32,7 +32,7 @@ from . import stats
 from ._bindings import ChunkBatch, NativeArray, Options, decode_variable_chunks, encode_variable_chunks
 from .errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
 from .selection import ChunkPlan, GatherGroup, plan_batch, plan_gather
-from .shards import ShardReader
+from .shards import ShardReader, raw_bytes
 from .stores import codec_storage, native_storage
 from .variable import from_elements, is_variable, to_elements
 
@@ -68,7 +68,7 @@ def _io_limit() -> int | None:
 
 async def _fetch(byte_getter: ByteGetter, prototype: BufferPrototype) -> Any:
     """A chunk's encoded bytes as a bytes-like object, or None if it is missing."""
-    return _raw(await byte_getter.get(prototype=prototype))
+    return raw_bytes(await byte_getter.get(prototype=prototype))
 
 
 async def _store(byte_setter: ByteSetter, chunk: bytes | None, prototype: BufferPrototype) -> None:
@@ -77,6 +77,34 @@ async def _store(byte_setter: ByteSetter, chunk: bytes | None, prototype: Buffer
         await byte_setter.delete()
     else:
         await byte_setter.set(prototype.buffer.from_bytes(chunk))
+
+
+def _store_sync(batch: list[Any], encoded: list[Any], prototype: BufferPrototype) -> None:
+    """``_store`` for every chunk of a batch, through the store's synchronous API."""
+    for info, chunk in zip(batch, encoded, strict=True):
+        if chunk is None:
+            info[0].delete_sync()
+        else:
+            info[0].set_sync(prototype.buffer.from_bytes(chunk))
+
+
+async def _store_all(batch: list[Any], encoded: list[Any]) -> None:
+    """Store (or delete) every chunk of a batch through the store's API."""
+    prototype = batch[0][1].prototype
+    if _sync_io(batch):
+        _store_sync(batch, encoded, prototype)
+        return
+    await concurrent_map(
+        [(info[0], chunk, prototype) for info, chunk in zip(batch, encoded, strict=True)], _store, _io_limit()
+    )
+
+
+async def _fetch_all(batch: list[Any]) -> list[Any]:
+    """Every chunk's encoded bytes (None: missing), through the store's API."""
+    prototype = batch[0][1].prototype
+    if _sync_io(batch):
+        return [raw_bytes(info[0].get_sync(prototype=prototype)) for info in batch]
+    return await concurrent_map([(info[0], prototype) for info in batch], _fetch, _io_limit())
 
 
 try:  # zarr >= 3.4: stores that serve get/set/delete synchronously
@@ -97,15 +125,6 @@ def _sync_io(batch: list[Any]) -> bool:
     # Only zarr's own stores, exactly: a subclass or wrapper may override the async methods
     # (to log, count or transform) and not the sync ones, which would bypass it.
     return type(store) in (MemoryStore, ZipStore) and bool(_store_supports_sync_io(store))
-
-
-def _raw(buffer: Any) -> Any:
-    if buffer is None:
-        return None
-    try:
-        return buffer.as_numpy_array()
-    except (AttributeError, TypeError, ValueError):
-        return buffer.to_bytes()
 
 
 def _config_int(key: str) -> int:
@@ -576,8 +595,7 @@ class ZarrsCodecPipeline(CodecPipeline):
             if native.python_io is None:
                 await self._read_into(native, sub, group.batch, scratch)
             else:
-                prototype = sub[0][1].prototype
-                existing = await concurrent_map([(info[0], prototype) for info in sub], _fetch, _io_limit())
+                existing = await _fetch_all(sub)
                 await self._run(
                     len(sub), scratch.nbytes, native.array.decode_chunks, native.options, group.batch, existing, scratch
                 )
@@ -616,15 +634,10 @@ class ZarrsCodecPipeline(CodecPipeline):
 
             def encode_and_store() -> None:
                 old = [
-                    _raw(info[0].get_sync(prototype=prototype)) if needs_old else None
+                    raw_bytes(info[0].get_sync(prototype=prototype)) if needs_old else None
                     for info, needs_old in zip(batch, self._needs_old(native, batch, chunks), strict=True)
                 ]
-                encoded = native.array.encode_chunks(options, chunks, source, old)
-                for info, chunk in zip(batch, encoded, strict=True):
-                    if chunk is None:
-                        info[0].delete_sync()
-                    else:
-                        info[0].set_sync(prototype.buffer.from_bytes(chunk))
+                _store_sync(batch, native.array.encode_chunks(options, chunks, source, old), prototype)
 
             await self._run(len(chunks), nbytes, encode_and_store)
             return
@@ -632,28 +645,17 @@ class ZarrsCodecPipeline(CodecPipeline):
             partial = np.flatnonzero(self._needs_old(native, batch, chunks))
             existing = [None] * len(batch)
             if partial.size:
-                fetched = await concurrent_map([(batch[i][0], prototype) for i in partial], _fetch, _io_limit())
+                fetched = await _fetch_all([batch[i] for i in partial])
                 for i, chunk in zip(partial, fetched, strict=True):
                     existing[i] = chunk
         encoded = await self._run(len(chunks), nbytes, native.array.encode_chunks, options, chunks, source, existing)
-        await concurrent_map(
-            [(info[0], chunk, prototype) for info, chunk in zip(batch, encoded, strict=True)],
-            _store,
-            _io_limit(),
-        )
-
-    async def _fetch_all(self, batch: list[Any]) -> list[Any]:
-        """Every chunk's encoded bytes (None: missing), through the store's API."""
-        prototype = batch[0][1].prototype
-        if _sync_io(batch):
-            return [_raw(info[0].get_sync(prototype=prototype)) for info in batch]
-        return await concurrent_map([(info[0], prototype) for info in batch], _fetch, _io_limit())
+        await _store_all(batch, encoded)
 
     async def _read_variable(
         self, native: _Native, batch: list[Any], out: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
     ) -> list[bool]:
         """Variable-length types: zarrs decodes whole chunks, numpy selects from them."""
-        encoded = await self._fetch_all(batch)
+        encoded = await _fetch_all(batch)
         stored = [i for i, chunk in enumerate(encoded) if chunk is not None]
         shapes = [batch[i][1].shape for i in stored]
         decoded = (
@@ -688,7 +690,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         partial = [i for i, info in enumerate(batch) if not info[4]]
         old: dict[int, Any] = {}
         if partial:
-            fetched = await self._fetch_all([batch[i] for i in partial])
+            fetched = await _fetch_all([batch[i] for i in partial])
             stored = [(i, chunk) for i, chunk in zip(partial, fetched, strict=True) if chunk is not None]
             if stored:
                 decoded = decode_variable_chunks(
@@ -716,19 +718,7 @@ class ZarrsCodecPipeline(CodecPipeline):
             )
             for i, chunk_bytes in zip(kept, results, strict=True):
                 encoded[i] = chunk_bytes
-        prototype = batch[0][1].prototype
-        if _sync_io(batch):
-            for info, chunk_bytes in zip(batch, encoded, strict=True):
-                if chunk_bytes is None:
-                    info[0].delete_sync()
-                else:
-                    info[0].set_sync(prototype.buffer.from_bytes(chunk_bytes))
-            return
-        await concurrent_map(
-            [(info[0], chunk_bytes, prototype) for info, chunk_bytes in zip(batch, encoded, strict=True)],
-            _store,
-            _io_limit(),
-        )
+        await _store_all(batch, encoded)
 
     @staticmethod
     def _needs_old(native: _Native, batch: list[Any], chunks: ChunkBatch) -> np.ndarray[Any, Any]:
@@ -761,7 +751,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         if not partial.any() and _sync_io(batch):
 
             def fetch_and_decode() -> list[bool]:
-                encoded = [_raw(info[0].get_sync(prototype=prototype)) for info in batch]
+                encoded = [raw_bytes(info[0].get_sync(prototype=prototype)) for info in batch]
                 native.array.decode_chunks(native.options, chunks, encoded, buffer)
                 return [chunk is not None for chunk in encoded]
 
@@ -769,7 +759,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         present = [False] * len(batch)
         whole = np.flatnonzero(~partial)
         if whole.size:
-            encoded = await concurrent_map([(batch[i][0], prototype) for i in whole], _fetch, _io_limit())
+            encoded = await _fetch_all([batch[i] for i in whole])
             subset = chunks if whole.size == len(batch) else ChunkBatch.build(None, geometry[whole])
             await run(native.array.decode_chunks, native.options, subset, encoded, buffer)
             for i, chunk in zip(whole, encoded, strict=True):

@@ -30,12 +30,15 @@ if TYPE_CHECKING:
 
     from ._bindings import Storage
 
-__all__ = ["ShardReader"]
+__all__ = ["ShardReader", "raw_bytes"]
 
 _MISSING = 2**64 - 1
 
 
-def _raw(buffer: Any) -> Any:
+def raw_bytes(buffer: Any) -> Any:
+    """A store's buffer as a bytes-like object (a numpy view where possible), or None."""
+    if buffer is None:
+        return None
     try:
         return buffer.as_numpy_array()
     except (AttributeError, TypeError, ValueError):
@@ -140,7 +143,7 @@ class ShardReader:
 
         async def fetch_index(byte_getter: Any) -> Any:
             buffer = await byte_getter.get(prototype=prototype, byte_range=request)
-            return None if buffer is None else _raw(buffer)
+            return raw_bytes(buffer)
 
         encoded_indexes = await concurrent_map([(bg,) for bg in byte_getters], fetch_index, limit)
         present = [e is not None for e in encoded_indexes]
@@ -220,7 +223,7 @@ class ShardReader:
                     max_coalesced_bytes=coalesce[1],
                 ):
                     for i, buffer in group:
-                        result[i] = None if buffer is None else _raw(buffer)
+                        result[i] = raw_bytes(buffer)
             except BaseExceptionGroup as group:
                 # get_ranges reports every failure in a group. A missing key means the shard
                 # was deleted after its index was read: like zarr, read it as missing.
@@ -232,7 +235,7 @@ class ShardReader:
 
             async def fetch(request: Any) -> Any:
                 buffer = await byte_getter.get(prototype=prototype, byte_range=request)
-                return None if buffer is None else _raw(buffer)
+                return raw_bytes(buffer)
 
             result = await concurrent_map([(r,) for r in requests], fetch, limit)
         if any(r is None for r in result):

@@ -643,8 +643,9 @@ impl ZarrsArray {
     }
 
     fn write_job(&self, job: &ChunkJob, source: &Source, options: &CodecOptions) -> FfiResult<()> {
-        let old = self.storage.get(&job.key);
-        let chunk = self.merge_job(job, source, || Ok(old?.map(|b| Cow::Owned(Vec::from(b)))), options)?;
+        // The old chunk is read only when the write covers part of it (`merge_job` asks).
+        let old = || Ok(self.storage.get(&job.key)?.map(|b| Cow::Owned(Vec::from(b))));
+        let chunk = self.merge_job(job, source, old, options)?;
         match self.encode_chunk(&job.chunk_shape, chunk, options)? {
             Some(encoded) => self.storage.set(&job.key, Bytes::from(encoded))?,
             None => self.storage.erase(&job.key)?,
