@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +18,17 @@ import zarr
 
 import zarrs_cffi
 
+sys.path.insert(0, str(Path(__file__).parent / "conformance"))
+import zarrs_cffi_gate  # noqa: E402  (test-only plugin: break switch, stats dump)
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # ZARRS_CFFI_BREAK=fallback|corrupt breaks the pipeline on purpose: the native-route
+    # assertions below must then fail (see tests/conformance/zarrs_cffi_gate.py).
+    zarrs_cffi_gate.apply_break_switch()
 
 ZARRS_PIPELINE = "zarrs_cffi.ZarrsCodecPipeline"
 ZARR_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"
