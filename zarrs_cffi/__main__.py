@@ -1,0 +1,7 @@
+"""``python -m zarrs_cffi``: the ``zarrs-cffi`` command line tool (``cli.py``)."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())
