@@ -5,7 +5,9 @@ Loaded by ``tests/conftest.py`` for our own tests and with ``-p zarrs_cffi_gate`
 
 - ``ZARRS_CFFI_STATS_DIR``: at the end of the session each process (every xdist worker too)
   writes its ``zarrs_cffi.stats()`` there as ``stats-<pid>.json``, so the runner can prove how
-  much of a suite really ran natively.
+  much of a suite really ran natively; the controlling process also writes ``results.json``,
+  every test's outcome and, for failures, the exception that ended it (``crash``), so the
+  runner never has to parse pytest's terminal output.
 - ``ZARRS_CFFI_BREAK``: break the pipeline on purpose, to show that the gates catch it:
   ``fallback`` makes every array refuse the native route (as if ``_open_native`` failed);
   ``corrupt`` flips one byte of every native read's output. Unset in normal runs.
@@ -58,8 +60,32 @@ def apply_break_switch() -> None:
         raise ValueError(f"{BREAK_ENV}={mode!r}: expected 'fallback' or 'corrupt'")
 
 
+_results: dict[str, dict[str, str]] = {}
+_RANK = {"passed": 0, "skipped": 1, "xfailed": 1, "xpassed": 2, "failed": 3, "error": 3}
+
+
 def pytest_configure(config: Any) -> None:
     apply_break_switch()
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    """Keep each test's worst outcome (setup, call, teardown) and what ended a failure."""
+    if report.passed and report.when != "call" and not hasattr(report, "wasxfail"):
+        return
+    if hasattr(report, "wasxfail"):
+        outcome = "xfailed" if report.skipped else "xpassed"
+    elif report.failed:
+        outcome = "failed" if report.when == "call" else "error"
+    else:
+        outcome = "skipped" if report.skipped else "passed"
+    previous = _results.get(report.nodeid)
+    if previous is not None and _RANK[previous["outcome"]] >= _RANK[outcome]:
+        return
+    entry = {"outcome": outcome}
+    if report.failed:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        entry["crash"] = crash.message.splitlines()[0] if crash is not None and crash.message else str(report.longrepr)[-300:]
+    _results[report.nodeid] = entry
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
@@ -67,6 +93,10 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     if not directory:
         return
     import zarrs_cffi
+
+    if not hasattr(session.config, "workerinput"):  # the controller (or the only process)
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / "results.json").write_text(json.dumps(_results))
 
     s = zarrs_cffi.stats()
     record = {
