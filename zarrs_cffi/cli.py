@@ -57,7 +57,6 @@ EXIT_FAILED = 1  # a benchmark result differed, or an unexpected error
 EXIT_USAGE = 2  # a bad path or a bad option
 EXIT_INTERRUPTED = 130
 
-_METADATA_KEYS = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"})
 _MIB = 1 << 20
 
 
@@ -76,12 +75,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parse_shape(text: str, *, what: str = "shape") -> tuple[int, ...]:
-    parts = [p for p in re.split(r"[,x ]+", text.strip()) if p]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise CLIError(f"{what} {text!r}: expected integers like 64,64") from None
-    if not shape or any(n <= 0 for n in shape):
+    if not re.fullmatch(r"\s*\d+(\s*[,x]\s*\d+)*\s*", text):
+        raise CLIError(f"{what} {text!r}: expected integers like 64,64")
+    shape = tuple(int(p) for p in re.split(r"[,x]", text))
+    if any(n <= 0 for n in shape):
         raise CLIError(f"{what} {text!r}: expected positive integers like 64,64")
     return shape
 
@@ -269,7 +266,7 @@ def describe_route(array: zarr.Array[Any]) -> tuple[str, str]:
         return "fallback", pipeline.reason or "unknown"
     if pipeline.native.python_io is not None:
         return "python-io", pipeline.native.python_io
-    return "native", f"{type(array.store).__name__}: the Rust library reads and writes the storage itself"
+    return "native", f"the Rust library reaches the {type(array.store).__name__} itself"
 
 
 _ROUTE_NAMES = {"native": "native storage", "python-io": "Python I/O", "fallback": "fallback to zarr's pipeline"}
@@ -322,11 +319,15 @@ def plan_block(shape: Sequence[int], unit: Sequence[int], itemsize: int, budget:
     """
     grid = [math.ceil(s / u) for s, u in zip(shape, unit, strict=True)]
     per_block = [1] * len(shape)
-    size = itemsize * math.prod(min(s, u) for s, u in zip(shape, unit, strict=True))
+    extent = [min(s, u) for s, u in zip(shape, unit, strict=True)]
     for axis in reversed(range(len(shape))):
-        n = max(1, min(grid[axis], budget // max(size, 1)))
+        others = itemsize * math.prod(e for a, e in enumerate(extent) if a != axis)
+        if others * shape[axis] <= budget:
+            n = grid[axis]
+        else:
+            n = max(1, min(grid[axis], budget // max(1, others * unit[axis])))
         per_block[axis] = n
-        size *= n
+        extent[axis] = min(n * unit[axis], shape[axis])
         if n < grid[axis]:
             break
     return tuple(per_block)
@@ -376,11 +377,15 @@ async def _list_sizes(store: Store, prefix: str) -> dict[str, int]:
     return dict(zip(keys, await asyncio.gather(*(size(key) for key in keys)), strict=True))
 
 
+# A chunk key of the default or v2 encodings (not metadata, nor a stray temporary file).
+_CHUNK_KEY = re.compile(r"(c([./]\d+)*|\d+([./]\d+)*)")
+
+
 def _stored_objects(array: zarr.Array[Any]) -> dict[str, int]:
     """The array's stored objects (chunks or shards) and their sizes in bytes."""
     prefix = _prefix(array)
     sizes = sync(_list_sizes(array.store, prefix))
-    return {k: v for k, v in sizes.items() if k[len(prefix):] not in _METADATA_KEYS}
+    return {k: v for k, v in sizes.items() if _CHUNK_KEY.fullmatch(k[len(prefix):])}
 
 
 # -- output ------------------------------------------------------------------------------
@@ -389,7 +394,7 @@ def _stored_objects(array: zarr.Array[Any]) -> dict[str, int]:
 def _console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -503,7 +508,7 @@ def _info(args: argparse.Namespace) -> int:
     table.add_row("zarr format", str(info["zarr_format"]))
     table.add_row("shape", str(shape))
     table.add_row("dtype", str(array.dtype))
-    chunks_total = units_total * inner_per_unit
+    chunks_total = math.prod(math.ceil(s / c) for s, c in zip(shape, array.chunks, strict=True))
     table.add_row("chunks", f"{tuple(array.chunks)}, {chunks_total:,} in all")
     table.add_row("shards", f"{unit}, {units_total:,} in all ({inner_per_unit:,} chunks each)" if sharded else "none")
     table.add_row("codecs", info["codecs_text"])
@@ -512,7 +517,7 @@ def _info(args: argparse.Namespace) -> int:
     table.add_row("uncompressed", "variable-length" if nbytes is None else _human(nbytes))
     table.add_row("ratio", "n/a" if ratio is None else f"{ratio:.2f}")
     style = {"native": "green", "python-io": "yellow", "fallback": "red"}[route[0]]
-    table.add_row("route", f"[{style}]{_ROUTE_NAMES[route[0]]}[/]: {route[1]}")
+    table.add_row("route", f"[{style}]{_ROUTE_NAMES[route[0]]}[/] ({route[1]})")
     _console().print(table)
     return EXIT_OK
 
@@ -989,8 +994,10 @@ def _open_destination(
             raise CLIError(f"{args.dst} already exists: --resume finishes an interrupted copy, --overwrite replaces it")
         if isinstance(store, ZipStore):
             raise CLIError("--resume cannot continue a copy into a zip archive")
-        if _metadata_document(existing) != _metadata_document(planned):
-            raise CLIError(f"{args.dst} exists with other metadata (shape, chunks, shards or codecs); cannot resume")
+        have, want = _metadata_document(existing), _metadata_document(planned)
+        if have != want:
+            differ = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
+            raise CLIError(f"{args.dst} exists with other metadata ({', '.join(differ)} differ); cannot resume")
         return existing, True
     try:
         with _pipeline(PIPELINE):
