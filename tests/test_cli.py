@@ -495,3 +495,44 @@ def test_copy_killed_at_any_time_then_resumed(capsys: pytest.CaptureFixture[str]
     summary = run_json(capsys, "copy", src, out, *options, "--resume", "-q")
     assert (summary["skipped"], summary["written"]) == (len(finished), 48 - len(finished))
     np.testing.assert_array_equal(zarr.open_array(out)[:], zarr.open_array(src)[:])
+
+
+def test_copy_interrupted_says_how_to_resume(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                            resumable: tuple[Path, list[str]],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    src, options = resumable
+    out = tmp_path / "out.zarr"
+    copy_block = cli._copy_block
+    calls = []
+
+    def interrupted(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        copy_block(*args)
+
+    monkeypatch.setattr(cli, "_copy_block", interrupted)
+    code, out_text, err = run(capsys, "copy", src, out, *options, "-q")
+    assert (code, out_text) == (130, "")
+    assert err == ("zarrs-cffi: error: interrupted after 8 of 48 shards; the same command with --resume "
+                   "finishes the copy\n")
+    monkeypatch.setattr(cli, "_copy_block", copy_block)
+    summary = run_json(capsys, "copy", src, out, *options, "-q", "--resume")
+    assert (summary["skipped"], summary["written"]) == (8, 40)
+    np.testing.assert_array_equal(zarr.open_array(out)[:], zarr.open_array(src)[:])
+
+
+@pytest.mark.parametrize("shape", [(), (0, 5)])
+def test_copy_and_info_of_scalar_and_empty_arrays(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                  shape: tuple[int, ...]) -> None:
+    src = tmp_path / "src.zarr"
+    array = zarr.create_array(src, shape=shape, dtype="float64", fill_value=-1)
+    if shape == ():
+        array[()] = 2.5
+    info = run_json(capsys, "info", src)
+    assert info["shape"] == list(shape) and info["total_objects"] == (1 if shape == () else 0)
+    summary = run_json(capsys, "copy", src, tmp_path / "out.zarr", "-q")
+    assert summary["total"] == summary["written"] == info["total_objects"]
+    copied = zarr.open_array(tmp_path / "out.zarr")
+    assert copied.fill_value == -1
+    np.testing.assert_array_equal(copied[...], array[...])

@@ -64,6 +64,10 @@ class CLIError(Exception):
     """A user error (bad path, bad option): reported in one line, exit status 2."""
 
 
+class _Interrupted(Exception):
+    """Ctrl-C, with what to do next: reported in one line, exit status 130."""
+
+
 # -- parsing ---------------------------------------------------------------------------
 
 
@@ -200,6 +204,11 @@ def _store_and_path(location: str, *, write: bool) -> tuple[Any, str]:
 @contextmanager
 def _pipeline(path: str) -> Iterator[None]:
     """zarr's config selecting the codec pipeline ``path`` (read when an array is opened)."""
+    if path == ZARRS_PYTHON_PIPELINE:
+        # zarrs-python registers itself through an entry point; make sure it is known.
+        from zarr.registry import register_pipeline
+
+        register_pipeline(importlib.import_module("zarrs").ZarrsCodecPipeline)
     with zarr.config.set({"codec_pipeline.path": path}):
         yield
 
@@ -326,7 +335,7 @@ def plan_block(shape: Sequence[int], unit: Sequence[int], itemsize: int, budget:
             n = grid[axis]
         else:
             n = max(1, min(grid[axis], budget // max(1, others * unit[axis])))
-        per_block[axis] = n
+        per_block[axis] = max(1, n)  # an empty axis has no units, and no blocks
         extent[axis] = min(n * unit[axis], shape[axis])
         if n < grid[axis]:
             break
@@ -414,6 +423,17 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    ms = seconds * 1000
+    return f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
+
+
+def _rate(mib_per_s: float) -> str:
+    return f"{mib_per_s:.0f}" if mib_per_s >= 100 else f"{mib_per_s:.1f}" if mib_per_s >= 1 else f"{mib_per_s:.3g}"
 
 
 def _codec_text(codec: Any) -> str:
@@ -865,7 +885,7 @@ def _print_bench(document: dict[str, Any]) -> None:
             continue
         speedup = row["speedup_vs_zarr"]
         table.add_row(
-            row["operation"], row["implementation"], f"{row['best_s'] * 1000:.1f} ms", f"{row['mib_per_s']:.0f}",
+            row["operation"], row["implementation"], _duration(row["best_s"]), _rate(row["mib_per_s"]),
             "" if speedup is None else f"{speedup:.2f}x",
         )
     console.print(table)
@@ -1027,15 +1047,21 @@ def _copy_blocks(
         err.print(f"{total:,} {objects} of {unit}, in blocks of {block_shape}")
     written = skipped = 0
     start = time.perf_counter()
-    with _progress(args.quiet) as progress:
-        task = progress.add_task(f"copy ({objects})", total=total)
-        for block in _blocks(shape, unit, per_block):
-            missing = [c for c in block.units if _unit_key(dst, c) not in present]
-            if missing:
-                _copy_block(src, dst, block, missing)
-            written += len(missing)
-            skipped += len(block.units) - len(missing)
-            progress.advance(task, len(block.units))
+    try:
+        with _progress(args.quiet) as progress:
+            task = progress.add_task(f"copy ({objects})", total=total)
+            for block in _blocks(shape, unit, per_block):
+                missing = [c for c in block.units if _unit_key(dst, c) not in present]
+                if missing:
+                    _copy_block(src, dst, block, missing)
+                written += len(missing)
+                skipped += len(block.units) - len(missing)
+                progress.advance(task, len(block.units))
+    except KeyboardInterrupt:
+        raise _Interrupted(
+            f"interrupted after {written + skipped:,} of {total:,} {objects}; "
+            "the same command with --resume finishes the copy"
+        ) from None
     elapsed = time.perf_counter() - start
     summary = {
         "source": args.src, "destination": args.dst, "shape": list(shape), "chunks": list(dst.chunks),
@@ -1156,6 +1182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         _fail(str(exc))
         return EXIT_USAGE
+    except _Interrupted as exc:
+        _fail(str(exc))
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         _fail("interrupted")
         return EXIT_INTERRUPTED
