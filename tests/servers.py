@@ -17,9 +17,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
-__all__ = ["S3Server", "http_server", "moto_s3"]
+__all__ = ["S3Server", "http_server", "moto_s3", "make_certificates"]
 
 # moto accepts any credentials; these are what the tests pass.
 ACCESS_KEY = "testing"
@@ -65,6 +65,18 @@ class S3Server:
     def create_bucket(self, name: str) -> None:
         self._client("s3").create_bucket(Bucket=name)  # type: ignore[attr-defined]
 
+    def make_public(self, bucket: str) -> None:
+        """Let anyone read and list ``bucket`` (unsigned requests included), by bucket policy.
+        (moto checks an unsigned HEAD against ``s3:HeadObject``, which AWS does not have.)"""
+        import json
+
+        statement = {
+            "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:HeadObject", "s3:ListBucket"],
+            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        }
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+        self._client("s3").put_bucket_policy(Bucket=bucket, Policy=policy)  # type: ignore[attr-defined]
+
     def create_credentials(self) -> None:
         """An IAM user allowed everything, whose key the server then requires."""
         iam = self._client("iam")
@@ -73,6 +85,17 @@ class S3Server:
         iam.put_user_policy(UserName="zarrs", PolicyName="all", PolicyDocument=policy)  # type: ignore[attr-defined]
         key = iam.create_access_key(UserName="zarrs")["AccessKey"]  # type: ignore[attr-defined]
         self.key, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+
+    def session_credentials(self) -> tuple[str, str, str]:
+        """Temporary credentials (key, secret, session token) of a role allowed everything,
+        from STS; the server checks the token with them. Needs ``create_credentials`` first."""
+        iam, sts = self._client("iam"), self._client("sts")
+        trust = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}'
+        policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+        role = iam.create_role(RoleName="zarrs-session", AssumeRolePolicyDocument=trust)["Role"]  # type: ignore[attr-defined]
+        iam.put_role_policy(RoleName="zarrs-session", PolicyName="all", PolicyDocument=policy)  # type: ignore[attr-defined]
+        credentials = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="zarrs")["Credentials"]  # type: ignore[attr-defined]
+        return credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"]
 
     def revoke_credentials(self) -> None:
         """Delete the key made by ``create_credentials``: later requests are refused."""
@@ -128,15 +151,25 @@ def moto_s3(*, authenticate: bool = False) -> Iterator[S3Server]:
 
 class _RangeHandler(SimpleHTTPRequestHandler):
     """Static files with single byte ranges (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``).
-    Every request is appended to ``requests`` as (method, path, Range header or None)."""
+    Every request is appended to ``requests`` as (method, path, Range header or None), and
+    its headers to ``headers``. Paths for which ``hang`` is true are never answered: the
+    handler waits until the server stops."""
 
     requests: list[tuple[str, str, str | None]]
+    headers_seen: list[dict[str, str]]
+    hang: Callable[[str], bool] | None
+    stopping: threading.Event
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         pass
 
     def send_head(self):  # type: ignore[no-untyped-def]
         self.requests.append((self.command, self.path, self.headers.get("Range")))
+        self.headers_seen.append(dict(self.headers.items()))
+        if self.hang is not None and self.hang(self.path):
+            self.stopping.wait()
+            self.close_connection = True
+            return None
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
         path = self.translate_path(self.path)
         if match is None or not os.path.isfile(path):
@@ -169,24 +202,94 @@ class _RangeHandler(SimpleHTTPRequestHandler):
 
 
 class HTTPServer(str):
-    """The base URL of a running HTTP server, with the requests it has served."""
+    """The base URL of a running HTTP server, with the requests it has served (and their
+    headers, in the same order)."""
 
     requests: list[tuple[str, str, str | None]]
+    headers: list[dict[str, str]]
 
 
 @contextlib.contextmanager
-def http_server(directory: str | os.PathLike[str]) -> Iterator[HTTPServer]:
-    """Serve ``directory`` over HTTP; yields the base URL (with ``.requests``)."""
+def http_server(
+    directory: str | os.PathLike[str],
+    *,
+    tls: tuple[str, str] | None = None,
+    hang: Callable[[str], bool] | None = None,
+) -> Iterator[HTTPServer]:
+    """Serve ``directory`` over HTTP; yields the base URL (with ``.requests``). With ``tls``
+    (a certificate and key file) it serves HTTPS; request paths for which ``hang`` is true
+    are accepted and never answered."""
     requests: list[tuple[str, str, str | None]] = []
-    handler = type("Handler", (_RangeHandler,), {"requests": requests})
+    headers: list[dict[str, str]] = []
+    stopping = threading.Event()
+    attributes = {"requests": requests, "headers_seen": headers, "hang": staticmethod(hang) if hang else None,
+                  "stopping": stopping}
+    handler = type("Handler", (_RangeHandler,), attributes)
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
+    scheme = "http"
+    if tls is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    url = HTTPServer(f"http://127.0.0.1:{server.server_address[1]}")
+    url = HTTPServer(f"{scheme}://127.0.0.1:{server.server_address[1]}")
     url.requests = requests
+    url.headers = headers
     try:
         yield url
     finally:
+        stopping.set()
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def make_certificates(directory: str | os.PathLike[str]) -> tuple[str, str, str]:
+    """A throw-away certificate authority and a server certificate it signed for 127.0.0.1:
+    the paths of three PEM files written to ``directory`` (the authority's certificate, the
+    server's certificate and its key). Clients trust the server by trusting the first."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def build(subject: str, issuer: str, public_key: object, signing_key: object, *, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signing_key, hashes.SHA256())  # type: ignore[arg-type]
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = build("zarrs-cffi test CA", "zarrs-cffi test CA", ca_key.public_key(), ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = build("127.0.0.1", "zarrs-cffi test CA", key.public_key(), ca_key, ca=False)
+    paths = tuple(os.path.join(directory, name) for name in ("ca.pem", "server.pem", "server.key"))
+    pem = serialization.Encoding.PEM
+    contents = (
+        ca.public_bytes(pem),
+        server.public_bytes(pem),
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+    for path, content in zip(paths, contents, strict=True):
+        with open(path, "wb") as f:
+            f.write(content)
+    return paths  # type: ignore[return-value]
