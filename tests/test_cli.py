@@ -536,3 +536,24 @@ def test_copy_and_info_of_scalar_and_empty_arrays(capsys: pytest.CaptureFixture[
     copied = zarr.open_array(tmp_path / "out.zarr")
     assert copied.fill_value == -1
     np.testing.assert_array_equal(copied[...], array[...])
+
+
+def test_over_http(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A URL: fsspec's HTTP store, read natively; copied to a local directory."""
+    from servers import http_server
+
+    array = zarr.create_array(tmp_path / "web" / "a.zarr", shape=(40, 50), chunks=(5, 5), shards=(10, 25),
+                              dtype="uint16")
+    array[:] = data((40, 50))
+    with http_server(tmp_path / "web") as url:
+        info = run_json(capsys, "info", f"{url}/a.zarr")
+        assert info["shape"] == [40, 50] and info["stored_objects"] == 8
+        assert info["route"]["kind"] == "native"
+        bench = run_json(capsys, "bench", f"{url}/a.zarr", "--repeat", "1", "-q")
+        assert all(r["error"] is None for r in bench["results"])
+        run_json(capsys, "copy", f"{url}/a.zarr", tmp_path / "copy.zarr", "-q")
+        code, _, err = run(capsys, "copy", tmp_path / "copy.zarr", f"{url}/new.zarr")
+        assert code == 2 and err.startswith(f"zarrs-cffi: error: cannot create {url}/new.zarr: ")
+        code, _, err = run(capsys, "info", f"{url}/missing.zarr")
+        assert (code, err) == (2, f"zarrs-cffi: error: no Zarr array at {url}/missing.zarr\n")
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "copy.zarr")[:], array[:])

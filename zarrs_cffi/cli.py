@@ -1025,8 +1025,8 @@ def _open_destination(
                 store, name=path or None, data=src, write_data=False, overwrite=args.overwrite,
                 storage_options=storage_options, **options,
             )
-    except (ValueError, TypeError, NotImplementedError) as exc:
-        raise CLIError(f"cannot create {args.dst}: {' '.join(str(exc).split())}") from None
+    except Exception as exc:  # a read-only or unreachable destination, or options zarr refuses
+        raise CLIError(f"cannot create {args.dst}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
     return dst, False
 
 
