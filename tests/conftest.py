@@ -213,3 +213,47 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 _hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
 _hypothesis_settings.register_profile("dev", print_blob=True, deadline=None)
 _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+class CountingStore(zarr.storage.MemoryStore):
+    """A MemoryStore subclass (so its bytes move through its async API, never the native
+    library or the synchronous path) that records every ``get``/``set`` with its byte range
+    and how many were in flight at once. Each request yields to the loop once, so concurrent
+    requests overlap. ``on_get(key, byte_range)`` runs before each get is served."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gets: list[tuple[str, Any]] = []
+        self.sets: list[str] = []
+        self.in_flight = 0
+        self.peak = 0
+        self.on_get: Callable[[str, Any], Any] | None = None
+
+    def reset_counts(self) -> None:
+        self.gets.clear()
+        self.sets.clear()
+        self.in_flight = self.peak = 0
+
+    @contextlib.asynccontextmanager
+    async def _request(self) -> Any:
+        import asyncio
+
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.002)
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        async with self._request():
+            self.gets.append((key, byte_range))
+            if self.on_get is not None:
+                await self.on_get(key, byte_range)
+            return await super().get(key, prototype, byte_range)
+
+    async def set(self, key: str, value: Any) -> None:
+        async with self._request():
+            self.sets.append(key)
+            await super().set(key, value)
