@@ -403,7 +403,7 @@ def _stored_objects(array: zarr.Array[Any]) -> dict[str, int]:
 def _console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -469,15 +469,11 @@ def codecs_text(array: zarr.Array[Any]) -> str:
     str
         E.g. ``bytes(endian=little) -> zstd(level=5, checksum=False)``.
     """
-    document: dict[str, Any] = dict(array.metadata.to_dict())
+    document = _metadata_document(array)
     if document.get("zarr_format") == 3:
         return _chain_text(list(document.get("codecs") or []))
     chain = [*(document.get("filters") or []), *([document["compressor"]] if document.get("compressor") else [])]
     return _chain_text(chain)
-
-
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 # -- info --------------------------------------------------------------------------------
@@ -496,7 +492,7 @@ def _info(args: argparse.Namespace) -> int:
     inner_per_unit = math.prod(u // c for u, c in zip(unit, array.chunks, strict=True)) if sharded else 1
     nbytes = None if _is_variable(array) else int(array.nbytes)
     ratio = nbytes / stored_bytes if nbytes is not None and stored_bytes else None
-    document: dict[str, Any] = dict(array.metadata.to_dict())
+    document = _metadata_document(array)
     info = {
         "path": args.path,
         "zarr_format": int(array.metadata.zarr_format),
@@ -504,10 +500,10 @@ def _info(args: argparse.Namespace) -> int:
         "dtype": str(array.dtype),
         "chunks": list(array.chunks),
         "shards": list(unit) if sharded else None,
-        "codecs": _json_safe(document.get("codecs") if document.get("zarr_format") == 3 else
-                             {"filters": document.get("filters"), "compressor": document.get("compressor")}),
+        "codecs": document.get("codecs") if document.get("zarr_format") == 3 else
+        {"filters": document.get("filters"), "compressor": document.get("compressor")},
         "codecs_text": codecs_text(array),
-        "fill_value": _json_safe(document.get("fill_value")),
+        "fill_value": document.get("fill_value"),
         "stored_objects": len(stored),
         "total_objects": units_total,
         "stored_bytes": stored_bytes,
@@ -520,6 +516,7 @@ def _info(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from rich.table import Table
+    from rich.text import Text
 
     objects = "shards" if sharded else "chunks"
     table = Table(title=args.path, show_header=False, title_justify="left")
@@ -532,12 +529,12 @@ def _info(args: argparse.Namespace) -> int:
     table.add_row("chunks", f"{tuple(array.chunks)}, {chunks_total:,} in all")
     table.add_row("shards", f"{unit}, {units_total:,} in all ({inner_per_unit:,} chunks each)" if sharded else "none")
     table.add_row("codecs", info["codecs_text"])
-    table.add_row("fill value", str(info["fill_value"]))
+    table.add_row("fill value", json.dumps(info["fill_value"]))
     table.add_row("stored", f"{_human(stored_bytes)} in {len(stored):,} of {units_total:,} {objects}")
     table.add_row("uncompressed", "variable-length" if nbytes is None else _human(nbytes))
     table.add_row("ratio", "n/a" if ratio is None else f"{ratio:.2f}")
     style = {"native": "green", "python-io": "yellow", "fallback": "red"}[route[0]]
-    table.add_row("route", f"[{style}]{_ROUTE_NAMES[route[0]]}[/] ({route[1]})")
+    table.add_row("route", Text.assemble((_ROUTE_NAMES[route[0]], style), f" ({route[1]})"))
     _console().print(table)
     return EXIT_OK
 
@@ -863,6 +860,7 @@ def _result_json(result: _Result, results: list[_Result], nbytes: int) -> dict[s
 
 def _print_bench(document: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     region = document["region"]
@@ -881,7 +879,7 @@ def _print_bench(document: dict[str, Any]) -> None:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in document["results"]:
         if row["error"]:
-            table.add_row(row["operation"], row["implementation"], f"[red]{row['error']}[/]", "", "")
+            table.add_row(row["operation"], row["implementation"], Text(row["error"], style="red"), "", "")
             continue
         speedup = row["speedup_vs_zarr"]
         table.add_row(
