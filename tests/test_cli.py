@@ -266,6 +266,9 @@ def test_bench_synthetic_json(capsys: pytest.CaptureFixture[str], tmp_path: Path
         assert row["error"] is None and len(row["times_s"]) == 2 and row["best_s"] == min(row["times_s"])
         assert row["mib_per_s"] == pytest.approx(document["bytes"] / 2**20 / row["best_s"])
     for op in ("write", "read"):
+        # 4 shards per run, all native
+        assert rows[op, "zarrs-cffi"]["chunks"] == {"native_storage": 4 * 2, "python_io": 0, "fallback": 0}
+        assert rows[op, "zarr"]["chunks"] is None
         assert rows[op, "zarr"]["speedup_vs_zarr"] == 1
         ratio = rows[op, "zarr"]["best_s"] / rows[op, "zarrs-cffi"]["best_s"]
         assert rows[op, "zarrs-cffi"]["speedup_vs_zarr"] == pytest.approx(ratio)
@@ -557,3 +560,15 @@ def test_over_http(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         code, _, err = run(capsys, "info", f"{url}/missing.zarr")
         assert (code, err) == (2, f"zarrs-cffi: error: no Zarr array at {url}/missing.zarr\n")
     np.testing.assert_array_equal(zarr.open_array(tmp_path / "copy.zarr")[:], array[:])
+
+
+def test_bench_reports_fallbacks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    delta = tmp_path / "delta.zarr"
+    zarr.create_array(delta, shape=(40,), chunks=(10,), dtype="i4", zarr_format=2,
+                      filters=[numcodecs.Delta(dtype="i4")])[:] = 1
+    document = run_json(capsys, "bench", delta, "--repeat", "1", "-q")
+    assert document["route"]["kind"] == "fallback"
+    ours = next(r for r in document["results"] if r["implementation"] == "zarrs-cffi")
+    assert ours["chunks"] == {"native_storage": 0, "python_io": 0, "fallback": 4}
+    code, out, _ = run(capsys, "bench", delta, "--repeat", "1", "-q")
+    assert code == 0 and "zarrs-cffi read: 4 of 4 chunks fell back to zarr's pipeline" in out

@@ -38,6 +38,7 @@ from zarr.storage import MemoryStore, ZipStore
 from ._version import __version__
 from .errors import ZarrsError
 from .pipeline import ZarrsCodecPipeline
+from .stats import PipelineStats, stats
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -549,6 +550,8 @@ class _Result:
     times: list[float] = field(default_factory=list)
     error: str | None = None
     mismatch: bool = False
+    # chunks our pipeline handled natively, through Python I/O, or fell back on (ours only)
+    chunks: dict[str, int] | None = None
 
     @property
     def best(self) -> float | None:
@@ -809,6 +812,7 @@ def _run_bench(
             for operation in setup.operations:
                 result = _Result(operation, name)
                 results.append(result)
+                before = stats()
                 for _ in range(args.repeat):
                     progress.update(task, description=f"{name} {operation}")
                     try:
@@ -821,11 +825,27 @@ def _run_bench(
                     if result.error or result.mismatch:
                         progress.advance(task, args.repeat - len(result.times) - 1)
                         break
+                if pipeline == PIPELINE:
+                    result.chunks = _chunk_counts(before, stats(), operation)
     return results
 
 
 class _Mismatch(Exception):
     pass
+
+
+def _chunk_counts(before: PipelineStats, after: PipelineStats, operation: str) -> dict[str, int]:
+    """What our pipeline did with the chunks (shards, for sharded arrays) of one measurement."""
+    kind = "reads" if operation == "read" else "writes"
+
+    def delta(counter: str) -> int:
+        return int(getattr(after, f"{counter}_{kind}") - getattr(before, f"{counter}_{kind}"))
+
+    # The native counters include the chunks whose bytes moved through Python.
+    return {
+        "native_storage": delta("native") - delta("python_io"), "python_io": delta("python_io"),
+        "fallback": delta("fallback"),
+    }
 
 
 def _time_once(setup: _BenchSetup, target: _Target, operation: str) -> float:
@@ -855,6 +875,7 @@ def _result_json(result: _Result, results: list[_Result], nbytes: int) -> dict[s
         "mib_per_s": nbytes / _MIB / best if best else None,
         "speedup_vs_zarr": baseline / best if best and baseline else None,
         "error": result.error or ("result differs from the reference" if result.mismatch else None),
+        "chunks": result.chunks,
     }
 
 
@@ -887,6 +908,12 @@ def _print_bench(document: dict[str, Any]) -> None:
             "" if speedup is None else f"{speedup:.2f}x",
         )
     console.print(table)
+    for row in document["results"]:
+        chunks = row["chunks"] or {}
+        if chunks.get("fallback"):
+            total = sum(chunks.values())
+            console.print(f"{row['implementation']} {row['operation']}: {chunks['fallback']:,} of {total:,} chunks "
+                          "fell back to zarr's pipeline")
     for name, reason in document["unavailable"].items():
         console.print(f"{name}: skipped ({reason})")
 
