@@ -2,10 +2,17 @@
 
 Random shapes, chunk shapes, codecs and selections (step-1 slices, integers, negative
 indices, empty slices), all handled natively.
+
+Reproducible: conftest loads hypothesis' "ci" profile when CI is set (derandomized, so a
+failure recurs on every run, and the failing example's ``@reproduce_failure`` blob is
+printed) and the "dev" profile otherwise (random, with the example database in
+``.hypothesis/`` replaying earlier failures first; the blob is printed too). Random numbers
+inside a test come from seeds hypothesis draws, so they replay with the example.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from typing import Any
 
@@ -193,3 +200,18 @@ def test_every_selection_kind_matches_numpy_natively(data, spec, dtype, store):
         s = zarrs_cffi.stats()
         assert s.fallbacks == 0, s.fallback_reasons
         assert s.native_reads > 0
+
+
+def test_hypothesis_profile_makes_failures_reproducible():
+    # CI (CI=true) runs derandomized without a database; every profile prints the blob that
+    # replays a failing example. The property tests above inherit it (their own @settings
+    # only change the example count and health checks).
+    expected = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+    for test in (test_basic_selections_match_numpy, test_every_selection_kind_matches_numpy_natively):
+        current = test._hypothesis_internal_use_settings  # type: ignore[attr-defined]
+        assert current.print_blob is True
+        if expected == "ci":
+            assert current.derandomize is True
+            assert current.database is None
+        elif expected == "dev":
+            assert current.derandomize is False

@@ -14,6 +14,7 @@ route; nothing may fall back.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import zarr
 from conftest import (
     ZARR_PIPELINE,
     ZARRS_PIPELINE,
+    CountingStore,
     assert_read_route,
     assert_route,
     assert_same,
@@ -276,3 +278,56 @@ def test_codec_error_names_the_chunk_key(tmp_path, zarrs_pipeline, name):
         store._store_dict["c/1"] = store._store_dict["c/1"][:5]
     with pytest.raises(zarrs_cffi.ZarrsCodecError, match="c/1"):
         arr[:]
+
+
+def _read_with_shard_deleted_mid_read(pipeline: str, read_missing_chunks: bool) -> tuple[Any, list[Any]]:
+    """Read parts of two shards through a Python store that deletes shard c/0/0 just as
+    its first inner-chunk range is requested (after its index was read): the values read,
+    or the exception raised, and the requests made."""
+    from zarr.abc.store import RangeByteRequest
+
+    store = CountingStore()
+    settings = {"codec_pipeline.path": pipeline, "array.read_missing_chunks": read_missing_chunks}
+    with zarr.config.set(settings):
+        arr = zarr.create_array(store, shape=(8, 16), chunks=(2, 2), shards=(8, 8), dtype="int32", fill_value=-1)
+        arr[:] = np.arange(128, dtype="int32").reshape(8, 16)
+
+        async def delete_on_range(key: str, byte_range: Any) -> None:
+            if key == "c/0/0" and isinstance(byte_range, RangeByteRequest):
+                store.on_get = None
+                await store.delete(key)
+
+        store.reset_counts()
+        store.on_get = delete_on_range
+        zarrs_cffi.reset_stats()
+        try:
+            result: Any = arr[1:5, 2:14]  # a part of shard c/0/0 and of c/0/1
+        except Exception as exc:  # noqa: BLE001 - compared with zarr's below
+            result = exc
+    assert store.on_get is None, "the shard was never deleted: no ranged request was made"
+    return result, list(store.gets)
+
+
+@pytest.mark.parametrize("read_missing_chunks", [True, False])
+def test_shard_deleted_between_index_and_ranges_matches_zarr(read_missing_chunks):
+    # zarr's sharding codec reads such a shard as missing: the fill value, or, with
+    # read_missing_chunks=False, ChunkNotFoundError naming it. Ours does the same.
+    ours, requests = _read_with_shard_deleted_mid_read(ZARRS_PIPELINE, read_missing_chunks)
+    s = zarrs_cffi.stats()
+    theirs, _ = _read_with_shard_deleted_mid_read(ZARR_PIPELINE, read_missing_chunks)
+    # Our pipeline fetched each shard's index, then byte ranges (never a whole shard).
+    assert all(byte_range is not None for _, byte_range in requests), requests
+    if read_missing_chunks:
+        expected = np.arange(128, dtype="int32").reshape(8, 16)[1:5, 2:14].copy()
+        expected[:, :6] = -1  # the part in the deleted shard
+        assert_same(ours, expected)
+        assert_same(theirs, expected)
+        assert (s.native_reads, s.python_io_reads, s.fallbacks) == (2, 2, 0), s
+    else:
+        from zarr.errors import ChunkNotFoundError
+
+        assert isinstance(ours, ChunkNotFoundError), repr(ours)
+        assert type(ours) is type(theirs)
+        assert "'c/0/0'" in str(ours) and "'c/0/1'" not in str(ours), str(ours)
+        assert re.sub(r"memory://\d+", "", str(ours)) == re.sub(r"memory://\d+", "", str(theirs))
+        assert s.fallbacks == 0, s
