@@ -206,6 +206,17 @@ def test_enable_reaches_current_and_future_workers(
     assert dask.delayed(read_in_task)(str(tmp_path / "src.zarr")).compute()[0] == "BatchedCodecPipeline"
 
 
+def test_arrays_opened_on_the_client_keep_the_clients_pipeline(
+    client: distributed.Client, tmp_path: Path, zarr_pipeline: None
+) -> None:
+    """The other half of the rule: enable() does not change arrays that travel in the graph."""
+    values = source_array(tmp_path / "src.zarr")
+    zdask.enable(client)
+    y = da.from_zarr(str(tmp_path / "src.zarr"))  # opened here, with zarr's pipeline
+    assert float(y.sum().compute()) == values.sum()
+    assert totals(zdask.worker_stats(client))["native_reads"] == 0
+
+
 def test_xarray_dask_dataset_written_by_workers(client: distributed.Client, tmp_path: Path, zarrs_pipeline: None) -> None:
     # Strings stay in memory (xarray would load a dask object array to find its type).
     ds = make_dataset().chunk({"time": 8}).assign_coords(label=make_dataset().label)
