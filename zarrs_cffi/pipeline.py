@@ -2,16 +2,20 @@
 
 ``from_array_metadata_and_store`` opens the array natively when the store maps to native
 storage (``stores.py``) and zarrs can handle its codecs and data type. ``read``/``write``
-turn zarr's per-chunk selections into one native batch (``selection.py``) and run it with
-one ``asyncio.to_thread`` hop, the GIL released inside. Everything else (a store, data
-type, codec or selection that is not native yet) goes to zarr's own BatchedCodecPipeline,
-and is counted (``stats.py``) and logged once per pipeline with the reason; with
-``codec_pipeline.strict`` it raises instead.
+turn zarr's per-chunk selections into one native batch (``selection.py``) and run it on a
+worker thread (``_workers.py``), the GIL released inside: nothing that takes time (a native
+call, a store's synchronous I/O, a numpy loop) runs on zarr's event loop, where it would
+hold up every other read and write. When the native library or the store's synchronous API
+moves the bytes, a whole read or write is one worker call; a store's async API is awaited on
+the loop, between worker calls.
+
+Everything else (a store, data type, codec or selection that is not native yet) goes to
+zarr's own BatchedCodecPipeline, and is counted (``stats.py``) and logged once per pipeline
+with the reason; with ``codec_pipeline.strict`` it raises instead.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -28,7 +32,7 @@ from zarr.storage import MemoryStore, StorePath, ZipStore
 from zarr.core.config import config
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
-from . import stats
+from . import _workers, stats
 from ._bindings import ChunkBatch, NativeArray, Options, decode_variable_chunks, encode_variable_chunks
 from .errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
 from .selection import ChunkPlan, GatherGroup, plan_batch, plan_gather
@@ -54,12 +58,6 @@ logger = logging.getLogger("zarrs_cffi")
 _PRESENT = GetResult(status="present")
 _MISSING = GetResult(status="missing")
 
-# Batches smaller than this run on the event loop thread: a thread hop costs more than
-# decoding a few small chunks.
-_INLINE_BYTES = 1 << 18
-_INLINE_CHUNKS = 2
-
-
 def _io_limit() -> int | None:
     """How many store requests may be in flight at once (zarr's ``async.concurrency``)."""
     limit = config.get("async.concurrency", None)
@@ -79,32 +77,36 @@ async def _store(byte_setter: ByteSetter, chunk: bytes | None, prototype: Buffer
         await byte_setter.set(prototype.buffer.from_bytes(chunk))
 
 
-def _store_sync(batch: list[Any], encoded: list[Any], prototype: BufferPrototype) -> None:
-    """``_store`` for every chunk of a batch, through the store's synchronous API."""
-    for info, chunk in zip(batch, encoded, strict=True):
-        if chunk is None:
-            info[0].delete_sync()
-        else:
-            info[0].set_sync(prototype.buffer.from_bytes(chunk))
-
-
 async def _store_all(batch: list[Any], encoded: list[Any]) -> None:
-    """Store (or delete) every chunk of a batch through the store's API."""
+    """Store (or delete) every chunk of a batch through the store's async API."""
     prototype = batch[0][1].prototype
-    if _sync_io(batch):
-        _store_sync(batch, encoded, prototype)
-        return
     await concurrent_map(
         [(info[0], chunk, prototype) for info, chunk in zip(batch, encoded, strict=True)], _store, _io_limit()
     )
 
 
 async def _fetch_all(batch: list[Any]) -> list[Any]:
-    """Every chunk's encoded bytes (None: missing), through the store's API."""
+    """Every chunk's encoded bytes (None: missing), through the store's async API."""
     prototype = batch[0][1].prototype
-    if _sync_io(batch):
-        return [raw_bytes(info[0].get_sync(prototype=prototype)) for info in batch]
     return await concurrent_map([(info[0], prototype) for info in batch], _fetch, _io_limit())
+
+
+# The synchronous counterparts, for stores that serve synchronous I/O (``_sync_io``). They
+# block, so they run only on worker threads (``_workers.run``), never on zarr's event loop.
+
+
+def _fetch_sync(batch: list[Any]) -> list[Any]:
+    prototype = batch[0][1].prototype
+    return [raw_bytes(info[0].get_sync(prototype=prototype)) for info in batch]
+
+
+def _store_sync(batch: list[Any], encoded: list[Any]) -> None:
+    prototype = batch[0][1].prototype
+    for info, chunk in zip(batch, encoded, strict=True):
+        if chunk is None:
+            info[0].delete_sync()
+        else:
+            info[0].set_sync(prototype.buffer.from_bytes(chunk))
 
 
 try:  # zarr >= 3.4: stores that serve get/set/delete synchronously
@@ -443,13 +445,6 @@ class ZarrsCodecPipeline(CodecPipeline):
             return f"buffer of type {type(array).__name__} / {getattr(array, 'dtype', '?')}"
         return native, array
 
-    @staticmethod
-    async def _run(chunks: int, nbytes: int, function: Any, *args: Any) -> Any:
-        """Run a native call (or a numpy loop) inline when small, else on a worker thread."""
-        if chunks <= _INLINE_CHUNKS and nbytes <= _INLINE_BYTES:
-            return function(*args)
-        return await asyncio.to_thread(function, *args)
-
     async def read(
         self,
         batch_info: Iterable[tuple[ByteGetter, ArraySpec, SelectorTuple, SelectorTuple, bool]],
@@ -463,23 +458,22 @@ class ZarrsCodecPipeline(CodecPipeline):
         if isinstance(target, str):
             return await self._read_fallback(batch, out, drop_axes, target)
         native, array = target
+        sync_io = native.python_io is not None and _sync_io(batch)
+        present: list[bool] | str
         if native.variable:
-            present = await self._read_variable(native, batch, array, drop_axes)
-            stats.record_native("reads", len(batch), python_io=True)
-            return tuple(_PRESENT if p else _MISSING for p in present)
-        plan = plan_batch(batch, native.array.ndim, drop_axes)
-        if isinstance(plan, ChunkPlan):
-            view = np.expand_dims(array, plan.inserted_axes) if plan.inserted_axes else array
-            direct = view.flags.c_contiguous and view.flags.writeable and view.dtype == native.native_dtype
-            buffer = view if direct else np.empty(view.shape, native.native_dtype)
-            present = await self._read_into(native, batch, plan.batch, buffer)
-            if not direct:
-                view[...] = buffer
+            if sync_io:
+                present = await _workers.run(_read_variable_now, native, batch, array, drop_axes, None)
+            else:
+                encoded = await _fetch_all(batch)
+                present = await _workers.run(_read_variable_now, native, batch, array, drop_axes, encoded)
+        elif native.python_io is None or sync_io:
+            # Nothing to await on the loop: planning, I/O, decoding and numpy's part run in
+            # one worker call.
+            present = await _workers.run(_read_now, native, batch, array, drop_axes)
         else:
-            groups = plan_gather(batch, native.array.ndim, array.itemsize)
-            if isinstance(groups, str):
-                return await self._read_fallback(batch, out, drop_axes, groups)
-            present = await self._gather(native, batch, groups, array, drop_axes)
+            present = await self._read_async_io(native, batch, array, drop_axes)
+        if isinstance(present, str):
+            return await self._read_fallback(batch, out, drop_axes, present)
         stats.record_native("reads", len(batch), python_io=native.python_io is not None)
         return tuple(_PRESENT if p else _MISSING for p in present)
 
@@ -489,40 +483,61 @@ class ZarrsCodecPipeline(CodecPipeline):
         self._fall_back("reads", len(batch), reason)
         return tuple(await self.fallback.read(batch, out, drop_axes))
 
-    async def _read_into(
+    async def _read_async_io(
+        self, native: _Native, batch: list[Any], out: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
+    ) -> list[bool] | str:
+        """A read whose bytes the store's async API fetches (on the loop, concurrently);
+        planning, decoding and numpy's part run on worker threads."""
+        plan = await _workers.run(_plan, native, batch, drop_axes, out.itemsize)
+        if isinstance(plan, str):
+            return plan
+        if isinstance(plan, ChunkPlan):
+            view, buffer = _read_buffer(native, out, plan)
+            present = await self._read_through_store(native, batch, plan.batch, buffer)
+            if buffer is not view:
+                await _workers.run(np.copyto, view, buffer)
+            return present
+        present = [False] * len(batch)
+        for group in plan:
+            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+            found = await self._read_through_store(native, [batch[i] for i in group.indices], group.batch, scratch)
+            await _workers.run(_gather, group, scratch, out, drop_axes)
+            for i, p in zip(group.indices, found, strict=True):
+                present[i] = p
+        return present
+
+    async def _read_through_store(
         self, native: _Native, batch: list[Any], chunks: ChunkBatch, buffer: np.ndarray[Any, Any]
     ) -> list[bool]:
-        """Decode ``chunks`` (whose geometry addresses ``buffer``) into ``buffer``."""
-        if native.python_io is None:
-            present = await self._run(
-                len(chunks), buffer.nbytes, native.array.read_chunks, native.options, chunks, buffer
-            )
-            return list(present)
-        return await self._read_through_store(native, batch, chunks, buffer)
-
-    async def _gather(
-        self,
-        native: _Native,
-        batch: list[Any],
-        groups: list[GatherGroup],
-        out: np.ndarray[Any, Any],
-        drop_axes: tuple[int, ...],
-    ) -> list[bool]:
-        """Decode each chunk's bounding box into scratch, then gather zarr's selections."""
+        """The store's own API fetches the bytes, concurrently; zarrs decodes the batch.
+        Shards read in part fetch their index and the inner chunks needed (``shards.py``)."""
+        geometry = chunks.geometry
+        if native.shards is not None:
+            # Like zarr's sharding codec: a subset of a shard fetches its index, then the
+            # inner chunks it needs (zarr's own tests count these requests).
+            partial = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1)
+        else:
+            partial = np.zeros(len(batch), dtype=bool)
         present = [False] * len(batch)
-        for group in groups:
-            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
-            found = await self._read_into(native, [batch[i] for i in group.indices], group.batch, scratch)
-
-            def gather(group: GatherGroup = group, scratch: np.ndarray[Any, Any] = scratch) -> None:
-                for view, selection, out_selection in group.items:
-                    values = scratch[view][selection]
-                    if drop_axes:
-                        values = values.squeeze(axis=drop_axes)
-                    out[out_selection] = values
-
-            await self._run(len(group.indices), scratch.nbytes, gather)
-            for i, p in zip(group.indices, found, strict=True):
+        whole = np.flatnonzero(~partial)
+        if whole.size:
+            encoded = await _fetch_all([batch[i] for i in whole])
+            subset = chunks if whole.size == len(batch) else ChunkBatch.build(None, geometry[whole])
+            await _workers.run(native.array.decode_chunks, native.options, subset, encoded, buffer)
+            for i, chunk in zip(whole, encoded, strict=True):
+                present[i] = chunk is not None
+        parts = np.flatnonzero(partial)
+        if parts.size and native.shards is not None:
+            array_config = batch[0][1].config
+            coalesce = (
+                int(getattr(array_config, "sharding_coalesce_max_gap_bytes", 1 << 20)),
+                int(getattr(array_config, "sharding_coalesce_max_bytes", 16 << 20)),
+            )
+            found = await native.shards.read(
+                [batch[i][0] for i in parts], geometry[parts], batch[0][1].prototype, native.options, buffer,
+                coalesce, _io_limit(), _workers.run,
+            )
+            for i, p in zip(parts, found, strict=True):
                 present[i] = p
         return present
 
@@ -540,244 +555,326 @@ class ZarrsCodecPipeline(CodecPipeline):
             await self._write_fallback(batch, value, drop_axes, target)
             return
         native, array = target
-        if native.variable:
-            if native.store.read_only:
-                native.store._check_writable()
-            await self._write_variable(native, batch, array, drop_axes)
-            stats.record_native("writes", len(batch), python_io=True)
-            return
-        plan = plan_batch(batch, native.array.ndim, drop_axes)
-        groups: list[GatherGroup] | str = []
-        if not isinstance(plan, ChunkPlan):
-            groups = plan_gather(batch, native.array.ndim, array.itemsize)
-            if isinstance(groups, str):
-                await self._write_fallback(batch, value, drop_axes, groups)
-                return
         if native.store.read_only:
             # zarr's own error, exactly as a write through the store would raise it.
             native.store._check_writable()
+        sync_io = native.python_io is not None and _sync_io(batch)
+        if native.variable:
+            if sync_io:
+                await _workers.run(_write_variable_now, native, batch, array, drop_axes)
+            else:
+                await self._write_variable_async_io(native, batch, array, drop_axes)
+            stats.record_native("writes", len(batch), python_io=True)
+            return
         options = native.options
         if batch[0][1].config.write_empty_chunks or not native.store.supports_deletes:
             # A store that cannot delete (ZipStore) keeps fill-value chunks instead.
             options = replace(options, store_empty_chunks=True)
-        if isinstance(plan, ChunkPlan):
-            source = _source(array, plan)
-            if source.dtype != native.native_dtype:
-                source = source.astype(native.native_dtype)
-            await self._write_from(native, batch, plan.batch, source, options)
+        if native.python_io is None or sync_io:
+            reason = await _workers.run(_write_now, native, batch, array, drop_axes, options)
         else:
-            assert not isinstance(groups, str)
-            await self._scatter(native, batch, groups, array, drop_axes, options)
+            reason = await self._write_async_io(native, batch, array, drop_axes, options)
+        if reason is not None:
+            await self._write_fallback(batch, value, drop_axes, reason)
+            return
         stats.record_native("writes", len(batch), python_io=native.python_io is not None)
 
     async def _write_fallback(self, batch: list[Any], value: NDBuffer, drop_axes: tuple[int, ...], reason: str) -> None:
         self._fall_back("writes", len(batch), reason)
         await self.fallback.write(batch, value, drop_axes)
 
-    async def _scatter(
+    async def _write_async_io(
         self,
         native: _Native,
         batch: list[Any],
-        groups: list[GatherGroup],
         value: np.ndarray[Any, Any],
         drop_axes: tuple[int, ...],
         options: Options,
-    ) -> None:
-        """Read-modify-write: decode each chunk's bounding box into scratch, scatter zarr's
-        selections of ``value`` into it, and store the boxes back (merged with the rest of
-        each chunk, natively)."""
-        ndim = native.array.ndim
-        expand = tuple(None if d in drop_axes else slice(None) for d in range(ndim))
-        for group in groups:
-            sub = [batch[i] for i in group.indices]
-            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
-            existing: list[Any] | None = None
-            if native.python_io is None:
-                await self._read_into(native, sub, group.batch, scratch)
-            else:
-                existing = await _fetch_all(sub)
-                await self._run(
-                    len(sub), scratch.nbytes, native.array.decode_chunks, native.options, group.batch, existing, scratch
-                )
-
-            def scatter(group: GatherGroup = group, scratch: np.ndarray[Any, Any] = scratch) -> None:
-                for view, selection, out_selection in group.items:
-                    if value.ndim == 0:
-                        scratch[view][selection] = value
-                        continue
-                    values = value[out_selection]
-                    if drop_axes:
-                        values = values[expand]
-                    scratch[view][selection] = values
-
-            await self._run(len(sub), scratch.nbytes, scatter)
-            await self._write_from(native, sub, group.batch, scratch, options, existing)
-
-    async def _write_from(
-        self,
-        native: _Native,
-        batch: list[Any],
-        chunks: ChunkBatch,
-        source: np.ndarray[Any, Any],
-        options: Options,
-        existing: list[Any] | None = None,
-    ) -> None:
-        """Store ``chunks`` from ``source`` (whose shape the geometry addresses, or 0-d)."""
-        nbytes = max(source.nbytes, len(chunks) * source.itemsize)
-        if native.python_io is None:
-            await self._run(len(chunks), nbytes, native.array.write_chunks, options, chunks, source)
-            return
-        # Encode natively; the store's own API fetches chunks written in part and stores the
-        # results, concurrently. Nothing is stored until every chunk has encoded.
-        prototype = batch[0][1].prototype
-        if existing is None and _sync_io(batch):
-
-            def encode_and_store() -> None:
-                old = [
-                    raw_bytes(info[0].get_sync(prototype=prototype)) if needs_old else None
-                    for info, needs_old in zip(batch, self._needs_old(native, batch, chunks), strict=True)
-                ]
-                _store_sync(batch, native.array.encode_chunks(options, chunks, source, old), prototype)
-
-            await self._run(len(chunks), nbytes, encode_and_store)
-            return
-        if existing is None:
-            partial = np.flatnonzero(self._needs_old(native, batch, chunks))
-            existing = [None] * len(batch)
+    ) -> str | None:
+        """A write whose bytes the store's async API moves (on the loop, concurrently):
+        encoded natively on worker threads, and nothing is stored until every chunk of the
+        batch (or gather group) has encoded. Returns why it cannot be native, or None."""
+        plan = await _workers.run(_plan_write, native, batch, value, drop_axes)
+        if isinstance(plan, str):
+            return plan
+        if isinstance(plan, tuple):
+            chunk_plan, source, needs_old = plan
+            partial = np.flatnonzero(needs_old)
+            existing: list[Any] = [None] * len(batch)
             if partial.size:
                 fetched = await _fetch_all([batch[i] for i in partial])
                 for i, chunk in zip(partial, fetched, strict=True):
                     existing[i] = chunk
-        encoded = await self._run(len(chunks), nbytes, native.array.encode_chunks, options, chunks, source, existing)
-        await _store_all(batch, encoded)
+            encoded = await _workers.run(native.array.encode_chunks, options, chunk_plan.batch, source, existing)
+            await _store_all(batch, encoded)
+            return None
+        for group in plan:
+            sub = [batch[i] for i in group.indices]
+            existing = await _fetch_all(sub)
+            encoded = await _workers.run(_scatter_and_encode, native, group, existing, value, drop_axes, options)
+            await _store_all(sub, encoded)
+        return None
 
-    async def _read_variable(
-        self, native: _Native, batch: list[Any], out: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
-    ) -> list[bool]:
-        """Variable-length types: zarrs decodes whole chunks, numpy selects from them."""
-        encoded = await _fetch_all(batch)
-        stored = [i for i, chunk in enumerate(encoded) if chunk is not None]
-        shapes = [batch[i][1].shape for i in stored]
-        decoded = (
-            await self._run(
-                len(stored), _INLINE_BYTES + 1 if len(stored) > _INLINE_CHUNKS else 0,
-                decode_variable_chunks, native.array, native.options, [encoded[i] for i in stored], shapes,
-            )
-            if stored
-            else []
-        )
-        chunks = dict(zip(stored, decoded, strict=True))
-        text = native.variable == "text"
-        for i, (_, spec, chunk_selection, out_selection, _) in enumerate(batch):
-            if i not in chunks:
-                out[out_selection] = spec.fill_value
-                continue
-            blob, offsets = chunks[i]
-            values = from_elements(blob, offsets, spec.shape, out.dtype, text)[chunk_selection]
-            if drop_axes:
-                values = values.squeeze(axis=drop_axes)
-            out[out_selection] = values
-        return [chunk is not None for chunk in encoded]
-
-    async def _write_variable(
+    async def _write_variable_async_io(
         self, native: _Native, batch: list[Any], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
     ) -> None:
-        """Variable-length types: merge into whole chunk arrays with numpy (decoding the old
-        chunks natively where written in part), encode natively, store through the store."""
-        text = native.variable == "text"
-        ndim = native.array.ndim
-        expand = tuple(None if d in drop_axes else slice(None) for d in range(ndim))
         partial = [i for i, info in enumerate(batch) if not info[4]]
-        old: dict[int, Any] = {}
-        if partial:
-            fetched = await _fetch_all([batch[i] for i in partial])
-            stored = [(i, chunk) for i, chunk in zip(partial, fetched, strict=True) if chunk is not None]
-            if stored:
-                decoded = decode_variable_chunks(
-                    native.array, native.options, [c for _, c in stored], [batch[i][1].shape for i, _ in stored]
-                )
-                old = {i: d for (i, _), d in zip(stored, decoded, strict=True)}
-        arrays: list[np.ndarray[Any, Any] | None] = []
-        for i, (_, spec, chunk_selection, out_selection, _) in enumerate(batch):
-            fill = np.full(spec.shape, spec.fill_value, dtype=value.dtype)
-            chunk = from_elements(*old[i], spec.shape, value.dtype, text) if i in old else fill.copy()
-            if value.ndim == 0:
-                chunk[chunk_selection] = value
-            else:
-                values = value[out_selection]
-                chunk[chunk_selection] = values[expand] if drop_axes else values
-            keep = spec.config.write_empty_chunks or not native.store.supports_deletes
-            arrays.append(chunk if keep or not np.array_equal(chunk, fill) else None)
-        kept = [i for i, chunk in enumerate(arrays) if chunk is not None]
-        encoded: list[bytes | None] = [None] * len(batch)
-        if kept:
-            data, offsets = to_elements([arrays[i] for i in kept], text)  # type: ignore[misc]
-            shapes = [batch[i][1].shape for i in kept]
-            results = await self._run(
-                len(kept), len(data), encode_variable_chunks, native.array, native.options, shapes, data, offsets
-            )
-            for i, chunk_bytes in zip(kept, results, strict=True):
-                encoded[i] = chunk_bytes
+        fetched = await _fetch_all([batch[i] for i in partial]) if partial else []
+        old = dict(zip(partial, fetched, strict=True))
+        encoded = await _workers.run(_encode_variable, native, batch, value, drop_axes, old)
         await _store_all(batch, encoded)
 
-    @staticmethod
-    def _needs_old(native: _Native, batch: list[Any], chunks: ChunkBatch) -> np.ndarray[Any, Any]:
-        """Which chunks are written in part, so their old bytes are merged. zarr marks a
-        chunk complete when the selection covers all of it inside the array (an edge
-        chunk); a shard still keeps its inner chunks beyond the array's shape."""
-        geometry = chunks.geometry
-        complete = np.array([info[4] and not native.sharded for info in batch], dtype=bool)
-        return (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete
 
-    async def _read_through_store(
-        self, native: _Native, batch: list[Any], chunks: ChunkBatch, buffer: np.ndarray[Any, Any]
-    ) -> list[bool]:
-        """The store's own API fetches the bytes, concurrently; zarrs decodes the batch.
-        Shards read in part fetch their index and the inner chunks needed (``shards.py``)."""
-        prototype = batch[0][1].prototype
-        geometry = chunks.geometry
+# What follows runs on worker threads (``_workers.run``): planning, native calls, the
+# store's synchronous I/O and numpy's part of a read or write. Nothing here awaits.
 
-        async def run(function: Any, *args: Any) -> Any:
-            return await self._run(len(chunks), buffer.nbytes, function, *args)
 
-        if native.shards is not None and not _sync_io(batch):
-            # Like zarr's sharding codec: a subset of a shard fetches its index, then the
-            # inner chunks it needs (zarr's own tests count these requests).
-            partial = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1)
-        else:
-            # In-memory stores hand out whole shards without copying, and the native shard
-            # decoder reads only the inner chunks a subset needs.
-            partial = np.zeros(len(batch), dtype=bool)
-        if not partial.any() and _sync_io(batch):
+def _plan(
+    native: _Native, batch: list[Any], drop_axes: tuple[int, ...], itemsize: int
+) -> ChunkPlan | list[GatherGroup] | str:
+    """A contiguous plan, else gather groups, else why the batch cannot be native."""
+    plan = plan_batch(batch, native.array.ndim, drop_axes)
+    if isinstance(plan, ChunkPlan):
+        return plan
+    return plan_gather(batch, native.array.ndim, itemsize)
 
-            def fetch_and_decode() -> list[bool]:
-                encoded = [raw_bytes(info[0].get_sync(prototype=prototype)) for info in batch]
-                native.array.decode_chunks(native.options, chunks, encoded, buffer)
-                return [chunk is not None for chunk in encoded]
 
-            return await run(fetch_and_decode)
-        present = [False] * len(batch)
-        whole = np.flatnonzero(~partial)
-        if whole.size:
-            encoded = await _fetch_all([batch[i] for i in whole])
-            subset = chunks if whole.size == len(batch) else ChunkBatch.build(None, geometry[whole])
-            await run(native.array.decode_chunks, native.options, subset, encoded, buffer)
-            for i, chunk in zip(whole, encoded, strict=True):
-                present[i] = chunk is not None
-        parts = np.flatnonzero(partial)
-        if parts.size and native.shards is not None:
-            array_config = batch[0][1].config
-            coalesce = (
-                int(getattr(array_config, "sharding_coalesce_max_gap_bytes", 1 << 20)),
-                int(getattr(array_config, "sharding_coalesce_max_bytes", 16 << 20)),
-            )
-            found = await native.shards.read(
-                [batch[i][0] for i in parts], geometry[parts], prototype, native.options, buffer,
-                coalesce, _io_limit(), run,
-            )
-            for i, p in zip(parts, found, strict=True):
-                present[i] = p
+def _read_buffer(
+    native: _Native, out: np.ndarray[Any, Any], plan: ChunkPlan
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """zarr's output in the native buffer's dimensions, and the buffer to decode into: the
+    output itself when it can be written directly, else a scratch copy in native order."""
+    view = np.expand_dims(out, plan.inserted_axes) if plan.inserted_axes else out
+    if view.flags.c_contiguous and view.flags.writeable and view.dtype == native.native_dtype:
+        return view, view
+    return view, np.empty(view.shape, native.native_dtype)
+
+
+def _decode_now(native: _Native, batch: list[Any], chunks: ChunkBatch, buffer: np.ndarray[Any, Any]) -> list[bool]:
+    """Decode ``chunks`` into ``buffer``: the native library fetches the bytes itself, or
+    the store's synchronous API does."""
+    if native.python_io is None:
+        return native.array.read_chunks(native.options, chunks, buffer).tolist()  # type: ignore[no-any-return]
+    # In-memory stores hand out whole shards without copying, and the native shard decoder
+    # reads only the inner chunks a subset needs.
+    encoded = _fetch_sync(batch)
+    native.array.decode_chunks(native.options, chunks, encoded, buffer)
+    return [chunk is not None for chunk in encoded]
+
+
+def _read_now(
+    native: _Native, batch: list[Any], out: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
+) -> list[bool] | str:
+    """A whole read whose bytes need no awaiting (native I/O or synchronous store I/O);
+    returns which chunks exist, or why the batch cannot be native."""
+    plan = _plan(native, batch, drop_axes, out.itemsize)
+    if isinstance(plan, str):
+        return plan
+    if isinstance(plan, ChunkPlan):
+        view, buffer = _read_buffer(native, out, plan)
+        present = _decode_now(native, batch, plan.batch, buffer)
+        if buffer is not view:
+            view[...] = buffer
         return present
+    present = [False] * len(batch)
+    for group in plan:
+        scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+        found = _decode_now(native, [batch[i] for i in group.indices], group.batch, scratch)
+        _gather(group, scratch, out, drop_axes)
+        for i, p in zip(group.indices, found, strict=True):
+            present[i] = p
+    return present
+
+
+def _gather(
+    group: GatherGroup, scratch: np.ndarray[Any, Any], out: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
+) -> None:
+    """Copy zarr's selections from the decoded bounding boxes into ``out``."""
+    for view, selection, out_selection in group.items:
+        values = scratch[view][selection]
+        if drop_axes:
+            values = values.squeeze(axis=drop_axes)
+        out[out_selection] = values
+
+
+def _scatter(
+    group: GatherGroup, scratch: np.ndarray[Any, Any], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
+) -> None:
+    """Copy zarr's selections of ``value`` into the decoded bounding boxes."""
+    expand = tuple(None if d in drop_axes else slice(None) for d in range(scratch.ndim))
+    for view, selection, out_selection in group.items:
+        if value.ndim == 0:
+            scratch[view][selection] = value
+            continue
+        values = value[out_selection]
+        if drop_axes:
+            values = values[expand]
+        scratch[view][selection] = values
+
+
+def _needs_old(native: _Native, batch: list[Any], chunks: ChunkBatch) -> np.ndarray[Any, Any]:
+    """Which chunks are written in part, so their old bytes are merged. zarr marks a chunk
+    complete when the selection covers all of it inside the array (an edge chunk); a shard
+    still keeps its inner chunks beyond the array's shape."""
+    geometry = chunks.geometry
+    complete = np.array([info[4] and not native.sharded for info in batch], dtype=bool)
+    return (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete  # type: ignore[no-any-return]
+
+
+def _write_source(native: _Native, value: np.ndarray[Any, Any], plan: ChunkPlan) -> np.ndarray[Any, Any]:
+    source = _source(value, plan)
+    return source if source.dtype == native.native_dtype else source.astype(native.native_dtype)
+
+
+def _encode_now(
+    native: _Native,
+    batch: list[Any],
+    chunks: ChunkBatch,
+    source: np.ndarray[Any, Any],
+    options: Options,
+    existing: list[Any] | None = None,
+) -> None:
+    """Store ``chunks`` from ``source`` (whose shape the geometry addresses, or 0-d): natively,
+    or encoded natively and stored through the store's synchronous API (the old bytes of
+    chunks written in part fetched first, unless given). Nothing is stored until every
+    chunk has encoded."""
+    if native.python_io is None:
+        native.array.write_chunks(options, chunks, source)
+        return
+    if existing is None:
+        needs_old = _needs_old(native, batch, chunks)
+        prototype = batch[0][1].prototype
+        existing = [
+            raw_bytes(info[0].get_sync(prototype=prototype)) if old else None
+            for info, old in zip(batch, needs_old, strict=True)
+        ]
+    _store_sync(batch, native.array.encode_chunks(options, chunks, source, existing))
+
+
+def _write_now(
+    native: _Native, batch: list[Any], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...], options: Options
+) -> str | None:
+    """A whole write whose bytes need no awaiting (native I/O or synchronous store I/O);
+    returns why the batch cannot be native, or None. Gathered selections are a
+    read-modify-write: each chunk's bounding box is decoded into scratch, zarr's selections
+    of ``value`` scattered into it, and the boxes stored back (merged with the rest of each
+    chunk, natively)."""
+    plan = _plan(native, batch, drop_axes, value.itemsize)
+    if isinstance(plan, str):
+        return plan
+    if isinstance(plan, ChunkPlan):
+        _encode_now(native, batch, plan.batch, _write_source(native, value, plan), options)
+        return None
+    for group in plan:
+        sub = [batch[i] for i in group.indices]
+        scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+        existing: list[Any] | None = None
+        if native.python_io is None:
+            native.array.read_chunks(native.options, group.batch, scratch)
+        else:
+            existing = _fetch_sync(sub)
+            native.array.decode_chunks(native.options, group.batch, existing, scratch)
+        _scatter(group, scratch, value, drop_axes)
+        _encode_now(native, sub, group.batch, scratch, options, existing)
+    return None
+
+
+def _plan_write(
+    native: _Native, batch: list[Any], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
+) -> tuple[ChunkPlan, np.ndarray[Any, Any], np.ndarray[Any, Any]] | list[GatherGroup] | str:
+    """For writes through a store's async API: a contiguous plan with its source and which
+    chunks need their old bytes, else gather groups, else why the batch cannot be native."""
+    plan = _plan(native, batch, drop_axes, value.itemsize)
+    if isinstance(plan, ChunkPlan):
+        return plan, _write_source(native, value, plan), _needs_old(native, batch, plan.batch)
+    return plan
+
+
+def _scatter_and_encode(
+    native: _Native,
+    group: GatherGroup,
+    existing: list[Any],
+    value: np.ndarray[Any, Any],
+    drop_axes: tuple[int, ...],
+    options: Options,
+) -> list[Any]:
+    scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+    native.array.decode_chunks(native.options, group.batch, existing, scratch)
+    _scatter(group, scratch, value, drop_axes)
+    return native.array.encode_chunks(options, group.batch, scratch, existing)
+
+
+def _read_variable_now(
+    native: _Native, batch: list[Any], out: np.ndarray[Any, Any], drop_axes: tuple[int, ...], encoded: list[Any] | None
+) -> list[bool]:
+    """Variable-length types: zarrs decodes whole chunks, numpy selects from them. The bytes
+    are fetched through the store's synchronous API unless given."""
+    if encoded is None:
+        encoded = _fetch_sync(batch)
+    stored = [i for i, chunk in enumerate(encoded) if chunk is not None]
+    shapes = [batch[i][1].shape for i in stored]
+    decoded = (
+        decode_variable_chunks(native.array, native.options, [encoded[i] for i in stored], shapes) if stored else []
+    )
+    chunks = dict(zip(stored, decoded, strict=True))
+    text = native.variable == "text"
+    for i, (_, spec, chunk_selection, out_selection, _) in enumerate(batch):
+        if i not in chunks:
+            out[out_selection] = spec.fill_value
+            continue
+        blob, offsets = chunks[i]
+        values = from_elements(blob, offsets, spec.shape, out.dtype, text)[chunk_selection]
+        if drop_axes:
+            values = values.squeeze(axis=drop_axes)
+        out[out_selection] = values
+    return [chunk is not None for chunk in encoded]
+
+
+def _encode_variable(
+    native: _Native, batch: list[Any], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...], old: dict[int, Any]
+) -> list[bytes | None]:
+    """Variable-length types: merge into whole chunk arrays with numpy (decoding the old
+    chunks, ``old`` by position in the batch, natively where written in part) and encode
+    natively; None means "delete this chunk"."""
+    text = native.variable == "text"
+    ndim = native.array.ndim
+    expand = tuple(None if d in drop_axes else slice(None) for d in range(ndim))
+    stored = [(i, chunk) for i, chunk in old.items() if chunk is not None]
+    decoded: dict[int, Any] = {}
+    if stored:
+        results = decode_variable_chunks(
+            native.array, native.options, [c for _, c in stored], [batch[i][1].shape for i, _ in stored]
+        )
+        decoded = {i: d for (i, _), d in zip(stored, results, strict=True)}
+    arrays: list[np.ndarray[Any, Any] | None] = []
+    for i, (_, spec, chunk_selection, out_selection, _) in enumerate(batch):
+        fill = np.full(spec.shape, spec.fill_value, dtype=value.dtype)
+        chunk = from_elements(*decoded[i], spec.shape, value.dtype, text) if i in decoded else fill.copy()
+        if value.ndim == 0:
+            chunk[chunk_selection] = value
+        else:
+            values = value[out_selection]
+            chunk[chunk_selection] = values[expand] if drop_axes else values
+        keep = spec.config.write_empty_chunks or not native.store.supports_deletes
+        arrays.append(chunk if keep or not np.array_equal(chunk, fill) else None)
+    kept = [i for i, chunk in enumerate(arrays) if chunk is not None]
+    encoded: list[bytes | None] = [None] * len(batch)
+    if kept:
+        data, offsets = to_elements([arrays[i] for i in kept], text)  # type: ignore[misc]
+        shapes = [batch[i][1].shape for i in kept]
+        results = encode_variable_chunks(native.array, native.options, shapes, data, offsets)
+        for i, chunk_bytes in zip(kept, results, strict=True):
+            encoded[i] = chunk_bytes
+    return encoded
+
+
+def _write_variable_now(
+    native: _Native, batch: list[Any], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...]
+) -> None:
+    """``_encode_variable`` with the store's synchronous API fetching and storing."""
+    partial = [i for i, info in enumerate(batch) if not info[4]]
+    old = dict(zip(partial, _fetch_sync([batch[i] for i in partial]), strict=True)) if partial else {}
+    _store_sync(batch, _encode_variable(native, batch, value, drop_axes, old))
 
 
 def _source(array: np.ndarray[Any, Any], plan: ChunkPlan) -> np.ndarray[Any, Any]:

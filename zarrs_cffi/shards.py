@@ -138,7 +138,8 @@ class ShardReader:
         run: Any,
     ) -> list[bool]:
         """Read the shard subsets of ``geometry`` (rows as in ``ChunkBatch.geometry``) into
-        ``out``; returns which shards exist. ``run`` runs a native call (inline or on a thread)."""
+        ``out``; returns which shards exist. The store's async API fetches (on the event
+        loop); ``run`` runs everything else on a worker thread and returns an awaitable."""
         request = self._index_request()
 
         async def fetch_index(byte_getter: Any) -> Any:
@@ -147,15 +148,34 @@ class ShardReader:
 
         encoded_indexes = await concurrent_map([(bg,) for bg in byte_getters], fetch_index, limit)
         present = [e is not None for e in encoded_indexes]
-        stored = [i for i, p in enumerate(present) if p]
-        indexes = (
-            await run(self._decode_indexes, options, [encoded_indexes[i] for i in stored]) if stored else None
+        batch, ranges, owners = await run(self._plan, options, encoded_indexes, geometry)
+        fetched = await asyncio.gather(
+            *(
+                self._fetch_ranges(byte_getters[shard], ranges[shard], prototype, coalesce, limit)
+                for shard in range(len(byte_getters))
+            )
         )
+        gone = [chunks is None for chunks in fetched]
+        encoded = [None if shard < 0 or gone[shard] else fetched[shard][k] for shard, k in owners]
+        present = [p and not g for p, g in zip(present, gone, strict=True)]
+        if batch is not None:
+            await run(self.inner.decode_chunks, options, batch, encoded, out)
+        return present
+
+    def _plan(
+        self, options: Options, encoded_indexes: list[Any], geometry: np.ndarray[Any, Any]
+    ) -> tuple[ChunkBatch | None, list[list[tuple[int, int]]], list[tuple[int, int]]]:
+        """Decode the shard indexes (None: the shard is missing) and plan the inner chunks:
+        the batch that decodes them into the caller's buffer, the byte ranges to fetch per
+        shard, and per inner chunk its (shard, position in the shard's ranges), shard -1
+        for a missing one."""
+        stored = [i for i, e in enumerate(encoded_indexes) if e is not None]
+        indexes = self._decode_indexes(options, [encoded_indexes[i] for i in stored]) if stored else None
         ndim = len(self.inner_shape)
         inner = np.array(self.inner_shape, dtype=np.int64)
         rows: list[np.ndarray[Any, Any]] = []
-        ranges: list[list[tuple[int, int]]] = [[] for _ in byte_getters]
-        owners: list[tuple[int, int]] = []  # (shard, position in its ranges) per inner job
+        ranges: list[list[tuple[int, int]]] = [[] for _ in encoded_indexes]
+        owners: list[tuple[int, int]] = []
         index_of = {shard: k for k, shard in enumerate(stored)}
         for shard, g in enumerate(geometry):
             start = g[1].astype(np.int64)
@@ -176,6 +196,7 @@ class ShardReader:
             if shard not in index_of:
                 owners.extend([(-1, 0)] * len(coords))
                 continue
+            assert indexes is not None
             entries = indexes[index_of[shard]][tuple(coords.T)]  # (m, 2): offset, length
             for offset, nbytes in entries.tolist():
                 if offset == _MISSING:
@@ -183,19 +204,8 @@ class ShardReader:
                 else:
                     owners.append((shard, len(ranges[shard])))
                     ranges[shard].append((offset, nbytes))
-        fetched = await asyncio.gather(
-            *(
-                self._fetch_ranges(byte_getters[shard], ranges[shard], prototype, coalesce, limit)
-                for shard in range(len(byte_getters))
-            )
-        )
-        gone = [chunks is None for chunks in fetched]
-        encoded = [None if shard < 0 or gone[shard] else fetched[shard][k] for shard, k in owners]
-        present = [p and not g for p, g in zip(present, gone, strict=True)]
-        if rows:
-            batch = ChunkBatch.build(None, np.concatenate(rows))
-            await run(self.inner.decode_chunks, options, batch, encoded, out)
-        return present
+        batch = ChunkBatch.build(None, np.concatenate(rows)) if rows else None
+        return batch, ranges, owners
 
     @staticmethod
     async def _fetch_ranges(
