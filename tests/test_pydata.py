@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numcodecs
+import numcodecs  # type: ignore[import-untyped]
 import numpy as np
 import pytest
 import zarr
@@ -37,6 +37,9 @@ import zarrs_cffi.dask as zdask  # noqa: E402  (after the importorskip of distri
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from distributed import Client, LocalCluster
+    from xarray import Dataset
+
 ZARRS = "zarrs_cffi.ZarrsCodecPipeline"
 ZARR = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 SHAPE = (256, 256)
@@ -51,7 +54,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarnin
 # --- code that runs on the workers (imported there by name: see the cluster fixture) ---
 
 
-def pipeline_name(array: zarr.Array) -> str:
+def pipeline_name(array: zarr.Array[Any]) -> str:
     """The class of the codec pipeline zarr bound to ``array`` when it was opened."""
     return type(array._async_array.codec_pipeline).__name__
 
@@ -64,7 +67,7 @@ def copy_block(block: np.ndarray[Any, Any], block_info: dict[Any, Any], *, src: 
     region = tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
     source = zarr.open_array(src, mode="r")
     target = zarr.open_array(dst, mode="r+")
-    target[region] = source[region] * 2
+    target[region] = np.asarray(source[region]) * 2
     ours = pipeline_name(source) == pipeline_name(target) == "ZarrsCodecPipeline"
     return np.full(block.shape, ours)
 
@@ -72,7 +75,7 @@ def copy_block(block: np.ndarray[Any, Any], block_info: dict[Any, Any], *, src: 
 def read_in_task(path: str) -> tuple[str, float]:
     """A delayed/submit task that opens ``path`` and sums it."""
     array = zarr.open_array(path, mode="r")
-    return pipeline_name(array), float(array[:].sum())
+    return pipeline_name(array), float(np.asarray(array[:]).sum())
 
 
 def worker_config(key: str) -> Any:
@@ -84,7 +87,7 @@ def worker_config(key: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[distributed.LocalCluster]:
+def cluster() -> Iterator[LocalCluster]:
     """Two worker processes, one thread each, on 127.0.0.1, no dashboard.
 
     The workers import this module by name for the task functions above, and must not
@@ -102,7 +105,7 @@ def cluster() -> Iterator[distributed.LocalCluster]:
 
 
 @pytest.fixture
-def client(cluster: distributed.LocalCluster) -> Iterator[distributed.Client]:
+def client(cluster: LocalCluster) -> Iterator[Client]:
     """The default dask scheduler while the test runs; workers' counters reset, no plugin.
 
     (Not ``dask.config.set(scheduler=client)``: a nanny starting a worker pickles dask's
@@ -136,7 +139,7 @@ def source_array(path: Path) -> np.ndarray[Any, Any]:
 
 
 def test_dask_from_zarr_and_to_zarr_run_natively_on_workers(
-    client: distributed.Client, tmp_path: Path, zarrs_pipeline: None
+    client: Client, tmp_path: Path, zarrs_pipeline: None
 ) -> None:
     x = da.random.default_rng(0).random(SHAPE, chunks=CHUNKS).astype("float32")
     x.to_zarr(str(tmp_path / "a.zarr"))
@@ -150,7 +153,7 @@ def test_dask_from_zarr_and_to_zarr_run_natively_on_workers(
 
 
 def test_arrays_opened_inside_tasks_use_zarrs_pipeline_without_enable(
-    client: distributed.Client, tmp_path: Path, zarrs_pipeline: None
+    client: Client, tmp_path: Path, zarrs_pipeline: None
 ) -> None:
     """The pitfall: the client's zarr.config does not reach arrays opened in tasks."""
     values = source_array(tmp_path / "src.zarr")
@@ -167,7 +170,7 @@ def test_arrays_opened_inside_tasks_use_zarrs_pipeline_without_enable(
 
 
 def test_enable_reaches_current_and_future_workers(
-    client: distributed.Client, cluster: distributed.LocalCluster, tmp_path: Path, zarrs_pipeline: None
+    client: Client, cluster: LocalCluster, tmp_path: Path, zarrs_pipeline: None
 ) -> None:
     values = source_array(tmp_path / "src.zarr")
     zarr.create_array(tmp_path / "dst.zarr", shape=SHAPE, chunks=CHUNKS, dtype="float32")
@@ -190,7 +193,7 @@ def test_enable_reaches_current_and_future_workers(
 
     # A worker that joins later runs the plugin's setup before its first task.
     before = set(client.scheduler_info()["workers"])
-    cluster.scale(len(before) + 1)
+    cluster.scale(len(before) + 1)  # type: ignore[no-untyped-call]
     client.wait_for_workers(len(before) + 1, timeout=60)
     (new,) = set(client.scheduler_info()["workers"]) - before
     task = client.submit(read_in_task, str(tmp_path / "src.zarr"), workers=[new], allow_other_workers=False, pure=False)
@@ -207,7 +210,7 @@ def test_enable_reaches_current_and_future_workers(
 
 
 def test_arrays_opened_on_the_client_keep_the_clients_pipeline(
-    client: distributed.Client, tmp_path: Path, zarr_pipeline: None
+    client: Client, tmp_path: Path, zarr_pipeline: None
 ) -> None:
     """The other half of the rule: enable() does not change arrays that travel in the graph."""
     values = source_array(tmp_path / "src.zarr")
@@ -217,7 +220,7 @@ def test_arrays_opened_on_the_client_keep_the_clients_pipeline(
     assert totals(zdask.worker_stats(client))["native_reads"] == 0
 
 
-def test_xarray_dask_dataset_written_by_workers(client: distributed.Client, tmp_path: Path, zarrs_pipeline: None) -> None:
+def test_xarray_dask_dataset_written_by_workers(client: Client, tmp_path: Path, zarrs_pipeline: None) -> None:
     # Strings stay in memory (xarray would load a dask object array to find its type).
     ds = make_dataset().chunk({"time": 8}).assign_coords(label=make_dataset().label)
     ds.to_zarr(tmp_path / "ds.zarr", consolidated=True)
@@ -238,7 +241,7 @@ def test_without_distributed_the_import_error_says_what_to_install(monkeypatch: 
 # --- xarray ---
 
 
-def make_dataset() -> xr.Dataset:
+def make_dataset() -> Dataset:
     """Small and CF-encoded: packed int16 with scale/offset and _FillValue, NaN-filled
     floats (one chunk all NaN, so never stored), datetime and string coordinates."""
     rng = np.random.default_rng(0)
@@ -248,7 +251,7 @@ def make_dataset() -> xr.Dataset:
     precip = rng.gamma(1.0, 2.0, (n_time, n_station, n_x))
     precip[::5, 1] = np.nan
     precip[16:] = np.nan
-    ds = xr.Dataset(
+    ds: Dataset = xr.Dataset(
         {
             "temp": (("time", "station", "x"), temp),
             "precip": (("time", "station", "x"), precip),
@@ -270,13 +273,13 @@ def make_dataset() -> xr.Dataset:
     return ds
 
 
-def region_update(ds: xr.Dataset) -> xr.Dataset:
+def region_update(ds: Dataset) -> Dataset:
     """New values for time steps 4..11 (partial chunks), only variables along time."""
     part = ds.isel(time=slice(4, 12)).drop_vars([name for name in ds.variables if "time" not in ds[name].dims])
     return part.assign(temp=part.temp + 1, flag=part.flag * 0 + 7).drop_vars("time")
 
 
-def write_sequence(path: Path, ds: xr.Dataset, zarr_format: int) -> xr.Dataset:
+def write_sequence(path: Path, ds: Dataset, zarr_format: int) -> Dataset:
     """Write half, append the other half along time, rewrite a region; return what the
     store should now hold."""
     ds.isel(time=slice(0, 12)).to_zarr(path, zarr_format=zarr_format, consolidated=True)
