@@ -32,7 +32,9 @@ distributed = pytest.importorskip("distributed")
 pd = pytest.importorskip("pandas")
 xr = pytest.importorskip("xarray")
 
-import zarrs_cffi.dask as zdask  # noqa: E402  (after the importorskip of distributed)
+from distributed import WorkerPlugin  # noqa: E402  (after the importorskips)
+
+import zarrs_cffi.dask as zdask  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -83,6 +85,19 @@ def worker_config(key: str) -> Any:
     return zarr.config.get(key, None)
 
 
+class BreakSwitch(WorkerPlugin):
+    """Applies ``ZARRS_CFFI_BREAK`` (inherited from this process) on every worker, as
+    conftest does here, so the native-route assertions on workers can be shown to fail."""
+
+    name = "zarrs-cffi-test-break-switch"
+    idempotent = True
+
+    def setup(self, worker: Any) -> None:
+        import zarrs_cffi_gate  # type: ignore[import-not-found]  (tests/conformance)
+
+        zarrs_cffi_gate.apply_break_switch()
+
+
 # --- fixtures ---
 
 
@@ -90,17 +105,21 @@ def worker_config(key: str) -> Any:
 def cluster() -> Iterator[LocalCluster]:
     """Two worker processes, one thread each, on 127.0.0.1, no dashboard.
 
-    The workers import this module by name for the task functions above, and must not
-    inherit ``ZARR_CODEC_PIPELINE__PATH`` (that would hide the pitfall tested below).
+    The workers import this module by name for the task functions above (and the test
+    plugin's break switch), and must not inherit ``ZARR_CODEC_PIPELINE__PATH`` (that would
+    hide the pitfall tested below).
     """
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("ZARR_CODEC_PIPELINE__PATH", raising=False)
-        here = str(Path(__file__).parent)
-        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
+        here = Path(__file__).parent
+        paths = (str(here), str(here / "conformance"), os.environ.get("PYTHONPATH"))
+        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
         with distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
             worker_dashboard_address=None,
         ) as local:
+            with distributed.Client(local, set_as_default=False) as c:
+                c.register_plugin(BreakSwitch())
             yield local
 
 
