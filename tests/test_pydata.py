@@ -93,7 +93,7 @@ class BreakSwitch(WorkerPlugin):
     idempotent = True
 
     def setup(self, worker: Any) -> None:
-        import zarrs_cffi_gate  # type: ignore[import-not-found]  (tests/conformance)
+        import zarrs_cffi_gate  # type: ignore[import-not-found]  # in tests/conformance
 
         zarrs_cffi_gate.apply_break_switch()
 
