@@ -120,7 +120,8 @@ def disable(client: Client) -> None:
 
 
 def _stats_state() -> dict[str, Any]:
-    # PipelineStats holds a mappingproxy, which does not pickle: send plain values.
+    # PipelineStats holds a mappingproxy, which neither pickle nor cloudpickle handles
+    # (distributed's own pickler happens to): send plain values.
     from dataclasses import fields
 
     from .stats import stats
