@@ -171,7 +171,7 @@ def test_dask_from_zarr_and_to_zarr_run_natively_on_workers(
     }
 
 
-def test_arrays_opened_inside_tasks_use_zarrs_pipeline_without_enable(
+def test_pitfall_without_enable_tasks_open_arrays_with_zarrs_own_pipeline(
     client: Client, tmp_path: Path, zarrs_pipeline: None
 ) -> None:
     """The pitfall: the client's zarr.config does not reach arrays opened in tasks."""
