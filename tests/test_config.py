@@ -284,7 +284,9 @@ def test_direct_io_opens_chunks_with_o_direct(tmp_path, zarrs_pipeline, direct_i
         arr = zarr.create_array(
             LocalStore(tmp_path), shape=(2048, 1024), chunks=(32, 1024), dtype="int32", compressors=None
         )
-    arr[:] = 1
+    data = make_data("int32", (2048, 1024), seed=46)
+    arr[:] = data
+    assert_same(arr[:], data)
     seen: dict[str, int] = {}
     stop = threading.Event()
 

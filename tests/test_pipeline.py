@@ -13,12 +13,38 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from conftest import NATIVE_DTYPES, ZARR_PIPELINE, ZARRS_PIPELINE, assert_no_fallback, assert_same, chunk_keys, make_data
+from conftest import (
+    NATIVE_DTYPES,
+    ZARR_PIPELINE,
+    ZARRS_PIPELINE,
+    assert_no_fallback,
+    assert_same,
+    chunk_keys,
+    make_data,
+    native_only,
+)
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZstdCodec
 from zarr.errors import ChunkNotFoundError
 from zarr.storage import LocalStore
 
 import zarrs_cffi
+
+
+@pytest.fixture
+def expect_native(zarrs_pipeline: None) -> Any:
+    """conftest's ``expect_native``, and more: every array here is on a LocalStore, so the
+    library moves the bytes itself (no chunk through the store's Python API)."""
+
+    @contextlib.contextmanager
+    def native_io(*, reads: bool = False, writes: bool = False) -> Any:
+        before = zarrs_cffi.stats()
+        with native_only(reads=reads, writes=writes):
+            yield
+        after = zarrs_cffi.stats()
+        moved = (after.python_io_reads - before.python_io_reads, after.python_io_writes - before.python_io_writes)
+        assert moved == (0, 0), after
+
+    return native_io
 
 
 def codec_kwargs(codec: str, chunks: tuple[int, ...]) -> dict[str, Any]:

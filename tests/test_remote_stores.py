@@ -518,7 +518,11 @@ def test_anonymous_s3_is_refused_on_a_private_bucket(s3):
     prefix = uuid.uuid4().hex
     with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
         arr = zarr.create_array(_s3fs_store(s3, prefix), shape=(8,), chunks=(4,), dtype="int8")
+        assert python_io_reason(arr) is None
+        zarrs_cffi.reset_stats()
         arr[:] = 3
+        assert_same(arr[:], np.full(8, 3, dtype="int8"))  # signed native requests are allowed
+    assert_route(zarrs_cffi.stats(), native_io=True)
     storage = Storage.s3(BUCKET, prefix=prefix, endpoint=s3.endpoint, region=REGION, anonymous=True)
     native = NativeArray.open_with_metadata(storage, _metadata_json(arr.metadata))
     with pytest.raises(zarrs_cffi.ZarrsStorageError, match="(?i)403|forbidden|privileges"):
