@@ -42,9 +42,12 @@ def test_local_paths_are_native(tmp_path, zarrs_pipeline, how):
     path = {"str": str(tmp_path / "a.zarr"), "pathlib": tmp_path / "a.zarr", "file-url": f"file://{tmp_path}/a.zarr"}[how]
     arr = zarr.create_array(path, shape=SHAPE, chunks=CHUNKS, dtype="int8")
     assert isinstance(arr.store, LocalStore)
+    assert arr.async_array.codec_pipeline.native.python_io is None
     with native_only(writes=True, reads=True):
         arr[:] = 3
         assert_same(zarr.open_array(path, mode="r")[:], np.full(SHAPE, 3, dtype="int8"))
+    s = zarrs_cffi.stats()
+    assert (s.python_io_reads, s.python_io_writes) == (0, 0), s  # the library did the I/O
 
 
 def test_sharded_fallback_counts_shards_once(tmp_path, zarrs_pipeline, caplog):
