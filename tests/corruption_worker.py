@@ -743,10 +743,13 @@ def run(root: Path, cases: list[Case], resume_route: int, oracle_known: bool) ->
         if first > 0 and oracle_known:
             # Resuming after a crash in one of our routes: recompute the oracle quietly.
             oracle = _attempt(fixture, "zarr", case.read)
+        growth = 0
         for r in range(first, len(ROUTES)):
             route = ROUTES[r]
             emit(ev="start", case=case.index, route=r, id=case.id)
             stats_before = zarrs_cffi.stats().fallback_reads
+            result = None
+            _settle(collect=growth > MEMORY_BUDGET // 4)
             rss = _peak_reset()
             started = time.perf_counter()
             result = _attempt(fixture, route, case.read)
@@ -776,7 +779,37 @@ def _attempt(fixture: Fixture, route: str, read: str) -> tuple[str, Any]:
     try:
         return ("data", fixture.read(route, read))
     except Exception as exc:  # noqa: BLE001 - every exception is an outcome to judge
+        _drop_tracebacks(exc)
         return ("error", exc)
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Tracebacks keep the failed read's frames (and buffers) alive; only the exception's
+    type and message are judged."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        item.__traceback__ = None
+        stack += [item.__context__, item.__cause__, *getattr(item, "exceptions", ())]
+
+
+def _settle(collect: bool) -> None:
+    """Let the previous read's memory go before measuring the next one's peak: zarr's event
+    loop thread finishes tearing down the last call (a no-op call queues behind it), and
+    after a large read the cycles are collected."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    sync(asyncio.sleep(0))
+    if collect:
+        import gc
+
+        gc.collect()
 
 
 def _segment(root: Path, only: str | None, resume: tuple[int, int], oracle_unknown: bool) -> None:

@@ -184,7 +184,9 @@ def run_cases(scratch: Path, only: str | None = None) -> Run:
     command = [sys.executable, str(WORKER), "--dir", str(scratch), "--zygote"]
     with open(scratch / "zygote.stderr", "wb") as stderr:
         # No backtraces: capturing one costs tens of MiB, which would blur the memory verdict.
-        env = {**os.environ, "RUST_BACKTRACE": "0"}
+        # Large allocations always mmapped and unmapped when freed (glibc's threshold fixed,
+        # not adaptive), so a read's peak RSS does not depend on what earlier reads freed.
+        env = {**os.environ, "RUST_BACKTRACE": "0", "MALLOC_MMAP_THRESHOLD_": "1048576"}
         zygote = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=WORKER.parent.parent, env=env
         )
