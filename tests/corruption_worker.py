@@ -659,6 +659,12 @@ class Fixture:
 
     def read(self, route: str, read: str) -> np.ndarray[Any, Any]:
         selection = READS[read]
+        sabotage = os.environ.get("ZARRS_CORRUPTION_SELFTEST")  # the harness's own test
+        if sabotage and route == "local":
+            if read == "part" and sabotage == "crash-and-hang":
+                os.kill(os.getpid(), 11)
+            if read == "span" and sabotage == "crash-and-hang":
+                time.sleep(3600)
         target = self.routes[route]
         if route != "capi":
             return np.asarray(target[selection])

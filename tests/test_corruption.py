@@ -177,7 +177,7 @@ class _Lines:
         return self.pending.pop(0)
 
 
-def run_cases(scratch: Path, only: str | None = None) -> Run:
+def run_cases(scratch: Path, only: str | None = None, route_timeout: float = ROUTE_TIMEOUT) -> Run:
     """Run every case in workers forked from one zygote, resuming after each crash or hang."""
     run = Run()
     started = time.perf_counter()
@@ -219,7 +219,7 @@ def run_cases(scratch: Path, only: str | None = None) -> Run:
                     run.peak_reset = run.peak_reset and event["peak_reset"]
                 elif event["ev"] == "start":
                     current = (event["case"], event["route"], event["id"])
-                    timeout = ROUTE_TIMEOUT
+                    timeout = route_timeout
                 elif event["ev"] == "end":
                     assert current is not None and current[:2] == (event["case"], event["route"])
                     run.outcomes.append(
@@ -299,3 +299,17 @@ def test_corruption_differential(tmp_path_factory: pytest.TempPathFactory) -> No
         problems.append("KNOWN_CRASHES entries that no longer occur (fixed? remove them):")
         problems += [f"  {p}" for p in stale]
     assert not problems, "\n".join(problems) + "\n\n" + report
+
+
+def test_harness_records_signals_and_hangs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness itself: a worker killed by a signal, and one that hangs, are recorded
+    against the route they were running and the remaining routes and cases still run."""
+    monkeypatch.setenv("ZARRS_CORRUPTION_SELFTEST", "crash-and-hang")  # local route: SIGSEGV on part, hang on span
+    run = run_cases(tmp_path, "v3/raw/uint16|trunc0|*", route_timeout=5.0)
+    verdicts = {(o.id.split("|")[2], worker.ROUTES[o.route]): o.verdict for o in run.outcomes}
+    assert len(verdicts) == len(worker.READS) * len(worker.ROUTES)
+    assert verdicts["part", "local"] == "signal:SIGSEGV"
+    assert verdicts["span", "local"] == "hang"
+    assert verdicts["chunk", "local"] == "raise"
+    assert verdicts["span", "capi"] == "raise"  # the routes after a crash still ran
+    assert run.workers == 3
