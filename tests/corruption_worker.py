@@ -824,7 +824,7 @@ def _segment(root: Path, only: str | None, resume: tuple[int, int], oracle_unkno
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
     cases = all_cases()
     if only:
-        cases = [c for c in cases if fnmatch.fnmatchcase(c.id, only)]
+        cases = [c for c in cases if c.id == only or fnmatch.fnmatchcase(c.id, only)]
     start_case, start_route = resume
     cases = [c for c in cases if c.index >= start_case]
     emit(ev="hello", pid=os.getpid(), cases=len(cases), peak_reset=_peak_reset() is not None)
@@ -882,7 +882,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", required=True, type=Path, help="scratch directory (kept between restarts)")
     parser.add_argument("--resume", nargs=2, type=int, metavar=("CASE", "ROUTE"), default=(0, 0))
     parser.add_argument("--oracle-unknown", action="store_true", help="the oracle crashed on the resumed case")
-    parser.add_argument("--only", help="glob over case ids (chain|mutation|read)")
+    parser.add_argument("--only", help="a case id (chain|mutation|read), or a glob over them ('[' is '[[]')")
     parser.add_argument("--dump", type=Path, help="write the corrupted bytes of the first selected case here")
     parser.add_argument("--list", action="store_true", help="print the case ids and exit")
     parser.add_argument("--zygote", action="store_true", help="serve forked workers (used by the test)")
@@ -894,7 +894,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     cases = all_cases()
     if args.only:
-        cases = [c for c in cases if fnmatch.fnmatchcase(c.id, args.only)]
+        cases = [c for c in cases if c.id == args.only or fnmatch.fnmatchcase(c.id, args.only)]
     if args.list:
         for case in cases:
             print(case.index, case.id)

@@ -262,9 +262,12 @@ def summarize(run: Run) -> str:
     by_class: dict[str, list[Outcome]] = {}
     for outcome in run.findings:
         by_class.setdefault(outcome.klass, []).append(outcome)
+    oracle = {o.case: o.verdict for o in run.outcomes if o.route == 0}
+    stricter = sum(1 for o in run.outcomes if o.route and o.verdict == "raise" and oracle.get(o.case) == "oracle-data")
     lines = [
         f"{cases} cases, {len(run.outcomes)} reads ({len(worker.ROUTES)} routes each) in {run.seconds:.1f} s, "
-        f"{run.workers} worker processes; {len(run.findings)} findings in {len(by_class)} classes"
+        f"{run.workers} worker processes; {len(run.findings)} findings in {len(by_class)} classes; "
+        f"{stricter} reads raised where zarr's pipeline returned data (allowed)"
     ]
     for klass, outcomes in sorted(by_class.items()):
         lines.append(f"  {klass}  x{len(outcomes)}  e.g. {outcomes[0].id}: {outcomes[0].detail[:200]}")
