@@ -396,3 +396,55 @@ def test_options_are_public_and_apply(tmp_path: Path) -> None:
     array = Array.open(tmp_path, options=zarrs_cffi.Options(num_threads=1))
     assert array.options.num_threads == 1
     np.testing.assert_array_equal(array[:], np.arange(8, dtype="uint8"))
+
+
+# --- buffers handed to the native side ------------------------------------------------------
+
+
+def test_out_rejects_object_arrays_and_other_dtypes(tmp_path: Path) -> None:
+    # int64: 8-byte elements, the size of a PyObject pointer, so only the dtype can tell.
+    _, data = _zarr_array(tmp_path, "int64")
+    arr = Array.open(tmp_path)
+    for out in (np.empty(CHUNKS, dtype=object), np.empty(CHUNKS, dtype="float64"), np.empty(CHUNKS, dtype="uint64")):
+        with pytest.raises(zarrs_cffi.ZarrsValueError, match="out has dtype"):
+            arr.read_chunk((0, 0), out=out)
+        with pytest.raises(zarrs_cffi.ZarrsValueError, match="out has dtype"):
+            arr.read((slice(0, 4), slice(0, 5)), out=out)
+    with pytest.raises(zarrs_cffi.ZarrsValueError, match="out has shape"):
+        arr.read_chunk((0, 0), out=np.empty((5, 4), dtype="int64"))
+    with pytest.raises(TypeError, match="numpy array"):
+        arr.read_chunk((0, 0), out=[0] * 20)  # type: ignore[arg-type]
+    # Object values are converted element by element, never passed on as pointers.
+    values = np.arange(20).reshape(CHUNKS).astype(object)
+    arr.write_chunk((1, 1), values)
+    arr[0:4, 0:5] = values
+    assert_same(arr.read_chunk((1, 1)), np.arange(20, dtype="int64").reshape(CHUNKS))
+    assert_same(arr[0:4, 0:5], np.arange(20, dtype="int64").reshape(CHUNKS))
+    with pytest.raises(zarrs_cffi.ZarrsValueError, match="value cannot be converted"):
+        arr.write_chunk((1, 1), np.full(CHUNKS, object()))
+    del data
+
+
+def test_bindings_reject_object_buffers(tmp_path: Path) -> None:
+    from zarrs_cffi._bindings import ChunkBatch, NativeArray, Storage
+
+    _zarr_array(tmp_path, "int64")
+    native = NativeArray.open(Storage.filesystem(str(tmp_path)))
+    options = Options()
+    objects = np.empty(CHUNKS, dtype=object)
+    geometry = np.array([[CHUNKS, (0, 0), CHUNKS, (0, 0)]], dtype=np.uint64)
+    batch = ChunkBatch.build(["c/0/0"], geometry)
+    calls = {
+        "retrieve_chunk": lambda: native.retrieve_chunk(options, (0, 0), objects),
+        "store_chunk": lambda: native.store_chunk(options, (0, 0), objects),
+        "retrieve_subset": lambda: native.retrieve_subset(options, (0, 0), objects),
+        "store_subset": lambda: native.store_subset(options, (0, 0), objects),
+        "read_chunks": lambda: native.read_chunks(options, batch, objects),
+        "write_chunks": lambda: native.write_chunks(options, batch, objects),
+        "decode_chunks": lambda: native.decode_chunks(options, batch, [None], objects),
+        "encode_chunks": lambda: native.encode_chunks(options, batch, objects),
+    }
+    for name, call in calls.items():
+        with pytest.raises(zarrs_cffi.ZarrsValueError, match="holds Python objects"):
+            call()
+        assert objects[0, 0] is None, name

@@ -72,8 +72,9 @@ class Options:
                     "num_threads": self.num_threads,
                     "chunk_concurrent_minimum": self.chunk_concurrent_minimum,
                     "chunk_concurrent_maximum": self.chunk_concurrent_maximum,
-                    "validate_checksums": self.validate_checksums,
-                    "store_empty_chunks": self.store_empty_chunks,
+                    # uint8_t flags in C: 0 or 1.
+                    "validate_checksums": int(bool(self.validate_checksums)),
+                    "store_empty_chunks": int(bool(self.store_empty_chunks)),
                 },
             )
             _OPTIONS_CACHE[self] = cached
@@ -143,7 +144,7 @@ class Storage:
         """Open a local directory; it is created on first write."""
         out = ffi.new("ZarrsStorage **")
         data, size = _str(path)
-        check(lib().zarrs_storage_open_filesystem(data, size, direct_io, read_only, out))
+        check(lib().zarrs_storage_open_filesystem(data, size, int(bool(direct_io)), int(bool(read_only)), out))
         return cls(out[0], f"filesystem:{path}")
 
     @classmethod
@@ -181,9 +182,9 @@ class Storage:
             pointer, size = text(value)
             setattr(config, name, pointer)
             setattr(config, f"{name}_len", size)
-        config.anonymous = anonymous
-        config.path_style = path_style
-        config.read_only = read_only
+        config.anonymous = int(bool(anonymous))
+        config.path_style = int(bool(path_style))
+        config.read_only = int(bool(read_only))
         out = ffi.new("ZarrsStorage **")
         check(lib().zarrs_storage_open_s3(config, out))
         where = f"{endpoint or 'aws'}/{bucket}/{prefix}".rstrip("/")
@@ -349,6 +350,12 @@ class NativeArray:
         )
 
     def _check_elements(self, array: npt.NDArray[Any], name: str) -> None:
+        # The native side sees raw bytes. Object arrays hold PyObject pointers: decoding
+        # into them (or encoding their addresses) would corrupt memory or leak addresses.
+        if not isinstance(array, np.ndarray):
+            raise ZarrsValueError(f"{name} must be a numpy array, not {type(array).__name__}")
+        if array.dtype.hasobject:
+            raise ZarrsValueError(f"{name} has dtype {array.dtype}, which holds Python objects; a numeric buffer is required")
         if array.dtype.itemsize != self.element_size:
             raise ZarrsValueError(
                 f"{name} has {array.dtype.itemsize}-byte elements ({array.dtype}); "
@@ -385,7 +392,7 @@ class NativeArray:
         """Decode a whole chunk into ``out``; returns whether it was stored."""
         self._check_elements(out, "out")
         indices = self._indices(chunk_indices)
-        present = ffi.new("bool *")
+        present = ffi.new("uint8_t *")
         check(
             lib().zarrs_array_retrieve_chunk(
                 self._handle, options._cdata(), _u64_ptr(indices), self.ndim,

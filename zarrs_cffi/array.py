@@ -135,6 +135,26 @@ class Array:
     def chunk_key(self, chunk_indices: tuple[int, ...]) -> str:
         return self._native.chunk_key(chunk_indices)
 
+    def _check_out(self, out: Any, shape: tuple[int, ...]) -> None:
+        """``out`` must be a writeable C-contiguous numpy array of exactly this array's dtype
+        and ``shape``: the native side writes raw element bytes into it."""
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy array, not {type(out).__name__}")
+        if out.dtype != self.dtype:
+            raise ZarrsValueError(f"out has dtype {out.dtype}; it must be the array's dtype {self.dtype}")
+        if out.shape != shape:
+            raise ZarrsValueError(f"out has shape {out.shape}; it must be {shape}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ZarrsValueError("out must be C-contiguous and writeable")
+
+    def _values(self, value: Any, name: str) -> npt.NDArray[Any]:
+        """``value`` as this array's dtype. Python objects are converted element by element
+        (or refused by numpy), never passed on as raw pointers."""
+        try:
+            return np.asarray(value, dtype=self.dtype)
+        except (TypeError, ValueError) as exc:
+            raise ZarrsValueError(f"{name} cannot be converted to {self.dtype}: {exc}") from exc
+
     def read(self, region: Any = (), out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
         """Read ``region`` (slices and integers) into ``out`` or a new array."""
         start, extent, dropped = _normalize(region, self.shape)
@@ -142,16 +162,14 @@ class Array:
             buffer = np.empty(extent, dtype=self.dtype)
             self._native.retrieve_subset(self.options, start, buffer)
             return buffer.squeeze(axis=dropped) if dropped else buffer
-        expected = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
-        if out.shape != expected or out.dtype != self.dtype:
-            raise ZarrsValueError(f"out must have shape {expected} and dtype {self.dtype}, not {out.shape} {out.dtype}")
+        self._check_out(out, tuple(e for axis, e in enumerate(extent) if axis not in dropped))
         self._native.retrieve_subset(self.options, start, out.reshape(extent))
         return out
 
     def write(self, region: Any, value: npt.ArrayLike) -> None:
         """Write ``value`` (broadcast to the region's shape) to ``region``."""
         start, extent, _ = _normalize(region, self.shape)
-        data = np.asarray(value, dtype=self.dtype)
+        data = self._values(value, "value")
         if data.shape != tuple(extent):
             data = np.broadcast_to(data, tuple(extent))
         # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
@@ -162,20 +180,24 @@ class Array:
 
     def __setitem__(self, key: Any, value: npt.ArrayLike) -> None:
         start, extent, dropped = _normalize(key, self.shape)
-        data = np.asarray(value, dtype=self.dtype)
+        data = self._values(value, "value")
         if data.ndim and dropped:
             data = np.expand_dims(data, dropped) if data.ndim == len(extent) - len(dropped) else data
         self.write(key, data)
 
     def read_chunk(self, chunk_indices: tuple[int, ...], out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
-        """Decode the whole chunk at ``chunk_indices``."""
-        buffer = out if out is not None else np.empty(self._native.chunk_shape(chunk_indices), dtype=self.dtype)
-        self._native.retrieve_chunk(self.options, chunk_indices, buffer)
-        return buffer
+        """Decode the whole chunk at ``chunk_indices`` into ``out`` or a new array."""
+        shape = self._native.chunk_shape(chunk_indices)
+        if out is None:
+            out = np.empty(shape, dtype=self.dtype)
+        else:
+            self._check_out(out, shape)
+        self._native.retrieve_chunk(self.options, chunk_indices, out)
+        return out
 
     def write_chunk(self, chunk_indices: tuple[int, ...], value: npt.ArrayLike) -> None:
         """Encode and store the whole chunk at ``chunk_indices``."""
-        data = np.ascontiguousarray(value, dtype=self.dtype)
+        data = np.ascontiguousarray(self._values(value, "value"))
         self._native.store_chunk(self.options, chunk_indices, data)
 
     def erase_chunk(self, chunk_indices: tuple[int, ...]) -> None:

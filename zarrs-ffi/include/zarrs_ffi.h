@@ -82,7 +82,8 @@ typedef struct ZarrsVariableChunks ZarrsVariableChunks;
 // Options for the data calls. Pass NULL wherever a `const ZarrsOptions*` is taken to use the
 // defaults that [`zarrs_options_default`] writes.
 //
-// Plain data: copy it freely; the library never keeps the pointer beyond a call.
+// Plain data: copy it freely; the library never keeps the pointer beyond a call. Flags are
+// `uint8_t`, 0 meaning false and any other value true, so no byte pattern is invalid.
 typedef struct ZarrsOptions {
   // Threads used by one call. 0: one per logical CPU. Calls with the same count share a
   // pool, created on first use in each process (so forked children get their own).
@@ -92,16 +93,18 @@ typedef struct ZarrsOptions {
   uint32_t chunk_concurrent_minimum;
   // The most chunks processed concurrently. 0: no limit beyond the thread count.
   uint32_t chunk_concurrent_maximum;
-  // Verify checksums (e.g. crc32c) while decoding; a mismatch fails with
+  // Nonzero: verify checksums (e.g. crc32c) while decoding; a mismatch fails with
   // `ZARRS_ERROR_CHECKSUM`.
-  bool validate_checksums;
-  // Store chunks whose every element equals the fill value. When false such chunks are
-  // erased instead, so a later read returns the fill value from the missing chunk.
-  bool store_empty_chunks;
+  uint8_t validate_checksums;
+  // Nonzero: store chunks whose every element equals the fill value. When 0 such chunks
+  // are erased instead, so a later read returns the fill value from the missing chunk.
+  uint8_t store_empty_chunks;
 } ZarrsOptions;
 
 // Settings of an S3-compatible object store. Every string is UTF-8 with its length in
-// bytes; a NULL pointer leaves a setting unset.
+// bytes; a NULL pointer leaves a setting unset. Flags are `uint8_t`: 0 is false, any
+// other value true. The library copies what it needs; the caller keeps ownership of the
+// struct and its strings, which need only live for the call.
 typedef struct ZarrsS3Config {
   // The bucket (required).
   const char *bucket;
@@ -121,13 +124,13 @@ typedef struct ZarrsS3Config {
   size_t secret_access_key_len;
   const char *session_token;
   size_t session_token_len;
-  // Send unsigned requests (public buckets); credentials are then ignored.
-  bool anonymous;
-  // Address buckets as `endpoint/bucket` (true, as most S3-compatible servers want)
+  // Nonzero: send unsigned requests (public buckets); credentials are then ignored.
+  uint8_t anonymous;
+  // Nonzero: address buckets as `endpoint/bucket` (as most S3-compatible servers want)
   // rather than `bucket.endpoint`.
-  bool path_style;
-  // Writes and erases fail with `ZARRS_ERROR_READ_ONLY`.
-  bool read_only;
+  uint8_t path_style;
+  // Nonzero: writes and erases fail with `ZARRS_ERROR_READ_ONLY`.
+  uint8_t read_only;
 } ZarrsS3Config;
 
 #ifdef __cplusplus
@@ -256,8 +259,8 @@ ZarrsResult zarrs_array_store_subset(const struct ZarrsArray *array,
                                      size_t data_len);
 
 // Read and decode the whole chunk at `chunk_indices` (`ndim` values) into `out`, a C-order
-// buffer of the chunk shape (`out_len` bytes). If `present_out` is not NULL it receives
-// whether the chunk was stored (false: `out` holds the fill value).
+// buffer of the chunk shape (`out_len` bytes). If `present_out` is not NULL it receives 1
+// if the chunk was stored and 0 if not (`out` then holds the fill value).
 //
 // Thread safety: safe to call concurrently on the same array.
 ZarrsResult zarrs_array_retrieve_chunk(const struct ZarrsArray *array,
@@ -266,7 +269,7 @@ ZarrsResult zarrs_array_retrieve_chunk(const struct ZarrsArray *array,
                                        size_t ndim,
                                        uint8_t *out,
                                        size_t out_len,
-                                       bool *present_out);
+                                       uint8_t *present_out);
 
 // Encode and store the whole chunk at `chunk_indices` (`ndim` values) from `data`, a
 // C-order buffer of the chunk shape (`data_len` bytes). A chunk that is entirely the fill
@@ -425,7 +428,8 @@ ZarrsResult zarrs_encoded_chunks_free(struct ZarrsEncodedChunks *encoded);
 // library on this same thread; copy it if you need it longer. Never NULL: the empty string
 // means the last call on this thread succeeded.
 //
-// Thread safety: each thread has its own last error.
+// Thread safety: each thread has its own last error. During thread teardown (after the
+// thread's storage is gone) the empty string is returned.
 const char *zarrs_last_error(void);
 
 // Write the default options to `options_out`.
@@ -453,15 +457,15 @@ ZarrsResult zarrs_storage_open_http(const char *url,
 // exist yet (it is created on the first write).
 //
 // - `path`, `path_len`: the directory, UTF-8, not NUL-terminated.
-// - `direct_io`: read with `O_DIRECT` (Linux; the filesystem must support it).
-// - `read_only`: every write or erase fails with `ZARRS_ERROR_READ_ONLY`.
+// - `direct_io`: nonzero to read with `O_DIRECT` (Linux; the filesystem must support it).
+// - `read_only`: nonzero to make every write or erase fail with `ZARRS_ERROR_READ_ONLY`.
 // - `storage_out`: receives a new handle on success; free it with [`zarrs_storage_free`].
 //
 // Thread safety: safe from any thread.
 ZarrsResult zarrs_storage_open_filesystem(const char *path,
                                           size_t path_len,
-                                          bool direct_io,
-                                          bool read_only,
+                                          uint8_t direct_io,
+                                          uint8_t read_only,
                                           struct ZarrsStorage **storage_out);
 
 // Open an empty in-memory storage. Arrays opened on it serve the codec-only calls

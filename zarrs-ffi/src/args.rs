@@ -7,16 +7,23 @@
 
 use std::num::NonZeroU64;
 
+use std::borrow::Cow;
+
 use zarrs::array::ArraySubset;
+use zarrs::storage::StoreKey;
 
 use crate::error::{FfiError, FfiResult};
 
-/// Borrow `len` elements at `ptr`. NULL is accepted only for an empty slice.
+/// Borrow `len` bytes at `ptr`. NULL is accepted only for an empty slice.
+///
+/// Bytes only: a `&[T]` needs `T`'s alignment, which C callers do not promise for
+/// `uint64_t` or `size_t` arrays (a pointer into a packed buffer is legal C to pass).
+/// Wider elements are read with [`values`].
 ///
 /// # Safety
-/// If `ptr` is not NULL it must point to `len` initialised `T`s that stay valid and are not
+/// If `ptr` is not NULL it must point to `len` initialised bytes that stay valid and are not
 /// written by anyone else for the lifetime `'a` chosen by the caller (one FFI call).
-pub unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> FfiResult<&'a [T]> {
+pub unsafe fn slice<'a>(ptr: *const u8, len: usize, name: &str) -> FfiResult<&'a [u8]> {
     if ptr.is_null() {
         return if len == 0 {
             Ok(&[])
@@ -24,16 +31,18 @@ pub unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> FfiResult<&
             Err(FfiError::null(name))
         };
     }
-    // SAFETY: non-NULL, and the caller guarantees `len` valid elements for `'a`.
+    check_extent::<u8>(len, name)?;
+    // SAFETY: non-NULL, `u8` has alignment 1, and the caller guarantees `len` valid bytes
+    // for `'a`.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// Mutably borrow `len` elements at `ptr`. NULL is accepted only for an empty slice.
+/// Mutably borrow `len` bytes at `ptr`. NULL is accepted only for an empty slice.
 ///
 /// # Safety
-/// If `ptr` is not NULL it must point to `len` writable `T`s that nothing else reads or
+/// If `ptr` is not NULL it must point to `len` writable bytes that nothing else reads or
 /// writes for the lifetime `'a` chosen by the caller (one FFI call).
-pub unsafe fn slice_mut<'a, T>(ptr: *mut T, len: usize, name: &str) -> FfiResult<&'a mut [T]> {
+pub unsafe fn slice_mut<'a>(ptr: *mut u8, len: usize, name: &str) -> FfiResult<&'a mut [u8]> {
     if ptr.is_null() {
         return if len == 0 {
             Ok(&mut [])
@@ -41,8 +50,85 @@ pub unsafe fn slice_mut<'a, T>(ptr: *mut T, len: usize, name: &str) -> FfiResult
             Err(FfiError::null(name))
         };
     }
-    // SAFETY: non-NULL, and the caller guarantees `len` exclusive elements for `'a`.
+    check_extent::<u8>(len, name)?;
+    // SAFETY: non-NULL, `u8` has alignment 1, and the caller guarantees `len` exclusive
+    // bytes for `'a`.
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// A length no real allocation can have is a caller error, not something to form a slice
+/// from (`from_raw_parts` requires `len * size_of::<T>() <= isize::MAX`).
+fn check_extent<T>(len: usize, name: &str) -> FfiResult<()> {
+    match len.checked_mul(std::mem::size_of::<T>()) {
+        Some(bytes) if isize::try_from(bytes).is_ok() => Ok(()),
+        _ => Err(FfiError::invalid(format!("`{name}` has an impossible length {len}"))),
+    }
+}
+
+/// Read `len` values of a plain-data type (`uint64_t`, `size_t`, pointers) at `ptr`,
+/// which need not be aligned: an aligned array is borrowed, a misaligned one copied out
+/// with unaligned reads. NULL is accepted only for an empty array.
+///
+/// # Safety
+/// If `ptr` is not NULL it must point to `len` initialised values (`len * size_of::<T>()`
+/// readable bytes) that stay valid and unwritten for the lifetime `'a` (one FFI call).
+pub unsafe fn values<'a, T: Copy>(ptr: *const T, len: usize, name: &str) -> FfiResult<Cow<'a, [T]>> {
+    if ptr.is_null() {
+        return if len == 0 {
+            Ok(Cow::Borrowed(&[]))
+        } else {
+            Err(FfiError::null(name))
+        };
+    }
+    check_extent::<T>(len, name)?;
+    if ptr.is_aligned() {
+        // SAFETY: non-NULL, aligned, and the caller guarantees `len` valid values for `'a`.
+        return Ok(Cow::Borrowed(unsafe { std::slice::from_raw_parts(ptr, len) }));
+    }
+    // SAFETY: the caller guarantees `len` readable values; `read_unaligned` has no
+    // alignment requirement, and `add(i)` stays inside that allocation.
+    Ok(Cow::Owned((0..len).map(|i| unsafe { ptr.add(i).read_unaligned() }).collect()))
+}
+
+/// Write `values` to a caller array of exactly `values.len()` elements at `ptr`, which need
+/// not be aligned.
+///
+/// # Safety
+/// `ptr` must be non-NULL and valid for writes of `values.len()` values.
+pub unsafe fn write_values<T: Copy>(ptr: *mut T, values: &[T]) {
+    for (i, &value) in values.iter().enumerate() {
+        // SAFETY: the caller guarantees room for `values.len()` values; `write_unaligned`
+        // has no alignment requirement.
+        unsafe { ptr.add(i).write_unaligned(value) };
+    }
+}
+
+/// A store key given by a caller, confined to the store: no empty key, no key naming the
+/// root (`.`), no absolute path, no `.` or `..` segment and no empty segment, with `/` or
+/// `\` as separators (a backslash separates on Windows), and no NUL byte. Such keys are
+/// never produced by Zarr's chunk key encodings; accepted, they would let a caller read or
+/// write outside the store's directory.
+pub fn store_key(key: &str, what: &str) -> FfiResult<StoreKey> {
+    let reason = if key.is_empty() {
+        Some("is empty")
+    } else if key.contains('\0') {
+        Some("contains a NUL byte")
+    } else if key.starts_with(['/', '\\']) {
+        Some("is an absolute path")
+    } else if key.contains(':') && cfg!(windows) {
+        Some("names a drive")
+    } else {
+        key.split(['/', '\\']).find_map(|segment| match segment {
+            "" => Some("has an empty segment"),
+            "." => Some("has a `.` segment"),
+            ".." => Some("has a `..` segment, which would leave the store"),
+            _ => None,
+        })
+    };
+    match reason {
+        Some(reason) => Err(FfiError::invalid(format!("{what} {key:?} {reason}: keys are relative paths inside the store"))),
+        None => StoreKey::new(key).map_err(|e| FfiError::invalid(format!("{what} {key:?}: {e}"))),
+    }
 }
 
 /// Borrow a UTF-8 string given as pointer and byte length (no NUL terminator needed).
@@ -65,6 +151,20 @@ pub unsafe fn handle<'a, T>(ptr: *const T, name: &str) -> FfiResult<&'a T> {
     unsafe { ptr.as_ref() }.ok_or_else(|| FfiError::null(name))
 }
 
+/// Copy a caller's plain-data struct (`ZarrsS3Config`), failing on NULL. The pointer need not
+/// be aligned.
+///
+/// # Safety
+/// If non-NULL, `ptr` must address a `T` whose every byte is initialised.
+pub unsafe fn read<T: Copy>(ptr: *const T, name: &str) -> FfiResult<T> {
+    if ptr.is_null() {
+        return Err(FfiError::null(name));
+    }
+    // SAFETY: non-NULL and readable per the caller's contract; `read_unaligned` makes no
+    // alignment assumption, and `T` holds only integers and raw pointers, valid for any bits.
+    Ok(unsafe { ptr.read_unaligned() })
+}
+
 /// Write `value` through an out-parameter, failing on NULL. Called only once the whole call
 /// has succeeded, so out-parameters are never written on failure.
 ///
@@ -74,8 +174,9 @@ pub unsafe fn write_out<T>(ptr: *mut T, value: T) -> FfiResult<()> {
     if ptr.is_null() {
         return Err(FfiError::null("out-parameter"));
     }
-    // SAFETY: non-NULL and writable per the caller's contract.
-    unsafe { ptr.write(value) };
+    // SAFETY: non-NULL and writable per the caller's contract; out-parameters need not be
+    // aligned, so the write makes no alignment assumption.
+    unsafe { ptr.write_unaligned(value) };
     Ok(())
 }
 

@@ -4,10 +4,11 @@
 //! `batch.rs`, so every data call shares one implementation of the chunk I/O.
 
 use std::ffi::c_char;
+use std::num::NonZeroU64;
 
 use zarrs::array::{Array, ArrayMetadata, ArrayMetadataOptions, ArraySubset};
 use zarrs::plugin::{ExtensionName, ZarrVersion};
-use zarrs::storage::{ReadableWritableListableStorage, ReadableWritableListableStorageTraits};
+use zarrs::storage::{ReadableWritableListableStorage, ReadableWritableListableStorageTraits, StoreKey};
 
 use crate::args;
 use crate::batch::{ChunkJob, Destination, Source};
@@ -35,6 +36,43 @@ pub struct ZarrsArray {
     /// The sharding layout, when the codecs are exactly one sharding codec: such shards are
     /// read and written by `shard.rs` rather than zarrs' sharding codec.
     pub(crate) shard: Option<ShardLayout>,
+    /// Per dimension, every extent a chunk of the grid has along it (sorted). Caller-given
+    /// chunk shapes are checked against these before anything is allocated for them.
+    chunk_extents: Vec<Vec<u64>>,
+}
+
+/// The extents chunks of `array`'s grid have along each dimension. A regular grid has one
+/// per dimension. Other grids (rectilinear, regular-bounded) are probed along each axis;
+/// past [`PROBED_CHUNKS`] chunks on an axis only both ends are probed, which is where a
+/// bounded regular grid's chunks differ.
+fn chunk_extents(array: &Array<dyn ReadableWritableListableStorageTraits>) -> FfiResult<Vec<Vec<u64>>> {
+    const PROBED_CHUNKS: u64 = 1 << 16;
+    let grid = array.chunk_grid();
+    let grid_shape = array.chunk_grid_shape();
+    let ndim = grid_shape.len();
+    let regular = grid.name(ZarrVersion::V3).as_deref() == Some("regular");
+    let probe = |d: usize, i: u64| -> FfiResult<Option<u64>> {
+        let mut indices = vec![0; ndim];
+        indices[d] = i;
+        let shape = grid.chunk_shape(&indices).map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_INVALID_METADATA, e.to_string()))?;
+        Ok(shape.map(|shape| shape[d].get()))
+    };
+    (0..ndim)
+        .map(|d| {
+            let n = grid_shape[d];
+            let indices: Box<dyn Iterator<Item = u64>> = if regular || n == 0 {
+                Box::new(0..1)
+            } else if n <= PROBED_CHUNKS {
+                Box::new(0..n)
+            } else {
+                Box::new((0..PROBED_CHUNKS / 2).chain(n - PROBED_CHUNKS / 2..n))
+            };
+            let mut extents = indices.map(|i| probe(d, i)).filter_map(Result::transpose).collect::<FfiResult<Vec<u64>>>()?;
+            extents.sort_unstable();
+            extents.dedup();
+            Ok(extents)
+        })
+        .collect()
 }
 
 /// Whether any codec nested inside a sharding codec of `codecs` (Zarr v3 metadata) is a
@@ -56,21 +94,38 @@ fn has_inner_checksums(codecs: &serde_json::Value) -> bool {
 }
 
 impl ZarrsArray {
-    fn new(storage: &ZarrsStorage, array: Array<dyn ReadableWritableListableStorageTraits>) -> Self {
+    fn new(storage: &ZarrsStorage, array: Array<dyn ReadableWritableListableStorageTraits>) -> FfiResult<Self> {
         let metadata = serde_json::to_value(array.metadata()).unwrap_or_default();
         let inner_checksums = has_inner_checksums(&metadata["codecs"]);
         let sharded = metadata["codecs"]
             .as_array()
             .is_some_and(|codecs| codecs.iter().any(|c| c["name"] == "sharding_indexed"));
         let shard = ShardLayout::from_codecs_metadata(&metadata["codecs"]);
-        Self {
+        let chunk_extents = chunk_extents(&array)?;
+        Ok(Self {
             array,
             storage: storage.store.clone(),
             remote: storage.remote.clone(),
             inner_checksums,
             sharded,
             shard,
+            chunk_extents,
+        })
+    }
+
+    /// Fail unless `shape` is the shape of a chunk of this array's grid (every extent one
+    /// the grid has along its dimension).
+    pub(crate) fn check_chunk_shape(&self, shape: &[NonZeroU64], key: &StoreKey) -> FfiResult<()> {
+        if shape.len() == self.chunk_extents.len()
+            && shape.iter().zip(&self.chunk_extents).all(|(n, extents)| extents.binary_search(&n.get()).is_ok())
+        {
+            return Ok(());
         }
+        let shape: Vec<u64> = shape.iter().map(|n| n.get()).collect();
+        Err(FfiError::invalid(format!(
+            "chunk {key}: chunk shape {shape:?} is not a chunk shape of the array's grid (extents per dimension: {:?})",
+            self.chunk_extents
+        )))
     }
 
     pub(crate) fn element_size(&self) -> FfiResult<usize> {
@@ -196,8 +251,9 @@ unsafe fn open_impl(
         // Store the document as given: zarrs would otherwise add a `_zarrs` attribute.
         array.store_metadata_opt(&ArrayMetadataOptions::default().with_include_zarrs_metadata(false))?;
     }
+    let array = ZarrsArray::new(storage, array)?;
     // SAFETY: checked non-NULL above.
-    unsafe { args::write_out(array_out, Box::into_raw(Box::new(ZarrsArray::new(storage, array)))) }
+    unsafe { args::write_out(array_out, Box::into_raw(Box::new(array))) }
 }
 
 /// Open the array at `path` (`"/"` or `""` for the root) in `storage`, reading its metadata
@@ -289,8 +345,9 @@ unsafe fn write_dims(values: &[u64], out: *mut u64, ndim: usize, name: &str) -> 
     if ndim != values.len() {
         return Err(FfiError::buffer_size(name, ndim, values.len()));
     }
-    // SAFETY: forwarded contract.
-    unsafe { args::slice_mut(out, ndim, name)? }.copy_from_slice(values);
+    // SAFETY: non-NULL (checked above) and `ndim == values.len()` writable values per the
+    // forwarded contract.
+    unsafe { args::write_values(out, values) };
     Ok(())
 }
 
@@ -331,8 +388,8 @@ pub extern "C" fn zarrs_array_chunk_shape(
         // SAFETY: live handle; both arrays hold `ndim` values per the contract.
         let array = unsafe { args::handle(array, "array")? };
         array.check_ndim(ndim, "chunk_indices")?;
-        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
-        let job = array.chunk_job(indices)?;
+        let indices = unsafe { args::values(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(&indices)?;
         unsafe { write_dims(&job.chunk_shape_u64(), chunk_shape_out, ndim, "chunk_shape_out") }
     })
 }
@@ -425,8 +482,8 @@ pub extern "C" fn zarrs_array_chunk_key(
         // SAFETY: live handle; buffers per the contract.
         let array = unsafe { args::handle(array, "array")? };
         array.check_ndim(ndim, "chunk_indices")?;
-        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
-        let job = array.chunk_job(indices)?;
+        let indices = unsafe { args::values(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(&indices)?;
         unsafe { write_string(job.key.as_str(), buf, buf_len, len_out) }
     })
 }
@@ -438,10 +495,10 @@ pub extern "C" fn zarrs_array_chunk_key(
 unsafe fn region(array: &ZarrsArray, start: *const u64, shape: *const u64, ndim: usize) -> FfiResult<ArraySubset> {
     array.check_ndim(ndim, "start")?;
     // SAFETY: forwarded contract.
-    let start = unsafe { args::slice(start, ndim, "start")? };
+    let start = unsafe { args::values(start, ndim, "start")? };
     // SAFETY: forwarded contract.
-    let shape = unsafe { args::slice(shape, ndim, "shape")? };
-    args::region(start, shape, "region")
+    let shape = unsafe { args::values(shape, ndim, "shape")? };
+    args::region(&start, &shape, "region")
 }
 
 /// Read the region `start`/`shape` (`ndim` values each) into `out`, a C-order buffer of
@@ -497,8 +554,8 @@ pub extern "C" fn zarrs_array_store_subset(
 }
 
 /// Read and decode the whole chunk at `chunk_indices` (`ndim` values) into `out`, a C-order
-/// buffer of the chunk shape (`out_len` bytes). If `present_out` is not NULL it receives
-/// whether the chunk was stored (false: `out` holds the fill value).
+/// buffer of the chunk shape (`out_len` bytes). If `present_out` is not NULL it receives 1
+/// if the chunk was stored and 0 if not (`out` then holds the fill value).
 ///
 /// Thread safety: safe to call concurrently on the same array.
 #[no_mangle]
@@ -509,22 +566,22 @@ pub extern "C" fn zarrs_array_retrieve_chunk(
     ndim: usize,
     out: *mut u8,
     out_len: usize,
-    present_out: *mut bool,
+    present_out: *mut u8,
 ) -> ZarrsResult {
     boundary(|| {
         // SAFETY: every pointer addresses its stated length per the contract.
         let array = unsafe { args::handle(array, "array")? };
         let options = unsafe { ZarrsOptions::from_ptr(options) };
         array.check_ndim(ndim, "chunk_indices")?;
-        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
-        let job = array.chunk_job(indices)?;
+        let indices = unsafe { args::values(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(&indices)?;
         let shape = job.chunk_shape_u64();
         let out = unsafe { args::slice_mut(out, out_len, "out")? };
         let destination = Destination::new(out, &shape, array.element_size()?, "out")?;
         let present = array.read_jobs(&options, vec![job], &destination)?;
         if !present_out.is_null() {
             // SAFETY: non-NULL and writable per the contract.
-            unsafe { args::write_out(present_out, present[0])? };
+            unsafe { args::write_out(present_out, u8::from(present[0]))? };
         }
         Ok(())
     })
@@ -549,8 +606,8 @@ pub extern "C" fn zarrs_array_store_chunk(
         let array = unsafe { args::handle(array, "array")? };
         let options = unsafe { ZarrsOptions::from_ptr(options) };
         array.check_ndim(ndim, "chunk_indices")?;
-        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
-        let job = array.chunk_job(indices)?;
+        let indices = unsafe { args::values(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(&indices)?;
         let shape = job.chunk_shape_u64();
         let data = unsafe { args::slice(data, data_len, "data")? };
         let source = Source::new(data, &shape, array.element_size()?)?;
@@ -572,8 +629,8 @@ pub extern "C" fn zarrs_array_erase_chunk(
         // SAFETY: every pointer addresses its stated length per the contract.
         let array = unsafe { args::handle(array, "array")? };
         array.check_ndim(ndim, "chunk_indices")?;
-        let indices = unsafe { args::slice(chunk_indices, ndim, "chunk_indices")? };
-        let job = array.chunk_job(indices)?;
+        let indices = unsafe { args::values(chunk_indices, ndim, "chunk_indices")? };
+        let job = array.chunk_job(&indices)?;
         array.storage.erase(&job.key)?;
         Ok(())
     })

@@ -67,12 +67,17 @@ impl ChunkJob {
 /// is `keys[offsets[i]..offsets[i+1]]`. Without keys (codec-only calls) chunks are named
 /// by their position, which only appears in error messages. `geometry` holds, per chunk,
 /// four runs of `ndim` values: chunk shape, subset start, subset shape, buffer start.
+///
+/// Keys must stay inside the store ([`args::store_key`]) and every chunk shape must be one
+/// the array's chunk grid has ([`ZarrsArray::check_chunk_shape`]): the shape decides how
+/// much is allocated and filled for the chunk, so it is never taken on trust.
 pub(crate) fn parse_jobs(
-    ndim: usize,
+    array: &ZarrsArray,
     num_chunks: usize,
     keys: Option<(&str, &[u64])>,
     geometry: &[u64],
 ) -> FfiResult<Vec<ChunkJob>> {
+    let ndim = array.array.dimensionality();
     let expected = num_chunks
         .checked_mul(4 * ndim)
         .ok_or_else(|| FfiError::invalid("`num_chunks` overflows"))?;
@@ -87,7 +92,7 @@ pub(crate) fn parse_jobs(
             let key = match keys {
                 Some((keys, offsets)) => {
                     let (from, to) = (offsets[i], offsets[i + 1]);
-                    usize::try_from(from)
+                    let key = usize::try_from(from)
                         .ok()
                         .zip(usize::try_from(to).ok())
                         .and_then(|(from, to)| keys.get(from..to))
@@ -96,17 +101,18 @@ pub(crate) fn parse_jobs(
                                 "key {i} spans bytes {from}..{to}, outside the {} key bytes or not on a character boundary",
                                 keys.len()
                             ))
-                        })?
-                        .to_string()
+                        })?;
+                    args::store_key(key, &format!("key {i}"))?
                 }
-                None => format!("chunk-{i}"),
+                // Only named in messages; never used to reach the store.
+                None => StoreKey::new(format!("chunk-{i}")).map_err(|e| FfiError::invalid(e.to_string()))?,
             };
-            let key = StoreKey::new(key).map_err(|e| FfiError::invalid(e.to_string()))?;
             let g = &geometry[i * 4 * ndim..(i + 1) * 4 * ndim];
             let (chunk_shape, rest) = g.split_at(ndim);
             let (subset_start, rest) = rest.split_at(ndim);
             let (subset_shape, buffer_start) = rest.split_at(ndim);
-            let chunk_shape = args::nonzero_shape(chunk_shape, "chunk shape")?;
+            let chunk_shape = args::nonzero_shape(chunk_shape, &format!("chunk {key}: chunk shape"))?;
+            array.check_chunk_shape(&chunk_shape, &key)?;
             let subset = args::region(subset_start, subset_shape, &format!("chunk {key}: subset"))?;
             // Checked here, once, so the bounds checks against the caller's buffer cannot wrap.
             args::region(buffer_start, subset_shape, &format!("chunk {key}: buffer region"))?;
@@ -135,7 +141,7 @@ pub(crate) fn parse_jobs(
 /// The pointers must address the stated lengths for the duration of the call.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn parse_jobs_raw(
-    ndim: usize,
+    array: &ZarrsArray,
     num_chunks: usize,
     keys: *const c_char,
     keys_len: usize,
@@ -146,10 +152,10 @@ pub(crate) unsafe fn parse_jobs_raw(
     // SAFETY: forwarded contract of the exported function.
     let keys = unsafe { args::str(keys, keys_len, "keys")? };
     // SAFETY: as above; `key_offsets` holds `num_chunks + 1` values by contract.
-    let key_offsets = unsafe { args::slice(key_offsets, offsets_len(num_chunks)?, "key_offsets")? };
+    let key_offsets = unsafe { args::values(key_offsets, offsets_len(num_chunks)?, "key_offsets")? };
     // SAFETY: as above.
-    let geometry = unsafe { args::slice(geometry, geometry_len, "geometry")? };
-    parse_jobs(ndim, num_chunks, Some((keys, key_offsets)), geometry)
+    let geometry = unsafe { args::values(geometry, geometry_len, "geometry")? };
+    parse_jobs(array, num_chunks, Some((keys, &key_offsets)), &geometry)
 }
 
 /// The length of an offsets array for `num_chunks` items.
@@ -263,12 +269,12 @@ impl<'a> Destination<'a> {
 
 /// A source of values for writes: a C-order array, or one element broadcast everywhere.
 pub(crate) enum Source<'a> {
-    Array { bytes: &'a [u8], shape: &'a [u64] },
+    Array { bytes: &'a [u8], shape: Vec<u64> },
     Scalar(&'a [u8]),
 }
 
 impl<'a> Source<'a> {
-    pub fn new(bytes: &'a [u8], shape: &'a [u64], element_size: usize) -> FfiResult<Self> {
+    pub fn new(bytes: &'a [u8], shape: &[u64], element_size: usize) -> FfiResult<Self> {
         if shape.is_empty() {
             if bytes.len() != element_size {
                 return Err(FfiError::buffer_size("value", bytes.len(), element_size));
@@ -279,7 +285,7 @@ impl<'a> Source<'a> {
         if bytes.len() != expected {
             return Err(FfiError::buffer_size("value", bytes.len(), expected));
         }
-        Ok(Source::Array { bytes, shape })
+        Ok(Source::Array { bytes, shape: shape.to_vec() })
     }
 
     /// The value arguments of the write and encode calls: `value_ndim` is 0 (one element,
@@ -302,10 +308,10 @@ impl<'a> Source<'a> {
             )));
         }
         // SAFETY: forwarded contract.
-        let value_shape = unsafe { args::slice(value_shape, value_ndim, "value_shape")? };
+        let value_shape = unsafe { args::values(value_shape, value_ndim, "value_shape")? };
         // SAFETY: forwarded contract.
         let value = unsafe { args::slice(value, value_len, "value")? };
-        Source::new(value, value_shape, array.element_size()?)
+        Source::new(value, &value_shape, array.element_size()?)
     }
 
     fn check(&self, job: &ChunkJob) -> FfiResult<()> {
@@ -327,7 +333,7 @@ impl<'a> Source<'a> {
         let len = args::byte_size(&chunk_shape, element_size)?;
         match self {
             Source::Scalar(element) => Ok(Cow::Owned(element.repeat(len / element_size))),
-            Source::Array { bytes, shape } if *shape == chunk_shape.as_slice() => Ok(Cow::Borrowed(bytes)),
+            Source::Array { bytes, shape } if *shape == chunk_shape => Ok(Cow::Borrowed(bytes)),
             Source::Array { .. } => {
                 let mut chunk = vec![0u8; len];
                 self.write_into(job, &mut chunk, element_size);
@@ -799,14 +805,14 @@ pub extern "C" fn zarrs_array_read_chunks(
         let array = unsafe { args::handle(array, "array")? };
         let options = unsafe { ZarrsOptions::from_ptr(options) };
         let ndim = array.array.dimensionality();
-        let jobs = unsafe { parse_jobs_raw(ndim, num_chunks, keys, keys_len, key_offsets, geometry, geometry_len)? };
-        let out_shape = unsafe { args::slice(out_shape, ndim, "out_shape")? };
+        let jobs = unsafe { parse_jobs_raw(array, num_chunks, keys, keys_len, key_offsets, geometry, geometry_len)? };
+        let out_shape = unsafe { args::values(out_shape, ndim, "out_shape")? };
         let out = unsafe { args::slice_mut(out, out_len, "out")? };
         if present_len != num_chunks {
             return Err(FfiError::buffer_size("present_out", present_len, num_chunks));
         }
         args::require_out(present_out, "present_out")?;
-        let destination = Destination::new(out, out_shape, array.element_size()?, "out")?;
+        let destination = Destination::new(out, &out_shape, array.element_size()?, "out")?;
         let present = array.read_jobs(&options, jobs, &destination)?;
         let present_out = unsafe { args::slice_mut(present_out, present_len, "present_out")? };
         for (slot, found) in present_out.iter_mut().zip(present) {
@@ -848,8 +854,7 @@ pub extern "C" fn zarrs_array_write_chunks(
         // function's contract, for the duration of the call.
         let array = unsafe { args::handle(array, "array")? };
         let options = unsafe { ZarrsOptions::from_ptr(options) };
-        let ndim = array.array.dimensionality();
-        let jobs = unsafe { parse_jobs_raw(ndim, num_chunks, keys, keys_len, key_offsets, geometry, geometry_len)? };
+        let jobs = unsafe { parse_jobs_raw(array, num_chunks, keys, keys_len, key_offsets, geometry, geometry_len)? };
         let source = unsafe { Source::from_raw(array, value, value_len, value_shape, value_ndim)? };
         array.write_jobs(&options, jobs, &source)
     })

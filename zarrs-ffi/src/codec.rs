@@ -43,11 +43,12 @@ impl<'a> EncodedInputs<'a> {
         name: &str,
     ) -> FfiResult<Self> {
         // SAFETY: forwarded contract: `num_chunks` pointers and lengths.
-        let pointers = unsafe { args::slice(pointers, num_chunks, name)? };
-        let lengths = unsafe { args::slice(lengths, num_chunks, &format!("{name}_lens"))? };
+        let pointers = unsafe { args::values(pointers, num_chunks, name)? };
+        // SAFETY: as above.
+        let lengths = unsafe { args::values(lengths, num_chunks, &format!("{name}_lens"))? };
         let chunks = pointers
             .iter()
-            .zip(lengths)
+            .zip(lengths.iter())
             .enumerate()
             .map(|(i, (&pointer, &length))| {
                 if pointer.is_null() {
@@ -97,11 +98,11 @@ pub extern "C" fn zarrs_array_decode_chunks(
         let options = unsafe { ZarrsOptions::from_ptr(options) };
         let ndim = array.array.dimensionality();
         let inputs = unsafe { EncodedInputs::from_raw(num_chunks, encoded, encoded_lens, "encoded")? };
-        let geometry = unsafe { args::slice(geometry, geometry_len, "geometry")? };
-        let jobs = parse_jobs(ndim, num_chunks, None, geometry)?;
-        let out_shape = unsafe { args::slice(out_shape, ndim, "out_shape")? };
+        let geometry = unsafe { args::values(geometry, geometry_len, "geometry")? };
+        let jobs = parse_jobs(array, num_chunks, None, &geometry)?;
+        let out_shape = unsafe { args::values(out_shape, ndim, "out_shape")? };
         let out = unsafe { args::slice_mut(out, out_len, "out")? };
-        let destination = Destination::new(out, out_shape, array.element_size()?, "out")?;
+        let destination = Destination::new(out, &out_shape, array.element_size()?, "out")?;
 
         let (limit, codec_options) = array.plan(&options, &jobs)?;
         let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
@@ -147,9 +148,8 @@ pub extern "C" fn zarrs_array_encode_chunks(
         // SAFETY: every pointer addresses its stated length per the contract.
         let array = unsafe { args::handle(array, "array")? };
         let options = unsafe { ZarrsOptions::from_ptr(options) };
-        let ndim = array.array.dimensionality();
-        let geometry = unsafe { args::slice(geometry, geometry_len, "geometry")? };
-        let jobs = parse_jobs(ndim, num_chunks, None, geometry)?;
+        let geometry = unsafe { args::values(geometry, geometry_len, "geometry")? };
+        let jobs = parse_jobs(array, num_chunks, None, &geometry)?;
         let source = unsafe { Source::from_raw(array, value, value_len, value_shape, value_ndim)? };
         let existing = unsafe { EncodedInputs::from_raw(num_chunks, existing, existing_lens, "existing")? };
 

@@ -173,13 +173,26 @@ thread_local! {
 
 /// Store `message` as this thread's last error. Interior NUL bytes are replaced so the
 /// message is never silently truncated to nothing.
+///
+/// The slot is reached with `try_with`: during thread teardown, after the thread-local has
+/// been destroyed, a call (from another thread-local's destructor, say) must not abort the
+/// process, so the message is dropped instead. A `RefCell` already borrowed (impossible
+/// unless a call re-enters the library while reading the slot) likewise drops it.
 pub fn set_last_error(message: &str) {
     let c = CString::new(message.replace('\0', "\u{FFFD}")).unwrap_or_default();
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = c);
+    let _ = LAST_ERROR.try_with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            *slot = c;
+        }
+    });
 }
 
 pub fn clear_last_error() {
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = CString::default());
+    let _ = LAST_ERROR.try_with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            *slot = CString::default();
+        }
+    });
 }
 
 /// The message of the last failed call made on this thread, as a NUL-terminated UTF-8 string.
@@ -188,10 +201,15 @@ pub fn clear_last_error() {
 /// library on this same thread; copy it if you need it longer. Never NULL: the empty string
 /// means the last call on this thread succeeded.
 ///
-/// Thread safety: each thread has its own last error.
+/// Thread safety: each thread has its own last error. During thread teardown (after the
+/// thread's storage is gone) the empty string is returned.
 #[no_mangle]
 pub extern "C" fn zarrs_last_error() -> *const c_char {
     // A thread-local's address is stable for the thread's life and the CString is only
     // replaced by a later call on this same thread, which the contract above allows.
-    LAST_ERROR.with(|slot| slot.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|slot| slot.try_borrow().map(|s| s.as_ptr()).ok())
+        .ok()
+        .flatten()
+        .unwrap_or(c"".as_ptr())
 }

@@ -14,7 +14,8 @@ use crate::panic::boundary;
 /// Options for the data calls. Pass NULL wherever a `const ZarrsOptions*` is taken to use the
 /// defaults that [`zarrs_options_default`] writes.
 ///
-/// Plain data: copy it freely; the library never keeps the pointer beyond a call.
+/// Plain data: copy it freely; the library never keeps the pointer beyond a call. Flags are
+/// `uint8_t`, 0 meaning false and any other value true, so no byte pattern is invalid.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ZarrsOptions {
@@ -26,12 +27,12 @@ pub struct ZarrsOptions {
     pub chunk_concurrent_minimum: u32,
     /// The most chunks processed concurrently. 0: no limit beyond the thread count.
     pub chunk_concurrent_maximum: u32,
-    /// Verify checksums (e.g. crc32c) while decoding; a mismatch fails with
+    /// Nonzero: verify checksums (e.g. crc32c) while decoding; a mismatch fails with
     /// `ZARRS_ERROR_CHECKSUM`.
-    pub validate_checksums: bool,
-    /// Store chunks whose every element equals the fill value. When false such chunks are
-    /// erased instead, so a later read returns the fill value from the missing chunk.
-    pub store_empty_chunks: bool,
+    pub validate_checksums: u8,
+    /// Nonzero: store chunks whose every element equals the fill value. When 0 such chunks
+    /// are erased instead, so a later read returns the fill value from the missing chunk.
+    pub store_empty_chunks: u8,
 }
 
 impl Default for ZarrsOptions {
@@ -40,8 +41,8 @@ impl Default for ZarrsOptions {
             num_threads: 0,
             chunk_concurrent_minimum: 0,
             chunk_concurrent_maximum: 0,
-            validate_checksums: true,
-            store_empty_chunks: false,
+            validate_checksums: 1,
+            store_empty_chunks: 0,
         }
     }
 }
@@ -63,8 +64,13 @@ impl ZarrsOptions {
     /// # Safety
     /// If non-NULL, `ptr` must point to a valid `ZarrsOptions`.
     pub unsafe fn from_ptr(ptr: *const ZarrsOptions) -> Self {
-        // SAFETY: caller guarantees validity when non-NULL.
-        unsafe { ptr.as_ref() }.copied().unwrap_or_default()
+        if ptr.is_null() {
+            return Self::default();
+        }
+        // SAFETY: non-NULL, and the caller guarantees it addresses a `ZarrsOptions`; every
+        // field is an integer, so any bytes are a valid value, and the read makes no
+        // alignment assumption.
+        unsafe { ptr.read_unaligned() }
     }
 
     fn threads(&self) -> usize {
@@ -81,8 +87,8 @@ impl ZarrsOptions {
     fn codec_options(&self) -> CodecOptions {
         let mut options = CodecOptions::default();
         options
-            .set_validate_checksums(self.validate_checksums)
-            .set_store_empty_chunks(self.store_empty_chunks)
+            .set_validate_checksums(self.validate_checksums != 0)
+            .set_store_empty_chunks(self.store_empty_chunks != 0)
             .set_concurrent_target(self.threads());
         if self.chunk_concurrent_minimum > 0 {
             options.set_chunk_concurrent_minimum(self.chunk_concurrent_minimum as usize);

@@ -29,6 +29,9 @@ pub fn boundary(body: impl FnOnce() -> FfiResult<()>) -> ZarrsResult {
                 .map(|s| (*s).to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic payload".to_string());
+            // A payload whose destructor panics would abort the process if dropped here,
+            // outside any `catch_unwind`: leak it (a panic is already a bug to report).
+            std::mem::forget(payload);
             set_last_error(&format!("internal panic in zarrs-ffi (please report): {what}"));
             ZarrsResult::ZARRS_ERROR_PANIC
         }

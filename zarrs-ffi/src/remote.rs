@@ -267,8 +267,11 @@ unsafe fn optional_str<'a>(ptr: *const c_char, len: usize, name: &str) -> FfiRes
 }
 
 /// Settings of an S3-compatible object store. Every string is UTF-8 with its length in
-/// bytes; a NULL pointer leaves a setting unset.
+/// bytes; a NULL pointer leaves a setting unset. Flags are `uint8_t`: 0 is false, any
+/// other value true. The library copies what it needs; the caller keeps ownership of the
+/// struct and its strings, which need only live for the call.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct ZarrsS3Config {
     /// The bucket (required).
     pub bucket: *const c_char,
@@ -288,13 +291,13 @@ pub struct ZarrsS3Config {
     pub secret_access_key_len: usize,
     pub session_token: *const c_char,
     pub session_token_len: usize,
-    /// Send unsigned requests (public buckets); credentials are then ignored.
-    pub anonymous: bool,
-    /// Address buckets as `endpoint/bucket` (true, as most S3-compatible servers want)
+    /// Nonzero: send unsigned requests (public buckets); credentials are then ignored.
+    pub anonymous: u8,
+    /// Nonzero: address buckets as `endpoint/bucket` (as most S3-compatible servers want)
     /// rather than `bucket.endpoint`.
-    pub path_style: bool,
-    /// Writes and erases fail with `ZARRS_ERROR_READ_ONLY`.
-    pub read_only: bool,
+    pub path_style: u8,
+    /// Nonzero: writes and erases fail with `ZARRS_ERROR_READ_ONLY`.
+    pub read_only: u8,
 }
 
 /// Open an S3-compatible object store. Keys are stored under `prefix` in the bucket.
@@ -307,7 +310,7 @@ pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_ou
     boundary(|| {
         args::require_out(storage_out, "storage_out")?;
         // SAFETY: a valid config per the contract; each string addresses its length.
-        let config = unsafe { args::handle(config, "config")? };
+        let config = unsafe { args::read(config, "config")? };
         let bucket = unsafe { args::str(config.bucket, config.bucket_len, "bucket")? };
         let prefix = unsafe { optional_str(config.prefix, config.prefix_len, "prefix")? }.unwrap_or("");
         let endpoint = unsafe { optional_str(config.endpoint, config.endpoint_len, "endpoint")? };
@@ -322,14 +325,14 @@ pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_ou
         let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(region.unwrap_or("us-east-1"))
-            .with_virtual_hosted_style_request(!config.path_style)
+            .with_virtual_hosted_style_request(config.path_style == 0)
             .with_client_options(options)
             .with_retry(retry)
-            .with_skip_signature(config.anonymous);
+            .with_skip_signature(config.anonymous != 0);
         if let Some(endpoint) = endpoint {
             builder = builder.with_endpoint(endpoint);
         }
-        if !config.anonymous {
+        if config.anonymous == 0 {
             if let (Some(key), Some(secret)) = (key, secret) {
                 builder = builder.with_access_key_id(key).with_secret_access_key(secret);
             } else {
@@ -345,7 +348,7 @@ pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_ou
         } else {
             Arc::new(object_store::prefix::PrefixStore::new(store, prefix.trim_matches('/')))
         };
-        into_storage(RemoteStore::new(store, config.read_only)?, storage_out)
+        into_storage(RemoteStore::new(store, config.read_only != 0)?, storage_out)
     })
 }
 

@@ -154,8 +154,8 @@ impl WritableStorageTraits for LocalStore {
 /// exist yet (it is created on the first write).
 ///
 /// - `path`, `path_len`: the directory, UTF-8, not NUL-terminated.
-/// - `direct_io`: read with `O_DIRECT` (Linux; the filesystem must support it).
-/// - `read_only`: every write or erase fails with `ZARRS_ERROR_READ_ONLY`.
+/// - `direct_io`: nonzero to read with `O_DIRECT` (Linux; the filesystem must support it).
+/// - `read_only`: nonzero to make every write or erase fail with `ZARRS_ERROR_READ_ONLY`.
 /// - `storage_out`: receives a new handle on success; free it with [`zarrs_storage_free`].
 ///
 /// Thread safety: safe from any thread.
@@ -163,8 +163,8 @@ impl WritableStorageTraits for LocalStore {
 pub extern "C" fn zarrs_storage_open_filesystem(
     path: *const c_char,
     path_len: usize,
-    direct_io: bool,
-    read_only: bool,
+    direct_io: u8,
+    read_only: u8,
     storage_out: *mut *mut ZarrsStorage,
 ) -> ZarrsResult {
     boundary(|| {
@@ -175,11 +175,11 @@ pub extern "C" fn zarrs_storage_open_filesystem(
             return Err(FfiError::invalid("`path` must not be empty"));
         }
         let mut options = FilesystemStoreOptions::default();
-        options.direct_io(direct_io);
+        options.direct_io(direct_io != 0);
         let inner = FilesystemStore::new_with_options(path, options)
             .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, e.to_string()))?;
         let storage = ZarrsStorage {
-            store: Arc::new(LocalStore { inner, read_only }),
+            store: Arc::new(LocalStore { inner, read_only: read_only != 0 }),
             remote: None,
         };
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.

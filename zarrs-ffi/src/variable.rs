@@ -11,6 +11,7 @@ use std::num::NonZeroU64;
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rayon_iter_concurrent_limit::iter_concurrent_limit;
 use zarrs::array::{ArrayBytes, ArrayBytesOffsets, ArrayToBytesCodecTraits, CodecError};
+use zarrs::storage::StoreKey;
 
 use crate::args;
 use crate::array::ZarrsArray;
@@ -51,7 +52,16 @@ impl ZarrsArray {
         if ndim == 0 {
             return Ok(vec![Vec::new(); num_chunks]);
         }
-        shapes.chunks(ndim).map(|shape| args::nonzero_shape(shape, "chunk shape")).collect()
+        shapes
+            .chunks(ndim)
+            .enumerate()
+            .map(|(i, shape)| {
+                let name = StoreKey::new(format!("chunk-{i}")).map_err(|e| FfiError::invalid(e.to_string()))?;
+                let shape = args::nonzero_shape(shape, &format!("chunk {name}: chunk shape"))?;
+                self.check_chunk_shape(&shape, &name)?;
+                Ok(shape)
+            })
+            .collect()
     }
 }
 
@@ -91,8 +101,8 @@ pub extern "C" fn zarrs_array_decode_variable_chunks(
         array.require_variable()?;
         let options = unsafe { ZarrsOptions::from_ptr(options) };
         let inputs = unsafe { EncodedInputs::from_raw(num_chunks, encoded, encoded_lens, "encoded")? };
-        let shapes = unsafe { args::slice(chunk_shapes, chunk_shapes_len, "chunk_shapes")? };
-        let shapes = array.chunk_shapes(shapes, num_chunks)?;
+        let shapes = unsafe { args::values(chunk_shapes, chunk_shapes_len, "chunk_shapes")? };
+        let shapes = array.chunk_shapes(&shapes, num_chunks)?;
         let codec_options = options.single_chunk();
         let (data_type, fill_value) = (array.array.data_type(), array.array.fill_value());
         let indexed: Vec<usize> = (0..num_chunks).collect();
@@ -200,17 +210,23 @@ pub extern "C" fn zarrs_array_encode_variable_chunks(
         let array = unsafe { args::handle(array, "array")? };
         array.require_variable()?;
         let options = unsafe { ZarrsOptions::from_ptr(options) };
-        let shapes = unsafe { args::slice(chunk_shapes, chunk_shapes_len, "chunk_shapes")? };
-        let shapes = array.chunk_shapes(shapes, num_chunks)?;
+        let shapes = unsafe { args::values(chunk_shapes, chunk_shapes_len, "chunk_shapes")? };
+        let shapes = array.chunk_shapes(&shapes, num_chunks)?;
         let data = unsafe { args::slice(data, data_len, "data")? };
-        let offsets = unsafe { args::slice(element_offsets, element_offsets_len, "element_offsets")? };
+        let offsets = unsafe { args::values(element_offsets, element_offsets_len, "element_offsets")? };
         let counts = shapes.iter().map(|s| elements(s)).collect::<FfiResult<Vec<usize>>>()?;
-        let total: usize = counts.iter().sum();
-        if offsets.len() != total + 1 {
+        // Checked: chunk shapes come from the caller, and a wrapped sum would pass the
+        // length check below with far too few offsets.
+        let total = counts
+            .iter()
+            .try_fold(0usize, |sum, &n| sum.checked_add(n))
+            .and_then(|total| total.checked_add(1).map(|plus_one| (total, plus_one)))
+            .ok_or_else(|| FfiError::invalid("the chunk shapes' element counts overflow"))?;
+        let (total, needed) = total;
+        if offsets.len() != needed {
             return Err(FfiError::invalid(format!(
-                "`element_offsets` has {} values; {total} elements need {}",
+                "`element_offsets` has {} values; {total} elements need {needed}",
                 offsets.len(),
-                total + 1
             )));
         }
         if offsets.windows(2).any(|w| w[1] < w[0]) || offsets.last().is_some_and(|&last| last > data.len() as u64) {

@@ -90,7 +90,7 @@ impl Storage {
     fn open(dir: &Path, read_only: bool) -> Self {
         let path = path_str(dir);
         let mut storage = null_mut();
-        check(zarrs_storage_open_filesystem(path.as_ptr().cast(), path.len(), false, read_only, &mut storage));
+        check(zarrs_storage_open_filesystem(path.as_ptr().cast(), path.len(), 0, u8::from(read_only), &mut storage));
         assert!(!storage.is_null());
         Self(storage)
     }
@@ -120,8 +120,8 @@ fn default_options() -> ZarrsOptions {
         num_threads: 0,
         chunk_concurrent_minimum: 0,
         chunk_concurrent_maximum: 0,
-        validate_checksums: false,
-        store_empty_chunks: false,
+        validate_checksums: 0,
+        store_empty_chunks: 0,
     };
     check(zarrs_options_default(&mut options));
     options
@@ -197,7 +197,7 @@ impl Array {
     fn try_retrieve_chunk(&self, options: Option<&ZarrsOptions>, indices: &[u64], len: usize) -> Result<(Vec<u16>, bool), ZarrsResult> {
         let mut out = vec![SENTINEL; len];
         // Starts as the opposite of what a missing chunk reports, so a write is visible.
-        let mut present = true;
+        let mut present = 1u8;
         let code = zarrs_array_retrieve_chunk(
             self.ptr(),
             options_ptr(options),
@@ -208,7 +208,8 @@ impl Array {
             &mut present,
         );
         if code == ZARRS_SUCCESS {
-            Ok((out, present))
+            assert!(present <= 1, "present_out is 0 or 1");
+            Ok((out, present == 1))
         } else {
             Err(code)
         }
@@ -515,8 +516,8 @@ fn options_default_values() {
         num_threads: 99,
         chunk_concurrent_minimum: 99,
         chunk_concurrent_maximum: 99,
-        validate_checksums: false,
-        store_empty_chunks: true,
+        validate_checksums: 0,
+        store_empty_chunks: 1,
     };
     check(zarrs_options_default(&mut options));
     assert_eq!(
@@ -525,8 +526,8 @@ fn options_default_values() {
             num_threads: 0,
             chunk_concurrent_minimum: 0,
             chunk_concurrent_maximum: 0,
-            validate_checksums: true,
-            store_empty_chunks: false,
+            validate_checksums: 1,
+            store_empty_chunks: 0,
         }
     );
     expect_err(zarrs_options_default(null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
@@ -543,15 +544,15 @@ fn storage_open_arguments() {
     let path = path_str(&dir.0);
     let mut storage = null_mut();
     expect_err(
-        zarrs_storage_open_filesystem(path.as_ptr().cast(), path.len(), false, false, null_mut()),
+        zarrs_storage_open_filesystem(path.as_ptr().cast(), path.len(), 0, 0, null_mut()),
         ZARRS_ERROR_NULL_POINTER,
         "storage_out",
     );
-    expect_err(zarrs_storage_open_filesystem(null(), 5, false, false, &mut storage), ZARRS_ERROR_NULL_POINTER, "path");
-    expect_err(zarrs_storage_open_filesystem(null(), 0, false, false, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "empty");
+    expect_err(zarrs_storage_open_filesystem(null(), 5, 0, 0, &mut storage), ZARRS_ERROR_NULL_POINTER, "path");
+    expect_err(zarrs_storage_open_filesystem(null(), 0, 0, 0, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "empty");
     let bad = b"/tmp/zarrs-\xff\xfe";
     expect_err(
-        zarrs_storage_open_filesystem(bad.as_ptr().cast(), bad.len(), false, false, &mut storage),
+        zarrs_storage_open_filesystem(bad.as_ptr().cast(), bad.len(), 0, 0, &mut storage),
         ZARRS_ERROR_INVALID_ARGUMENT,
         "UTF-8",
     );
@@ -559,7 +560,7 @@ fn storage_open_arguments() {
 
     // The path is taken by length, not NUL-terminated: trailing bytes beyond it are ignored.
     let padded = format!("{path}GARBAGE");
-    check(zarrs_storage_open_filesystem(padded.as_ptr().cast(), path.len(), false, false, &mut storage));
+    check(zarrs_storage_open_filesystem(padded.as_ptr().cast(), path.len(), 0, 0, &mut storage));
     let storage = Storage(storage);
     let array = Array::create(&storage, "/a", &metadata([4, 4], [2, 2], &codecs_zstd()));
     drop(array);
@@ -900,7 +901,7 @@ fn chunk_calls_bad_arguments() {
     let a = f.array.ptr();
     let data = vec![value(0, 0); 256];
     let mut out = vec![SENTINEL; 256];
-    let mut present = true;
+    let mut present = 1u8;
 
     expect_err(f.array.store_chunk_with(None, &[0, 0], &data[..255]), ZARRS_ERROR_BUFFER_SIZE, "510");
     expect_err(
@@ -939,7 +940,7 @@ fn chunk_calls_bad_arguments() {
         ZARRS_ERROR_NULL_POINTER,
         "chunk_indices",
     );
-    assert!(present, "present_out is written only on success");
+    assert_eq!(present, 1, "present_out is written only on success");
     assert_eq!(out, vec![SENTINEL; 256], "out is untouched by argument errors");
 
     expect_err(zarrs_array_erase_chunk(a, [0, 0].as_ptr(), 3), ZARRS_ERROR_INVALID_ARGUMENT, "dimensions");
@@ -1295,7 +1296,7 @@ fn encode_decode_round_trip() {
     // A chunk entirely the fill value has no bytes, unless empty chunks are stored.
     assert_eq!(encode(a, None, &whole, &[FILL], &[], &no_existing(1)), [None]);
     let mut keep = default_options();
-    keep.store_empty_chunks = true;
+    keep.store_empty_chunks = 1;
     let kept = encode(a, Some(&keep), &whole, &[FILL], &[], &no_existing(1));
     check(decode(a, None, &Encoded::new(&[kept[0].as_deref()]), &whole, &mut out, WHOLE));
     assert_eq!(out, vec![FILL; 256]);
@@ -1434,7 +1435,7 @@ fn chunks_of_fill_value_are_erased_unless_stored() {
     let data = grid(WHOLE, value);
     let fill = vec![FILL; 256];
     let mut keep = default_options();
-    keep.store_empty_chunks = true;
+    keep.store_empty_chunks = 1;
 
     // store_chunk: an all-fill chunk erases the stored one by default...
     f.array.store_chunk(&[0, 0], &data);
@@ -1535,7 +1536,7 @@ fn sharded_array() {
     assert_eq!(a.try_retrieve_chunk(None, &[0, 0], 32 * 24), Err(ZARRS_ERROR_CHECKSUM));
     // Only the checksum itself was damaged, so without validation the values are intact.
     let mut lax = default_options();
-    lax.validate_checksums = false;
+    lax.validate_checksums = 0;
     assert_eq!(a.try_retrieve(Some(&lax), &[0, 0], &[32, 24]), Ok(grid([32, 24], value)));
 }
 
@@ -1600,7 +1601,7 @@ fn crc32c_checksum_mismatch() {
 
     // Without validation the damaged value is returned as stored.
     let mut lax = default_options();
-    lax.validate_checksums = false;
+    lax.validate_checksums = 0;
     let mut expected = data.clone();
     expected[0] ^= 0x00FF;
     assert_eq!(f.array.try_retrieve_chunk(Some(&lax), &[0, 0], 256), Ok((expected.clone(), true)));
@@ -1658,7 +1659,7 @@ fn last_error_is_set_cleared_and_per_thread() {
     std::thread::spawn(|| {
         assert_eq!(last_error(), "");
         let mut storage = null_mut();
-        expect_err(zarrs_storage_open_filesystem(null(), 0, false, false, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "empty");
+        expect_err(zarrs_storage_open_filesystem(null(), 0, 0, 0, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "empty");
     })
     .join()
     .unwrap();
@@ -1677,7 +1678,7 @@ fn last_error_is_set_cleared_and_per_thread() {
             barrier.wait();
             let bad = b"\xff";
             let mut storage = null_mut();
-            expect_err(zarrs_storage_open_filesystem(bad.as_ptr().cast(), 1, false, false, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "UTF-8");
+            expect_err(zarrs_storage_open_filesystem(bad.as_ptr().cast(), 1, 0, 0, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "UTF-8");
             barrier.wait();
             last_error()
         });
@@ -1837,9 +1838,9 @@ fn remote_storage_bad_arguments() {
             secret_access_key_len: secret_len,
             session_token: null(),
             session_token_len: 0,
-            anonymous: false,
-            path_style: true,
-            read_only: false,
+            anonymous: 0,
+            path_style: 1,
+            read_only: 0,
         }
     };
     let mut storage = null_mut();
@@ -1873,4 +1874,221 @@ fn remote_storage_bad_arguments() {
     expect_err(code, ZARRS_ERROR_READ_ONLY, "read");
     let mut unused = null_mut();
     expect_err(zarrs_storage_open_http(null(), 3, &mut unused), ZARRS_ERROR_NULL_POINTER, "url");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Confinement: what a caller passes can never reach outside the store or the array's grid.
+
+/// A store rooted one level below a scratch directory, so a key that escapes the root lands
+/// in the scratch directory, where the test can see it.
+struct Confined {
+    f: Fixture,
+    outside: PathBuf,
+}
+
+impl Confined {
+    fn new(name: &str) -> Self {
+        let dir = TempDir::new(name);
+        let root = dir.0.join("root");
+        let storage = Storage::open(&root, false);
+        let array = Array::create(&storage, "/arr", &metadata([64, 48], [16, 16], &codecs_zstd()));
+        let outside = dir.0.clone();
+        Self {
+            f: Fixture { array, storage, dir },
+            outside,
+        }
+    }
+
+    /// Every file under the scratch directory but outside the store root.
+    fn escaped(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.outside)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n != "root"))
+            .collect()
+    }
+}
+
+#[test]
+fn store_keys_cannot_escape_the_store_root() {
+    let c = Confined::new("keys");
+    let bad_keys = [
+        "../escaped",
+        "arr/../../escaped",
+        "/escaped",
+        "",
+        ".",
+        "./arr/c/0/0",
+        "arr/c/./0/0",
+        "arr/c/0/..",
+        "..\\escaped",
+        "arr\\..\\..\\escaped",
+        "\\escaped",
+        "arr/c/0/0\0",
+        "arr//c/0/0",
+        "arr/c/0/0/",
+    ];
+    let mut out = vec![SENTINEL; 256];
+    let mut present = [9u8];
+    for key in bad_keys {
+        let batch = Batch::new().chunk(key, WHOLE, [0, 0], [16, 16], [0, 0]);
+        let code = batch.write(&c.f.array, None, &[1234], &[]);
+        assert_eq!(code, ZARRS_ERROR_INVALID_ARGUMENT, "write to {key:?}: {}", last_error());
+        assert!(last_error().contains(&format!("{key:?}")), "the message names the key {key:?}: {}", last_error());
+        let code = batch.read(&c.f.array, &mut out, WHOLE, &mut present);
+        assert_eq!(code, ZARRS_ERROR_INVALID_ARGUMENT, "read of {key:?}: {}", last_error());
+    }
+    assert_eq!(c.escaped(), Vec::<PathBuf>::new(), "nothing is written outside the store root");
+    assert_eq!(present, [9]);
+    // Ordinary keys still work.
+    let batch = Batch::new().chunk("arr/c/0/0", WHOLE, [0, 0], [16, 16], [0, 0]);
+    check(batch.write(&c.f.array, None, &[1234], &[]));
+    check(batch.read(&c.f.array, &mut out, WHOLE, &mut present));
+    assert_eq!((out[0], present), (1234, [1]));
+}
+
+#[test]
+fn batch_chunk_shapes_must_be_the_grids() {
+    let f = Fixture::zstd("geometry");
+    f.write_all();
+    let mut out = vec![SENTINEL; 256];
+    let mut present = [9u8];
+    // A huge chunk shape written in part: the merge would allocate and fill 2^48 elements.
+    let huge = Batch::new().chunk("arr/c/9/9", [1 << 24, 1 << 24], [0, 0], [1, 1], [0, 0]);
+    expect_err(huge.write(&f.array, None, &[1], &[]), ZARRS_ERROR_INVALID_ARGUMENT, "not a chunk shape");
+    expect_err(huge.read(&f.array, &mut out, [1, 1], &mut present), ZARRS_ERROR_INVALID_ARGUMENT, "not a chunk shape");
+    // Smaller or transposed shapes than the grid's are as wrong: they would misplace values.
+    for shape in [[8, 16], [16, 8], [16, 32]] {
+        let bad = Batch::new().chunk("arr/c/0/0", shape, [0, 0], [8, 8], [0, 0]);
+        expect_err(bad.write(&f.array, None, &[1], &[]), ZARRS_ERROR_INVALID_ARGUMENT, "arr/c/0/0");
+        expect_err(bad.read(&f.array, &mut out, [16, 16], &mut present), ZARRS_ERROR_INVALID_ARGUMENT, "grid");
+        let no_existing = no_existing(1);
+        let mut handle = null_mut();
+        expect_err(
+            zarrs_array_encode_chunks(
+                f.array.ptr(), null(), 1, bad.geometry.as_ptr(), bad.geometry.len(), [1u16].as_ptr().cast(), 2, null(), 0,
+                no_existing.pointers.as_ptr(), no_existing.lens.as_ptr(), &mut handle,
+            ),
+            ZARRS_ERROR_INVALID_ARGUMENT,
+            "grid",
+        );
+        assert!(handle.is_null());
+        expect_err(decode(&f.array, None, &Encoded::new(&[None]), &bad, &mut out, [16, 16]), ZARRS_ERROR_INVALID_ARGUMENT, "grid");
+    }
+    assert_eq!(out, vec![SENTINEL; 256]);
+    assert_eq!(f.array.retrieve(&[0, 0], &[64, 48]), grid([64, 48], value), "nothing was written");
+    assert!(!f.file("c/9/9").exists());
+}
+
+#[test]
+fn variable_length_shapes_use_checked_arithmetic() {
+    use zarrs_ffi::variable::*;
+
+    let mut storage = null_mut();
+    check(zarrs_storage_open_memory(&mut storage));
+    let storage = Storage(storage);
+    let json = r#"{"zarr_format":3,"node_type":"array","shape":[6],"data_type":"string",
+        "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[3]}},
+        "chunk_key_encoding":{"name":"default"},"fill_value":"","codecs":[{"name":"vlen-utf8"}]}"#;
+    let mut handle = null_mut();
+    check(zarrs_array_open_with_metadata(storage.0, b"/".as_ptr().cast(), 1, json.as_ptr().cast(), json.len(), &mut handle));
+    let array = Array(handle);
+    // Two chunks of 2^63 elements: their sum wraps to 0, which one offset would match.
+    let shapes = [1u64 << 63, 1 << 63];
+    let offsets = [0u64];
+    let mut encoded = null_mut();
+    expect_err(
+        zarrs_array_encode_variable_chunks(array.ptr(), null(), 2, shapes.as_ptr(), 2, null(), 0, offsets.as_ptr(), 1, &mut encoded),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "chunk shape",
+    );
+    let inputs = Encoded::new(&[Some(b"x"), Some(b"y")]);
+    let mut decoded = null_mut();
+    expect_err(
+        zarrs_array_decode_variable_chunks(array.ptr(), null(), 2, inputs.pointers.as_ptr(), inputs.lens.as_ptr(), shapes.as_ptr(), 2, &mut decoded),
+        ZARRS_ERROR_INVALID_ARGUMENT,
+        "chunk shape",
+    );
+    assert!(encoded.is_null() && decoded.is_null());
+}
+
+/// `n` values of `uint64_t` placed at an odd address, as a C caller with a packed buffer may
+/// pass them. The returned buffer owns the bytes; the pointer is at offset 1.
+fn misaligned(values: &[u64]) -> (Vec<u8>, *const u64) {
+    let mut bytes = vec![0u8; values.len() * 8 + 1];
+    for (i, v) in values.iter().enumerate() {
+        bytes[1 + i * 8..1 + (i + 1) * 8].copy_from_slice(&v.to_ne_bytes());
+    }
+    // The pointer is only ever read through the library's unaligned reads.
+    let ptr = bytes[1..].as_ptr().cast::<u64>();
+    assert!(!ptr.is_aligned());
+    (bytes, ptr)
+}
+
+#[test]
+fn misaligned_u64_arrays_are_read_without_alignment() {
+    let f = Fixture::zstd("misaligned");
+    f.write_all();
+    // Region calls.
+    let (_start_buf, start) = misaligned(&[3, 5]);
+    let (_shape_buf, shape) = misaligned(&[20, 30]);
+    let mut out = vec![SENTINEL; 600];
+    check(zarrs_array_retrieve_subset(f.array.ptr(), null(), start, shape, 2, out.as_mut_ptr().cast(), 1200));
+    assert_eq!(out, grid([20, 30], |i, j| value(3 + i, 5 + j)));
+    // Batch calls: key offsets and geometry, and the output shape.
+    let batch = Batch::new().chunk("arr/c/1/2", WHOLE, [4, 8], [12, 8], [0, 0]);
+    let (_offsets_buf, offsets) = misaligned(&batch.offsets);
+    let (_geometry_buf, geometry) = misaligned(&batch.geometry);
+    let (_out_shape_buf, out_shape) = misaligned(&[12, 8]);
+    let mut out = vec![SENTINEL; 96];
+    let mut present = [9u8];
+    check(zarrs_array_read_chunks(
+        f.array.ptr(), null(), 1, batch.keys.as_ptr().cast(), batch.keys.len(), offsets, geometry, batch.geometry.len(),
+        out.as_mut_ptr().cast(), 192, out_shape, present.as_mut_ptr(), 1,
+    ));
+    assert_eq!((out, present), (grid([12, 8], |i, j| value(16 + 4 + i, 32 + 8 + j)), [1]));
+    // Out-parameters of u64 arrays may be misaligned too.
+    let mut shape_out = vec![0u8; 17];
+    let ptr = shape_out[1..].as_mut_ptr().cast::<u64>();
+    check(zarrs_array_shape(f.array.ptr(), ptr, 2));
+    let got: Vec<u64> = shape_out[1..].chunks(8).map(|b| u64::from_ne_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(got, [64, 48]);
+    // And the options struct.
+    let mut options_buf = vec![0u8; std::mem::size_of::<ZarrsOptions>() + 1];
+    let options = options_buf[1..].as_mut_ptr().cast::<ZarrsOptions>();
+    check(zarrs_options_default(options));
+    let mut out = vec![SENTINEL; 600];
+    check(zarrs_array_retrieve_subset(f.array.ptr(), options, start, shape, 2, out.as_mut_ptr().cast(), 1200));
+    assert_eq!(out, grid([20, 30], |i, j| value(3 + i, 5 + j)));
+}
+
+#[test]
+fn last_error_during_thread_teardown_does_not_abort() {
+    use std::sync::atomic::AtomicBool;
+    static RAN: AtomicBool = AtomicBool::new(false);
+
+    struct CallsOnDrop;
+    impl Drop for CallsOnDrop {
+        fn drop(&mut self) {
+            // Runs while the thread's locals are destroyed; the library's last-error slot,
+            // registered after this one, is already gone.
+            let code = zarrs_options_default(null_mut());
+            assert_eq!(code, ZARRS_ERROR_NULL_POINTER);
+            // SAFETY: the library returns a valid NUL-terminated string.
+            let _ = unsafe { CStr::from_ptr(zarrs_last_error()) };
+            RAN.store(true, Ordering::SeqCst);
+        }
+    }
+    thread_local! {
+        static GUARD: CallsOnDrop = const { CallsOnDrop };
+    }
+    std::thread::spawn(|| {
+        GUARD.with(|_| {});
+        // Touch the library's slot after ours, so it is destroyed first.
+        expect_err(zarrs_options_default(null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
+    })
+    .join()
+    .unwrap();
+    assert!(RAN.load(Ordering::SeqCst));
 }
