@@ -25,6 +25,8 @@ mod panic;
 pub mod remote;
 mod shard;
 pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod variable;
 
 pub use error::{zarrs_last_error, ZarrsResult};

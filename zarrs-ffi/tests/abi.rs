@@ -2092,3 +2092,28 @@ fn last_error_during_thread_teardown_does_not_abort() {
     .unwrap();
     assert!(RAN.load(Ordering::SeqCst));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The panic boundary.
+
+#[test]
+fn a_panic_inside_an_export_becomes_zarrs_error_panic() {
+    use zarrs_ffi::testing::zarrs_test_panic;
+
+    let message = "deliberate test panic: ümlaut";
+    let code = zarrs_test_panic(message.as_ptr().cast(), message.len());
+    expect_err(code, ZARRS_ERROR_PANIC, "internal panic in zarrs-ffi");
+    assert!(last_error().ends_with(message), "the payload is kept: {}", last_error());
+    // The thread is still usable, and its last error is its own.
+    let other = std::thread::spawn(|| {
+        expect_err(zarrs_test_panic(b"elsewhere".as_ptr().cast(), 9), ZARRS_ERROR_PANIC, "elsewhere");
+        last_error()
+    })
+    .join()
+    .unwrap();
+    assert!(other.ends_with("elsewhere"));
+    assert!(last_error().ends_with(message), "another thread's panic is not seen here");
+    check(zarrs_options_default(&mut default_options()));
+    // A String payload (formatted panic) and a bad argument before the panic are both handled.
+    expect_err(zarrs_test_panic(null(), 3), ZARRS_ERROR_NULL_POINTER, "message");
+}
