@@ -6,6 +6,7 @@ actually does (``zarrs_cffi.stats()``).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,6 +53,15 @@ class PipelineStats:
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 _reasons: Counter[str] = Counter()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held the lock at the fork: it would never be released.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def record_native(kind: str, chunks: int, *, python_io: bool = False) -> None:

@@ -4,11 +4,14 @@ A store maps natively when the native library can reach the same bytes itself; t
 pipeline then never calls the store for chunk data. Any other store is reached through its
 own Python API, and only the codecs run natively: ``native_storage`` says why, and
 ``codec_storage`` is the (never touched) storage such arrays are opened on. Native storage
-objects are shared per store root.
+objects are shared per store root, within a process: a forked child opens its own (a remote
+storage's clients and I/O runtime belong to the process that opened it), and no lock is held
+while one opens (opening a remote storage may start the library's I/O threads).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,27 @@ __all__ = ["codec_storage", "native_storage"]
 
 _lock = threading.Lock()
 _cache: dict[tuple[Any, ...], Storage] = {}
+_pid = os.getpid()
+# Storages a forked child inherited from its parent: kept alive, never freed there (their
+# clients and the I/O threads behind them belong to the parent), and never handed out.
+_inherited: list[Storage] = []
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    # A thread of the parent may have held the lock at the fork: it would never be released.
+    _lock = threading.Lock()
+    _forget_parent()
+
+
+def _forget_parent() -> None:
+    global _pid
+    _inherited.extend(_cache.values())
+    _cache.clear()
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def native_storage(store: Store, *, direct_io: bool = False) -> Storage | str:
@@ -42,12 +66,19 @@ def native_storage(store: Store, *, direct_io: bool = False) -> Storage | str:
 
 
 def _cached(key: tuple[Any, ...], open_storage: Any) -> Storage:
+    """The storage for ``key`` opened in this process, opening it if needed."""
     with _lock:
+        if _pid != os.getpid():  # forked without Python's fork handlers (a C-level fork)
+            _forget_parent()
         storage = _cache.get(key)
-        if storage is None:
-            storage = open_storage()
-            _cache[key] = storage
-    return storage
+    if storage is not None:
+        return storage
+    # Opened outside the lock: a remote storage may start threads, and a fork while the
+    # lock is held elsewhere must not leave the child waiting for it. Two threads racing
+    # here both open one; the first stored is shared and the other freed.
+    storage = open_storage()
+    with _lock:
+        return _cache.setdefault(key, storage)
 
 
 def _s3(
@@ -113,13 +144,10 @@ def _obstore(store: Any) -> Storage | str:
 
 
 def _filesystem(root: str, *, direct_io: bool, read_only: bool) -> Storage:
-    key = ("filesystem", root, direct_io, read_only)
-    with _lock:
-        storage = _cache.get(key)
-        if storage is None:
-            storage = Storage.filesystem(root, direct_io=direct_io, read_only=read_only)
-            _cache[key] = storage
-    return storage
+    return _cached(
+        ("filesystem", root, direct_io, read_only),
+        lambda: Storage.filesystem(root, direct_io=direct_io, read_only=read_only),
+    )
 
 
 def _fsspec(store: Any, *, direct_io: bool) -> Storage | str:
