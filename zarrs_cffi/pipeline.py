@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -392,6 +392,28 @@ class ZarrsCodecPipeline(CodecPipeline):
 
     def __hash__(self) -> int:
         return hash(self.fallback)
+
+    def __dask_tokenize__(self) -> object:
+        """dask's token: what the pipeline was built from and the settings it read.
+
+        Cheap and deterministic: the metadata document (or the codecs and chunk spec), zarr's
+        pipeline for them, and the native options. Never the store, nor the route to it
+        (which follows from the store): dask would hash a store's contents (a MemoryStore's
+        every byte) again for each field holding it, and the token of the array holding
+        this pipeline covers the store already.
+        """
+        try:
+            from dask.tokenize import normalize_token
+        except ImportError:  # pragma: no cover - dask < 2024.2
+            from dask.base import normalize_token
+        kind, built_from, spec = self.source
+        if kind == "metadata":
+            described: object = _metadata_json(built_from)
+        else:
+            described = normalize_token((tuple(built_from), spec))
+        native = self.native
+        settings = None if native is None else (astuple(native.options), str(native.native_dtype))
+        return ("zarrs_cffi.ZarrsCodecPipeline", kind, described, normalize_token(self.fallback), settings, self.reason)
 
     def __iter__(self) -> Iterator[Codec]:
         return iter(self.fallback)  # type: ignore[call-overload]
