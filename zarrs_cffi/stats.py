@@ -1,4 +1,8 @@
-"""Per-process counts of chunks handled natively and chunks that fell back, and why.
+"""Per-process counts of stored chunks handled natively and of those that fell back, and why.
+
+The unit is the stored chunk: one key in the store, as zarr's chunk grid addresses it. For a
+sharded array that is the shard, not the inner chunks inside it (an 800 MB write into 28
+shards counts 28). A chunk read or written twice counts twice.
 
 Tests assert on these to prove the fast path; users read them to see what their workload
 actually does (``zarrs_cffi.stats()``).
@@ -23,17 +27,20 @@ __all__ = ["PipelineStats", "reset_stats", "stats"]
 class PipelineStats:
     """A snapshot of the counters.
 
+    Every count is of stored chunks (store keys): for a sharded array, shards, however many
+    inner chunks each holds or a read touches.
+
     Attributes
     ----------
     native_reads, native_writes
-        Chunks decoded or encoded by the native library.
+        Stored chunks (shards, for sharded arrays) decoded or encoded by the native library.
     python_io_reads, python_io_writes
-        Of those, the chunks whose bytes moved through the store's own Python API (stores
-        the native library cannot reach itself, such as MemoryStore or ZipStore).
+        Of those, the ones whose bytes moved through the store's own Python API (stores the
+        native library cannot reach itself, such as MemoryStore or ZipStore).
     fallback_reads, fallback_writes
-        Chunks handed to zarr's own pipeline.
+        Stored chunks (shards) handed to zarr's own pipeline.
     fallback_reasons
-        For each reason, how many chunks fell back for it.
+        For each reason, how many stored chunks (shards) fell back for it.
     """
 
     native_reads: int = 0
@@ -46,7 +53,7 @@ class PipelineStats:
 
     @property
     def fallbacks(self) -> int:
-        """Chunks that fell back, reads and writes together."""
+        """Stored chunks (shards) that fell back, reads and writes together."""
         return self.fallback_reads + self.fallback_writes
 
 
