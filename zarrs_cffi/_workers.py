@@ -82,22 +82,25 @@ class _Pool:
 
     def _work(self) -> None:
         jobs = self._jobs
+        lock = self._lock
         while True:
-            _complete(*jobs.get())
-            with self._lock:
+            outcome = _call(*jobs.get())
+            with lock:
                 self._idle += 1
+            _hand_back(*outcome)
+            # Nothing of the job stays referenced while this worker waits for the next one
+            # (buffers are freed now); the loop, just woken, gets the GIL at the next get().
+            del outcome
 
 
-def _complete(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], function: Any, args: Any) -> None:
-    """Run one job and hand its outcome to the loop. (A function of its own, so nothing of
-    the job stays referenced while the worker waits for the next one.)"""
+def _call(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], function: Any, args: Any) -> tuple[Any, ...]:
     try:
-        result = function(*args)
+        return loop, _succeed, future, function(*args)
     except BaseException as exc:  # noqa: BLE001 - raised by the awaiting coroutine
-        callback: Any = _fail
-        value: Any = exc
-    else:
-        callback, value = _succeed, result
+        return loop, _fail, future, exc
+
+
+def _hand_back(loop: asyncio.AbstractEventLoop, callback: Any, future: asyncio.Future[Any], value: Any) -> None:
     try:
         loop.call_soon_threadsafe(callback, future, value)
     except RuntimeError:

@@ -17,6 +17,7 @@ native handles.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -84,16 +85,18 @@ def plan_batch(
         k = 0
         for d in range(ndim):
             sel = chunk_selection[d]
-            index = _as_int(sel)
-            if index is not None:
+            if not isinstance(sel, slice):
+                index = _as_int(sel)
+                if index is None:
+                    return f"selection of type {type(sel).__name__}"
                 starts.append(index)
                 shapes.append(1)
                 buffer_starts.append(0)
                 ints.append(d)
                 extent[d] = 1
                 continue
-            if not isinstance(sel, slice) or k >= len(out_selection):
-                return f"selection of type {type(sel).__name__}"
+            if k >= len(out_selection):
+                return "selection of type slice"
             start, stop, step = sel.indices(chunk_shape[d])
             out_sel = out_selection[k]
             k += 1
@@ -117,7 +120,10 @@ def plan_batch(
         flat.extend(buffer_starts)
         keys.append(byte_getter.path)
     geometry = np.array(flat, dtype=np.uint64).reshape(len(keys), 4, ndim)
-    return ChunkPlan(ChunkBatch.build(keys, geometry), inserted or (), tuple(extent))
+    # ChunkBatch.build's layout, assembled directly: a small read pays for every numpy call.
+    encoded = [key.encode("utf-8") for key in keys]
+    offsets = np.array([0, *accumulate(map(len, encoded))], dtype=np.uint64)
+    return ChunkPlan(ChunkBatch(b"".join(encoded), offsets, geometry), inserted or (), tuple(extent))
 
 
 @dataclass(frozen=True)
