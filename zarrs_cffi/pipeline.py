@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from zarr.abc.codec import Codec
     from zarr.abc.store import ByteGetter, ByteSetter, Store
     from zarr.core.buffer import Buffer, BufferPrototype, NDBuffer
-    from zarr.core.chunk_grids import ChunkGrid
     from zarr.core.indexing import SelectorTuple
     from zarr.core.metadata import ArrayMetadata
 
@@ -112,7 +111,7 @@ def _store_sync(batch: list[Any], encoded: list[Any]) -> None:
 try:  # zarr >= 3.4: stores that serve get/set/delete synchronously
     from zarr.abc.store import _store_supports_sync_io
 except ImportError:  # pragma: no cover - older zarr
-    _store_supports_sync_io = None
+    _store_supports_sync_io = None  # type: ignore[assignment]
 
 
 def _sync_io(batch: list[Any]) -> bool:
@@ -416,7 +415,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         return ("zarrs_cffi.ZarrsCodecPipeline", kind, described, normalize_token(self.fallback), settings, self.reason)
 
     def __iter__(self) -> Iterator[Codec]:
-        return iter(self.fallback)  # type: ignore[call-overload]
+        return iter(self.fallback)  # type: ignore[call-overload,no-any-return]
 
     @property
     def supports_partial_decode(self) -> bool:
@@ -426,7 +425,8 @@ class ZarrsCodecPipeline(CodecPipeline):
     def supports_partial_encode(self) -> bool:
         return self.fallback.supports_partial_encode
 
-    def validate(self, *, shape: tuple[int, ...], dtype: Any, chunk_grid: ChunkGrid) -> None:
+    def validate(self, *, shape: tuple[int, ...], dtype: Any, chunk_grid: Any) -> None:
+        # chunk_grid: a ChunkGrid, or its metadata in newer zarr; passed through as is.
         self.fallback.validate(shape=shape, dtype=dtype, chunk_grid=chunk_grid)
 
     def compute_encoded_size(self, byte_length: int, array_spec: ArraySpec) -> int:
@@ -862,12 +862,12 @@ def _encode_variable(
     ndim = native.array.ndim
     expand = tuple(None if d in drop_axes else slice(None) for d in range(ndim))
     stored = [(i, chunk) for i, chunk in old.items() if chunk is not None]
-    decoded: dict[int, Any] = {}
+    decoded: dict[int, tuple[bytes, np.ndarray[Any, Any]]] = {}
     if stored:
-        results = decode_variable_chunks(
+        old_elements = decode_variable_chunks(
             native.array, native.options, [c for _, c in stored], [batch[i][1].shape for i, _ in stored]
         )
-        decoded = {i: d for (i, _), d in zip(stored, results, strict=True)}
+        decoded = {i: d for (i, _), d in zip(stored, old_elements, strict=True)}
     arrays: list[np.ndarray[Any, Any] | None] = []
     for i, (_, spec, chunk_selection, out_selection, _) in enumerate(batch):
         fill = np.full(spec.shape, spec.fill_value, dtype=value.dtype)
@@ -884,8 +884,8 @@ def _encode_variable(
     if kept:
         data, offsets = to_elements([arrays[i] for i in kept], text)  # type: ignore[misc]
         shapes = [batch[i][1].shape for i in kept]
-        results = encode_variable_chunks(native.array, native.options, shapes, data, offsets)
-        for i, chunk_bytes in zip(kept, results, strict=True):
+        new_chunks = encode_variable_chunks(native.array, native.options, shapes, data, offsets)
+        for i, chunk_bytes in zip(kept, new_chunks, strict=True):
             encoded[i] = chunk_bytes
     return encoded
 

@@ -220,7 +220,7 @@ class ShardReader:
         if not ranges:
             return []
         requests = [RangeByteRequest(o, o + n) for o, n in ranges]
-        store = getattr(byte_getter, "store", None)
+        store: Any = getattr(byte_getter, "store", None)
         result: list[Any] = [None] * len(ranges)
         if isinstance(byte_getter, StorePath) and hasattr(store, "get_ranges"):
             # zarr >= 3.4: merged requests, concurrent, as zarr's sharding codec reads.
