@@ -381,3 +381,159 @@ def test_open_errors(tmp_path):
     with pytest.raises(zarrs_cffi.ZarrsMetadataError) as info:
         Array.open(tmp_path / "bad")
     assert isinstance(info.value, ValueError)
+
+
+# --- hostile bytes: never a signal, always a clear error naming the chunk -------------------
+
+_CHILD = """
+import resource, sys
+# A runaway allocation fails fast instead of swapping the machine.
+try:
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+except (ValueError, OSError):
+    pass
+import numpy as np
+import zarrs_cffi
+from zarrs_cffi import Array
+try:
+{body}
+except zarrs_cffi.ZarrsError as exc:
+    print(type(exc).__name__ + ": " + str(exc))
+    sys.exit(0)
+print("returned")
+"""
+
+
+def _in_child(path: Path, body: str) -> str:
+    """Run ``body`` (Python reading the array at ``path``) in a child process with a bounded
+    address space; return what it printed. A signal (SIGABRT from a failed allocation) fails
+    the test instead of killing pytest."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = _CHILD.format(body=textwrap.indent(textwrap.dedent(body), "    "))
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ, "ARRAY": str(path)}
+    )
+    assert proc.returncode == 0, f"the child died with {proc.returncode} (negative: a signal): {proc.stderr[-2000:]}"
+    return proc.stdout.strip()
+
+
+def _zstd_frame_header(content_size: int | None) -> bytes:
+    magic = (0xFD2FB528).to_bytes(4, "little")
+    if content_size is None:
+        # No content size, no single segment: a window descriptor (128 KiB window) follows.
+        return magic + bytes([0x00, (17 - 10) << 3])
+    # Single segment, 8-byte frame content size.
+    return magic + bytes([0xE0]) + content_size.to_bytes(8, "little")
+
+
+def test_zstd_frame_declaring_2_46_bytes_is_a_codec_error(tmp_path):
+    zarr.create_array(LocalStore(tmp_path), shape=(65536,), chunks=(65536,), dtype="uint32", compressors=[ZstdCodec()])
+    # 20 bytes: a frame that declares 2^46 bytes of content, then one last raw block of 4.
+    (tmp_path / "c").mkdir(exist_ok=True)
+    (tmp_path / "c" / "0").write_bytes(_zstd_frame_header(1 << 46) + (4 << 3 | 1).to_bytes(3, "little") + b"\x00" * 4)
+    out = _in_child(tmp_path, "Array.open(__import__('os').environ['ARRAY'])[0:10]")
+    assert out.startswith("ZarrsCodecError: "), out
+    assert "c/0" in out and "70368744177664" in out and "262144" in out, out
+
+
+def test_streaming_zstd_bomb_is_capped(tmp_path):
+    zarr.create_array(LocalStore(tmp_path), shape=(1024,), chunks=(1024,), dtype="uint8", compressors=[ZstdCodec()])
+    # A frame without a content size: 2^19 RLE blocks of 128 KiB each, 64 GiB in 2 MiB.
+    block = ((128 << 10) << 3 | 1 << 1).to_bytes(3, "little") + b"\x07"
+    last = ((128 << 10) << 3 | 1 << 1 | 1).to_bytes(3, "little") + b"\x07"
+    (tmp_path / "c").mkdir(exist_ok=True)
+    (tmp_path / "c" / "0").write_bytes(_zstd_frame_header(None) + block * ((1 << 19) - 1) + last)
+    out = _in_child(tmp_path, "Array.open(__import__('os').environ['ARRAY'])[:]")
+    assert out.startswith("ZarrsCodecError: "), out
+    assert "c/0" in out, out
+
+
+def test_gzip_bomb_is_capped(tmp_path):
+    import zlib
+
+    zarr.create_array(LocalStore(tmp_path), shape=(1024,), chunks=(1024,), dtype="uint8", compressors=[GzipCodec()])
+    # 16 GiB of zeros: one fully flushed (byte-aligned, self-contained) 1 MiB deflate segment
+    # repeated. The decoder runs out of room long before the (missing) trailer.
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+    segment = compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    (tmp_path / "c").mkdir(exist_ok=True)
+    (tmp_path / "c" / "0").write_bytes(header + segment * (16 << 10))
+    out = _in_child(tmp_path, "Array.open(__import__('os').environ['ARRAY'])[:]")
+    assert out.startswith("ZarrsCodecError: "), out
+    assert "c/0" in out, out
+
+
+def test_shard_index_entry_beyond_the_shard_is_a_codec_error(tmp_path):
+    import crc32c
+
+    arr = zarr.create_array(
+        LocalStore(tmp_path), shape=(64,), chunks=(8,), shards=(64,), dtype="uint16", compressors=[ZstdCodec()]
+    )
+    arr[:] = np.arange(64, dtype="uint16")
+    shard = (tmp_path / "c" / "0").read_bytes()
+    index = bytearray(shard[-(8 * 16 + 4) : -4])
+    # Inner chunk 0 at offset 0 with length 2^45; the index checksum stays valid.
+    index[0:16] = (0).to_bytes(8, "little") + (1 << 45).to_bytes(8, "little")
+    forged = shard[: -(8 * 16 + 4)] + bytes(index) + crc32c.crc32c(bytes(index)).to_bytes(4, "little")
+    (tmp_path / "c" / "0").write_bytes(forged)
+    for read in ("[0:4]", "[:]", ".read_chunk((0,))"):
+        out = _in_child(tmp_path, f"Array.open(__import__('os').environ['ARRAY']){read}")
+        assert out.startswith("ZarrsCodecError: "), (read, out)
+        assert "c/0" in out, (read, out)
+
+
+@pytest.mark.parametrize("read", ["direct", "pipeline"])
+def test_truncated_uncompressed_chunk_raises_on_partial_reads(tmp_path, read, zarrs_pipeline):
+    arr = zarr.create_array(LocalStore(tmp_path), shape=(64,), chunks=(64,), dtype="uint16", compressors=None)
+    arr[:] = np.arange(64, dtype="uint16")
+    chunk = tmp_path / "c" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:64])
+    with pytest.raises(ZarrsCodecError, match="c/0"):
+        if read == "direct":
+            Array.open(tmp_path)[0:8]
+        else:
+            arr[0:8]
+
+
+def _write_metadata(path: Path, shape: list[int], chunks: list[int], codecs: list[Any]) -> None:
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "zarr.json").write_text(json.dumps({
+        "zarr_format": 3, "node_type": "array", "shape": shape, "data_type": "uint64",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
+        "chunk_key_encoding": {"name": "default"}, "fill_value": 0, "codecs": codecs,
+    }))
+
+
+BYTES_CODEC = {"name": "bytes", "configuration": {"endian": "little"}}
+
+
+@pytest.mark.parametrize(
+    ("chunks", "codecs", "what"),
+    [
+        ([1 << 62, 1 << 62], [BYTES_CODEC], "overflow"),
+        ([1 << 30, 1 << 30], [BYTES_CODEC], "memory"),
+        (
+            [1 << 40, 1],
+            [{"name": "sharding_indexed", "configuration": {
+                "chunk_shape": [1, 1], "codecs": [BYTES_CODEC],
+                "index_codecs": [BYTES_CODEC, {"name": "crc32c"}], "index_location": "end"}}],
+            "inner chunk",
+        ),
+    ],
+    ids=["elements-overflow", "beyond-memory", "absurd-inner-grid"],
+)
+def test_absurd_chunk_metadata_is_refused_at_open(tmp_path, chunks, codecs, what):
+    _write_metadata(tmp_path, [1 << 62, 1 << 62], chunks, codecs)
+    out = _in_child(tmp_path, """
+        arr = Array.open(__import__('os').environ['ARRAY'])
+        arr[0:2, 0:1]
+        arr[0:2, 0:1] = 1
+    """)
+    assert out.startswith("ZarrsMetadataError: "), out
+    assert what in out, out

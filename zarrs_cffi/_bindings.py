@@ -47,6 +47,10 @@ class Options:
         Verify checksums such as crc32c while decoding.
     store_empty_chunks
         Store chunks that are entirely the fill value instead of erasing them.
+    max_variable_chunk_bytes
+        The most bytes one variable-length (``string``, ``bytes``) chunk may decode to,
+        through each of its compressors; more raises ``ZarrsCodecError``. 0 means the
+        default, 1 GiB. Fixed-size chunks are bounded by their metadata instead.
     """
 
     num_threads: int = 0
@@ -54,8 +58,11 @@ class Options:
     chunk_concurrent_maximum: int = 0
     validate_checksums: bool = True
     store_empty_chunks: bool = False
+    max_variable_chunk_bytes: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.max_variable_chunk_bytes < 2**64:
+            raise ZarrsValueError(f"max_variable_chunk_bytes must be between 0 and 2**64 - 1, got {self.max_variable_chunk_bytes}")
         for name in ("num_threads", "chunk_concurrent_minimum", "chunk_concurrent_maximum"):
             value = getattr(self, name)
             if not 0 <= value < 2**32:
@@ -75,6 +82,7 @@ class Options:
                     # uint8_t flags in C: 0 or 1.
                     "validate_checksums": int(bool(self.validate_checksums)),
                     "store_empty_chunks": int(bool(self.store_empty_chunks)),
+                    "max_variable_chunk_bytes": self.max_variable_chunk_bytes,
                 },
             )
             _OPTIONS_CACHE[self] = cached

@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The default cap on one decoded variable-length chunk (its element bytes and offsets as
+// stored), whose size no metadata bounds: 1 GiB.
+#define DEFAULT_MAX_VARIABLE_CHUNK_BYTES (1 << 30)
+
 // The result of every exported function. The values are part of the ABI and never change.
 enum ZarrsResult
 #ifdef __cplusplus
@@ -99,6 +103,10 @@ typedef struct ZarrsOptions {
   // Nonzero: store chunks whose every element equals the fill value. When 0 such chunks
   // are erased instead, so a later read returns the fill value from the missing chunk.
   uint8_t store_empty_chunks;
+  // The most bytes one variable-length chunk (`string`, `bytes`) may decode to, through
+  // each of its compressors; more is `ZARRS_ERROR_CODEC`. Fixed-size chunks need no such
+  // cap: their metadata bounds them. 0: the default, 1 GiB.
+  uint64_t max_variable_chunk_bytes;
 } ZarrsOptions;
 
 // Settings of an S3-compatible object store. Every string is UTF-8 with its length in

@@ -12,6 +12,7 @@ use zarrs::storage::{ReadableWritableListableStorage, ReadableWritableListableSt
 
 use crate::args;
 use crate::batch::{ChunkJob, Destination, Source};
+use crate::bounds::BoundedChain;
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
@@ -39,6 +40,56 @@ pub struct ZarrsArray {
     /// Per dimension, every extent a chunk of the grid has along it (sorted). Caller-given
     /// chunk shapes are checked against these before anything is allocated for them.
     chunk_extents: Vec<Vec<u64>>,
+    /// The array's codecs, decoding within the bounds the metadata sets.
+    pub(crate) codecs: BoundedChain,
+    /// The store and the array's path in it, for error messages.
+    pub(crate) name: String,
+}
+
+/// The most inner chunks one shard may have: its index (16 bytes each) is read whole, so
+/// this bounds that read at 1 GiB. Zarr writers stay far below (a 10^4 x 10^4 shard of
+/// 10 x 10 chunks has 10^6).
+const MAX_INNER_CHUNKS: u64 = 1 << 26;
+
+fn invalid_metadata(message: String) -> FfiError {
+    FfiError::new(ZarrsResult::ZARRS_ERROR_INVALID_METADATA, message)
+}
+
+/// Refuse metadata whose chunks could never be held in memory, or whose shards have an
+/// index too large to read: such arrays would fail (or abort) on their first read, after
+/// allocating on the stored bytes' say-so.
+fn check_chunk_sizes(array: &Array<dyn ReadableWritableListableStorageTraits>, extents: &[Vec<u64>], codecs: &serde_json::Value) -> FfiResult<()> {
+    let largest: Vec<u64> = extents.iter().map(|e| e.last().copied().unwrap_or(1)).collect();
+    let elements = largest
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| invalid_metadata(format!("chunk shape {largest:?}: the number of elements overflows")))?;
+    // Fixed-size elements, or at least an 8-byte offset each for variable-length ones.
+    let element_size = array.data_type().fixed_size().unwrap_or(8) as u64;
+    if elements.checked_mul(element_size).is_none_or(|bytes| isize::try_from(bytes).is_err()) {
+        return Err(invalid_metadata(format!(
+            "chunk shape {largest:?} has {elements} elements of {element_size} bytes, more than fits in memory"
+        )));
+    }
+    for codec in codecs.as_array().into_iter().flatten() {
+        if codec["name"] != "sharding_indexed" {
+            continue;
+        }
+        let inner: Option<Vec<u64>> = codec["configuration"]["chunk_shape"]
+            .as_array()
+            .and_then(|inner| inner.iter().map(serde_json::Value::as_u64).collect());
+        let Some(inner) = inner.filter(|inner| inner.len() == largest.len() && !inner.contains(&0)) else {
+            continue; // zarrs has validated the configuration; nothing to bound here
+        };
+        let count = largest.iter().zip(&inner).try_fold(1u64, |n, (&s, &i)| n.checked_mul(s.div_ceil(i)));
+        if count.is_none_or(|count| count > MAX_INNER_CHUNKS) {
+            return Err(invalid_metadata(format!(
+                "shards of shape {largest:?} with inner chunk shape {inner:?} have {} inner chunks, more than the {MAX_INNER_CHUNKS} a shard index may describe",
+                count.map_or_else(|| "too many".to_string(), |c| c.to_string())
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The extents chunks of `array`'s grid have along each dimension. A regular grid has one
@@ -102,7 +153,13 @@ impl ZarrsArray {
             .is_some_and(|codecs| codecs.iter().any(|c| c["name"] == "sharding_indexed"));
         let shard = ShardLayout::from_codecs_metadata(&metadata["codecs"]);
         let chunk_extents = chunk_extents(&array)?;
+        check_chunk_sizes(&array, &chunk_extents, &metadata["codecs"])?;
+        let codecs = BoundedChain::new(array.codecs());
+        let path = array.path().as_str();
+        let name = if path == "/" { storage.name.clone() } else { format!("{}{path}", storage.name.trim_end_matches('/')) };
         Ok(Self {
+            codecs,
+            name,
             array,
             storage: storage.store.clone(),
             remote: storage.remote.clone(),
@@ -111,6 +168,18 @@ impl ZarrsArray {
             shard,
             chunk_extents,
         })
+    }
+
+    /// Name the chunk and the array in a failure to read or write the chunk at `key`, as
+    /// `c/0/3 in data.zarr: ...`. Caller errors (invalid arguments) are left as they are.
+    pub(crate) fn in_chunk(&self, key: &StoreKey, mut err: FfiError) -> FfiError {
+        use ZarrsResult::*;
+        if matches!(err.code, ZARRS_ERROR_CODEC | ZARRS_ERROR_CHECKSUM | ZARRS_ERROR_STORAGE | ZARRS_ERROR_UNSUPPORTED)
+            && !err.message.starts_with(key.as_str())
+        {
+            err.message = format!("{key} in {}: {}", self.name, err.message);
+        }
+        err
     }
 
     /// Fail unless `shape` is the shape of a chunk of this array's grid (every extent one

@@ -29,6 +29,7 @@ use zarrs::storage::{Bytes, MaybeBytes, ReadableStorage, StorageError, StoreKey}
 
 use crate::args;
 use crate::array::ZarrsArray;
+use crate::bounds::DEFAULT_MAX_VARIABLE_CHUNK_BYTES;
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
@@ -518,13 +519,14 @@ impl ZarrsArray {
             shard.decode_into(job, &encoded, destination, data_type, fill_value, options)?;
             return Ok(true);
         }
-        let codecs = array.codecs();
         if self.sharded && job.is_whole_chunk() {
             // The sharding codec decodes each inner chunk straight into its place.
             let mut view = destination.view(job)?;
             let target = ArrayBytesDecodeIntoTarget::Fixed(&mut view);
-            codecs.decode_into(encoded, &job.chunk_shape, data_type, fill_value, target, options)?;
+            self.codecs.decode_into(encoded, &job.chunk_shape, data_type, fill_value, target, options)?;
         } else if self.decodes_partially(job, options) {
+            self.check_stored_size(job, Some(encoded.len() as u64))?;
+            let codecs = array.codecs();
             let mut view = destination.view(job)?;
             let input: Arc<dyn BytesPartialDecoderTraits> = Arc::new(encoded.into_owned());
             codecs
@@ -550,6 +552,16 @@ impl ZarrsArray {
             let encoded = self.storage.get(&job.key)?;
             return self.decode_job(job, encoded.as_deref().map(Cow::Borrowed), destination, options);
         }
+        if self.codecs.fixed_encoded_size(&job.chunk_shape, self.array.data_type(), self.array.fill_value())?.is_some() {
+            // Reading a range of an uncompressed chunk cannot tell a truncated (or extended)
+            // chunk from an intact one: compare the stored size first (one stat or HEAD).
+            let size = self.storage.size_key(&job.key)?;
+            if size.is_none() {
+                destination.fill(job, self.array.fill_value().as_ne_bytes())?;
+                return Ok(false);
+            }
+            self.check_stored_size(job, size)?;
+        }
         let mut view = destination.view(job)?;
         let target = ArrayBytesDecodeIntoTarget::Fixed(&mut view);
         // Partial: let the codecs ask the store for just the byte ranges they need (the shard
@@ -565,6 +577,23 @@ impl ZarrsArray {
             .partial_decoder(input.clone(), &job.chunk_shape, array.data_type(), array.fill_value(), options)?
             .partial_decode_into(&job.subset, target, options)?;
         Ok(input.found.load(Ordering::Relaxed))
+    }
+
+    /// For chains that fix a chunk's stored size (no compressor), fail unless the stored
+    /// chunk has exactly that size: a partial read would otherwise return values from a
+    /// truncated chunk.
+    fn check_stored_size(&self, job: &ChunkJob, stored: Option<u64>) -> FfiResult<()> {
+        let array = &self.array;
+        let (Some(stored), Some(fixed)) = (stored, self.codecs.fixed_encoded_size(&job.chunk_shape, array.data_type(), array.fill_value())?) else {
+            return Ok(());
+        };
+        if stored != fixed {
+            return Err(FfiError::new(
+                ZarrsResult::ZARRS_ERROR_CODEC,
+                format!("the stored chunk has {stored} bytes; its codecs produce exactly {fixed}: the chunk is truncated or corrupt"),
+            ));
+        }
+        Ok(())
     }
 
     /// Encode a whole chunk. `None` means every element is the fill value and empty chunks
@@ -613,9 +642,9 @@ impl ZarrsArray {
                 Ok(chunk)
             }
             Some(encoded) => {
-                let decoded = array
-                    .codecs()
-                    .decode(encoded, &job.chunk_shape, array.data_type(), array.fill_value(), options)?
+                let decoded = self
+                    .codecs
+                    .decode(encoded, &job.chunk_shape, array.data_type(), array.fill_value(), DEFAULT_MAX_VARIABLE_CHUNK_BYTES, options)?
                     .into_fixed()
                     .map_err(CodecError::from)?;
                 if decoded.len() != len {
@@ -682,8 +711,10 @@ impl ZarrsArray {
             return self.read_jobs_remote(remote, options, jobs, destination, limit, &codec_options);
         }
         options.install(|| {
-            iter_concurrent_limit!(limit, jobs, map, |job: ChunkJob| self.read_job(&job, destination, &codec_options))
-                .collect::<FfiResult<Vec<bool>>>()
+            iter_concurrent_limit!(limit, jobs, map, |job: ChunkJob| {
+                self.read_job(&job, destination, &codec_options).map_err(|e| self.in_chunk(&job.key, e))
+            })
+            .collect::<FfiResult<Vec<bool>>>()
         })?
     }
 
@@ -715,6 +746,7 @@ impl ZarrsArray {
                     Some(bytes) => self.decode_job(&job, bytes.as_deref().map(Cow::Borrowed), destination, codec_options),
                     None => self.read_job(&job, destination, codec_options),
                 }
+                .map_err(|e| self.in_chunk(&job.key, e))
             })
             .collect::<FfiResult<Vec<bool>>>()
         })?
@@ -743,8 +775,11 @@ impl ZarrsArray {
             .collect();
         let encoded = options.install(|| {
             iter_concurrent_limit!(limit, work, map, |(job, old): (ChunkJob, MaybeBytes)| {
-                let chunk = self.merge_job(&job, source, || Ok(old.as_deref().map(Cow::Borrowed)), codec_options)?;
-                Ok::<_, FfiError>((job.key.clone(), self.encode_chunk(&job.chunk_shape, chunk, codec_options)?))
+                let encode = || {
+                    let chunk = self.merge_job(&job, source, || Ok(old.as_deref().map(Cow::Borrowed)), codec_options)?;
+                    self.encode_chunk(&job.chunk_shape, chunk, codec_options)
+                };
+                Ok::<_, FfiError>((job.key.clone(), encode().map_err(|e| self.in_chunk(&job.key, e))?))
             })
             .collect::<FfiResult<Vec<_>>>()
         })??;
@@ -760,7 +795,9 @@ impl ZarrsArray {
             return self.write_jobs_remote(remote, options, jobs, source, limit, &codec_options);
         }
         options.install(|| {
-            iter_concurrent_limit!(limit, jobs, try_for_each, |job: ChunkJob| self.write_job(&job, source, &codec_options))
+            iter_concurrent_limit!(limit, jobs, try_for_each, |job: ChunkJob| {
+                self.write_job(&job, source, &codec_options).map_err(|e| self.in_chunk(&job.key, e))
+            })
         })?
     }
 }

@@ -108,8 +108,10 @@ pub extern "C" fn zarrs_array_decode_chunks(
         let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
         options.install(|| {
             iter_concurrent_limit!(limit, indexed, try_for_each, |(i, job): (usize, ChunkJob)| {
-                array.decode_job(&job, inputs.get(i).map(Cow::Borrowed), &destination, &codec_options)?;
-                Ok::<_, FfiError>(())
+                array
+                    .decode_job(&job, inputs.get(i).map(Cow::Borrowed), &destination, &codec_options)
+                    .map(|_| ())
+                    .map_err(|e| array.in_chunk(&job.key, e))
             })
         })?
     })
@@ -157,8 +159,11 @@ pub extern "C" fn zarrs_array_encode_chunks(
         let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
         let chunks = options.install(|| {
             iter_concurrent_limit!(limit, indexed, map, |(i, job): (usize, ChunkJob)| {
-                let chunk: Cow<[u8]> = array.merge_job(&job, &source, || Ok(existing.get(i).map(Cow::Borrowed)), &codec_options)?;
-                array.encode_chunk(&job.chunk_shape, chunk, &codec_options)
+                let encode = || {
+                    let chunk: Cow<[u8]> = array.merge_job(&job, &source, || Ok(existing.get(i).map(Cow::Borrowed)), &codec_options)?;
+                    array.encode_chunk(&job.chunk_shape, chunk, &codec_options)
+                };
+                encode().map_err(|e| array.in_chunk(&job.key, e))
             })
             .collect::<FfiResult<Vec<_>>>()
         })??;

@@ -18,6 +18,7 @@
 mod args;
 pub mod array;
 pub mod batch;
+mod bounds;
 pub mod codec;
 pub mod error;
 pub mod options;

@@ -33,6 +33,10 @@ pub struct ZarrsOptions {
     /// Nonzero: store chunks whose every element equals the fill value. When 0 such chunks
     /// are erased instead, so a later read returns the fill value from the missing chunk.
     pub store_empty_chunks: u8,
+    /// The most bytes one variable-length chunk (`string`, `bytes`) may decode to, through
+    /// each of its compressors; more is `ZARRS_ERROR_CODEC`. Fixed-size chunks need no such
+    /// cap: their metadata bounds them. 0: the default, 1 GiB.
+    pub max_variable_chunk_bytes: u64,
 }
 
 impl Default for ZarrsOptions {
@@ -43,6 +47,7 @@ impl Default for ZarrsOptions {
             chunk_concurrent_maximum: 0,
             validate_checksums: 1,
             store_empty_chunks: 0,
+            max_variable_chunk_bytes: crate::bounds::DEFAULT_MAX_VARIABLE_CHUNK_BYTES,
         }
     }
 }
@@ -71,6 +76,15 @@ impl ZarrsOptions {
         // field is an integer, so any bytes are a valid value, and the read makes no
         // alignment assumption.
         unsafe { ptr.read_unaligned() }
+    }
+
+    /// The cap on a decoded variable-length chunk.
+    pub fn max_variable_chunk_bytes(&self) -> u64 {
+        if self.max_variable_chunk_bytes == 0 {
+            crate::bounds::DEFAULT_MAX_VARIABLE_CHUNK_BYTES
+        } else {
+            self.max_variable_chunk_bytes
+        }
     }
 
     fn threads(&self) -> usize {

@@ -239,11 +239,12 @@ fn client_options(allow_http: bool) -> (ClientOptions, RetryConfig) {
     (options, retry)
 }
 
-fn into_storage(store: RemoteStore, storage_out: *mut *mut ZarrsStorage) -> FfiResult<()> {
+fn into_storage(store: RemoteStore, name: String, storage_out: *mut *mut ZarrsStorage) -> FfiResult<()> {
     let store = Arc::new(store);
     let storage = ZarrsStorage {
         store: store.clone(),
         remote: Some(store),
+        name,
     };
     // SAFETY: checked non-NULL by the caller; the caller provides a writable pointer slot.
     unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
@@ -348,7 +349,8 @@ pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_ou
         } else {
             Arc::new(object_store::prefix::PrefixStore::new(store, prefix.trim_matches('/')))
         };
-        into_storage(RemoteStore::new(store, config.read_only != 0)?, storage_out)
+        let name = format!("s3://{bucket}/{}", prefix.trim_matches('/'));
+        into_storage(RemoteStore::new(store, config.read_only != 0)?, name, storage_out)
     })
 }
 
@@ -369,6 +371,6 @@ pub extern "C" fn zarrs_storage_open_http(url: *const c_char, url_len: usize, st
             .with_retry(retry)
             .build()
             .map_err(builder_error)?;
-        into_storage(RemoteStore::new(Arc::new(store), true)?, storage_out)
+        into_storage(RemoteStore::new(Arc::new(store), true)?, url.to_string(), storage_out)
     })
 }

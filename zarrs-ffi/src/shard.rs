@@ -24,6 +24,7 @@ use zarrs::storage::{ReadableStorageTraits, StoreKey};
 
 use crate::args;
 use crate::batch::{copy_region, ChunkJob, Destination};
+use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 
 /// Marks an inner chunk that is not stored (all fill value).
@@ -46,7 +47,8 @@ pub enum ZarrsSubchunkOrder {
 /// The sharding configuration of an array.
 pub(crate) struct ShardLayout {
     inner_shape: Vec<NonZeroU64>,
-    inner_codecs: Arc<CodecChain>,
+    /// The inner chunks' codecs, decoding within the inner chunk's bounds.
+    inner_codecs: BoundedChain,
     index_codecs: Arc<CodecChain>,
     index_at_end: bool,
     index_type: DataType,
@@ -135,7 +137,7 @@ impl ShardLayout {
         };
         Some(Self {
             inner_shape,
-            inner_codecs: chain(&config["codecs"])?,
+            inner_codecs: BoundedChain::new(chain(&config["codecs"])?),
             index_codecs: chain(&config["index_codecs"])?,
             index_at_end: config["index_location"].as_str() != Some("start"),
             index_type: zarrs::array::data_type::uint64(),
@@ -251,7 +253,7 @@ impl ShardLayout {
             Some(bytes) => {
                 let decoded = self
                     .inner_codecs
-                    .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, options)?
+                    .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, DEFAULT_MAX_VARIABLE_CHUNK_BYTES, options)?
                     .into_fixed()
                     .map_err(CodecError::from)?;
                 let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
@@ -337,11 +339,26 @@ impl ShardLayout {
             return Err(codec_error(format!("shard {} is shorter than its index: the shard is truncated", job.key)));
         }
         let index = self.decode_index(&index_bytes, &grid, options)?;
+        // Index entries are hostile: each is checked before anything is fetched for it.
+        // With a bounded inner encoding (any compressor zarrs has) no entry may exceed that
+        // bound, which needs no request; otherwise the shard's length is asked for.
+        let max_inner = self.inner_codecs.max_encoded_size(&self.inner_shape, data_type, fill_value)?;
+        let shard_len = match max_inner {
+            Some(_) => u64::MAX,
+            None => storage.size_key(&job.key)?.unwrap_or(0),
+        };
         let needed: Vec<usize> = (0..grid.count).filter(|&i| self.overlap(&grid, job, i).is_some()).collect();
         let mut ranges = Vec::new();
         let mut stored = Vec::new();
         for &i in &needed {
-            match Self::inner_range(&index, i, u64::MAX, &job.key)? {
+            match Self::inner_range(&index, i, shard_len, &job.key)? {
+                Some((_, size)) if max_inner.is_some_and(|max| size > max) => {
+                    return Err(codec_error(format!(
+                        "the index of shard {} gives inner chunk {i} {size} bytes, more than the {} an inner chunk can take: the shard is corrupt",
+                        job.key,
+                        max_inner.unwrap_or_default()
+                    )));
+                }
                 Some((offset, size)) => {
                     ranges.push(ByteRange::FromStart(offset, Some(size)));
                     stored.push(i);
@@ -352,10 +369,21 @@ impl ShardLayout {
         if stored.is_empty() {
             return Ok(true);
         }
+        let ends: Vec<u64> = ranges.iter().map(|r| r.end(u64::MAX)).collect();
         let fetched = storage
-            .get_partial_many(&job.key, Box::new(ranges.into_iter()))?
-            .ok_or_else(|| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("shard {} vanished while being read", job.key)))?
-            .collect::<Result<Vec<_>, _>>()?;
+            .get_partial_many(&job.key, Box::new(ranges.into_iter()))
+            .and_then(|values| values.map(|values| values.collect::<Result<Vec<_>, _>>()).transpose())
+            .map_err(|err| {
+                // A read past the end of the shard is the index's fault, not the store's.
+                match storage.size_key(&job.key) {
+                    Ok(Some(len)) if ends.iter().any(|&end| end > len) => codec_error(format!(
+                        "the index of shard {} references bytes past its end ({len} bytes): the shard is corrupt",
+                        job.key
+                    )),
+                    _ => FfiError::from(err),
+                }
+            })?
+            .ok_or_else(|| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("shard {} vanished while being read", job.key)))?;
         stored.into_par_iter().zip(fetched.into_par_iter()).try_for_each(|(i, bytes)| {
             self.place_inner(&grid, job, i, Some(&bytes), destination, data_type, fill_value, options)
         })?;
@@ -386,7 +414,7 @@ impl ShardLayout {
                 if !options.store_empty_chunks() && fill_value.equals_all(&inner) {
                     return Ok(None);
                 }
-                let bytes = self.inner_codecs.encode(ArrayBytes::new_flen(inner), &self.inner_shape, data_type, fill_value, options)?;
+                let bytes = self.inner_codecs.chain().encode(ArrayBytes::new_flen(inner), &self.inner_shape, data_type, fill_value, options)?;
                 Ok(Some(bytes.into_owned()))
             })
             .collect::<FfiResult<_>>()?;

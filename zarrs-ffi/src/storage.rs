@@ -33,6 +33,8 @@ pub struct ZarrsStorage {
     pub(crate) store: ReadableWritableListableStorage,
     /// Set for remote stores, whose batch calls fetch and store concurrently.
     pub(crate) remote: Option<Arc<crate::remote::RemoteStore>>,
+    /// Where the store is (a directory, a URL), for error messages.
+    pub(crate) name: String,
 }
 
 fn io_error(err: std::io::Error) -> StorageError {
@@ -181,6 +183,7 @@ pub extern "C" fn zarrs_storage_open_filesystem(
         let storage = ZarrsStorage {
             store: Arc::new(LocalStore { inner, read_only: read_only != 0 }),
             remote: None,
+            name: path.to_string(),
         };
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
         unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
@@ -199,6 +202,7 @@ pub extern "C" fn zarrs_storage_open_memory(storage_out: *mut *mut ZarrsStorage)
         let storage = ZarrsStorage {
             store: Arc::new(MemoryStore::new()),
             remote: None,
+            name: "memory".to_string(),
         };
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
         unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }

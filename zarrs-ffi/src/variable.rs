@@ -104,6 +104,7 @@ pub extern "C" fn zarrs_array_decode_variable_chunks(
         let shapes = unsafe { args::values(chunk_shapes, chunk_shapes_len, "chunk_shapes")? };
         let shapes = array.chunk_shapes(&shapes, num_chunks)?;
         let codec_options = options.single_chunk();
+        let cap = options.max_variable_chunk_bytes();
         let (data_type, fill_value) = (array.array.data_type(), array.array.fill_value());
         let indexed: Vec<usize> = (0..num_chunks).collect();
         let limit = std::cmp::max(1, num_chunks);
@@ -111,10 +112,14 @@ pub extern "C" fn zarrs_array_decode_variable_chunks(
             iter_concurrent_limit!(limit, indexed, map, |i: usize| {
                 let bytes = inputs.get(i).ok_or_else(|| FfiError::invalid(format!("chunk {i} has no bytes (NULL)")))?;
                 let shape = &shapes[i];
+                let in_chunk = |e: FfiError| {
+                    let key = StoreKey::new(format!("chunk-{i}")).expect("a valid key");
+                    array.in_chunk(&key, e)
+                };
                 let decoded = array
-                    .array
-                    .codecs()
-                    .decode(Cow::Borrowed(bytes), shape, data_type, fill_value, &codec_options)?
+                    .codecs
+                    .decode(Cow::Borrowed(bytes), shape, data_type, fill_value, cap, &codec_options)
+                    .map_err(in_chunk)?
                     .into_variable()
                     .map_err(CodecError::from)?;
                 let (bytes, offsets) = decoded.into_parts();

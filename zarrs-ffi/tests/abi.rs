@@ -122,6 +122,7 @@ fn default_options() -> ZarrsOptions {
         chunk_concurrent_maximum: 0,
         validate_checksums: 0,
         store_empty_chunks: 0,
+        max_variable_chunk_bytes: 0,
     };
     check(zarrs_options_default(&mut options));
     options
@@ -518,6 +519,7 @@ fn options_default_values() {
         chunk_concurrent_maximum: 99,
         validate_checksums: 0,
         store_empty_chunks: 1,
+        max_variable_chunk_bytes: 7,
     };
     check(zarrs_options_default(&mut options));
     assert_eq!(
@@ -528,6 +530,7 @@ fn options_default_values() {
             chunk_concurrent_maximum: 0,
             validate_checksums: 1,
             store_empty_chunks: 0,
+            max_variable_chunk_bytes: 1 << 30,
         }
     );
     expect_err(zarrs_options_default(null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
@@ -2116,4 +2119,68 @@ fn a_panic_inside_an_export_becomes_zarrs_error_panic() {
     check(zarrs_options_default(&mut default_options()));
     // A String payload (formatted panic) and a bad argument before the panic are both handled.
     expect_err(zarrs_test_panic(null(), 3), ZARRS_ERROR_NULL_POINTER, "message");
+}
+
+#[test]
+fn variable_length_chunks_decode_within_the_configured_cap() {
+    use zarrs_ffi::variable::*;
+
+    let mut storage = null_mut();
+    check(zarrs_storage_open_memory(&mut storage));
+    let storage = Storage(storage);
+    let json = r#"{"zarr_format":3,"node_type":"array","shape":[4],"data_type":"string",
+        "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[4]}},
+        "chunk_key_encoding":{"name":"default"},"fill_value":"",
+        "codecs":[{"name":"vlen-utf8"},{"name":"zstd","configuration":{"level":1,"checksum":false}}]}"#;
+    let mut handle = null_mut();
+    check(zarrs_array_open_with_metadata(storage.0, b"/".as_ptr().cast(), 1, json.as_ptr().cast(), json.len(), &mut handle));
+    let array = Array(handle);
+    let data = vec![b'x'; 4000];
+    let offsets = [0u64, 1000, 2000, 3000, 4000];
+    let mut encoded = null_mut();
+    check(zarrs_array_encode_variable_chunks(array.ptr(), null(), 1, [4u64].as_ptr(), 1, data.as_ptr(), data.len(), offsets.as_ptr(), 5, &mut encoded));
+    let (mut ptr, mut len) = (null(), 0usize);
+    check(zarrs_encoded_chunks_get(encoded, 0, &mut ptr, &mut len));
+    // SAFETY: valid until the handle is freed, below.
+    let chunk = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
+    check(zarrs_encoded_chunks_free(encoded));
+    let inputs = Encoded::new(&[Some(&chunk)]);
+    let decode = |cap: u64| {
+        let mut options = default_options();
+        options.max_variable_chunk_bytes = cap;
+        let mut decoded = null_mut();
+        let code = zarrs_array_decode_variable_chunks(array.ptr(), &options, 1, inputs.pointers.as_ptr(), inputs.lens.as_ptr(), [4u64].as_ptr(), 1, &mut decoded);
+        if !decoded.is_null() {
+            // Only on success: freeing clears this thread's last error.
+            zarrs_variable_chunks_free(decoded);
+        }
+        code
+    };
+    check(decode(0));
+    check(decode(1 << 20));
+    // The stored form (4 lengths + 4000 bytes) no longer fits in 1000 bytes.
+    expect_err(decode(1000), ZARRS_ERROR_CODEC, "zstd frame declares");
+}
+
+#[test]
+fn absurd_metadata_is_refused_at_open() {
+    let mut storage = null_mut();
+    check(zarrs_storage_open_memory(&mut storage));
+    let storage = Storage(storage);
+    let open = |shape: [u64; 2], chunk: [u64; 2], codecs: &str| {
+        let json = metadata(shape, chunk, codecs);
+        let mut handle = null_mut();
+        let code = zarrs_array_open_with_metadata(storage.0, b"/".as_ptr().cast(), 1, json.as_ptr().cast(), json.len(), &mut handle);
+        if !handle.is_null() {
+            zarrs_array_free(handle);
+        }
+        code
+    };
+    let huge = [1 << 62, 1 << 62];
+    expect_err(open(huge, huge, &format!("[{BYTES}]")), ZARRS_ERROR_INVALID_METADATA, "overflows");
+    expect_err(open(huge, [1 << 31, 1 << 31], &format!("[{BYTES}]")), ZARRS_ERROR_INVALID_METADATA, "memory");
+    expect_err(open(huge, [1 << 40, 1], &codecs_sharded([1, 1])), ZARRS_ERROR_INVALID_METADATA, "inner chunks");
+    // Large but possible chunks and shards open (nothing is allocated until data is read).
+    check(open(huge, [1 << 20, 1 << 20], &format!("[{BYTES}]")));
+    check(open(huge, [1 << 12, 1 << 12], &codecs_sharded([1, 1])));
 }

@@ -1,0 +1,231 @@
+//! Decoding bounded by what the metadata allows, decided before any large allocation.
+//!
+//! Stored bytes are hostile. zarrs' compressors size their output from the stored bytes: a
+//! zstd frame's declared content size (bulk decoding allocates it up front), a gzip stream
+//! read to its end, a blosc header's `nbytes`. A 20-byte chunk can therefore ask for 64 TiB.
+//! [`BoundedChain`] runs a codec chain's bytes-to-bytes stage itself, one codec at a time as
+//! zarrs does, and before each compressor decodes it compares what the stored bytes declare
+//! with the most that codec may produce, which the chain's size representations give
+//! (exactly the chunk's byte size for a fixed-size chunk behind `bytes`). Then the rest of the
+//! chain (array-to-bytes and array-to-array codecs) runs unchanged.
+//!
+//! Cost: a header read per compressor; no extra copy and no second decode. Only gzip and
+//! zstd frames that do not declare their size are decoded here (with the output capped at the
+//! bound) rather than by zarrs, and each is decoded exactly once.
+//!
+//! This module knows codecs and byte formats only; it must not know about arrays, stores or
+//! jobs. Callers add the chunk key and the array to its messages.
+
+use std::borrow::Cow;
+use std::io::Read;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use zarrs::array::codec::bytes_to_bytes::blosc::BloscCodec;
+use zarrs::array::codec::bytes_to_bytes::gzip::GzipCodec;
+use zarrs::array::codec::bytes_to_bytes::zstd::ZstdCodec;
+use zarrs::array::{
+    ArrayBytes, ArrayBytesDecodeIntoTarget, ArrayBytesRaw, ArrayToBytesCodecTraits, BytesRepresentation,
+    BytesToBytesCodecTraits, CodecChain, CodecOptions, DataType, FillValue,
+};
+
+use crate::error::{FfiError, FfiResult, ZarrsResult};
+
+/// The default cap on one decoded variable-length chunk (its element bytes and offsets as
+/// stored), whose size no metadata bounds: 1 GiB.
+pub const DEFAULT_MAX_VARIABLE_CHUNK_BYTES: u64 = 1 << 30;
+
+fn corrupt(message: String) -> FfiError {
+    FfiError::new(ZarrsResult::ZARRS_ERROR_CODEC, message)
+}
+
+/// A codec chain whose bytes-to-bytes codecs decode within the bounds of the representation
+/// they decode to.
+pub(crate) struct BoundedChain {
+    full: Arc<CodecChain>,
+    /// The chain without its bytes-to-bytes codecs: what runs after them.
+    array_part: CodecChain,
+    bytes_to_bytes: Vec<Arc<dyn BytesToBytesCodecTraits>>,
+}
+
+impl BoundedChain {
+    pub fn new(chain: Arc<CodecChain>) -> Self {
+        let array_part = CodecChain::new(
+            chain.array_to_array_codecs().to_vec(),
+            chain.array_to_bytes_codec().clone(),
+            Vec::new(),
+        );
+        let bytes_to_bytes = chain.bytes_to_bytes_codecs().to_vec();
+        Self {
+            full: chain,
+            array_part,
+            bytes_to_bytes,
+        }
+    }
+
+    /// The chain as zarrs built it (encoding, partial decoders, representations).
+    pub fn chain(&self) -> &Arc<CodecChain> {
+        &self.full
+    }
+
+    /// The size representation of the bytes the array-to-bytes codec produces, and then of
+    /// each bytes-to-bytes codec's output in order (the last one is what is stored).
+    fn representations(&self, shape: &[NonZeroU64], data_type: &DataType, fill_value: &FillValue) -> FfiResult<Vec<BytesRepresentation>> {
+        let (mut shape, mut data_type, mut fill_value) = (shape.to_vec(), data_type.clone(), fill_value.clone());
+        for codec in self.full.array_to_array_codecs() {
+            (shape, data_type, fill_value) = codec.encoded_representation(&shape, &data_type, &fill_value)?;
+        }
+        let mut representations = vec![self.full.array_to_bytes_codec().encoded_representation(&shape, &data_type, &fill_value)?];
+        for codec in &self.bytes_to_bytes {
+            let last = representations.last().expect("one representation at least");
+            representations.push(codec.encoded_representation(last));
+        }
+        Ok(representations)
+    }
+
+    /// The most bytes a stored chunk of this shape can hold (None: no bound).
+    pub fn max_encoded_size(&self, shape: &[NonZeroU64], data_type: &DataType, fill_value: &FillValue) -> FfiResult<Option<u64>> {
+        Ok(self.representations(shape, data_type, fill_value)?.last().and_then(BytesRepresentation::size))
+    }
+
+    /// The exact stored size of a chunk of this shape, if the chain fixes it (no
+    /// compressor: e.g. `bytes` alone, or with `crc32c`).
+    pub fn fixed_encoded_size(&self, shape: &[NonZeroU64], data_type: &DataType, fill_value: &FillValue) -> FfiResult<Option<u64>> {
+        Ok(match self.representations(shape, data_type, fill_value)?.last() {
+            Some(BytesRepresentation::FixedSize(n)) => Some(*n),
+            _ => None,
+        })
+    }
+
+    /// Run the bytes-to-bytes codecs, outermost first, each bounded by the size of the
+    /// representation it decodes to; `unbounded_cap` stands in where that size is unbounded
+    /// (variable-length data).
+    fn decode_bytes<'a>(
+        &self,
+        mut bytes: ArrayBytesRaw<'a>,
+        shape: &[NonZeroU64],
+        data_type: &DataType,
+        fill_value: &FillValue,
+        unbounded_cap: u64,
+        options: &CodecOptions,
+    ) -> FfiResult<ArrayBytesRaw<'a>> {
+        if self.bytes_to_bytes.is_empty() {
+            return Ok(bytes);
+        }
+        let representations = self.representations(shape, data_type, fill_value)?;
+        for (codec, decoded) in self.bytes_to_bytes.iter().rev().zip(representations.iter().rev().skip(1)) {
+            let (max, exact) = match decoded {
+                BytesRepresentation::FixedSize(n) => (*n, true),
+                BytesRepresentation::BoundedSize(n) => (*n, false),
+                BytesRepresentation::UnboundedSize => (unbounded_cap, false),
+            };
+            bytes = decode_bounded(codec.as_ref(), bytes, decoded, max, exact, options)?;
+        }
+        Ok(bytes)
+    }
+
+    /// Decode a whole chunk, as `CodecChain::decode`, within bounds.
+    pub fn decode<'a>(
+        &self,
+        bytes: ArrayBytesRaw<'a>,
+        shape: &[NonZeroU64],
+        data_type: &DataType,
+        fill_value: &FillValue,
+        unbounded_cap: u64,
+        options: &CodecOptions,
+    ) -> FfiResult<ArrayBytes<'a>> {
+        let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, unbounded_cap, options)?;
+        Ok(self.array_part.decode(bytes, shape, data_type, fill_value, options)?)
+    }
+
+    /// Decode a whole chunk into `target`, as `CodecChain::decode_into`, within bounds.
+    pub fn decode_into(
+        &self,
+        bytes: ArrayBytesRaw<'_>,
+        shape: &[NonZeroU64],
+        data_type: &DataType,
+        fill_value: &FillValue,
+        target: ArrayBytesDecodeIntoTarget<'_>,
+        options: &CodecOptions,
+    ) -> FfiResult<()> {
+        let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, u64::MAX, options)?;
+        Ok(self.array_part.decode_into(bytes, shape, data_type, fill_value, target, options)?)
+    }
+}
+
+/// Decode `bytes` with one bytes-to-bytes codec, never producing (or allocating for) more
+/// than `max` bytes; `exact`: the output must be exactly `max` bytes.
+fn decode_bounded<'a>(
+    codec: &dyn BytesToBytesCodecTraits,
+    bytes: ArrayBytesRaw<'a>,
+    decoded: &BytesRepresentation,
+    max: u64,
+    exact: bool,
+    options: &CodecOptions,
+) -> FfiResult<ArrayBytesRaw<'a>> {
+    let holds = if exact { format!("chunk holds {max}") } else { format!("chunk holds at most {max}") };
+    let any = codec.as_any();
+    if any.is::<ZstdCodec>() {
+        let (declared, complete) = zstd_declared_size(&bytes);
+        if declared > max {
+            return Err(corrupt(format!("zstd frame declares {declared} bytes, {holds}")));
+        }
+        if !complete {
+            // A streaming frame, or bytes that do not parse as frames: zarrs would size its
+            // buffer from block counts or grow it without limit. Decode here, capped.
+            return zstd_capped(&bytes, max).map(Cow::Owned);
+        }
+        // Every frame declares its size and they fit: zarrs' bulk decoder allocates that.
+    } else if any.is::<GzipCodec>() {
+        return gzip_capped(&bytes, max).map(Cow::Owned);
+    } else if any.is::<BloscCodec>() {
+        // blosc header: version, versionlz, flags, typesize, then nbytes (u32 LE).
+        if let Some(nbytes) = bytes.get(4..8).map(|b| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")))) {
+            if nbytes > max {
+                return Err(corrupt(format!("blosc header declares {nbytes} bytes, {holds}")));
+            }
+        }
+    }
+    // Other codecs (crc32c and the like) never produce more than they are given.
+    Ok(codec.decode(bytes, decoded, options)?)
+}
+
+/// The total content size the zstd frames in `data` declare (saturating), and whether
+/// `data` is wholly frames that each declare it. Parsing stops at the first frame that does
+/// not declare its size or does not parse; what the frames before it declared still counts.
+fn zstd_declared_size(data: &[u8]) -> (u64, bool) {
+    use zstd::zstd_safe;
+    let mut total = 0u64;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let Ok(Some(size)) = zstd_safe::get_frame_content_size(rest) else {
+            return (total, false);
+        };
+        total = total.saturating_add(size);
+        match zstd_safe::find_frame_compressed_size(rest) {
+            Ok(frame) if frame > 0 && frame <= rest.len() => rest = &rest[frame..],
+            _ => return (total, false),
+        }
+    }
+    (total, true)
+}
+
+/// Decode zstd frames into a buffer of `max` bytes; output that does not fit is an error.
+fn zstd_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
+    let capacity = usize::try_from(max).map_err(|_| corrupt(format!("zstd output bound {max} exceeds memory")))?;
+    zstd::bulk::decompress(data, capacity)
+        .map_err(|e| corrupt(format!("zstd stream does not decode within the chunk's {max} bytes: {e}")))
+}
+
+/// Decode a gzip stream, stopping with an error once it produces more than `max` bytes.
+fn gzip_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(format!("gzip stream is corrupt: {e}")))?;
+    if out.len() as u64 > max {
+        return Err(corrupt(format!("gzip stream decodes to more than the chunk's {max} bytes")));
+    }
+    Ok(out)
+}
