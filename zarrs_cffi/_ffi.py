@@ -54,13 +54,29 @@ _lib: Any = None
 
 
 def library_path() -> Path:
-    """The path of the packaged native library."""
+    """The path of the packaged native library.
+
+    It has the platform's plain library name, with no Python ABI tag: the same file serves
+    every Python 3 (setup.py names it). A source tree built before setup.py named it so has it
+    only under an extension-module name (``libzarrs_ffi.cpython-312-x86_64-linux-gnu.so``):
+    that is used only when the plain name is absent, so a stale copy left next to a fresh
+    build is never loaded instead of it.
+    """
+    import sys
+
+    name = {"win32": "zarrs_ffi.dll", "darwin": "libzarrs_ffi.dylib"}.get(
+        sys.platform, "libzarrs_ffi.so"
+    )
     here = Path(__file__).parent
-    candidates = sorted(here.glob("libzarrs_ffi*.so")) + sorted(here.glob("libzarrs_ffi*.dylib"))
-    candidates += sorted(here.glob("zarrs_ffi*.dll")) + sorted(here.glob("libzarrs_ffi*.pyd"))
-    if not candidates:
-        raise ZarrsError(f"the native library libzarrs_ffi is not in {here}: was the package built?")
-    return candidates[0]
+    if (here / name).is_file():
+        return here / name
+    stem, _, suffix = name.rpartition(".")
+    older = sorted(here.glob(f"{stem}.*.{suffix}"))
+    if older:
+        return older[0]
+    raise ZarrsError(
+        f"the native library {name} is not in {here}: build it (scripts/setup, or pip install .)"
+    )
 
 
 def lib() -> Any:
