@@ -166,16 +166,18 @@ fn decode_bounded<'a>(
     let holds = if exact { format!("chunk holds {max}") } else { format!("chunk holds at most {max}") };
     let any = codec.as_any();
     if any.is::<ZstdCodec>() {
-        let (declared, complete) = zstd_declared_size(&bytes);
+        let (declared, undeclared) = zstd_declared_size(&bytes);
         if declared > max {
             return Err(corrupt(format!("zstd frame declares {declared} bytes, {holds}")));
         }
-        if !complete {
-            // A streaming frame, or bytes that do not parse as frames: zarrs would size its
-            // buffer from block counts or grow it without limit. Decode here, capped.
+        if undeclared {
+            // A streaming frame: zarrs would size its buffer from block counts or grow it
+            // without limit. Decode here, capped.
             return zstd_capped(&bytes, max).map(Cow::Owned);
         }
-        // Every frame declares its size and they fit: zarrs' bulk decoder allocates that.
+        // Every frame zstd can reach declares its size and they fit (zstd itself refuses a
+        // frame that decodes past its declared size), so zarrs' decoder stays within `max`;
+        // bytes that stop parsing fail there with zstd's own error.
     } else if any.is::<GzipCodec>() {
         return gzip_capped(&bytes, max).map(Cow::Owned);
     } else if any.is::<BloscCodec>() {
@@ -190,24 +192,25 @@ fn decode_bounded<'a>(
     Ok(codec.decode(bytes, decoded, options)?)
 }
 
-/// The total content size the zstd frames in `data` declare (saturating), and whether
-/// `data` is wholly frames that each declare it. Parsing stops at the first frame that does
-/// not declare its size or does not parse; what the frames before it declared still counts.
+/// The total content size the zstd frames in `data` declare (saturating), and whether a
+/// frame that does not declare it was met. Parsing stops at such a frame or at the first
+/// bytes that are not a whole frame (where any decoder stops too).
 fn zstd_declared_size(data: &[u8]) -> (u64, bool) {
     use zstd::zstd_safe;
     let mut total = 0u64;
     let mut rest = data;
     while !rest.is_empty() {
-        let Ok(Some(size)) = zstd_safe::get_frame_content_size(rest) else {
-            return (total, false);
-        };
-        total = total.saturating_add(size);
+        match zstd_safe::get_frame_content_size(rest) {
+            Ok(Some(size)) => total = total.saturating_add(size),
+            Ok(None) => return (total, true),
+            Err(_) => return (total, false),
+        }
         match zstd_safe::find_frame_compressed_size(rest) {
             Ok(frame) if frame > 0 && frame <= rest.len() => rest = &rest[frame..],
             _ => return (total, false),
         }
     }
-    (total, true)
+    (total, false)
 }
 
 /// Decode zstd frames into a buffer of `max` bytes; output that does not fit is an error.

@@ -2052,7 +2052,7 @@ fn misaligned_u64_arrays_are_read_without_alignment() {
     ));
     assert_eq!((out, present), (grid([12, 8], |i, j| value(16 + 4 + i, 32 + 8 + j)), [1]));
     // Out-parameters of u64 arrays may be misaligned too.
-    let mut shape_out = vec![0u8; 17];
+    let mut shape_out = [0u8; 17];
     let ptr = shape_out[1..].as_mut_ptr().cast::<u64>();
     check(zarrs_array_shape(f.array.ptr(), ptr, 2));
     let got: Vec<u64> = shape_out[1..].chunks(8).map(|b| u64::from_ne_bytes(b.try_into().unwrap())).collect();
