@@ -72,13 +72,9 @@ CHUNKS = (16, 64)
 FORK_TIMEOUT = 20
 SPAWN_TIMEOUT = 120  # a spawned child imports numpy, zarr and the library first
 
-# The parent's recorded cause of today's hang (see the xfail reasons): the native remote
-# storage keeps the tokio runtime handle of the process that opened it.
-INHERITED_REMOTE_HANGS = (
-    "a forked child reading a remote array its parent opened hangs: the native RemoteStore keeps "
-    "the parent's tokio runtime handle and HTTP client (zarrs-ffi/src/remote.rs); the runtime's "
-    "worker and I/O driver threads do not exist in the child, so no request or timeout ever completes"
-)
+# Before the native remote store became per process (zarrs-ffi/src/remote.rs), a forked
+# child reading a remote array its parent opened hung: it used the parent's tokio runtime
+# handle and HTTP client, whose threads do not exist in the child. The tests below timed out.
 
 # Arrays the parent opened and a forked child inherits as memory, as a data-loader worker
 # inherits its dataset (nothing is pickled).
@@ -179,7 +175,6 @@ def _expect_native(result: object, rows: tuple[int, int] | None = None) -> None:
     assert fallbacks == 0
 
 
-@pytest.mark.xfail(strict=True, raises=multiprocessing.TimeoutError, reason=INHERITED_REMOTE_HANGS)
 @pytest.mark.parametrize("remote", ["s3", "http"])
 def test_forked_child_reads_remote_array_its_parent_opened(remote: str, request: pytest.FixtureRequest) -> None:
     store = request.getfixturevalue(f"{remote}_store")
@@ -222,7 +217,6 @@ def _blocks() -> list[tuple[int, int]]:
     return [(r, r + CHUNKS[0]) for r in range(0, SHAPE[0], CHUNKS[0])]
 
 
-@pytest.mark.xfail(strict=True, raises=multiprocessing.TimeoutError, reason=INHERITED_REMOTE_HANGS)
 def test_dataloader_style_fork_pool_over_s3(s3_store: object) -> None:
     """Two forked workers read batches of an S3 array the parent opened and read, as a
     PyTorch DataLoader with num_workers=2 does with a dataset holding a zarr array."""

@@ -146,27 +146,43 @@ impl ZarrsOptions {
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> FfiResult<R> {
         type Pools = HashMap<(u32, usize), Arc<rayon::ThreadPool>>;
         static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
+        let pools = POOLS.get_or_init(Mutex::default);
+        let lock = || pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (std::process::id(), self.threads());
-        let pool = {
-            let mut pools = POOLS
-                .get_or_init(Mutex::default)
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(pool) = pools.get(&key) {
-                pool.clone()
-            } else {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(key.1)
-                    .thread_name(|i| format!("zarrs-ffi-{i}"))
-                    .build()
-                    .map_err(|e| {
-                        FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("cannot start threads: {e}"))
-                    })?;
-                let pool = Arc::new(pool);
-                pools.insert(key, pool.clone());
-                pool
+        let existing = lock().get(&key).cloned();
+        let pool = match existing {
+            Some(pool) => pool,
+            None => {
+                // Built outside the lock: building spawns threads, and a `fork` while the lock
+                // is held would leave it held forever in the child.
+                let built = Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(key.1)
+                        .thread_name(|i| format!("zarrs-ffi-{i}"))
+                        .build()
+                        .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("cannot start threads: {e}")))?,
+                );
+                let mut pools = lock();
+                // A parent's pools in a forked child: their threads do not exist here, so they
+                // are leaked rather than dropped (dropping would wait for them).
+                let inherited: Vec<_> = pools.keys().filter(|(pid, _)| *pid != key.0).copied().collect();
+                for old in inherited {
+                    std::mem::forget(pools.remove(&old));
+                }
+                // Bounded: a process that asks for many thread counts keeps MAX_POOLS of them (the
+                // others are dropped; their threads end once the calls using them return).
+                if pools.len() >= MAX_POOLS {
+                    let evict: Vec<_> = pools.keys().filter(|k| **k != key).copied().take(pools.len() + 1 - MAX_POOLS).collect();
+                    for old in evict {
+                        pools.remove(&old);
+                    }
+                }
+                pools.entry(key).or_insert(built).clone()
             }
         };
         Ok(pool.install(f))
     }
 }
+
+/// How many thread pools (distinct `threading.max_workers` values) a process keeps.
+const MAX_POOLS: usize = 4;

@@ -35,24 +35,30 @@ const CONCURRENT_REQUESTS: usize = 64;
 /// The library's runtime for this process.
 fn runtime() -> FfiResult<tokio::runtime::Handle> {
     static RUNTIMES: OnceLock<Mutex<HashMap<u32, tokio::runtime::Runtime>>> = OnceLock::new();
-    let mut runtimes = RUNTIMES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let runtimes = RUNTIMES.get_or_init(Mutex::default);
+    let lock = || runtimes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let pid = std::process::id();
-    if let Some(runtime) = runtimes.get(&pid) {
+    if let Some(runtime) = lock().get(&pid) {
         return Ok(runtime.handle().clone());
     }
-    // A parent's runtime is kept (not dropped) in a forked child: its threads do not exist
-    // there, and dropping it would wait for them.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Built outside the lock: building spawns threads, and a `fork` while the lock is held
+    // would leave it held forever in the child.
+    let built = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("zarrs-ffi-io")
         .enable_all()
         .build()
         .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("cannot start the I/O runtime: {e}")))?;
-    let handle = runtime.handle().clone();
-    runtimes.insert(pid, runtime);
+    let mut runtimes = lock();
+    if let Some(runtime) = runtimes.get(&pid) {
+        // Another thread won the race; ours has run nothing yet.
+        built.shutdown_background();
+        return Ok(runtime.handle().clone());
+    }
+    // A parent's runtime is kept (not dropped) in a forked child: its threads do not exist
+    // there, and dropping it would wait for them.
+    let handle = built.handle().clone();
+    runtimes.insert(pid, built);
     Ok(handle)
 }
 
@@ -66,27 +72,76 @@ impl AsyncToSyncBlockOn for BlockOn {
 
 type AsyncStore = dyn AsyncReadableWritableListableStorageTraits;
 
-/// A remote store: the async store for batch calls, a blocking view of it for the rest.
-pub(crate) struct RemoteStore {
+/// Builds the object-store client from the settings given at open.
+type Connect = dyn Fn() -> FfiResult<Arc<dyn ObjectStore>> + Send + Sync;
+
+/// What a remote store uses in one process: the runtime, the client (its connection pool
+/// lives on that runtime) and the async and blocking views of it.
+struct ProcessClient {
     /// The object store itself, for byte-range reads without a size request first.
     object: Arc<dyn ObjectStore>,
-    pub(crate) store: Arc<AsyncStore>,
+    store: Arc<AsyncStore>,
     blocking: AsyncToSyncStorageAdapter<AsyncStore, BlockOn>,
-    pub(crate) runtime: tokio::runtime::Handle,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A remote store: the async store for batch calls, a blocking view of it for the rest.
+///
+/// Fork-safe: a forked child (multiprocessing, data-loader workers) inherits the parent's
+/// client, whose runtime threads and connections did not survive the fork; using it would
+/// hang. So the client is per process: the first call in a new process builds its own from
+/// the settings, and the parent's is leaked there, never dropped or used.
+pub(crate) struct RemoteStore {
+    connect: Box<Connect>,
+    client: Mutex<Option<(u32, Arc<ProcessClient>)>>,
     read_only: bool,
 }
 
 impl RemoteStore {
-    fn new(object_store: Arc<dyn ObjectStore>, read_only: bool) -> FfiResult<Self> {
+    fn new(connect: Box<Connect>, read_only: bool) -> FfiResult<Self> {
+        let store = Self { connect, client: Mutex::new(None), read_only };
+        // Build now, so bad settings fail at open.
+        store.client()?;
+        Ok(store)
+    }
+
+    /// This process's client, built on first use in each process.
+    fn client(&self) -> FfiResult<Arc<ProcessClient>> {
+        let lock = || self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pid = std::process::id();
+        if let Some((owner, client)) = &*lock() {
+            if *owner == pid {
+                return Ok(client.clone());
+            }
+        }
+        // Built outside the lock (building may spawn threads; see `runtime`).
         let runtime = runtime()?;
-        let store: Arc<AsyncStore> = Arc::new(AsyncObjectStore::new(object_store.clone()));
-        Ok(Self {
-            object: object_store,
+        let object = (self.connect)()?;
+        let store: Arc<AsyncStore> = Arc::new(AsyncObjectStore::new(object.clone()));
+        let client = Arc::new(ProcessClient {
+            object,
             blocking: AsyncToSyncStorageAdapter::new(store.clone(), BlockOn(runtime.clone())),
             store,
             runtime,
-            read_only,
-        })
+        });
+        let mut slot = lock();
+        if let Some((owner, existing)) = &*slot {
+            if *owner == pid {
+                return Ok(existing.clone());
+            }
+        }
+        if let Some((_, inherited)) = slot.take() {
+            // The parent's client in a forked child: dropping it could touch connections and
+            // a runtime whose threads do not exist here.
+            std::mem::forget(inherited);
+        }
+        *slot = Some((pid, client.clone()));
+        Ok(client)
+    }
+
+    /// [`Self::client`] for the storage traits.
+    fn storage_client(&self) -> Result<Arc<ProcessClient>, StorageError> {
+        self.client().map_err(|e| StorageError::Other(e.message))
     }
 
     fn check_writable(&self) -> Result<(), StorageError> {
@@ -99,8 +154,9 @@ impl RemoteStore {
 
     /// Fetch whole values concurrently (None: missing), in the order of `keys`.
     pub(crate) fn get_many(&self, keys: Vec<StoreKey>) -> Result<Vec<MaybeBytes>, StorageError> {
-        let store = &self.store;
-        self.runtime.block_on(
+        let client = self.storage_client()?;
+        let store = &client.store;
+        client.runtime.block_on(
             stream::iter(keys)
                 .map(|key| async move { store.get(&key).await })
                 .buffered(CONCURRENT_REQUESTS)
@@ -111,8 +167,9 @@ impl RemoteStore {
     /// Store (Some) or erase (None) values concurrently. Each value is replaced whole.
     pub(crate) fn set_many(&self, values: Vec<(StoreKey, Option<Vec<u8>>)>) -> Result<(), StorageError> {
         self.check_writable()?;
-        let store = &self.store;
-        self.runtime.block_on(
+        let client = self.storage_client()?;
+        let store = &client.store;
+        client.runtime.block_on(
             stream::iter(values)
                 .map(|(key, value)| async move {
                     match value {
@@ -129,7 +186,7 @@ impl RemoteStore {
 
 impl ReadableStorageTraits for RemoteStore {
     fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
-        self.blocking.get(key)
+        self.storage_client()?.blocking.get(key)
     }
 
     /// Byte ranges straight from the object store: bounded ranges in one coalesced
@@ -142,8 +199,9 @@ impl ReadableStorageTraits for RemoteStore {
     ) -> Result<MaybeBytesIterator<'a>, StorageError> {
         let path = object_store::path::Path::from(key.as_str());
         let ranges: Vec<ByteRange> = byte_ranges.collect();
-        let object = &self.object;
-        let fetched = self.runtime.block_on(async {
+        let client = self.storage_client()?;
+        let object = &client.object;
+        let fetched = client.runtime.block_on(async {
             let bounded: Option<Vec<std::ops::Range<u64>>> = ranges
                 .iter()
                 .map(|range| match range {
@@ -174,7 +232,7 @@ impl ReadableStorageTraits for RemoteStore {
     }
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
-        self.blocking.size_key(key)
+        self.storage_client()?.blocking.size_key(key)
     }
 
     fn supports_get_partial(&self) -> bool {
@@ -184,26 +242,26 @@ impl ReadableStorageTraits for RemoteStore {
 
 impl ListableStorageTraits for RemoteStore {
     fn list(&self) -> Result<StoreKeys, StorageError> {
-        self.blocking.list()
+        self.storage_client()?.blocking.list()
     }
 
     fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
-        self.blocking.list_prefix(prefix)
+        self.storage_client()?.blocking.list_prefix(prefix)
     }
 
     fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
-        self.blocking.list_dir(prefix)
+        self.storage_client()?.blocking.list_dir(prefix)
     }
 
     fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
-        self.blocking.size_prefix(prefix)
+        self.storage_client()?.blocking.size_prefix(prefix)
     }
 }
 
 impl WritableStorageTraits for RemoteStore {
     fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
         self.check_writable()?;
-        self.blocking.set(key, value)
+        self.storage_client()?.blocking.set(key, value)
     }
 
     fn set_partial_many(&self, _key: &StoreKey, _offset_values: OffsetBytesIterator) -> Result<(), StorageError> {
@@ -212,12 +270,12 @@ impl WritableStorageTraits for RemoteStore {
 
     fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
         self.check_writable()?;
-        self.blocking.erase(key)
+        self.storage_client()?.blocking.erase(key)
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
         self.check_writable()?;
-        self.blocking.erase_prefix(prefix)
+        self.storage_client()?.blocking.erase_prefix(prefix)
     }
 
     fn supports_set_partial(&self) -> bool {
@@ -343,14 +401,17 @@ pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_ou
                 builder = builder.with_token(token);
             }
         }
-        let store = builder.build().map_err(builder_error)?;
-        let store: Arc<dyn ObjectStore> = if prefix.trim_matches('/').is_empty() {
-            Arc::new(store)
-        } else {
-            Arc::new(object_store::prefix::PrefixStore::new(store, prefix.trim_matches('/')))
+        let prefix = prefix.trim_matches('/').to_string();
+        let name = format!("s3://{bucket}/{prefix}");
+        let connect = move || -> FfiResult<Arc<dyn ObjectStore>> {
+            let store = builder.clone().build().map_err(builder_error)?;
+            Ok(if prefix.is_empty() {
+                Arc::new(store)
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(store, prefix.as_str()))
+            })
         };
-        let name = format!("s3://{bucket}/{}", prefix.trim_matches('/'));
-        into_storage(RemoteStore::new(store, config.read_only != 0)?, name, storage_out)
+        into_storage(RemoteStore::new(Box::new(connect), config.read_only != 0)?, name, storage_out)
     })
 }
 
@@ -365,12 +426,13 @@ pub extern "C" fn zarrs_storage_open_http(url: *const c_char, url_len: usize, st
         // SAFETY: `url_len` readable bytes at `url` per the contract.
         let url = unsafe { args::str(url, url_len, "url")? };
         let (options, retry) = client_options(true);
-        let store = object_store::http::HttpBuilder::new()
+        let builder = object_store::http::HttpBuilder::new()
             .with_url(url.trim_end_matches('/'))
             .with_client_options(options)
-            .with_retry(retry)
-            .build()
-            .map_err(builder_error)?;
-        into_storage(RemoteStore::new(Arc::new(store), true)?, url.to_string(), storage_out)
+            .with_retry(retry);
+        let connect = move || -> FfiResult<Arc<dyn ObjectStore>> {
+            Ok(Arc::new(builder.clone().build().map_err(builder_error)?))
+        };
+        into_storage(RemoteStore::new(Box::new(connect), true)?, url.to_string(), storage_out)
     })
 }
