@@ -73,6 +73,46 @@ def test_truncated_chunk_raises_codec_error(tmp_path, zarrs_pipeline, codec, len
         assert_same(arr[:10], data[:10])
 
 
+@pytest.mark.parametrize("layout", ["chunks", "shards"])
+def test_string_chunk_with_lengths_past_its_end_raises_codec_error(tmp_path, zarrs_pipeline, layout):
+    # vlen-utf8 chunks whose element lengths run past the chunk: zarrs sliced by them and
+    # panicked (ZarrsPanicError); in shards too, through zarrs' sharding codec.
+    import struct
+
+    shards = {"shards": (8,)} if layout == "shards" else {}
+    arr = zarr.create_array(
+        LocalStore(tmp_path), shape=(8,), chunks=(4,), dtype=str, fill_value="", compressors=None, **shards
+    )
+    arr[:] = np.array(list("abcdefgh"))
+    bogus = struct.pack("<II", 4, 0xFFFFFFF0) + b"abcd"
+    if layout == "shards":
+        # One inner chunk, then the index (offset, length per inner chunk; no checksum
+        # codec is assumed: rewrite the index with the same codecs zarr used).
+        meta = arr.metadata.codecs[0]
+        index_codecs = [c.to_dict()["name"] for c in meta.index_codecs]
+        index = struct.pack("<QQQQ", 0, len(bogus), 2**64 - 1, 2**64 - 1)
+        if "crc32c" in index_codecs:
+            import crc32c
+
+            index += struct.pack("<I", crc32c.crc32c(index))
+        (tmp_path / "c" / "0").write_bytes(bogus + index)
+    else:
+        (tmp_path / "c" / "0").write_bytes(bogus)
+    with pytest.raises(ZarrsCodecError, match="declares 4294967280 bytes"):
+        arr[:]
+
+
+def test_gzip_bytes_after_the_member_raise_codec_error(tmp_path, zarrs_pipeline):
+    # zarr's gzip raises on them (BadGzipFile); they used to be ignored.
+    arr, data = _create(tmp_path, "gzip")
+    path = tmp_path / "c" / "0"
+    path.write_bytes(path.read_bytes() + b"trailing garbage")
+    with pytest.raises(ZarrsCodecError, match="after its last member"):
+        arr[:]
+    with native_only(reads=True):
+        assert_same(arr[10:], data[10:])
+
+
 def test_full_overwrite_of_corrupt_chunk_needs_no_decode(tmp_path, zarrs_pipeline):
     arr, data = _create(tmp_path, "zstd")
     (tmp_path / "c" / "0").write_bytes(b"garbage")

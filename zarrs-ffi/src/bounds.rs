@@ -24,6 +24,7 @@ use std::sync::Arc;
 use zarrs::array::codec::bytes_to_bytes::blosc::BloscCodec;
 use zarrs::array::codec::bytes_to_bytes::gzip::GzipCodec;
 use zarrs::array::codec::bytes_to_bytes::zstd::ZstdCodec;
+use zarrs::array::codec::{VlenBytesCodec, VlenUtf8Codec, VlenV2Codec};
 use zarrs::array::{
     ArrayBytes, ArrayBytesDecodeIntoTarget, ArrayBytesRaw, ArrayToBytesCodecTraits, BytesRepresentation,
     BytesToBytesCodecTraits, CodecChain, CodecOptions, DataType, FillValue,
@@ -135,7 +136,24 @@ impl BoundedChain {
         options: &CodecOptions,
     ) -> FfiResult<ArrayBytes<'a>> {
         let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, unbounded_cap, options)?;
+        self.check_array_to_bytes_input(&bytes, shape, data_type, fill_value)?;
         Ok(self.array_part.decode(bytes, shape, data_type, fill_value, options)?)
+    }
+
+    /// Check what the array-to-bytes codec is about to decode where zarrs trusts it: the
+    /// `vlen-utf8` / `vlen-bytes` (numcodecs VLen) layout, whose element lengths zarrs
+    /// slices by unchecked (a panic on a length past the end).
+    fn check_array_to_bytes_input(&self, bytes: &[u8], shape: &[NonZeroU64], data_type: &DataType, fill_value: &FillValue) -> FfiResult<()> {
+        let codec = self.full.array_to_bytes_codec().as_any();
+        if !(codec.is::<VlenUtf8Codec>() || codec.is::<VlenBytesCodec>() || codec.is::<VlenV2Codec>()) {
+            return Ok(());
+        }
+        let (mut shape, mut data_type, mut fill_value) = (shape.to_vec(), data_type.clone(), fill_value.clone());
+        for codec in self.full.array_to_array_codecs() {
+            (shape, data_type, fill_value) = codec.encoded_representation(&shape, &data_type, &fill_value)?;
+        }
+        let elements = shape.iter().try_fold(1u64, |n, d| n.checked_mul(d.get()));
+        check_vlen_layout(bytes, elements)
     }
 
     /// Decode a whole chunk into `target`, as `CodecChain::decode_into`, within bounds.
@@ -151,6 +169,46 @@ impl BoundedChain {
         let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, u64::MAX, options)?;
         Ok(self.array_part.decode_into(bytes, shape, data_type, fill_value, target, options)?)
     }
+}
+
+/// Check the numcodecs VLen layout (`vlen-utf8`, `vlen-bytes`): a u32 little-endian element
+/// count equal to `elements`, then per element a u32 little-endian length and that many
+/// bytes, all within `bytes`.
+pub(crate) fn check_vlen_layout(bytes: &[u8], elements: Option<u64>) -> FfiResult<()> {
+    const U32: usize = size_of::<u32>();
+    let read_u32 = |at: usize| -> Option<u64> {
+        let end = at.checked_add(U32)?;
+        bytes.get(at..end).map(|b| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes"))))
+    };
+    let count = read_u32(0)
+        .ok_or_else(|| corrupt(format!("variable-length chunk of {} bytes is too short for its element count", bytes.len())))?;
+    match elements {
+        Some(expected) if expected == count => {}
+        Some(expected) => {
+            return Err(corrupt(format!("variable-length chunk declares {count} elements, the chunk holds {expected}")));
+        }
+        None => return Err(corrupt("variable-length chunk has too many elements".to_string())),
+    }
+    let mut at = U32;
+    for element in 0..count {
+        let length = read_u32(at).ok_or_else(|| {
+            corrupt(format!(
+                "variable-length chunk of {} bytes ends before the length of element {element} of {count}",
+                bytes.len()
+            ))
+        })?;
+        at += U32;
+        let remaining = (bytes.len() - at) as u64;
+        if length > remaining {
+            return Err(corrupt(format!(
+                "variable-length chunk: element {element} of {count} declares {length} bytes, {remaining} remain"
+            )));
+        }
+        // length <= remaining, so this stays within the buffer.
+        at += length as usize;
+    }
+    // Bytes after the last element are ignored, as zarrs and numcodecs do.
+    Ok(())
 }
 
 /// Decode `bytes` with one bytes-to-bytes codec, never producing (or allocating for) more
@@ -221,14 +279,77 @@ fn zstd_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
 }
 
 /// Decode a gzip stream, stopping with an error once it produces more than `max` bytes.
+///
+/// As Python's `gzip` (zarr-python, numcodecs) reads it: every member of a multi-member
+/// stream (RFC 1952) is decoded, zero bytes after a member are padding, and any other
+/// bytes after a member must start a further valid member.
 fn gzip_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .take(max.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| corrupt(format!("gzip stream is corrupt: {e}")))?;
-    if out.len() as u64 > max {
-        return Err(corrupt(format!("gzip stream decodes to more than the chunk's {max} bytes")));
+    let mut rest = data;
+    loop {
+        let budget = (max + 1).saturating_sub(out.len() as u64);
+        // The bufread decoder consumes exactly one member, header to trailer, from `rest`.
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        (&mut member)
+            .take(budget)
+            .read_to_end(&mut out)
+            .map_err(|e| corrupt(format!("gzip stream is corrupt at byte {}: {e}", data.len() - rest.len())))?;
+        if out.len() as u64 > max {
+            return Err(corrupt(format!("gzip stream decodes to more than the chunk's {max} bytes")));
+        }
+        rest = member.into_inner();
+        let padding = rest.iter().take_while(|&&b| b == 0).count();
+        rest = &rest[padding..];
+        if rest.is_empty() {
+            return Ok(out);
+        }
+        if !rest.starts_with(&[0x1f, 0x8b]) {
+            return Err(corrupt(format!(
+                "gzip stream has {} bytes after its last member that are not a gzip member",
+                rest.len()
+            )));
+        }
     }
-    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_members_padding_and_trailing_bytes() {
+        let one = gzip(b"hello ");
+        let two = gzip(b"world");
+        assert_eq!(gzip_capped(&one, 64).unwrap(), b"hello ");
+        // Every member is decoded (the first one alone used to be).
+        assert_eq!(gzip_capped(&[one.clone(), two.clone()].concat(), 64).unwrap(), b"hello world");
+        // Zero padding after a member is ignored, as Python's gzip does.
+        assert_eq!(gzip_capped(&[one.clone(), vec![0; 7]].concat(), 64).unwrap(), b"hello ");
+        // Other trailing bytes are an error (they used to be ignored).
+        let err = gzip_capped(&[one.clone(), b"garbage".to_vec()].concat(), 64).unwrap_err();
+        assert!(err.message.contains("7 bytes after its last member"), "{}", err.message);
+        assert!(gzip_capped(&[one.clone(), vec![0x1f, 0x8b, 8]].concat(), 64).is_err());
+        // The cap covers all members together.
+        assert!(gzip_capped(&[one.clone(), two].concat(), 8).unwrap_err().message.contains("more than"));
+        assert!(gzip_capped(&one, 5).is_err());
+        assert_eq!(gzip_capped(&one, 6).unwrap(), b"hello ");
+    }
+
+    #[test]
+    fn vlen_layout() {
+        let ok = [2u32.to_le_bytes(), 1u32.to_le_bytes()].concat();
+        let ok = [ok, b"a".to_vec(), 0u32.to_le_bytes().to_vec()].concat();
+        assert!(check_vlen_layout(&ok, Some(2)).is_ok());
+        assert!(check_vlen_layout(&ok, Some(3)).is_err());
+        assert!(check_vlen_layout(&ok[..ok.len() - 1], Some(2)).is_err());
+        assert!(check_vlen_layout(&[], Some(0)).is_err());
+    }
 }

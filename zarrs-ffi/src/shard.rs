@@ -284,6 +284,96 @@ impl ShardLayout {
         }
     }
 
+    /// Decode a whole shard of a variable-length data type: its elements' bytes back to back
+    /// and `elements + 1` offsets, in C order. Each inner chunk goes through the bounded
+    /// inner chain (so a frame declaring more than `cap` bytes fails before it allocates, and
+    /// vlen layouts are checked before zarrs slices by them); the whole shard is held to
+    /// `cap` too.
+    pub fn decode_variable(
+        &self,
+        shard: &[u8],
+        shard_shape: &[NonZeroU64],
+        data_type: &DataType,
+        fill_value: &FillValue,
+        cap: u64,
+        options: &CodecOptions,
+    ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
+        let grid = self.grid(shard_shape)?;
+        let index_size = self.index_size(&grid)?;
+        if shard.len() < index_size {
+            return Err(codec_error(format!(
+                "the shard has {} bytes, fewer than its {index_size}-byte index: the shard is truncated",
+                shard.len()
+            )));
+        }
+        let index_bytes = if self.index_at_end { &shard[shard.len() - index_size..] } else { &shard[..index_size] };
+        let index = self.decode_index(index_bytes, &grid, options)?;
+        let key = StoreKey::new("shard").expect("a valid key");
+        let inner_elements = usize::try_from(args::num_elements(&self.inner_shape.iter().map(|d| d.get()).collect::<Vec<_>>())?)
+            .map_err(|_| FfiError::invalid("inner chunk has too many elements"))?;
+        let inner: Vec<(Cow<'_, [u8]>, Vec<usize>)> = (0..grid.count)
+            .into_par_iter()
+            .map(|i| -> FfiResult<_> {
+                let Some((offset, size)) = Self::inner_range(&index, i, shard.len() as u64, &key)? else {
+                    let fill = fill_value.as_ne_bytes();
+                    let bytes = fill.repeat(inner_elements);
+                    let offsets = (0..=inner_elements).map(|e| e * fill.len()).collect();
+                    return Ok((Cow::Owned(bytes), offsets));
+                };
+                let bytes = &shard[offset as usize..(offset + size) as usize];
+                let decoded = self
+                    .inner_codecs
+                    .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, cap, options)?
+                    .into_variable()
+                    .map_err(CodecError::from)?;
+                let (bytes, offsets) = decoded.into_parts();
+                if offsets.len() != inner_elements + 1 {
+                    return Err(codec_error(format!(
+                        "inner chunk {i} decoded to {} elements, expected {inner_elements}",
+                        offsets.len() - 1
+                    )));
+                }
+                Ok((Cow::Owned(bytes.into_owned()), offsets.to_vec()))
+            })
+            .collect::<FfiResult<_>>()?;
+        let total: u64 = inner.iter().map(|(b, _)| b.len() as u64).sum();
+        if total > cap {
+            return Err(codec_error(format!("the shard decodes to {total} element bytes, more than the {cap}-byte cap")));
+        }
+        // Runs along the last axis: each run of an inner chunk's last extent is contiguous in
+        // both the shard and the inner chunk (C order).
+        let shard_dims: Vec<u64> = shard_shape.iter().map(|d| d.get()).collect();
+        let inner_dims: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
+        let run = inner_dims.last().copied().unwrap_or(1) as usize;
+        let elements = usize::try_from(args::num_elements(&shard_dims)?).map_err(|_| FfiError::invalid("shard has too many elements"))?;
+        let mut data = Vec::with_capacity(total as usize);
+        let mut offsets = Vec::with_capacity(elements + 1);
+        let ndim = shard_dims.len();
+        let mut coords = vec![0u64; ndim];
+        let mut start = 0usize;
+        while start < elements {
+            let mut rest = start as u64;
+            for d in (0..ndim).rev() {
+                coords[d] = rest % shard_dims[d];
+                rest /= shard_dims[d];
+            }
+            let (mut chunk, mut local) = (0u64, 0u64);
+            for d in 0..ndim {
+                chunk = chunk * grid.per_shard[d] + coords[d] / inner_dims[d];
+                local = local * inner_dims[d] + coords[d] % inner_dims[d];
+            }
+            let (bytes, inner_offsets) = &inner[chunk as usize];
+            let local = local as usize;
+            for e in local..local + run {
+                offsets.push(data.len());
+                data.extend_from_slice(&bytes[inner_offsets[e]..inner_offsets[e + 1]]);
+            }
+            start += run.max(1);
+        }
+        offsets.push(data.len());
+        Ok((data, offsets))
+    }
+
     /// Decode the job's subset of an encoded shard into `destination`.
     pub fn decode_into(
         &self,

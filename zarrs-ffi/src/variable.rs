@@ -116,13 +116,23 @@ pub extern "C" fn zarrs_array_decode_variable_chunks(
                     let key = StoreKey::new(format!("chunk-{i}")).expect("a valid key");
                     array.in_chunk(&key, e)
                 };
-                let decoded = array
-                    .codecs
-                    .decode(Cow::Borrowed(bytes), shape, data_type, fill_value, cap, &codec_options)
-                    .map_err(in_chunk)?
-                    .into_variable()
-                    .map_err(CodecError::from)?;
-                let (bytes, offsets) = decoded.into_parts();
+                let (bytes, offsets): (Cow<'_, [u8]>, Cow<'_, [usize]>) = if let Some(shard) = &array.shard {
+                    // Our shard reader, not zarrs' sharding codec: inner chunks decode
+                    // within bounds and their layouts are checked.
+                    let (bytes, offsets) = shard
+                        .decode_variable(bytes, shape, data_type, fill_value, cap, &codec_options)
+                        .map_err(in_chunk)?;
+                    (Cow::Owned(bytes), Cow::Owned(offsets))
+                } else {
+                    let decoded = array
+                        .codecs
+                        .decode(Cow::Borrowed(bytes), shape, data_type, fill_value, cap, &codec_options)
+                        .map_err(in_chunk)?
+                        .into_variable()
+                        .map_err(CodecError::from)?;
+                    let (bytes, offsets) = decoded.into_parts();
+                    (bytes, Cow::Owned(offsets.to_vec()))
+                };
                 if offsets.len() != elements(shape)? + 1 {
                     return Err(FfiError::new(
                         ZarrsResult::ZARRS_ERROR_CODEC,

@@ -1816,6 +1816,137 @@ fn variable_length_round_trip_and_bad_arguments() {
     );
 }
 
+/// Open a one-dimensional `string` array of `len` elements with chunks of `len` in memory.
+fn open_string_array(storage: &Storage, len: u64, codecs: &str) -> Array {
+    let json = format!(
+        r#"{{"zarr_format":3,"node_type":"array","shape":[{len}],"data_type":"string",
+        "chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":[{len}]}}}},
+        "chunk_key_encoding":{{"name":"default"}},"fill_value":"","codecs":{codecs}}}"#
+    );
+    let mut handle = null_mut();
+    check(zarrs_array_open_with_metadata(storage.0, b"/".as_ptr().cast(), 1, json.as_ptr().cast(), json.len(), &mut handle));
+    Array(handle)
+}
+
+/// Decode one variable-length chunk of `len` elements: its strings, or the error code.
+fn decode_strings(array: &Array, chunk: &[u8], len: u64) -> Result<Vec<String>, ZarrsResult> {
+    use zarrs_ffi::variable::*;
+    let encoded = Encoded::new(&[Some(chunk)]);
+    let mut decoded = null_mut();
+    let code = zarrs_array_decode_variable_chunks(array.ptr(), null(), 1, encoded.pointers.as_ptr(), encoded.lens.as_ptr(), [len].as_ptr(), 1, &mut decoded);
+    if code != ZARRS_SUCCESS {
+        return Err(code);
+    }
+    let (mut bytes, mut n, mut offs, mut offs_len) = (null(), 0usize, null(), 0usize);
+    check(zarrs_variable_chunks_get(decoded, 0, &mut bytes, &mut n, &mut offs, &mut offs_len));
+    // SAFETY: valid until the handle is freed, below.
+    let (bytes, offs) = unsafe { (std::slice::from_raw_parts(bytes, n), std::slice::from_raw_parts(offs, offs_len)) };
+    let strings = offs.windows(2).map(|w| String::from_utf8(bytes[w[0] as usize..w[1] as usize].to_vec()).unwrap()).collect();
+    check(zarrs_variable_chunks_free(decoded));
+    Ok(strings)
+}
+
+/// The numcodecs VLen layout: element count, then per element its length and bytes.
+fn vlen(count: u32, elements: &[(u32, &[u8])]) -> Vec<u8> {
+    let mut out = count.to_le_bytes().to_vec();
+    for (len, bytes) in elements {
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+#[test]
+fn corrupt_variable_length_chunks_are_codec_errors() {
+    let mut storage = null_mut();
+    check(zarrs_storage_open_memory(&mut storage));
+    let storage = Storage(storage);
+    let array = open_string_array(&storage, 3, r#"[{"name":"vlen-utf8"}]"#);
+    let good = vlen(3, &[(1, b"a"), (0, b""), (2, b"bc")]);
+    assert_eq!(decode_strings(&array, &good, 3).unwrap(), ["a", "", "bc"]);
+    // Element lengths past the end (zarrs sliced by them and panicked), a wrong count, a
+    // chunk too short for its lengths: codec errors naming the chunk.
+    for (bytes, mentions) in [
+        (vlen(3, &[(1, b"a"), (u32::MAX, b""), (0, b"")]), "element 1 of 3 declares 4294967295 bytes"),
+        (vlen(3, &[(1, b"a"), (0, b""), (3, b"bc")]), "element 2 of 3 declares 3 bytes, 2 remain"),
+        (vlen(2, &[(1, b"a"), (0, b"")]), "declares 2 elements, the chunk holds 3"),
+        (vlen(3, &[(1, b"a")]), "ends before the length of element 1"),
+        (vec![1, 0], "too short"),
+    ] {
+        assert_eq!(decode_strings(&array, &bytes, 3), Err(ZARRS_ERROR_CODEC), "{mentions}");
+        let message = last_error();
+        assert!(message.contains(mentions) && message.contains("chunk-0"), "{message:?} does not mention {mentions:?}");
+    }
+}
+
+#[test]
+fn variable_length_shards_decode_within_bounds() {
+    use zarrs_ffi::variable::*;
+    let mut storage = null_mut();
+    check(zarrs_storage_open_memory(&mut storage));
+    let storage = Storage(storage);
+    // Shards of 4 strings, inner chunks of 2, an unprotected index at the end.
+    let codecs = r#"[{"name":"sharding_indexed","configuration":{"chunk_shape":[2],
+        "codecs":[{"name":"vlen-utf8"},{"name":"zstd","configuration":{"level":1,"checksum":false}}],
+        "index_codecs":[{"name":"bytes","configuration":{"endian":"little"}}],"index_location":"end"}}]"#;
+    let array = open_string_array(&storage, 4, codecs);
+
+    let words = ["x", "", "zarr", "é€"];
+    let data = words.concat().into_bytes();
+    let mut offsets = vec![0u64];
+    for w in words {
+        offsets.push(offsets.last().unwrap() + w.len() as u64);
+    }
+    let mut encoded = null_mut();
+    check(zarrs_array_encode_variable_chunks(array.ptr(), null(), 1, [4u64].as_ptr(), 1, data.as_ptr(), data.len(), offsets.as_ptr(), offsets.len(), &mut encoded));
+    let (mut ptr, mut len) = (null(), 0usize);
+    check(zarrs_encoded_chunks_get(encoded, 0, &mut ptr, &mut len));
+    // SAFETY: valid until the handle is freed, below.
+    let shard = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
+    check(zarrs_encoded_chunks_free(encoded));
+    assert_eq!(decode_strings(&array, &shard, 4).unwrap(), words);
+
+    let shard_of = |inner: &[u8], index: [u64; 4]| {
+        let mut out = inner.to_vec();
+        for v in index {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    };
+    // A missing second inner chunk reads as the fill value.
+    let first = vlen(2, &[(1, b"a"), (2, b"bc")]);
+    let zstd_first = zstd::bulk::compress(&first, 1).unwrap();
+    let partial = shard_of(&zstd_first, [0, zstd_first.len() as u64, u64::MAX, u64::MAX]);
+    assert_eq!(decode_strings(&array, &partial, 4).unwrap(), ["a", "bc", "", ""]);
+
+    // An inner zstd frame declaring 2^46 bytes (zarrs' sharding codec allocated them and
+    // aborted the process): single segment, 8-byte content size, one empty raw last block.
+    let mut bomb = vec![0x28, 0xB5, 0x2F, 0xFD, 0xE0];
+    bomb.extend_from_slice(&(1u64 << 46).to_le_bytes());
+    bomb.extend_from_slice(&[0x01, 0x00, 0x00]);
+    let shard = shard_of(&bomb, [0, bomb.len() as u64, u64::MAX, u64::MAX]);
+    assert_eq!(decode_strings(&array, &shard, 4), Err(ZARRS_ERROR_CODEC));
+    assert!(last_error().contains("declares 70368744177664 bytes"), "{}", last_error());
+
+    // An inner chunk whose element length runs past its end (zarrs panicked).
+    let long = zstd::bulk::compress(&vlen(2, &[(1, b"a"), (9, b"bc")]), 1).unwrap();
+    let shard = shard_of(&long, [0, long.len() as u64, u64::MAX, u64::MAX]);
+    assert_eq!(decode_strings(&array, &shard, 4), Err(ZARRS_ERROR_CODEC));
+    assert!(last_error().contains("element 1 of 2 declares 9 bytes"), "{}", last_error());
+
+    // Index entries with the missing marker in one field only, or wrapping: codec errors
+    // (zarrs' sharding codec overflowed: "capacity overflow").
+    for index in [
+        [u64::MAX, zstd_first.len() as u64, u64::MAX, u64::MAX],
+        [0, u64::MAX, u64::MAX, u64::MAX],
+        [2, u64::MAX - 1, u64::MAX, u64::MAX],
+    ] {
+        let shard = shard_of(&zstd_first, index);
+        assert_eq!(decode_strings(&array, &shard, 4), Err(ZARRS_ERROR_CODEC), "{index:?}");
+        assert!(last_error().contains("outside its"), "{}", last_error());
+    }
+}
+
 #[test]
 fn remote_storage_bad_arguments() {
     use zarrs_ffi::remote::{zarrs_storage_open_http, zarrs_storage_open_s3, ZarrsS3Config};
