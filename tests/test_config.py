@@ -404,3 +404,17 @@ def test_write_empty_chunks_setting_decides_what_is_stored(tmp_path, zarrs_pipel
 
 async def _list(store: object) -> list[str]:
     return [key async for key in store.list()]  # type: ignore[attr-defined]
+
+
+def test_max_variable_chunk_bytes_caps_variable_length_decoding(tmp_path, zarrs_pipeline) -> None:
+    # A variable-length chunk's decoded size is not fixed by the metadata: this key bounds it.
+    values = np.array(["x" * 100] * 8, dtype=object)
+    arr = zarr.create_array(LocalStore(tmp_path / "s"), shape=(8,), chunks=(8,), dtype=str)
+    arr[:] = values
+    with zarr.config.set({"codec_pipeline.max_variable_chunk_bytes": 64}):
+        capped = zarr.open_array(LocalStore(tmp_path / "s"), mode="r")
+        with pytest.raises(zarrs_cffi.ZarrsCodecError):
+            capped[:]
+    roomy = zarr.open_array(LocalStore(tmp_path / "s"), mode="r")
+    assert list(roomy[:]) == list(values)
+    assert zarrs_cffi.stats().fallbacks == 0

@@ -98,12 +98,6 @@ def test_write_commit_reopen_read_only(tmp_path: Path, zarrs_pipeline: None) -> 
     assert (s.native_reads, s.python_io_reads) == (16 + 4 + 1 + 16, 16 + 4 + 1 + 16)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the pipeline raises zarr's base Store._check_writable() ValueError for every read-only "
-    "store; IcechunkStore's own set() raises icechunk.ReadOnlyError (not a ValueError), which "
-    "zarr's pipeline lets through",
-)
 def test_read_only_session_refuses_writes_as_under_zarr_pipeline(tmp_path: Path) -> None:
     repo = repository(tmp_path / "repo")
     session = repo.writable_session("main")

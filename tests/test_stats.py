@@ -89,3 +89,18 @@ def test_counts_are_exact_under_threads(tmp_path, zarrs_pipeline):
     for got in results:
         assert_same(got, data)
     assert zarrs_cffi.stats() == PipelineStats(native_reads=16 * 64, native_writes=64)
+
+
+def test_stats_pickle(zarrs_pipeline) -> None:
+    # multiprocessing, concurrent.futures and dask return stats from workers by pickling.
+    import pickle
+
+    from zarrs_cffi.stats import record_fallback, record_native
+
+    record_fallback("reads", 3, "a reason")
+    record_native("writes", 2, python_io=True)
+    s = zarrs_cffi.stats()
+    back = pickle.loads(pickle.dumps(s))
+    assert back == s
+    assert dict(back.fallback_reasons) == {"a reason": 3}
+    assert (back.native_writes, back.python_io_writes, back.fallback_reads) == (2, 2, 3)

@@ -141,6 +141,7 @@ def options_from_config() -> Options:
         chunk_concurrent_minimum=_config_int("codec_pipeline.chunk_concurrent_minimum"),
         chunk_concurrent_maximum=_config_int("codec_pipeline.chunk_concurrent_maximum"),
         validate_checksums=True if validate is None else bool(validate),
+        max_variable_chunk_bytes=_config_int("codec_pipeline.max_variable_chunk_bytes"),
     )
 
 
@@ -577,8 +578,10 @@ class ZarrsCodecPipeline(CodecPipeline):
             await self._write_fallback(batch, value, drop_axes, target)
             return
         native, array = target
-        if native.store.read_only:
-            # zarr's own error, exactly as a write through the store would raise it.
+        if native.store.read_only and native.python_io is None:
+            # Native storage: zarr's own error, exactly as a write through the store would
+            # raise it. A store whose bytes move through Python raises its own error when asked
+            # to store (icechunk's ReadOnlyError, which is not zarr's ValueError).
             native.store._check_writable()
         sync_io = native.python_io is not None and _sync_io(batch)
         if native.variable:

@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -55,6 +55,17 @@ class PipelineStats:
     def fallbacks(self) -> int:
         """Stored chunks (shards) that fell back, reads and writes together."""
         return self.fallback_reads + self.fallback_writes
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The read-only mapping cannot be pickled; send a plain dict (multiprocessing,
+        # concurrent.futures and dask workers return stats by pickling them).
+        return (_restore, (self.native_reads, self.native_writes, self.python_io_reads, self.python_io_writes,
+                           self.fallback_reads, self.fallback_writes, dict(self.fallback_reasons)))
+
+
+def _restore(*values: Any) -> PipelineStats:
+    *counts, reasons = values
+    return PipelineStats(*counts, fallback_reasons=MappingProxyType(reasons))
 
 
 _lock = threading.Lock()
