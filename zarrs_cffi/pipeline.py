@@ -29,6 +29,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.core.common import concurrent_map
 from zarr.storage import MemoryStore, StorePath, ZipStore
+from zarr.abc.store import _store_supports_sync_io
 from zarr.core.config import config
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
@@ -108,16 +109,10 @@ def _store_sync(batch: list[Any], encoded: list[Any]) -> None:
             info[0].set_sync(prototype.buffer.from_bytes(chunk))
 
 
-try:  # zarr >= 3.4: stores that serve get/set/delete synchronously
-    from zarr.abc.store import _store_supports_sync_io
-except ImportError:  # pragma: no cover - older zarr
-    _store_supports_sync_io = None  # type: ignore[assignment]
-
-
 def _sync_io(batch: list[Any]) -> bool:
     """Whether the batch's store serves synchronous I/O (MemoryStore, ...): then one
     worker call fetches, decodes (or encodes) and stores, with no coroutine per chunk."""
-    if _store_supports_sync_io is None or not batch:
+    if not batch:
         return False
     byte_getter = batch[0][0]
     if not isinstance(byte_getter, StorePath):
