@@ -3,8 +3,13 @@ still read and write natively, not hang on thread pools it inherited without the
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import multiprocessing.pool
+import pickle
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -112,10 +117,55 @@ def _read_passed(arr: zarr.Array) -> tuple[int, tuple[int, int, int]]:
     return int(arr[:].sum()), _stats_tuple()
 
 
+def _child_main(connection: Any, function: Any, pickled_args: bytes) -> None:
+    try:
+        connection.send(("ok", function(*pickle.loads(pickled_args))))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        connection.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        connection.close()
+
+
 def _in_child(method: str, function: object, *args: object) -> object:
+    """``function(*args)`` in a child process (forked or spawned), the arguments pickled as
+    multiprocessing's pools pass them (a forked child rebuilds its stores and arrays from
+    them; anything inherited as memory is reached through module globals). A child that
+    does not answer in time fails the test (multiprocessing.TimeoutError) and is killed and
+    reaped, so it holds nothing open (such as a connection the test servers' shutdown
+    waits for)."""
     timeout = FORK_TIMEOUT if method == "fork" else SPAWN_TIMEOUT
-    with multiprocessing.get_context(method).Pool(1) as pool:
-        return pool.apply_async(function, args).get(timeout=timeout)  # type: ignore[arg-type]
+    context = multiprocessing.get_context(method)
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(sender, function, pickle.dumps(args)), daemon=True)
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout):
+            raise multiprocessing.TimeoutError(f"the {method}ed child did not answer within {timeout} s")
+        kind, value = receiver.recv()
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(10)
+        receiver.close()
+    if kind != "ok":
+        raise AssertionError(f"the {method}ed child raised {value}")
+    return value
+
+
+@contextlib.contextmanager
+def _fork_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
+    """A pool of forked workers, terminated on exit (hung workers included: SIGTERM, then
+    SIGKILL for any still alive) before the test servers shut down."""
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        for process in pool._pool:  # type: ignore[attr-defined]
+            if process.is_alive():
+                process.kill()
+            process.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +274,7 @@ def test_dataloader_style_fork_pool_over_s3(s3_store: object) -> None:
         _INHERITED["loader"] = zarr.open_array(s3_store, mode="r")
     assert int(_INHERITED["loader"][:].sum()) == int(_data().sum())
     try:
-        with multiprocessing.get_context("fork").Pool(2) as pool:
+        with _fork_pool(2) as pool:
             results = pool.starmap_async(_read_inherited, [("loader", rows) for rows in _blocks()]).get(
                 timeout=FORK_TIMEOUT
             )
@@ -236,7 +286,7 @@ def test_dataloader_style_fork_pool_over_s3(s3_store: object) -> None:
 
 def test_fork_pool_workers_open_s3_arrays(s3_store: object) -> None:
     """Two forked workers, each opening the S3 array itself (after the parent did)."""
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    with _fork_pool(2) as pool:
         results = pool.starmap_async(_open_and_read, [(s3_store, rows) for rows in _blocks()]).get(timeout=FORK_TIMEOUT)
     for rows, result in zip(_blocks(), results, strict=True):
         _expect_native(result, rows)
