@@ -201,6 +201,11 @@ class _RangeHandler(SimpleHTTPRequestHandler):
         return None
 
 
+class _BackloggedServer(ThreadingHTTPServer):
+    # Native reads send up to 64 requests at once; the default backlog of 5 drops connections.
+    request_queue_size = 128
+
+
 class HTTPServer(str):
     """The base URL of a running HTTP server, with the requests it has served (and their
     headers, in the same order)."""
@@ -225,9 +230,7 @@ def http_server(
     attributes = {"requests": requests, "headers_seen": headers, "hang": staticmethod(hang) if hang else None,
                   "stopping": stopping}
     handler = type("Handler", (_RangeHandler,), attributes)
-    # Native reads send up to 64 requests at once; the default backlog of 5 drops connections.
-    ThreadingHTTPServer.request_queue_size = 128
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
+    server = _BackloggedServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
     scheme = "http"
     if tls is not None:
         import ssl
