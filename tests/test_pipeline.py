@@ -508,3 +508,30 @@ def test_concurrent_async_reads_and_writes(tmp_path, expect_native):
     for i, got in enumerate(reads):
         assert_same(got, data[i : i + 5])
     assert_same(final, np.repeat(np.arange(4, dtype="float32"), 4)[:, None].repeat(12, axis=1))
+
+
+def test_rectilinear_grid_grown_by_resize_and_append(tmp_path, zarrs_pipeline) -> None:
+    # zarr keeps an array's pipeline when it resizes it: chunks of the grown rectilinear grid
+    # (here along an axis that started empty) must still be accepted (zarr's property test
+    # test_rectilinear_zero_length_axis_round_trip found this).
+    with zarr.config.set({"array.rectilinear_chunks": True}):
+        arr = zarr.create_array(tmp_path / "r", shape=(0, 3), chunks=[[1], [1, 2]], dtype="int16", fill_value=-1)
+        values = np.arange(12, dtype="int16").reshape(4, 3)
+        arr.resize((4, 3))
+        arr[...] = values
+        np.testing.assert_array_equal(arr[...], values)
+        more = np.arange(6, dtype="int16").reshape(2, 3) + 100
+        arr.append(more, axis=0)
+        np.testing.assert_array_equal(arr[...], np.concatenate([values, more]))
+    s = zarrs_cffi.stats()
+    assert s.fallbacks == 0 and s.native_reads > 0 and s.native_writes > 0, s
+
+
+def test_attributes_zarrs_cannot_parse_do_not_cause_a_fallback(tmp_path, zarrs_pipeline) -> None:
+    # A lone surrogate in a user attribute is valid for Python's json, not for serde_json;
+    # attributes never reach the codecs, so the array stays native.
+    arr = zarr.create_array(tmp_path / "a", shape=(4,), chunks=(2,), dtype="int32", attributes={"note": "\ud800"})
+    arr[:] = np.arange(4)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "a", mode="r")[:], np.arange(4))
+    s = zarrs_cffi.stats()
+    assert s.fallbacks == 0 and s.native_reads > 0, s.fallback_reasons

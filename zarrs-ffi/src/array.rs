@@ -40,6 +40,10 @@ pub struct ZarrsArray {
     /// Per dimension, every extent a chunk of the grid has along it (sorted). Caller-given
     /// chunk shapes are checked against these before anything is allocated for them.
     chunk_extents: Vec<Vec<u64>>,
+    /// Whether the grid is regular. A rectilinear grid changes when zarr resizes the array
+    /// (its edges grow), while this handle keeps the metadata it was opened with, so its
+    /// chunk shapes are bounded rather than matched.
+    regular_grid: bool,
     /// The array's codecs, decoding within the bounds the metadata sets.
     pub(crate) codecs: BoundedChain,
     /// The store and the array's path in it, for error messages.
@@ -96,6 +100,10 @@ fn check_chunk_sizes(array: &Array<dyn ReadableWritableListableStorageTraits>, e
 /// per dimension. Other grids (rectilinear, regular-bounded) are probed along each axis;
 /// past [`PROBED_CHUNKS`] chunks on an axis only both ends are probed, which is where a
 /// bounded regular grid's chunks differ.
+/// The most elements a caller may give a chunk of a rectilinear grid that is not one of the
+/// grid's shapes when the handle was opened (the grid grows when zarr resizes the array).
+const IRREGULAR_CHUNK_ELEMENTS: u64 = 1 << 27;
+
 fn chunk_extents(array: &Array<dyn ReadableWritableListableStorageTraits>) -> FfiResult<Vec<Vec<u64>>> {
     const PROBED_CHUNKS: u64 = 1 << 16;
     let grid = array.chunk_grid();
@@ -153,6 +161,7 @@ impl ZarrsArray {
             .is_some_and(|codecs| codecs.iter().any(|c| c["name"] == "sharding_indexed"));
         let shard = ShardLayout::from_codecs_metadata(&metadata["codecs"]);
         let chunk_extents = chunk_extents(&array)?;
+        let regular_grid = array.chunk_grid().name(ZarrVersion::V3).as_deref() == Some("regular");
         check_chunk_sizes(&array, &chunk_extents, &metadata["codecs"])?;
         let codecs = BoundedChain::new(array.codecs());
         let path = array.path().as_str();
@@ -167,6 +176,7 @@ impl ZarrsArray {
             sharded,
             shard,
             chunk_extents,
+            regular_grid,
         })
     }
 
@@ -189,6 +199,20 @@ impl ZarrsArray {
             && shape.iter().zip(&self.chunk_extents).all(|(n, extents)| extents.binary_search(&n.get()).is_ok())
         {
             return Ok(());
+        }
+        if !self.regular_grid && shape.len() == self.chunk_extents.len() {
+            // Rectilinear: the grid may have grown since this handle was opened. Bound the
+            // chunk instead: no larger than the largest chunk the grid had, or 2^27 elements.
+            let largest = self
+                .chunk_extents
+                .iter()
+                .map(|extents| extents.last().copied().unwrap_or(1))
+                .try_fold(1u64, u64::checked_mul)
+                .unwrap_or(u64::MAX);
+            let elements = shape.iter().try_fold(1u64, |n, d| n.checked_mul(d.get()));
+            if elements.is_some_and(|n| n <= largest.max(IRREGULAR_CHUNK_ELEMENTS)) {
+                return Ok(());
+            }
         }
         let shape: Vec<u64> = shape.iter().map(|n| n.get()).collect();
         Err(FfiError::invalid(format!(
