@@ -6,6 +6,14 @@ Compares, in one run and on the same data:
 * zarrs-python's ``zarrs.ZarrsCodecPipeline``,
 * this project's ``zarrs_cffi.ZarrsCodecPipeline``,
 * tensorstore through its own API,
+* this project's direct API, ``zarrs_cffi.Array`` ("ours (direct)"),
+* zarrs itself, called from Rust ("zarrs (Rust)"): the cargo example
+  ``zarrs-ffi/examples/bench_zarrs.rs``, built here with ``cargo build --release
+  --example bench_zarrs`` (or given with ``--zarrs-bin``), timed inside the binary
+  and reporting JSON; its read results go through a file so they are checked here.
+  (Building the example relinks ``zarrs-ffi/target/release/libzarrs_ffi.so`` with the
+  crate's test-only exports, as ``cargo test`` does: run ``cargo build --release``
+  before copying that library into the package.)
 
 on four layouts of a 512^3 uint16 array (chunked zstd, sharded zstd, chunked
 blosc-lz4, sharded uncompressed) for five operations: ``write_all``,
@@ -13,7 +21,18 @@ blosc-lz4, sharded uncompressed) for five operations: ``write_all``,
 sorted indices along the first axis, every element of the other two) and
 ``vindex`` (10,000 random points), on one store: ``--store local`` (default),
 ``memory``, ``zip`` or ``s3`` (an S3-compatible moto server on 127.0.0.1,
-reached through s3fs).
+reached through s3fs). The direct API and the Rust binary reach local files only.
+
+Further sections (``--section``, all by default):
+
+* ``memory``: peak RSS of a write-then-read roundtrip of each layout's array above
+  the RSS once the source array is loaded, in a fresh process per implementation
+  and layout, as a multiple of the array's bytes;
+* ``minibatch``: a training-style loader, batches of 256 sorted random rows of a
+  (1,000,000, 256) float32 array (chunks of 1024 rows, zstd, chunked and sharded)
+  read with ``oindex``, by one reader and by 4 reader threads (``--mb-*`` flags
+  size it; ``--quick`` uses 100,000 rows);
+* ``open``: opening 300 small arrays one after another.
 
 Every implementation is optional: one that cannot be imported, or that crashes
 in a small smoke run, is reported as "unavailable: <reason>", and one that
@@ -27,6 +46,7 @@ Usage (install the project first, e.g. ``pip install -e .``, plus
     python benchmarks/bench.py --quick         # 256^3 smoke run
     python benchmarks/bench.py --impl batched ours --layout zstd --out result.md
     python benchmarks/bench.py --store memory --quick
+    python benchmarks/bench.py --quick --section minibatch --mb-rows 20000 --mb-batches 8
 
 Progress goes to stderr; the markdown report goes to stdout (and to --out).
 The exit status is 1 if any result differed from the source data.
@@ -51,12 +71,15 @@ import math
 import multiprocessing
 import os
 import platform
+import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -75,6 +98,9 @@ QUICK_SIDE = 256
 # Preflight size: one full shard of 64 chunks, enough to reach every code path.
 SMOKE_SIDE = 128
 SMOKE_TIMEOUT_S = 300
+BUILD_TIMEOUT_S = 1800
+RUST_TIMEOUT_S = 3600
+MEMORY_TIMEOUT_S = 1800
 CHUNK = (32, 32, 32)
 SHARD = (128, 128, 128)
 BOX_SIDE = 16
@@ -89,6 +115,10 @@ BATCHED_PATH = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 REFERENCE_CONFIG = {"codec_pipeline.path": BATCHED_PATH, "threading.max_workers": None}
 
 OPERATIONS = ("write_all", "read_all", "small_reads", "oindex", "vindex")
+SECTIONS = ("layouts", "memory", "minibatch", "open")
+FULL_MB_ROWS = 1_000_000
+QUICK_MB_ROWS = 100_000
+MB_CHUNKS_PER_SHARD = 16
 # The operations of this run (set by main).
 SELECTED_OPERATIONS: tuple[str, ...] = OPERATIONS
 
@@ -344,7 +374,7 @@ class ZarrPipelineImpl:
         return array[box]
 
     def read_oindex(self, array: Any, rows: np.ndarray) -> Any:
-        return array.oindex[rows, :, :]
+        return array.oindex[(rows,) + (slice(None),) * (array.ndim - 1)]
 
     def read_vindex(self, array: Any, points: tuple[np.ndarray, ...]) -> Any:
         return array.vindex[points]
@@ -392,13 +422,163 @@ class TensorstoreImpl:
         return array[box].read().result()
 
     def read_oindex(self, array: Any, rows: np.ndarray) -> Any:
-        return array.oindex[rows, :, :].read().result()
+        return array.oindex[(rows,) + (slice(None),) * (array.rank - 1)].read().result()
 
     def read_vindex(self, array: Any, points: tuple[np.ndarray, ...]) -> Any:
         return array.vindex[points].read().result()
 
 
-Impl = ZarrPipelineImpl | TensorstoreImpl
+class DirectImpl:
+    """This project's direct API, ``zarrs_cffi.Array``: one native call per region, no zarr.
+
+    It reads regions (step-1 slices) only, so ``oindex`` is read as a zarrs user would
+    with regions: per block of rows (the inner chunks' extent on axis 0), the slab from its
+    first to its last selected row, then the selected rows. ``vindex`` has no region
+    equivalent and is not run.
+    """
+
+    key = "ours-direct"
+    label = "ours (direct)"
+
+    def __init__(self) -> None:
+        self.array_class: Any = None
+
+    def load(self) -> None:
+        if STORE.name != "local":
+            raise NotImplementedError(f"not benchmarked on {STORE.describe()} (the direct API opens directories)")
+        self.array_class = importlib.import_module("zarrs_cffi").Array
+
+    def session(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def create(self, path: Path, layout: Layout, shape: tuple[int, ...], metadata: dict) -> Any:
+        return self.array_class.create(path, metadata)
+
+    def open(self, path: Path) -> Any:
+        return self.array_class.open(path, read_only=True)
+
+    def write_all(self, array: Any, data: np.ndarray) -> None:
+        array[...] = data
+
+    def read_all(self, array: Any) -> Any:
+        return array[...]
+
+    def read_box(self, array: Any, box: tuple[slice, ...]) -> Any:
+        return array[box]
+
+    def read_oindex(self, array: Any, rows: np.ndarray) -> Any:
+        return read_rows_by_block(array.read, rows, row_block(array.metadata))
+
+    def read_vindex(self, array: Any, points: tuple[np.ndarray, ...]) -> Any:
+        raise NotApplicable("the direct API reads regions only (use zarr for vindex)")
+
+
+def row_block(metadata: dict) -> int:
+    """Rows per decodable unit on axis 0: the inner chunk of a sharded array, else the chunk."""
+    chunk = metadata["chunk_grid"]["configuration"]["chunk_shape"][0]
+    codecs = metadata.get("codecs") or []
+    if codecs and codecs[0].get("name") == "sharding_indexed":
+        return int(codecs[0]["configuration"]["chunk_shape"][0])
+    return int(chunk)
+
+
+def read_rows_by_block(read: Callable[[tuple[slice, ...]], np.ndarray], rows: np.ndarray, block: int) -> np.ndarray:
+    """``array[rows]`` for sorted ``rows`` through region reads: per block of ``block`` rows,
+    the slab from its first to its last selected row."""
+    parts = []
+    blocks = rows // block
+    bounds = np.flatnonzero(np.diff(blocks)) + 1
+    for group in np.split(rows, bounds):
+        first = int(group[0])
+        slab = read((slice(first, int(group[-1]) + 1),))
+        parts.append(slab[group - first])
+    return np.concatenate(parts)
+
+
+class NotApplicable(Exception):
+    """An operation an implementation has no way to express (reported as n/a, not an error)."""
+
+
+REPO = Path(__file__).resolve().parent.parent
+CRATE = REPO / "zarrs-ffi"
+
+
+class RustImpl:
+    """zarrs itself, called from Rust: ``zarrs-ffi/examples/bench_zarrs.rs``.
+
+    Each layout is one run of the binary, which times every operation inside itself and
+    writes each read's result to a file; this process then checks those results (and the
+    written array, read back with zarr's pipeline) like every other implementation's.
+    """
+
+    key = "zarrs-rust"
+    label = "zarrs (Rust)"
+    # Set by --zarrs-bin; otherwise the binary cargo builds.
+    binary_override: str | None = None
+
+    def __init__(self) -> None:
+        self.binary: Path | None = None
+        self.build_error: str | None = None
+        self.zarrs_version = "unknown"
+
+    @staticmethod
+    def default_binary() -> Path:
+        return CRATE / "target" / "release" / "examples" / "bench_zarrs"
+
+    def prepare(self) -> None:
+        """Build the example (a no-op when up to date), in the main process, once."""
+        if self.binary_override:
+            return
+        cargo = shutil.which("cargo")
+        if cargo is None:
+            if not self.default_binary().exists():
+                self.build_error = "cargo not found and no built zarrs-ffi/target/release/examples/bench_zarrs"
+            return
+        log.info("building zarrs-ffi example bench_zarrs (cargo build --release --example bench_zarrs) ...")
+        try:
+            build = subprocess.run(
+                [cargo, "build", "--release", "--example", "bench_zarrs"],
+                cwd=CRATE,
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT_S,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.build_error = f"cargo build failed: {describe(exc)}"
+            return
+        if build.returncode != 0:
+            errors = [line for line in build.stderr.splitlines() if line.startswith("error")]
+            self.build_error = "cargo build failed: " + (errors[0] if errors else f"exit code {build.returncode}")
+
+    def load(self) -> None:
+        if STORE.name != "local":
+            raise NotImplementedError(f"not benchmarked on {STORE.describe()} (the binary uses zarrs' FilesystemStore)")
+        if self.build_error:
+            raise RuntimeError(self.build_error)
+        binary = Path(self.binary_override) if self.binary_override else self.default_binary()
+        if not binary.is_file() or not os.access(binary, os.X_OK):
+            raise FileNotFoundError(f"no executable {binary}")
+        self.binary = binary
+
+    def run(self, job: dict[str, Any], workdir: Path) -> dict[str, Any]:
+        """Run the binary on `job`; its JSON report (raises if it failed as a whole)."""
+        assert self.binary is not None
+        job = {"threads": os.cpu_count() or 0, **job}
+        job_path = workdir / "bench_zarrs_job.json"
+        job_path.write_text(json.dumps(job))
+        done = subprocess.run([str(self.binary), str(job_path)], capture_output=True, text=True, timeout=RUST_TIMEOUT_S)
+        try:
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            how = f"signal {signal.Signals(-done.returncode).name}" if done.returncode < 0 else f"exit code {done.returncode}"
+            raise RuntimeError(f"bench_zarrs gave no report ({how}): {done.stderr.strip()[-300:]}") from None
+        if "fatal" in report:
+            raise RuntimeError(f"bench_zarrs: {report['fatal']}")
+        self.zarrs_version = report.get("zarrs_version", self.zarrs_version)
+        return report
+
+
+Impl = ZarrPipelineImpl | TensorstoreImpl | DirectImpl | RustImpl
 
 # `codec_pipeline.strict` is zarrs-python's switch that turns its silent
 # fallback to BatchedCodecPipeline into an error; without it an unsupported
@@ -419,6 +599,8 @@ IMPLS: dict[str, Impl] = {
             "ours", "ours (zarrs_cffi)", "zarrs_cffi.ZarrsCodecPipeline", _STRICT
         ),
         TensorstoreImpl(),
+        DirectImpl(),
+        RustImpl(),
     )
 }
 
@@ -432,8 +614,8 @@ IMPLS: dict[str, Impl] = {
 class Cell:
     """One (layout, operation, implementation) result: a time, or why there is none."""
 
-    status: str  # "ok", "MISMATCH", "error" or "unavailable"
-    seconds: float | None = None
+    status: str  # "ok", "MISMATCH", "error", "unavailable" or "n/a"
+    seconds: float | None = None  # for peak memory: the multiple of the array's bytes
     detail: str = ""
 
 
@@ -444,8 +626,89 @@ def describe(exc: BaseException) -> str:
 def guarded(measure: Callable[[], Cell]) -> Cell:
     try:
         return measure()
+    except NotApplicable as exc:
+        return Cell("n/a", detail=str(exc))
     except Exception as exc:  # noqa: BLE001 - any failure of an implementation becomes a cell
         return Cell("error", detail=describe(exc))
+
+
+def source_file(data: np.ndarray, workdir: Path) -> Path:
+    """The source data as raw bytes in C order (written once per shape), for the Rust binary
+    and the memory children."""
+    path = workdir / f"source-{'x'.join(map(str, data.shape))}-{data.dtype}.bin"
+    if not path.exists():
+        data.tofile(path)
+    return path
+
+
+def measure_rust_layout(
+    impl: RustImpl,
+    layout: Layout,
+    ref_path: Path,
+    own_path: Path,
+    metadata: dict,
+    data: np.ndarray,
+    boxes: list[tuple[slice, ...]],
+    repeat: int,
+    small_repeat: int,
+    workdir: Path,
+) -> dict[str, Cell]:
+    """Every selected operation of one layout in one run of the Rust binary, each result
+    checked here against the source data."""
+    rows, points = fancy_selections(data.shape[0])
+    outputs = workdir / "zarrs-rust-out"
+    outputs.mkdir(exist_ok=True)
+    job = {
+        "mode": "bench",
+        "source": str(source_file(data, workdir)),
+        "reference": str(ref_path),
+        "target": str(own_path),
+        "outputs": str(outputs),
+        "metadata": metadata,
+        "operations": list(SELECTED_OPERATIONS),
+        "repeat": repeat,
+        "small_repeat": small_repeat,
+        "box_shape": [BOX_SIDE] * data.ndim,
+        "boxes": [[s.start for s in box] for box in boxes],
+        "rows": rows.tolist(),
+        "row_block": row_block(metadata),
+        "points": [axis.tolist() for axis in points],
+    }
+    try:
+        report = impl.run(job, workdir)
+    except Exception as exc:  # noqa: BLE001 - the whole layout's cells become errors
+        return {op: Cell("error", detail=describe(exc)) for op in SELECTED_OPERATIONS}
+    cells: dict[str, Cell] = {}
+    for operation in SELECTED_OPERATIONS:
+        outcome = report["results"].get(operation, {"error": "not reported"})
+        if "error" in outcome:
+            cells[operation] = Cell("error", detail=str(outcome["error"])[:300])
+            continue
+        if operation == "write_all":
+            ok = same(read_with_reference(own_path), data)
+            STORE.remove(own_path)
+            detail = "array read back with BatchedCodecPipeline differs from source"
+        else:
+            expected = {
+                "read_all": lambda: data,
+                "small_reads": lambda: np.concatenate([data[box].ravel() for box in boxes]),
+                "oindex": lambda: data[rows],
+                "vindex": lambda: data[points],
+            }[operation]()
+            out = outputs / f"{operation}.bin"
+            result = np.fromfile(out, dtype=data.dtype)
+            out.unlink()
+            ok = result.size == expected.size and same(result.reshape(expected.shape), expected)
+            detail = f"{operation} result differs from source"
+        cells[operation] = Cell("ok", outcome["seconds"]) if ok else Cell("MISMATCH", detail=detail)
+    return cells
+
+
+def log_cell(layout: str, operation: str, impl: Impl, cell: Cell) -> None:
+    if cell.status == "ok":
+        log.info("  %-12s %-11s %-17s %8.3f s", layout, operation, impl.label, cell.seconds)
+    else:
+        log.warning("  %-12s %-11s %-17s %s: %s", layout, operation, impl.label, cell.status, cell.detail)
 
 
 def measure_write_all(
@@ -553,6 +816,242 @@ def _measure_fancy(
     return Cell("ok", best)
 
 
+# --------------------------------------------------------------------------
+# Peak memory of a write-then-read roundtrip, one fresh process per measurement
+# --------------------------------------------------------------------------
+
+
+def proc_status_bytes(name: str) -> int | None:
+    """``VmRSS`` or ``VmHWM`` of this process in bytes (None off Linux)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def _memory_child(impl_key: str, layout_name: str, store: str, source: str, shape: tuple[int, ...], path: str, metadata: dict, conn: Any) -> None:
+    """Child body of measure_memory(): baseline once the source is loaded, then the roundtrip."""
+    global STORE
+    STORE = STORE_KINDS[store]()
+    impl = IMPLS[impl_key]
+    try:
+        impl.load()
+        data = np.fromfile(source, dtype=np.uint16).reshape(shape)
+        gc.collect()
+        baseline = proc_status_bytes("VmRSS")
+        try:
+            # "5" resets the peak (VmHWM) to the current RSS (Linux 4.0+).
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass  # then the peak may include a higher one from before (imports)
+        with impl.session():
+            array = impl.create(Path(path), LAYOUTS[layout_name], shape, metadata)
+            impl.write_all(array, data)
+            del array
+            result = impl.read_all(impl.open(Path(path)))
+        peak = proc_status_bytes("VmHWM")
+        if baseline is None or peak is None:
+            raise NotImplementedError("needs /proc/self/status (Linux)")
+        conn.send((baseline, peak, same(result, data), None))
+    except Exception as exc:  # noqa: BLE001 - reported as the cell
+        conn.send((None, None, None, describe(exc)))
+
+
+def measure_memory(impl: Impl, layout: Layout, data: np.ndarray, workdir: Path, metadata: dict) -> Cell:
+    """Peak RSS of writing then reading the whole array, above the RSS once the source is
+    loaded, as a multiple of the array's bytes; in a fresh process (the binary, for Rust)."""
+    path = workdir / f"{layout.name}-{impl.key}-memory"
+    source = source_file(data, workdir)
+    if isinstance(impl, RustImpl):
+        report = impl.run({"mode": "memory", "source": str(source), "target": str(path), "metadata": metadata}, workdir)
+        baseline, peak, read_ok = report["baseline_bytes"], report["peak_bytes"], report["read_matches_source"]
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        receiver, sender = ctx.Pipe(duplex=False)
+        child = ctx.Process(
+            target=_memory_child,
+            args=(impl.key, layout.name, STORE.name, str(source), data.shape, str(path), metadata, sender),
+        )
+        child.start()
+        sender.close()
+        try:
+            if not receiver.poll(MEMORY_TIMEOUT_S):
+                raise TimeoutError(f"no result within {MEMORY_TIMEOUT_S} s")
+            baseline, peak, read_ok, error = receiver.recv()
+        except EOFError:
+            raise RuntimeError(f"the measuring process died (exit code {child.exitcode})") from None
+        finally:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        if error:
+            raise RuntimeError(error)
+    written_ok = same(read_with_reference(path), data)
+    STORE.remove(path)
+    if not (read_ok and written_ok):
+        what = "array read back with BatchedCodecPipeline" if not written_ok else "read of its own array"
+        return Cell("MISMATCH", detail=f"{what} differs from source")
+    return Cell("ok", (peak - baseline) / data.nbytes)
+
+
+# --------------------------------------------------------------------------
+# Mini-batch loader and opening many arrays
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    """Sizes of the mini-batch rows (--mb-* flags)."""
+
+    rows: int
+    cols: int
+    batch: int
+    batches: int
+    readers: int
+    chunk_rows: int
+    shard_rows: int
+
+
+MINIBATCH_LAYOUTS = {
+    "zstd": lambda mb: {"chunks": (mb.chunk_rows, mb.cols), "shards": None, "compressors": (ZstdCodec(level=1),)},
+    "zstd-sharded": lambda mb: {
+        "chunks": (mb.chunk_rows, mb.cols),
+        "shards": (mb.shard_rows, mb.cols),
+        "compressors": (ZstdCodec(level=1),),
+    },
+}
+
+
+def make_minibatch_data(rows: int, cols: int) -> np.ndarray:
+    """float32 features: a ramp plus 2 bits of seeded noise (compressible, not constant)."""
+    rng = np.random.default_rng(SEED + 3)
+    data = np.empty((rows, cols), dtype=np.float32)
+    col = np.arange(cols, dtype=np.int64)
+    step = 8192
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        ramp = (np.arange(start, stop, dtype=np.int64)[:, None] * 3 + col) % 4096
+        data[start:stop] = ramp * 0.25 + rng.integers(0, 4, size=(stop - start, cols))
+    return data
+
+
+def minibatch_indices(mb: MiniBatch) -> list[np.ndarray]:
+    rng = np.random.default_rng(SEED + 4)
+    return [np.sort(rng.choice(mb.rows, size=mb.batch, replace=False)) for _ in range(mb.batches)]
+
+
+def measure_minibatch(impl: Impl, path: Path, data: np.ndarray, batches: list[np.ndarray], readers: int, block: int, workdir: Path) -> Cell:
+    """Seconds per batch, reading every batch with `readers` threads (each takes the next
+    batch); after one untimed batch. Every batch is checked against the source."""
+    expected = [data[rows] for rows in batches]
+    if isinstance(impl, RustImpl):
+        outputs = workdir / "zarrs-rust-out"
+        outputs.mkdir(exist_ok=True)
+        report = impl.run(
+            {
+                "mode": "minibatch",
+                "reference": str(path),
+                "batches": [rows.tolist() for rows in batches],
+                "row_block": block,
+                "readers": readers,
+                "outputs": str(outputs),
+            },
+            workdir,
+        )
+        flat = np.fromfile(outputs / "minibatch.bin", dtype=data.dtype)
+        (outputs / "minibatch.bin").unlink()
+        results = np.split(flat, len(batches)) if flat.size == len(batches) * expected[0].size else []
+        results = [r.reshape(e.shape) for r, e in zip(results, expected)]
+        seconds = report["seconds"]
+    else:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(impl.session())
+            if impl.key == "zarrs-python":  # as for oindex: its users get the fallback
+                stack.enter_context(zarr.config.set({"codec_pipeline.strict": False}))
+            array = impl.open(path)
+            read = partial(impl.read_oindex, array)
+            read(batches[0])
+            start = time.perf_counter()
+            if readers == 1:
+                results = [read(rows) for rows in batches]
+            else:
+                with ThreadPoolExecutor(readers) as pool:
+                    results = list(pool.map(read, batches))
+            seconds = time.perf_counter() - start
+    bad = len(batches) - sum(same(r, e) for r, e in zip(results, expected)) if len(results) == len(batches) else len(batches)
+    if bad:
+        return Cell("MISMATCH", detail=f"{bad} of {len(batches)} batches differ from source")
+    return Cell("ok", seconds / len(batches))
+
+
+def bench_minibatch(impls: list[Impl], mb: MiniBatch, workdir: Path) -> dict[tuple[str, str, str], Cell]:
+    """Keys are (layout, "1 reader" / "N readers", impl key)."""
+    log.info("mini-batch: generating (%d, %d) float32 ...", mb.rows, mb.cols)
+    data = make_minibatch_data(mb.rows, mb.cols)
+    batches = minibatch_indices(mb)
+    results: dict[tuple[str, str, str], Cell] = {}
+    for name, kwargs in MINIBATCH_LAYOUTS.items():
+        path = workdir / f"minibatch-{name}"
+        with zarr.config.set(REFERENCE_CONFIG):
+            reference = zarr.create_array(STORE.writer(path), shape=data.shape, dtype=np.float32, fill_value=0, **kwargs(mb))
+            reference[:] = data
+            STORE.finish(reference.store)
+            del reference
+        block = row_block(STORE.metadata(path))
+        for readers in sorted({1, mb.readers}):
+            threads = f"{readers} reader" + ("s" if readers > 1 else "")
+            for impl in impls:
+                cell = guarded(partial(measure_minibatch, impl, path, data, batches, readers, block, workdir))
+                results[name, threads, impl.key] = cell
+                log_cell(f"mb-{name}", threads, impl, cell)
+        STORE.remove(path)
+    return results
+
+
+def open_one(impl: Impl, path: Path) -> tuple[int, ...]:
+    """Open the array at `path` (metadata only) and return its shape."""
+    if isinstance(impl, ZarrPipelineImpl):
+        return zarr.open_array(STORE.reader(path), mode="r").shape
+    return tuple(impl.open(path).shape)
+
+
+def bench_open(impls: list[Impl], count: int, repeat: int, workdir: Path) -> dict[str, Cell]:
+    """Seconds to open `count` small arrays, best of `repeat`; every shape checked."""
+    root = workdir / "open-arrays"
+    paths = [root / f"{i:04d}" for i in range(count)]
+    shapes = [(64 + i % 7, 64) for i in range(count)]
+    with zarr.config.set(REFERENCE_CONFIG):
+        for path, shape in zip(paths, shapes):
+            array = zarr.create_array(STORE.writer(path), shape=shape, chunks=(16, 16), dtype=np.float32, compressors=(ZstdCodec(level=1),))
+            STORE.finish(array.store)
+    results: dict[str, Cell] = {}
+    for impl in impls:
+
+        def measure(impl: Impl = impl) -> Cell:
+            best, opened = math.inf, []
+            if isinstance(impl, RustImpl):
+                report = impl.run({"mode": "open", "open_paths": [str(p) for p in paths], "repeat": repeat}, workdir)
+                best, opened = report["seconds"], [tuple(shape) for shape in report["shapes"]]
+            else:
+                with impl.session():
+                    for _ in range(repeat):
+                        start = time.perf_counter()
+                        opened = [open_one(impl, path) for path in paths]
+                        best = min(best, time.perf_counter() - start)
+            bad = sum(tuple(got) != want for got, want in zip(opened, shapes)) + abs(len(opened) - len(shapes))
+            if bad:
+                return Cell("MISMATCH", detail=f"{bad} of {count} opened arrays have the wrong shape")
+            return Cell("ok", best)
+
+        results[impl.key] = guarded(measure)
+        log_cell("open", f"{count} arrays", impl, results[impl.key])
+    for path in paths:
+        STORE.remove(path)
+    return results
+
+
 def bench_layout(
     layout: Layout,
     impls: list[Impl],
@@ -562,6 +1061,7 @@ def bench_layout(
     repeat: int,
     small_repeat: int,
     n_small: int,
+    memory: bool = False,
 ) -> dict[tuple[str, str], Cell]:
     """Run every operation of every implementation on one layout; keys are (operation, impl key)."""
     ref_path = workdir / f"{layout.name}-reference"
@@ -576,6 +1076,15 @@ def bench_layout(
     results: dict[tuple[str, str], Cell] = {}
     for impl in impls:
         own_path = workdir / f"{layout.name}-{impl.key}"
+        if isinstance(impl, RustImpl):
+            cells = measure_rust_layout(
+                impl, layout, ref_path, own_path, metadata, data, boxes, repeat, small_repeat, workdir
+            )
+            for operation, cell in cells.items():
+                results[operation, impl.key] = cell
+                log_cell(layout.name, operation, impl, cell)
+            STORE.remove(own_path)
+            continue
         with impl.session():
             steps = {
                 "write_all": partial(
@@ -595,24 +1104,16 @@ def bench_layout(
                 cell = guarded(step)
                 gc.collect()
                 results[operation, impl.key] = cell
-                if cell.status == "ok":
-                    log.info(
-                        "  %-12s %-11s %-17s %8.3f s",
-                        layout.name,
-                        operation,
-                        impl.label,
-                        cell.seconds,
-                    )
-                else:
-                    log.warning(
-                        "  %-12s %-11s %-17s %s: %s",
-                        layout.name,
-                        operation,
-                        impl.label,
-                        cell.status,
-                        cell.detail,
-                    )
+                log_cell(layout.name, operation, impl, cell)
         STORE.remove(own_path)
+    if memory:
+        for impl in impls:
+            cell = guarded(partial(measure_memory, impl, layout, data, workdir, metadata))
+            results["peak_memory", impl.key] = cell
+            if cell.status == "ok":
+                log.info("  %-12s %-11s %-17s %8.2fx the array", layout.name, "peak_memory", impl.label, cell.seconds)
+            else:
+                log_cell(layout.name, "peak_memory", impl, cell)
     STORE.remove(ref_path)
     return results
 
@@ -715,7 +1216,14 @@ def filesystem_type(path: Path) -> str:
     return fstype
 
 
-def environment_lines(side: int, args: argparse.Namespace, workdir: Path) -> list[str]:
+def rustc_version() -> str:
+    try:
+        return subprocess.run(["rustc", "--version"], capture_output=True, text=True, timeout=60).stdout.strip() or "rustc: unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "rustc: not found"
+
+
+def environment_lines(side: int, args: argparse.Namespace, workdir: Path, impls: list[Impl], mb: MiniBatch) -> list[str]:
     cpus = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
     versions = ", ".join(
@@ -728,8 +1236,13 @@ def environment_lines(side: int, args: argparse.Namespace, workdir: Path) -> lis
             ("zarrs_cffi", "zarrs-cffi", "zarrs_cffi"),
         )
     )
+    rust = [impl for impl in impls if isinstance(impl, RustImpl)]
+    if rust:
+        versions += f", zarrs (Rust crate) {rust[0].zarrs_version} with {rustc_version()}"
     mib = side**3 * 2 / 2**20
-    return [
+    command = shlex.join([Path(sys.executable).name, "benchmarks/bench.py", *(args.argv or [])])
+    lines = [
+        f"- command: `{command}`",
         f"- python {platform.python_version()}, {versions}",
         f"- {platform.platform()}, CPUs: {cpus} (usable: {usable})",
         (
@@ -744,6 +1257,24 @@ def environment_lines(side: int, args: argparse.Namespace, workdir: Path) -> lis
             f"oindex: {N_OINDEX} sorted random indices on axis 0; vindex: {N_VINDEX} random points"
         ),
     ]
+    if "memory" in args.section:
+        lines.append(
+            "- peak memory: VmHWM above VmRSS once the source array is loaded (peak reset through "
+            "/proc/self/clear_refs), of creating, writing and reading back the whole array, in a fresh process"
+        )
+    if "minibatch" in args.section:
+        mib = mb.rows * mb.cols * 4 / 2**20
+        lines.append(
+            f"- mini-batch: ({mb.rows:,}, {mb.cols}) float32 ({mib:.0f} MiB), chunks of {mb.chunk_rows} rows, "
+            f"shards of {mb.shard_rows} rows, zstd level 1; {mb.batches} batches of {mb.batch} sorted random rows "
+            f"(`oindex[rows]`), after one untimed batch; 1 reader, then {mb.readers} threads each taking the next batch"
+        )
+    if "open" in args.section:
+        lines.append(
+            f"- open: {args.open_count} small 2-D float32 arrays (zarr.json only), opened one after another, "
+            f"best of {args.repeat}"
+        )
+    return lines
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -761,20 +1292,26 @@ def render_report(
     unavailable: dict[str, str],
     layouts: list[Layout],
     results: dict[tuple[str, str, str], Cell],
+    minibatch: dict[tuple[str, str, str], Cell] | None = None,
+    opened: dict[str, Cell] | None = None,
+    open_count: int = 0,
 ) -> str:
     notes: list[str] = []
 
-    def seconds_cell(layout: Layout, operation: str, impl: Impl) -> str:
-        cell = results[layout.name, operation, impl.key]
+    def format_cell(cell: Cell, where: str, fmt: str = "{:.3f}", scale: float = 1.0) -> str:
         if cell.status == "ok":
-            return f"{cell.seconds:.3f}"
+            return fmt.format(cell.seconds * scale)
         if cell.status == "unavailable":
             return "unavailable"
-        notes.append(
-            f"[{len(notes) + 1}] {layout.name} / {operation} / {impl.label}: {cell.detail}"
-        )
+        if cell.status == "n/a":
+            return "n/a"
+        notes.append(f"[{len(notes) + 1}] {where}: {cell.detail}")
         label = "**MISMATCH**" if cell.status == "MISMATCH" else cell.status
         return f"{label} [{len(notes)}]"
+
+    def seconds_cell(layout: Layout, operation: str, impl: Impl) -> str:
+        cell = results[layout.name, operation, impl.key]
+        return format_cell(cell, f"{layout.name} / {operation} / {impl.label}")
 
     def ratio(layout: Layout, operation: str, numerator: str, denominator: str) -> str:
         num = results[layout.name, operation, numerator]
@@ -795,11 +1332,15 @@ def render_report(
         "",
     ]
     for impl in impls:
-        where = (
-            impl.path
-            if isinstance(impl, ZarrPipelineImpl)
-            else "tensorstore.open (zarr3 driver)"
-        )
+        where = {
+            ZarrPipelineImpl: lambda: impl.path,
+            TensorstoreImpl: lambda: "tensorstore.open (zarr3 driver)",
+            DirectImpl: lambda: "zarrs_cffi.Array (region reads; oindex by row blocks, no vindex)",
+            RustImpl: lambda: (
+                f"zarrs {impl.zarrs_version} from Rust, zarrs-ffi/examples/bench_zarrs.rs "
+                "(timed inside the binary; oindex by row blocks, vindex by chunk; FilesystemStore fsyncs each chunk)"
+            ),
+        }[type(impl)]()
         status = (
             f"unavailable: {unavailable[impl.key]}"
             if impl.key in unavailable
@@ -811,6 +1352,9 @@ def render_report(
             "- zarrs-python has no native oindex/vindex: those cells time its fallback to zarr's "
             "pipeline (`codec_pipeline.strict` off for them only)"
         )
+
+    if not rows:
+        return "\n".join(out + extra_sections(impls, layouts, results, minibatch, opened, open_count, format_cell, notes)) + "\n"
 
     out += ["", "## Seconds (lower is better)", ""]
     out += markdown_table(
@@ -846,9 +1390,90 @@ def render_report(
     else:
         out.append("(needs `batched` and at least one other implementation in --impl)")
 
+    out += extra_sections(impls, layouts, results, minibatch, opened, open_count, format_cell, notes)
+    return "\n".join(out) + "\n"
+
+
+def extra_sections(
+    impls: list[Impl],
+    layouts: list[Layout],
+    results: dict[tuple[str, str, str], Cell],
+    minibatch: dict[tuple[str, str, str], Cell] | None,
+    opened: dict[str, Cell] | None,
+    open_count: int,
+    format_cell: Callable[..., str],
+    notes: list[str],
+) -> list[str]:
+    """Peak memory, mini-batch and open tables, then the problem notes of the whole report."""
+    out: list[str] = []
+    labels = [impl.label for impl in impls]
+    if any((layout.name, "peak_memory", impl.key) in results for layout in layouts for impl in impls):
+        out += [
+            "",
+            "## Peak memory of a write-then-read roundtrip (multiple of the array's bytes, lower is better)",
+            "",
+            "Peak RSS above the RSS once the source array is loaded, in a fresh process per cell.",
+            "",
+        ]
+        out += markdown_table(
+            ["layout", *labels],
+            [
+                [
+                    layout.name,
+                    *(
+                        format_cell(
+                            results.get((layout.name, "peak_memory", impl.key), Cell("n/a")),
+                            f"{layout.name} / peak memory / {impl.label}",
+                            "{:.2f}x",
+                        )
+                        for impl in impls
+                    ),
+                ]
+                for layout in layouts
+            ],
+        )
+    if minibatch:
+        keys = sorted({(name, readers) for name, readers, _ in minibatch}, key=lambda k: (k[0], int(k[1].split()[0])))
+        out += ["", "## Mini-batch loader (ms per batch, lower is better)", ""]
+        out += markdown_table(
+            ["layout", "readers", *labels],
+            [
+                [
+                    name,
+                    readers,
+                    *(
+                        format_cell(
+                            minibatch.get((name, readers, impl.key), Cell("n/a")),
+                            f"mini-batch {name} / {readers} / {impl.label}",
+                            "{:.2f}",
+                            1e3,
+                        )
+                        for impl in impls
+                    ),
+                ]
+                for name, readers in keys
+            ],
+        )
+        names = sorted({name for name, _ in keys})
+        counts = sorted({readers for _, readers in keys}, key=lambda r: int(r.split()[0]))
+        if len(counts) == 2:
+            one, many = counts
+            out += ["", f"### Scaling: time with {one} / time with {many} (higher is better)", ""]
+
+            def scaling(name: str, key: str) -> str:
+                a, b = minibatch.get((name, one, key)), minibatch.get((name, many, key))
+                return f"{a.seconds / b.seconds:.2f}x" if a and b and a.status == b.status == "ok" else "-"
+
+            out += markdown_table(["layout", *labels], [[name, *(scaling(name, impl.key) for impl in impls)] for name in names])
+    if opened:
+        out += ["", f"## Open {open_count} small arrays (seconds, lower is better)", ""]
+        out += markdown_table(
+            labels,
+            [[format_cell(opened.get(impl.key, Cell("n/a")), f"open / {impl.label}") for impl in impls]],
+        )
     if notes:
         out += ["", "## Problems", "", *notes]
-    return "\n".join(out) + "\n"
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -906,10 +1531,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="local",
         help="where the arrays live (default: local files)",
     )
+    parser.add_argument(
+        "--section",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=list(SECTIONS),
+        help="parts to run: the layout operations, peak memory per layout, the mini-batch "
+        "loader, opening many small arrays (default: all)",
+    )
+    parser.add_argument("--mb-rows", type=int, help=f"mini-batch array rows (default {FULL_MB_ROWS:,}; {QUICK_MB_ROWS:,} with --quick)")
+    parser.add_argument("--mb-cols", type=int, default=256, help="mini-batch array columns (default 256)")
+    parser.add_argument("--mb-batch", type=int, default=256, help="rows per batch (default 256)")
+    parser.add_argument("--mb-batches", type=int, default=32, help="batches per measurement (default 32)")
+    parser.add_argument("--mb-readers", type=int, default=4, help="reader threads of the concurrent rows (default 4)")
+    parser.add_argument("--mb-chunk-rows", type=int, default=1024, help=f"rows per chunk (default 1024; shards of {MB_CHUNKS_PER_SHARD} chunks)")
+    parser.add_argument("--open-count", type=int, default=300, help="small arrays to open (default 300)")
+    parser.add_argument(
+        "--zarrs-bin",
+        help="the bench_zarrs binary for the zarrs (Rust) row (default: build it with cargo)",
+    )
     parser.add_argument("--out", help="also write the markdown report to this file")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.repeat < 1 or args.small_repeat < 1:
         parser.error("--repeat and --small-repeat must be at least 1")
+    for name in ("mb_rows", "mb_cols", "mb_batch", "mb_batches", "mb_readers", "mb_chunk_rows", "open_count"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    rows = args.mb_rows or (QUICK_MB_ROWS if args.quick else FULL_MB_ROWS)
+    if args.mb_batch > rows:
+        parser.error(f"--mb-batch ({args.mb_batch}) cannot exceed the rows ({rows})")
     return args
 
 
@@ -925,7 +1577,7 @@ def working_directory(parent: str | None) -> Iterator[Path]:
 def main(argv: list[str] | None = None) -> int:
     global STORE, SELECTED_OPERATIONS
     args = parse_args(argv)
-    SELECTED_OPERATIONS = tuple(args.op)
+    SELECTED_OPERATIONS = tuple(args.op) if "layouts" in args.section else ()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     STORE = STORE_KINDS[args.store]()
     side = QUICK_SIDE if args.quick else FULL_SIDE
@@ -933,9 +1585,15 @@ def main(argv: list[str] | None = None) -> int:
     layouts = [LAYOUTS[name] for name in args.layout]
 
     unavailable: dict[str, str] = {}
+    RustImpl.binary_override = args.zarrs_bin
     for impl in impls:
-        log.info("preflight %s ...", impl.label)
-        reason = preflight(impl, layouts)
+        if isinstance(impl, RustImpl):
+            # Its own process already: a crash of the binary is an error cell, not ours.
+            impl.prepare()
+            reason = None
+        else:
+            log.info("preflight %s ...", impl.label)
+            reason = preflight(impl, layouts)
         if reason is None:
             try:
                 impl.load()
@@ -946,16 +1604,39 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("%s unavailable: %s", impl.label, reason)
     runnable = [impl for impl in impls if impl.key not in unavailable]
 
-    log.info("generating %d^3 data ...", side)
-    data = make_data(side)
+    memory = "memory" in args.section
     results: dict[tuple[str, str, str], Cell] = {
         (layout.name, operation, key): Cell("unavailable", detail=reason)
         for layout in layouts
-        for operation in SELECTED_OPERATIONS
+        for operation in SELECTED_OPERATIONS + (("peak_memory",) if memory else ())
         for key, reason in unavailable.items()
     }
+    minibatch: dict[tuple[str, str, str], Cell] = {}
+    opened: dict[str, Cell] = {}
+    mb = MiniBatch(
+        rows=args.mb_rows or (QUICK_MB_ROWS if args.quick else FULL_MB_ROWS),
+        cols=args.mb_cols,
+        batch=args.mb_batch,
+        batches=args.mb_batches,
+        readers=args.mb_readers,
+        chunk_rows=args.mb_chunk_rows,
+        shard_rows=args.mb_chunk_rows * MB_CHUNKS_PER_SHARD,
+    )
     with working_directory(args.dir) as workdir:
-        for layout in layouts:
+        if "open" in args.section:
+            log.info("open %d small arrays", args.open_count)
+            opened = bench_open(runnable, args.open_count, args.repeat, workdir)
+            opened.update({key: Cell("unavailable", detail=reason) for key, reason in unavailable.items()})
+        if "minibatch" in args.section:
+            minibatch = bench_minibatch(runnable, mb, workdir)
+            for name, readers, _ in list(minibatch):
+                minibatch.update({(name, readers, key): Cell("unavailable", detail=reason) for key, reason in unavailable.items()})
+            gc.collect()
+        do_layouts = bool(SELECTED_OPERATIONS) or memory
+        if do_layouts:
+            log.info("generating %d^3 data ...", side)
+            data = make_data(side)
+        for layout in layouts if do_layouts else []:
             log.info("layout %s", layout.name)
             cells = bench_layout(
                 layout,
@@ -965,20 +1646,22 @@ def main(argv: list[str] | None = None) -> int:
                 repeat=args.repeat,
                 small_repeat=args.small_repeat,
                 n_small=N_SMALL_READS,
+                memory=memory,
             )
             results.update(
                 {(layout.name, op, key): cell for (op, key), cell in cells.items()}
             )
             gc.collect()
-        env = environment_lines(side, args, workdir)
+        env = environment_lines(side, args, workdir, impls, mb)
 
     if isinstance(STORE, S3StoreKind):
         STORE.close()
-    report = render_report(env, impls, unavailable, layouts, results)
+    report = render_report(env, impls, unavailable, layouts, results, minibatch, opened, args.open_count)
     sys.stdout.write(report)
     if args.out:
         Path(args.out).write_text(report)
-    return 1 if any(cell.status == "MISMATCH" for cell in results.values()) else 0
+    cells = [*results.values(), *minibatch.values(), *opened.values()]
+    return 1 if any(cell.status == "MISMATCH" for cell in cells) else 0
 
 
 if __name__ == "__main__":
