@@ -178,8 +178,7 @@ fn read_oindex(array: &FsArray, rows: &[u64], block: u64, options: &CodecOptions
             j += 1;
         }
         let (first, last) = (rows[i], rows[j - 1]);
-        let mut ranges = vec![first..last + 1];
-        ranges.extend(shape[1..].iter().map(|&n| 0..n));
+        let ranges: Vec<_> = std::iter::once(first..last + 1).chain(shape[1..].iter().map(|&n| 0..n)).collect();
         let slab = read_subset(array, &ArraySubset::new_with_ranges(&ranges), options)?;
         for &row in &rows[i..j] {
             let at = (row - first) as usize * row_bytes;
@@ -202,7 +201,7 @@ fn read_vindex(array: &FsArray, points: &[Vec<u64>], threads: usize) -> Result<V
     let chunk_shape: Vec<u64> = array.chunk_shape(&vec![0; ndim])?.iter().map(|n| n.get()).collect();
     let mut groups: BTreeMap<Vec<u64>, Vec<usize>> = BTreeMap::new();
     for p in 0..count {
-        let chunk = (0..ndim).map(|d| points[d][p] / chunk_shape[d]).collect();
+        let chunk = points.iter().zip(&chunk_shape).map(|(axis, &extent)| axis[p] / extent).collect();
         groups.entry(chunk).or_default().push(p);
     }
     let options = CodecOptions::default().with_concurrent_target((threads / groups.len().max(1)).max(1));
