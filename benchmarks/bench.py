@@ -853,19 +853,30 @@ def _memory_child(impl_key: str, layout_name: str, store: str, source: str, shap
         peak = proc_status_bytes("VmHWM")
         if baseline is None or peak is None:
             raise NotImplementedError("needs /proc/self/status (Linux)")
-        conn.send((baseline, peak, same(result, data), None))
+        read_ok = same(result, data)
+        del result
+        # Checked here: a MemoryStore's array lives in this process only.
+        written_ok = same(read_with_reference(Path(path)), data)
+        STORE.remove(Path(path))
+        conn.send((baseline, peak, read_ok, written_ok, None))
     except Exception as exc:  # noqa: BLE001 - reported as the cell
-        conn.send((None, None, None, describe(exc)))
+        conn.send((None, None, None, None, describe(exc)))
 
 
 def measure_memory(impl: Impl, layout: Layout, data: np.ndarray, workdir: Path, metadata: dict) -> Cell:
     """Peak RSS of writing then reading the whole array, above the RSS once the source is
-    loaded, as a multiple of the array's bytes; in a fresh process (the binary, for Rust)."""
+    loaded, as a multiple of the array's bytes; in a fresh process (the binary, for Rust).
+    For a MemoryStore the peak includes the stored (encoded) array, which lives in that
+    process."""
+    if STORE.name == "s3":
+        raise NotApplicable("not measured on S3 (each process would need its own server)")
     path = workdir / f"{layout.name}-{impl.key}-memory"
     source = source_file(data, workdir)
     if isinstance(impl, RustImpl):
         report = impl.run({"mode": "memory", "source": str(source), "target": str(path), "metadata": metadata}, workdir)
         baseline, peak, read_ok = report["baseline_bytes"], report["peak_bytes"], report["read_matches_source"]
+        written_ok = same(read_with_reference(path), data)
+        STORE.remove(path)
     else:
         ctx = multiprocessing.get_context("spawn")
         receiver, sender = ctx.Pipe(duplex=False)
@@ -878,7 +889,7 @@ def measure_memory(impl: Impl, layout: Layout, data: np.ndarray, workdir: Path, 
         try:
             if not receiver.poll(MEMORY_TIMEOUT_S):
                 raise TimeoutError(f"no result within {MEMORY_TIMEOUT_S} s")
-            baseline, peak, read_ok, error = receiver.recv()
+            baseline, peak, read_ok, written_ok, error = receiver.recv()
         except EOFError:
             raise RuntimeError(f"the measuring process died (exit code {child.exitcode})") from None
         finally:
@@ -888,8 +899,6 @@ def measure_memory(impl: Impl, layout: Layout, data: np.ndarray, workdir: Path, 
                 child.join()
         if error:
             raise RuntimeError(error)
-    written_ok = same(read_with_reference(path), data)
-    STORE.remove(path)
     if not (read_ok and written_ok):
         what = "array read back with BatchedCodecPipeline" if not written_ok else "read of its own array"
         return Cell("MISMATCH", detail=f"{what} differs from source")
