@@ -1356,10 +1356,11 @@ def render_report(
             else where
         )
         out.append(f"- {impl.label}: {status}")
-    if any(op in SELECTED_OPERATIONS for op in ("oindex", "vindex")) and "zarrs-python" in {i.key for i in impls}:
+    fancy = any(op in SELECTED_OPERATIONS for op in ("oindex", "vindex")) or bool(minibatch)
+    if fancy and "zarrs-python" in {i.key for i in impls}:
         out.append(
-            "- zarrs-python has no native oindex/vindex: those cells time its fallback to zarr's "
-            "pipeline (`codec_pipeline.strict` off for them only)"
+            "- zarrs-python has no native oindex/vindex: those cells (and the mini-batch rows) time its "
+            "fallback to zarr's pipeline (`codec_pipeline.strict` off for them only)"
         )
 
     if not rows:
@@ -1382,10 +1383,13 @@ def render_report(
     keys = [impl.key for impl in impls]
     others = [impl for impl in impls if impl.key != "batched"]
     pair = "zarrs-python" in keys and "ours" in keys
+    # How close our zarr pipeline comes to zarrs called from Rust (time(Rust) / time(ours)).
+    rust_pair = "zarrs-rust" in keys and "ours" in keys
     if "batched" in keys and (others or pair):
         out += markdown_table(
             ["layout", "operation", *(impl.label for impl in others)]
-            + (["ours vs zarrs-python"] if pair else []),
+            + (["ours vs zarrs-python"] if pair else [])
+            + (["ours vs zarrs (Rust)"] if rust_pair else []),
             [
                 [
                     layout.name,
@@ -1393,6 +1397,7 @@ def render_report(
                     *(ratio(layout, op, "batched", impl.key) for impl in others),
                 ]
                 + ([ratio(layout, op, "zarrs-python", "ours")] if pair else [])
+                + ([ratio(layout, op, "zarrs-rust", "ours")] if rust_pair else [])
                 for layout, op in rows
             ],
         )
