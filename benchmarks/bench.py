@@ -578,7 +578,9 @@ class RustImpl:
         return report
 
 
-Impl = ZarrPipelineImpl | TensorstoreImpl | DirectImpl | RustImpl
+# Implementations driven from this process, and all of them.
+PyImpl = ZarrPipelineImpl | TensorstoreImpl | DirectImpl
+Impl = PyImpl | RustImpl
 
 # `codec_pipeline.strict` is zarrs-python's switch that turns its silent
 # fallback to BatchedCodecPipeline into an error; without it an unsupported
@@ -678,12 +680,11 @@ def measure_rust_layout(
         report = impl.run(job, workdir)
     except Exception as exc:  # noqa: BLE001 - the whole layout's cells become errors
         return {op: Cell("error", detail=describe(exc)) for op in SELECTED_OPERATIONS}
-    cells: dict[str, Cell] = {}
-    for operation in SELECTED_OPERATIONS:
+
+    def check(operation: str) -> Cell:
         outcome = report["results"].get(operation, {"error": "not reported"})
         if "error" in outcome:
-            cells[operation] = Cell("error", detail=str(outcome["error"])[:300])
-            continue
+            return Cell("error", detail=str(outcome["error"])[:300])
         if operation == "write_all":
             ok = same(read_with_reference(own_path), data)
             STORE.remove(own_path)
@@ -700,8 +701,9 @@ def measure_rust_layout(
             out.unlink()
             ok = result.size == expected.size and same(result.reshape(expected.shape), expected)
             detail = f"{operation} result differs from source"
-        cells[operation] = Cell("ok", outcome["seconds"]) if ok else Cell("MISMATCH", detail=detail)
-    return cells
+        return Cell("ok", outcome["seconds"]) if ok else Cell("MISMATCH", detail=detail)
+
+    return {operation: guarded(partial(check, operation)) for operation in SELECTED_OPERATIONS}
 
 
 def log_cell(layout: str, operation: str, impl: Impl, cell: Cell) -> None:
@@ -712,7 +714,7 @@ def log_cell(layout: str, operation: str, impl: Impl, cell: Cell) -> None:
 
 
 def measure_write_all(
-    impl: Impl,
+    impl: PyImpl,
     path: Path,
     layout: Layout,
     metadata: dict,
@@ -740,7 +742,7 @@ def measure_write_all(
     return Cell("ok", best)
 
 
-def measure_read_all(impl: Impl, path: Path, data: np.ndarray, repeat: int) -> Cell:
+def measure_read_all(impl: PyImpl, path: Path, data: np.ndarray, repeat: int) -> Cell:
     array = impl.open(path)
     best = math.inf
     for _ in range(repeat):
@@ -756,7 +758,7 @@ def measure_read_all(impl: Impl, path: Path, data: np.ndarray, repeat: int) -> C
 
 
 def measure_small_reads(
-    impl: Impl,
+    impl: PyImpl,
     path: Path,
     data: np.ndarray,
     boxes: list[tuple[slice, ...]],
@@ -784,7 +786,7 @@ def measure_small_reads(
 
 
 def measure_fancy(
-    impl: Impl, path: Path, data: np.ndarray, kind: str, repeat: int
+    impl: PyImpl, path: Path, data: np.ndarray, kind: str, repeat: int
 ) -> Cell:
     """oindex or vindex reads: best of `repeat`, after one untimed read."""
     rows, points = fancy_selections(data.shape[0])
@@ -797,7 +799,7 @@ def measure_fancy(
 
 
 def _measure_fancy(
-    impl: Impl, path: Path, data: np.ndarray, kind: str, repeat: int, rows: np.ndarray, points: tuple[np.ndarray, ...]
+    impl: PyImpl, path: Path, data: np.ndarray, kind: str, repeat: int, rows: np.ndarray, points: tuple[np.ndarray, ...]
 ) -> Cell:
     array = impl.open(path)
     if kind == "oindex":
@@ -835,6 +837,7 @@ def _memory_child(impl_key: str, layout_name: str, store: str, source: str, shap
     global STORE
     STORE = STORE_KINDS[store]()
     impl = IMPLS[impl_key]
+    assert not isinstance(impl, RustImpl)  # measured by the binary itself
     try:
         impl.load()
         data = np.fromfile(source, dtype=np.uint16).reshape(shape)
@@ -923,7 +926,7 @@ class MiniBatch:
     shard_rows: int
 
 
-MINIBATCH_LAYOUTS = {
+MINIBATCH_LAYOUTS: dict[str, Callable[[MiniBatch], dict[str, Any]]] = {
     "zstd": lambda mb: {"chunks": (mb.chunk_rows, mb.cols), "shards": None, "compressors": (ZstdCodec(level=1),)},
     "zstd-sharded": lambda mb: {
         "chunks": (mb.chunk_rows, mb.cols),
@@ -1023,6 +1026,7 @@ def open_one(impl: Impl, path: Path) -> tuple[int, ...]:
     """Open the array at `path` (metadata only) and return its shape."""
     if isinstance(impl, ZarrPipelineImpl):
         return zarr.open_array(STORE.reader(path), mode="r").shape
+    assert not isinstance(impl, RustImpl)  # opens in the binary
     return tuple(impl.open(path).shape)
 
 
@@ -1341,15 +1345,18 @@ def render_report(
         "",
     ]
     for impl in impls:
-        where = {
-            ZarrPipelineImpl: lambda: impl.path,
-            TensorstoreImpl: lambda: "tensorstore.open (zarr3 driver)",
-            DirectImpl: lambda: "zarrs_cffi.Array (region reads; oindex by row blocks, no vindex)",
-            RustImpl: lambda: (
-                f"zarrs {impl.zarrs_version} from Rust, zarrs-ffi/examples/bench_zarrs.rs "
-                "(timed inside the binary; oindex by row blocks, vindex by chunk; FilesystemStore fsyncs each chunk)"
-            ),
-        }[type(impl)]()
+        if isinstance(impl, ZarrPipelineImpl):
+            where = impl.path
+        elif isinstance(impl, TensorstoreImpl):
+            where = "tensorstore.open (zarr3 driver)"
+        elif isinstance(impl, DirectImpl):
+            where = "zarrs_cffi.Array (region reads; oindex by row blocks, no vindex)"
+        else:
+            where = (
+                f"zarrs {impl.zarrs_version} from Rust, zarrs-ffi/examples/bench_zarrs.rs (timed inside the "
+                "binary; oindex by row blocks and vindex by chunk, small reads and oindex through zarrs' "
+                "shard index cache; its FilesystemStore fsyncs each chunk it writes)"
+            )
         status = (
             f"unavailable: {unavailable[impl.key]}"
             if impl.key in unavailable
@@ -1674,8 +1681,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(report)
     if args.out:
         Path(args.out).write_text(report)
-    cells = [*results.values(), *minibatch.values(), *opened.values()]
-    return 1 if any(cell.status == "MISMATCH" for cell in cells) else 0
+    every_cell = [*results.values(), *minibatch.values(), *opened.values()]
+    return 1 if any(cell.status == "MISMATCH" for cell in every_cell) else 0
 
 
 if __name__ == "__main__":
