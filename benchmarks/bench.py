@@ -11,9 +11,9 @@ Compares, in one run and on the same data:
   ``zarrs-ffi/examples/bench_zarrs.rs``, built here with ``cargo build --release
   --example bench_zarrs`` (or given with ``--zarrs-bin``), timed inside the binary
   and reporting JSON; its read results go through a file so they are checked here.
-  (Building the example relinks ``zarrs-ffi/target/release/libzarrs_ffi.so`` with the
-  crate's test-only exports, as ``cargo test`` does: run ``cargo build --release``
-  before copying that library into the package.)
+  (The first build compiles zarrs again with the crate's dev-dependency features,
+  about 20 minutes on 2 busy cores; later runs find it up to date. It leaves
+  ``target/release/libzarrs_ffi.so`` as it was.)
 
 on four layouts of a 512^3 uint16 array (chunked zstd, sharded zstd, chunked
 blosc-lz4, sharded uncompressed) for five operations: ``write_all``,
