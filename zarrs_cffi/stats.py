@@ -63,9 +63,14 @@ class PipelineStats:
                            self.fallback_reads, self.fallback_writes, dict(self.fallback_reasons)))
 
 
-def _restore(*values: Any) -> PipelineStats:
-    *counts, reasons = values
-    return PipelineStats(*counts, fallback_reasons=MappingProxyType(reasons))
+def _restore(
+    native_reads: int, native_writes: int, python_io_reads: int, python_io_writes: int, fallback_reads: int,
+    fallback_writes: int, reasons: dict[str, int],
+) -> PipelineStats:
+    return PipelineStats(
+        native_reads, native_writes, python_io_reads, python_io_writes, fallback_reads, fallback_writes,
+        fallback_reasons=MappingProxyType(reasons),
+    )
 
 
 _lock = threading.Lock()

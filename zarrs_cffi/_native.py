@@ -1,0 +1,133 @@
+"""The native side of a pipeline: opening zarr's array metadata with zarrs.
+
+``open_native`` decides whether an array can be native at all (its data type, its storage
+transformers, whether zarrs accepts its metadata) and on which storage the native array
+opens: the store's own bytes when the library can reach them (``stores.py``), else a
+codec-only storage while the bytes move through the store's Python API. It raises
+``Fallback`` with the reason when the array cannot be native. It blocks (native calls), so
+the pipeline runs it on a worker thread, once, at the first read or write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from zarr.core.metadata.v3 import ArrayV3Metadata
+
+from ._bindings import NativeArray, Options
+from ._fallback import Fallback
+from ._metadata import as_raw_bits, metadata_json
+from .errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
+from .shards import ShardReader
+from .stores import codec_storage, native_storage
+from .variable import is_variable
+
+if TYPE_CHECKING:
+    from zarr.abc.store import Store
+    from zarr.core.metadata import ArrayMetadata
+
+    from ._bindings import Storage
+
+__all__ = ["Native", "open_native"]
+
+
+@dataclass(frozen=True)
+class Native:
+    """An array opened natively, and what reads and writes of it need.
+
+    Attributes
+    ----------
+    array
+        The native array.
+    dtype, native_dtype
+        zarr's in-memory data type, and the same in native byte order (what zarrs decodes to
+        and encodes from; they differ for big-endian arrays and raw-bits types).
+    store
+        zarr's store.
+    options
+        The native options, read from zarr's config when the pipeline was created.
+    python_io
+        Why chunk bytes move through the store's Python API (the codecs still run natively);
+        None when the native library reaches the store itself.
+    shards
+        Partial shard reads through Python (byte ranges), for the python_io arrays it
+        applies to.
+    sharded
+        The chunks are shards: a write covering a shard's part inside the array still keeps
+        the inner chunks beyond it (zarr does), so it merges with the old shard.
+    variable
+        ``"text"`` or ``"bytes"`` for variable-length data types (``variable.py``), else None.
+    """
+
+    array: NativeArray
+    dtype: np.dtype[Any]
+    native_dtype: np.dtype[Any]
+    store: Store
+    options: Options
+    python_io: str | None = None
+    shards: ShardReader | None = None
+    sharded: bool = False
+    variable: str | None = None
+
+
+def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, direct_io: bool) -> Native:
+    """Open ``metadata`` natively on ``store``; raises ``Fallback`` saying why it cannot be."""
+    if isinstance(metadata, ArrayV3Metadata) and metadata.storage_transformers:
+        raise Fallback("storage transformers")
+    try:
+        dtype = np.dtype(metadata.dtype.to_native_dtype())
+    except (AttributeError, TypeError) as exc:
+        raise Fallback(f"data type without a numpy equivalent ({exc})") from None
+    variable = None
+    if is_variable(metadata.dtype):
+        variable = "text" if type(metadata.dtype).__name__ == "VariableLengthUTF8" else "bytes"
+    elif dtype.kind not in "biufcmMUSV" or dtype.hasobject or dtype.itemsize == 0:
+        raise Fallback(f"data type {dtype} is not native yet")
+    try:
+        storage = native_storage(store, direct_io=direct_io)
+        python_io = storage if isinstance(storage, str) else None
+        if isinstance(storage, str):
+            storage = codec_storage()
+        document = metadata_json(metadata)
+        array, document, native_dtype = _open_array(storage, document, dtype, metadata.fill_value, variable)
+        shards = ShardReader.from_metadata(json.loads(document), storage) if python_io and not variable else None
+    except ZarrsError as exc:
+        raise Fallback(f"zarrs cannot open this array: {exc}") from None
+    if isinstance(metadata, ArrayV3Metadata) and len(metadata.codecs) == 1:
+        # zarr's sharding codec carries its byte layout outside the metadata (zarr >= 3.4).
+        order = getattr(metadata.codecs[0], "subchunk_write_order", None)
+        if isinstance(order, str):
+            array.set_subchunk_write_order(order)
+    if variable:
+        # Bytes always move through the store's Python API (whole chunks, see variable.py).
+        python_io = python_io or "variable-length data type"
+    elif array.element_size != dtype.itemsize:
+        raise Fallback(f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}")
+    return Native(
+        array=array, dtype=dtype, native_dtype=native_dtype, store=store, options=options, python_io=python_io,
+        shards=shards, sharded='"sharding_indexed"' in document, variable=variable,
+    )
+
+
+def _open_array(
+    storage: Storage, document: str, dtype: np.dtype[Any], fill_value: Any, variable: str | None
+) -> tuple[NativeArray, str, np.dtype[Any]]:
+    """The native array, the document it opened with and the data type zarrs decodes to:
+    zarr's own, or its raw bits when zarrs lacks the type."""
+    native_dtype = dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
+    try:
+        return NativeArray.open_with_metadata(storage, document), document, native_dtype
+    except (ZarrsUnsupportedError, ZarrsMetadataError):
+        if variable:
+            raise
+        try:
+            raw = as_raw_bits(json.loads(document), dtype, fill_value)
+        except (TypeError, ValueError) as exc:
+            raise Fallback(f"data type {dtype} as raw bits: {exc}") from None
+        if raw is None:
+            raise
+        document, native_dtype = raw
+        return NativeArray.open_with_metadata(storage, document), document, native_dtype
