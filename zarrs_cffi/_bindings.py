@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._ffi import check, ffi, lib
+from ._ffi import Result, check, ffi, lib
 from .errors import ZarrsValueError
 
 if TYPE_CHECKING:
@@ -129,9 +129,9 @@ def _str(text: str) -> tuple[bytes, int]:
 def _read_string(call: Any) -> str:
     """Run a C call following the (buf, buf_len, len_out) convention and decode its text."""
     length = ffi.new("size_t *")
-    # The first call with an empty buffer reports the size; BUFFER_SIZE (3) is expected.
+    # The first call with an empty buffer reports the size; BUFFER_SIZE is expected.
     code = call(ffi.NULL, 0, length)
-    if code not in (0, 3):
+    if code not in (Result.SUCCESS, Result.BUFFER_SIZE):
         check(code)
     buf = ffi.new("char[]", max(length[0], 1))
     check(call(buf, length[0], length))
@@ -290,8 +290,8 @@ class NativeArray:
         size = ffi.new("size_t *")
         # 0 for variable-length data types, whose elements have no fixed size.
         code = lib().zarrs_array_element_size(self._handle, size)
-        self.element_size = int(size[0]) if code == 0 else 0
-        if code not in (0, lib().ZARRS_ERROR_UNSUPPORTED):
+        self.element_size = int(size[0]) if code == Result.SUCCESS else 0
+        if code not in (Result.SUCCESS, Result.UNSUPPORTED):
             check(code)
 
     @classmethod
