@@ -36,21 +36,27 @@ class Options:
 
     Parameters
     ----------
-    num_threads
+    num_threads : int, default 0
         Threads per call; 0 means one per logical CPU.
-    chunk_concurrent_minimum
+    chunk_concurrent_minimum : int, default 0
         The fewest chunks processed concurrently when balancing chunk and codec
         concurrency; 0 means the zarrs default (4).
-    chunk_concurrent_maximum
+    chunk_concurrent_maximum : int, default 0
         The most chunks processed concurrently; 0 means no limit beyond the thread count.
-    validate_checksums
+    validate_checksums : bool, default True
         Verify checksums such as crc32c while decoding.
-    store_empty_chunks
+    store_empty_chunks : bool, default False
         Store chunks that are entirely the fill value instead of erasing them.
-    max_variable_chunk_bytes
+    max_variable_chunk_bytes : int, default 0
         The most bytes one variable-length (``string``, ``bytes``) chunk may decode to,
         through each of its compressors; more raises ``ZarrsCodecError``. 0 means the
         default, 1 GiB. Fixed-size chunks are bounded by their metadata instead.
+
+    Raises
+    ------
+    ZarrsValueError
+        A count outside what the C struct holds (``uint32_t``; ``uint64_t`` for
+        ``max_variable_chunk_bytes``).
     """
 
     num_threads: int = 0

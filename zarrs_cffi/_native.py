@@ -5,7 +5,7 @@ transformers, whether zarrs accepts its metadata) and on which storage the nativ
 opens: the store's own bytes when the library can reach them (``stores.py``), else a
 codec-only storage while the bytes move through the store's Python API. It raises
 ``Fallback`` with the reason when the array cannot be native. It blocks (native calls), so
-the pipeline runs it on a worker thread, once, at the first read or write.
+the pipeline runs it on a worker thread, once, at the first read or write (``Opener``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 from ._bindings import NativeArray, Options
 from ._fallback import Fallback
 from ._metadata import as_raw_bits, metadata_json
+from ._routes import route_for
 from .errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
 from .shards import ShardReader
 from .stores import codec_storage, native_storage
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
     from zarr.core.metadata import ArrayMetadata
 
     from ._bindings import Storage
+    from ._routes import Route
 
-__all__ = ["Native", "open_native"]
+__all__ = ["Native", "Opener", "open_native"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,40 @@ def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, dire
         array=array, dtype=dtype, native_dtype=native_dtype, store=store, options=options, python_io=python_io,
         shards=shards, sharded='"sharding_indexed"' in document, variable=variable,
     )
+
+
+class Opener:
+    """Opens an array's native side once, at its first use, and keeps its route or the
+    reason it cannot be native. No lock: two threads racing both open, the first result is
+    kept (opening may start the library's I/O threads, never under a lock).
+
+    Parameters
+    ----------
+    metadata, store
+        What zarr built the pipeline from.
+    options
+        Native options, read from zarr's config when the pipeline was created.
+    direct_io
+        ``codec_pipeline.direct_io``, likewise.
+    """
+
+    def __init__(self, metadata: ArrayMetadata, store: Store, options: Options, direct_io: bool) -> None:
+        self.metadata, self.store, self.options, self.direct_io = metadata, store, options, direct_io
+        self.result: Route | Fallback | None = None
+
+    def open(self) -> Route:
+        """The route (opening the array if needed; blocks); raises ``Fallback``."""
+        if self.result is None:
+            try:
+                native = open_native(self.metadata, self.store, self.options, direct_io=self.direct_io)
+                result: Route | Fallback = route_for(native)
+            except Fallback as exc:
+                result = exc
+            if self.result is None:
+                self.result = result
+        if isinstance(self.result, Fallback):
+            raise Fallback(self.result.reason)
+        return self.result
 
 
 def _open_array(

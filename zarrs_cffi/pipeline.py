@@ -25,10 +25,10 @@ import numpy as np
 from zarr.abc.codec import CodecPipeline, GetResult
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 
-from . import _config, _native, _workers, stats
+from . import _config, _workers, stats
 from ._fallback import Fallback, zarr_pipeline
 from ._metadata import metadata_json
-from ._routes import route_for
+from ._native import Opener
 from .errors import ZarrsUnsupportedError
 from .selection import ChunkRequest
 
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from zarr.core.indexing import SelectorTuple
     from zarr.core.metadata import ArrayMetadata
 
-    from ._bindings import Options
     from ._native import Native
     from ._routes import Route
 
@@ -56,30 +55,6 @@ logger = logging.getLogger("zarrs_cffi")
 _PRESENT = GetResult(status="present")
 _MISSING = GetResult(status="missing")
 _FROM_CODECS = "pipeline built from codecs alone (no store)"
-
-
-class _Opener:
-    """Opens an array's native side once, at its first use, and keeps the route or the
-    reason it cannot be native. No lock: two threads racing both open, the first result is
-    kept (opening may start the library's I/O threads, never under a lock)."""
-
-    def __init__(self, metadata: ArrayMetadata, store: Store, options: Options, direct_io: bool) -> None:
-        self.metadata, self.store, self.options, self.direct_io = metadata, store, options, direct_io
-        self.result: Route | Fallback | None = None
-
-    def open(self) -> Route:
-        """The route (opening the array if needed; blocks); raises ``Fallback``."""
-        if self.result is None:
-            try:
-                native = _native.open_native(self.metadata, self.store, self.options, direct_io=self.direct_io)
-                result: Route | Fallback = route_for(native)
-            except Fallback as exc:
-                result = exc
-            if self.result is None:
-                self.result = result
-        if isinstance(self.result, Fallback):
-            raise Fallback(self.result.reason)
-        return self.result
 
 
 def _restore(kind: str, *args: Any) -> ZarrsCodecPipeline:
@@ -99,34 +74,72 @@ class ZarrsCodecPipeline(CodecPipeline):
 
     Parameters
     ----------
-    fallback
-        zarr's own pipeline, used for everything that is not native.
-    source
+    fallback : CodecPipeline
+        The zarr pipeline used for everything that is not native.
+    source : tuple
         What the pipeline was built from, to rebuild it when unpickled.
-    opener
+    opener : Opener or None
         Opens the native side at first use; None for a pipeline built from codecs alone,
         which always falls back.
     """
 
     fallback: CodecPipeline
     source: tuple[Any, ...]
-    opener: _Opener | None = field(default=None, repr=False)
-    _logged: set[str] = field(default_factory=set, repr=False, compare=False)
+    opener: Opener | None = field(default=None, repr=False)
+    _logged: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     # zarr looks pipelines up by this qualified name (zarr.registry.fully_qualified_name).
     __module__ = "zarrs_cffi"
 
     @classmethod
     def from_array_metadata_and_store(cls, array_metadata: ArrayMetadata, store: Store) -> Self:
-        opener = _Opener(array_metadata, store, _config.options_from_config(), _config.direct_io())
+        """The pipeline for an array, as zarr builds it on every open: no native work yet.
+
+        Parameters
+        ----------
+        array_metadata : ArrayMetadata
+            The array's metadata (Zarr v2 or v3).
+        store : Store
+            The store holding it.
+
+        Returns
+        -------
+        ZarrsCodecPipeline
+            A pipeline that opens the array natively at its first read or write.
+        """
+        opener = Opener(array_metadata, store, _config.options_from_config(), _config.direct_io())
         return cls(fallback=zarr_pipeline(array_metadata), source=("metadata", array_metadata, store), opener=opener)
 
     @classmethod
     def from_codecs(cls, codecs: Iterable[Codec]) -> Self:
+        """A pipeline without a store (zarr builds these inside sharding): always zarr's.
+
+        Parameters
+        ----------
+        codecs : iterable of Codec
+            The codec chain.
+
+        Returns
+        -------
+        ZarrsCodecPipeline
+            A pipeline that hands every call to zarr's ``BatchedCodecPipeline``.
+        """
         codecs = tuple(codecs)
         return cls(fallback=BatchedCodecPipeline.from_codecs(codecs), source=("codecs", codecs, None))
 
     def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        """This pipeline with zarr's pipeline evolved for ``array_spec`` (native side shared).
+
+        Parameters
+        ----------
+        array_spec : ArraySpec
+            The chunk spec zarr evolves its codecs for.
+
+        Returns
+        -------
+        ZarrsCodecPipeline
+            The evolved pipeline.
+        """
         source = self.source if self.source[0] != "codecs" else ("codecs", self.source[1], array_spec)
         return replace(self, fallback=self.fallback.evolve_from_array_spec(array_spec), source=source)
 
@@ -232,6 +245,24 @@ class ZarrsCodecPipeline(CodecPipeline):
         out: NDBuffer,
         drop_axes: tuple[int, ...] = (),
     ) -> tuple[GetResult, ...]:
+        """Decode zarr's batch of chunk selections into ``out``: natively in one batch,
+        else (counted) through zarr's pipeline.
+
+        Parameters
+        ----------
+        batch_info : iterable of tuple
+            Per chunk: byte getter, chunk spec, chunk selection, output selection, whether
+            the selection covers the whole chunk.
+        out : NDBuffer
+            The output buffer zarr allocated.
+        drop_axes : tuple of int, default ()
+            Axes zarr's selection drops from the output.
+
+        Returns
+        -------
+        tuple of GetResult
+            Per chunk, whether it is stored ("present") or read as the fill value.
+        """
         batch = list(map(ChunkRequest._make, batch_info))
         if not batch:
             return ()
@@ -251,6 +282,19 @@ class ZarrsCodecPipeline(CodecPipeline):
         value: NDBuffer,
         drop_axes: tuple[int, ...] = (),
     ) -> None:
+        """Encode zarr's selections of ``value`` and store every chunk of the batch, natively
+        in one batch, else (counted) through zarr's pipeline.
+
+        Parameters
+        ----------
+        batch_info : iterable of tuple
+            Per chunk: byte setter, chunk spec, chunk selection, value selection, whether
+            the selection covers the whole chunk.
+        value : NDBuffer
+            The values (a 1-element buffer is broadcast).
+        drop_axes : tuple of int, default ()
+            Axes zarr's selection drops from ``value``.
+        """
         batch = list(map(ChunkRequest._make, batch_info))
         if not batch:
             return
