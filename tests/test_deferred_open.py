@@ -30,8 +30,10 @@ class PyLocalStore(LocalStore):
 
 @pytest.fixture
 def native_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every native array open (``open_native`` and the C open beneath it), recorded."""
+    """Every native array open (``open_native`` and the C open beneath it), recorded; the
+    cache of opened arrays starts empty."""
     calls: list[str] = []
+    monkeypatch.setattr(_native, "_OPENED", {})
 
     def counted(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -111,6 +113,21 @@ def test_reading_native_and_reason_opens_without_a_read(tmp_path: Path, native_o
     assert isinstance(pipeline, zarrs_cffi.ZarrsCodecPipeline)
     assert pipeline.reason is None and pipeline.native is not None
     assert native_opens == ["open_native", "open_with_metadata"]
+
+
+@pytest.mark.parametrize("kind", list(STORES))
+def test_reopened_array_reuses_the_native_array(
+    tmp_path: Path, kind: str, native_opens: list[str], zarrs_pipeline: None
+) -> None:
+    store = STORES[kind](tmp_path)
+    zarr.create_array(store, name="a", shape=(6, 6), chunks=(3, 3), dtype="uint32")[:] = 9
+    assert native_opens == ["open_native", "open_with_metadata"]
+    again = zarr.open_array(store, path="a")  # a read-only open is other (read-only) native storage
+    np.testing.assert_array_equal(again[:], np.full((6, 6), 9, dtype="uint32"))
+    assert native_opens == ["open_native", "open_with_metadata", "open_native"]  # no second C open
+    # Other metadata is another native array.
+    zarr.create_array(store, name="b", shape=(6,), chunks=(2,), dtype="uint32")[:] = 1
+    assert native_opens.count("open_with_metadata") == 2
 
 
 def test_result_codes_match_the_library() -> None:

@@ -88,21 +88,21 @@ def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, dire
         variable = "text" if type(metadata.dtype).__name__ == "VariableLengthUTF8" else "bytes"
     elif dtype.kind not in "biufcmMUSV" or dtype.hasobject or dtype.itemsize == 0:
         raise Fallback(f"data type {dtype} is not native yet")
+    order = None
+    if isinstance(metadata, ArrayV3Metadata) and len(metadata.codecs) == 1:
+        # zarr's sharding codec carries its byte layout outside the metadata (zarr >= 3.4).
+        order = getattr(metadata.codecs[0], "subchunk_write_order", None)
     try:
         storage = native_storage(store, direct_io=direct_io)
         python_io = storage if isinstance(storage, str) else None
         if isinstance(storage, str):
             storage = codec_storage()
-        document = metadata_json(metadata)
-        array, document, native_dtype = _open_array(storage, document, dtype, metadata.fill_value, variable)
-        shards = ShardReader.from_metadata(json.loads(document), storage) if python_io and not variable else None
+        key = (storage, metadata_json(metadata), order if isinstance(order, str) else None, bool(python_io))
+        opened = _OPENED.get(key) or _remember(key, _open(key, dtype, metadata.fill_value, variable))
     except ZarrsError as exc:
         raise Fallback(f"zarrs cannot open this array: {exc}") from None
-    if isinstance(metadata, ArrayV3Metadata) and len(metadata.codecs) == 1:
-        # zarr's sharding codec carries its byte layout outside the metadata (zarr >= 3.4).
-        order = getattr(metadata.codecs[0], "subchunk_write_order", None)
-        if isinstance(order, str):
-            array.set_subchunk_write_order(order)
+    array, document, native_dtype = opened.array, opened.document, opened.native_dtype
+    shards = None if variable else opened.shards
     if variable:
         # Bytes always move through the store's Python API (whole chunks, see variable.py).
         python_io = python_io or "variable-length data type"
@@ -146,6 +146,46 @@ class Opener:
         if isinstance(self.result, Fallback):
             raise Fallback(self.result.reason)
         return self.result
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A native array as opened for one storage, metadata document and shard layout."""
+
+    array: NativeArray
+    document: str
+    native_dtype: np.dtype[Any]
+    shards: ShardReader | None
+
+
+# Arrays opened lately, per (storage, metadata document, subchunk write order, whether
+# bytes move through Python): an array opened again (every zarr.open_array builds a new
+# pipeline) skips the native open. A native array serves concurrent calls already; the key
+# holds all it was opened from (the data type and fill value are in the document). A forked
+# child keeps the entries (the storages they hold are never freed there) but its stores map
+# to storages of its own, so it never uses them.
+_OPENED: dict[tuple[Any, ...], _Opened] = {}
+_OPENED_MAX = 64
+
+
+def _remember(key: tuple[Any, ...], opened: _Opened) -> _Opened:
+    """Keep ``opened`` under ``key`` (dropping the oldest entry when full); two threads
+    racing both open, the first kept is shared."""
+    while len(_OPENED) >= _OPENED_MAX:
+        try:
+            del _OPENED[next(iter(_OPENED))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread changed it first
+            break
+    return _OPENED.setdefault(key, opened)
+
+
+def _open(key: tuple[Any, ...], dtype: np.dtype[Any], fill_value: Any, variable: str | None) -> _Opened:
+    storage, document, order, python_io = key
+    array, document, native_dtype = _open_array(storage, document, dtype, fill_value, variable)
+    if order is not None:
+        array.set_subchunk_write_order(order)
+    shards = ShardReader.from_metadata(json.loads(document), storage) if python_io and not variable else None
+    return _Opened(array, document, native_dtype, shards)
 
 
 def _open_array(
