@@ -30,7 +30,7 @@ from ._fallback import Fallback, zarr_pipeline
 from ._metadata import metadata_json
 from ._native import Opener
 from .errors import ZarrsUnsupportedError
-from .selection import ChunkRequest
+from .selection import requests
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -263,7 +263,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         tuple of GetResult
             Per chunk, whether it is stored ("present") or read as the fill value.
         """
-        batch = list(map(ChunkRequest._make, batch_info))
+        batch = requests(batch_info)
         if not batch:
             return ()
 
@@ -295,7 +295,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         drop_axes : tuple of int, default ()
             Axes zarr's selection drops from ``value``.
         """
-        batch = list(map(ChunkRequest._make, batch_info))
+        batch = requests(batch_info)
         if not batch:
             return
 
