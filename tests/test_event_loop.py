@@ -28,7 +28,7 @@ from zarr.storage import LocalStore, MemoryStore
 
 import zarrs_cffi
 from zarrs_cffi import _bindings
-from zarrs_cffi import pipeline as pipeline_module
+from zarrs_cffi import variable as variable_module
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -85,7 +85,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     for name in ("read_chunks", "write_chunks", "decode_chunks", "encode_chunks"):
         monkeypatch.setattr(_bindings.NativeArray, name, rec.wrap(name, getattr(_bindings.NativeArray, name)))
     for name in ("decode_variable_chunks", "encode_variable_chunks"):
-        monkeypatch.setattr(pipeline_module, name, rec.wrap(name, getattr(pipeline_module, name)))
+        monkeypatch.setattr(variable_module, name, rec.wrap(name, getattr(variable_module, name)))
     for name in ("get_sync", "set_sync", "delete_sync"):
         if hasattr(MemoryStore, name):
             # Recorded, not slowed: a dictionary lookup is only slow for a real store.

@@ -160,7 +160,7 @@ def test_s3_wrong_or_revoked_credentials_raise(kind):
             assert_route(zarrs_cffi.stats(), native_io=True)
             # Wrong credentials: the native store is refused by the server.
             from zarrs_cffi._bindings import NativeArray, Storage
-            from zarrs_cffi.pipeline import _metadata_json
+            from zarrs_cffi._metadata import metadata_json as _metadata_json
 
             storage = Storage.s3(
                 BUCKET, prefix="auth", endpoint=server.endpoint, region="us-east-1",
@@ -513,7 +513,7 @@ def test_anonymous_s3_is_refused_on_a_private_bucket(s3):
     # Unsigned native requests really are unsigned: the same read on a private bucket is
     # refused (the bucket policy above is what lets them through).
     from zarrs_cffi._bindings import NativeArray, Storage
-    from zarrs_cffi.pipeline import _metadata_json
+    from zarrs_cffi._metadata import metadata_json as _metadata_json
 
     prefix = uuid.uuid4().hex
     with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
@@ -561,7 +561,7 @@ def test_s3_session_token_is_native_and_sent(kind):
             assert_read_route(zarrs_cffi.stats(), native_io=True)
         # The same key with a wrong token: the native request is refused.
         from zarrs_cffi._bindings import NativeArray, Storage
-        from zarrs_cffi.pipeline import _metadata_json
+        from zarrs_cffi._metadata import metadata_json as _metadata_json
 
         storage = Storage.s3(
             BUCKET, prefix="tok", endpoint=server.endpoint, region=REGION, access_key_id=key,
@@ -599,7 +599,7 @@ def test_read_only_s3_reads_natively_and_refuses_writes(s3, kind):
     assert zarrs_cffi.stats().native_writes == 0
     # The native storage itself is read-only too.
     from zarrs_cffi._bindings import NativeArray
-    from zarrs_cffi.pipeline import _metadata_json
+    from zarrs_cffi._metadata import metadata_json as _metadata_json
 
     storage = arr.async_array.codec_pipeline.native.array.storage
     native = NativeArray.open_with_metadata(storage, _metadata_json(arr.metadata))

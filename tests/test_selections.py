@@ -154,11 +154,11 @@ def test_large_gather_spans_several_scratch_groups(tmp_path, zarrs_pipeline, mon
     rng = np.random.default_rng(0)
     rows, cols = rng.integers(0, 40, 300), rng.integers(0, 50, 300)
     groups = selection.plan_gather(
-        [(type("G", (), {"path": "c/0/0"}), type("S", (), {"shape": (8, 10)}), (slice(0, 8, 2), slice(0, 10)), None, False)] * 3,
+        [selection.ChunkRequest(type("G", (), {"path": "c/0/0"}), type("S", (), {"shape": (8, 10)}), (slice(0, 8, 2), slice(0, 10)), None, False)] * 3,
         2,
         2,
     )
-    assert not isinstance(groups, str) and len(groups) == 3
+    assert len(groups) == 3
     with native_only(reads=True, writes=True):
         assert_same(arr.vindex[rows, cols], data[rows, cols])
         arr.vindex[rows, cols] = 9

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._ffi import check, ffi, lib
+from ._ffi import Result, check, ffi, lib
 from .errors import ZarrsValueError
 
 if TYPE_CHECKING:
@@ -36,21 +36,27 @@ class Options:
 
     Parameters
     ----------
-    num_threads
+    num_threads : int, default 0
         Threads per call; 0 means one per logical CPU.
-    chunk_concurrent_minimum
+    chunk_concurrent_minimum : int, default 0
         The fewest chunks processed concurrently when balancing chunk and codec
         concurrency; 0 means the zarrs default (4).
-    chunk_concurrent_maximum
+    chunk_concurrent_maximum : int, default 0
         The most chunks processed concurrently; 0 means no limit beyond the thread count.
-    validate_checksums
+    validate_checksums : bool, default True
         Verify checksums such as crc32c while decoding.
-    store_empty_chunks
+    store_empty_chunks : bool, default False
         Store chunks that are entirely the fill value instead of erasing them.
-    max_variable_chunk_bytes
+    max_variable_chunk_bytes : int, default 0
         The most bytes one variable-length (``string``, ``bytes``) chunk may decode to,
         through each of its compressors; more raises ``ZarrsCodecError``. 0 means the
         default, 1 GiB. Fixed-size chunks are bounded by their metadata instead.
+
+    Raises
+    ------
+    ZarrsValueError
+        A count outside what the C struct holds (``uint32_t``; ``uint64_t`` for
+        ``max_variable_chunk_bytes``).
     """
 
     num_threads: int = 0
@@ -129,9 +135,9 @@ def _str(text: str) -> tuple[bytes, int]:
 def _read_string(call: Any) -> str:
     """Run a C call following the (buf, buf_len, len_out) convention and decode its text."""
     length = ffi.new("size_t *")
-    # The first call with an empty buffer reports the size; BUFFER_SIZE (3) is expected.
+    # The first call with an empty buffer reports the size; BUFFER_SIZE is expected.
     code = call(ffi.NULL, 0, length)
-    if code not in (0, 3):
+    if code not in (Result.SUCCESS, Result.BUFFER_SIZE):
         check(code)
     buf = ffi.new("char[]", max(length[0], 1))
     check(call(buf, length[0], length))
@@ -290,8 +296,8 @@ class NativeArray:
         size = ffi.new("size_t *")
         # 0 for variable-length data types, whose elements have no fixed size.
         code = lib().zarrs_array_element_size(self._handle, size)
-        self.element_size = int(size[0]) if code == 0 else 0
-        if code not in (0, lib().ZARRS_ERROR_UNSUPPORTED):
+        self.element_size = int(size[0]) if code == Result.SUCCESS else 0
+        if code not in (Result.SUCCESS, Result.UNSUPPORTED):
             check(code)
 
     @classmethod

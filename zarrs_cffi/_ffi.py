@@ -8,6 +8,7 @@ first needed (where the pipeline turns it into a visible fallback).
 from __future__ import annotations
 
 import threading
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +35,37 @@ except ImportError:  # running from a source tree where the module was not built
         (Path(__file__).parent.parent / "zarrs-ffi" / "include" / "zarrs_ffi_cdef.h").read_text()
     )
 
-__all__ = ["check", "ffi", "lib", "library_path"]
+__all__ = ["Result", "check", "ffi", "lib", "library_path"]
+
+
+class Result(IntEnum):
+    """``ZarrsResult`` in zarrs_ffi.h: stable values, never renumbered (a test compares
+    them with the library's)."""
+
+    SUCCESS = 0
+    NULL_POINTER = 1
+    INVALID_ARGUMENT = 2
+    BUFFER_SIZE = 3
+    STORAGE = 4
+    INVALID_METADATA = 5
+    CODEC = 6
+    CHECKSUM = 7
+    UNSUPPORTED = 8
+    READ_ONLY = 9
+    PANIC = 10
+
 
 _ERRORS: dict[int, type[ZarrsError]] = {
-    1: ZarrsValueError,  # NULL_POINTER
-    2: ZarrsValueError,  # INVALID_ARGUMENT
-    3: ZarrsValueError,  # BUFFER_SIZE
-    4: ZarrsStorageError,  # STORAGE
-    5: ZarrsMetadataError,  # INVALID_METADATA
-    6: ZarrsCodecError,  # CODEC
-    7: ZarrsChecksumError,  # CHECKSUM
-    8: ZarrsUnsupportedError,  # UNSUPPORTED
-    9: ZarrsReadOnlyError,  # READ_ONLY
-    10: ZarrsPanicError,  # PANIC
+    Result.NULL_POINTER: ZarrsValueError,
+    Result.INVALID_ARGUMENT: ZarrsValueError,
+    Result.BUFFER_SIZE: ZarrsValueError,
+    Result.STORAGE: ZarrsStorageError,
+    Result.INVALID_METADATA: ZarrsMetadataError,
+    Result.CODEC: ZarrsCodecError,
+    Result.CHECKSUM: ZarrsChecksumError,
+    Result.UNSUPPORTED: ZarrsUnsupportedError,
+    Result.READ_ONLY: ZarrsReadOnlyError,
+    Result.PANIC: ZarrsPanicError,
 }
 
 _lock = threading.Lock()
@@ -98,7 +117,7 @@ def lib() -> Any:
 
 def check(code: int) -> None:
     """Raise the matching exception, with the native message, unless ``code`` is success."""
-    if code == 0:
+    if code == Result.SUCCESS:
         return
     message = ffi.string(lib().zarrs_last_error()).decode("utf-8", "replace")
     raise _ERRORS.get(code, ZarrsError)(message or f"native error code {code}", code)

@@ -66,14 +66,39 @@ def _node_path(path: str) -> str:
 
 
 class Array:
-    """A Zarr (v2 or v3) array opened through the native library.
+    """A Zarr (v2 or v3) array in a directory store, read and written by the native library.
+
+    Every read or write is one native call with the GIL released; there is no asyncio and
+    no per-chunk Python. Data types are bool, the signed and unsigned integers, float16/32/64
+    and complex64/128.
 
     Parameters
     ----------
-    native
+    native : NativeArray
         The native handle; use :meth:`open` or :meth:`create` instead.
-    options
-        Threading and codec options for every call.
+    options : Options, optional
+        Threading and codec options for every call; ``Options()`` when omitted.
+
+    Attributes
+    ----------
+    options : Options
+        The options passed to every native call (may be replaced).
+    dtype : numpy.dtype
+        The array's data type as numpy's.
+
+    Raises
+    ------
+    ZarrsUnsupportedError
+        The array's data type is not one the direct API supports.
+
+    See Also
+    --------
+    ZarrsCodecPipeline : The same native library behind zarr-python, any selection.
+
+    Examples
+    --------
+    >>> arr = Array.open("data.zarr")  # doctest: +SKIP
+    >>> arr[0:10, 5]  # doctest: +SKIP
     """
 
     def __init__(self, native: NativeArray, options: Options | None = None) -> None:
@@ -94,7 +119,35 @@ class Array:
         direct_io: bool = False,
         options: Options | None = None,
     ) -> Array:
-        """Open the array at ``array_path`` inside the directory store ``store_path``."""
+        """Open the array at ``array_path`` inside the directory store ``store_path``.
+
+        Parameters
+        ----------
+        store_path : str or os.PathLike
+            The directory of the store.
+        array_path : str, default "/"
+            The array's node path inside the store ("group/array" or "/group/array").
+        read_only : bool, default False
+            Refuse writes (``ZarrsReadOnlyError``).
+        direct_io : bool, default False
+            Read with ``O_DIRECT`` (Linux), bypassing the page cache.
+        options : Options, optional
+            Options for every call.
+
+        Returns
+        -------
+        Array
+            The opened array.
+
+        Raises
+        ------
+        ZarrsMetadataError
+            The metadata is missing or invalid.
+        ZarrsUnsupportedError
+            A codec or data type the native library cannot handle.
+        ZarrsStorageError
+            The store cannot be read.
+        """
         storage = Storage.filesystem(os.fspath(store_path), direct_io=direct_io, read_only=read_only)
         return cls(NativeArray.open(storage, _node_path(array_path)), options)
 
@@ -107,32 +160,74 @@ class Array:
         *,
         options: Options | None = None,
     ) -> Array:
-        """Create an array from Zarr metadata (a ``zarr.json`` or ``.zarray`` document)."""
+        """Create an array from Zarr metadata, writing its metadata document.
+
+        Parameters
+        ----------
+        store_path : str or os.PathLike
+            The directory of the store (created if missing).
+        metadata : dict or str
+            A ``zarr.json`` (v3) or ``.zarray`` (v2) document, as a dict or JSON text.
+        array_path : str, default "/"
+            The array's node path inside the store.
+        options : Options, optional
+            Options for every call.
+
+        Returns
+        -------
+        Array
+            The created array; every chunk reads as the fill value.
+
+        Raises
+        ------
+        ZarrsMetadataError
+            The metadata is invalid.
+        ZarrsUnsupportedError
+            A codec or data type the native library cannot handle.
+        ZarrsStorageError
+            The store cannot be written.
+        """
         storage = Storage.filesystem(os.fspath(store_path))
         return cls(NativeArray.open_with_metadata(storage, metadata, _node_path(array_path), create=True), options)
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """tuple of int: The array's shape."""
         return self._native.shape
 
     @property
     def ndim(self) -> int:
+        """int: The number of dimensions."""
         return self._native.ndim
 
     @property
     def chunks(self) -> tuple[int, ...]:
-        """The shape of the first chunk (of every chunk, for a regular grid)."""
+        """tuple of int: The shape of the first chunk (of every chunk, for a regular grid)."""
         return self._native.chunk_shape((0,) * self.ndim)
 
     @property
     def chunk_grid_shape(self) -> tuple[int, ...]:
+        """tuple of int: How many chunks there are along each axis."""
         return self._native.chunk_grid_shape
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """dict: The array's metadata document, as zarrs reads it."""
         return self._native.metadata
 
     def chunk_key(self, chunk_indices: tuple[int, ...]) -> str:
+        """The store key of a chunk.
+
+        Parameters
+        ----------
+        chunk_indices : tuple of int
+            The chunk's position in the chunk grid.
+
+        Returns
+        -------
+        str
+            Its key, relative to the store root (e.g. ``"c/0/1"``).
+        """
         return self._native.chunk_key(chunk_indices)
 
     def _check_out(self, out: Any, shape: tuple[int, ...]) -> None:
@@ -156,7 +251,32 @@ class Array:
             raise ZarrsValueError(f"{name} cannot be converted to {self.dtype}: {exc}") from exc
 
     def read(self, region: Any = (), out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
-        """Read ``region`` (slices and integers) into ``out`` or a new array."""
+        """Read a region into ``out`` or a new array.
+
+        Parameters
+        ----------
+        region : slice, int or tuple of them, default ()
+            Step-1 slices and integers, one per axis at most (missing axes are whole; an
+            Ellipsis fills in); the default is the whole array.
+        out : numpy.ndarray, optional
+            A writeable C-contiguous array of this array's dtype and the region's shape
+            (without the integer-indexed axes), decoded into directly.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``out``, or a new array; integer-indexed axes are dropped.
+
+        Raises
+        ------
+        ZarrsValueError
+            A stepped slice, an unsupported index, or an ``out`` of the wrong dtype, shape
+            or layout.
+        IndexError
+            An integer index out of bounds.
+        ZarrsCodecError
+            A stored chunk is corrupt (``ZarrsChecksumError`` when a checksum fails).
+        """
         start, extent, dropped = _normalize(region, self.shape)
         if out is None:
             buffer = np.empty(extent, dtype=self.dtype)
@@ -167,7 +287,23 @@ class Array:
         return out
 
     def write(self, region: Any, value: npt.ArrayLike) -> None:
-        """Write ``value`` (broadcast to the region's shape) to ``region``."""
+        """Write ``value`` to a region.
+
+        Parameters
+        ----------
+        region : slice, int or tuple of them
+            Step-1 slices and integers, as for :meth:`read`.
+        value : array_like
+            Values of (or convertible to) this array's dtype, broadcast to the region's
+            shape.
+
+        Raises
+        ------
+        ZarrsValueError
+            A bad region, or a value that cannot be converted or broadcast.
+        ZarrsReadOnlyError
+            The array was opened read-only.
+        """
         start, extent, _ = _normalize(region, self.shape)
         data = self._values(value, "value")
         if data.shape != tuple(extent):
@@ -176,9 +312,30 @@ class Array:
         self._native.store_subset(self.options, start, np.require(data, requirements="C"))
 
     def __getitem__(self, key: Any) -> npt.NDArray[Any]:
+        """``arr[key]``: :meth:`read` of ``key`` into a new array.
+
+        Parameters
+        ----------
+        key : slice, int or tuple of them
+            Step-1 slices and integers, as for :meth:`read`.
+
+        Returns
+        -------
+        numpy.ndarray
+            The values, integer-indexed axes dropped.
+        """
         return self.read(key)
 
     def __setitem__(self, key: Any, value: npt.ArrayLike) -> None:
+        """``arr[key] = value``: :meth:`write` of ``value`` to ``key``.
+
+        Parameters
+        ----------
+        key : slice, int or tuple of them
+            Step-1 slices and integers, as for :meth:`read`.
+        value : array_like
+            Shaped as the selection (integer-indexed axes absent), or broadcastable to it.
+        """
         start, extent, dropped = _normalize(key, self.shape)
         data = self._values(value, "value")
         if data.ndim and dropped:
@@ -186,7 +343,27 @@ class Array:
         self.write(key, data)
 
     def read_chunk(self, chunk_indices: tuple[int, ...], out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
-        """Decode the whole chunk at ``chunk_indices`` into ``out`` or a new array."""
+        """Decode one whole chunk into ``out`` or a new array.
+
+        Parameters
+        ----------
+        chunk_indices : tuple of int
+            The chunk's position in the chunk grid.
+        out : numpy.ndarray, optional
+            A writeable C-contiguous array of this array's dtype and the chunk's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``out`` or a new array; the fill value everywhere when the chunk is not stored.
+
+        Raises
+        ------
+        ZarrsValueError
+            Indices outside the grid, or an ``out`` of the wrong dtype, shape or layout.
+        ZarrsCodecError
+            The stored chunk is corrupt.
+        """
         shape = self._native.chunk_shape(chunk_indices)
         if out is None:
             out = np.empty(shape, dtype=self.dtype)
@@ -196,12 +373,38 @@ class Array:
         return out
 
     def write_chunk(self, chunk_indices: tuple[int, ...], value: npt.ArrayLike) -> None:
-        """Encode and store the whole chunk at ``chunk_indices``."""
+        """Encode and store one whole chunk.
+
+        Parameters
+        ----------
+        chunk_indices : tuple of int
+            The chunk's position in the chunk grid.
+        value : array_like
+            The chunk's values: this array's dtype (or convertible) and the chunk's shape.
+
+        Raises
+        ------
+        ZarrsValueError
+            Indices outside the grid, or a value of the wrong shape.
+        ZarrsReadOnlyError
+            The array was opened read-only.
+        """
         data = np.ascontiguousarray(self._values(value, "value"))
         self._native.store_chunk(self.options, chunk_indices, data)
 
     def erase_chunk(self, chunk_indices: tuple[int, ...]) -> None:
-        """Erase the chunk at ``chunk_indices``; it then reads as the fill value."""
+        """Erase one chunk from the store; it then reads as the fill value.
+
+        Parameters
+        ----------
+        chunk_indices : tuple of int
+            The chunk's position in the chunk grid.
+
+        Raises
+        ------
+        ZarrsReadOnlyError
+            The array was opened read-only.
+        """
         self._native.erase_chunk(chunk_indices)
 
     def __repr__(self) -> str:

@@ -23,11 +23,18 @@ __all__ = [
 class ZarrsError(Exception):
     """Base class of every error raised by zarrs_cffi.
 
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the chunk key, array or argument where known.
+    code : int, default 0
+        The native result code (``ZARRS_ERROR_*`` in zarrs_ffi.h), or 0 for errors raised
+        by the Python layers.
+
     Attributes
     ----------
     code : int
-        The native result code (``ZARRS_ERROR_*`` in zarrs_ffi.h), or 0 for errors raised
-        by the Python layers.
+        The native result code, as given.
     """
 
     code: int
@@ -38,32 +45,96 @@ class ZarrsError(Exception):
 
 
 class ZarrsValueError(ZarrsError, ValueError):
-    """An invalid argument: wrong shape, dtype, buffer size or region."""
+    """An invalid argument: wrong shape, dtype, buffer size or region.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the chunk key, array or argument where known.
+    code : int, default 0
+        The native result code, or 0 for errors raised by the Python layers.
+    """
 
 
 class ZarrsStorageError(ZarrsError, OSError):
-    """The storage failed: an I/O error, a permission problem."""
+    """The storage failed: an I/O error, a permission problem.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the chunk key, array or argument where known.
+    code : int, default 0
+        The native result code, or 0 for errors raised by the Python layers.
+    """
 
 
 class ZarrsMetadataError(ZarrsError, ValueError):
-    """Array metadata is missing or invalid."""
+    """Array metadata is missing or invalid.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the chunk key, array or argument where known.
+    code : int, default 0
+        The native result code, or 0 for errors raised by the Python layers.
+    """
 
 
 class ZarrsCodecError(ZarrsError, ValueError):
-    """A chunk could not be encoded or decoded: corrupt or truncated bytes."""
+    """A chunk could not be encoded or decoded: corrupt or truncated bytes.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the chunk key, array or argument where known.
+    code : int, default 0
+        The native result code, or 0 for errors raised by the Python layers.
+    """
 
 
 class ZarrsChecksumError(ZarrsCodecError):
-    """A chunk checksum (e.g. crc32c) did not match."""
+    """A chunk checksum (e.g. crc32c) did not match.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the chunk key, array or argument where known.
+    code : int, default 0
+        The native result code, or 0 for errors raised by the Python layers.
+    """
 
 
 class ZarrsUnsupportedError(ZarrsError, NotImplementedError):
-    """The array uses a codec, data type or feature the native library cannot handle."""
+    """The array uses a codec, data type or feature the native library cannot handle.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the chunk key, array or argument where known.
+    code : int, default 0
+        The native result code, or 0 for errors raised by the Python layers.
+    """
 
 
 class ZarrsReadOnlyError(ZarrsError, ValueError):
-    """A write to read-only storage."""
+    """A write to read-only storage.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the chunk key, array or argument where known.
+    code : int, default 0
+        The native result code, or 0 for errors raised by the Python layers.
+    """
 
 
 class ZarrsPanicError(ZarrsError, RuntimeError):
-    """An internal error in the native library (a caught panic): please report it."""
+    """An internal error in the native library (a caught panic): please report it.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the chunk key, array or argument where known.
+    code : int, default 0
+        The native result code, or 0 for errors raised by the Python layers.
+    """

@@ -17,17 +17,55 @@ native handles.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ._bindings import ChunkBatch
+from ._fallback import Fallback
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
-__all__ = ["ChunkPlan", "GatherGroup", "plan_batch", "plan_gather"]
+    from zarr.core.array_spec import ArraySpec
+
+__all__ = ["ChunkPlan", "ChunkRequest", "GatherGroup", "plan", "plan_batch", "plan_gather", "requests"]
+
+
+class ChunkRequest(NamedTuple):
+    """One entry of zarr's ``read``/``write`` batch, by name.
+
+    Attributes
+    ----------
+    byte_getter
+        zarr's handle on the stored chunk (a ``StorePath``): its ``path`` is the key.
+    spec
+        The chunk's ``ArraySpec`` (shape, fill value, config, buffer prototype).
+    chunk_selection
+        What to read or write inside the chunk.
+    out_selection
+        Where that lands in zarr's output (or comes from in its value).
+    is_complete
+        zarr's verdict that the selection covers the whole chunk inside the array.
+    """
+
+    byte_getter: Any
+    spec: ArraySpec
+    chunk_selection: Any
+    out_selection: Any
+    is_complete: bool
+
+
+# zarr's tuples as ChunkRequests without a Python-level call per chunk (a third of
+# ``ChunkRequest._make``'s cost: a whole-array read hands over thousands).
+_as_request = partial(tuple.__new__, ChunkRequest)
+
+
+def requests(batch_info: Iterable[tuple[Any, ...]]) -> list[ChunkRequest]:
+    """zarr's ``read``/``write`` batch as named requests."""
+    return list(map(_as_request, batch_info))
 
 # Scratch buffers of gathered reads and scattered writes are cut into groups of at most this
 # many bytes (a group always holds at least one chunk).
@@ -60,24 +98,24 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def plan_batch(
-    batch_info: Sequence[tuple[Any, Any, Any, Any, Any]], ndim: int, drop_axes: tuple[int, ...]
-) -> ChunkPlan | str:
-    """Plan ``batch_info`` (zarr's read/write argument) for the native side, or say why not."""
+def plan_batch(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tuple[int, ...]) -> ChunkPlan | None:
+    """Plan ``batch`` as contiguous regions decoded straight into the output, or None when a
+    selection is not contiguous (``plan_gather`` handles it)."""
     if drop_axes:
-        return "selections that drop axes (orthogonal integer-array indexing)"
+        return None
     # Geometry is collected in a flat list and converted once: per-element numpy
     # assignment costs more than the rest of this loop.
     flat: list[int] = []
     keys: list[str] = []
     inserted: tuple[int, ...] | None = None
     extent = [0] * ndim
-    for byte_getter, chunk_spec, chunk_selection, out_selection, _ in batch_info:
+    for request in batch:
+        chunk_selection, out_selection = request.chunk_selection, request.out_selection
         if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
-            return "non-basic chunk selection"
+            return None
         if not isinstance(out_selection, tuple):
-            return "non-basic output selection"
-        chunk_shape = chunk_spec.shape
+            return None
+        chunk_shape = request.spec.shape
         starts: list[int] = []
         shapes: list[int] = []
         buffer_starts: list[int] = []
@@ -88,7 +126,7 @@ def plan_batch(
             if not isinstance(sel, slice):
                 index = _as_int(sel)
                 if index is None:
-                    return f"selection of type {type(sel).__name__}"
+                    return None
                 starts.append(index)
                 shapes.append(1)
                 buffer_starts.append(0)
@@ -96,12 +134,12 @@ def plan_batch(
                 extent[d] = 1
                 continue
             if k >= len(out_selection):
-                return "selection of type slice"
+                return None
             start, stop, step = sel.indices(chunk_shape[d])
             out_sel = out_selection[k]
             k += 1
             if step != 1 or not isinstance(out_sel, slice) or out_sel.step not in (None, 1):
-                return "stepped slices"
+                return None
             out_start = out_sel.start or 0
             starts.append(start)
             shapes.append(stop - start)
@@ -109,16 +147,16 @@ def plan_batch(
             if out_start + stop - start > extent[d]:
                 extent[d] = out_start + stop - start
         if k != len(out_selection):
-            return "output selection does not match the chunk selection"
+            return None
         if inserted is None:
             inserted = tuple(ints)
         elif inserted != tuple(ints):
-            return "integer-indexed axes differ between chunks"
+            return None
         flat.extend(chunk_shape)
         flat.extend(starts)
         flat.extend(shapes)
         flat.extend(buffer_starts)
-        keys.append(byte_getter.path)
+        keys.append(request.byte_getter.path)
     geometry = np.array(flat, dtype=np.uint64).reshape(len(keys), 4, ndim)
     # ChunkBatch.build's layout, assembled directly: a small read pays for every numpy call.
     encoded = [key.encode("utf-8") for key in keys]
@@ -149,45 +187,44 @@ class GatherGroup:
     items: list[tuple[tuple[slice, ...], tuple[Any, ...], Any]]
 
 
-def _box(sel: Any, length: int) -> tuple[int, int, Any] | str:
-    """The bounding range of one axis of a chunk selection, and the selection shifted to it."""
+def _box(sel: Any, length: int) -> tuple[int, int, Any]:
+    """The bounding range of one axis of a chunk selection, and the selection shifted to it;
+    raises ``Fallback`` for a selection it cannot bound."""
     index = _as_int(sel)
     if index is not None:
         return index, index + 1, 0
     if isinstance(sel, slice):
         start, stop, step = sel.indices(length)
         if step < 1:
-            return "negative slice steps"
+            raise Fallback("negative slice steps")
         n = len(range(start, stop, step))
         if n == 0:
-            return "empty selection"
+            raise Fallback("empty selection")
         return start, start + (n - 1) * step + 1, slice(0, (n - 1) * step + 1, step)
     if isinstance(sel, np.ndarray):
         if sel.size == 0:
-            return "empty selection"
+            raise Fallback("empty selection")
         if sel.dtype == np.bool_:
             if sel.ndim != 1:
-                return "multidimensional mask in a chunk selection"
+                raise Fallback("multidimensional mask in a chunk selection")
             hits = np.flatnonzero(sel)
             if hits.size == 0:
-                return "empty selection"
+                raise Fallback("empty selection")
             lo, hi = int(hits[0]), int(hits[-1]) + 1
             return lo, hi, sel[lo:hi]
         if sel.dtype.kind in "iu":
             lo, hi = int(sel.min()), int(sel.max()) + 1
             if lo < 0:
-                return "negative indices in a chunk selection"
+                raise Fallback("negative indices in a chunk selection")
             return lo, hi, sel - lo if lo else sel
-    return f"selection of type {type(sel).__name__}"
+    raise Fallback(f"selection of type {type(sel).__name__}")
 
 
 def plan_gather(
-    batch_info: Sequence[tuple[Any, Any, Any, Any, Any]],
-    ndim: int,
-    itemsize: int,
-    scratch_bytes: int | None = None,
-) -> list[GatherGroup] | str:
-    """Plan any of zarr's selections as bounding boxes plus numpy gathers, or say why not."""
+    batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch_bytes: int | None = None
+) -> list[GatherGroup]:
+    """Plan any of zarr's selections as bounding boxes plus numpy gathers; raises
+    ``Fallback`` with the reason for one it cannot plan."""
     if scratch_bytes is None:
         scratch_bytes = SCRATCH_BYTES
     groups: list[GatherGroup] = []
@@ -207,20 +244,18 @@ def plan_gather(
         groups.append(GatherGroup(indices, ChunkBatch.build(keys, geometry), shape, items))
         rows, keys, items, indices, extent, offset = [], [], [], [], [0] * ndim, 0
 
-    for position, (byte_getter, chunk_spec, chunk_selection, out_selection, _) in enumerate(batch_info):
+    for position, request in enumerate(batch):
+        chunk_selection = request.chunk_selection
         if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
-            return "chunk selection without one entry per axis"
-        chunk_shape = chunk_spec.shape
+            raise Fallback("chunk selection without one entry per axis")
+        chunk_shape = request.spec.shape
         starts: list[int] = []
         shapes: list[int] = []
         shifted: list[Any] = []
         for d in range(ndim):
-            box = _box(chunk_selection[d], chunk_shape[d])
-            if isinstance(box, str):
-                return box
-            lo, hi, sel = box
+            lo, hi, sel = _box(chunk_selection[d], chunk_shape[d])
             if hi > chunk_shape[d]:
-                return "chunk selection outside the chunk"
+                raise Fallback("chunk selection outside the chunk")
             starts.append(lo)
             shapes.append(hi - lo)
             shifted.append(sel)
@@ -232,11 +267,17 @@ def plan_gather(
                 flush()
         view = (slice(offset, offset + shapes[0]), *(slice(0, n) for n in shapes[1:]))
         rows.append([*chunk_shape, *starts, *shapes, offset, *([0] * (ndim - 1))])
-        keys.append(byte_getter.path)
-        items.append((view, tuple(shifted), out_selection))
+        keys.append(request.byte_getter.path)
+        items.append((view, tuple(shifted), request.out_selection))
         indices.append(position)
         offset += shapes[0]
         for d in range(1, ndim):
             extent[d] = max(extent[d], shapes[d])
     flush()
     return groups
+
+
+def plan(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tuple[int, ...], itemsize: int) -> ChunkPlan | list[GatherGroup]:
+    """A contiguous plan, else gather groups; raises ``Fallback`` when neither applies."""
+    contiguous = plan_batch(batch, ndim, drop_axes)
+    return contiguous if contiguous is not None else plan_gather(batch, ndim, itemsize)

@@ -30,16 +30,16 @@ class PipelineStats:
     Every count is of stored chunks (store keys): for a sharded array, shards, however many
     inner chunks each holds or a read touches.
 
-    Attributes
+    Parameters
     ----------
-    native_reads, native_writes
+    native_reads, native_writes : int
         Stored chunks (shards, for sharded arrays) decoded or encoded by the native library.
-    python_io_reads, python_io_writes
+    python_io_reads, python_io_writes : int
         Of those, the ones whose bytes moved through the store's own Python API (stores the
         native library cannot reach itself, such as MemoryStore or ZipStore).
-    fallback_reads, fallback_writes
+    fallback_reads, fallback_writes : int
         Stored chunks (shards) handed to zarr's own pipeline.
-    fallback_reasons
+    fallback_reasons : Mapping[str, int]
         For each reason, how many stored chunks (shards) fell back for it.
     """
 
@@ -63,9 +63,14 @@ class PipelineStats:
                            self.fallback_reads, self.fallback_writes, dict(self.fallback_reasons)))
 
 
-def _restore(*values: Any) -> PipelineStats:
-    *counts, reasons = values
-    return PipelineStats(*counts, fallback_reasons=MappingProxyType(reasons))
+def _restore(
+    native_reads: int, native_writes: int, python_io_reads: int, python_io_writes: int, fallback_reads: int,
+    fallback_writes: int, reasons: dict[str, int],
+) -> PipelineStats:
+    return PipelineStats(
+        native_reads, native_writes, python_io_reads, python_io_writes, fallback_reads, fallback_writes,
+        fallback_reasons=MappingProxyType(reasons),
+    )
 
 
 _lock = threading.Lock()
@@ -96,7 +101,19 @@ def record_fallback(kind: str, chunks: int, reason: str) -> None:
 
 
 def stats() -> PipelineStats:
-    """The counts since the process started or :func:`reset_stats` was last called."""
+    """The counts since the process started or :func:`reset_stats` was last called.
+
+    Returns
+    -------
+    PipelineStats
+        A snapshot: later reads and writes do not change it.
+
+    Examples
+    --------
+    >>> import zarrs_cffi
+    >>> zarrs_cffi.stats().fallbacks  # doctest: +SKIP
+    0
+    """
     with _lock:
         return PipelineStats(
             native_reads=_counts["native_reads"],
@@ -110,7 +127,7 @@ def stats() -> PipelineStats:
 
 
 def reset_stats() -> None:
-    """Set every counter back to zero."""
+    """Set every counter of this process back to zero (other processes keep theirs)."""
     with _lock:
         _counts.clear()
         _reasons.clear()

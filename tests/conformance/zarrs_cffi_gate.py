@@ -9,7 +9,7 @@ Loaded by ``tests/conftest.py`` for our own tests and with ``-p zarrs_cffi_gate`
   every test's outcome and, for failures, the exception that ended it (``crash``), so the
   runner never has to parse pytest's terminal output.
 - ``ZARRS_CFFI_BREAK``: break the pipeline on purpose, to show that the gates catch it:
-  ``fallback`` makes every array refuse the native route (as if ``_open_native`` failed);
+  ``fallback`` makes every array refuse the native route (as if ``open_native`` failed);
   ``corrupt`` flips one byte of every native read's output. Unset in normal runs.
 """
 
@@ -47,10 +47,15 @@ def apply_break_switch() -> None:
     if _applied or not mode:
         return
     _applied = True
-    from zarrs_cffi import _bindings, pipeline
+    from zarrs_cffi import _bindings, _native
+    from zarrs_cffi._fallback import Fallback
 
     if mode == "fallback":
-        pipeline._open_native = lambda metadata, store: f"broken on purpose ({BREAK_ENV}=fallback)"
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise Fallback(f"broken on purpose ({BREAK_ENV}=fallback)")
+
+        _native.open_native = refuse
     elif mode == "corrupt":
         native = _bindings.NativeArray
         # read_chunks(self, options, chunks, out); decode_chunks(self, options, chunks, encoded, out)

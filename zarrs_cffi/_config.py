@@ -1,0 +1,46 @@
+"""zarr's configuration, read the way the pipeline needs it (as zarrs-python reads it).
+
+Read when a pipeline is created (``options_from_config``, ``direct_io``) or when a call
+needs it (``io_limit``, ``strict``); this module keeps no state of its own.
+"""
+
+from __future__ import annotations
+
+from zarr.core.config import config
+
+from ._bindings import Options
+
+__all__ = ["direct_io", "io_limit", "options_from_config", "strict"]
+
+
+def _config_int(key: str) -> int:
+    value = config.get(key, None)
+    return int(value) if value is not None else 0
+
+
+def options_from_config() -> Options:
+    """Native options from zarr's config, as zarrs-python reads them."""
+    validate = config.get("codec_pipeline.validate_checksums", None)
+    return Options(
+        num_threads=_config_int("threading.max_workers"),
+        chunk_concurrent_minimum=_config_int("codec_pipeline.chunk_concurrent_minimum"),
+        chunk_concurrent_maximum=_config_int("codec_pipeline.chunk_concurrent_maximum"),
+        validate_checksums=True if validate is None else bool(validate),
+        max_variable_chunk_bytes=_config_int("codec_pipeline.max_variable_chunk_bytes"),
+    )
+
+
+def direct_io() -> bool:
+    """Whether native filesystem reads bypass the page cache (``codec_pipeline.direct_io``)."""
+    return bool(config.get("codec_pipeline.direct_io", False))
+
+
+def strict() -> bool:
+    """Whether a fallback is an error (``codec_pipeline.strict``)."""
+    return bool(config.get("codec_pipeline.strict", False))
+
+
+def io_limit() -> int | None:
+    """How many store requests may be in flight at once (zarr's ``async.concurrency``)."""
+    limit = config.get("async.concurrency", None)
+    return int(limit) if limit else None

@@ -1,0 +1,60 @@
+"""Falling back to zarr's own pipeline: the internal signal, and zarr's pipeline itself.
+
+``Fallback`` is raised by whatever finds that an array, buffer or selection cannot be handled
+natively (opening the array, planning a batch); ``ZarrsCodecPipeline`` catches it in one
+place, counts it and hands the call to ``zarr_pipeline``'s result. It never reaches users.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zarr.core.array_spec import ArrayConfig, ArraySpec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.codec_pipeline import BatchedCodecPipeline
+from zarr.core.metadata.v3 import ArrayV3Metadata
+
+if TYPE_CHECKING:
+    from zarr.abc.codec import CodecPipeline
+    from zarr.core.metadata import ArrayMetadata
+
+__all__ = ["Fallback", "zarr_pipeline"]
+
+
+class Fallback(Exception):
+    """This array, buffer or batch is not native: zarr's own pipeline handles it.
+
+    Parameters
+    ----------
+    reason
+        Why, as counted in ``stats().fallback_reasons`` and logged.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def zarr_pipeline(metadata: ArrayMetadata) -> CodecPipeline:
+    """zarr's own pipeline for ``metadata``, built as zarr's create_codec_pipeline does."""
+    if isinstance(metadata, ArrayV3Metadata):
+        chunk_shape = getattr(metadata.chunk_grid, "chunk_shape", (1,) * len(metadata.shape))
+        spec = ArraySpec(
+            shape=chunk_shape,
+            dtype=metadata.data_type,
+            fill_value=metadata.fill_value,
+            config=ArrayConfig.from_dict({}),
+            prototype=default_buffer_prototype(),
+        )
+        return BatchedCodecPipeline.from_codecs(metadata.codecs).evolve_from_array_spec(spec)
+    from zarr.codecs._v2 import V2Codec
+
+    spec = ArraySpec(
+        shape=metadata.chunks,
+        dtype=metadata.dtype,
+        fill_value=metadata.fill_value,
+        config=ArrayConfig.from_dict({"order": metadata.order}),
+        prototype=default_buffer_prototype(),
+    )
+    v2 = V2Codec(filters=metadata.filters, compressor=metadata.compressor)
+    return BatchedCodecPipeline.from_codecs([v2]).evolve_from_array_spec(spec)

@@ -1,0 +1,423 @@
+"""How a pipeline's chunk bytes move: one interface, three routes, chosen once per array.
+
+- ``NativeRoute``: the native library reaches the store itself (``stores.py``); a whole read
+  or write is one worker call.
+- ``SyncStoreRoute``: the store's synchronous API (zarr's own ``MemoryStore``, ``ZipStore``)
+  fetches and stores in the same worker call that decodes or encodes.
+- ``AsyncStoreRoute``: the store's async API moves the bytes, concurrently, on zarr's event
+  loop; planning, codecs and numpy's part run on worker threads between the awaits.
+
+The codecs always run natively. A route plans the batch (``selection.plan``, which raises
+``Fallback`` for what it cannot plan) before any byte moves, so a fallback never follows a
+partial write. Nothing here blocks the event loop: every blocking step runs through
+``_workers.run``. Variable-length types read and write whole chunks (``variable.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from zarr.abc.store import _store_supports_sync_io
+from zarr.core.common import concurrent_map
+from zarr.storage import MemoryStore, ZipStore
+
+from . import _workers, variable
+from ._bindings import ChunkBatch
+from ._config import io_limit
+from .selection import ChunkPlan, plan
+from .shards import raw_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from zarr.core.buffer import BufferPrototype
+
+    from ._bindings import Options
+    from ._native import Native
+    from .selection import ChunkRequest, GatherGroup
+
+__all__ = ["AsyncStoreRoute", "NativeRoute", "Route", "SyncStoreRoute", "route_for"]
+
+Requests = list["ChunkRequest"]
+Array = np.ndarray[Any, Any]
+
+
+class Route:
+    """Moves one array's chunk bytes between its store and the native codecs.
+
+    Parameters
+    ----------
+    native
+        The natively opened array the route serves.
+    """
+
+    #: Whether the bytes move through the store's Python API (counted in ``stats``).
+    python_io = True
+
+    def __init__(self, native: Native) -> None:
+        self.native = native
+
+    async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
+        """Decode zarr's selections of ``batch`` into ``out``; which chunks exist."""
+        raise NotImplementedError
+
+    async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
+        """Encode zarr's selections of ``value`` and store every chunk of ``batch``."""
+        raise NotImplementedError
+
+
+def route_for(native: Native) -> Route:
+    """The route for ``native``'s store, chosen once when the array is opened."""
+    if native.python_io is None:
+        return NativeRoute(native)
+    # Only zarr's own stores, exactly: a subclass or wrapper may override the async methods
+    # (to log, count or transform) and not the sync ones, which would bypass it.
+    store = native.store
+    if type(store) in (MemoryStore, ZipStore) and _store_supports_sync_io(store):
+        return SyncStoreRoute(native)
+    return AsyncStoreRoute(native)
+
+
+class _BlockingRoute(Route):
+    """A route whose bytes need no awaiting: planning, I/O, codecs and numpy's part of a
+    read or write run in one worker call. Subclasses say how chunks are fetched and stored."""
+
+    async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
+        present: list[bool] = await _workers.run(self._read, batch, out, drop_axes)
+        return present
+
+    async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
+        await _workers.run(self._write, batch, value, drop_axes, options)
+
+    def _decode(self, batch: Requests, chunks: ChunkBatch, buffer: Array) -> tuple[list[bool], list[Any] | None]:
+        """Fetch and decode ``chunks`` into ``buffer``: which exist, and their bytes when
+        they passed through Python (the old bytes a read-modify-write merges with)."""
+        raise NotImplementedError
+
+    def _encode(
+        self, batch: Requests, chunks: ChunkBatch, source: Array, options: Options, existing: list[Any] | None
+    ) -> None:
+        """Encode ``chunks`` from ``source`` and store them; nothing is stored until every
+        chunk has encoded. ``existing``: the old bytes, when already fetched."""
+        raise NotImplementedError
+
+    def _read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
+        native = self.native
+        planned = plan(batch, native.array.ndim, drop_axes, out.itemsize)
+        if isinstance(planned, ChunkPlan):
+            view, buffer = read_buffer(native, out, planned)
+            present, _ = self._decode(batch, planned.batch, buffer)
+            if buffer is not view:
+                view[...] = buffer
+            return present
+        present = [False] * len(batch)
+        for group in planned:
+            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+            found, _ = self._decode([batch[i] for i in group.indices], group.batch, scratch)
+            gather(group, scratch, out, drop_axes)
+            for i, p in zip(group.indices, found, strict=True):
+                present[i] = p
+        return present
+
+    def _write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
+        """Gathered selections are a read-modify-write: each chunk's bounding box is decoded
+        into scratch, zarr's selections of ``value`` scattered into it, and the boxes stored
+        back (merged with the rest of each chunk, natively)."""
+        native = self.native
+        planned = plan(batch, native.array.ndim, drop_axes, value.itemsize)
+        if isinstance(planned, ChunkPlan):
+            self._encode(batch, planned.batch, write_source(native, value, planned), options, None)
+            return
+        for group in planned:
+            sub = [batch[i] for i in group.indices]
+            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+            _, existing = self._decode(sub, group.batch, scratch)
+            scatter(group, scratch, value, drop_axes)
+            self._encode(sub, group.batch, scratch, options, existing)
+
+
+class NativeRoute(_BlockingRoute):
+    """The native library reads and writes the store's bytes itself."""
+
+    python_io = False
+
+    async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
+        if self.native.store.read_only:
+            # zarr's own error, exactly as a write through the store would raise it.
+            self.native.store._check_writable()
+        await super().write(batch, value, drop_axes, options)
+
+    def _decode(self, batch: Requests, chunks: ChunkBatch, buffer: Array) -> tuple[list[bool], list[Any] | None]:
+        native = self.native
+        present: list[bool] = native.array.read_chunks(native.options, chunks, buffer).tolist()
+        return present, None
+
+    def _encode(
+        self, batch: Requests, chunks: ChunkBatch, source: Array, options: Options, existing: list[Any] | None
+    ) -> None:
+        self.native.array.write_chunks(options, chunks, source)
+
+
+class SyncStoreRoute(_BlockingRoute):
+    """The store's synchronous API fetches and stores, on the worker thread that decodes or
+    encodes: one worker call per read or write, no coroutine per chunk."""
+
+    async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
+        if self.native.variable:
+            present: list[bool] = await _workers.run(self._read_variable, batch, out, drop_axes)
+            return present
+        return await super().read(batch, out, drop_axes)
+
+    async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
+        if self.native.variable:
+            await _workers.run(self._write_variable, batch, value, drop_axes)
+        else:
+            await super().write(batch, value, drop_axes, options)
+
+    def _decode(self, batch: Requests, chunks: ChunkBatch, buffer: Array) -> tuple[list[bool], list[Any] | None]:
+        # In-memory stores hand out whole shards without copying, and the native shard
+        # decoder reads only the inner chunks a subset needs.
+        native = self.native
+        encoded = _fetch_sync(batch)
+        native.array.decode_chunks(native.options, chunks, encoded, buffer)
+        return [chunk is not None for chunk in encoded], encoded
+
+    def _encode(
+        self, batch: Requests, chunks: ChunkBatch, source: Array, options: Options, existing: list[Any] | None
+    ) -> None:
+        if existing is None:
+            needs = needs_old(self.native, batch, chunks)
+            prototype = batch[0].spec.prototype
+            existing = [
+                raw_bytes(request.byte_getter.get_sync(prototype=prototype)) if old else None
+                for request, old in zip(batch, needs, strict=True)
+            ]
+        _store_sync(batch, self.native.array.encode_chunks(options, chunks, source, existing))
+
+    def _read_variable(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
+        return variable.read_chunks(self.native, batch, out, drop_axes, _fetch_sync(batch))
+
+    def _write_variable(self, batch: Requests, value: Array, drop_axes: tuple[int, ...]) -> None:
+        partial = [i for i, request in enumerate(batch) if not request.is_complete]
+        old = dict(zip(partial, _fetch_sync([batch[i] for i in partial]), strict=True)) if partial else {}
+        _store_sync(batch, variable.encode_chunks(self.native, batch, value, drop_axes, old))
+
+
+class AsyncStoreRoute(Route):
+    """The store's async API moves the bytes (on the loop, concurrently); planning, codecs
+    and numpy's part run on worker threads."""
+
+    async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
+        native = self.native
+        if native.variable:
+            encoded = await _fetch_all(batch)
+            present: list[bool] = await _workers.run(variable.read_chunks, native, batch, out, drop_axes, encoded)
+            return present
+        planned = await _workers.run(plan, batch, native.array.ndim, drop_axes, out.itemsize)
+        if isinstance(planned, ChunkPlan):
+            view, buffer = read_buffer(native, out, planned)
+            present = await self._read_chunks(batch, planned.batch, buffer)
+            if buffer is not view:
+                await _workers.run(np.copyto, view, buffer)
+            return present
+        present = [False] * len(batch)
+        for group in planned:
+            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+            found = await self._read_chunks([batch[i] for i in group.indices], group.batch, scratch)
+            await _workers.run(gather, group, scratch, out, drop_axes)
+            for i, p in zip(group.indices, found, strict=True):
+                present[i] = p
+        return present
+
+    async def _read_chunks(self, batch: Requests, chunks: ChunkBatch, buffer: Array) -> list[bool]:
+        """Fetch concurrently and decode the batch. Like zarr's sharding codec, a shard read
+        in part fetches its index, then only the inner chunks it needs (``shards.py``; zarr's
+        own tests count these requests)."""
+        native = self.native
+        geometry = chunks.geometry
+        if native.shards is not None:
+            partial = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1)
+        else:
+            partial = np.zeros(len(batch), dtype=bool)
+        present = [False] * len(batch)
+        whole = np.flatnonzero(~partial)
+        if whole.size:
+            encoded = await _fetch_all([batch[i] for i in whole])
+            subset = chunks if whole.size == len(batch) else ChunkBatch.build(None, geometry[whole])
+            await _workers.run(native.array.decode_chunks, native.options, subset, encoded, buffer)
+            for i, chunk in zip(whole, encoded, strict=True):
+                present[i] = chunk is not None
+        parts = np.flatnonzero(partial)
+        if parts.size and native.shards is not None:
+            spec = batch[0].spec
+            coalesce = (
+                int(getattr(spec.config, "sharding_coalesce_max_gap_bytes", 1 << 20)),
+                int(getattr(spec.config, "sharding_coalesce_max_bytes", 16 << 20)),
+            )
+            found = await native.shards.read(
+                [batch[i].byte_getter for i in parts], geometry[parts], spec.prototype, native.options, buffer,
+                coalesce, io_limit(), _workers.run,
+            )
+            for i, p in zip(parts, found, strict=True):
+                present[i] = p
+        return present
+
+    async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
+        """Encoded natively on worker threads; nothing is stored until every chunk of the
+        batch (or gather group) has encoded."""
+        native = self.native
+        if native.variable:
+            await self._write_variable(batch, value, drop_axes)
+            return
+        planned = await _workers.run(_plan_write, native, batch, value, drop_axes)
+        if isinstance(planned, tuple):
+            chunk_plan, source, needs = planned
+            existing: list[Any] = [None] * len(batch)
+            partial = np.flatnonzero(needs)
+            if partial.size:
+                for i, chunk in zip(partial, await _fetch_all([batch[i] for i in partial]), strict=True):
+                    existing[i] = chunk
+            encoded = await _workers.run(native.array.encode_chunks, options, chunk_plan.batch, source, existing)
+            await _store_all(batch, encoded)
+            return
+        for group in planned:
+            sub = [batch[i] for i in group.indices]
+            existing = await _fetch_all(sub)
+            encoded = await _workers.run(_scatter_and_encode, native, group, existing, value, drop_axes, options)
+            await _store_all(sub, encoded)
+
+    async def _write_variable(self, batch: Requests, value: Array, drop_axes: tuple[int, ...]) -> None:
+        partial = [i for i, request in enumerate(batch) if not request.is_complete]
+        old = dict(zip(partial, await _fetch_all([batch[i] for i in partial]), strict=True))
+        encoded = await _workers.run(variable.encode_chunks, self.native, batch, value, drop_axes, old)
+        await _store_all(batch, encoded)
+
+
+# Byte movers. The synchronous ones block, so they run only on worker threads.
+
+
+async def _fetch(byte_getter: Any, prototype: BufferPrototype) -> Any:
+    """A chunk's encoded bytes as a bytes-like object, or None if it is missing."""
+    return raw_bytes(await byte_getter.get(prototype=prototype))
+
+
+async def _store(byte_setter: Any, chunk: bytes | None, prototype: BufferPrototype) -> None:
+    """Store encoded bytes, or delete the chunk when it is entirely the fill value."""
+    if chunk is None:
+        await byte_setter.delete()
+    else:
+        await byte_setter.set(prototype.buffer.from_bytes(chunk))
+
+
+async def _fetch_all(batch: Sequence[ChunkRequest]) -> list[Any]:
+    """Every chunk's encoded bytes (None: missing), through the store's async API."""
+    if not batch:
+        return []
+    prototype = batch[0].spec.prototype
+    return await concurrent_map([(request.byte_getter, prototype) for request in batch], _fetch, io_limit())
+
+
+async def _store_all(batch: Sequence[ChunkRequest], encoded: Sequence[Any]) -> None:
+    """Store (or delete) every chunk of a batch through the store's async API."""
+    prototype = batch[0].spec.prototype
+    items = [(request.byte_getter, chunk, prototype) for request, chunk in zip(batch, encoded, strict=True)]
+    await concurrent_map(items, _store, io_limit())
+
+
+def _fetch_sync(batch: Sequence[ChunkRequest]) -> list[Any]:
+    if not batch:
+        return []
+    prototype = batch[0].spec.prototype
+    return [raw_bytes(request.byte_getter.get_sync(prototype=prototype)) for request in batch]
+
+
+def _store_sync(batch: Sequence[ChunkRequest], encoded: Sequence[Any]) -> None:
+    prototype = batch[0].spec.prototype
+    for request, chunk in zip(batch, encoded, strict=True):
+        if chunk is None:
+            request.byte_getter.delete_sync()
+        else:
+            request.byte_getter.set_sync(prototype.buffer.from_bytes(chunk))
+
+
+# numpy's part of a read or write; run on worker threads.
+
+
+def read_buffer(native: Native, out: Array, planned: ChunkPlan) -> tuple[Array, Array]:
+    """zarr's output in the native buffer's dimensions, and the buffer to decode into: the
+    output itself when it can be written directly, else a scratch copy in native order."""
+    view = np.expand_dims(out, planned.inserted_axes) if planned.inserted_axes else out
+    if view.flags.c_contiguous and view.flags.writeable and view.dtype == native.native_dtype:
+        return view, view
+    return view, np.empty(view.shape, native.native_dtype)
+
+
+def gather(group: GatherGroup, scratch: Array, out: Array, drop_axes: tuple[int, ...]) -> None:
+    """Copy zarr's selections from the decoded bounding boxes into ``out``."""
+    for view, selection, out_selection in group.items:
+        values = scratch[view][selection]
+        if drop_axes:
+            values = values.squeeze(axis=drop_axes)
+        out[out_selection] = values
+
+
+def scatter(group: GatherGroup, scratch: Array, value: Array, drop_axes: tuple[int, ...]) -> None:
+    """Copy zarr's selections of ``value`` into the decoded bounding boxes."""
+    expand = tuple(None if d in drop_axes else slice(None) for d in range(scratch.ndim))
+    for view, selection, out_selection in group.items:
+        if value.ndim == 0:
+            scratch[view][selection] = value
+            continue
+        values = value[out_selection]
+        if drop_axes:
+            values = values[expand]
+        scratch[view][selection] = values
+
+
+def needs_old(native: Native, batch: Sequence[ChunkRequest], chunks: ChunkBatch) -> np.ndarray[Any, Any]:
+    """Which chunks are written in part, so their old bytes are merged. zarr marks a chunk
+    complete when the selection covers all of it inside the array (an edge chunk); a shard
+    still keeps its inner chunks beyond the array's shape."""
+    geometry = chunks.geometry
+    complete = np.array([request.is_complete and not native.sharded for request in batch], dtype=bool)
+    partial: np.ndarray[Any, Any] = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete
+    return partial
+
+
+def write_source(native: Native, value: Array, planned: ChunkPlan) -> Array:
+    """The value of a contiguous write in the native buffer's shape (or 0-d to broadcast),
+    in native byte order."""
+    if value.size == 1:
+        # One value broadcast everywhere (zarr passes scalars as 1-element arrays).
+        source = value.reshape(())
+    else:
+        source = value
+        inserted = planned.inserted_axes
+        if inserted and value.ndim == len(planned.buffer_shape) - len(inserted):
+            source = np.expand_dims(source, inserted)
+        if source.shape != planned.buffer_shape:
+            source = np.broadcast_to(source, planned.buffer_shape)
+        source = np.ascontiguousarray(source)
+    return source if source.dtype == native.native_dtype else source.astype(native.native_dtype)
+
+
+def _plan_write(
+    native: Native, batch: Requests, value: Array, drop_axes: tuple[int, ...]
+) -> tuple[ChunkPlan, Array, Array] | list[GatherGroup]:
+    """A contiguous plan with its source and which chunks need their old bytes, else gather
+    groups; raises ``Fallback`` when neither applies."""
+    planned = plan(batch, native.array.ndim, drop_axes, value.itemsize)
+    if isinstance(planned, ChunkPlan):
+        return planned, write_source(native, value, planned), needs_old(native, batch, planned.batch)
+    return planned
+
+
+def _scatter_and_encode(
+    native: Native, group: GatherGroup, existing: list[Any], value: Array, drop_axes: tuple[int, ...], options: Options
+) -> list[Any]:
+    scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+    native.array.decode_chunks(native.options, group.batch, existing, scratch)
+    scatter(group, scratch, value, drop_axes)
+    encoded: list[Any] = native.array.encode_chunks(options, group.batch, scratch, existing)
+    return encoded
