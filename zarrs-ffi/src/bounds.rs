@@ -9,9 +9,14 @@
 //! (exactly the chunk's byte size for a fixed-size chunk behind `bytes`). Then the rest of the
 //! chain (array-to-bytes and array-to-array codecs) runs unchanged.
 //!
-//! Cost: a header read per compressor; no extra copy and no second decode. Only gzip and
-//! zstd frames that do not declare their size are decoded here (with the output capped at the
-//! bound) rather than by zarrs, and each is decoded exactly once.
+//! Compressors whose streams do not declare their size (gzip, zlib, bz2, zstd frames without
+//! a content size) are decoded here with the output capped at the bound; gdeflate's header
+//! (decoded size, page table) is checked before zarrs decodes it. pcodec, an array-to-bytes
+//! codec, is decoded here into a buffer of exactly the chunk's element count (a pco stream
+//! is a sequence of chunks, each declaring up to 2^24 numbers that may cost no bytes at all),
+//! then the chain's array-to-array codecs run over it.
+//!
+//! Cost: a header read per compressor; no second decode. Each stream is decoded exactly once.
 //!
 //! This module knows codecs and byte formats only; it must not know about arrays, stores or
 //! jobs. Callers add the chunk key and the array to its messages.
@@ -21,8 +26,13 @@ use std::io::Read;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use zarrs::array::codec::array_to_bytes::bytes::{BytesCodec, Endianness};
+use zarrs::array::codec::array_to_bytes::pcodec::{PcodecCodec, PcodecDataTypeExt, PcodecElementType};
 use zarrs::array::codec::bytes_to_bytes::blosc::BloscCodec;
+use zarrs::array::codec::bytes_to_bytes::bz2::Bz2Codec;
+use zarrs::array::codec::bytes_to_bytes::gdeflate::GDeflateCodec;
 use zarrs::array::codec::bytes_to_bytes::gzip::GzipCodec;
+use zarrs::array::codec::bytes_to_bytes::zlib::ZlibCodec;
 use zarrs::array::codec::bytes_to_bytes::zstd::ZstdCodec;
 use zarrs::array::codec::{VlenBytesCodec, VlenUtf8Codec, VlenV2Codec};
 use zarrs::array::{
@@ -47,6 +57,9 @@ pub(crate) struct BoundedChain {
     /// The chain without its bytes-to-bytes codecs: what runs after them.
     array_part: CodecChain,
     bytes_to_bytes: Vec<Arc<dyn BytesToBytesCodecTraits>>,
+    /// For a `pcodec` chain: its array-to-array codecs over `bytes` in native order, which
+    /// decode the numbers [`pcodec_capped`] produced.
+    pcodec_tail: Option<CodecChain>,
 }
 
 impl BoundedChain {
@@ -57,16 +70,34 @@ impl BoundedChain {
             Vec::new(),
         );
         let bytes_to_bytes = chain.bytes_to_bytes_codecs().to_vec();
+        let pcodec_tail = chain.array_to_bytes_codec().as_any().is::<PcodecCodec>().then(|| {
+            CodecChain::new(
+                chain.array_to_array_codecs().to_vec(),
+                Arc::new(BytesCodec::new(Some(Endianness::native()))),
+                Vec::new(),
+            )
+        });
         Self {
             full: chain,
             array_part,
             bytes_to_bytes,
+            pcodec_tail,
         }
     }
 
     /// The chain as zarrs built it (encoding, partial decoders, representations).
     pub fn chain(&self) -> &Arc<CodecChain> {
         &self.full
+    }
+
+    /// The shape and data type the array-to-bytes codec encodes (after the array-to-array
+    /// codecs).
+    fn array_to_bytes_input(&self, shape: &[NonZeroU64], data_type: &DataType, fill_value: &FillValue) -> FfiResult<(Vec<NonZeroU64>, DataType)> {
+        let (mut shape, mut data_type, mut fill_value) = (shape.to_vec(), data_type.clone(), fill_value.clone());
+        for codec in self.full.array_to_array_codecs() {
+            (shape, data_type, fill_value) = codec.encoded_representation(&shape, &data_type, &fill_value)?;
+        }
+        Ok((shape, data_type))
     }
 
     /// The size representation of the bytes the array-to-bytes codec produces, and then of
@@ -136,6 +167,11 @@ impl BoundedChain {
         options: &CodecOptions,
     ) -> FfiResult<ArrayBytes<'a>> {
         let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, unbounded_cap, options)?;
+        if let Some(tail) = &self.pcodec_tail {
+            let (inner_shape, inner_type) = self.array_to_bytes_input(shape, data_type, fill_value)?;
+            let numbers = pcodec_capped(&bytes, &inner_shape, &inner_type)?;
+            return Ok(tail.decode(Cow::Owned(numbers), shape, data_type, fill_value, options)?);
+        }
         self.check_array_to_bytes_input(&bytes, shape, data_type, fill_value)?;
         Ok(self.array_part.decode(bytes, shape, data_type, fill_value, options)?)
     }
@@ -148,10 +184,7 @@ impl BoundedChain {
         if !(codec.is::<VlenUtf8Codec>() || codec.is::<VlenBytesCodec>() || codec.is::<VlenV2Codec>()) {
             return Ok(());
         }
-        let (mut shape, mut data_type, mut fill_value) = (shape.to_vec(), data_type.clone(), fill_value.clone());
-        for codec in self.full.array_to_array_codecs() {
-            (shape, data_type, fill_value) = codec.encoded_representation(&shape, &data_type, &fill_value)?;
-        }
+        let (shape, _) = self.array_to_bytes_input(shape, data_type, fill_value)?;
         let elements = shape.iter().try_fold(1u64, |n, d| n.checked_mul(d.get()));
         check_vlen_layout(bytes, elements)
     }
@@ -167,6 +200,11 @@ impl BoundedChain {
         options: &CodecOptions,
     ) -> FfiResult<()> {
         let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, u64::MAX, options)?;
+        if let Some(tail) = &self.pcodec_tail {
+            let (inner_shape, inner_type) = self.array_to_bytes_input(shape, data_type, fill_value)?;
+            let numbers = pcodec_capped(&bytes, &inner_shape, &inner_type)?;
+            return Ok(tail.decode_into(Cow::Owned(numbers), shape, data_type, fill_value, target, options)?);
+        }
         Ok(self.array_part.decode_into(bytes, shape, data_type, fill_value, target, options)?)
     }
 }
@@ -238,6 +276,13 @@ fn decode_bounded<'a>(
         // bytes that stop parsing fail there with zstd's own error.
     } else if any.is::<GzipCodec>() {
         return gzip_capped(&bytes, max).map(Cow::Owned);
+    } else if any.is::<ZlibCodec>() {
+        return zlib_capped(&bytes, max).map(Cow::Owned);
+    } else if any.is::<Bz2Codec>() {
+        return bz2_capped(&bytes, max).map(Cow::Owned);
+    } else if any.is::<GDeflateCodec>() {
+        // zarrs allocates the declared size and slices pages by the page table unchecked.
+        gdeflate_check(&bytes, max, exact)?;
     } else if any.is::<BloscCodec>() {
         // blosc header: version, versionlz, flags, typesize, then nbytes (u32 LE).
         if let Some(nbytes) = bytes.get(4..8).map(|b| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")))) {
@@ -310,6 +355,116 @@ fn gzip_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
             )));
         }
     }
+}
+
+/// Read `reader` to its end into a buffer, failing once it produces more than `max` bytes.
+fn read_capped(mut reader: impl Read, max: u64, what: &str) -> FfiResult<Vec<u8>> {
+    let mut out = Vec::new();
+    (&mut reader)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(format!("{what} stream is corrupt: {e}")))?;
+    if out.len() as u64 > max {
+        return Err(corrupt(format!("{what} stream decodes to more than the chunk's {max} bytes")));
+    }
+    Ok(out)
+}
+
+/// Decode a zlib stream (RFC 1950) within `max` bytes. As zarrs and Python's `zlib`: bytes
+/// after the end of the stream are ignored.
+fn zlib_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
+    read_capped(flate2::bufread::ZlibDecoder::new(data), max, "zlib")
+}
+
+/// Decode a bzip2 stream within `max` bytes. Every stream of a multi-stream file is
+/// decoded, as Python's `bz2` (numcodecs) does.
+fn bz2_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
+    read_capped(bzip2::bufread::MultiBzDecoder::new(data), max, "bz2")
+}
+
+/// Check a gdeflate stream's header before zarrs decodes it: the decoded size it declares
+/// (zarrs allocates it) within `max` (exactly `max` if `exact`), one page per 64 KiB of it,
+/// and the page table and pages within the stream (zarrs slices them unchecked).
+fn gdeflate_check(data: &[u8], max: u64, exact: bool) -> FfiResult<()> {
+    const PAGE: u64 = 65536;
+    const HEADER: u64 = 16;
+    let word = |at: u64| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        data.get(at..at.checked_add(8)?).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let (Some(decoded), Some(pages)) = (word(0), word(8)) else {
+        return Err(corrupt(format!("gdeflate stream of {} bytes is shorter than its 16-byte header", data.len())));
+    };
+    if decoded > max || (exact && decoded != max) {
+        let holds = if exact { format!("chunk holds {max}") } else { format!("chunk holds at most {max}") };
+        return Err(corrupt(format!("gdeflate header declares {decoded} bytes, {holds}")));
+    }
+    if pages != decoded.div_ceil(PAGE) {
+        return Err(corrupt(format!("gdeflate header declares {pages} pages for {decoded} bytes")));
+    }
+    // pages <= max / 64 KiB + 1, so none of this overflows.
+    let mut end = HEADER + 8 * pages;
+    for page in 0..pages {
+        let size = word(HEADER + 8 * page).ok_or_else(|| corrupt(format!("gdeflate page table of {pages} pages is truncated")))?;
+        end = end.saturating_add(size);
+    }
+    if end > data.len() as u64 {
+        return Err(corrupt(format!("gdeflate pages end at byte {end}, the stream has {}", data.len())));
+    }
+    Ok(())
+}
+
+/// Decode a pcodec stream of `shape` elements of `data_type` into exactly their bytes
+/// (native order); a stream of more or fewer numbers is an error, found before decoding
+/// the chunk of the stream that would overflow.
+fn pcodec_capped(data: &[u8], shape: &[NonZeroU64], data_type: &DataType) -> FfiResult<Vec<u8>> {
+    let pcodec = data_type.codec_pcodec().map_err(|e| corrupt(format!("pcodec: {e}")))?;
+    let per_element = pcodec.pcodec_elements_per_element() as u64;
+    let numbers = shape
+        .iter()
+        .try_fold(per_element, |n, d| n.checked_mul(d.get()))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| corrupt("pcodec: the chunk's number count exceeds memory".to_string()))?;
+    match pcodec.pcodec_element_type() {
+        PcodecElementType::U16 => pco_numbers::<u16>(data, numbers),
+        PcodecElementType::U32 => pco_numbers::<u32>(data, numbers),
+        PcodecElementType::U64 => pco_numbers::<u64>(data, numbers),
+        PcodecElementType::I16 => pco_numbers::<i16>(data, numbers),
+        PcodecElementType::I32 => pco_numbers::<i32>(data, numbers),
+        PcodecElementType::I64 => pco_numbers::<i64>(data, numbers),
+        PcodecElementType::F16 => pco_numbers::<half::f16>(data, numbers),
+        PcodecElementType::F32 => pco_numbers::<f32>(data, numbers),
+        PcodecElementType::F64 => pco_numbers::<f64>(data, numbers),
+    }
+}
+
+fn pco_numbers<T: pco::data_types::Number + bytemuck::Pod>(data: &[u8], expected: usize) -> FfiResult<Vec<u8>> {
+    use pco::standalone::{DecompressorItem, FileDecompressor};
+    let error = |e: pco::errors::PcoError| corrupt(format!("pcodec stream is corrupt: {e}"));
+    let (file, mut rest) = FileDecompressor::new(data).map_err(error)?;
+    let mut numbers = vec![T::default(); expected];
+    let mut filled = 0usize;
+    loop {
+        match file.chunk_decompressor::<T, &[u8]>(rest).map_err(error)? {
+            DecompressorItem::EndOfData(_) => break,
+            DecompressorItem::Chunk(mut chunk) => {
+                let n = chunk.n();
+                if n > expected - filled {
+                    return Err(corrupt(format!("pcodec stream holds more than the chunk's {expected} numbers")));
+                }
+                let progress = chunk.read(&mut numbers[filled..filled + n]).map_err(error)?;
+                if progress.n_processed != n || !progress.finished {
+                    return Err(corrupt(format!("pcodec chunk declares {n} numbers, decodes {}", progress.n_processed)));
+                }
+                filled += n;
+                rest = chunk.into_src();
+            }
+        }
+    }
+    if filled != expected {
+        return Err(corrupt(format!("pcodec stream holds {filled} numbers, the chunk holds {expected}")));
+    }
+    Ok(bytemuck::cast_slice(&numbers).to_vec())
 }
 
 #[cfg(test)]
