@@ -10,8 +10,9 @@
 //! chain (array-to-bytes and array-to-array codecs) runs unchanged.
 //!
 //! Compressors whose streams do not declare their size (gzip, zlib, bz2, zstd frames without
-//! a content size) are decoded here with the output capped at the bound; gdeflate's header
-//! (decoded size, page table) is checked before zarrs decodes it. pcodec, an array-to-bytes
+//! a content size) are decoded here with the output capped at the bound; gdeflate streams are
+//! decoded here after their header (decoded size, page table) is checked (zarrs' own decoder
+//! trusts the header and panics on a stream of more than one 64 KiB page). pcodec, an array-to-bytes
 //! codec, is decoded here into a buffer of exactly the chunk's element count (a pco stream
 //! is a sequence of chunks, each declaring up to 2^24 numbers that may cost no bytes at all),
 //! then the chain's array-to-array codecs run over it.
@@ -281,8 +282,7 @@ fn decode_bounded<'a>(
     } else if any.is::<Bz2Codec>() {
         return bz2_capped(&bytes, max).map(Cow::Owned);
     } else if any.is::<GDeflateCodec>() {
-        // zarrs allocates the declared size and slices pages by the page table unchecked.
-        gdeflate_check(&bytes, max, exact)?;
+        return gdeflate_capped(&bytes, max, exact).map(Cow::Owned);
     } else if any.is::<BloscCodec>() {
         // blosc header: version, versionlz, flags, typesize, then nbytes (u32 LE).
         if let Some(nbytes) = bytes.get(4..8).map(|b| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")))) {
@@ -382,10 +382,11 @@ fn bz2_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
     read_capped(bzip2::bufread::MultiBzDecoder::new(data), max, "bz2")
 }
 
-/// Check a gdeflate stream's header before zarrs decodes it: the decoded size it declares
-/// (zarrs allocates it) within `max` (exactly `max` if `exact`), one page per 64 KiB of it,
-/// and the page table and pages within the stream (zarrs slices them unchecked).
-fn gdeflate_check(data: &[u8], max: u64, exact: bool) -> FfiResult<()> {
+/// Check a gdeflate stream's header (zarrs' format: decoded size and page count as u64 LE,
+/// a u64 LE compressed size per page, then the pages): the decoded size within `max`
+/// (exactly `max` if `exact`), one page per 64 KiB of it, the page table and pages within
+/// the stream. Returns the decoded size and each page's bytes.
+fn gdeflate_check(data: &[u8], max: u64, exact: bool) -> FfiResult<(u64, Vec<&[u8]>)> {
     const PAGE: u64 = 65536;
     const HEADER: u64 = 16;
     let word = |at: u64| -> Option<u64> {
@@ -404,14 +405,80 @@ fn gdeflate_check(data: &[u8], max: u64, exact: bool) -> FfiResult<()> {
     }
     // pages <= max / 64 KiB + 1, so none of this overflows.
     let mut end = HEADER + 8 * pages;
+    let mut sizes = Vec::new();
     for page in 0..pages {
         let size = word(HEADER + 8 * page).ok_or_else(|| corrupt(format!("gdeflate page table of {pages} pages is truncated")))?;
+        sizes.push(size);
         end = end.saturating_add(size);
     }
     if end > data.len() as u64 {
         return Err(corrupt(format!("gdeflate pages end at byte {end}, the stream has {}", data.len())));
     }
-    Ok(())
+    // Every page lies within `data` (checked above), so these conversions and slices hold.
+    let mut at = (HEADER + 8 * pages) as usize;
+    let pages = sizes
+        .into_iter()
+        .map(|size| {
+            let page = &data[at..at + size as usize];
+            at += size as usize;
+            page
+        })
+        .collect();
+    Ok((decoded, pages))
+}
+
+/// Decode a gdeflate stream into exactly the size its checked header declares.
+fn gdeflate_capped(data: &[u8], max: u64, exact: bool) -> FfiResult<Vec<u8>> {
+    use gdeflate_sys::{
+        libdeflate_alloc_gdeflate_decompressor, libdeflate_free_gdeflate_decompressor, libdeflate_gdeflate_decompress,
+        libdeflate_gdeflate_decompressor, libdeflate_gdeflate_in_page, libdeflate_result_LIBDEFLATE_SUCCESS,
+    };
+    struct Decompressor(*mut libdeflate_gdeflate_decompressor);
+    impl Drop for Decompressor {
+        fn drop(&mut self) {
+            // SAFETY: the pointer came from libdeflate_alloc_gdeflate_decompressor, is not
+            // null (checked at construction) and is freed exactly once, here.
+            unsafe { libdeflate_free_gdeflate_decompressor(self.0) }
+        }
+    }
+
+    let (decoded, pages) = gdeflate_check(data, max, exact)?;
+    // decoded <= max, which the metadata bounds (a chunk's byte size).
+    let mut out = vec![0u8; usize::try_from(decoded).map_err(|_| corrupt(format!("gdeflate size {decoded} exceeds memory")))?];
+    if pages.is_empty() {
+        return Ok(out); // decoded == 0
+    }
+    let mut in_pages: Vec<libdeflate_gdeflate_in_page> = pages
+        .iter()
+        .map(|page| libdeflate_gdeflate_in_page { data: page.as_ptr().cast(), nbytes: page.len() })
+        .collect();
+    // SAFETY: allocation has no preconditions; a null result is handled below.
+    let decompressor = Decompressor(unsafe { libdeflate_alloc_gdeflate_decompressor() });
+    if decompressor.0.is_null() {
+        return Err(FfiError::new(ZarrsResult::ZARRS_ERROR_CODEC, "gdeflate: cannot allocate a decompressor".to_string()));
+    }
+    let mut written = 0usize;
+    // SAFETY: the decompressor is valid; each in_page points at `nbytes` readable bytes of
+    // `data`, which outlives the call; `out` is writable for `out.len()` bytes and libdeflate
+    // writes at most that many (it fails with INSUFFICIENT_SPACE otherwise); `written` is
+    // a valid usize it adds to.
+    let result = unsafe {
+        libdeflate_gdeflate_decompress(
+            decompressor.0,
+            in_pages.as_mut_ptr(),
+            in_pages.len(),
+            out.as_mut_ptr().cast(),
+            out.len(),
+            &raw mut written,
+        )
+    };
+    if result != libdeflate_result_LIBDEFLATE_SUCCESS {
+        return Err(corrupt(format!("gdeflate stream is corrupt (libdeflate result {result})")));
+    }
+    if written != out.len() {
+        return Err(corrupt(format!("gdeflate stream decodes to {written} bytes, its header declares {decoded}")));
+    }
+    Ok(out)
 }
 
 /// Decode a pcodec stream of `shape` elements of `data_type` into exactly their bytes
@@ -496,6 +563,64 @@ mod tests {
         assert!(gzip_capped(&[one.clone(), two].concat(), 8).unwrap_err().message.contains("more than"));
         assert!(gzip_capped(&one, 5).is_err());
         assert_eq!(gzip_capped(&one, 6).unwrap(), b"hello ");
+    }
+
+    #[test]
+    fn zlib_and_bz2_are_capped() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&data).unwrap();
+        let zlib = encoder.finish().unwrap();
+        assert_eq!(zlib_capped(&zlib, 5000).unwrap(), data);
+        // Bytes after the stream are ignored, as zarrs and Python's zlib do.
+        assert_eq!(zlib_capped(&[zlib.clone(), b"xx".to_vec()].concat(), 5000).unwrap(), data);
+        assert!(zlib_capped(&zlib, 4999).unwrap_err().message.contains("more than the chunk's 4999 bytes"));
+        assert!(zlib_capped(&zlib[..zlib.len() - 3], 5000).is_err());
+
+        let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        encoder.write_all(&data).unwrap();
+        let bz2 = encoder.finish().unwrap();
+        assert_eq!(bz2_capped(&bz2, 5000).unwrap(), data);
+        // Every stream is decoded, as Python's bz2 does, and the cap covers them all.
+        assert_eq!(bz2_capped(&[bz2.clone(), bz2.clone()].concat(), 10000).unwrap(), [data.clone(), data].concat());
+        assert!(bz2_capped(&[bz2.clone(), bz2.clone()].concat(), 9999).unwrap_err().message.contains("more than"));
+        assert!(bz2_capped(&bz2[..bz2.len() - 3], 5000).is_err());
+    }
+
+    fn gdeflate(data: &[u8]) -> Vec<u8> {
+        let codec = GDeflateCodec::new(5).unwrap();
+        codec.encode(Cow::Borrowed(data), &CodecOptions::default()).unwrap().into_owned()
+    }
+
+    #[test]
+    fn gdeflate_header_is_checked() {
+        let data: Vec<u8> = (0..3 * 65536 + 17u32).map(|i| (i % 251) as u8).collect();
+        let stream = gdeflate(&data);
+        let n = data.len() as u64;
+        assert!(gdeflate_check(&stream, n, true).is_ok());
+        assert!(gdeflate_check(&stream, n + 1, false).is_ok());
+        let err = |bytes: &[u8], max: u64, exact: bool| gdeflate_check(bytes, max, exact).unwrap_err().message;
+        assert!(err(&stream, n + 1, true).contains(&format!("declares {n} bytes, chunk holds {}", n + 1)));
+        assert!(err(&stream, n - 1, false).contains("chunk holds at most"));
+        assert!(err(&stream[..15], n, true).contains("shorter than its 16-byte header"));
+        let forge = |at: usize, value: u64| {
+            let mut bytes = stream.clone();
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            bytes
+        };
+        assert!(err(&forge(0, 1 << 40), n, true).contains("declares 1099511627776 bytes"));
+        assert!(err(&forge(8, 1 << 60), n, true).contains("pages for"));
+        assert!(err(&forge(16, u64::MAX), n, true).contains("pages end at byte"));
+        assert!(err(&stream[..stream.len() - 1], n, true).contains("pages end at byte"));
+        // Several pages decode (zarrs' own decoder panics on them) to what was encoded.
+        assert_eq!(gdeflate_capped(&stream, n, true).unwrap(), data);
+        let one_page = gdeflate(&data[..1000]);
+        assert_eq!(gdeflate_capped(&one_page, 1000, true).unwrap(), &data[..1000]);
+        // A corrupt page is an error, not a panic.
+        let mut bad = stream.clone();
+        let first_page = 16 + 8 * 4;
+        bad[first_page + 20..first_page + 70].fill(0xff);
+        assert!(gdeflate_capped(&bad, n, true).is_err());
     }
 
     #[test]
