@@ -48,7 +48,9 @@ and ``--dump PATH`` writes the corrupted chunk bytes of the first selected case 
 from __future__ import annotations
 
 import argparse
+import bz2
 import fnmatch
+import importlib.util
 import json
 import os
 import random
@@ -99,10 +101,11 @@ class Config:
     dtype: str  # "uint16" or "string"
     layers: tuple[str, ...]  # bytes-to-bytes codecs of each chunk (inner chunk if sharded), encode order
     shard: str | None = None  # index location of a sharded array, else None
+    serializer: str | None = None  # "pcodec", else the default (bytes, or vlen for strings)
 
     @property
     def name(self) -> str:
-        chain = "+".join(self.layers) or "raw"
+        chain = "+".join(((self.serializer,) if self.serializer else ()) + self.layers) or "raw"
         if self.shard:
             chain = f"shard-{self.shard}[{chain}]"
         return f"v{self.zarr_format}/{chain}/{self.dtype}"
@@ -134,7 +137,17 @@ CONFIGS: tuple[Config, ...] = (
     Config(2, "string", ()),
     Config(2, "string", ("zstd",)),
     Config(2, "string", ("gzip",)),
-)
+    # The codecs added with zarrs' zlib, bz2, pcodec, shuffle, adler32 and fletcher32.
+    Config(3, "uint16", ("zlib",)),
+    Config(3, "uint16", ("bz2",)),
+    Config(3, "uint16", ("shuffle", "zlib")),
+    Config(3, "uint16", ("adler32",)),
+    Config(3, "uint16", ("fletcher32",)),
+    Config(3, "uint16", ("bz2",), "end"),
+    Config(2, "uint16", ("zlib",)),
+    Config(2, "uint16", ("shuffle", "bz2")),
+    Config(3, "string", ("zlib",)),
+) + ((Config(3, "uint16", (), serializer="pcodec"),) if importlib.util.find_spec("pcodec") else ())
 
 
 def _crc32c(data: bytes) -> int:
@@ -150,6 +163,11 @@ def _numcodec(layer: str) -> Any:
         "zstd": lambda: numcodecs.Zstd(level=1),
         "blosc": lambda: numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
         "gzip": lambda: numcodecs.GZip(level=1),
+        "zlib": lambda: numcodecs.Zlib(level=1),
+        "bz2": lambda: numcodecs.BZ2(level=1),
+        "shuffle": lambda: numcodecs.Shuffle(elementsize=2),
+        "adler32": lambda: numcodecs.Adler32(),
+        "fletcher32": lambda: numcodecs.Fletcher32(),
     }[layer]()
 
 
@@ -157,6 +175,8 @@ def encode_layers(layers: tuple[str, ...], payload: bytes) -> bytes:
     for layer in layers:
         if layer == "crc32c":
             payload = payload + struct.pack("<I", _crc32c(payload))
+        elif layer == "fletcher32" and not payload:
+            payload = bytes(4)  # numcodecs cannot encode nothing; both sums start at 0
         else:
             payload = bytes(_numcodec(layer).encode(payload))
     return payload
@@ -176,6 +196,7 @@ def create_array(cfg: Config, path: Path) -> np.ndarray[Any, Any]:
     import numcodecs
     import zarr
     from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+    from zarr.codecs import numcodecs as nc
 
     rng = np.random.default_rng(1234)
     if cfg.dtype == "uint16":
@@ -187,20 +208,25 @@ def create_array(cfg: Config, path: Path) -> np.ndarray[Any, Any]:
         values = np.array(words, dtype=str).reshape(SHAPE)
         kwargs = {"dtype": str, "fill_value": ""}
     if cfg.zarr_format == 2:
-        v2 = {
-            "zstd": numcodecs.Zstd(level=1),
-            "blosc": numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
-            "gzip": numcodecs.GZip(level=1),
-        }
-        compressors: Any = v2[cfg.layers[0]] if cfg.layers else None
+        # Filters, then the compressor (the last layer).
+        compressors: Any = _numcodec(cfg.layers[-1]) if cfg.layers else None
+        if cfg.layers[:-1]:
+            kwargs["filters"] = [_numcodec(layer) for layer in cfg.layers[:-1]]
     else:
         v3 = {
-            "zstd": ZstdCodec(level=1),
-            "blosc": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
-            "gzip": GzipCodec(level=1),
-            "crc32c": Crc32cCodec(),
+            "zstd": lambda: ZstdCodec(level=1),
+            "blosc": lambda: BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
+            "gzip": lambda: GzipCodec(level=1),
+            "crc32c": lambda: Crc32cCodec(),
+            "zlib": lambda: nc.Zlib(level=1),
+            "bz2": lambda: nc.BZ2(level=1),
+            "shuffle": lambda: nc.Shuffle(elementsize=2),
+            "adler32": lambda: nc.Adler32(),
+            "fletcher32": lambda: nc.Fletcher32(),
         }
-        compressors = [v3[layer] for layer in cfg.layers] or None
+        compressors = [v3[layer]() for layer in cfg.layers] or None
+        if cfg.serializer == "pcodec":
+            kwargs["serializer"] = nc.PCodec(level=8)
     if cfg.shard:
         kwargs["chunks"] = INNER
         kwargs["shards"] = {"shape": CHUNK, "index_location": cfg.shard}
@@ -323,6 +349,14 @@ def bomb(kind: str) -> bytes:
     else:
         if kind == "gzip":
             data = gzip_bomb(BOMB_BYTES)
+        elif kind == "zlib":
+            data = zlib.compress(bytes(BOMB_BYTES), 9)
+        elif kind == "bz2":
+            data = bz2.compress(bytes(BOMB_BYTES), 9)
+        elif kind == "pcodec":
+            import pcodec
+
+            data = pcodec.standalone.simple_compress(np.zeros(BOMB_BYTES // 2, dtype=np.uint16), pcodec.ChunkConfig())
         else:
             zeros = np.zeros(BOMB_BYTES, dtype=np.uint8)
             codec = {"zstd": lambda: _numcodec("zstd"), "blosc": lambda: _numcodec("blosc")}[kind]()
@@ -521,6 +555,34 @@ def mutations(cfg: Config) -> dict[str, Mutation]:
         out["gzip_fextra_flag"] = _at_frame(lambda f: f[:3] + bytes([f[3] | 4]) + f[4:])
     if outer == "crc32c":
         out["crc32c_bad"] = _at_frame(lambda f: f[:-1] + bytes([f[-1] ^ 0x80]))
+    if outer == "zlib":
+        out["zlib_bomb"] = _at_frame(lambda f: bomb("zlib"))
+        out["zlib_adler_bad"] = _at_frame(lambda f: f[:-1] + bytes([f[-1] ^ 1]))
+        out["zlib_two_streams"] = _at_frame(lambda f: f + f)
+        out["zlib_raw_deflate"] = _at_frame(lambda f: f[2:-4])
+    if outer == "bz2":
+        out["bz2_bomb"] = _at_frame(lambda f: bomb("bz2"))
+        out["bz2_two_streams"] = _at_frame(lambda f: f + f)
+        out["bz2_block_size_9"] = _at_frame(lambda f: f[:3] + b"9" + f[4:])
+        out["bz2_stream_crc_bad"] = _at_frame(lambda f: f[:-1] + bytes([f[-1] ^ 1]))
+    if outer in ("adler32", "fletcher32"):
+        # numcodecs' adler32 checksum leads the chunk, fletcher32's trails it.
+        out["checksum_bad"] = _at_frame(
+            lambda f: bytes([f[0] ^ 1]) + f[1:] if outer == "adler32" else f[:-1] + bytes([f[-1] ^ 1])
+        )
+    if cfg.serializer == "pcodec" and not cfg.layers:
+        import pcodec
+
+        numbers = lambda n: _at_frame(  # noqa: E731
+            lambda f: pcodec.standalone.simple_compress(np.arange(n, dtype=np.uint16), pcodec.ChunkConfig())
+        )
+        out["pcodec_bomb"] = _at_frame(lambda f: bomb("pcodec"))
+        out["pcodec_one_more"] = numbers(CHUNK[0] * CHUNK[1] + 1)
+        out["pcodec_one_less"] = numbers(CHUNK[0] * CHUNK[1] - 1)
+        out["pcodec_two_files"] = _at_frame(lambda f: f + f)
+        out["pcodec_int32_numbers"] = _at_frame(
+            lambda f: pcodec.standalone.simple_compress(np.arange(256, dtype=np.int32), pcodec.ChunkConfig())
+        )
     if cfg.dtype == "string":
         out["vlen_count_max"] = _vlen(lambda p: _u32(p, 0, 0xFFFFFFFF))
         out["vlen_count_2^20"] = _vlen(lambda p: _u32(p, 0, 2**20))

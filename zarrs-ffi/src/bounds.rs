@@ -9,9 +9,15 @@
 //! (exactly the chunk's byte size for a fixed-size chunk behind `bytes`). Then the rest of the
 //! chain (array-to-bytes and array-to-array codecs) runs unchanged.
 //!
-//! Cost: a header read per compressor; no extra copy and no second decode. Only gzip and
-//! zstd frames that do not declare their size are decoded here (with the output capped at the
-//! bound) rather than by zarrs, and each is decoded exactly once.
+//! Compressors whose streams do not declare their size (gzip, zlib, bz2, zstd frames without
+//! a content size) are decoded here with the output capped at the bound; gdeflate streams are
+//! decoded here after their header (decoded size, page table) is checked (zarrs' own decoder
+//! trusts the header and panics on a stream of more than one 64 KiB page). pcodec, an array-to-bytes
+//! codec, is decoded here into a buffer of exactly the chunk's element count (a pco stream
+//! is a sequence of chunks, each declaring up to 2^24 numbers that may cost no bytes at all),
+//! then the chain's array-to-array codecs run over it.
+//!
+//! Cost: a header read per compressor; no second decode. Each stream is decoded exactly once.
 //!
 //! This module knows codecs and byte formats only; it must not know about arrays, stores or
 //! jobs. Callers add the chunk key and the array to its messages.
@@ -21,8 +27,13 @@ use std::io::Read;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use zarrs::array::codec::array_to_bytes::bytes::{BytesCodec, Endianness};
+use zarrs::array::codec::array_to_bytes::pcodec::{PcodecCodec, PcodecDataTypeExt, PcodecElementType};
 use zarrs::array::codec::bytes_to_bytes::blosc::BloscCodec;
+use zarrs::array::codec::bytes_to_bytes::bz2::Bz2Codec;
+use zarrs::array::codec::bytes_to_bytes::gdeflate::GDeflateCodec;
 use zarrs::array::codec::bytes_to_bytes::gzip::GzipCodec;
+use zarrs::array::codec::bytes_to_bytes::zlib::ZlibCodec;
 use zarrs::array::codec::bytes_to_bytes::zstd::ZstdCodec;
 use zarrs::array::codec::{VlenBytesCodec, VlenUtf8Codec, VlenV2Codec};
 use zarrs::array::{
@@ -47,6 +58,9 @@ pub(crate) struct BoundedChain {
     /// The chain without its bytes-to-bytes codecs: what runs after them.
     array_part: CodecChain,
     bytes_to_bytes: Vec<Arc<dyn BytesToBytesCodecTraits>>,
+    /// For a `pcodec` chain: its array-to-array codecs over `bytes` in native order, which
+    /// decode the numbers [`pcodec_capped`] produced.
+    pcodec_tail: Option<CodecChain>,
 }
 
 impl BoundedChain {
@@ -57,16 +71,34 @@ impl BoundedChain {
             Vec::new(),
         );
         let bytes_to_bytes = chain.bytes_to_bytes_codecs().to_vec();
+        let pcodec_tail = chain.array_to_bytes_codec().as_any().is::<PcodecCodec>().then(|| {
+            CodecChain::new(
+                chain.array_to_array_codecs().to_vec(),
+                Arc::new(BytesCodec::new(Some(Endianness::native()))),
+                Vec::new(),
+            )
+        });
         Self {
             full: chain,
             array_part,
             bytes_to_bytes,
+            pcodec_tail,
         }
     }
 
     /// The chain as zarrs built it (encoding, partial decoders, representations).
     pub fn chain(&self) -> &Arc<CodecChain> {
         &self.full
+    }
+
+    /// The shape and data type the array-to-bytes codec encodes (after the array-to-array
+    /// codecs).
+    fn array_to_bytes_input(&self, shape: &[NonZeroU64], data_type: &DataType, fill_value: &FillValue) -> FfiResult<(Vec<NonZeroU64>, DataType)> {
+        let (mut shape, mut data_type, mut fill_value) = (shape.to_vec(), data_type.clone(), fill_value.clone());
+        for codec in self.full.array_to_array_codecs() {
+            (shape, data_type, fill_value) = codec.encoded_representation(&shape, &data_type, &fill_value)?;
+        }
+        Ok((shape, data_type))
     }
 
     /// The size representation of the bytes the array-to-bytes codec produces, and then of
@@ -136,6 +168,11 @@ impl BoundedChain {
         options: &CodecOptions,
     ) -> FfiResult<ArrayBytes<'a>> {
         let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, unbounded_cap, options)?;
+        if let Some(tail) = &self.pcodec_tail {
+            let (inner_shape, inner_type) = self.array_to_bytes_input(shape, data_type, fill_value)?;
+            let numbers = pcodec_capped(&bytes, &inner_shape, &inner_type)?;
+            return Ok(tail.decode(Cow::Owned(numbers), shape, data_type, fill_value, options)?);
+        }
         self.check_array_to_bytes_input(&bytes, shape, data_type, fill_value)?;
         Ok(self.array_part.decode(bytes, shape, data_type, fill_value, options)?)
     }
@@ -148,10 +185,7 @@ impl BoundedChain {
         if !(codec.is::<VlenUtf8Codec>() || codec.is::<VlenBytesCodec>() || codec.is::<VlenV2Codec>()) {
             return Ok(());
         }
-        let (mut shape, mut data_type, mut fill_value) = (shape.to_vec(), data_type.clone(), fill_value.clone());
-        for codec in self.full.array_to_array_codecs() {
-            (shape, data_type, fill_value) = codec.encoded_representation(&shape, &data_type, &fill_value)?;
-        }
+        let (shape, _) = self.array_to_bytes_input(shape, data_type, fill_value)?;
         let elements = shape.iter().try_fold(1u64, |n, d| n.checked_mul(d.get()));
         check_vlen_layout(bytes, elements)
     }
@@ -167,6 +201,11 @@ impl BoundedChain {
         options: &CodecOptions,
     ) -> FfiResult<()> {
         let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, u64::MAX, options)?;
+        if let Some(tail) = &self.pcodec_tail {
+            let (inner_shape, inner_type) = self.array_to_bytes_input(shape, data_type, fill_value)?;
+            let numbers = pcodec_capped(&bytes, &inner_shape, &inner_type)?;
+            return Ok(tail.decode_into(Cow::Owned(numbers), shape, data_type, fill_value, target, options)?);
+        }
         Ok(self.array_part.decode_into(bytes, shape, data_type, fill_value, target, options)?)
     }
 }
@@ -238,6 +277,12 @@ fn decode_bounded<'a>(
         // bytes that stop parsing fail there with zstd's own error.
     } else if any.is::<GzipCodec>() {
         return gzip_capped(&bytes, max).map(Cow::Owned);
+    } else if any.is::<ZlibCodec>() {
+        return zlib_capped(&bytes, max).map(Cow::Owned);
+    } else if any.is::<Bz2Codec>() {
+        return bz2_capped(&bytes, max).map(Cow::Owned);
+    } else if any.is::<GDeflateCodec>() {
+        return gdeflate_capped(&bytes, max, exact).map(Cow::Owned);
     } else if any.is::<BloscCodec>() {
         // blosc header: version, versionlz, flags, typesize, then nbytes (u32 LE).
         if let Some(nbytes) = bytes.get(4..8).map(|b| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")))) {
@@ -312,6 +357,183 @@ fn gzip_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
     }
 }
 
+/// Read `reader` to its end into a buffer, failing once it produces more than `max` bytes.
+fn read_capped(mut reader: impl Read, max: u64, what: &str) -> FfiResult<Vec<u8>> {
+    let mut out = Vec::new();
+    (&mut reader)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(format!("{what} stream is corrupt: {e}")))?;
+    if out.len() as u64 > max {
+        return Err(corrupt(format!("{what} stream decodes to more than the chunk's {max} bytes")));
+    }
+    Ok(out)
+}
+
+/// Decode a zlib stream (RFC 1950) within `max` bytes. As zarrs and Python's `zlib`: bytes
+/// after the end of the stream are ignored.
+fn zlib_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
+    read_capped(flate2::bufread::ZlibDecoder::new(data), max, "zlib")
+}
+
+/// Decode a bzip2 stream within `max` bytes. Every stream of a multi-stream file is
+/// decoded, as Python's `bz2` (numcodecs) does.
+fn bz2_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
+    read_capped(bzip2::bufread::MultiBzDecoder::new(data), max, "bz2")
+}
+
+/// Check a gdeflate stream's header (zarrs' format: decoded size and page count as u64 LE,
+/// a u64 LE compressed size per page, then the pages): the decoded size within `max`
+/// (exactly `max` if `exact`), one page per 64 KiB of it, the page table and pages within
+/// the stream. Returns the decoded size and each page's bytes.
+fn gdeflate_check(data: &[u8], max: u64, exact: bool) -> FfiResult<(u64, Vec<&[u8]>)> {
+    const PAGE: u64 = 65536;
+    const HEADER: u64 = 16;
+    let word = |at: u64| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        data.get(at..at.checked_add(8)?).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let (Some(decoded), Some(pages)) = (word(0), word(8)) else {
+        return Err(corrupt(format!("gdeflate stream of {} bytes is shorter than its 16-byte header", data.len())));
+    };
+    if decoded > max || (exact && decoded != max) {
+        let holds = if exact { format!("chunk holds {max}") } else { format!("chunk holds at most {max}") };
+        return Err(corrupt(format!("gdeflate header declares {decoded} bytes, {holds}")));
+    }
+    if pages != decoded.div_ceil(PAGE) {
+        return Err(corrupt(format!("gdeflate header declares {pages} pages for {decoded} bytes")));
+    }
+    // pages <= max / 64 KiB + 1, so none of this overflows.
+    let mut end = HEADER + 8 * pages;
+    let mut sizes = Vec::new();
+    for page in 0..pages {
+        let size = word(HEADER + 8 * page).ok_or_else(|| corrupt(format!("gdeflate page table of {pages} pages is truncated")))?;
+        sizes.push(size);
+        end = end.saturating_add(size);
+    }
+    if end > data.len() as u64 {
+        return Err(corrupt(format!("gdeflate pages end at byte {end}, the stream has {}", data.len())));
+    }
+    // Every page lies within `data` (checked above), so these conversions and slices hold.
+    let mut at = (HEADER + 8 * pages) as usize;
+    let pages = sizes
+        .into_iter()
+        .map(|size| {
+            let page = &data[at..at + size as usize];
+            at += size as usize;
+            page
+        })
+        .collect();
+    Ok((decoded, pages))
+}
+
+/// Decode a gdeflate stream into exactly the size its checked header declares.
+fn gdeflate_capped(data: &[u8], max: u64, exact: bool) -> FfiResult<Vec<u8>> {
+    use gdeflate_sys::{
+        libdeflate_alloc_gdeflate_decompressor, libdeflate_free_gdeflate_decompressor, libdeflate_gdeflate_decompress,
+        libdeflate_gdeflate_decompressor, libdeflate_gdeflate_in_page, libdeflate_result_LIBDEFLATE_SUCCESS,
+    };
+    struct Decompressor(*mut libdeflate_gdeflate_decompressor);
+    impl Drop for Decompressor {
+        fn drop(&mut self) {
+            // SAFETY: the pointer came from libdeflate_alloc_gdeflate_decompressor, is not
+            // null (checked at construction) and is freed exactly once, here.
+            unsafe { libdeflate_free_gdeflate_decompressor(self.0) }
+        }
+    }
+
+    let (decoded, pages) = gdeflate_check(data, max, exact)?;
+    // decoded <= max, which the metadata bounds (a chunk's byte size).
+    let mut out = vec![0u8; usize::try_from(decoded).map_err(|_| corrupt(format!("gdeflate size {decoded} exceeds memory")))?];
+    if pages.is_empty() {
+        return Ok(out); // decoded == 0
+    }
+    let mut in_pages: Vec<libdeflate_gdeflate_in_page> = pages
+        .iter()
+        .map(|page| libdeflate_gdeflate_in_page { data: page.as_ptr().cast(), nbytes: page.len() })
+        .collect();
+    // SAFETY: allocation has no preconditions; a null result is handled below.
+    let decompressor = Decompressor(unsafe { libdeflate_alloc_gdeflate_decompressor() });
+    if decompressor.0.is_null() {
+        return Err(FfiError::new(ZarrsResult::ZARRS_ERROR_CODEC, "gdeflate: cannot allocate a decompressor".to_string()));
+    }
+    let mut written = 0usize;
+    // SAFETY: the decompressor is valid; each in_page points at `nbytes` readable bytes of
+    // `data`, which outlives the call; `out` is writable for `out.len()` bytes and libdeflate
+    // writes at most that many (it fails with INSUFFICIENT_SPACE otherwise); `written` is
+    // a valid usize it adds to.
+    let result = unsafe {
+        libdeflate_gdeflate_decompress(
+            decompressor.0,
+            in_pages.as_mut_ptr(),
+            in_pages.len(),
+            out.as_mut_ptr().cast(),
+            out.len(),
+            &raw mut written,
+        )
+    };
+    if result != libdeflate_result_LIBDEFLATE_SUCCESS {
+        return Err(corrupt(format!("gdeflate stream is corrupt (libdeflate result {result})")));
+    }
+    if written != out.len() {
+        return Err(corrupt(format!("gdeflate stream decodes to {written} bytes, its header declares {decoded}")));
+    }
+    Ok(out)
+}
+
+/// Decode a pcodec stream of `shape` elements of `data_type` into exactly their bytes
+/// (native order); a stream of more or fewer numbers is an error, found before decoding
+/// the chunk of the stream that would overflow.
+fn pcodec_capped(data: &[u8], shape: &[NonZeroU64], data_type: &DataType) -> FfiResult<Vec<u8>> {
+    let pcodec = data_type.codec_pcodec().map_err(|e| corrupt(format!("pcodec: {e}")))?;
+    let per_element = pcodec.pcodec_elements_per_element() as u64;
+    let numbers = shape
+        .iter()
+        .try_fold(per_element, |n, d| n.checked_mul(d.get()))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| corrupt("pcodec: the chunk's number count exceeds memory".to_string()))?;
+    match pcodec.pcodec_element_type() {
+        PcodecElementType::U16 => pco_numbers::<u16>(data, numbers),
+        PcodecElementType::U32 => pco_numbers::<u32>(data, numbers),
+        PcodecElementType::U64 => pco_numbers::<u64>(data, numbers),
+        PcodecElementType::I16 => pco_numbers::<i16>(data, numbers),
+        PcodecElementType::I32 => pco_numbers::<i32>(data, numbers),
+        PcodecElementType::I64 => pco_numbers::<i64>(data, numbers),
+        PcodecElementType::F16 => pco_numbers::<half::f16>(data, numbers),
+        PcodecElementType::F32 => pco_numbers::<f32>(data, numbers),
+        PcodecElementType::F64 => pco_numbers::<f64>(data, numbers),
+    }
+}
+
+fn pco_numbers<T: pco::data_types::Number + bytemuck::Pod>(data: &[u8], expected: usize) -> FfiResult<Vec<u8>> {
+    use pco::standalone::{DecompressorItem, FileDecompressor};
+    let error = |e: pco::errors::PcoError| corrupt(format!("pcodec stream is corrupt: {e}"));
+    let (file, mut rest) = FileDecompressor::new(data).map_err(error)?;
+    let mut numbers = vec![T::default(); expected];
+    let mut filled = 0usize;
+    loop {
+        match file.chunk_decompressor::<T, &[u8]>(rest).map_err(error)? {
+            DecompressorItem::EndOfData(_) => break,
+            DecompressorItem::Chunk(mut chunk) => {
+                let n = chunk.n();
+                if n > expected - filled {
+                    return Err(corrupt(format!("pcodec stream holds more than the chunk's {expected} numbers")));
+                }
+                let progress = chunk.read(&mut numbers[filled..filled + n]).map_err(error)?;
+                if progress.n_processed != n || !progress.finished {
+                    return Err(corrupt(format!("pcodec chunk declares {n} numbers, decodes {}", progress.n_processed)));
+                }
+                filled += n;
+                rest = chunk.into_src();
+            }
+        }
+    }
+    if filled != expected {
+        return Err(corrupt(format!("pcodec stream holds {filled} numbers, the chunk holds {expected}")));
+    }
+    Ok(bytemuck::cast_slice(&numbers).to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -341,6 +563,64 @@ mod tests {
         assert!(gzip_capped(&[one.clone(), two].concat(), 8).unwrap_err().message.contains("more than"));
         assert!(gzip_capped(&one, 5).is_err());
         assert_eq!(gzip_capped(&one, 6).unwrap(), b"hello ");
+    }
+
+    #[test]
+    fn zlib_and_bz2_are_capped() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&data).unwrap();
+        let zlib = encoder.finish().unwrap();
+        assert_eq!(zlib_capped(&zlib, 5000).unwrap(), data);
+        // Bytes after the stream are ignored, as zarrs and Python's zlib do.
+        assert_eq!(zlib_capped(&[zlib.clone(), b"xx".to_vec()].concat(), 5000).unwrap(), data);
+        assert!(zlib_capped(&zlib, 4999).unwrap_err().message.contains("more than the chunk's 4999 bytes"));
+        assert!(zlib_capped(&zlib[..zlib.len() - 3], 5000).is_err());
+
+        let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        encoder.write_all(&data).unwrap();
+        let bz2 = encoder.finish().unwrap();
+        assert_eq!(bz2_capped(&bz2, 5000).unwrap(), data);
+        // Every stream is decoded, as Python's bz2 does, and the cap covers them all.
+        assert_eq!(bz2_capped(&[bz2.clone(), bz2.clone()].concat(), 10000).unwrap(), [data.clone(), data].concat());
+        assert!(bz2_capped(&[bz2.clone(), bz2.clone()].concat(), 9999).unwrap_err().message.contains("more than"));
+        assert!(bz2_capped(&bz2[..bz2.len() - 3], 5000).is_err());
+    }
+
+    fn gdeflate(data: &[u8]) -> Vec<u8> {
+        let codec = GDeflateCodec::new(5).unwrap();
+        codec.encode(Cow::Borrowed(data), &CodecOptions::default()).unwrap().into_owned()
+    }
+
+    #[test]
+    fn gdeflate_header_is_checked() {
+        let data: Vec<u8> = (0..3 * 65536 + 17u32).map(|i| (i % 251) as u8).collect();
+        let stream = gdeflate(&data);
+        let n = data.len() as u64;
+        assert!(gdeflate_check(&stream, n, true).is_ok());
+        assert!(gdeflate_check(&stream, n + 1, false).is_ok());
+        let err = |bytes: &[u8], max: u64, exact: bool| gdeflate_check(bytes, max, exact).unwrap_err().message;
+        assert!(err(&stream, n + 1, true).contains(&format!("declares {n} bytes, chunk holds {}", n + 1)));
+        assert!(err(&stream, n - 1, false).contains("chunk holds at most"));
+        assert!(err(&stream[..15], n, true).contains("shorter than its 16-byte header"));
+        let forge = |at: usize, value: u64| {
+            let mut bytes = stream.clone();
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            bytes
+        };
+        assert!(err(&forge(0, 1 << 40), n, true).contains("declares 1099511627776 bytes"));
+        assert!(err(&forge(8, 1 << 60), n, true).contains("pages for"));
+        assert!(err(&forge(16, u64::MAX), n, true).contains("pages end at byte"));
+        assert!(err(&stream[..stream.len() - 1], n, true).contains("pages end at byte"));
+        // Several pages decode (zarrs' own decoder panics on them) to what was encoded.
+        assert_eq!(gdeflate_capped(&stream, n, true).unwrap(), data);
+        let one_page = gdeflate(&data[..1000]);
+        assert_eq!(gdeflate_capped(&one_page, 1000, true).unwrap(), &data[..1000]);
+        // A corrupt page is an error, not a panic.
+        let mut bad = stream.clone();
+        let first_page = 16 + 8 * 4;
+        bad[first_page + 20..first_page + 70].fill(0xff);
+        assert!(gdeflate_capped(&bad, n, true).is_err());
     }
 
     #[test]
