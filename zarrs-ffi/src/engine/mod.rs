@@ -28,6 +28,10 @@ use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::layout::{ChunkJob, Destination, PresenceTracker, Source};
 
+/// A decoded variable-length chunk: its elements' bytes back to back and `elements + 1`
+/// offsets into them.
+pub type VariableChunk<'a> = (Cow<'a, [u8]>, Cow<'a, [usize]>);
+
 /// An array's codecs, data type and fill value, ready to decode and encode chunk jobs.
 pub struct ChunkCodec {
     /// The codecs, decoding within the bounds the metadata sets.
@@ -293,7 +297,7 @@ impl ChunkCodec {
         shape: &[NonZeroU64],
         cap: u64,
         options: &CodecOptions,
-    ) -> FfiResult<(Cow<'a, [u8]>, Cow<'a, [usize]>)> {
+    ) -> FfiResult<VariableChunk<'a>> {
         if let Some(shard) = &self.shard {
             // Our shard reader, not zarrs' sharding codec: inner chunks decode within bounds
             // and their layouts are checked.

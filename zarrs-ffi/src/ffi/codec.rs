@@ -106,7 +106,7 @@ pub extern "C" fn zarrs_encoded_chunks_count(encoded: *const ZarrsEncodedChunks,
         // SAFETY: a live handle per the contract.
         let encoded = unsafe { args::handle(encoded, "encoded")? };
         // SAFETY: a writable out-parameter per the contract (NULL is an error).
-        unsafe { args::write_out(count_out, encoded.len()) }
+        unsafe { args::write_out(count_out, encoded.count()) }
     })
 }
 

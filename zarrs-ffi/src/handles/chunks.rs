@@ -15,7 +15,8 @@ impl ZarrsEncodedChunks {
         Self { chunks }
     }
 
-    pub fn len(&self) -> usize {
+    /// The number of chunks held.
+    pub fn count(&self) -> usize {
         self.chunks.len()
     }
 
