@@ -1,13 +1,14 @@
-//! Checked conversions from C arguments to Rust values.
+//! Checked conversions from C arguments to Rust values, and checked arithmetic on them.
 //!
-//! All raw-pointer reads in the crate go through these helpers, so the NULL, length and
-//! UTF-8 checks are written once. The remaining obligation of the caller (that a non-NULL
+//! All raw-pointer reads and writes in the crate go through these helpers, so the NULL,
+//! length and UTF-8 checks are written once. Keys and regions given by callers are validated
+//! here too. This module must not know about arrays, codecs or stores. The remaining obligation of the caller (that a non-NULL
 //! pointer really addresses `len` valid elements for the duration of the call) is part of
 //! every exported function's documented contract and cannot be checked from here.
 
-use std::num::NonZeroU64;
-
 use std::borrow::Cow;
+use std::ffi::c_char;
+use std::num::NonZeroU64;
 
 use zarrs::array::ArraySubset;
 use zarrs::storage::StoreKey;
@@ -135,10 +136,23 @@ pub fn store_key(key: &str, what: &str) -> FfiResult<StoreKey> {
 ///
 /// # Safety
 /// As for [`slice`].
-pub unsafe fn str<'a>(ptr: *const std::ffi::c_char, len: usize, name: &str) -> FfiResult<&'a str> {
+pub unsafe fn str<'a>(ptr: *const c_char, len: usize, name: &str) -> FfiResult<&'a str> {
     // SAFETY: forwarded contract.
     let bytes = unsafe { slice(ptr.cast::<u8>(), len, name)? };
     std::str::from_utf8(bytes).map_err(|e| FfiError::invalid(format!("`{name}` is not UTF-8: {e}")))
+}
+
+/// An optional UTF-8 string argument: NULL means absent.
+///
+/// # Safety
+/// If non-NULL, `ptr` must address `len` readable bytes for the call.
+pub unsafe fn optional_str<'a>(ptr: *const c_char, len: usize, name: &str) -> FfiResult<Option<&'a str>> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: non-NULL, and the caller guarantees `len` readable bytes.
+        unsafe { str(ptr, len, name) }.map(Some)
+    }
 }
 
 /// Borrow a handle, failing on NULL.
@@ -226,4 +240,82 @@ pub fn region(start: &[u64], shape: &[u64], what: &str) -> FfiResult<ArraySubset
         )));
     }
     Ok(ArraySubset::new_with_start_shape(start.to_vec(), shape.to_vec())?)
+}
+
+/// The length of an offsets array for `num_chunks` items.
+pub fn offsets_len(num_chunks: usize) -> FfiResult<usize> {
+    num_chunks
+        .checked_add(1)
+        .ok_or_else(|| FfiError::invalid("`num_chunks` overflows"))
+}
+
+/// Copy a list of `u64` into a caller array of exactly `ndim` values.
+///
+/// # Safety
+/// If non-NULL, `out` must address `ndim` writable values.
+pub unsafe fn write_dims(values: &[u64], out: *mut u64, ndim: usize, name: &str) -> FfiResult<()> {
+    require_out(out, name)?;
+    if ndim != values.len() {
+        return Err(FfiError::buffer_size(name, ndim, values.len()));
+    }
+    // SAFETY: non-NULL (checked above) and `ndim == values.len()` writable values per the
+    // forwarded contract.
+    unsafe { write_values(out, values) };
+    Ok(())
+}
+
+/// Copy a string into a caller buffer. `len_out` always receives the full length in bytes
+/// (no NUL terminator is written); if `buf_len` is too small the call fails with
+/// `ZARRS_ERROR_BUFFER_SIZE` and nothing is copied, so callers can size the buffer with a
+/// first call passing `buf_len == 0`.
+///
+/// # Safety
+/// `buf` must address `buf_len` writable bytes; `len_out` must be writable.
+pub unsafe fn write_string(text: &str, buf: *mut c_char, buf_len: usize, len_out: *mut usize) -> FfiResult<()> {
+    // SAFETY: forwarded contract: `len_out` is writable if non-NULL (NULL is an error).
+    unsafe { write_out(len_out, text.len())? };
+    if buf_len < text.len() {
+        return Err(FfiError::buffer_size("buf", buf_len, text.len()));
+    }
+    // SAFETY: forwarded contract: `buf_len` writable bytes at `buf`.
+    let buf = unsafe { slice_mut(buf.cast::<u8>(), buf_len, "buf")? };
+    buf[..text.len()].copy_from_slice(text.as_bytes());
+    Ok(())
+}
+
+/// Per-chunk encoded inputs, borrowed from the caller: a pointer and a length per chunk, a
+/// NULL pointer marking a missing chunk.
+pub struct EncodedInputs<'a> {
+    chunks: Vec<Option<&'a [u8]>>,
+}
+
+impl<'a> EncodedInputs<'a> {
+    /// # Safety
+    /// `pointers` and `lengths` must address `num_chunks` values each, and every non-NULL
+    /// pointer its length in bytes, for the duration of the call.
+    pub unsafe fn from_raw(num_chunks: usize, pointers: *const *const u8, lengths: *const usize, name: &str) -> FfiResult<Self> {
+        // SAFETY: forwarded contract: `num_chunks` pointers and lengths.
+        let pointers = unsafe { values(pointers, num_chunks, name)? };
+        // SAFETY: as above.
+        let lengths = unsafe { values(lengths, num_chunks, &format!("{name}_lens"))? };
+        let chunks = pointers
+            .iter()
+            .zip(lengths.iter())
+            .enumerate()
+            .map(|(i, (&pointer, &length))| {
+                if pointer.is_null() {
+                    Ok(None)
+                } else {
+                    // SAFETY: forwarded contract: a non-NULL pointer addresses `length` bytes.
+                    unsafe { slice(pointer, length, &format!("{name}[{i}]")) }.map(Some)
+                }
+            })
+            .collect::<FfiResult<_>>()?;
+        Ok(Self { chunks })
+    }
+
+    /// The encoded bytes of chunk `i`, or None if it is missing.
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.chunks[i]
+    }
 }

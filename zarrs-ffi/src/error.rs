@@ -2,7 +2,7 @@
 //!
 //! Every exported function returns a [`ZarrsResult`]. The code says what kind of failure it
 //! was (stable numbers: never renumber, only append); the full message, with shapes, keys and
-//! causes, is kept per thread and read with [`zarrs_last_error`], so concurrent callers never
+//! causes, is kept per thread and read with `zarrs_last_error`, so concurrent callers never
 //! see each other's errors.
 
 use std::cell::RefCell;
@@ -195,16 +195,9 @@ pub fn clear_last_error() {
     });
 }
 
-/// The message of the last failed call made on this thread, as a NUL-terminated UTF-8 string.
-///
-/// Ownership: the string belongs to the library. It stays valid until the next call into the
-/// library on this same thread; copy it if you need it longer. Never NULL: the empty string
-/// means the last call on this thread succeeded.
-///
-/// Thread safety: each thread has its own last error. During thread teardown (after the
-/// thread's storage is gone) the empty string is returned.
-#[no_mangle]
-pub extern "C" fn zarrs_last_error() -> *const c_char {
+/// This thread's last error as a NUL-terminated string (the empty string after a success,
+/// or during thread teardown). Valid until the next call into the library on this thread.
+pub fn last_error_ptr() -> *const c_char {
     // A thread-local's address is stable for the thread's life and the CString is only
     // replaced by a later call on this same thread, which the contract above allows.
     LAST_ERROR

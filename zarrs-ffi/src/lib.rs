@@ -8,37 +8,48 @@
 //! - handles come from `*_open`/`*_create` and are released by a NULL-safe `*_free`.
 //!
 //! The header `include/zarrs_ffi.h` is generated from these sources by cbindgen.
+//!
+//! # Layers
+//!
+//! The modules form layers; a module uses only modules of its own layer or lower ones, and
+//! none uses another that uses it back (`tests/layers.rs` checks both). Lowest first:
+//!
+//! error → panic → args → process → layout → bounds + engine → options → storage → handles → ffi
+//!
+//! - `error`: result codes, `FfiError`, the thread-local last error.
+//! - `panic`: the boundary every export runs inside.
+//! - `args`: reading caller pointers and lengths, checked arithmetic, key validation.
+//! - `process`: per-process state, fork-safe: thread pools, the I/O runtime, remote clients.
+//! - `layout`: chunk jobs, chunk-grid shapes, buffer views, copy kernels, presence.
+//! - `bounds` + `engine`: decoding bounded by the metadata; decode, merge and encode one
+//!   chunk job (our sharding included). No handles.
+//! - `options`: the per-call options (above the engine because their defaults come from
+//!   `bounds`; nothing below needs them).
+//! - `storage`: local atomic files and remote object stores.
+//! - `handles`: `ZarrsArray`, `ZarrsStorage` and the result handles, each in one place.
+//! - `ffi`: the `extern "C"` functions.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![allow(non_camel_case_types)]
 // Exported functions take raw pointers from C and cannot be `unsafe fn` for their callers;
 // every dereference goes through `args`, and each export documents the pointer contract.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod args;
-pub mod array;
-pub mod batch;
 mod bounds;
-pub mod codec;
-pub mod error;
-pub mod options;
+mod engine;
+mod error;
+mod ffi;
+mod handles;
+mod layout;
+mod options;
 mod panic;
-pub mod remote;
-mod shard;
-pub mod storage;
-#[cfg(feature = "testing")]
-pub mod testing;
-pub mod variable;
+mod process;
+mod storage;
 
-pub use error::{zarrs_last_error, ZarrsResult};
-
-use std::ffi::c_char;
-
-/// The library version (the crate version, e.g. `0.1.0`) as a static NUL-terminated string.
-/// The Python package refuses to load a library whose version differs from its own.
-///
-/// Thread safety: safe from any thread; the string lives for the whole process.
-#[no_mangle]
-pub extern "C" fn zarrs_ffi_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
-}
+pub use engine::ZarrsSubchunkOrder;
+pub use error::ZarrsResult;
+pub use ffi::*;
+pub use handles::{ZarrsArray, ZarrsEncodedChunks, ZarrsStorage, ZarrsVariableChunks};
+pub use options::ZarrsOptions;

@@ -1,15 +1,17 @@
 //! Per-call options: threads, chunk versus codec concurrency, checksums, empty chunks.
+//!
+//! Plain data read from the caller, and how a call spends its thread budget. The thread
+//! pools themselves are per-process state (`process.rs`). This module must not know about
+//! arrays, stores or chunk jobs.
 
-use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use zarrs::array::concurrency::concurrency_chunks_and_codec;
 use zarrs::array::{ArrayCodecTraits, CodecOptions, DataType};
 
-use crate::args;
-use crate::error::{FfiError, FfiResult, ZarrsResult};
-use crate::panic::boundary;
+use crate::bounds::DEFAULT_MAX_VARIABLE_CHUNK_BYTES;
+use crate::error::FfiResult;
+use crate::process;
 
 /// Options for the data calls. Pass NULL wherever a `const ZarrsOptions*` is taken to use the
 /// defaults that [`zarrs_options_default`] writes.
@@ -47,20 +49,9 @@ impl Default for ZarrsOptions {
             chunk_concurrent_maximum: 0,
             validate_checksums: 1,
             store_empty_chunks: 0,
-            max_variable_chunk_bytes: crate::bounds::DEFAULT_MAX_VARIABLE_CHUNK_BYTES,
+            max_variable_chunk_bytes: DEFAULT_MAX_VARIABLE_CHUNK_BYTES,
         }
     }
-}
-
-/// Write the default options to `options_out`.
-///
-/// Thread safety: safe from any thread.
-#[no_mangle]
-pub extern "C" fn zarrs_options_default(options_out: *mut ZarrsOptions) -> ZarrsResult {
-    boundary(|| {
-        // SAFETY: `options_out` is checked for NULL; the caller provides writable storage.
-        unsafe { args::write_out(options_out, ZarrsOptions::default()) }
-    })
 }
 
 impl ZarrsOptions {
@@ -81,7 +72,7 @@ impl ZarrsOptions {
     /// The cap on a decoded variable-length chunk.
     pub fn max_variable_chunk_bytes(&self) -> u64 {
         if self.max_variable_chunk_bytes == 0 {
-            crate::bounds::DEFAULT_MAX_VARIABLE_CHUNK_BYTES
+            DEFAULT_MAX_VARIABLE_CHUNK_BYTES
         } else {
             self.max_variable_chunk_bytes
         }
@@ -89,10 +80,7 @@ impl ZarrsOptions {
 
     fn threads(&self) -> usize {
         if self.num_threads == 0 {
-            // available_parallelism reads cgroup files on Linux (tens of microseconds), so it
-            // is asked once per process.
-            static CPUS: OnceLock<usize> = OnceLock::new();
-            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+            process::cpus()
         } else {
             self.num_threads as usize
         }
@@ -135,54 +123,10 @@ impl ZarrsOptions {
         Ok((chunk_limit.max(1), codec_options))
     }
 
-    /// Run `f` on a pool with this call's thread count.
-    ///
-    /// Pools are created once per (process, thread count) and kept, so repeated calls do not
-    /// spawn threads. rayon's global pool is never used: after a `fork` (Python's
-    /// multiprocessing, data-loader workers) the child inherits the pool's bookkeeping but not
-    /// its threads, and the first parallel call would wait forever. Keying by process id
-    /// gives a forked child fresh pools; the parent's entries are left untouched (their
-    /// threads do not exist in the child, so they must not be dropped there).
+    /// Run `f` on this process's pool with this call's thread count ([`process::thread_pool`]:
+    /// created once per process and thread count, so repeated calls do not spawn threads and
+    /// a forked child gets its own).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> FfiResult<R> {
-        type Pools = HashMap<(u32, usize), Arc<rayon::ThreadPool>>;
-        static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
-        let pools = POOLS.get_or_init(Mutex::default);
-        let lock = || pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (std::process::id(), self.threads());
-        let existing = lock().get(&key).cloned();
-        let pool = match existing {
-            Some(pool) => pool,
-            None => {
-                // Built outside the lock: building spawns threads, and a `fork` while the lock
-                // is held would leave it held forever in the child.
-                let built = Arc::new(
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(key.1)
-                        .thread_name(|i| format!("zarrs-ffi-{i}"))
-                        .build()
-                        .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("cannot start threads: {e}")))?,
-                );
-                let mut pools = lock();
-                // A parent's pools in a forked child: their threads do not exist here, so they
-                // are leaked rather than dropped (dropping would wait for them).
-                let inherited: Vec<_> = pools.keys().filter(|(pid, _)| *pid != key.0).copied().collect();
-                for old in inherited {
-                    std::mem::forget(pools.remove(&old));
-                }
-                // Bounded: a process that asks for many thread counts keeps MAX_POOLS of them (the
-                // others are dropped; their threads end once the calls using them return).
-                if pools.len() >= MAX_POOLS {
-                    let evict: Vec<_> = pools.keys().filter(|k| **k != key).copied().take(pools.len() + 1 - MAX_POOLS).collect();
-                    for old in evict {
-                        pools.remove(&old);
-                    }
-                }
-                pools.entry(key).or_insert(built).clone()
-            }
-        };
-        Ok(pool.install(f))
+        Ok(process::thread_pool(self.threads())?.install(f))
     }
 }
-
-/// How many thread pools (distinct `threading.max_workers` values) a process keeps.
-const MAX_POOLS: usize = 4;

@@ -13,13 +13,8 @@ use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 
-use zarrs_ffi::array::*;
-use zarrs_ffi::batch::{zarrs_array_read_chunks, zarrs_array_write_chunks};
-use zarrs_ffi::codec::*;
-use zarrs_ffi::options::{zarrs_options_default, ZarrsOptions};
-use zarrs_ffi::storage::{zarrs_storage_free, zarrs_storage_open_filesystem, zarrs_storage_open_memory, ZarrsStorage};
+use zarrs_ffi::*;
 use zarrs_ffi::ZarrsResult::{self, *};
-use zarrs_ffi::{zarrs_ffi_version, zarrs_last_error};
 
 const FILL: u16 = 7;
 const SENTINEL: u16 = 0xBEEF;
@@ -1728,7 +1723,7 @@ fn concurrent_calls_on_one_array() {
 
 #[test]
 fn variable_length_round_trip_and_bad_arguments() {
-    use zarrs_ffi::variable::*;
+    use zarrs_ffi::*;
 
     let mut storage = null_mut();
     check(zarrs_storage_open_memory(&mut storage));
@@ -1830,7 +1825,7 @@ fn open_string_array(storage: &Storage, len: u64, codecs: &str) -> Array {
 
 /// Decode one variable-length chunk of `len` elements: its strings, or the error code.
 fn decode_strings(array: &Array, chunk: &[u8], len: u64) -> Result<Vec<String>, ZarrsResult> {
-    use zarrs_ffi::variable::*;
+    use zarrs_ffi::*;
     let encoded = Encoded::new(&[Some(chunk)]);
     let mut decoded = null_mut();
     let code = zarrs_array_decode_variable_chunks(array.ptr(), null(), 1, encoded.pointers.as_ptr(), encoded.lens.as_ptr(), [len].as_ptr(), 1, &mut decoded);
@@ -1881,7 +1876,7 @@ fn corrupt_variable_length_chunks_are_codec_errors() {
 
 #[test]
 fn variable_length_shards_decode_within_bounds() {
-    use zarrs_ffi::variable::*;
+    use zarrs_ffi::*;
     let mut storage = null_mut();
     check(zarrs_storage_open_memory(&mut storage));
     let storage = Storage(storage);
@@ -1949,7 +1944,7 @@ fn variable_length_shards_decode_within_bounds() {
 
 #[test]
 fn remote_storage_bad_arguments() {
-    use zarrs_ffi::remote::{zarrs_storage_open_http, zarrs_storage_open_s3, ZarrsS3Config};
+    use zarrs_ffi::{zarrs_storage_open_http, zarrs_storage_open_s3, ZarrsS3Config};
 
     let text = |s: &'static str| (s.as_ptr().cast::<c_char>(), s.len());
     let config = |bucket: &'static str, key: Option<&'static str>, secret: Option<&'static str>| {
@@ -2117,7 +2112,7 @@ fn batch_chunk_shapes_must_be_the_grids() {
 
 #[test]
 fn variable_length_shapes_use_checked_arithmetic() {
-    use zarrs_ffi::variable::*;
+    use zarrs_ffi::*;
 
     let mut storage = null_mut();
     check(zarrs_storage_open_memory(&mut storage));
@@ -2232,7 +2227,7 @@ fn last_error_during_thread_teardown_does_not_abort() {
 
 #[test]
 fn a_panic_inside_an_export_becomes_zarrs_error_panic() {
-    use zarrs_ffi::testing::zarrs_test_panic;
+    use zarrs_ffi::zarrs_test_panic;
 
     let message = "deliberate test panic: ümlaut";
     let code = zarrs_test_panic(message.as_ptr().cast(), message.len());
@@ -2254,7 +2249,7 @@ fn a_panic_inside_an_export_becomes_zarrs_error_panic() {
 
 #[test]
 fn variable_length_chunks_decode_within_the_configured_cap() {
-    use zarrs_ffi::variable::*;
+    use zarrs_ffi::*;
 
     let mut storage = null_mut();
     check(zarrs_storage_open_memory(&mut storage));

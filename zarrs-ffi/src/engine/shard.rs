@@ -20,12 +20,12 @@ use zarrs::array::{
 };
 use zarrs::metadata::v3::MetadataV3;
 use zarrs::storage::byte_range::ByteRange;
-use zarrs::storage::{ReadableStorageTraits, StoreKey};
+use zarrs::storage::{Bytes, ReadableStorageTraits, StoreKey};
 
 use crate::args;
-use crate::batch::{copy_region, ChunkJob, Destination};
 use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
+use crate::layout::{copy_region, ChunkJob, Destination};
 
 /// Marks an inner chunk that is not stored (all fill value).
 const MISSING: u64 = u64::MAX;
@@ -45,7 +45,7 @@ pub enum ZarrsSubchunkOrder {
 }
 
 /// The sharding configuration of an array.
-pub(crate) struct ShardLayout {
+pub struct ShardLayout {
     inner_shape: Vec<NonZeroU64>,
     /// The inner chunks' codecs, decoding within the inner chunk's bounds.
     inner_codecs: BoundedChain,
@@ -146,7 +146,7 @@ impl ShardLayout {
         })
     }
 
-    pub(crate) fn set_write_order(&self, order: ZarrsSubchunkOrder) {
+    pub fn set_write_order(&self, order: ZarrsSubchunkOrder) {
         self.write_order.store(order as u8, Ordering::Relaxed);
     }
 
@@ -308,38 +308,65 @@ impl ShardLayout {
         }
         let index_bytes = if self.index_at_end { &shard[shard.len() - index_size..] } else { &shard[..index_size] };
         let index = self.decode_index(index_bytes, &grid, options)?;
-        let key = StoreKey::new("shard").expect("a valid key");
         let inner_elements = usize::try_from(args::num_elements(&self.inner_shape.iter().map(|d| d.get()).collect::<Vec<_>>())?)
             .map_err(|_| FfiError::invalid("inner chunk has too many elements"))?;
-        let inner: Vec<(Cow<'_, [u8]>, Vec<usize>)> = (0..grid.count)
+        let inner: Vec<(Vec<u8>, Vec<usize>)> = (0..grid.count)
             .into_par_iter()
-            .map(|i| -> FfiResult<_> {
-                let Some((offset, size)) = Self::inner_range(&index, i, shard.len() as u64, &key)? else {
-                    let fill = fill_value.as_ne_bytes();
-                    let bytes = fill.repeat(inner_elements);
-                    let offsets = (0..=inner_elements).map(|e| e * fill.len()).collect();
-                    return Ok((Cow::Owned(bytes), offsets));
-                };
-                let bytes = &shard[offset as usize..(offset + size) as usize];
-                let decoded = self
-                    .inner_codecs
-                    .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, cap, options)?
-                    .into_variable()
-                    .map_err(CodecError::from)?;
-                let (bytes, offsets) = decoded.into_parts();
-                if offsets.len() != inner_elements + 1 {
-                    return Err(codec_error(format!(
-                        "inner chunk {i} decoded to {} elements, expected {inner_elements}",
-                        offsets.len() - 1
-                    )));
-                }
-                Ok((Cow::Owned(bytes.into_owned()), offsets.to_vec()))
-            })
+            .map(|i| self.decode_inner_variable(&index, i, shard, inner_elements, data_type, fill_value, cap, options))
             .collect::<FfiResult<_>>()?;
         let total: u64 = inner.iter().map(|(b, _)| b.len() as u64).sum();
         if total > cap {
             return Err(codec_error(format!("the shard decodes to {total} element bytes, more than the {cap}-byte cap")));
         }
+        self.interleave_variable(&grid, shard_shape, &inner, total)
+    }
+
+    /// Decode inner chunk `i` of a variable-length shard into element bytes and
+    /// `inner_elements + 1` offsets (the fill value if it is not stored).
+    #[allow(clippy::too_many_arguments)]
+    fn decode_inner_variable(
+        &self,
+        index: &[u64],
+        i: usize,
+        shard: &[u8],
+        inner_elements: usize,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        cap: u64,
+        options: &CodecOptions,
+    ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
+        let key = StoreKey::new("shard").expect("a valid key");
+        let Some((offset, size)) = Self::inner_range(index, i, shard.len() as u64, &key)? else {
+            let fill = fill_value.as_ne_bytes();
+            let bytes = fill.repeat(inner_elements);
+            let offsets = (0..=inner_elements).map(|e| e * fill.len()).collect();
+            return Ok((bytes, offsets));
+        };
+        let bytes = &shard[offset as usize..(offset + size) as usize];
+        let decoded = self
+            .inner_codecs
+            .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, cap, options)?
+            .into_variable()
+            .map_err(CodecError::from)?;
+        let (bytes, offsets) = decoded.into_parts();
+        if offsets.len() != inner_elements + 1 {
+            return Err(codec_error(format!(
+                "inner chunk {i} decoded to {} elements, expected {inner_elements}",
+                offsets.len() - 1
+            )));
+        }
+        Ok((bytes.into_owned(), offsets.to_vec()))
+    }
+
+    /// The elements of decoded inner chunks (`inner`, `total` bytes in all) in the shard's C
+    /// order: their bytes back to back and `elements + 1` offsets.
+    fn interleave_variable(
+        &self,
+        grid: &Grid,
+        shard_shape: &[NonZeroU64],
+        inner: &[(Vec<u8>, Vec<usize>)],
+        total: u64,
+    ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
         // Runs along the last axis: each run of an inner chunk's last extent is contiguous in
         // both the shard and the inner chunk (C order).
         let shard_dims: Vec<u64> = shard_shape.iter().map(|d| d.get()).collect();
@@ -459,25 +486,31 @@ impl ShardLayout {
         if stored.is_empty() {
             return Ok(true);
         }
-        let ends: Vec<u64> = ranges.iter().map(|r| r.end(u64::MAX)).collect();
-        let fetched = storage
-            .get_partial_many(&job.key, Box::new(ranges.into_iter()))
-            .and_then(|values| values.map(|values| values.collect::<Result<Vec<_>, _>>()).transpose())
-            .map_err(|err| {
-                // A read past the end of the shard is the index's fault, not the store's.
-                match storage.size_key(&job.key) {
-                    Ok(Some(len)) if ends.iter().any(|&end| end > len) => codec_error(format!(
-                        "the index of shard {} references bytes past its end ({len} bytes): the shard is corrupt",
-                        job.key
-                    )),
-                    _ => FfiError::from(err),
-                }
-            })?
-            .ok_or_else(|| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("shard {} vanished while being read", job.key)))?;
+        let fetched = Self::fetch_inner(storage, &job.key, ranges)?;
         stored.into_par_iter().zip(fetched.into_par_iter()).try_for_each(|(i, bytes)| {
             self.place_inner(&grid, job, i, Some(&bytes), destination, data_type, fill_value, options)
         })?;
         Ok(true)
+    }
+
+    /// Fetch the byte `ranges` of inner chunks of the shard at `key`. A range past the end
+    /// of the shard is the index's fault (corrupt), not the store's.
+    fn fetch_inner(storage: &dyn ReadableStorageTraits, key: &StoreKey, ranges: Vec<ByteRange>) -> FfiResult<Vec<Bytes>> {
+        let ends: Vec<u64> = ranges.iter().map(|r| r.end(u64::MAX)).collect();
+        let fetched = storage
+            .get_partial_many(key, Box::new(ranges.into_iter()))
+            .and_then(|values| values.map(|values| values.collect::<Result<Vec<_>, _>>()).transpose())
+            .map_err(|err| {
+                // A read past the end of the shard is the index's fault, not the store's.
+                match storage.size_key(key) {
+                    Ok(Some(len)) if ends.iter().any(|&end| end > len) => codec_error(format!(
+                        "the index of shard {key} references bytes past its end ({len} bytes): the shard is corrupt"
+                    )),
+                    _ => FfiError::from(err),
+                }
+            })?
+            .ok_or_else(|| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("shard {key} vanished while being read")))?;
+        Ok(fetched)
     }
 
     /// Encode a whole decoded shard. None: every inner chunk is the fill value and empty
@@ -511,7 +544,13 @@ impl ShardLayout {
         if encoded.iter().all(Option::is_none) {
             return Ok(None);
         }
-        let index_size = self.index_size(&grid)?;
+        self.assemble(&grid, &encoded, options).map(Some)
+    }
+
+    /// The bytes of a shard from its encoded inner chunks (None: not stored): the inner
+    /// chunks in the write order, and the encoded index before or after them.
+    fn assemble(&self, grid: &Grid, encoded: &[Option<Vec<u8>>], options: &CodecOptions) -> FfiResult<Vec<u8>> {
+        let index_size = self.index_size(grid)?;
         let data_len: usize = encoded.iter().flatten().map(Vec::len).sum();
         let order = grid.write_order(self.write_order());
         let mut offset = if self.index_at_end { 0 } else { index_size as u64 };
@@ -529,7 +568,7 @@ impl ShardLayout {
         }
         let index = self
             .index_codecs
-            .encode(ArrayBytes::new_flen(index), &Self::index_shape(&grid), &self.index_type, &self.index_fill, options)?
+            .encode(ArrayBytes::new_flen(index), &Self::index_shape(grid), &self.index_type, &self.index_fill, options)?
             .into_owned();
         let mut out = Vec::with_capacity(data_len + index.len());
         if !self.index_at_end {
@@ -541,6 +580,6 @@ impl ShardLayout {
         if self.index_at_end {
             out.extend_from_slice(&index);
         }
-        Ok(Some(out))
+        Ok(out)
     }
 }

@@ -1,16 +1,14 @@
 //! Remote storage: S3-compatible object stores and read-only HTTP, through `object_store`.
 //!
-//! Requests run on one tokio runtime owned by the library (one per process, so a forked
-//! child starts its own), never a runtime per call. Batch calls fetch every chunk of a batch
-//! concurrently on it, decode and encode on the rayon pool, and store concurrently again
-//! (`batch.rs`); other calls go through zarrs' async-to-sync adapter.
+//! Requests run on the library's tokio runtime (one per process: `process.rs`), never a
+//! runtime per call. Batch calls fetch every chunk of a batch concurrently on it
+//! ([`RemoteStore::get_many`]), decode and encode on the rayon pool, and store concurrently
+//! again ([`RemoteStore::set_many`]); other calls go through zarrs' async-to-sync adapter.
 //!
 //! Requests time out and are retried a bounded number of times, so an unreachable or dying
 //! server surfaces as `ZARRS_ERROR_STORAGE` within seconds instead of hanging.
 
-use std::collections::HashMap;
-use std::ffi::c_char;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -24,43 +22,12 @@ use zarrs::storage::{
 use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, GetRange, ObjectStore, RetryConfig};
 use zarrs_object_store::AsyncObjectStore;
 
-use crate::args;
-use crate::error::{FfiError, FfiResult, ZarrsResult};
-use crate::panic::boundary;
-use crate::storage::ZarrsStorage;
+use super::check_writable;
+use crate::error::{FfiError, FfiResult};
+use crate::process::{self, PerProcess};
 
 /// How many requests of one batch call are in flight at once.
 const CONCURRENT_REQUESTS: usize = 64;
-
-/// The library's runtime for this process.
-fn runtime() -> FfiResult<tokio::runtime::Handle> {
-    static RUNTIMES: OnceLock<Mutex<HashMap<u32, tokio::runtime::Runtime>>> = OnceLock::new();
-    let runtimes = RUNTIMES.get_or_init(Mutex::default);
-    let lock = || runtimes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let pid = std::process::id();
-    if let Some(runtime) = lock().get(&pid) {
-        return Ok(runtime.handle().clone());
-    }
-    // Built outside the lock: building spawns threads, and a `fork` while the lock is held
-    // would leave it held forever in the child.
-    let built = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("zarrs-ffi-io")
-        .enable_all()
-        .build()
-        .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("cannot start the I/O runtime: {e}")))?;
-    let mut runtimes = lock();
-    if let Some(runtime) = runtimes.get(&pid) {
-        // Another thread won the race; ours has run nothing yet.
-        built.shutdown_background();
-        return Ok(runtime.handle().clone());
-    }
-    // A parent's runtime is kept (not dropped) in a forked child: its threads do not exist
-    // there, and dropping it would wait for them.
-    let handle = built.handle().clone();
-    runtimes.insert(pid, built);
-    Ok(handle)
-}
 
 struct BlockOn(tokio::runtime::Handle);
 
@@ -89,17 +56,17 @@ struct ProcessClient {
 ///
 /// Fork-safe: a forked child (multiprocessing, data-loader workers) inherits the parent's
 /// client, whose runtime threads and connections did not survive the fork; using it would
-/// hang. So the client is per process: the first call in a new process builds its own from
-/// the settings, and the parent's is leaked there, never dropped or used.
-pub(crate) struct RemoteStore {
+/// hang. So the client is per process ([`PerProcess`]): the first call in a new process
+/// builds its own from the settings, and the parent's is leaked there, never dropped or used.
+pub struct RemoteStore {
     connect: Box<Connect>,
-    client: Mutex<Option<(u32, Arc<ProcessClient>)>>,
+    client: PerProcess<(), ProcessClient>,
     read_only: bool,
 }
 
 impl RemoteStore {
     fn new(connect: Box<Connect>, read_only: bool) -> FfiResult<Self> {
-        let store = Self { connect, client: Mutex::new(None), read_only };
+        let store = Self { connect, client: PerProcess::new(1), read_only };
         // Build now, so bad settings fail at open.
         store.client()?;
         Ok(store)
@@ -107,36 +74,17 @@ impl RemoteStore {
 
     /// This process's client, built on first use in each process.
     fn client(&self) -> FfiResult<Arc<ProcessClient>> {
-        let lock = || self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let pid = std::process::id();
-        if let Some((owner, client)) = &*lock() {
-            if *owner == pid {
-                return Ok(client.clone());
-            }
-        }
-        // Built outside the lock (building may spawn threads; see `runtime`).
-        let runtime = runtime()?;
-        let object = (self.connect)()?;
-        let store: Arc<AsyncStore> = Arc::new(AsyncObjectStore::new(object.clone()));
-        let client = Arc::new(ProcessClient {
-            object,
-            blocking: AsyncToSyncStorageAdapter::new(store.clone(), BlockOn(runtime.clone())),
-            store,
-            runtime,
-        });
-        let mut slot = lock();
-        if let Some((owner, existing)) = &*slot {
-            if *owner == pid {
-                return Ok(existing.clone());
-            }
-        }
-        if let Some((_, inherited)) = slot.take() {
-            // The parent's client in a forked child: dropping it could touch connections and
-            // a runtime whose threads do not exist here.
-            std::mem::forget(inherited);
-        }
-        *slot = Some((pid, client.clone()));
-        Ok(client)
+        self.client.get_or_build((), || {
+            let runtime = process::io_runtime()?;
+            let object = (self.connect)()?;
+            let store: Arc<AsyncStore> = Arc::new(AsyncObjectStore::new(object.clone()));
+            Ok(ProcessClient {
+                object,
+                blocking: AsyncToSyncStorageAdapter::new(store.clone(), BlockOn(runtime.clone())),
+                store,
+                runtime,
+            })
+        })
     }
 
     /// [`Self::client`] for the storage traits.
@@ -144,16 +92,8 @@ impl RemoteStore {
         self.client().map_err(|e| StorageError::Other(e.message))
     }
 
-    fn check_writable(&self) -> Result<(), StorageError> {
-        if self.read_only {
-            Err(StorageError::ReadOnly)
-        } else {
-            Ok(())
-        }
-    }
-
     /// Fetch whole values concurrently (None: missing), in the order of `keys`.
-    pub(crate) fn get_many(&self, keys: Vec<StoreKey>) -> Result<Vec<MaybeBytes>, StorageError> {
+    pub fn get_many(&self, keys: Vec<StoreKey>) -> Result<Vec<MaybeBytes>, StorageError> {
         let client = self.storage_client()?;
         let store = &client.store;
         client.runtime.block_on(
@@ -165,8 +105,8 @@ impl RemoteStore {
     }
 
     /// Store (Some) or erase (None) values concurrently. Each value is replaced whole.
-    pub(crate) fn set_many(&self, values: Vec<(StoreKey, Option<Vec<u8>>)>) -> Result<(), StorageError> {
-        self.check_writable()?;
+    pub fn set_many(&self, values: Vec<(StoreKey, Option<Vec<u8>>)>) -> Result<(), StorageError> {
+        check_writable(self.read_only)?;
         let client = self.storage_client()?;
         let store = &client.store;
         client.runtime.block_on(
@@ -260,7 +200,7 @@ impl ListableStorageTraits for RemoteStore {
 
 impl WritableStorageTraits for RemoteStore {
     fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
-        self.check_writable()?;
+        check_writable(self.read_only)?;
         self.storage_client()?.blocking.set(key, value)
     }
 
@@ -269,12 +209,12 @@ impl WritableStorageTraits for RemoteStore {
     }
 
     fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
-        self.check_writable()?;
+        check_writable(self.read_only)?;
         self.storage_client()?.blocking.erase(key)
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
-        self.check_writable()?;
+        check_writable(self.read_only)?;
         self.storage_client()?.blocking.erase_prefix(prefix)
     }
 
@@ -297,86 +237,30 @@ fn client_options(allow_http: bool) -> (ClientOptions, RetryConfig) {
     (options, retry)
 }
 
-fn into_storage(store: RemoteStore, name: String, storage_out: *mut *mut ZarrsStorage) -> FfiResult<()> {
-    let store = Arc::new(store);
-    let storage = ZarrsStorage {
-        store: store.clone(),
-        remote: Some(store),
-        name,
-    };
-    // SAFETY: checked non-NULL by the caller; the caller provides a writable pointer slot.
-    unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
-}
-
 fn builder_error(e: object_store::Error) -> FfiError {
     FfiError::invalid(format!("invalid remote store settings: {e}"))
 }
 
-/// An optional UTF-8 string argument: NULL means absent.
-///
-/// # Safety
-/// If non-NULL, `ptr` must address `len` readable bytes for the call.
-unsafe fn optional_str<'a>(ptr: *const c_char, len: usize, name: &str) -> FfiResult<Option<&'a str>> {
-    if ptr.is_null() {
-        Ok(None)
-    } else {
-        // SAFETY: forwarded contract.
-        unsafe { args::str(ptr, len, name) }.map(Some)
-    }
+
+/// Settings of an S3-compatible object store (see `ZarrsS3Config`); absent strings are None.
+pub struct S3Settings<'a> {
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub endpoint: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub access_key_id: Option<&'a str>,
+    pub secret_access_key: Option<&'a str>,
+    pub session_token: Option<&'a str>,
+    pub anonymous: bool,
+    pub path_style: bool,
+    pub read_only: bool,
 }
 
-/// Settings of an S3-compatible object store. Every string is UTF-8 with its length in
-/// bytes; a NULL pointer leaves a setting unset. Flags are `uint8_t`: 0 is false, any
-/// other value true. The library copies what it needs; the caller keeps ownership of the
-/// struct and its strings, which need only live for the call.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ZarrsS3Config {
-    /// The bucket (required).
-    pub bucket: *const c_char,
-    pub bucket_len: usize,
-    /// Key prefix inside the bucket ("" or NULL: the bucket root).
-    pub prefix: *const c_char,
-    pub prefix_len: usize,
-    /// Endpoint URL of an S3-compatible server (NULL: AWS for `region`).
-    pub endpoint: *const c_char,
-    pub endpoint_len: usize,
-    /// Region (NULL: `us-east-1`).
-    pub region: *const c_char,
-    pub region_len: usize,
-    pub access_key_id: *const c_char,
-    pub access_key_id_len: usize,
-    pub secret_access_key: *const c_char,
-    pub secret_access_key_len: usize,
-    pub session_token: *const c_char,
-    pub session_token_len: usize,
-    /// Nonzero: send unsigned requests (public buckets); credentials are then ignored.
-    pub anonymous: u8,
-    /// Nonzero: address buckets as `endpoint/bucket` (as most S3-compatible servers want)
-    /// rather than `bucket.endpoint`.
-    pub path_style: u8,
-    /// Nonzero: writes and erases fail with `ZARRS_ERROR_READ_ONLY`.
-    pub read_only: u8,
-}
-
-/// Open an S3-compatible object store. Keys are stored under `prefix` in the bucket.
-/// Credentials are used exactly as given (none are read from the environment). Plain
-/// `http://` endpoints are allowed.
-///
-/// Thread safety: safe from any thread.
-#[no_mangle]
-pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_out: *mut *mut ZarrsStorage) -> ZarrsResult {
-    boundary(|| {
-        args::require_out(storage_out, "storage_out")?;
-        // SAFETY: a valid config per the contract; each string addresses its length.
-        let config = unsafe { args::read(config, "config")? };
-        let bucket = unsafe { args::str(config.bucket, config.bucket_len, "bucket")? };
-        let prefix = unsafe { optional_str(config.prefix, config.prefix_len, "prefix")? }.unwrap_or("");
-        let endpoint = unsafe { optional_str(config.endpoint, config.endpoint_len, "endpoint")? };
-        let region = unsafe { optional_str(config.region, config.region_len, "region")? };
-        let key = unsafe { optional_str(config.access_key_id, config.access_key_id_len, "access_key_id")? };
-        let secret = unsafe { optional_str(config.secret_access_key, config.secret_access_key_len, "secret_access_key")? };
-        let token = unsafe { optional_str(config.session_token, config.session_token_len, "session_token")? };
+impl RemoteStore {
+    /// Open an S3-compatible object store; returns it with its name for messages
+    /// (`s3://bucket/prefix`). Credentials are used exactly as given.
+    pub fn s3(settings: &S3Settings) -> FfiResult<(Self, String)> {
+        let S3Settings { bucket, prefix, endpoint, region, .. } = *settings;
         if bucket.is_empty() {
             return Err(FfiError::invalid("`bucket` must not be empty"));
         }
@@ -384,20 +268,19 @@ pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_ou
         let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(region.unwrap_or("us-east-1"))
-            .with_virtual_hosted_style_request(config.path_style == 0)
+            .with_virtual_hosted_style_request(!settings.path_style)
             .with_client_options(options)
             .with_retry(retry)
-            .with_skip_signature(config.anonymous != 0);
+            .with_skip_signature(settings.anonymous);
         if let Some(endpoint) = endpoint {
             builder = builder.with_endpoint(endpoint);
         }
-        if config.anonymous == 0 {
-            if let (Some(key), Some(secret)) = (key, secret) {
-                builder = builder.with_access_key_id(key).with_secret_access_key(secret);
-            } else {
+        if !settings.anonymous {
+            let (Some(key), Some(secret)) = (settings.access_key_id, settings.secret_access_key) else {
                 return Err(FfiError::invalid("S3 credentials need both `access_key_id` and `secret_access_key`, or `anonymous`"));
-            }
-            if let Some(token) = token {
+            };
+            builder = builder.with_access_key_id(key).with_secret_access_key(secret);
+            if let Some(token) = settings.session_token {
                 builder = builder.with_token(token);
             }
         }
@@ -411,20 +294,11 @@ pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_ou
                 Arc::new(object_store::prefix::PrefixStore::new(store, prefix.as_str()))
             })
         };
-        into_storage(RemoteStore::new(Box::new(connect), config.read_only != 0)?, name, storage_out)
-    })
-}
+        Ok((Self::new(Box::new(connect), settings.read_only)?, name))
+    }
 
-/// Open a read-only HTTP(S) store: keys are fetched from `url/key` (byte ranges for partial
-/// reads). Every write or erase fails with `ZARRS_ERROR_READ_ONLY`.
-///
-/// Thread safety: safe from any thread.
-#[no_mangle]
-pub extern "C" fn zarrs_storage_open_http(url: *const c_char, url_len: usize, storage_out: *mut *mut ZarrsStorage) -> ZarrsResult {
-    boundary(|| {
-        args::require_out(storage_out, "storage_out")?;
-        // SAFETY: `url_len` readable bytes at `url` per the contract.
-        let url = unsafe { args::str(url, url_len, "url")? };
+    /// Open a read-only HTTP(S) store: keys are fetched from `url/key`.
+    pub fn http(url: &str) -> FfiResult<Self> {
         let (options, retry) = client_options(true);
         let builder = object_store::http::HttpBuilder::new()
             .with_url(url.trim_end_matches('/'))
@@ -433,6 +307,6 @@ pub extern "C" fn zarrs_storage_open_http(url: *const c_char, url_len: usize, st
         let connect = move || -> FfiResult<Arc<dyn ObjectStore>> {
             Ok(Arc::new(builder.clone().build().map_err(builder_error)?))
         };
-        into_storage(RemoteStore::new(Box::new(connect), true)?, url.to_string(), storage_out)
-    })
+        Self::new(Box::new(connect), true)
+    }
 }

@@ -1,0 +1,77 @@
+//! What the engine reads from an array's metadata: sharding, nested checksums, and the limits
+//! that make an array unreadable before its first read.
+
+use zarrs::array::DataType;
+
+use crate::error::{FfiError, FfiResult, ZarrsResult};
+
+/// The most inner chunks one shard may have: its index (16 bytes each) is read whole, so
+/// this bounds that read at 1 GiB. Zarr writers stay far below (a 10^4 x 10^4 shard of
+/// 10 x 10 chunks has 10^6).
+const MAX_INNER_CHUNKS: u64 = 1 << 26;
+
+fn invalid_metadata(message: String) -> FfiError {
+    FfiError::new(ZarrsResult::ZARRS_ERROR_INVALID_METADATA, message)
+}
+
+/// Refuse metadata whose chunks could never be held in memory, or whose shards have an
+/// index too large to read: such arrays would fail (or abort) on their first read, after
+/// allocating on the stored bytes' say-so. `largest` is the shape of the grid's largest
+/// chunk; `codecs` the Zarr v3 codec metadata.
+pub fn check_chunk_sizes(data_type: &DataType, largest: &[u64], codecs: &serde_json::Value) -> FfiResult<()> {
+    let elements = largest
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| invalid_metadata(format!("chunk shape {largest:?}: the number of elements overflows")))?;
+    // Fixed-size elements, or at least an 8-byte offset each for variable-length ones.
+    let element_size = data_type.fixed_size().unwrap_or(8) as u64;
+    if elements.checked_mul(element_size).is_none_or(|bytes| isize::try_from(bytes).is_err()) {
+        return Err(invalid_metadata(format!(
+            "chunk shape {largest:?} has {elements} elements of {element_size} bytes, more than fits in memory"
+        )));
+    }
+    for codec in codecs.as_array().into_iter().flatten() {
+        if codec["name"] != "sharding_indexed" {
+            continue;
+        }
+        let inner: Option<Vec<u64>> = codec["configuration"]["chunk_shape"]
+            .as_array()
+            .and_then(|inner| inner.iter().map(serde_json::Value::as_u64).collect());
+        let Some(inner) = inner.filter(|inner| inner.len() == largest.len() && !inner.contains(&0)) else {
+            continue; // zarrs has validated the configuration; nothing to bound here
+        };
+        let count = largest.iter().zip(&inner).try_fold(1u64, |n, (&s, &i)| n.checked_mul(s.div_ceil(i)));
+        if count.is_none_or(|count| count > MAX_INNER_CHUNKS) {
+            return Err(invalid_metadata(format!(
+                "shards of shape {largest:?} with inner chunk shape {inner:?} have {} inner chunks, more than the {MAX_INNER_CHUNKS} a shard index may describe",
+                count.map_or_else(|| "too many".to_string(), |c| c.to_string())
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether any codec of `codecs` (Zarr v3 metadata) is a sharding codec.
+pub fn is_sharded(codecs: &serde_json::Value) -> bool {
+    codecs
+        .as_array()
+        .is_some_and(|codecs| codecs.iter().any(|c| c["name"] == "sharding_indexed"))
+}
+
+/// Whether any codec nested inside a sharding codec of `codecs` (Zarr v3 metadata) is a
+/// checksum codec.
+pub fn has_inner_checksums(codecs: &serde_json::Value) -> bool {
+    fn walk(codecs: &serde_json::Value, inside_shard: bool) -> bool {
+        codecs.as_array().is_some_and(|codecs| {
+            codecs.iter().any(|codec| match codec.get("name").and_then(serde_json::Value::as_str) {
+                Some("crc32c") => inside_shard,
+                Some("sharding_indexed") => codec
+                    .get("configuration")
+                    .and_then(|c| c.get("codecs"))
+                    .is_some_and(|inner| walk(inner, true)),
+                _ => false,
+            })
+        })
+    }
+    walk(codecs, false)
+}

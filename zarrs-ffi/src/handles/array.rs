@@ -1,0 +1,485 @@
+//! The array handle: an open array, its chunk geometry and codec engine, and the batch
+//! orchestration every data call shares (plan, fetch, decode or merge and encode, store).
+//!
+//! Region and chunk calls are planned into the same chunk jobs as the batch calls, so every
+//! data call has one data path. Local stores read and write a job at a time per thread;
+//! remote stores fetch and store a whole batch concurrently around the parallel codec work.
+
+use std::borrow::Cow;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use rayon_iter_concurrent_limit::iter_concurrent_limit;
+use zarrs::array::{Array, ArrayMetadata, ArrayMetadataOptions, ArraySubset, CodecOptions};
+use zarrs::storage::{Bytes, MaybeBytes, ReadableWritableListableStorage, ReadableWritableListableStorageTraits, StoreKey};
+
+use super::ZarrsStorage;
+use crate::args::{self, EncodedInputs};
+use crate::engine::{ChunkCodec, ZarrsSubchunkOrder};
+use crate::error::{FfiError, FfiResult, ZarrsResult};
+use crate::layout::{self, ChunkJob, ChunkShapes, Destination, Source};
+use crate::options::ZarrsOptions;
+use crate::storage::RemoteStore;
+
+/// An open array. Create with [`zarrs_array_open`], [`zarrs_array_open_with_metadata`] or
+/// [`zarrs_array_create`]; free with [`zarrs_array_free`]. It keeps its storage alive.
+///
+/// Thread safety: every call taking a `const ZarrsArray*` may run concurrently.
+pub struct ZarrsArray {
+    array: Array<dyn ReadableWritableListableStorageTraits>,
+    storage: ReadableWritableListableStorage,
+    /// The storage is remote: batch calls fetch and store concurrently through it.
+    remote: Option<Arc<RemoteStore>>,
+    /// The chunk shapes of the grid. Caller-given chunk shapes are checked against these
+    /// before anything is allocated for them.
+    shapes: ChunkShapes,
+    /// The array's codecs, decoding within the bounds the metadata sets.
+    codec: ChunkCodec,
+    /// The store and the array's path in it, for error messages.
+    name: String,
+}
+
+fn parse_metadata(json: &str) -> FfiResult<ArrayMetadata> {
+    // Parse the version first: the untagged V2/V3 enum would otherwise report only "did
+    // not match any variant" and lose the real reason.
+    let invalid = |e: serde_json::Error| FfiError::new(ZarrsResult::ZARRS_ERROR_INVALID_METADATA, format!("invalid array metadata: {e}"));
+    let value: serde_json::Value = serde_json::from_str(json).map_err(invalid)?;
+    match value.get("zarr_format").and_then(serde_json::Value::as_u64) {
+        Some(3) => Ok(ArrayMetadata::V3(serde_json::from_value(value).map_err(invalid)?)),
+        Some(2) => Ok(ArrayMetadata::V2(serde_json::from_value(value).map_err(invalid)?)),
+        _ => Err(FfiError::new(
+            ZarrsResult::ZARRS_ERROR_INVALID_METADATA,
+            "invalid array metadata: `zarr_format` must be 2 or 3",
+        )),
+    }
+}
+
+/// Construction and description.
+impl ZarrsArray {
+    /// Open the array at `path` in `storage`, from `metadata` (a JSON document) if given or
+    /// else from the store; `store_metadata` then writes the document to the store.
+    pub fn open(storage: &ZarrsStorage, path: &str, metadata: Option<&str>, store_metadata: bool) -> FfiResult<Self> {
+        let array = match metadata {
+            None => Array::open(storage.store.clone(), path)?,
+            Some(json) => Array::new_with_metadata(storage.store.clone(), path, parse_metadata(json)?)?,
+        };
+        if store_metadata {
+            // Store the document as given: zarrs would otherwise add a `_zarrs` attribute.
+            array.store_metadata_opt(&ArrayMetadataOptions::default().with_include_zarrs_metadata(false))?;
+        }
+        let shapes = ChunkShapes::of(&array)?;
+        let codec = ChunkCodec::new(&array, &shapes.largest())?;
+        let path = array.path().as_str();
+        let name = if path == "/" { storage.name.clone() } else { format!("{}{path}", storage.name.trim_end_matches('/')) };
+        Ok(Self {
+            codec,
+            name,
+            array,
+            storage: storage.store.clone(),
+            remote: storage.remote.clone(),
+            shapes,
+        })
+    }
+
+    /// The zarrs array (shape, data type, metadata, chunk keys).
+    pub fn array(&self) -> &Array<dyn ReadableWritableListableStorageTraits> {
+        &self.array
+    }
+
+    pub fn element_size(&self) -> FfiResult<usize> {
+        self.codec.element_size()
+    }
+
+    /// Fail unless the data type has variable-length elements.
+    pub fn require_variable(&self) -> FfiResult<()> {
+        self.codec.require_variable()
+    }
+
+    pub fn set_subchunk_write_order(&self, order: ZarrsSubchunkOrder) {
+        self.codec.set_subchunk_write_order(order);
+    }
+
+    /// Name the chunk and the array in a failure to read or write the chunk at `key`, as
+    /// `c/0/3 in data.zarr: ...`. Caller errors (invalid arguments) are left as they are.
+    fn in_chunk(&self, key: &StoreKey, mut err: FfiError) -> FfiError {
+        use ZarrsResult::*;
+        if matches!(err.code, ZARRS_ERROR_CODEC | ZARRS_ERROR_CHECKSUM | ZARRS_ERROR_STORAGE | ZARRS_ERROR_UNSUPPORTED)
+            && !err.message.starts_with(key.as_str())
+        {
+            err.message = format!("{key} in {}: {}", self.name, err.message);
+        }
+        err
+    }
+
+    /// Fail unless `ndim` is the array's dimensionality.
+    pub fn check_ndim(&self, ndim: usize, name: &str) -> FfiResult<()> {
+        let expected = self.array.dimensionality();
+        if ndim == expected {
+            Ok(())
+        } else {
+            Err(FfiError::invalid(format!("`{name}` has {ndim} dimensions; the array has {expected}")))
+        }
+    }
+}
+
+/// Chunk jobs.
+impl ZarrsArray {
+    /// The jobs a caller describes with keys (optional) and geometry ([`layout::parse_jobs`]).
+    pub fn parse_jobs(&self, num_chunks: usize, keys: Option<(&str, &[u64])>, geometry: &[u64]) -> FfiResult<Vec<ChunkJob>> {
+        layout::parse_jobs(&self.shapes, num_chunks, keys, geometry)
+    }
+
+    /// The job for one whole chunk by grid indices.
+    pub fn chunk_job(&self, chunk_indices: &[u64]) -> FfiResult<ChunkJob> {
+        // zarrs' regular grid returns a chunk shape for any indices, so the bounds are checked
+        // here: a chunk outside the grid would read as the fill value and write a stray key.
+        let grid_shape = self.array.chunk_grid_shape();
+        if chunk_indices.len() != grid_shape.len()
+            || chunk_indices.iter().zip(grid_shape.iter()).any(|(&i, &n)| i >= n)
+        {
+            return Err(FfiError::invalid(format!(
+                "chunk {chunk_indices:?} is outside the chunk grid of shape {grid_shape:?}"
+            )));
+        }
+        let shape = self
+            .array
+            .chunk_grid()
+            .chunk_shape(chunk_indices)
+            .map_err(|e| FfiError::invalid(e.to_string()))?
+            .ok_or_else(|| FfiError::invalid(format!("chunk {chunk_indices:?} is outside the chunk grid")))?;
+        Ok(ChunkJob::whole(self.array.chunk_key(chunk_indices), shape))
+    }
+
+    /// The jobs covering an array region: one per chunk it touches.
+    pub fn region_jobs(&self, region: &ArraySubset) -> FfiResult<Vec<ChunkJob>> {
+        if !region.inbounds_shape(self.array.shape()) {
+            return Err(FfiError::invalid(format!(
+                "region {region} is outside the array shape {:?}",
+                self.array.shape()
+            )));
+        }
+        let Some(chunks) = self
+            .array
+            .chunks_in_array_subset(region)
+            .map_err(|e| FfiError::invalid(e.to_string()))?
+        else {
+            return Err(FfiError::invalid(format!("region {region} does not map onto the chunk grid")));
+        };
+        chunks
+            .indices()
+            .into_iter()
+            .map(|indices| {
+                let chunk_region = self.array.chunk_subset(&indices)?;
+                let overlap = chunk_region.overlap(region)?;
+                let mut job = self.chunk_job(&indices)?;
+                job.subset = overlap.relative_to(chunk_region.start())?;
+                job.buffer_start = overlap.relative_to(region.start())?.start().to_vec();
+                Ok(job)
+            })
+            .collect()
+    }
+
+    /// Erase the chunk at `indices`; it then reads as the fill value.
+    pub fn erase_chunk(&self, indices: &[u64]) -> FfiResult<()> {
+        let job = self.chunk_job(indices)?;
+        self.storage.erase(&job.key)?;
+        Ok(())
+    }
+
+    /// The chunk shapes of a call: `num_chunks` rows of `ndim` values.
+    fn chunk_shapes(&self, shapes: &[u64], num_chunks: usize) -> FfiResult<Vec<Vec<NonZeroU64>>> {
+        let ndim = self.array.dimensionality();
+        if Some(shapes.len()) != num_chunks.checked_mul(ndim) {
+            return Err(FfiError::invalid(format!(
+                "`chunk_shapes` has {} values; {num_chunks} chunks of {ndim} dimensions need {}",
+                shapes.len(),
+                num_chunks.saturating_mul(ndim)
+            )));
+        }
+        if ndim == 0 {
+            return Ok(vec![Vec::new(); num_chunks]);
+        }
+        shapes
+            .chunks(ndim)
+            .enumerate()
+            .map(|(i, shape)| {
+                let name = StoreKey::new(format!("chunk-{i}")).map_err(|e| FfiError::invalid(e.to_string()))?;
+                let shape = args::nonzero_shape(shape, &format!("chunk {name}: chunk shape"))?;
+                self.shapes.check(&shape, &name)?;
+                Ok(shape)
+            })
+            .collect()
+    }
+
+    /// Chunk versus codec concurrency for a batch of `jobs`.
+    fn plan(&self, options: &ZarrsOptions, jobs: &[ChunkJob]) -> FfiResult<(usize, CodecOptions)> {
+        let Some(first) = jobs.first() else {
+            return Ok((1, options.single_chunk()));
+        };
+        if jobs.len() == 1 {
+            return Ok((1, options.single_chunk()));
+        }
+        let codecs = self.codec.chain();
+        options.plan(codecs.as_ref(), &first.chunk_shape, self.codec.data_type(), jobs.len())
+    }
+}
+
+/// Reads and writes through the array's storage.
+impl ZarrsArray {
+    /// Read every job into `destination`, in parallel; `present[i]` says if chunk i existed.
+    pub fn read_jobs(&self, options: &ZarrsOptions, jobs: Vec<ChunkJob>, destination: &Destination) -> FfiResult<Vec<bool>> {
+        let (limit, codec_options) = self.plan(options, &jobs)?;
+        if let Some(remote) = &self.remote {
+            return self.read_jobs_remote(remote, options, jobs, destination, limit, &codec_options);
+        }
+        options.install(|| {
+            iter_concurrent_limit!(limit, jobs, map, |job: ChunkJob| {
+                self.codec
+                    .read_job(&self.storage, &job, destination, &codec_options)
+                    .map_err(|e| self.in_chunk(&job.key, e))
+            })
+            .collect::<FfiResult<Vec<bool>>>()
+        })?
+    }
+
+    /// Remote reads: every whole value the batch needs is fetched concurrently, then decoded
+    /// in parallel. Partial shard reads keep fetching the index and the inner chunks they
+    /// need (byte ranges), a job at a time per thread.
+    fn read_jobs_remote(
+        &self,
+        remote: &RemoteStore,
+        options: &ZarrsOptions,
+        jobs: Vec<ChunkJob>,
+        destination: &Destination,
+        limit: usize,
+        codec_options: &CodecOptions,
+    ) -> FfiResult<Vec<bool>> {
+        let keys: Vec<StoreKey> = jobs.iter().filter(|job| !self.codec.reads_ranges(job)).map(|job| job.key.clone()).collect();
+        let mut fetched = remote.get_many(keys)?.into_iter();
+        let work: Vec<(ChunkJob, Option<MaybeBytes>)> = jobs
+            .into_iter()
+            .map(|job| {
+                let bytes = if self.codec.reads_ranges(&job) { None } else { Some(fetched.next().flatten()) };
+                (job, bytes)
+            })
+            .collect();
+        options.install(|| {
+            iter_concurrent_limit!(limit, work, map, |(job, bytes): (ChunkJob, Option<MaybeBytes>)| {
+                match bytes {
+                    Some(bytes) => self.codec.decode_job(&job, bytes.as_deref().map(Cow::Borrowed), destination, codec_options),
+                    None => self.codec.read_job(&self.storage, &job, destination, codec_options),
+                }
+                .map_err(|e| self.in_chunk(&job.key, e))
+            })
+            .collect::<FfiResult<Vec<bool>>>()
+        })?
+    }
+
+    /// Write every job from `source`, in parallel. Each chunk is replaced atomically by the
+    /// storage, so a failure leaves every chunk either old or new.
+    pub fn write_jobs(&self, options: &ZarrsOptions, jobs: Vec<ChunkJob>, source: &Source) -> FfiResult<()> {
+        let (limit, codec_options) = self.plan(options, &jobs)?;
+        if let Some(remote) = &self.remote {
+            return self.write_jobs_remote(remote, options, jobs, source, limit, &codec_options);
+        }
+        options.install(|| {
+            iter_concurrent_limit!(limit, jobs, try_for_each, |job: ChunkJob| {
+                self.write_job(&job, source, &codec_options).map_err(|e| self.in_chunk(&job.key, e))
+            })
+        })?
+    }
+
+    fn write_job(&self, job: &ChunkJob, source: &Source, options: &CodecOptions) -> FfiResult<()> {
+        // The old chunk is read only when the write covers part of it (`merge_job` asks).
+        let old = || Ok(self.storage.get(&job.key)?.map(|b| Cow::Owned(Vec::from(b))));
+        let chunk = self.codec.merge_job(job, source, old, options)?;
+        match self.codec.encode_chunk(&job.chunk_shape, chunk, options)? {
+            Some(encoded) => self.storage.set(&job.key, Bytes::from(encoded))?,
+            None => self.storage.erase(&job.key)?,
+        }
+        Ok(())
+    }
+
+    /// Remote writes: old values of chunks written in part are fetched concurrently, chunks
+    /// are merged and encoded in parallel, then stored (or erased) concurrently. Nothing is
+    /// stored until every chunk has encoded; each value is replaced whole.
+    fn write_jobs_remote(
+        &self,
+        remote: &RemoteStore,
+        options: &ZarrsOptions,
+        jobs: Vec<ChunkJob>,
+        source: &Source,
+        limit: usize,
+        codec_options: &CodecOptions,
+    ) -> FfiResult<()> {
+        let keys: Vec<StoreKey> = jobs.iter().filter(|job| !job.is_whole_chunk()).map(|job| job.key.clone()).collect();
+        let mut fetched = remote.get_many(keys)?.into_iter();
+        let work: Vec<(ChunkJob, MaybeBytes)> = jobs
+            .into_iter()
+            .map(|job| {
+                let old = if job.is_whole_chunk() { None } else { fetched.next().flatten() };
+                (job, old)
+            })
+            .collect();
+        let encoded = options.install(|| {
+            iter_concurrent_limit!(limit, work, map, |(job, old): (ChunkJob, MaybeBytes)| {
+                let encode = || {
+                    let chunk = self.codec.merge_job(&job, source, || Ok(old.as_deref().map(Cow::Borrowed)), codec_options)?;
+                    self.codec.encode_chunk(&job.chunk_shape, chunk, codec_options)
+                };
+                Ok::<_, FfiError>((job.key.clone(), encode().map_err(|e| self.in_chunk(&job.key, e))?))
+            })
+            .collect::<FfiResult<Vec<_>>>()
+        })??;
+        remote.set_many(encoded)?;
+        Ok(())
+    }
+}
+
+/// Codec-only batches: chunk bytes the caller fetches and stores itself.
+impl ZarrsArray {
+    /// Decode `inputs` (chunk i: `inputs.get(i)`, None: missing) into `destination`.
+    pub fn decode_chunks(
+        &self,
+        options: &ZarrsOptions,
+        jobs: Vec<ChunkJob>,
+        inputs: &EncodedInputs,
+        destination: &Destination,
+    ) -> FfiResult<()> {
+        let (limit, codec_options) = self.plan(options, &jobs)?;
+        let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
+        options.install(|| {
+            iter_concurrent_limit!(limit, indexed, try_for_each, |(i, job): (usize, ChunkJob)| {
+                self.codec
+                    .decode_job(&job, inputs.get(i).map(Cow::Borrowed), destination, &codec_options)
+                    .map(|_| ())
+                    .map_err(|e| self.in_chunk(&job.key, e))
+            })
+        })?
+    }
+
+    /// Encode the jobs from `source`, merging into `existing` bytes for chunks written in
+    /// part. None: the chunk is all fill value and should be deleted.
+    pub fn encode_chunks(
+        &self,
+        options: &ZarrsOptions,
+        jobs: Vec<ChunkJob>,
+        source: &Source,
+        existing: &EncodedInputs,
+    ) -> FfiResult<Vec<Option<Vec<u8>>>> {
+        let (limit, codec_options) = self.plan(options, &jobs)?;
+        let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
+        options.install(|| {
+            iter_concurrent_limit!(limit, indexed, map, |(i, job): (usize, ChunkJob)| {
+                let encode = || {
+                    let chunk: Cow<[u8]> = self.codec.merge_job(&job, source, || Ok(existing.get(i).map(Cow::Borrowed)), &codec_options)?;
+                    self.codec.encode_chunk(&job.chunk_shape, chunk, &codec_options)
+                };
+                encode().map_err(|e| self.in_chunk(&job.key, e))
+            })
+            .collect::<FfiResult<Vec<_>>>()
+        })?
+    }
+}
+
+/// Codec-only batches of variable-length data types (`string`, `bytes`).
+impl ZarrsArray {
+    /// Decode whole chunks (every one present) of the shapes `chunk_shapes` (`num_chunks`
+    /// rows of `ndim` values) into element bytes and `elements + 1` offsets each.
+    pub fn decode_variable_chunks(
+        &self,
+        options: &ZarrsOptions,
+        inputs: &EncodedInputs,
+        chunk_shapes: &[u64],
+        num_chunks: usize,
+    ) -> FfiResult<Vec<(Vec<u8>, Vec<u64>)>> {
+        let shapes = self.chunk_shapes(chunk_shapes, num_chunks)?;
+        let codec_options = options.single_chunk();
+        let cap = options.max_variable_chunk_bytes();
+        let indexed: Vec<usize> = (0..num_chunks).collect();
+        let limit = std::cmp::max(1, num_chunks);
+        options.install(|| {
+            iter_concurrent_limit!(limit, indexed, map, |i: usize| {
+                let bytes = inputs.get(i).ok_or_else(|| FfiError::invalid(format!("chunk {i} has no bytes (NULL)")))?;
+                let shape = &shapes[i];
+                let (bytes, offsets) = self.codec.decode_variable(bytes, shape, cap, &codec_options).map_err(|e| {
+                    let key = StoreKey::new(format!("chunk-{i}")).expect("a valid key");
+                    self.in_chunk(&key, e)
+                })?;
+                let expected = elements(shape)?;
+                if offsets.len() != expected + 1 {
+                    return Err(FfiError::new(
+                        ZarrsResult::ZARRS_ERROR_CODEC,
+                        format!("chunk {i} decoded to {} elements, expected {expected}", offsets.len() - 1),
+                    ));
+                }
+                Ok((bytes.into_owned(), offsets.iter().map(|&o| o as u64).collect()))
+            })
+            .collect::<FfiResult<Vec<_>>>()
+        })?
+    }
+
+    /// Encode whole chunks of the shapes `chunk_shapes` from their elements back to back in
+    /// `data`, delimited by `offsets` (total elements + 1, increasing, within `data`).
+    pub fn encode_variable_chunks(
+        &self,
+        options: &ZarrsOptions,
+        chunk_shapes: &[u64],
+        num_chunks: usize,
+        data: &[u8],
+        offsets: &[u64],
+    ) -> FfiResult<Vec<Option<Vec<u8>>>> {
+        let shapes = self.chunk_shapes(chunk_shapes, num_chunks)?;
+        let starts = element_windows(&shapes, data, offsets)?;
+        let codec_options = options.single_chunk();
+        let indexed: Vec<usize> = (0..num_chunks).collect();
+        let limit = std::cmp::max(1, num_chunks);
+        options.install(|| {
+            iter_concurrent_limit!(limit, indexed, map, |i: usize| {
+                let window = &offsets[starts[i]..starts[i + 1] + 1];
+                // Checked by `element_windows`: increasing and within `data`, so these fit.
+                let base = window[0] as usize;
+                let bytes = &data[base..window[window.len() - 1] as usize];
+                let local: Vec<usize> = window.iter().map(|&o| o as usize - base).collect();
+                Ok(Some(self.codec.encode_variable(bytes, local, &shapes[i], &codec_options)?))
+            })
+            .collect::<FfiResult<Vec<_>>>()
+        })?
+    }
+}
+
+fn elements(shape: &[NonZeroU64]) -> FfiResult<usize> {
+    let shape: Vec<u64> = shape.iter().map(|d| d.get()).collect();
+    usize::try_from(args::num_elements(&shape)?).map_err(|_| FfiError::invalid("chunk has too many elements"))
+}
+
+/// Check `offsets` against the chunks' element counts and `data`, and return where each
+/// chunk's elements start in `offsets` (`shapes.len() + 1` values; the last is the total).
+fn element_windows(shapes: &[Vec<NonZeroU64>], data: &[u8], offsets: &[u64]) -> FfiResult<Vec<usize>> {
+    let counts = shapes.iter().map(|s| elements(s)).collect::<FfiResult<Vec<usize>>>()?;
+    // Checked: chunk shapes come from the caller, and a wrapped sum would pass the length
+    // check below with far too few offsets.
+    let (total, needed) = counts
+        .iter()
+        .try_fold(0usize, |sum, &n| sum.checked_add(n))
+        .and_then(|total| total.checked_add(1).map(|plus_one| (total, plus_one)))
+        .ok_or_else(|| FfiError::invalid("the chunk shapes' element counts overflow"))?;
+    if offsets.len() != needed {
+        return Err(FfiError::invalid(format!(
+            "`element_offsets` has {} values; {total} elements need {needed}",
+            offsets.len(),
+        )));
+    }
+    if offsets.windows(2).any(|w| w[1] < w[0]) || offsets.last().is_some_and(|&last| last > data.len() as u64) {
+        return Err(FfiError::invalid("`element_offsets` must increase and stay within `data`"));
+    }
+    let mut starts = Vec::with_capacity(counts.len() + 1);
+    let mut first = 0usize;
+    for &count in &counts {
+        starts.push(first);
+        first += count;
+    }
+    starts.push(first);
+    Ok(starts)
+}

@@ -1,0 +1,185 @@
+//! Views of caller buffers: the buffer a batch decodes into ([`Destination`]) and the values
+//! a write encodes from ([`Source`]).
+//!
+//! Every region is checked against its buffer here, before a kernel touches it.
+
+use std::borrow::Cow;
+
+use unsafe_cell_slice::UnsafeCellSlice;
+use zarrs::array::ArrayBytesFixedDisjointView;
+use zarrs::storage::StoreKey;
+
+use super::kernels::{copy_region, fill_region, for_each_run};
+use super::ChunkJob;
+use crate::args;
+use crate::error::{FfiError, FfiResult};
+
+/// A caller buffer that jobs decode into, each into its own region.
+pub struct Destination<'a> {
+    cells: UnsafeCellSlice<'a, u8>,
+    shape: &'a [u64],
+    element_size: usize,
+}
+
+impl<'a> Destination<'a> {
+    pub fn new(
+        buffer: &'a mut [u8],
+        shape: &'a [u64],
+        element_size: usize,
+        name: &str,
+    ) -> FfiResult<Self> {
+        let expected = args::byte_size(shape, element_size)?;
+        if buffer.len() != expected {
+            return Err(FfiError::buffer_size(name, buffer.len(), expected));
+        }
+        Ok(Self {
+            cells: UnsafeCellSlice::new(buffer),
+            shape,
+            element_size,
+        })
+    }
+
+    /// Visit the runs of a region of `shape` starting at `buffer_start` in this buffer, with
+    /// the matching runs of a source array of `source_shape` where the region starts at
+    /// `source_start`: `f(source byte range, target bytes)`.
+    fn runs(
+        &self,
+        source_shape: &[u64],
+        source_start: &[u64],
+        buffer_start: &[u64],
+        shape: &[u64],
+        key: &StoreKey,
+        mut f: impl FnMut(std::ops::Range<usize>, &mut [u8]),
+    ) -> FfiResult<()> {
+        let region = args::region(buffer_start, shape, "buffer region")?;
+        if !region.inbounds_shape(self.shape) {
+            return Err(FfiError::invalid(format!(
+                "chunk {key}: region {region} is outside the buffer shape {:?}",
+                self.shape
+            )));
+        }
+        let size = self.element_size;
+        for_each_run(source_shape, source_start, self.shape, buffer_start, shape, |s, d, n| {
+            // SAFETY: `d..d + n` elements lie inside `region`, which is inside the buffer
+            // (checked above) and inside the region of the chunk being written. Regions of
+            // one batch are disjoint (a documented precondition of every batch call) and the
+            // inner chunks of one shard are disjoint, so no other thread touches these bytes.
+            let target = unsafe { self.cells.index_mut(d * size..(d + n) * size) };
+            f(s * size..(s + n) * size, target);
+        });
+        Ok(())
+    }
+
+    /// Copy a region of `source` (of `source_shape`, from `source_start`) to `buffer_start`.
+    pub fn copy_at(
+        &self,
+        source: &[u8],
+        source_shape: &[u64],
+        source_start: &[u64],
+        buffer_start: &[u64],
+        shape: &[u64],
+        key: &StoreKey,
+    ) -> FfiResult<()> {
+        self.runs(source_shape, source_start, buffer_start, shape, key, |from, target| {
+            target.copy_from_slice(&source[from]);
+        })
+    }
+
+    /// Set every element of the region of `shape` at `buffer_start` to `element`.
+    pub fn fill_at(&self, buffer_start: &[u64], shape: &[u64], element: &[u8], key: &StoreKey) -> FfiResult<()> {
+        let origin = vec![0; shape.len()];
+        self.runs(shape, &origin, buffer_start, shape, key, |_, target| {
+            for slot in target.chunks_exact_mut(element.len()) {
+                slot.copy_from_slice(element);
+            }
+        })
+    }
+
+    /// Copy `job.subset` of `chunk` (a whole decoded chunk) into the job's region.
+    pub fn place(&self, job: &ChunkJob, chunk: &[u8]) -> FfiResult<()> {
+        self.copy_at(chunk, &job.chunk_shape_u64(), job.subset.start(), &job.buffer_start, job.subset.shape(), &job.key)
+    }
+
+    /// Set every element of the job's region to `element`.
+    pub fn fill(&self, job: &ChunkJob, element: &[u8]) -> FfiResult<()> {
+        self.fill_at(&job.buffer_start, job.subset.shape(), element, &job.key)
+    }
+
+    /// A view of the region `job` decodes into.
+    pub fn view(&self, job: &ChunkJob) -> FfiResult<ArrayBytesFixedDisjointView<'a>> {
+        // SAFETY: the view only writes inside `region`, which the constructor checks lies in
+        // the buffer. Regions of one batch must not overlap; that is a documented
+        // precondition of every batch call (zarr's indexers produce disjoint regions).
+        Ok(unsafe {
+            ArrayBytesFixedDisjointView::new(self.cells, self.element_size, self.shape, job.buffer_region()?)?
+        })
+    }
+}
+
+/// A source of values for writes: a C-order array, or one element broadcast everywhere.
+pub enum Source<'a> {
+    Array { bytes: &'a [u8], shape: Vec<u64> },
+    Scalar(&'a [u8]),
+}
+
+impl<'a> Source<'a> {
+    pub fn new(bytes: &'a [u8], shape: &[u64], element_size: usize) -> FfiResult<Self> {
+        if shape.is_empty() {
+            if bytes.len() != element_size {
+                return Err(FfiError::buffer_size("value", bytes.len(), element_size));
+            }
+            return Ok(Source::Scalar(bytes));
+        }
+        let expected = args::byte_size(shape, element_size)?;
+        if bytes.len() != expected {
+            return Err(FfiError::buffer_size("value", bytes.len(), expected));
+        }
+        Ok(Source::Array { bytes, shape: shape.to_vec() })
+    }
+
+    pub fn check(&self, job: &ChunkJob) -> FfiResult<()> {
+        if let Source::Array { shape, .. } = self {
+            if !job.buffer_region()?.inbounds_shape(shape) {
+                return Err(FfiError::invalid(format!(
+                    "chunk {}: value region {} is outside the value shape {shape:?}",
+                    job.key,
+                    job.buffer_region()?
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of a whole chunk that `job` covers entirely.
+    pub fn whole_chunk(&self, job: &ChunkJob, element_size: usize) -> FfiResult<Cow<'a, [u8]>> {
+        let chunk_shape = job.chunk_shape_u64();
+        let len = args::byte_size(&chunk_shape, element_size)?;
+        match self {
+            Source::Scalar(element) => Ok(Cow::Owned(element.repeat(len / element_size))),
+            Source::Array { bytes, shape } if *shape == chunk_shape => Ok(Cow::Borrowed(bytes)),
+            Source::Array { .. } => {
+                let mut chunk = vec![0u8; len];
+                self.write_into(job, &mut chunk, element_size);
+                Ok(Cow::Owned(chunk))
+            }
+        }
+    }
+
+    /// Copy this job's values into `chunk` (a whole decoded chunk) at the job's subset.
+    pub fn write_into(&self, job: &ChunkJob, chunk: &mut [u8], element_size: usize) {
+        let chunk_shape = job.chunk_shape_u64();
+        match self {
+            Source::Scalar(element) => fill_region(chunk, &chunk_shape, job.subset.start(), job.subset.shape(), element),
+            Source::Array { bytes, shape } => copy_region(
+                bytes,
+                shape,
+                &job.buffer_start,
+                chunk,
+                &chunk_shape,
+                job.subset.start(),
+                job.subset.shape(),
+                element_size,
+            ),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Storage: where chunk bytes live, behind zarrs' storage traits.
+//!
+//! [`LocalStore`] (a directory, written atomically) and [`RemoteStore`] (object stores and
+//! HTTP, with concurrent batch I/O). Both refuse writes the same way when opened read-only.
+//! This layer knows keys and bytes only: no arrays, codecs or handles.
+
+mod local;
+mod remote;
+
+use std::sync::Arc;
+
+use zarrs::storage::StorageError;
+
+pub use local::LocalStore;
+pub use remote::{RemoteStore, S3Settings};
+
+/// Fail with `ReadOnly` (`ZARRS_ERROR_READ_ONLY`) on a write to a store opened read-only.
+fn check_writable(read_only: bool) -> Result<(), StorageError> {
+    if read_only {
+        Err(StorageError::ReadOnly)
+    } else {
+        Ok(())
+    }
+}
+
+fn io_error(err: std::io::Error) -> StorageError {
+    StorageError::IOError(Arc::new(err))
+}
