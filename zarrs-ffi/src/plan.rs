@@ -20,7 +20,6 @@ use std::borrow::Cow;
 use std::ffi::c_char;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
-use rayon_iter_concurrent_limit::iter_concurrent_limit;
 use zarrs::array::CodecOptions;
 
 use crate::args;
@@ -99,7 +98,6 @@ pub struct ZarrsReadPlan {
     /// The current round's requests and what each answers.
     requests: Vec<ZarrsByteRequest>,
     pending: Vec<Pending>,
-    limit: usize,
     codec_options: CodecOptions,
     options: ZarrsOptions,
     max_gap: u64,
@@ -283,29 +281,44 @@ impl ZarrsReadPlan {
         let array = self.array();
         let (data_type, fill_value) = (array.array.data_type(), array.array.fill_value());
         let codec_options = &self.codec_options;
-        let limit = self.limit;
-        let work: Vec<(&ChunkJob, &Fetched)> = self.jobs.iter().zip(&self.fetched).collect();
+        // One unit per whole chunk and per inner chunk, all in parallel: a few shards read
+        // in part still spread their inner chunks over every thread.
+        let mut units: Vec<(&ChunkJob, &Fetched, Option<usize>)> = Vec::new();
+        for (job, fetched) in self.jobs.iter().zip(&self.fetched) {
+            match fetched {
+                Fetched::Inner(inner) => units.extend((0..inner.len()).map(|k| (job, fetched, Some(k)))),
+                _ => units.push((job, fetched, None)),
+            }
+        }
         self.options.install(|| {
-            iter_concurrent_limit!(limit, work, map, |(job, fetched): (&ChunkJob, &Fetched)| {
-                let run = || -> FfiResult<bool> {
-                    match fetched {
-                        Fetched::Waiting => Err(FfiError::invalid(format!("chunk {}: its bytes were never supplied", job.key))),
-                        Fetched::Whole(bytes) => array.decode_job(job, bytes.as_deref().map(Cow::Borrowed), destination, codec_options),
-                        Fetched::Missing => array.decode_job(job, None, destination, codec_options),
-                        Fetched::Inner(inner) => {
+            units.into_par_iter().try_for_each(|(job, fetched, k)| {
+                let run = || -> FfiResult<()> {
+                    match (fetched, k) {
+                        (Fetched::Waiting, _) => Err(FfiError::invalid(format!("chunk {}: its bytes were never supplied", job.key))),
+                        (Fetched::Whole(bytes), _) => {
+                            array.decode_job(job, bytes.as_deref().map(Cow::Borrowed), destination, codec_options).map(|_| ())
+                        }
+                        (Fetched::Missing, _) => array.decode_job(job, None, destination, codec_options).map(|_| ()),
+                        (Fetched::Inner(inner), k) => {
                             let shard = array.shard.as_ref().expect("inner chunks are planned for shards only");
                             let grid = shard.grid(&job.chunk_shape)?;
-                            inner.iter().try_for_each(|(i, bytes)| {
-                                shard.place_inner(&grid, job, *i, bytes.as_deref(), destination, data_type, fill_value, codec_options)
-                            })?;
-                            Ok(true)
+                            let (i, bytes) = &inner[k.expect("inner units carry their position")];
+                            shard.place_inner(&grid, job, *i, bytes.as_deref(), destination, data_type, fill_value, codec_options)
                         }
                     }
                 };
                 run().map_err(|e| array.in_chunk(&job.key, e))
             })
-            .collect::<FfiResult<Vec<bool>>>()
-        })?
+        })??;
+        Ok(self
+            .fetched
+            .iter()
+            .map(|fetched| match fetched {
+                Fetched::Whole(bytes) => bytes.is_some(),
+                Fetched::Inner(_) => true,
+                Fetched::Waiting | Fetched::Missing => false,
+            })
+            .collect())
     }
 
     fn check_live(&self) -> FfiResult<()> {
@@ -368,14 +381,13 @@ pub extern "C" fn zarrs_array_read_plan_create(
             let key_offsets = unsafe { args::values(key_offsets, offsets_len(num_chunks)?, "key_offsets")? };
             parse_jobs(array_ref, num_chunks, Some((keys, &key_offsets)), &geometry)?
         };
-        let (limit, codec_options) = array_ref.plan(&options, &jobs)?;
+        let (_, codec_options) = array_ref.plan(&options, &jobs)?;
         let mut plan = ZarrsReadPlan {
             array,
             fetched: jobs.iter().map(|_| Fetched::Waiting).collect(),
             jobs,
             requests: Vec::new(),
             pending: Vec::new(),
-            limit,
             codec_options,
             options,
             max_gap: max_gap_bytes,
