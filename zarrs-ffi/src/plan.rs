@@ -106,6 +106,11 @@ pub struct ZarrsReadPlan {
     spent: Option<&'static str>,
 }
 
+/// An inner chunk's position in its shard, offset and size.
+type InnerRange = (usize, u64, u64);
+/// A coalesced range: start, end, and the inner chunks in it.
+type Group = (u64, u64, Vec<InnerRange>);
+
 fn codec_error(message: String) -> FfiError {
     FfiError::new(ZarrsResult::ZARRS_ERROR_CODEC, message)
 }
@@ -113,9 +118,9 @@ fn codec_error(message: String) -> FfiError {
 /// Group `ranges` (inner chunk, offset, size) as zarr's `coalesce_ranges` does: sorted by
 /// offset, a range joins the group before it when the gap is at most `max_gap` and the
 /// group then spans at most `max_coalesced` bytes. A `max_coalesced` of 0 merges nothing.
-fn coalesce(mut ranges: Vec<(usize, u64, u64)>, max_gap: u64, max_coalesced: u64) -> Vec<(u64, u64, Vec<(usize, u64, u64)>)> {
+fn coalesce(mut ranges: Vec<InnerRange>, max_gap: u64, max_coalesced: u64) -> Vec<Group> {
     ranges.sort_by_key(|&(_, offset, _)| offset);
-    let mut groups: Vec<(u64, u64, Vec<(usize, u64, u64)>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for (i, offset, size) in ranges {
         // Entries are checked before this: offset + size does not overflow.
         let end = offset + size;
