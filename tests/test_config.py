@@ -203,12 +203,6 @@ def _peak_partial_shard_read(pipeline: str, limit: int) -> int:
         return store.peak
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ShardReader.read (shards.py) fetches the inner-chunk ranges of every shard at once "
-    "(asyncio.gather over shards), ignoring async.concurrency: 12 requests in flight with "
-    "async.concurrency=2, where zarr's pipeline keeps 2",
-)
 def test_async_concurrency_bounds_partial_shard_reads():
     limit = 2
     # zarr's own pipeline keeps this read within the limit (one coalesced request per shard).

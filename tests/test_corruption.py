@@ -55,24 +55,16 @@ OK_VERDICTS = {"ok", "raise", "oracle-data", "oracle-error"}
 KNOWN_CRASHES: list[tuple[str, str]] = [
     # Fixed-size data types no longer crash, bomb or return data from wrong-length chunks
     # (commit 1e4c86f: every decode bounded by the metadata before it allocates). What is
-    # left is the size of variable-length chunks, which no metadata bounds, and the Python
-    # shard reader's semantics. gzip now reads every member and refuses trailing bytes. Variable-length chunks and shards no longer panic
+    # left is the size of variable-length chunks, which no metadata bounds. gzip now reads every member and refuses trailing bytes. Variable-length chunks and shards no longer panic
     # or abort: their vlen layouts are checked and their shards read by shard.rs, each
     # inner chunk bounded.
     # --- decompression bombs: a 64 MiB frame is decoded in full for a 512-byte chunk ---
     ("memory * */string zstd_bomb,zstd_bomb_no_fcs,gzip_bomb,zlib_bomb *",
      "variable-length chunks are capped at max_variable_chunk_bytes (1 GiB by default), "
      "not at a size the metadata fixes; the harness flags any read over 16 MiB"),
-    # --- ours returns values where zarr's pipeline raises ---
-    ("silent wrapped v3/shard-* idx_length_past_end@*,idx_length_plus2@*,idx_missing_offset_only@* part,span",
-     "Python-store partial shard reads (shards.py): a raw inner chunk longer than its size is "
-     "read, and an entry whose offset alone is the missing marker reads as missing (fill value); "
-     "zarr raises"),
-    # --- exceptions that are neither ZarrsError nor what zarr raises ---
-    ("unclear wrapped v3/shard-* idx_length_2^45@*,idx_missing_length_only@*,idx_random part,span",
-     "Python-store partial shard reads (shards.py) use index entries as Python sizes before "
-     "checking them: MemoryError (2^45 bytes) and OverflowError (\"cannot fit 'int' into an "
-     "index-sized integer\")"),
+    # The Python shard reader's entries (index entries used as sizes before being checked,
+    # a missing marker in one field read as missing) went when shards.py became a byte mover
+    # for the native read plan (plan.rs), which checks every entry.
 ]
 
 

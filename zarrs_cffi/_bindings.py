@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-__all__ = ["ChunkBatch", "NativeArray", "Options", "Storage", "native_version"]
+__all__ = ["ChunkBatch", "NativeArray", "Options", "ReadPlan", "Storage", "native_version"]
 
 
 def native_version() -> str:
@@ -281,6 +281,74 @@ def _pointers(chunks: Sequence[Any]) -> tuple[Any, Any, list[Any]]:
 
 _EMPTY = ffi.new("uint8_t[1]")
 
+# Sans-I/O reads, write planning and native encoded I/O (``plan.rs``, ``encoded_io.rs``).
+
+#: A request's kind, as ``ZarrsByteRequestKind``: the whole value, a range or a suffix.
+REQUEST_WHOLE, REQUEST_RANGE, REQUEST_SUFFIX = 0, 1, 2
+
+# ``ZarrsByteRequest`` as numpy reads it (C layout: the enum is 4 bytes, padded to 8).
+_REQUEST_DTYPE = np.dtype(
+    {"names": ["job", "kind", "offset", "length"], "formats": ["<u8", "<i4", "<u8", "<u8"], "offsets": [0, 8, 16, 24], "itemsize": 32}
+)
+
+
+def _key_args(keys: Sequence[str]) -> tuple[bytes, npt.NDArray[np.uint64]]:
+    encoded = [key.encode("utf-8") for key in keys]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.uint64)
+    if encoded:
+        np.cumsum([len(k) for k in encoded], out=offsets[1:])
+    return b"".join(encoded), offsets
+
+
+class ReadPlan:
+    """A read whose bytes the caller fetches (``ZarrsReadPlan``).
+
+    ``requests()`` says what to fetch: per request, the job (position in the batch), the
+    kind (``REQUEST_WHOLE``, ``REQUEST_RANGE``, ``REQUEST_SUFFIX``), offset and length.
+    ``supply()`` answers them in order (None: the value does not exist); repeat until
+    ``requests()`` is empty, then ``finish(out)`` decodes into ``out``. The plan knows the
+    byte layout (shard indexes); the caller only moves bytes.
+    """
+
+    __slots__ = ("_array", "_handle", "_jobs")
+
+    def __init__(self, handle: Any, array: NativeArray, jobs: int) -> None:
+        self._handle = ffi.gc(handle, lib().zarrs_read_plan_free)
+        # The plan refers to its array: keep it alive as long as the plan.
+        self._array = array
+        self._jobs = jobs
+
+    def requests(self) -> npt.NDArray[Any]:
+        """The current round's requests: a structured array with fields ``job``, ``kind``,
+        ``offset`` and ``length`` (a copy)."""
+        pointer = ffi.new("const ZarrsByteRequest **")
+        count = ffi.new("size_t *")
+        check(lib().zarrs_read_plan_requests(self._handle, pointer, count))
+        n = int(count[0])
+        if n == 0:
+            return np.zeros(0, dtype=_REQUEST_DTYPE)
+        return np.frombuffer(ffi.buffer(pointer[0], n * _REQUEST_DTYPE.itemsize), dtype=_REQUEST_DTYPE).copy()
+
+    def supply(self, responses: Sequence[Any]) -> None:
+        """Answer the current round's requests, in order (None: the value is missing)."""
+        pointers, lengths, _keep = _pointers(responses)
+        check(lib().zarrs_read_plan_supply(self._handle, len(responses), pointers, lengths))
+
+    def finish(self, out: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        """Decode every job into ``out``; returns which chunks exist."""
+        self._array._check_elements(out, "out")
+        if out.ndim != self._array.ndim:
+            raise ZarrsValueError(f"out has {out.ndim} dimensions; the array has {self._array.ndim}")
+        out_shape = _u64(out.shape, "out.shape")
+        present = np.zeros(self._jobs, dtype=np.uint8)
+        check(
+            lib().zarrs_read_plan_finish(
+                self._handle, _out_buffer(out, "out"), out.nbytes, _u64_ptr(out_shape),
+                ffi.from_buffer("uint8_t[]", present, require_writable=True), self._jobs,
+            )
+        )
+        return present.view(np.bool_)
+
 
 class NativeArray:
     """An open native array (``ZarrsArray``)."""
@@ -531,6 +599,82 @@ class NativeArray:
             check(lib().zarrs_encoded_chunks_get(handle, i, ptr, size))
             result.append(None if ptr[0] == ffi.NULL else bytes(ffi.buffer(ptr[0], size[0])))
         return result
+
+    def read_plan(
+        self, options: Options, batch: ChunkBatch, max_gap_bytes: int = 1 << 20, max_coalesced_bytes: int = 16 << 20
+    ) -> ReadPlan:
+        """Plan reading ``batch`` (keys name chunks in errors; None keys: ``chunk-<i>``) with
+        the caller's own I/O. Inner chunk ranges of a shard are coalesced when at most
+        ``max_gap_bytes`` apart, into ranges of at most ``max_coalesced_bytes`` (0: no
+        merging)."""
+        for name, value in (("max_gap_bytes", max_gap_bytes), ("max_coalesced_bytes", max_coalesced_bytes)):
+            if not 0 <= value < 2**64:
+                raise ZarrsValueError(f"{name} must be between 0 and 2**64 - 1, got {value}")
+        geometry, geometry_len = self._geometry_args(batch)
+        keyed = len(batch.key_offsets) == len(batch) + 1
+        out = ffi.new("ZarrsReadPlan **")
+        check(
+            lib().zarrs_array_read_plan_create(
+                self._handle, options._cdata(), len(batch),
+                batch.keys if keyed else ffi.NULL, len(batch.keys) if keyed else 0,
+                _u64_ptr(batch.key_offsets) if keyed else ffi.NULL,
+                geometry, geometry_len, max_gap_bytes, max_coalesced_bytes, out,
+            )
+        )
+        return ReadPlan(out[0], self, len(batch))
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the array's chunks are shards (its array-to-bytes codec is sharding)."""
+        flag = ffi.new("uint8_t *")
+        check(lib().zarrs_array_is_sharded(self._handle, flag))
+        return bool(flag[0])
+
+    def needs_old(self, batch: ChunkBatch, complete: Sequence[bool] | npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        """Which chunks of a write must have their stored bytes fetched before
+        ``encode_chunks``: written in part and not ``complete`` (zarr's per-chunk flag: the
+        selection covers all of the chunk inside the array), or written in part and a shard."""
+        flags = np.ascontiguousarray(complete, dtype=bool).astype(np.uint8)
+        if flags.shape != (len(batch),):
+            raise ZarrsValueError(f"{flags.size} complete flags for a batch of {len(batch)}")
+        geometry, geometry_len = self._geometry_args(batch)
+        needs = np.zeros(len(batch), dtype=np.uint8)
+        check(
+            lib().zarrs_array_needs_old(
+                self._handle, len(batch), geometry, geometry_len,
+                ffi.from_buffer("uint8_t[]", flags), len(batch),
+                ffi.from_buffer("uint8_t[]", needs, require_writable=True), len(batch),
+            )
+        )
+        return needs.view(np.bool_)
+
+    def fetch_encoded(self, options: Options, keys: Sequence[str]) -> list[bytes | None]:
+        """The stored bytes of each key (None: missing), fetched natively and concurrently,
+        not decoded: for ``decode_chunks`` and as ``existing`` for ``encode_chunks``."""
+        data, offsets = _key_args(keys)
+        out = ffi.new("ZarrsEncodedChunks **")
+        check(lib().zarrs_array_fetch_encoded(self._handle, options._cdata(), len(keys), data, len(data), _u64_ptr(offsets), out))
+        handle = ffi.gc(out[0], lib().zarrs_encoded_chunks_free)
+        ptr = ffi.new("const uint8_t **")
+        size = ffi.new("size_t *")
+        result: list[bytes | None] = []
+        for i in range(len(keys)):
+            check(lib().zarrs_encoded_chunks_get(handle, i, ptr, size))
+            result.append(None if ptr[0] == ffi.NULL else bytes(ffi.buffer(ptr[0], size[0])))
+        return result
+
+    def store_encoded(self, options: Options, keys: Sequence[str], encoded: Sequence[Any]) -> None:
+        """Store each key's encoded bytes natively (None: erase the key), concurrently; each
+        value replaced atomically, as ``write_chunks`` does."""
+        if len(encoded) != len(keys):
+            raise ZarrsValueError(f"{len(encoded)} encoded chunks for {len(keys)} keys")
+        data, offsets = _key_args(keys)
+        pointers, lengths, _keep = _pointers(encoded)
+        check(
+            lib().zarrs_array_store_encoded(
+                self._handle, options._cdata(), len(keys), data, len(data), _u64_ptr(offsets), pointers, lengths
+            )
+        )
 
 
 def _shapes(shapes: Sequence[Sequence[int]], ndim: int) -> npt.NDArray[np.uint64]:

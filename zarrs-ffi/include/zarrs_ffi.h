@@ -48,6 +48,16 @@ enum ZarrsResult
 typedef int32_t ZarrsResult;
 #endif // __cplusplus
 
+// What a [`ZarrsByteRequest`] asks for.
+typedef enum ZarrsByteRequestKind {
+  // The whole value at the chunk's key (`offset` and `length` are 0).
+  ZARRS_BYTE_REQUEST_WHOLE = 0,
+  // `length` bytes from `offset`.
+  ZARRS_BYTE_REQUEST_RANGE = 1,
+  // The last `length` bytes (`offset` is 0).
+  ZARRS_BYTE_REQUEST_SUFFIX = 2,
+} ZarrsByteRequestKind;
+
 // The order in which the inner chunks of a shard are laid out in its bytes. The index
 // locates every chunk, so any order reads back; this only decides the bytes written.
 typedef enum ZarrsSubchunkOrder {
@@ -70,6 +80,16 @@ typedef struct ZarrsArray ZarrsArray;
 //
 // Thread safety: read-only after creation; may be read from many threads.
 typedef struct ZarrsEncodedChunks ZarrsEncodedChunks;
+
+// A read of a batch of chunks whose bytes the caller fetches. Create with
+// [`zarrs_array_read_plan_create`]; read its requests with [`zarrs_read_plan_requests`],
+// answer them with [`zarrs_read_plan_supply`] until there are none, then decode with
+// [`zarrs_read_plan_finish`]; free with [`zarrs_read_plan_free`].
+//
+// The plan refers to its array, which must outlive it.
+//
+// Thread safety: a plan may move between threads but must not be used by two at once.
+typedef struct ZarrsReadPlan ZarrsReadPlan;
 
 // An open storage. Create with a `zarrs_storage_open_*` function, free with
 // [`zarrs_storage_free`]. Arrays opened on it keep it alive, so it may be freed before them.
@@ -108,6 +128,19 @@ typedef struct ZarrsOptions {
   // cap: their metadata bounds them. 0: the default, 1 GiB.
   uint64_t max_variable_chunk_bytes;
 } ZarrsOptions;
+
+// One request of a read plan: bytes of the value stored at the key of chunk job `job`
+// (its position in the batch given to [`zarrs_array_read_plan_create`]).
+typedef struct ZarrsByteRequest {
+  // The chunk job whose key is read.
+  uint64_t job;
+  // Whole value, range or suffix.
+  enum ZarrsByteRequestKind kind;
+  // The first byte of a range.
+  uint64_t offset;
+  // The length of a range or suffix.
+  uint64_t length;
+} ZarrsByteRequest;
 
 // Settings of an S3-compatible object store. Every string is UTF-8 with its length in
 // bytes; a NULL pointer leaves a setting unset. Flags are `uint8_t`: 0 is false, any
@@ -430,6 +463,46 @@ ZarrsResult zarrs_encoded_chunks_get(const struct ZarrsEncodedChunks *encoded,
 // Thread safety: the handle must not be in use by another thread.
 ZarrsResult zarrs_encoded_chunks_free(struct ZarrsEncodedChunks *encoded);
 
+// Fetch the stored (encoded) bytes of a batch of chunks through the array's storage,
+// concurrently, without decoding them.
+//
+// - `array`, `options` (NULL: defaults; its thread count bounds local reads).
+// - `num_chunks`, `keys`, `keys_len`, `key_offsets`: the store keys, as for
+//   `zarrs_array_read_chunks`.
+// - `encoded_out`: receives a new `ZarrsEncodedChunks` with one entry per key, read with
+//   `zarrs_encoded_chunks_get` (NULL data: the key holds no value) and freed with
+//   `zarrs_encoded_chunks_free`. Its entries can be passed straight to
+//   `zarrs_array_decode_chunks` and, as `existing`, to `zarrs_array_encode_chunks`.
+//
+// Thread safety: safe to call concurrently on the same array.
+ZarrsResult zarrs_array_fetch_encoded(const struct ZarrsArray *array,
+                                      const struct ZarrsOptions *options,
+                                      size_t num_chunks,
+                                      const char *keys,
+                                      size_t keys_len,
+                                      const uint64_t *key_offsets,
+                                      struct ZarrsEncodedChunks **encoded_out);
+
+// Store encoded chunks through the array's storage, concurrently: `encoded[i]` points to
+// `encoded_lens[i]` bytes stored at key `i`; a NULL pointer erases the key (a chunk
+// `zarrs_array_encode_chunks` found entirely the fill value).
+//
+// - `keys`, `keys_len`, `key_offsets`: as for `zarrs_array_write_chunks`; no key may
+//   appear twice.
+//
+// Each value is replaced atomically, as `zarrs_array_write_chunks` does: on failure every
+// key holds its old or its new value.
+//
+// Thread safety: safe to call concurrently on the same array for disjoint sets of keys.
+ZarrsResult zarrs_array_store_encoded(const struct ZarrsArray *array,
+                                      const struct ZarrsOptions *options,
+                                      size_t num_chunks,
+                                      const char *keys,
+                                      size_t keys_len,
+                                      const uint64_t *key_offsets,
+                                      const uint8_t *const *encoded,
+                                      const size_t *encoded_lens);
+
 // The message of the last failed call made on this thread, as a NUL-terminated UTF-8 string.
 //
 // Ownership: the string belongs to the library. It stays valid until the next call into the
@@ -444,6 +517,101 @@ const char *zarrs_last_error(void);
 //
 // Thread safety: safe from any thread.
 ZarrsResult zarrs_options_default(struct ZarrsOptions *options_out);
+
+// Plan a read of a batch of chunks whose bytes the caller fetches itself.
+//
+// - `array`, `options` (NULL: defaults). The plan keeps a pointer to `array`, which must
+//   outlive the plan.
+// - `num_chunks`, `keys`, `keys_len`, `key_offsets`, `geometry`, `geometry_len`: the chunk
+//   jobs, exactly as for `zarrs_array_read_chunks`. `keys` only name chunks in requests'
+//   errors (the caller maps each request's `job` to its own key); with `key_offsets` NULL
+//   (and `keys_len` 0) chunks are named `chunk-<i>`.
+// - `max_gap_bytes`, `max_coalesced_bytes`: inner chunk ranges of one shard at most
+//   `max_gap_bytes` apart are fetched as one range of at most `max_coalesced_bytes`
+//   (zarr's `sharding_coalesce_max_gap_bytes` and `sharding_coalesce_max_bytes`);
+//   `max_coalesced_bytes == 0` merges nothing.
+// - `plan_out`: receives the new plan, whose first round of requests is ready.
+//
+// Whole chunks are requested whole; a subset of a shard (sharding codec with a fixed-size
+// index) requests the shard's index, then only the inner chunks the subset needs.
+//
+// Thread safety: safe to call concurrently on the same array.
+ZarrsResult zarrs_array_read_plan_create(const struct ZarrsArray *array,
+                                         const struct ZarrsOptions *options,
+                                         size_t num_chunks,
+                                         const char *keys,
+                                         size_t keys_len,
+                                         const uint64_t *key_offsets,
+                                         const uint64_t *geometry,
+                                         size_t geometry_len,
+                                         uint64_t max_gap_bytes,
+                                         uint64_t max_coalesced_bytes,
+                                         struct ZarrsReadPlan **plan_out);
+
+// Borrow the current round's requests: `requests_out` receives a pointer to `count_out`
+// requests, valid until the next call on the plan. A count of 0 means every byte is in:
+// call [`zarrs_read_plan_finish`].
+ZarrsResult zarrs_read_plan_requests(const struct ZarrsReadPlan *plan,
+                                     const struct ZarrsByteRequest **requests_out,
+                                     size_t *count_out);
+
+// Answer the current round's requests, in their order: `responses[i]` points to
+// `response_lens[i]` bytes answering request `i` (NULL: the value does not exist).
+// `num_responses` must equal the request count. The bytes are copied; the caller may
+// free them on return. The next round's requests are then ready.
+//
+// A response of the wrong length, or an index that is corrupt, fails with
+// `ZARRS_ERROR_CODEC` (`ZARRS_ERROR_CHECKSUM` for a checksum mismatch) naming the chunk
+// key; the plan then can only be freed.
+ZarrsResult zarrs_read_plan_supply(struct ZarrsReadPlan *plan,
+                                   size_t num_responses,
+                                   const uint8_t *const *responses,
+                                   const size_t *response_lens);
+
+// Decode every job into `out` once no requests remain.
+//
+// `out`, `out_len`, `out_shape`, `present_out`, `present_len`: as for
+// `zarrs_array_read_chunks`. A plan finishes once; then it can only be freed.
+ZarrsResult zarrs_read_plan_finish(struct ZarrsReadPlan *plan,
+                                   uint8_t *out,
+                                   size_t out_len,
+                                   const uint64_t *out_shape,
+                                   uint8_t *present_out,
+                                   size_t present_len);
+
+// Free a read plan. NULL is a no-op.
+//
+// Thread safety: the plan must not be in use by another thread.
+ZarrsResult zarrs_read_plan_free(struct ZarrsReadPlan *plan);
+
+// Write 1 to `sharded_out` if the array's chunks are shards (its array-to-bytes codec is
+// `sharding_indexed`), else 0.
+//
+// Thread safety: safe from any thread.
+ZarrsResult zarrs_array_is_sharded(const struct ZarrsArray *array, uint8_t *sharded_out);
+
+// Which chunks of a write must have their stored bytes fetched before
+// `zarrs_array_encode_chunks` merges into them.
+//
+// - `num_chunks`, `geometry`, `geometry_len`: the chunk jobs of the write, as for
+//   `zarrs_array_encode_chunks`.
+// - `complete`, `complete_len` (`num_chunks` bytes): nonzero where the caller's selection
+//   covers all of the chunk that lies inside the array (zarr's `is_complete_chunk`), so the
+//   elements beyond the array's edge need not be kept.
+// - `needs_old_out`, `needs_old_len` (`num_chunks` bytes): set to 1 for chunks written in
+//   part whose old values must be kept, else 0. A chunk written whole needs nothing; an
+//   edge chunk written completely needs nothing either, unless the chunks are shards
+//   (their inner chunks beyond the array's shape are kept).
+//
+// Thread safety: safe to call concurrently on the same array.
+ZarrsResult zarrs_array_needs_old(const struct ZarrsArray *array,
+                                  size_t num_chunks,
+                                  const uint64_t *geometry,
+                                  size_t geometry_len,
+                                  const uint8_t *complete,
+                                  size_t complete_len,
+                                  uint8_t *needs_old_out,
+                                  size_t needs_old_len);
 
 // Open an S3-compatible object store. Keys are stored under `prefix` in the bucket.
 // Credentials are used exactly as given (none are read from the environment). Plain

@@ -51,5 +51,7 @@ mod storage;
 pub use engine::ZarrsSubchunkOrder;
 pub use error::ZarrsResult;
 pub use ffi::*;
-pub use handles::{ZarrsArray, ZarrsEncodedChunks, ZarrsStorage, ZarrsVariableChunks};
+pub use handles::{
+    ZarrsArray, ZarrsByteRequest, ZarrsByteRequestKind, ZarrsEncodedChunks, ZarrsReadPlan, ZarrsStorage, ZarrsVariableChunks,
+};
 pub use options::ZarrsOptions;

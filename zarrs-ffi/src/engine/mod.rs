@@ -21,7 +21,7 @@ use zarrs::array::{
 use zarrs::storage::{ReadableStorage, ReadableWritableListableStorage, ReadableWritableListableStorageTraits};
 
 pub use shard::ZarrsSubchunkOrder;
-use shard::ShardLayout;
+pub(crate) use shard::ShardLayout;
 
 use crate::args;
 use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
@@ -50,6 +50,16 @@ pub struct ChunkCodec {
 }
 
 impl ChunkCodec {
+    /// Our sharding layout, when the codecs are exactly one sharding codec.
+    pub(crate) fn shard(&self) -> Option<&ShardLayout> {
+        self.shard.as_ref()
+    }
+
+    /// Whether the array-to-bytes codec is sharding (the chunks are shards).
+    pub fn sharded(&self) -> bool {
+        self.sharded
+    }
+
     /// The engine for `array`, whose largest chunk has shape `largest_chunk`. Fails on
     /// metadata whose chunks could never be held in memory or whose shard index is too large.
     pub fn new(array: &Array<dyn ReadableWritableListableStorageTraits>, largest_chunk: &[u64]) -> FfiResult<Self> {

@@ -45,12 +45,12 @@ pub enum ZarrsSubchunkOrder {
 }
 
 /// The sharding configuration of an array.
-pub struct ShardLayout {
-    inner_shape: Vec<NonZeroU64>,
+pub(crate) struct ShardLayout {
+    pub(crate) inner_shape: Vec<NonZeroU64>,
     /// The inner chunks' codecs, decoding within the inner chunk's bounds.
-    inner_codecs: BoundedChain,
+    pub(crate) inner_codecs: BoundedChain,
     index_codecs: Arc<CodecChain>,
-    index_at_end: bool,
+    pub(crate) index_at_end: bool,
     index_type: DataType,
     index_fill: FillValue,
     /// A `ZarrsSubchunkOrder`, atomic so it may change while other calls run.
@@ -58,9 +58,9 @@ pub struct ShardLayout {
 }
 
 /// The inner chunks of one shard and where each sits in the shard.
-struct Grid {
+pub(crate) struct Grid {
     per_shard: Vec<u64>,
-    count: usize,
+    pub(crate) count: usize,
 }
 
 impl Grid {
@@ -158,7 +158,7 @@ impl ShardLayout {
         }
     }
 
-    fn grid(&self, shard_shape: &[NonZeroU64]) -> FfiResult<Grid> {
+    pub(crate) fn grid(&self, shard_shape: &[NonZeroU64]) -> FfiResult<Grid> {
         if shard_shape.len() != self.inner_shape.len() {
             return Err(FfiError::invalid("shard and inner chunk dimensionality differ"));
         }
@@ -190,7 +190,7 @@ impl ShardLayout {
     }
 
     /// The encoded size of the index, which must be fixed.
-    fn index_size(&self, grid: &Grid) -> FfiResult<usize> {
+    pub(crate) fn index_size(&self, grid: &Grid) -> FfiResult<usize> {
         self.index_codecs
             .encoded_representation(&Self::index_shape(grid), &self.index_type, &self.index_fill)?
             .size()
@@ -198,7 +198,7 @@ impl ShardLayout {
             .ok_or_else(|| FfiError::new(ZarrsResult::ZARRS_ERROR_UNSUPPORTED, "shard index codecs without a fixed size"))
     }
 
-    fn decode_index(&self, encoded: &[u8], grid: &Grid, options: &CodecOptions) -> FfiResult<Vec<u64>> {
+    pub(crate) fn decode_index(&self, encoded: &[u8], grid: &Grid, options: &CodecOptions) -> FfiResult<Vec<u64>> {
         let decoded = self
             .index_codecs
             .decode(Cow::Borrowed(encoded), &Self::index_shape(grid), &self.index_type, &self.index_fill, options)?
@@ -215,7 +215,7 @@ impl ShardLayout {
 
     /// Inner chunk `i`'s overlap with the job's subset: (start in the inner chunk, start in
     /// the job's buffer, shape), or None if they do not meet.
-    fn overlap(&self, grid: &Grid, job: &ChunkJob, i: usize) -> Option<(Vec<u64>, Vec<u64>, Vec<u64>)> {
+    pub(crate) fn overlap(&self, grid: &Grid, job: &ChunkJob, i: usize) -> Option<(Vec<u64>, Vec<u64>, Vec<u64>)> {
         let origin = grid.origin(self, i);
         let (mut inner_start, mut buffer_start, mut shape) = (vec![], vec![], vec![]);
         for (d, &lo_chunk) in origin.iter().enumerate() {
@@ -234,7 +234,7 @@ impl ShardLayout {
 
     /// Decode inner chunk `i` from `bytes` (None: not stored) into its overlap with the job.
     #[allow(clippy::too_many_arguments)]
-    fn place_inner(
+    pub(crate) fn place_inner(
         &self,
         grid: &Grid,
         job: &ChunkJob,
@@ -271,7 +271,7 @@ impl ShardLayout {
     }
 
     /// The byte range of inner chunk `i` within the data, or None if it is not stored.
-    fn inner_range(index: &[u64], i: usize, data_len: u64, key: &StoreKey) -> FfiResult<Option<(u64, u64)>> {
+    pub(crate) fn inner_range(index: &[u64], i: usize, data_len: u64, key: &StoreKey) -> FfiResult<Option<(u64, u64)>> {
         let (offset, size) = (index[2 * i], index[2 * i + 1]);
         if offset == MISSING && size == MISSING {
             return Ok(None);

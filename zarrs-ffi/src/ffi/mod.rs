@@ -8,8 +8,10 @@
 mod array;
 mod batch;
 mod codec;
+mod encoded_io;
 mod last_error;
 mod options;
+mod plan;
 mod storage;
 #[cfg(feature = "testing")]
 mod testing;
@@ -18,8 +20,10 @@ mod variable;
 pub use array::*;
 pub use batch::*;
 pub use codec::*;
+pub use encoded_io::*;
 pub use last_error::*;
 pub use options::*;
+pub use plan::*;
 pub use storage::*;
 #[cfg(feature = "testing")]
 pub use testing::*;

@@ -16,7 +16,7 @@ use zarrs::storage::{Bytes, MaybeBytes, ReadableWritableListableStorage, Readabl
 
 use super::ZarrsStorage;
 use crate::args::{self, EncodedInputs};
-use crate::engine::{ChunkCodec, ZarrsSubchunkOrder};
+use crate::engine::{ChunkCodec, ShardLayout, ZarrsSubchunkOrder};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::layout::{self, ChunkJob, ChunkShapes, Destination, Source};
 use crate::options::ZarrsOptions;
@@ -82,6 +82,33 @@ impl ZarrsArray {
         })
     }
 
+    /// The store and the array's path in it, for error messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Our sharding layout, when the codecs are exactly one sharding codec.
+    pub(crate) fn shard(&self) -> Option<&ShardLayout> {
+        self.codec.shard()
+    }
+
+    /// Decode one job from its encoded bytes (None: missing, the fill value) into
+    /// `destination`; whether the chunk was present.
+    pub(crate) fn decode_job(
+        &self,
+        job: &ChunkJob,
+        encoded: Option<Cow<'_, [u8]>>,
+        destination: &Destination,
+        options: &CodecOptions,
+    ) -> FfiResult<bool> {
+        self.codec.decode_job(job, encoded, destination, options).map_err(|e| self.in_chunk(&job.key, e))
+    }
+
+    /// Whether the chunks are shards (the array-to-bytes codec is sharding).
+    pub fn sharded(&self) -> bool {
+        self.codec.sharded()
+    }
+
     /// The zarrs array (shape, data type, metadata, chunk keys).
     pub fn array(&self) -> &Array<dyn ReadableWritableListableStorageTraits> {
         &self.array
@@ -102,7 +129,7 @@ impl ZarrsArray {
 
     /// Name the chunk and the array in a failure to read or write the chunk at `key`, as
     /// `c/0/3 in data.zarr: ...`. Caller errors (invalid arguments) are left as they are.
-    fn in_chunk(&self, key: &StoreKey, mut err: FfiError) -> FfiError {
+    pub fn in_chunk(&self, key: &StoreKey, mut err: FfiError) -> FfiError {
         use ZarrsResult::*;
         if matches!(err.code, ZARRS_ERROR_CODEC | ZARRS_ERROR_CHECKSUM | ZARRS_ERROR_STORAGE | ZARRS_ERROR_UNSUPPORTED)
             && !err.message.starts_with(key.as_str())
@@ -213,7 +240,7 @@ impl ZarrsArray {
     }
 
     /// Chunk versus codec concurrency for a batch of `jobs`.
-    fn plan(&self, options: &ZarrsOptions, jobs: &[ChunkJob]) -> FfiResult<(usize, CodecOptions)> {
+    pub(crate) fn plan(&self, options: &ZarrsOptions, jobs: &[ChunkJob]) -> FfiResult<(usize, CodecOptions)> {
         let Some(first) = jobs.first() else {
             return Ok((1, options.single_chunk()));
         };
@@ -482,4 +509,43 @@ fn element_windows(shapes: &[Vec<NonZeroU64>], data: &[u8], offsets: &[u64]) -> 
     }
     starts.push(first);
     Ok(starts)
+}
+
+impl ZarrsArray {
+    // Encoded bytes moved by the array's own storage, without decoding (`zarrs_array_fetch_encoded`,
+    // `zarrs_array_store_encoded`): a read-modify-write outside `write_chunks` fetches once.
+
+    /// The stored bytes of every key (None: missing), fetched concurrently.
+    pub fn fetch_encoded(&self, options: &ZarrsOptions, keys: Vec<StoreKey>) -> FfiResult<Vec<Option<Vec<u8>>>> {
+        if let Some(remote) = &self.remote {
+            let values = remote.get_many(keys)?;
+            return Ok(values.into_iter().map(|v| v.map(|b| b.to_vec())).collect());
+        }
+        options.install(|| {
+            keys.into_par_iter()
+                .map(|key| {
+                    let value = self.storage.get(&key).map_err(FfiError::from);
+                    value.map(|v| v.map(Vec::from)).map_err(|e| self.in_chunk(&key, e))
+                })
+                .collect::<FfiResult<Vec<_>>>()
+        })?
+    }
+
+    /// Store (Some) or erase (None) each key's value, concurrently; each replaced atomically.
+    pub fn store_encoded(&self, options: &ZarrsOptions, values: Vec<(StoreKey, Option<&[u8]>)>) -> FfiResult<()> {
+        if let Some(remote) = &self.remote {
+            let owned = values.into_iter().map(|(k, v)| (k, v.map(<[u8]>::to_vec))).collect();
+            remote.set_many(owned)?;
+            return Ok(());
+        }
+        options.install(|| {
+            values.into_par_iter().try_for_each(|(key, value)| {
+                let result = match value {
+                    Some(bytes) => self.storage.set(&key, Bytes::copy_from_slice(bytes)),
+                    None => self.storage.erase(&key),
+                };
+                result.map_err(|e| self.in_chunk(&key, FfiError::from(e)))
+            })
+        })?
+    }
 }

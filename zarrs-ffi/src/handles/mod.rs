@@ -7,8 +7,10 @@
 
 mod array;
 mod chunks;
+mod plan;
 mod storage;
 
 pub use array::ZarrsArray;
 pub use chunks::{ZarrsEncodedChunks, ZarrsVariableChunks};
+pub use plan::{ZarrsByteRequest, ZarrsByteRequestKind, ZarrsReadPlan};
 pub use storage::ZarrsStorage;
