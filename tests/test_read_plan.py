@@ -264,3 +264,30 @@ def test_partial_shard_read_through_a_python_store():
     assert len(shard) == 2, store.gets
     assert all(byte_range is not None for _, byte_range in shard), shard
     assert zarrs_cffi.stats().fallback_reads == 0
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_zarr_fancy_write_on_native_storage_reads_each_chunk_once(tmp_path, sharded):
+    """Through zarr's API with our pipeline on a LocalStore (the native route): an
+    orthogonal-index write, which is a read-modify-write of each chunk's bounding box,
+    opens each stored chunk once (the scatter's decode and the merge share one fetch), and
+    the values are those numpy gives."""
+    root = tmp_path / "fancy.zarr"
+    expected = np.arange(64 * 64, dtype="int32").reshape(64, 64)
+    with zarr.config.set({"codec_pipeline.path": "zarrs_cffi.ZarrsCodecPipeline", "codec_pipeline.strict": True}):
+        kwargs = {"shards": (32, 32)} if sharded else {}
+        array = zarr.create_array(str(root), shape=(64, 64), chunks=(16, 16), dtype="int32", **kwargs)
+        array[...] = expected
+        rows, cols = [1, 7, 40], [3, 33, 60]
+        opens = _Opens(root)
+        before = zarrs_cffi.stats()
+        array.oindex[rows, cols] = -5
+        reads = opens.take()
+        opens.close()
+        after = zarrs_cffi.stats()
+        expected[np.ix_(rows, cols)] = -5
+        np.testing.assert_array_equal(array[...], expected)
+    assert after.fallback_writes == before.fallback_writes
+    assert after.native_writes > before.native_writes
+    chunk_reads = {k: n for k, n in reads.items() if "/c/" in k or k.startswith("c/")}
+    assert chunk_reads and set(chunk_reads.values()) == {1}, chunk_reads

@@ -110,7 +110,7 @@ def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, dire
         raise Fallback(f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}")
     return Native(
         array=array, dtype=dtype, native_dtype=native_dtype, store=store, options=options, python_io=python_io,
-        shards=shards, sharded='"sharding_indexed"' in document, variable=variable,
+        shards=shards, sharded=array.sharded, variable=variable,
     )
 
 
@@ -184,7 +184,7 @@ def _open(key: tuple[Any, ...], dtype: np.dtype[Any], fill_value: Any, variable:
     array, document, native_dtype = _open_array(storage, document, dtype, fill_value, variable)
     if order is not None:
         array.set_subchunk_write_order(order)
-    shards = ShardReader.from_metadata(json.loads(document), storage) if python_io and not variable else None
+    shards = ShardReader.for_array(array) if python_io and not variable else None
     return _Opened(array, document, native_dtype, shards)
 
 

@@ -95,6 +95,12 @@ class _BlockingRoute(Route):
         they passed through Python (the old bytes a read-modify-write merges with)."""
         raise NotImplementedError
 
+    def _decode_for_write(
+        self, batch: Requests, chunks: ChunkBatch, buffer: Array
+    ) -> tuple[list[bool], list[Any] | None]:
+        """``_decode`` for a read-modify-write: the bytes it returns are merged by ``_encode``."""
+        return self._decode(batch, chunks, buffer)
+
     def _encode(
         self, batch: Requests, chunks: ChunkBatch, source: Array, options: Options, existing: list[Any] | None
     ) -> None:
@@ -132,7 +138,7 @@ class _BlockingRoute(Route):
         for group in planned:
             sub = [batch[i] for i in group.indices]
             scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
-            _, existing = self._decode(sub, group.batch, scratch)
+            _, existing = self._decode_for_write(sub, group.batch, scratch)
             scatter(group, scratch, value, drop_axes)
             self._encode(sub, group.batch, scratch, options, existing)
 
@@ -153,10 +159,26 @@ class NativeRoute(_BlockingRoute):
         present: list[bool] = native.array.read_chunks(native.options, chunks, buffer).tolist()
         return present, None
 
+    def _decode_for_write(
+        self, batch: Requests, chunks: ChunkBatch, buffer: Array
+    ) -> tuple[list[bool], list[Any] | None]:
+        # A read-modify-write fetches each chunk once: its stored bytes are decoded here
+        # for the scatter and merged again by ``_encode``, rather than ``read_chunks`` and
+        # ``write_chunks`` each fetching them.
+        native = self.native
+        existing: list[Any] = native.array.fetch_encoded(native.options, [r.byte_getter.path for r in batch])
+        native.array.decode_chunks(native.options, chunks, existing, buffer)
+        return [chunk is not None for chunk in existing], existing
+
     def _encode(
         self, batch: Requests, chunks: ChunkBatch, source: Array, options: Options, existing: list[Any] | None
     ) -> None:
-        self.native.array.write_chunks(options, chunks, source)
+        array = self.native.array
+        if existing is None:
+            array.write_chunks(options, chunks, source)
+            return
+        encoded = array.encode_chunks(options, chunks, source, existing)
+        array.store_encoded(options, [r.byte_getter.path for r in batch], encoded)
 
 
 class SyncStoreRoute(_BlockingRoute):
@@ -376,13 +398,10 @@ def scatter(group: GatherGroup, scratch: Array, value: Array, drop_axes: tuple[i
 
 
 def needs_old(native: Native, batch: Sequence[ChunkRequest], chunks: ChunkBatch) -> np.ndarray[Any, Any]:
-    """Which chunks are written in part, so their old bytes are merged. zarr marks a chunk
-    complete when the selection covers all of it inside the array (an edge chunk); a shard
-    still keeps its inner chunks beyond the array's shape."""
-    geometry = chunks.geometry
-    complete = np.array([request.is_complete and not native.sharded for request in batch], dtype=bool)
-    partial: np.ndarray[Any, Any] = (geometry[:, 2, :] != geometry[:, 0, :]).any(axis=1) & ~complete
-    return partial
+    """Which chunks must have their old bytes fetched before they are encoded: the native
+    side decides (written in part and not complete, or written in part and a shard, whose
+    inner chunks beyond the array's shape zarr keeps)."""
+    return native.array.needs_old(chunks, [request.is_complete for request in batch])
 
 
 def write_source(native: Native, value: Array, planned: ChunkPlan) -> Array:

@@ -19,13 +19,13 @@ from zarr.core.common import concurrent_map
 from zarr.storage import StorePath
 
 from ._bindings import REQUEST_RANGE, REQUEST_SUFFIX, ChunkBatch, NativeArray, Options
-from .errors import ZarrsError, ZarrsValueError
+from .errors import ZarrsValueError
 
 if TYPE_CHECKING:
     import numpy as np
     from zarr.core.buffer import BufferPrototype
 
-    from ._bindings import ReadPlan, Storage
+    from ._bindings import ReadPlan
 
 __all__ = ["ShardReader", "raw_bytes"]
 
@@ -47,13 +47,9 @@ class ShardReader:
     array: NativeArray
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, Any], storage: Storage) -> ShardReader | None:
-        """The reader for array ``metadata`` (a dict), or None unless its chunks are shards
-        of a fixed-size data type (the native side decides both)."""
-        try:
-            array = NativeArray.open_with_metadata(storage, metadata)
-        except ZarrsError:
-            return None
+    def for_array(cls, array: NativeArray) -> ShardReader | None:
+        """The reader for an opened array, or None unless its chunks are shards of a
+        fixed-size data type (the native side decides both)."""
         if not array.sharded or array.element_size == 0:
             return None
         return cls(array=array)
