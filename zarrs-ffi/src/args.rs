@@ -319,3 +319,21 @@ impl<'a> EncodedInputs<'a> {
         self.chunks[i]
     }
 }
+
+/// Key `i` of keys given back to back (`keys`) with `len + 1` byte `offsets`, confined to the
+/// store ([`store_key`]). `offsets` must hold at least `i + 2` values (callers read them with
+/// [`offsets_len`]).
+pub fn key_at(keys: &str, offsets: &[u64], i: usize) -> FfiResult<StoreKey> {
+    let (from, to) = (offsets[i], offsets[i + 1]);
+    let key = usize::try_from(from)
+        .ok()
+        .zip(usize::try_from(to).ok())
+        .and_then(|(from, to)| keys.get(from..to))
+        .ok_or_else(|| {
+            FfiError::invalid(format!(
+                "key {i} spans bytes {from}..{to}, outside the {} key bytes or not on a character boundary",
+                keys.len()
+            ))
+        })?;
+    store_key(key, &format!("key {i}"))
+}

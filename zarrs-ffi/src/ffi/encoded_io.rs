@@ -34,22 +34,7 @@ unsafe fn parse_keys(num_chunks: usize, keys: *const c_char, keys_len: usize, ke
     let keys = unsafe { args::str(keys, keys_len, "keys")? };
     // SAFETY: forwarded contract.
     let offsets = unsafe { args::values(key_offsets, offsets_len(num_chunks)?, "key_offsets")? };
-    (0..num_chunks)
-        .map(|i| {
-            let (from, to) = (offsets[i], offsets[i + 1]);
-            let key = usize::try_from(from)
-                .ok()
-                .zip(usize::try_from(to).ok())
-                .and_then(|(from, to)| keys.get(from..to))
-                .ok_or_else(|| {
-                    FfiError::invalid(format!(
-                        "key {i} spans bytes {from}..{to}, outside the {} key bytes or not on a character boundary",
-                        keys.len()
-                    ))
-                })?;
-            args::store_key(key, &format!("key {i}"))
-        })
-        .collect()
+    (0..num_chunks).map(|i| args::key_at(keys, &offsets, i)).collect()
 }
 
 

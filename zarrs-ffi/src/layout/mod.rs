@@ -107,18 +107,7 @@ fn job_key(i: usize, keys: Option<(&str, &[u64])>) -> FfiResult<StoreKey> {
         // Only named in messages; never used to reach the store.
         return StoreKey::new(format!("chunk-{i}")).map_err(|e| FfiError::invalid(e.to_string()));
     };
-    let (from, to) = (offsets[i], offsets[i + 1]);
-    let key = usize::try_from(from)
-        .ok()
-        .zip(usize::try_from(to).ok())
-        .and_then(|(from, to)| keys.get(from..to))
-        .ok_or_else(|| {
-            FfiError::invalid(format!(
-                "key {i} spans bytes {from}..{to}, outside the {} key bytes or not on a character boundary",
-                keys.len()
-            ))
-        })?;
-    args::store_key(key, &format!("key {i}"))
+    args::key_at(keys, offsets, i)
 }
 
 /// One job from its four runs of `ndim` geometry values.
