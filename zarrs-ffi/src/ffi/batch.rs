@@ -17,7 +17,7 @@ use crate::panic::boundary;
 ///
 /// # Safety
 /// The pointers must address the stated lengths for the duration of the call.
-unsafe fn jobs_from_raw(
+pub(super) unsafe fn jobs_from_raw(
     array: &ZarrsArray,
     num_chunks: usize,
     keys: *const c_char,

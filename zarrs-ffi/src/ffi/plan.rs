@@ -5,7 +5,7 @@
 use std::ffi::c_char;
 
 use crate::args;
-use crate::args::{offsets_len, EncodedInputs};
+use crate::args::EncodedInputs;
 use crate::error::{FfiError, ZarrsResult};
 use crate::layout::Destination;
 use crate::handles::{ZarrsArray, ZarrsByteRequest, ZarrsReadPlan};
@@ -53,16 +53,13 @@ pub extern "C" fn zarrs_array_read_plan_create(
         // SAFETY: as above.
         let options = unsafe { ZarrsOptions::from_ptr(options) };
         array_ref.element_size()?;
-        // SAFETY: as above.
-        let geometry = unsafe { args::values(geometry, geometry_len, "geometry")? };
         let jobs = if key_offsets.is_null() && keys_len == 0 {
+            // SAFETY: as above.
+            let geometry = unsafe { args::values(geometry, geometry_len, "geometry")? };
             array_ref.parse_jobs(num_chunks, None, &geometry)?
         } else {
-            // SAFETY: as above.
-            let keys = unsafe { args::str(keys, keys_len, "keys")? };
             // SAFETY: as above; `key_offsets` holds `num_chunks + 1` values by contract.
-            let key_offsets = unsafe { args::values(key_offsets, offsets_len(num_chunks)?, "key_offsets")? };
-            array_ref.parse_jobs(num_chunks, Some((keys, &key_offsets)), &geometry)?
+            unsafe { super::batch::jobs_from_raw(array_ref, num_chunks, keys, keys_len, key_offsets, geometry, geometry_len)? }
         };
         let (_, codec_options) = array_ref.plan(&options, &jobs)?;
         let plan = ZarrsReadPlan::new(array, jobs, codec_options, options, max_gap_bytes, max_coalesced_bytes)?;
