@@ -1,0 +1,184 @@
+"""Where the time of one small read through zarr's API goes, per pipeline.
+
+Issue 11 asks for our share of a small read (planning, hand-off, native call) to be
+measured apart from zarr's. This script times, for each layout, 200 random 16^3 box reads
+through ``zarr.Array.__getitem__`` and splits each read into:
+
+* **zarr**: everything outside the codec pipeline's ``read`` (indexing, the sync
+  hand-off to zarr's event loop, building the batch, allocating the output);
+* **pipeline**: inside ``read``; for ours further split into the hop to our worker thread
+  and back, planning on the worker, and the native call (``read_chunks``: fetch, decode and
+  copy, on the native thread pool);
+
+and, for comparison, the same boxes through our direct API (``zarrs_cffi.Array``, no zarr)
+and through zarrs-python (its ``read``, which includes its native call). Implementations
+are interleaved round by round in one process; each figure is the best round.
+
+Usage::
+
+    python benchmarks/call_share.py --dir /dev/shm [--size 256] [--rounds 7] [--reads 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, ShardingCodec, ZstdCodec
+
+import zarrs_cffi
+import zarrs_cffi._bindings as bindings
+import zarrs_cffi._routes as routes
+import zarrs_cffi.pipeline as pipeline
+
+PIPELINES = {
+    "ours": "zarrs_cffi.ZarrsCodecPipeline",
+    "zarrs-python": "zarrs.ZarrsCodecPipeline",
+    "zarr Batched": "zarr.core.codec_pipeline.BatchedCodecPipeline",
+}
+N_READS = 200
+BOX = 16
+
+clock: dict[str, float] = {}
+
+
+def _timed(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            clock[key] = clock.get(key, 0.0) + time.perf_counter() - start
+
+    return timed
+
+
+def _timed_async(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    # zarr's sharding codec reads inner chunks through a nested pipeline's ``read``: only
+    # the outermost call is timed.
+    depth = [0]
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        depth[0] += 1
+        start = time.perf_counter()
+        try:
+            return await function(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+            if not depth[0]:
+                clock[key] = clock.get(key, 0.0) + time.perf_counter() - start
+
+    return timed
+
+
+def instrument() -> list[str]:
+    """Wrap each pipeline's ``read`` (and our worker and native calls); the pipelines found."""
+    found = []
+    for name, path in PIPELINES.items():
+        module, _, cls_name = path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+        except ImportError:
+            continue
+        cls.read = _timed_async(f"{name}: read", cls.read)
+        found.append(name)
+    routes._BlockingRoute._read = _timed("ours: worker", routes._BlockingRoute._read)  # type: ignore[method-assign]
+    native = next(c for _, c in inspect.getmembers(bindings, inspect.isclass) if hasattr(c, "read_chunks"))
+    native.read_chunks = _timed("ours: native", native.read_chunks)
+    assert pipeline.ZarrsCodecPipeline.read is not None
+    return found
+
+
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "zstd": {"chunks": (32,) * 3, "compressors": ZstdCodec(level=1)},
+    "zstd-sharded": {"chunks": (32,) * 3, "shards": (128,) * 3, "compressors": ZstdCodec(level=1)},
+    "blosc-lz4": {"chunks": (32,) * 3, "compressors": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")},
+    "raw-sharded": {"chunks": (32,) * 3, "shards": (128,) * 3, "compressors": None},
+}
+assert ShardingCodec  # the sharded layouts use zarr's sharding codec through `shards=`
+
+
+def measure(path: Path, data: np.ndarray, boxes: list[tuple[slice, ...]], names: list[str], rounds: int) -> dict[str, float]:
+    direct = zarrs_cffi.Array.open(str(path))
+    arrays = {}
+    for name in names:
+        with zarr.config.set({"codec_pipeline.path": PIPELINES[name]}):
+            arrays[name] = zarr.open_array(path, mode="r")
+            assert np.array_equal(arrays[name][boxes[0]], data[boxes[0]]), name
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, array in arrays.items():
+            with zarr.config.set({"codec_pipeline.path": PIPELINES[name]}):
+                clock.clear()
+                start = time.perf_counter()
+                for box in boxes:
+                    array[box]
+                total = time.perf_counter() - start
+            parts = {f"{name}: total": total, **{k: v for k, v in clock.items() if k.startswith(name)}}
+            for key, value in parts.items():
+                best[key] = min(best.get(key, np.inf), value)
+        start = time.perf_counter()
+        for box in boxes:
+            direct[box]
+        best["ours (direct)"] = min(best.get("ours (direct)", np.inf), time.perf_counter() - start)
+    return {key: value / len(boxes) * 1e6 for key, value in best.items()}
+
+
+def report(layout: str, us: dict[str, float], names: list[str]) -> list[str]:
+    rows = []
+    for name in names:
+        total, inside = us[f"{name}: total"], us[f"{name}: read"]
+        cells = [layout, name, f"{total:.0f}", f"{total - inside:.0f}", f"{inside:.0f}"]
+        if name == "ours":
+            worker, native = us["ours: worker"], us["ours: native"]
+            cells += [f"{inside - worker:.0f}", f"{worker - native:.0f}", f"{native:.0f}"]
+        else:
+            cells += ["", "", ""]
+        rows.append("| " + " | ".join(cells) + " |")
+    rows.append(f"| {layout} | ours (direct) | {us['ours (direct)']:.0f} | | | | | |")
+    ours, zarrs_python = us["ours: total"], us.get("zarrs-python: total")
+    if zarrs_python:
+        rows.append(f"| {layout} | ours / zarrs-python | {ours / zarrs_python:.2f}x | | | | | |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default=None, help="where the arrays go (default: the system temp dir)")
+    parser.add_argument("--size", type=int, default=256, help="edge of the cubic uint16 array (default 256)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the best is kept (default 7)")
+    parser.add_argument("--reads", type=int, default=N_READS, help=f"reads per round (default {N_READS})")
+    parser.add_argument("--layout", nargs="*", default=list(LAYOUTS), choices=list(LAYOUTS))
+    args = parser.parse_args()
+    names = instrument()
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 1000, size=(args.size,) * 3, dtype=np.uint16)
+    starts = rng.integers(0, args.size - BOX, size=(args.reads, 3))
+    boxes = [tuple(slice(s, s + BOX) for s in start) for start in starts]
+    lines = [
+        f"Per small read (µs, best of {args.rounds} interleaved rounds of {args.reads} random {BOX}^3 boxes "
+        f"of a {args.size}^3 uint16 array, 32^3 chunks, 128^3 shards):",
+        "",
+        "| layout | pipeline | total | zarr (outside read) | pipeline read | our hop | our planning | native call |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        for layout in args.layout:
+            path = Path(tmp) / f"{layout}.zarr"
+            with zarr.config.set({"codec_pipeline.path": PIPELINES["zarr Batched"]}):
+                array = zarr.create_array(path, shape=data.shape, dtype=data.dtype, **LAYOUTS[layout])
+                array[...] = data
+            lines += report(layout, measure(path, data, boxes, names, args.rounds), names)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
