@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.abc.store import _store_supports_sync_io
 from zarr.core.common import concurrent_map
-from zarr.storage import MemoryStore, ZipStore
+from zarr.storage import LocalStore, MemoryStore, ZipStore
 
 from . import _workers, variable
 from ._bindings import ChunkBatch
@@ -57,6 +57,9 @@ class Route:
 
     def __init__(self, native: Native) -> None:
         self.native = native
+        #: The inner chunk shape that gathered reads split boxes at (``selection.split_inner``),
+        #: when a shard read once per box costs little: its index is read again per box.
+        self.split_inner: tuple[int, ...] | None = None
 
     async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
         """Decode zarr's selections of ``batch`` into ``out``; which chunks exist."""
@@ -69,13 +72,22 @@ class Route:
 
 def route_for(native: Native) -> Route:
     """The route for ``native``'s store, chosen once when the array is opened."""
+    store = native.store
+    route: Route
     if native.python_io is None:
-        return NativeRoute(native)
+        route = NativeRoute(native)
+        # Local files: a shard's index read once more per box is one more small pread.
+        if isinstance(store, LocalStore):
+            route.split_inner = native.inner_chunks
+        return route
     # Only zarr's own stores, exactly: a subclass or wrapper may override the async methods
     # (to log, count or transform) and not the sync ones, which would bypass it.
-    store = native.store
     if type(store) in (MemoryStore, ZipStore) and _store_supports_sync_io(store):
-        return SyncStoreRoute(native)
+        route = SyncStoreRoute(native)
+        if type(store) is MemoryStore:
+            # Its values are handed out without a copy: a shard fetched once per box is free.
+            route.split_inner = native.inner_chunks
+        return route
     return AsyncStoreRoute(native)
 
 
@@ -110,7 +122,7 @@ class _BlockingRoute(Route):
 
     def _read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
         native = self.native
-        planned = plan(batch, native.array.ndim, drop_axes, out.itemsize)
+        planned = plan(batch, native.array.ndim, drop_axes, out.itemsize, self.split_inner)
         if isinstance(planned, ChunkPlan):
             view, buffer = read_buffer(native, out, planned)
             present, _ = self._decode(batch, planned.batch, buffer)

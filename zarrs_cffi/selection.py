@@ -12,6 +12,11 @@ native handles.
   decoded natively into a scratch buffer (boxes stacked along the first axis), and numpy
   gathers from (or, for writes, scatters into) it with the chunk selection shifted to the
   box. Writes then store the boxes back natively, merged with the rest of each chunk.
+
+  A read of a shard whose native decoder fetches only the inner chunks a box touches can
+  pass the inner chunk shape: an integer-array axis is then split at inner chunk boundaries
+  into one box per run (``split_inner``), so a few scattered rows decode the inner chunks
+  that hold them rather than every inner chunk of their bounding box.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ if TYPE_CHECKING:
 
     from zarr.core.array_spec import ArraySpec
 
-__all__ = ["ChunkPlan", "ChunkRequest", "GatherGroup", "plan", "plan_batch", "plan_gather", "requests"]
+__all__ = [
+    "ChunkPlan", "ChunkRequest", "GatherGroup", "plan", "plan_batch", "plan_gather", "requests", "split_inner",
+]
 
 
 class ChunkRequest(NamedTuple):
@@ -171,7 +178,8 @@ class GatherGroup:
     Attributes
     ----------
     indices
-        Positions of the chunks in zarr's batch.
+        Positions of the chunks in zarr's batch (a chunk split into several boxes appears
+        once per box).
     batch
         Keys and geometry: each chunk's bounding box, placed in the scratch buffer.
     scratch_shape
@@ -220,11 +228,84 @@ def _box(sel: Any, length: int) -> tuple[int, int, Any]:
     raise Fallback(f"selection of type {type(sel).__name__}")
 
 
+def _runs(sel: np.ndarray[Any, Any], inner: int) -> list[tuple[int, int]] | None:
+    """Where a non-decreasing 1-D index array changes inner chunk (``[start, stop)``
+    position ranges, one per inner chunk); None when it is not sorted or needs no split."""
+    if sel.size < 2:
+        return None
+    block = sel // inner
+    if block[0] == block[-1]:
+        return None
+    steps = np.diff(block)
+    if (steps < 0).any():
+        return None
+    cuts = (np.flatnonzero(steps) + 1).tolist()
+    bounds = [0, *cuts, int(sel.size)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def split_inner(request: ChunkRequest, inner: Sequence[int], drop_axes: tuple[int, ...]) -> list[ChunkRequest]:
+    """``request`` as one request per inner chunk run of its sorted integer-array axes, each
+    with its share of zarr's output selection; ``[request]`` when there is nothing to split.
+
+    Only orthogonal selections split (zarr's output selection is then a tuple with one step-1
+    slice per kept axis); coordinate (``vindex``) points keep one box per chunk."""
+    chunk_selection, out_selection = request.chunk_selection, request.out_selection
+    if not isinstance(chunk_selection, tuple) or not isinstance(out_selection, tuple) or len(inner) != len(chunk_selection):
+        return [request]
+    # zarr's output axes: the chunk's axes less integers and dropped axes, in order.
+    kept = [
+        d for d, sel in enumerate(chunk_selection)
+        if d not in drop_axes and _as_int(sel) is None
+    ]
+    if len(kept) != len(out_selection):
+        return [request]
+    axes: list[tuple[int, int, list[tuple[int, int]]]] = []  # (axis, output axis, runs)
+    for k, d in enumerate(kept):
+        sel = chunk_selection[d]
+        if not isinstance(sel, np.ndarray) or sel.dtype.kind not in "iu" or sel.size < 2:
+            continue
+        if sum(n > 1 for n in sel.shape) > 1:
+            return [request]
+        out = out_selection[k]
+        if not isinstance(out, slice) or out.step not in (None, 1):
+            continue
+        runs = _runs(sel.reshape(-1), inner[d])
+        if runs is not None:
+            axes.append((d, k, runs))
+    if not axes:
+        return [request]
+    pieces = [(list(chunk_selection), list(out_selection))]
+    for d, k, runs in axes:
+        sel = chunk_selection[d]
+        flat = sel.reshape(-1)
+        shape = tuple(-1 if n > 1 else 1 for n in sel.shape) if sel.ndim > 1 else (-1,)
+        start = int(out_selection[k].start or 0)
+        split = []
+        for chunk_sel, out_sel in pieces:
+            for lo, hi in runs:
+                c, o = list(chunk_sel), list(out_sel)
+                c[d] = flat[lo:hi].reshape(shape)
+                o[k] = slice(start + lo, start + hi)
+                split.append((c, o))
+        pieces = split
+    return [request._replace(chunk_selection=tuple(c), out_selection=tuple(o)) for c, o in pieces]
+
+
 def plan_gather(
-    batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch_bytes: int | None = None
+    batch: Sequence[ChunkRequest],
+    ndim: int,
+    itemsize: int,
+    scratch_bytes: int | None = None,
+    *,
+    inner: Sequence[int] | None = None,
+    drop_axes: tuple[int, ...] = (),
 ) -> list[GatherGroup]:
     """Plan any of zarr's selections as bounding boxes plus numpy gathers; raises
-    ``Fallback`` with the reason for one it cannot plan."""
+    ``Fallback`` with the reason for one it cannot plan.
+
+    ``inner``: for reads only, the inner chunk shape of shards that are decoded in part
+    (``split_inner``); ``drop_axes`` is then zarr's, to map output axes."""
     if scratch_bytes is None:
         scratch_bytes = SCRATCH_BYTES
     groups: list[GatherGroup] = []
@@ -244,7 +325,11 @@ def plan_gather(
         groups.append(GatherGroup(indices, ChunkBatch.build(keys, geometry), shape, items))
         rows, keys, items, indices, extent, offset = [], [], [], [], [0] * ndim, 0
 
-    for position, request in enumerate(batch):
+    if inner is not None:
+        expanded = [(position, piece) for position, request in enumerate(batch) for piece in split_inner(request, inner, drop_axes)]
+    else:
+        expanded = list(enumerate(batch))
+    for position, request in expanded:
         chunk_selection = request.chunk_selection
         if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
             raise Fallback("chunk selection without one entry per axis")
@@ -277,7 +362,16 @@ def plan_gather(
     return groups
 
 
-def plan(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tuple[int, ...], itemsize: int) -> ChunkPlan | list[GatherGroup]:
-    """A contiguous plan, else gather groups; raises ``Fallback`` when neither applies."""
+def plan(
+    batch: Sequence[ChunkRequest],
+    ndim: int,
+    drop_axes: tuple[int, ...],
+    itemsize: int,
+    inner: Sequence[int] | None = None,
+) -> ChunkPlan | list[GatherGroup]:
+    """A contiguous plan, else gather groups; raises ``Fallback`` when neither applies.
+    ``inner``: see ``plan_gather`` (reads only)."""
     contiguous = plan_batch(batch, ndim, drop_axes)
-    return contiguous if contiguous is not None else plan_gather(batch, ndim, itemsize)
+    if contiguous is not None:
+        return contiguous
+    return plan_gather(batch, ndim, itemsize, inner=inner, drop_axes=drop_axes)
