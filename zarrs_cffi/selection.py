@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate
+from math import prod
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -221,7 +222,13 @@ def _box(sel: Any, length: int) -> tuple[int, int, Any]:
             lo, hi = int(hits[0]), int(hits[-1]) + 1
             return lo, hi, sel[lo:hi]
         if sel.dtype.kind in "iu":
-            lo, hi = int(sel.min()), int(sel.max()) + 1
+            if sel.size <= 64:
+                # A few points (vindex hands each chunk a handful): Python's min and max over
+                # a list cost less than two numpy reductions.
+                values = sel.ravel().tolist()
+                lo, hi = min(values), max(values) + 1
+            else:
+                lo, hi = int(sel.min()), int(sel.max()) + 1
             if lo < 0:
                 raise Fallback("negative indices in a chunk selection")
             return lo, hi, sel - lo if lo else sel
@@ -325,6 +332,10 @@ def plan_gather(
         groups.append(GatherGroup(indices, ChunkBatch.build(keys, geometry), shape, items))
         rows, keys, items, indices, extent, offset = [], [], [], [], [0] * ndim, 0
 
+    # zarr's orthogonal indexer hands every chunk of a row of chunks the same index array,
+    # and most chunks the same slices: each is bounded once (arrays keyed by identity; the
+    # batch keeps them alive meanwhile).
+    bounded: dict[tuple[Any, ...], tuple[int, int, Any]] = {}
     if inner is not None:
         expanded = [(position, piece) for position, request in enumerate(batch) for piece in split_inner(request, inner, drop_axes)]
     else:
@@ -338,16 +349,26 @@ def plan_gather(
         shapes: list[int] = []
         shifted: list[Any] = []
         for d in range(ndim):
-            lo, hi, sel = _box(chunk_selection[d], chunk_shape[d])
+            entry = chunk_selection[d]
+            if isinstance(entry, slice):
+                key: tuple[Any, ...] = (entry.start, entry.stop, entry.step, chunk_shape[d])
+            elif isinstance(entry, np.ndarray):
+                key = (id(entry), chunk_shape[d])
+            else:
+                key = (type(entry), entry, chunk_shape[d])
+            box = bounded.get(key)
+            if box is None:
+                box = bounded[key] = _box(entry, chunk_shape[d])
+            lo, hi, sel = box
             if hi > chunk_shape[d]:
                 raise Fallback("chunk selection outside the chunk")
             starts.append(lo)
             shapes.append(hi - lo)
             shifted.append(sel)
-        box_bytes = int(np.prod(shapes)) * itemsize
+        box_bytes = prod(shapes) * itemsize
         if indices:
             grown = [max(e, s) for e, s in zip(extent, shapes, strict=True)]
-            grown_bytes = (offset + shapes[0]) * int(np.prod(grown[1:])) * itemsize
+            grown_bytes = (offset + shapes[0]) * prod(grown[1:]) * itemsize
             if grown_bytes > scratch_bytes and grown_bytes > box_bytes:
                 flush()
         view = (slice(offset, offset + shapes[0]), *(slice(0, n) for n in shapes[1:]))
