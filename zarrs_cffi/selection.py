@@ -77,7 +77,7 @@ def requests(batch_info: Iterable[tuple[Any, ...]]) -> list[ChunkRequest]:
 
 # Scratch buffers of gathered reads and scattered writes are cut into groups of at most this
 # many bytes (a group always holds at least one chunk).
-SCRATCH_BYTES = 64 << 20
+SCRATCH_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
