@@ -226,3 +226,45 @@ def test_sharded_oindex_decodes_only_the_inner_chunks_holding_selected_rows(tmp_
     with native_only(reads=True):
         assert_same(arr.oindex[rows, 1:5], data[rows, 1:5])
         assert_same(arr.oindex[rows, [0, 5]], data[np.ix_(rows, [0, 5])])
+
+
+@pytest.mark.parametrize("store_kind", ["local", "memory"])
+@pytest.mark.parametrize("kind", ["chunked", "sharded"])
+def test_point_reads_are_planned_for_the_whole_batch(tmp_path, zarrs_pipeline, monkeypatch, kind, store_kind):
+    # vindex points and masks are planned by plan_points (numpy over the batch), never by
+    # the per-chunk loop of plan_gather; a tiny scratch limit cuts them into many groups.
+    from zarrs_cffi import selection
+
+    data = make_data("int32", SHAPE, seed=35)
+    arr = _array(kind, store_kind, tmp_path)
+    arr[:] = data
+    arr[8:, 10:] = -1  # a missing chunk reads as the fill value
+    data[8:, 10:] = -1
+
+    def per_chunk(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("points planned chunk by chunk")
+
+    monkeypatch.setattr(selection, "plan_gather", per_chunk)
+    monkeypatch.setattr(selection, "SCRATCH_BYTES", 64)
+    rng = np.random.default_rng(1)
+    rows, cols = rng.integers(0, SHAPE[0], 200), rng.integers(0, SHAPE[1], 200)
+    with native_only(reads=True):
+        assert_same(arr.vindex[rows, cols], data[rows, cols])
+        assert_same(arr.vindex[MASK], data[MASK])
+        assert_same(arr.vindex[np.array([[9, 0], [5, 5]]), np.array([[11, 1], [3, 3]])], data[[[9, 0], [5, 5]], [[11, 1], [3, 3]]])
+
+
+def test_plan_points_groups_and_flat_indices():
+    from zarrs_cffi.selection import plan_points
+
+    first = _request((np.array([5, 1]), np.array([2, 0])), np.array([3, 0]), (8, 4))
+    second = _request((np.array([0]), np.array([3])), slice(1, 2), (8, 4))
+    (group,) = plan_points([first, second], 2, 4, scratch_bytes=1 << 20)
+    # Boxes: rows 1..5 x cols 0..2 of the first chunk, then row 0 x col 3 of the second.
+    assert group.scratch_shape == (6, 3)
+    assert group.batch.geometry[:, 1:].tolist() == [[[1, 0], [5, 3], [0, 0]], [[0, 3], [1, 1], [5, 0]]]
+    flat, where = group.points
+    assert flat.tolist() == [4 * 3 + 2, 0, 5 * 3] and where.tolist() == [3, 0, 1]
+    # One chunk per group when the limit is below a box; other forms are not points.
+    assert len(plan_points([first, second], 2, 4, scratch_bytes=1)) == 2
+    assert plan_points([_request((np.array([1]), slice(0, 4, 1)), (slice(0, 1), slice(0, 4)), (8, 4))], 2, 4) is None

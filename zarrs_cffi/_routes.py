@@ -123,7 +123,7 @@ class _BlockingRoute(Route):
 
     def _read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
         native = self.native
-        planned = plan(batch, native.array.ndim, drop_axes, out.itemsize, self.split_inner)
+        planned = plan(batch, native.array.ndim, drop_axes, out.itemsize, self.split_inner, True)
         if isinstance(planned, ChunkPlan):
             view, buffer = read_buffer(native, out, planned)
             present, _ = self._decode(batch, planned.batch, buffer)
@@ -248,7 +248,7 @@ class AsyncStoreRoute(Route):
             encoded = await _fetch_all(batch)
             present: list[bool] = await _workers.run(variable.read_chunks, native, batch, out, drop_axes, encoded)
             return present
-        planned = await _workers.run(plan, batch, native.array.ndim, drop_axes, out.itemsize)
+        planned = await _workers.run(plan, batch, native.array.ndim, drop_axes, out.itemsize, None, True)
         if isinstance(planned, ChunkPlan):
             view, buffer = read_buffer(native, out, planned)
             present = await self._read_chunks(batch, planned.batch, buffer)
@@ -399,6 +399,10 @@ def scratch_buffers(groups: Sequence[GatherGroup], dtype: np.dtype[Any]) -> Iter
 
 def gather(group: GatherGroup, scratch: Array, out: Array, drop_axes: tuple[int, ...]) -> None:
     """Copy zarr's selections from the decoded bounding boxes into ``out``."""
+    if group.points is not None:
+        flat, where = group.points
+        out[where] = scratch.reshape(-1)[flat]
+        return
     for view, selection, out_selection in group.items:
         values = scratch[view][selection]
         if drop_axes:

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from zarr.core.array_spec import ArraySpec
 
 __all__ = [
-    "ChunkPlan", "ChunkRequest", "GatherGroup", "plan", "plan_batch", "plan_gather", "requests", "split_inner",
+    "ChunkPlan", "ChunkRequest", "GatherGroup", "plan", "plan_batch", "plan_gather", "plan_points", "requests",
+    "split_inner",
 ]
 
 
@@ -188,12 +189,16 @@ class GatherGroup:
     items
         Per chunk: the box's region of the scratch buffer, the chunk selection shifted to
         the box, and zarr's output selection.
+    points
+        For a read of coordinate points (``plan_points``, which leaves ``items`` empty):
+        every point's flat index in the scratch buffer and its index in zarr's 1-D output.
     """
 
     indices: list[int]
     batch: ChunkBatch
     scratch_shape: tuple[int, ...]
     items: list[tuple[tuple[slice, ...], tuple[Any, ...], Any]]
+    points: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
 
 
 def _box(sel: Any, length: int) -> tuple[int, int, Any]:
@@ -383,16 +388,108 @@ def plan_gather(
     return groups
 
 
+def _out_indices(out_selection: Any, n: int) -> np.ndarray[Any, Any] | None:
+    """zarr's 1-D output selection of ``n`` points as indices, or None for another form."""
+    if isinstance(out_selection, slice):
+        start, stop, step = out_selection.start or 0, out_selection.stop, out_selection.step or 1
+        if stop is None or step != 1 or start < 0 or stop - start != n:
+            return None
+        return np.arange(start, stop, dtype=np.intp)
+    if isinstance(out_selection, np.ndarray) and out_selection.ndim == 1 and out_selection.dtype.kind in "iu":
+        return out_selection if out_selection.size == n and (n == 0 or out_selection.min() >= 0) else None
+    return None
+
+
+def plan_points(batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch_bytes: int | None = None) -> list[GatherGroup] | None:
+    """Plan a read of coordinate points (``vindex``, masks) with numpy over the whole batch
+    rather than a loop per chunk: each chunk's bounding box of its points, and every point's
+    flat index in the scratch buffer. None when a request is not of that form (one 1-D
+    integer array per axis, zarr's output selection a slice or index array into a 1-D
+    output); ``plan_gather`` then plans it."""
+    if scratch_bytes is None:
+        scratch_bytes = SCRATCH_BYTES
+    if not batch or ndim == 0:
+        return None
+    axes: list[list[Any]] = [[] for _ in range(ndim)]
+    outs: list[np.ndarray[Any, Any]] = []
+    lengths: list[int] = []
+    shapes: list[Any] = []
+    for request in batch:
+        chunk_selection = request.chunk_selection
+        if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
+            return None
+        n = -1
+        for d, sel in enumerate(chunk_selection):
+            if not isinstance(sel, np.ndarray) or sel.ndim != 1 or sel.dtype.kind not in "iu" or (n >= 0 and sel.size != n):
+                return None
+            n = sel.size
+            axes[d].append(sel)
+        if n == 0:
+            return None
+        where = _out_indices(request.out_selection, n)
+        if where is None:
+            return None
+        outs.append(where)
+        lengths.append(n)
+        shapes.append(request.spec.shape)
+    counts = np.array(lengths, dtype=np.intp)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    coords = [np.concatenate(axis).astype(np.int64, copy=False) for axis in axes]
+    chunk_shapes = np.array(shapes, dtype=np.int64).reshape(len(batch), ndim)
+    lo = np.stack([np.minimum.reduceat(c, starts) for c in coords], axis=1)
+    hi = np.stack([np.maximum.reduceat(c, starts) for c in coords], axis=1) + 1
+    if (lo < 0).any() or (hi > chunk_shapes).any():
+        return None
+    box = hi - lo
+    # Groups: consecutive chunks while their boxes, stacked along axis 0 and padded to the
+    # largest chunk on the other axes, fit the scratch limit (a group holds at least one).
+    row_bytes = int(np.prod(chunk_shapes[:, 1:].max(axis=0))) * itemsize
+    ends = np.cumsum(box[:, 0]) * row_bytes
+    point_chunk = np.repeat(np.arange(len(batch)), counts)
+    out_all = np.concatenate(outs)
+    keys = [request.byte_getter.path for request in batch]
+    groups: list[GatherGroup] = []
+    first = 0
+    while first < len(batch):
+        base = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + scratch_bytes, side="right")))
+        offsets = np.concatenate(([0], np.cumsum(box[first:last, 0])))
+        extent = box[first:last].max(axis=0)
+        scratch_shape = (int(offsets[-1]), *(int(e) for e in extent[1:]))
+        buffer_start = np.zeros((last - first, ndim), dtype=np.int64)
+        buffer_start[:, 0] = offsets[:-1]
+        geometry = np.stack([chunk_shapes[first:last], lo[first:last], box[first:last], buffer_start], axis=1)
+        p0, p1 = int(starts[first]), int(starts[last - 1] + counts[last - 1])
+        chunk_of = point_chunk[p0:p1]
+        flat = coords[0][p0:p1] - lo[chunk_of, 0] + buffer_start[chunk_of - first, 0]
+        for d in range(1, ndim):
+            flat = flat * scratch_shape[d] + (coords[d][p0:p1] - lo[chunk_of, d])
+        groups.append(
+            GatherGroup(
+                list(range(first, last)), ChunkBatch.build(keys[first:last], geometry.astype(np.uint64)),
+                scratch_shape, [], (flat, out_all[p0:p1]),
+            )
+        )
+        first = last
+    return groups
+
+
 def plan(
     batch: Sequence[ChunkRequest],
     ndim: int,
     drop_axes: tuple[int, ...],
     itemsize: int,
     inner: Sequence[int] | None = None,
+    read: bool = False,
 ) -> ChunkPlan | list[GatherGroup]:
     """A contiguous plan, else gather groups; raises ``Fallback`` when neither applies.
-    ``inner``: see ``plan_gather`` (reads only)."""
+    ``inner``: see ``plan_gather``; ``read``: the plan is for a read, whose coordinate
+    points may be planned by ``plan_points``."""
     contiguous = plan_batch(batch, ndim, drop_axes)
     if contiguous is not None:
         return contiguous
+    if read and not drop_axes:
+        points = plan_points(batch, ndim, itemsize)
+        if points is not None:
+            return points
     return plan_gather(batch, ndim, itemsize, inner=inner, drop_axes=drop_axes)
