@@ -164,3 +164,107 @@ def test_large_gather_spans_several_scratch_groups(tmp_path, zarrs_pipeline, mon
         arr.vindex[rows, cols] = 9
     data[rows, cols] = 9
     assert_same(arr[:], data)
+
+
+def _request(chunk_selection: Any, out_selection: Any, shape: tuple[int, ...]) -> Any:
+    from zarrs_cffi import selection
+
+    return selection.ChunkRequest(
+        type("G", (), {"path": "c/0/0"}), type("S", (), {"shape": shape}), chunk_selection, out_selection, False
+    )
+
+
+def test_split_inner_cuts_sorted_index_arrays_at_inner_chunk_boundaries():
+    from zarrs_cffi.selection import split_inner
+
+    rows = np.array([1, 2, 9, 30, 31])
+    pieces = split_inner(_request((rows, slice(0, 6, 1)), (slice(3, 8), slice(0, 6)), (40, 6)), (8, 6), ())
+    assert [p.chunk_selection[0].tolist() for p in pieces] == [[1, 2], [9], [30, 31]]
+    assert [p.out_selection for p in pieces] == [
+        (slice(3, 5), slice(0, 6)), (slice(5, 6), slice(0, 6)), (slice(6, 8), slice(0, 6))
+    ]
+    # np.ix_ form on two axes: one piece per pair of runs, each keeping its broadcast shape.
+    ix = (np.array([[0], [9]]), np.array([[1, 5]]))
+    pieces = split_inner(_request(ix, (slice(0, 2), slice(2, 4)), (16, 8)), (8, 4), ())
+    assert [(p.chunk_selection[0].tolist(), p.chunk_selection[1].tolist()) for p in pieces] == [
+        ([[0]], [[1]]), ([[0]], [[5]]), ([[9]], [[1]]), ([[9]], [[5]])
+    ]
+    assert pieces[3].out_selection == (slice(1, 2), slice(3, 4))
+    # Left whole: unsorted indices, coordinate points (vindex), and runs in one inner chunk.
+    for request in (
+        _request((np.array([9, 1]), slice(0, 6, 1)), (slice(0, 2), slice(0, 6)), (40, 6)),
+        _request((np.array([1, 9]), np.array([0, 3])), slice(0, 2), (40, 6)),
+        _request((np.array([1, 7]), slice(0, 6, 1)), (slice(0, 2), slice(0, 6)), (40, 6)),
+    ):
+        assert split_inner(request, (8, 6), ()) == [request]
+
+
+def _corrupt_inner_chunk(shard: bytes, inner_count: int, i: int) -> bytes:
+    # The shard index (at the end): an (offset, nbytes) uint64 pair per inner chunk, then a crc32c.
+    index = np.frombuffer(shard[len(shard) - 16 * inner_count - 4 : -4], dtype="<u8").reshape(inner_count, 2)
+    offset, size = (int(v) for v in index[i])
+    return shard[:offset] + b"\xff" * size + shard[offset + size :]
+
+
+@pytest.mark.parametrize("store_kind", ["local", "memory"])
+def test_sharded_oindex_decodes_only_the_inner_chunks_holding_selected_rows(tmp_path, zarrs_pipeline, store_kind):
+    # Rows 1, 2 and 37 lie in inner chunks 0 and 9 of a 10-chunk shard; their bounding box
+    # spans all ten. Inner chunk 5 is corrupt: a read that decoded the bounding box fails.
+    data = make_data("int32", (40, 6), seed=34)
+    store = LocalStore(tmp_path) if store_kind == "local" else MemoryStore()
+    arr = zarr.create_array(store, shape=(40, 6), chunks=(4, 6), shards=(40, 6), dtype="int32")
+    arr[:] = data
+    if store_kind == "local":
+        path = tmp_path / "c" / "0" / "0"
+        path.write_bytes(_corrupt_inner_chunk(path.read_bytes(), 10, 5))
+    else:
+        shard = store._store_dict["c/0/0"]
+        store._store_dict["c/0/0"] = type(shard).from_bytes(_corrupt_inner_chunk(shard.to_bytes(), 10, 5))
+    with pytest.raises(zarrs_cffi.ZarrsError):
+        arr[21]
+    rows = np.array([1, 2, 37])
+    with native_only(reads=True):
+        assert_same(arr.oindex[rows, 1:5], data[rows, 1:5])
+        assert_same(arr.oindex[rows, [0, 5]], data[np.ix_(rows, [0, 5])])
+
+
+@pytest.mark.parametrize("store_kind", ["local", "memory"])
+@pytest.mark.parametrize("kind", ["chunked", "sharded"])
+def test_point_reads_are_planned_for_the_whole_batch(tmp_path, zarrs_pipeline, monkeypatch, kind, store_kind):
+    # vindex points and masks are planned by plan_points (numpy over the batch), never by
+    # the per-chunk loop of plan_gather; a tiny scratch limit cuts them into many groups.
+    from zarrs_cffi import selection
+
+    data = make_data("int32", SHAPE, seed=35)
+    arr = _array(kind, store_kind, tmp_path)
+    arr[:] = data
+    arr[8:, 10:] = -1  # a missing chunk reads as the fill value
+    data[8:, 10:] = -1
+
+    def per_chunk(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("points planned chunk by chunk")
+
+    monkeypatch.setattr(selection, "plan_gather", per_chunk)
+    monkeypatch.setattr(selection, "SCRATCH_BYTES", 64)
+    rng = np.random.default_rng(1)
+    rows, cols = rng.integers(0, SHAPE[0], 200), rng.integers(0, SHAPE[1], 200)
+    with native_only(reads=True):
+        assert_same(arr.vindex[rows, cols], data[rows, cols])
+        assert_same(arr.vindex[MASK], data[MASK])
+        assert_same(arr.vindex[np.array([[9, 0], [5, 5]]), np.array([[11, 1], [3, 3]])], data[[[9, 0], [5, 5]], [[11, 1], [3, 3]]])
+
+
+def test_plan_points_groups_and_flat_indices():
+    from zarrs_cffi.selection import plan_points
+
+    first = _request((np.array([5, 1]), np.array([2, 0])), np.array([3, 0]), (8, 4))
+    second = _request((np.array([0]), np.array([3])), slice(1, 2), (8, 4))
+    (group,) = plan_points([first, second], 2, 4, scratch_bytes=1 << 20)
+    # Boxes: rows 1..5 x cols 0..2 of the first chunk, then row 0 x col 3 of the second.
+    assert group.scratch_shape == (6, 3)
+    assert group.batch.geometry[:, 1:].tolist() == [[[1, 0], [5, 3], [0, 0]], [[0, 3], [1, 1], [5, 0]]]
+    flat, where = group.points
+    assert flat.tolist() == [4 * 3 + 2, 0, 5 * 3] and where.tolist() == [3, 0, 1]
+    # One chunk per group when the limit is below a box; other forms are not points.
+    assert len(plan_points([first, second], 2, 4, scratch_bytes=1)) == 2
+    assert plan_points([_request((np.array([1]), slice(0, 4, 1)), (slice(0, 1), slice(0, 4)), (8, 4))], 2, 4) is None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from zarr.codecs import ShardingCodec
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from ._bindings import NativeArray, Options
@@ -62,6 +63,9 @@ class Native:
         the inner chunks beyond it (zarr does), so it merges with the old shard.
     variable
         ``"text"`` or ``"bytes"`` for variable-length data types (``variable.py``), else None.
+    inner_chunks
+        The inner chunk shape when the codecs are exactly one sharding codec, whose shards
+        the native side reads in part (index, then only the inner chunks a box touches).
     """
 
     array: NativeArray
@@ -73,6 +77,7 @@ class Native:
     shards: ShardReader | None = None
     sharded: bool = False
     variable: str | None = None
+    inner_chunks: tuple[int, ...] | None = None
 
 
 def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, direct_io: bool) -> Native:
@@ -89,9 +94,12 @@ def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, dire
     elif dtype.kind not in "biufcmMUSV" or dtype.hasobject or dtype.itemsize == 0:
         raise Fallback(f"data type {dtype} is not native yet")
     order = None
+    inner_chunks = None
     if isinstance(metadata, ArrayV3Metadata) and len(metadata.codecs) == 1:
         # zarr's sharding codec carries its byte layout outside the metadata (zarr >= 3.4).
         order = getattr(metadata.codecs[0], "subchunk_write_order", None)
+        if isinstance(metadata.codecs[0], ShardingCodec):
+            inner_chunks = tuple(int(n) for n in metadata.codecs[0].chunk_shape)
     try:
         storage = native_storage(store, direct_io=direct_io)
         python_io = storage if isinstance(storage, str) else None
@@ -110,7 +118,7 @@ def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, dire
         raise Fallback(f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}")
     return Native(
         array=array, dtype=dtype, native_dtype=native_dtype, store=store, options=options, python_io=python_io,
-        shards=shards, sharded=array.sharded, variable=variable,
+        shards=shards, sharded=array.sharded, variable=variable, inner_chunks=inner_chunks,
     )
 
 

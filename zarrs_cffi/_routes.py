@@ -15,12 +15,13 @@ partial write. Nothing here blocks the event loop: every blocking step runs thro
 
 from __future__ import annotations
 
+from math import prod
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from zarr.abc.store import _store_supports_sync_io
 from zarr.core.common import concurrent_map
-from zarr.storage import MemoryStore, ZipStore
+from zarr.storage import LocalStore, MemoryStore, ZipStore
 
 from . import _workers, variable
 from ._bindings import ChunkBatch
@@ -29,7 +30,7 @@ from .selection import ChunkPlan, plan
 from .shards import raw_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from zarr.core.buffer import BufferPrototype
 
@@ -57,6 +58,9 @@ class Route:
 
     def __init__(self, native: Native) -> None:
         self.native = native
+        #: The inner chunk shape that gathered reads split boxes at (``selection.split_inner``),
+        #: when a shard read once per box costs little: its index is read again per box.
+        self.split_inner: tuple[int, ...] | None = None
 
     async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
         """Decode zarr's selections of ``batch`` into ``out``; which chunks exist."""
@@ -69,13 +73,22 @@ class Route:
 
 def route_for(native: Native) -> Route:
     """The route for ``native``'s store, chosen once when the array is opened."""
+    store = native.store
+    route: Route
     if native.python_io is None:
-        return NativeRoute(native)
+        route = NativeRoute(native)
+        # Local files: a shard's index read once more per box is one more small pread.
+        if isinstance(store, LocalStore):
+            route.split_inner = native.inner_chunks
+        return route
     # Only zarr's own stores, exactly: a subclass or wrapper may override the async methods
     # (to log, count or transform) and not the sync ones, which would bypass it.
-    store = native.store
     if type(store) in (MemoryStore, ZipStore) and _store_supports_sync_io(store):
-        return SyncStoreRoute(native)
+        route = SyncStoreRoute(native)
+        if type(store) is MemoryStore:
+            # Its values are handed out without a copy: a shard fetched once per box is free.
+            route.split_inner = native.inner_chunks
+        return route
     return AsyncStoreRoute(native)
 
 
@@ -110,7 +123,7 @@ class _BlockingRoute(Route):
 
     def _read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
         native = self.native
-        planned = plan(batch, native.array.ndim, drop_axes, out.itemsize)
+        planned = plan(batch, native.array.ndim, drop_axes, out.itemsize, self.split_inner, True)
         if isinstance(planned, ChunkPlan):
             view, buffer = read_buffer(native, out, planned)
             present, _ = self._decode(batch, planned.batch, buffer)
@@ -118,8 +131,7 @@ class _BlockingRoute(Route):
                 view[...] = buffer
             return present
         present = [False] * len(batch)
-        for group in planned:
-            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+        for group, scratch in scratch_buffers(planned, native.native_dtype):
             found, _ = self._decode([batch[i] for i in group.indices], group.batch, scratch)
             gather(group, scratch, out, drop_axes)
             for i, p in zip(group.indices, found, strict=True):
@@ -236,7 +248,7 @@ class AsyncStoreRoute(Route):
             encoded = await _fetch_all(batch)
             present: list[bool] = await _workers.run(variable.read_chunks, native, batch, out, drop_axes, encoded)
             return present
-        planned = await _workers.run(plan, batch, native.array.ndim, drop_axes, out.itemsize)
+        planned = await _workers.run(plan, batch, native.array.ndim, drop_axes, out.itemsize, None, True)
         if isinstance(planned, ChunkPlan):
             view, buffer = read_buffer(native, out, planned)
             present = await self._read_chunks(batch, planned.batch, buffer)
@@ -244,8 +256,7 @@ class AsyncStoreRoute(Route):
                 await _workers.run(np.copyto, view, buffer)
             return present
         present = [False] * len(batch)
-        for group in planned:
-            scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
+        for group, scratch in scratch_buffers(planned, native.native_dtype):
             found = await self._read_chunks([batch[i] for i in group.indices], group.batch, scratch)
             await _workers.run(gather, group, scratch, out, drop_axes)
             for i, p in zip(group.indices, found, strict=True):
@@ -375,8 +386,23 @@ def read_buffer(native: Native, out: Array, planned: ChunkPlan) -> tuple[Array, 
     return view, np.empty(view.shape, native.native_dtype)
 
 
+def scratch_buffers(groups: Sequence[GatherGroup], dtype: np.dtype[Any]) -> Iterator[tuple[GatherGroup, Array]]:
+    """Each group with its scratch buffer, all views of one allocation: the groups of a
+    read are decoded and gathered one after the other, and a buffer whose pages are already
+    mapped is cheaper to decode into than a fresh one (page faults)."""
+    if not groups:
+        return
+    flat = np.empty(max(prod(group.scratch_shape) for group in groups), dtype=dtype)
+    for group in groups:
+        yield group, flat[: prod(group.scratch_shape)].reshape(group.scratch_shape)
+
+
 def gather(group: GatherGroup, scratch: Array, out: Array, drop_axes: tuple[int, ...]) -> None:
     """Copy zarr's selections from the decoded bounding boxes into ``out``."""
+    if group.points is not None:
+        flat, where = group.points
+        out[where] = scratch.reshape(-1)[flat]
+        return
     for view, selection, out_selection in group.items:
         values = scratch[view][selection]
         if drop_axes:

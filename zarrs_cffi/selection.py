@@ -12,6 +12,11 @@ native handles.
   decoded natively into a scratch buffer (boxes stacked along the first axis), and numpy
   gathers from (or, for writes, scatters into) it with the chunk selection shifted to the
   box. Writes then store the boxes back natively, merged with the rest of each chunk.
+
+  A read of a shard whose native decoder fetches only the inner chunks a box touches can
+  pass the inner chunk shape: an integer-array axis is then split at inner chunk boundaries
+  into one box per run (``split_inner``), so a few scattered rows decode the inner chunks
+  that hold them rather than every inner chunk of their bounding box.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate
+from math import prod
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -31,7 +37,10 @@ if TYPE_CHECKING:
 
     from zarr.core.array_spec import ArraySpec
 
-__all__ = ["ChunkPlan", "ChunkRequest", "GatherGroup", "plan", "plan_batch", "plan_gather", "requests"]
+__all__ = [
+    "ChunkPlan", "ChunkRequest", "GatherGroup", "plan", "plan_batch", "plan_gather", "plan_points", "requests",
+    "split_inner",
+]
 
 
 class ChunkRequest(NamedTuple):
@@ -69,7 +78,7 @@ def requests(batch_info: Iterable[tuple[Any, ...]]) -> list[ChunkRequest]:
 
 # Scratch buffers of gathered reads and scattered writes are cut into groups of at most this
 # many bytes (a group always holds at least one chunk).
-SCRATCH_BYTES = 64 << 20
+SCRATCH_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -171,7 +180,8 @@ class GatherGroup:
     Attributes
     ----------
     indices
-        Positions of the chunks in zarr's batch.
+        Positions of the chunks in zarr's batch (a chunk split into several boxes appears
+        once per box).
     batch
         Keys and geometry: each chunk's bounding box, placed in the scratch buffer.
     scratch_shape
@@ -179,12 +189,16 @@ class GatherGroup:
     items
         Per chunk: the box's region of the scratch buffer, the chunk selection shifted to
         the box, and zarr's output selection.
+    points
+        For a read of coordinate points (``plan_points``, which leaves ``items`` empty):
+        every point's flat index in the scratch buffer and its index in zarr's 1-D output.
     """
 
     indices: list[int]
     batch: ChunkBatch
     scratch_shape: tuple[int, ...]
     items: list[tuple[tuple[slice, ...], tuple[Any, ...], Any]]
+    points: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
 
 
 def _box(sel: Any, length: int) -> tuple[int, int, Any]:
@@ -213,18 +227,97 @@ def _box(sel: Any, length: int) -> tuple[int, int, Any]:
             lo, hi = int(hits[0]), int(hits[-1]) + 1
             return lo, hi, sel[lo:hi]
         if sel.dtype.kind in "iu":
-            lo, hi = int(sel.min()), int(sel.max()) + 1
+            if sel.size <= 64:
+                # A few points (vindex hands each chunk a handful): Python's min and max over
+                # a list cost less than two numpy reductions.
+                values = sel.ravel().tolist()
+                lo, hi = min(values), max(values) + 1
+            else:
+                lo, hi = int(sel.min()), int(sel.max()) + 1
             if lo < 0:
                 raise Fallback("negative indices in a chunk selection")
             return lo, hi, sel - lo if lo else sel
     raise Fallback(f"selection of type {type(sel).__name__}")
 
 
+def _runs(sel: np.ndarray[Any, Any], inner: int) -> list[tuple[int, int]] | None:
+    """Where a non-decreasing 1-D index array changes inner chunk (``[start, stop)``
+    position ranges, one per inner chunk); None when it is not sorted or needs no split."""
+    if sel.size < 2:
+        return None
+    block = sel // inner
+    if block[0] == block[-1]:
+        return None
+    steps = np.diff(block)
+    if (steps < 0).any():
+        return None
+    cuts = (np.flatnonzero(steps) + 1).tolist()
+    bounds = [0, *cuts, int(sel.size)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def split_inner(request: ChunkRequest, inner: Sequence[int], drop_axes: tuple[int, ...]) -> list[ChunkRequest]:
+    """``request`` as one request per inner chunk run of its sorted integer-array axes, each
+    with its share of zarr's output selection; ``[request]`` when there is nothing to split.
+
+    Only orthogonal selections split (zarr's output selection is then a tuple with one step-1
+    slice per kept axis); coordinate (``vindex``) points keep one box per chunk."""
+    chunk_selection, out_selection = request.chunk_selection, request.out_selection
+    if not isinstance(chunk_selection, tuple) or not isinstance(out_selection, tuple) or len(inner) != len(chunk_selection):
+        return [request]
+    # zarr's output axes: the chunk's axes less integers and dropped axes, in order.
+    kept = [
+        d for d, sel in enumerate(chunk_selection)
+        if d not in drop_axes and _as_int(sel) is None
+    ]
+    if len(kept) != len(out_selection):
+        return [request]
+    axes: list[tuple[int, int, list[tuple[int, int]]]] = []  # (axis, output axis, runs)
+    for k, d in enumerate(kept):
+        sel = chunk_selection[d]
+        if not isinstance(sel, np.ndarray) or sel.dtype.kind not in "iu" or sel.size < 2:
+            continue
+        if sum(n > 1 for n in sel.shape) > 1:
+            return [request]
+        out = out_selection[k]
+        if not isinstance(out, slice) or out.step not in (None, 1):
+            continue
+        runs = _runs(sel.reshape(-1), inner[d])
+        if runs is not None:
+            axes.append((d, k, runs))
+    if not axes:
+        return [request]
+    pieces = [(list(chunk_selection), list(out_selection))]
+    for d, k, runs in axes:
+        sel = chunk_selection[d]
+        flat = sel.reshape(-1)
+        shape = tuple(-1 if n > 1 else 1 for n in sel.shape) if sel.ndim > 1 else (-1,)
+        start = int(out_selection[k].start or 0)
+        split = []
+        for chunk_sel, out_sel in pieces:
+            for lo, hi in runs:
+                c, o = list(chunk_sel), list(out_sel)
+                c[d] = flat[lo:hi].reshape(shape)
+                o[k] = slice(start + lo, start + hi)
+                split.append((c, o))
+        pieces = split
+    return [request._replace(chunk_selection=tuple(c), out_selection=tuple(o)) for c, o in pieces]
+
+
 def plan_gather(
-    batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch_bytes: int | None = None
+    batch: Sequence[ChunkRequest],
+    ndim: int,
+    itemsize: int,
+    scratch_bytes: int | None = None,
+    *,
+    inner: Sequence[int] | None = None,
+    drop_axes: tuple[int, ...] = (),
 ) -> list[GatherGroup]:
     """Plan any of zarr's selections as bounding boxes plus numpy gathers; raises
-    ``Fallback`` with the reason for one it cannot plan."""
+    ``Fallback`` with the reason for one it cannot plan.
+
+    ``inner``: for reads only, the inner chunk shape of shards that are decoded in part
+    (``split_inner``); ``drop_axes`` is then zarr's, to map output axes."""
     if scratch_bytes is None:
         scratch_bytes = SCRATCH_BYTES
     groups: list[GatherGroup] = []
@@ -244,7 +337,15 @@ def plan_gather(
         groups.append(GatherGroup(indices, ChunkBatch.build(keys, geometry), shape, items))
         rows, keys, items, indices, extent, offset = [], [], [], [], [0] * ndim, 0
 
-    for position, request in enumerate(batch):
+    # zarr's orthogonal indexer hands every chunk of a row of chunks the same index array,
+    # and most chunks the same slices: each is bounded once (arrays keyed by identity; the
+    # batch keeps them alive meanwhile).
+    bounded: dict[tuple[Any, ...], tuple[int, int, Any]] = {}
+    if inner is not None:
+        expanded = [(position, piece) for position, request in enumerate(batch) for piece in split_inner(request, inner, drop_axes)]
+    else:
+        expanded = list(enumerate(batch))
+    for position, request in expanded:
         chunk_selection = request.chunk_selection
         if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
             raise Fallback("chunk selection without one entry per axis")
@@ -253,16 +354,26 @@ def plan_gather(
         shapes: list[int] = []
         shifted: list[Any] = []
         for d in range(ndim):
-            lo, hi, sel = _box(chunk_selection[d], chunk_shape[d])
+            entry = chunk_selection[d]
+            if isinstance(entry, slice):
+                key: tuple[Any, ...] = (entry.start, entry.stop, entry.step, chunk_shape[d])
+            elif isinstance(entry, np.ndarray):
+                key = (id(entry), chunk_shape[d])
+            else:
+                key = (type(entry), entry, chunk_shape[d])
+            box = bounded.get(key)
+            if box is None:
+                box = bounded[key] = _box(entry, chunk_shape[d])
+            lo, hi, sel = box
             if hi > chunk_shape[d]:
                 raise Fallback("chunk selection outside the chunk")
             starts.append(lo)
             shapes.append(hi - lo)
             shifted.append(sel)
-        box_bytes = int(np.prod(shapes)) * itemsize
+        box_bytes = prod(shapes) * itemsize
         if indices:
             grown = [max(e, s) for e, s in zip(extent, shapes, strict=True)]
-            grown_bytes = (offset + shapes[0]) * int(np.prod(grown[1:])) * itemsize
+            grown_bytes = (offset + shapes[0]) * prod(grown[1:]) * itemsize
             if grown_bytes > scratch_bytes and grown_bytes > box_bytes:
                 flush()
         view = (slice(offset, offset + shapes[0]), *(slice(0, n) for n in shapes[1:]))
@@ -277,7 +388,108 @@ def plan_gather(
     return groups
 
 
-def plan(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tuple[int, ...], itemsize: int) -> ChunkPlan | list[GatherGroup]:
-    """A contiguous plan, else gather groups; raises ``Fallback`` when neither applies."""
+def _out_indices(out_selection: Any, n: int) -> np.ndarray[Any, Any] | None:
+    """zarr's 1-D output selection of ``n`` points as indices, or None for another form."""
+    if isinstance(out_selection, slice):
+        start, stop, step = out_selection.start or 0, out_selection.stop, out_selection.step or 1
+        if stop is None or step != 1 or start < 0 or stop - start != n:
+            return None
+        return np.arange(start, stop, dtype=np.intp)
+    if isinstance(out_selection, np.ndarray) and out_selection.ndim == 1 and out_selection.dtype.kind in "iu":
+        return out_selection if out_selection.size == n and (n == 0 or out_selection.min() >= 0) else None
+    return None
+
+
+def plan_points(batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch_bytes: int | None = None) -> list[GatherGroup] | None:
+    """Plan a read of coordinate points (``vindex``, masks) with numpy over the whole batch
+    rather than a loop per chunk: each chunk's bounding box of its points, and every point's
+    flat index in the scratch buffer. None when a request is not of that form (one 1-D
+    integer array per axis, zarr's output selection a slice or index array into a 1-D
+    output); ``plan_gather`` then plans it."""
+    if scratch_bytes is None:
+        scratch_bytes = SCRATCH_BYTES
+    if not batch or ndim == 0:
+        return None
+    axes: list[list[Any]] = [[] for _ in range(ndim)]
+    outs: list[np.ndarray[Any, Any]] = []
+    lengths: list[int] = []
+    shapes: list[Any] = []
+    for request in batch:
+        chunk_selection = request.chunk_selection
+        if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
+            return None
+        n = -1
+        for d, sel in enumerate(chunk_selection):
+            if not isinstance(sel, np.ndarray) or sel.ndim != 1 or sel.dtype.kind not in "iu" or (n >= 0 and sel.size != n):
+                return None
+            n = sel.size
+            axes[d].append(sel)
+        if n == 0:
+            return None
+        where = _out_indices(request.out_selection, n)
+        if where is None:
+            return None
+        outs.append(where)
+        lengths.append(n)
+        shapes.append(request.spec.shape)
+    counts = np.array(lengths, dtype=np.intp)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    coords = [np.concatenate(axis).astype(np.int64, copy=False) for axis in axes]
+    chunk_shapes = np.array(shapes, dtype=np.int64).reshape(len(batch), ndim)
+    lo = np.stack([np.minimum.reduceat(c, starts) for c in coords], axis=1)
+    hi = np.stack([np.maximum.reduceat(c, starts) for c in coords], axis=1) + 1
+    if (lo < 0).any() or (hi > chunk_shapes).any():
+        return None
+    box = hi - lo
+    # Groups: consecutive chunks while their boxes, stacked along axis 0 and padded to the
+    # largest chunk on the other axes, fit the scratch limit (a group holds at least one).
+    row_bytes = int(np.prod(chunk_shapes[:, 1:].max(axis=0))) * itemsize
+    ends = np.cumsum(box[:, 0]) * row_bytes
+    point_chunk = np.repeat(np.arange(len(batch)), counts)
+    out_all = np.concatenate(outs)
+    keys = [request.byte_getter.path for request in batch]
+    groups: list[GatherGroup] = []
+    first = 0
+    while first < len(batch):
+        base = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + scratch_bytes, side="right")))
+        offsets = np.concatenate(([0], np.cumsum(box[first:last, 0])))
+        extent = box[first:last].max(axis=0)
+        scratch_shape = (int(offsets[-1]), *(int(e) for e in extent[1:]))
+        buffer_start = np.zeros((last - first, ndim), dtype=np.int64)
+        buffer_start[:, 0] = offsets[:-1]
+        geometry = np.stack([chunk_shapes[first:last], lo[first:last], box[first:last], buffer_start], axis=1)
+        p0, p1 = int(starts[first]), int(starts[last - 1] + counts[last - 1])
+        chunk_of = point_chunk[p0:p1]
+        flat = coords[0][p0:p1] - lo[chunk_of, 0] + buffer_start[chunk_of - first, 0]
+        for d in range(1, ndim):
+            flat = flat * scratch_shape[d] + (coords[d][p0:p1] - lo[chunk_of, d])
+        groups.append(
+            GatherGroup(
+                list(range(first, last)), ChunkBatch.build(keys[first:last], geometry.astype(np.uint64)),
+                scratch_shape, [], (flat, out_all[p0:p1]),
+            )
+        )
+        first = last
+    return groups
+
+
+def plan(
+    batch: Sequence[ChunkRequest],
+    ndim: int,
+    drop_axes: tuple[int, ...],
+    itemsize: int,
+    inner: Sequence[int] | None = None,
+    read: bool = False,
+) -> ChunkPlan | list[GatherGroup]:
+    """A contiguous plan, else gather groups; raises ``Fallback`` when neither applies.
+    ``inner``: see ``plan_gather``; ``read``: the plan is for a read, whose coordinate
+    points may be planned by ``plan_points``."""
     contiguous = plan_batch(batch, ndim, drop_axes)
-    return contiguous if contiguous is not None else plan_gather(batch, ndim, itemsize)
+    if contiguous is not None:
+        return contiguous
+    if read and not drop_axes:
+        points = plan_points(batch, ndim, itemsize)
+        if points is not None:
+            return points
+    return plan_gather(batch, ndim, itemsize, inner=inner, drop_axes=drop_axes)
