@@ -51,6 +51,42 @@ pub fn check_chunk_sizes(data_type: &DataType, largest: &[u64], codecs: &serde_j
     Ok(())
 }
 
+/// Refuse sharded chains other than exactly one sharding codec with no sharding inside it:
+/// an array-to-array codec before sharding (`transpose`), a bytes-to-bytes codec after it
+/// (`crc32c`), sharding nested in sharding. Our shard reader (`shard.rs`), which bounds every
+/// inner chunk by the metadata (`bounds.rs`), reads exactly one level of sharding; these
+/// chains would decode their inner chunks with zarrs' own sharding codec, whose decoders
+/// size their output from the stored bytes (a forged zstd frame or index entry could then
+/// allocate without bound or abort). zarr-python itself writes filters and compressors
+/// inside the shard, so these chains come only from explicit codec lists; the Python
+/// pipeline reads them with zarr's own (counted as a fallback).
+pub fn check_sharding_supported(codecs: &serde_json::Value) -> FfiResult<()> {
+    let Some(list) = codecs.as_array() else {
+        return Ok(());
+    };
+    // A codec without configuration may be written as its bare name.
+    let names: Vec<&str> = list.iter().map(|c| c.as_str().or(c["name"].as_str()).unwrap_or("?")).collect();
+    if !names.contains(&"sharding_indexed") {
+        return Ok(());
+    }
+    let unsupported = |why: &str| {
+        Err(FfiError::new(
+            ZarrsResult::ZARRS_ERROR_UNSUPPORTED,
+            format!(
+                "codecs [{}]: {why}; only a single sharding codec is read within the bounds its metadata sets",
+                names.join(", ")
+            ),
+        ))
+    };
+    if names.len() != 1 {
+        return unsupported("sharding combined with other codecs outside the shard");
+    }
+    if is_sharded(&list[0]["configuration"]["codecs"]) {
+        return unsupported("sharding nested in sharding");
+    }
+    Ok(())
+}
+
 /// Whether any codec of `codecs` (Zarr v3 metadata) is a sharding codec.
 pub fn is_sharded(codecs: &serde_json::Value) -> bool {
     codecs

@@ -69,6 +69,7 @@ impl ChunkCodec {
         let sharded = metadata::is_sharded(codecs);
         let shard = ShardLayout::from_codecs_metadata(codecs);
         metadata::check_chunk_sizes(array.data_type(), largest_chunk, codecs)?;
+        metadata::check_sharding_supported(codecs)?;
         Ok(Self {
             codecs: BoundedChain::new(array.codecs()),
             data_type: array.data_type().clone(),
