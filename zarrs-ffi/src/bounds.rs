@@ -152,7 +152,15 @@ impl BoundedChain {
                 BytesRepresentation::BoundedSize(n) => (*n, false),
                 BytesRepresentation::UnboundedSize => (unbounded_cap, false),
             };
-            bytes = decode_bounded(codec.as_ref(), bytes, decoded, max, exact, options)?;
+            bytes = decode_bounded(codec.as_ref(), bytes, decoded, max, exact, options).map_err(|mut e| {
+                if matches!(decoded, BytesRepresentation::UnboundedSize) && e.code == ZarrsResult::ZARRS_ERROR_CODEC {
+                    // No metadata bounds this size: say which setting did.
+                    e.message.push_str(&format!(
+                        " (variable-length chunks are capped at max_variable_chunk_bytes = {unbounded_cap})"
+                    ));
+                }
+                e
+            })?;
         }
         Ok(bytes)
     }

@@ -111,3 +111,34 @@ pub fn has_inner_checksums(codecs: &serde_json::Value) -> bool {
     }
     walk(codecs, false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sharding(inner: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [4], "codecs": inner,
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}], "index_location": "end"}})
+    }
+
+    #[test]
+    fn only_a_single_level_of_sharding_alone_is_supported() {
+        let bytes = serde_json::json!({"name": "bytes", "configuration": {"endian": "little"}});
+        let zstd = serde_json::json!({"name": "zstd", "configuration": {"level": 1, "checksum": false}});
+        let transpose = serde_json::json!({"name": "transpose", "configuration": {"order": [0]}});
+        let plain = sharding(serde_json::json!([bytes, zstd]));
+        for ok in [serde_json::json!([bytes, zstd]), serde_json::json!([plain])] {
+            assert!(check_sharding_supported(&ok).is_ok(), "{ok}");
+        }
+        for (codecs, why) in [
+            (serde_json::json!([transpose, plain]), "codecs [transpose, sharding_indexed]: sharding combined"),
+            (serde_json::json!([plain, "crc32c"]), "codecs [sharding_indexed, crc32c]: sharding combined"),
+            (serde_json::json!([sharding(serde_json::json!([plain]))]), "sharding nested in sharding"),
+        ] {
+            let err = check_sharding_supported(&codecs).unwrap_err();
+            assert_eq!(err.code, ZarrsResult::ZARRS_ERROR_UNSUPPORTED);
+            assert!(err.message.contains(why), "{}", err.message);
+        }
+    }
+}

@@ -7,7 +7,8 @@
 //! checksums (zarrs' partial decoding of inner chunks strips them unchecked).
 //!
 //! Used when the array's codecs are exactly one sharding codec, which is how zarr-python
-//! writes sharded arrays; other chains keep zarrs' generic path.
+//! writes sharded arrays; other sharded chains are refused at open (`metadata.rs`), since
+//! zarrs' sharding codec would decode their inner chunks unbounded.
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
