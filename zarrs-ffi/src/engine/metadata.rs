@@ -51,35 +51,34 @@ pub fn check_chunk_sizes(data_type: &DataType, largest: &[u64], codecs: &serde_j
     Ok(())
 }
 
-/// Refuse sharded chains other than exactly one sharding codec with no sharding inside it:
-/// an array-to-array codec before sharding (`transpose`), a bytes-to-bytes codec after it
-/// (`crc32c`), sharding nested in sharding. Our shard reader (`shard.rs`), which bounds every
-/// inner chunk by the metadata (`bounds.rs`), reads exactly one level of sharding; these
-/// chains would decode their inner chunks with zarrs' own sharding codec, whose decoders
-/// size their output from the stored bytes (a forged zstd frame or index entry could then
-/// allocate without bound or abort). zarr-python itself writes filters and compressors
-/// inside the shard, so these chains come only from explicit codec lists; the Python
-/// pipeline reads them with zarr's own (counted as a fallback).
+/// Refuse sharded chains our shard reader (`shard.rs`) cannot read: an array-to-array codec
+/// before sharding (`transpose`), sharding nested in sharding. The reader bounds every inner
+/// chunk by the metadata (`bounds.rs`) and reads exactly one level of sharding, under any
+/// bytes-to-bytes codecs (decoded within bounds first); these chains would decode their
+/// inner chunks with zarrs' own sharding codec, whose decoders size their output from the
+/// stored bytes (a forged zstd frame or index entry could then allocate without bound or
+/// abort). zarr-python writes filters inside the shard, so these chains come only from
+/// explicit codec lists; the Python pipeline reads them with zarr's own (a counted fallback).
 pub fn check_sharding_supported(codecs: &serde_json::Value) -> FfiResult<()> {
     let Some(list) = codecs.as_array() else {
         return Ok(());
     };
     // A codec without configuration may be written as its bare name.
     let names: Vec<&str> = list.iter().map(|c| c.as_str().or(c["name"].as_str()).unwrap_or("?")).collect();
-    if !names.contains(&"sharding_indexed") {
+    let Some(at) = names.iter().position(|&name| name == "sharding_indexed") else {
         return Ok(());
-    }
+    };
     let unsupported = |why: &str| {
         Err(FfiError::new(
             ZarrsResult::ZARRS_ERROR_UNSUPPORTED,
             format!(
-                "codecs [{}]: {why}; only a single sharding codec is read within the bounds its metadata sets",
+                "codecs [{}]: {why}; sharding is read within the bounds its metadata sets only as the first codec, one level deep",
                 names.join(", ")
             ),
         ))
     };
-    if names.len() != 1 {
-        return unsupported("sharding combined with other codecs outside the shard");
+    if at != 0 {
+        return unsupported("codecs before the sharding codec");
     }
     if is_sharded(&list[0]["configuration"]["codecs"]) {
         return unsupported("sharding nested in sharding");
@@ -123,17 +122,20 @@ mod tests {
     }
 
     #[test]
-    fn only_a_single_level_of_sharding_alone_is_supported() {
+    fn sharding_is_supported_first_and_one_level_deep() {
         let bytes = serde_json::json!({"name": "bytes", "configuration": {"endian": "little"}});
         let zstd = serde_json::json!({"name": "zstd", "configuration": {"level": 1, "checksum": false}});
         let transpose = serde_json::json!({"name": "transpose", "configuration": {"order": [0]}});
         let plain = sharding(serde_json::json!([bytes, zstd]));
-        for ok in [serde_json::json!([bytes, zstd]), serde_json::json!([plain])] {
+        for ok in [
+            serde_json::json!([bytes, zstd]),
+            serde_json::json!([plain]),
+            serde_json::json!([plain, "crc32c", zstd]),
+        ] {
             assert!(check_sharding_supported(&ok).is_ok(), "{ok}");
         }
         for (codecs, why) in [
-            (serde_json::json!([transpose, plain]), "codecs [transpose, sharding_indexed]: sharding combined"),
-            (serde_json::json!([plain, "crc32c"]), "codecs [sharding_indexed, crc32c]: sharding combined"),
+            (serde_json::json!([transpose, plain]), "codecs [transpose, sharding_indexed]: codecs before the sharding codec"),
             (serde_json::json!([sharding(serde_json::json!([plain]))]), "sharding nested in sharding"),
         ] {
             let err = check_sharding_supported(&codecs).unwrap_err();

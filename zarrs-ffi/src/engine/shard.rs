@@ -7,8 +7,10 @@
 //! checksums (zarrs' partial decoding of inner chunks strips them unchecked).
 //!
 //! Used when the array's codecs are exactly one sharding codec, which is how zarr-python
-//! writes sharded arrays; other sharded chains are refused at open (`metadata.rs`), since
-//! zarrs' sharding codec would decode their inner chunks unbounded.
+//! writes sharded arrays, and to decode shards under bytes-to-bytes codecs (sharding
+//! followed by e.g. zstd: those run first, within bounds, then the whole shard decodes
+//! here; zarrs' chain encodes them). Other sharded chains are refused at open
+//! (`metadata.rs`), since zarrs' sharding codec would decode their inner chunks unbounded.
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
