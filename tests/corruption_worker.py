@@ -34,6 +34,10 @@ The verdict of a route of ours, compared with the oracle on the same bytes:
 ``memory``     the read raised the process' peak RSS by more than ``MEMORY_BUDGET``
                (a bound missing on a decode driven by stored bytes)
 ``fallback``   ours handed the read to zarr's pipeline (the case proves nothing)
+``refused``    the same, for a chain the native side refuses at open by design (``WRAPS``)
+
+A decompression bomb in a variable-length chunk (read with ``VARIABLE_CAP``) must raise a
+``ZarrsCodecError`` naming the chunk key and the cap; another exception is ``unclear``.
 
 The address space is limited (``ADDRESS_SPACE``) so a runaway allocation fails instead of
 swapping the machine; a failed Rust allocation aborts the process, which the parent records.
@@ -84,6 +88,10 @@ GARBAGE_SEEDS = 2
 BOMB_BYTES = 64 << 20  # what a decompression bomb expands to (the chunk holds 512 bytes)
 MEMORY_BUDGET = 16 << 20  # peak RSS growth allowed while reading one 16x16 chunk (normal reads: < 2 MiB)
 ADDRESS_SPACE = 4 << 30
+# The cap on a decoded variable-length chunk (codec_pipeline.max_variable_chunk_bytes) the
+# string chains are read with: a bomb past it must raise a ZarrsCodecError naming the chunk
+# key and the cap. (The default, 1 GiB, is tested in test_corruption.py.)
+VARIABLE_CAP = 1 << 20
 
 ZARR_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 ZARRS_PIPELINE = "zarrs_cffi.ZarrsCodecPipeline"
@@ -102,18 +110,33 @@ class Config:
     layers: tuple[str, ...]  # bytes-to-bytes codecs of each chunk (inner chunk if sharded), encode order
     shard: str | None = None  # index location of a sharded array, else None
     serializer: str | None = None  # "pcodec", else the default (bytes, or vlen for strings)
+    # A sharded chain that is not exactly one sharding codec (``WRAPS``), else None.
+    wrap: str | None = None
 
     @property
     def name(self) -> str:
         chain = "+".join(((self.serializer,) if self.serializer else ()) + self.layers) or "raw"
         if self.shard:
             chain = f"shard-{self.shard}[{chain}]"
+        if self.wrap:
+            chain = WRAPS[self.wrap].format(chain)
         return f"v{self.zarr_format}/{chain}/{self.dtype}"
 
     @property
     def key(self) -> str:
         return "c/0/0" if self.zarr_format == 3 else "0.0"
 
+
+# Sharded chains that are not exactly one sharding codec: an array-to-array codec before
+# sharding, a bytes-to-bytes codec after it (zarr.create_array(serializer=ShardingCodec(...))
+# adds its default zstd there), sharding nested in sharding (one outer inner chunk: the
+# whole shard is the inner shard). The second is decoded natively (the outer codec within
+# bounds, then our shard reader). The first would decode its inner chunks with zarrs' own
+# sharding codec, unbounded: the native side refuses it at open, so zarr's pipeline reads
+# it (verdict ``refused``). Nested sharding is native, its inner shards still decoded by
+# zarrs' sharding codec (KNOWN_CRASHES in test_corruption.py).
+WRAPS = {"transpose": "transpose+{}", "crc32c": "{}+crc32c", "nested": "shard[{}]"}
+REFUSED = ("transpose",)
 
 CONFIGS: tuple[Config, ...] = (
     Config(3, "uint16", ()),
@@ -147,6 +170,11 @@ CONFIGS: tuple[Config, ...] = (
     Config(2, "uint16", ("zlib",)),
     Config(2, "uint16", ("shuffle", "bz2")),
     Config(3, "string", ("zlib",)),
+    Config(3, "uint16", ("zstd",), "end", wrap="transpose"),
+    Config(3, "uint16", ("zstd",), "end", wrap="crc32c"),
+    Config(3, "string", ("zstd",), "end", wrap="crc32c"),
+    Config(3, "uint16", ("zstd",), "end", wrap="nested"),
+    Config(3, "string", ("zstd",), "end", wrap="nested"),
 ) + ((Config(3, "uint16", (), serializer="pcodec"),) if importlib.util.find_spec("pcodec") else ())
 
 
@@ -227,7 +255,21 @@ def create_array(cfg: Config, path: Path) -> np.ndarray[Any, Any]:
         compressors = [v3[layer]() for layer in cfg.layers] or None
         if cfg.serializer == "pcodec":
             kwargs["serializer"] = nc.PCodec(level=8)
-    if cfg.shard:
+    if cfg.wrap:
+        from zarr.codecs import BytesCodec, ShardingCodec, TransposeCodec, VLenUTF8Codec
+
+        serializer = VLenUTF8Codec() if cfg.dtype == "string" else BytesCodec()
+        inner = ShardingCodec(chunk_shape=INNER, codecs=[serializer, *(compressors or [])], index_location=cfg.shard)
+        compressors = None
+        kwargs["chunks"] = CHUNK
+        if cfg.wrap == "transpose":
+            kwargs["filters"] = [TransposeCodec(order=(1, 0))]
+            kwargs["serializer"] = inner
+        elif cfg.wrap == "crc32c":
+            kwargs["serializer"], compressors = inner, [Crc32cCodec()]
+        else:
+            kwargs["serializer"] = ShardingCodec(chunk_shape=CHUNK, codecs=[inner], index_location="end")
+    elif cfg.shard:
         kwargs["chunks"] = INNER
         kwargs["shards"] = {"shape": CHUNK, "index_location": cfg.shard}
     else:
@@ -417,13 +459,45 @@ def _flip(bits: int) -> Mutation:
     return mutate
 
 
+def unwrap(cfg: Config, stored: bytes) -> bytes:
+    """The shard inside a wrapped chain's stored chunk (``WRAPS``): what the shard
+    mutations change."""
+    if cfg.wrap == "crc32c":
+        return stored[:-4]
+    if cfg.wrap == "nested":
+        offset, length = struct.unpack_from("<QQ", stored, len(stored) - 20)
+        return stored[offset : offset + length]
+    return stored
+
+
+def rewrap(cfg: Config, shard: bytes) -> bytes:
+    """``shard`` stored as a wrapped chain stores it, validly (checksum and outer index)."""
+    if cfg.wrap == "crc32c":
+        return shard + struct.pack("<I", _crc32c(shard))
+    if cfg.wrap == "nested":
+        index = struct.pack("<QQ", 0, len(shard))
+        return shard + index + struct.pack("<I", _crc32c(index))
+    return shard
+
+
+def _wrapped(mutate: Mutation) -> Mutation:
+    """``mutate`` applied to the shard inside a wrapped chain, which stays valid around it."""
+
+    def wrapped(cfg: Config, data: bytes, rng: random.Random) -> bytes:
+        if not cfg.wrap:
+            return mutate(cfg, data, rng)
+        return rewrap(cfg, mutate(cfg, unwrap(cfg, data), rng))
+
+    return wrapped
+
+
 def _at_frame(change: Callable[[bytes], bytes]) -> Mutation:
     """Apply ``change`` to the chunk's outermost codec frame (inner chunk 0 of a shard)."""
 
     def mutate(cfg: Config, data: bytes, rng: random.Random) -> bytes:
         return with_inner(cfg, data, change) if cfg.shard else change(data)
 
-    return mutate
+    return _wrapped(mutate)
 
 
 def _at_payload(change: Callable[[bytes], bytes]) -> Mutation:
@@ -436,7 +510,7 @@ def _at_payload(change: Callable[[bytes], bytes]) -> Mutation:
     def mutate(cfg: Config, data: bytes, rng: random.Random) -> bytes:
         return with_inner(cfg, data, frame(cfg)) if cfg.shard else frame(cfg)(data)
 
-    return mutate
+    return _wrapped(mutate)
 
 
 def _index(change: Callable[[Config, bytes, list[int]], tuple[bytes, list[int]] | list[int]], crc_ok: bool = True) -> Mutation:
@@ -449,7 +523,7 @@ def _index(change: Callable[[Config, bytes, list[int]], tuple[bytes, list[int]] 
             entries = result
         return join_shard(cfg, body, entries, crc_ok)
 
-    return mutate
+    return _wrapped(mutate)
 
 
 def _set_entry(entry: int, offset: Callable[[Config, bytes, list[int]], int] | None,
@@ -700,18 +774,28 @@ class Fixture:
         self.routes: dict[str, Any] = {}
         with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
             self.routes["zarr"] = zarr.open_array(LocalStore(data, read_only=True), mode="r")
-        with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
+        settings = {f"codec_pipeline.{name}": value for name, value in self.variable_options().items()}
+        with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE, **settings}):
             self.routes["local"] = zarr.open_array(LocalStore(data, read_only=True), mode="r")
             self.routes["memory"] = zarr.open_array(MemoryStore(self.memory, read_only=True), mode="r")
             self.routes["wrapped"] = zarr.open_array(WrapperStore(LocalStore(data, read_only=True)), mode="r")
-        if cfg.dtype == "uint16":
-            import zarrs_cffi
+        import zarrs_cffi
 
-            self.routes["capi"] = zarrs_cffi.Array.open(data, read_only=True)
-        else:
-            from zarrs_cffi._bindings import NativeArray, Options, Storage
+        try:
+            if cfg.dtype == "uint16":
+                self.routes["capi"] = zarrs_cffi.Array.open(data, read_only=True)
+            else:
+                from zarrs_cffi._bindings import NativeArray, Options, Storage
 
-            self.routes["capi"] = (NativeArray.open(Storage.filesystem(str(data), read_only=True), "/"), Options())
+                storage = Storage.filesystem(str(data), read_only=True)
+                self.routes["capi"] = (NativeArray.open(storage, "/"), Options(**self.variable_options()))
+        except zarrs_cffi.ZarrsUnsupportedError as exc:
+            self.routes["capi"] = exc  # refused at open: every read raises it
+
+    def variable_options(self) -> dict[str, int]:
+        """The native options of our routes beyond the defaults: the small cap on
+        variable-length chunks."""
+        return {"max_variable_chunk_bytes": VARIABLE_CAP} if self.cfg.dtype == "string" else {}
 
     def set_chunk(self, data: bytes) -> None:
         from zarr.core.buffer import cpu
@@ -728,6 +812,8 @@ class Fixture:
             if read == "span" and sabotage == "crash-and-hang":
                 time.sleep(3600)
         target = self.routes[route]
+        if isinstance(target, Exception):
+            raise target
         if route != "capi":
             return np.asarray(target[selection])
         if self.cfg.dtype == "uint16":
@@ -744,7 +830,9 @@ class Fixture:
         cols = range(selection[1].start // CHUNK[1], (selection[1].stop - 1) // CHUNK[1] + 1)
         indices = [(i, j) for i in rows for j in cols]
         encoded = [(self.path / "data" / native.chunk_key(ij)).read_bytes() for ij in indices]
-        decoded = decode_variable_chunks(native, options, encoded, [CHUNK] * len(indices))
+        decoded = decode_variable_chunks(
+            native, options, encoded, [CHUNK] * len(indices), names=lambda j: native.chunk_key(indices[j])
+        )
         whole = np.empty(SHAPE, dtype=object)
         for (i, j), (blob, offsets) in zip(indices, decoded, strict=True):
             bounds = offsets.tolist()
@@ -829,11 +917,14 @@ def run(root: Path, cases: list[Case], resume_route: int, oracle_known: bool) ->
                 oracle = result
                 verdict = "oracle-" + result[0]
             elif fell_back:
-                verdict = "fallback"
+                # Chains the native side refuses at open are read by zarr's pipeline.
+                verdict = "refused" if case.cfg.wrap in REFUSED else "fallback"
             else:
                 verdict = judge(oracle, result)
                 if result[0] == "data" and oracle is not None and oracle[0] == "error":
                     detail = f"zarr raised {_describe(oracle[1])}"
+                if verdict == "raise" and not _names_the_cap(case, result[1]):
+                    verdict = "unclear"  # a bomb past the cap must say so, naming the key
                 if growth > MEMORY_BUDGET:
                     # Reported even when the read raised in the end: the allocation happened.
                     verdict = "memory" if verdict in ("ok", "raise") else verdict
@@ -841,6 +932,22 @@ def run(root: Path, cases: list[Case], resume_route: int, oracle_known: bool) ->
             emit(ev="end", case=case.index, route=r, verdict=verdict, detail=detail,
                  seconds=round(elapsed, 4), growth=growth)
         fixture.set_chunk(fixture.original)
+
+
+def _names_the_cap(case: Case, exc: BaseException) -> bool:
+    """Whether an error raised by one of our routes on a decompression bomb in a
+    variable-length chunk is the cap's: a ``ZarrsCodecError`` naming the chunk key and
+    ``VARIABLE_CAP`` (other cases: always true)."""
+    import zarrs_cffi
+
+    if case.cfg.dtype != "string" or case.cfg.wrap in (*REFUSED, "nested") or not case.mutation.endswith(("_bomb", "_bomb_no_fcs")):
+        return True
+    text = str(exc)
+    return (
+        isinstance(exc, zarrs_cffi.ZarrsCodecError)
+        and case.cfg.key in text
+        and f"max_variable_chunk_bytes = {VARIABLE_CAP}" in text
+    )
 
 
 def _attempt(fixture: Fixture, route: str, read: str) -> tuple[str, Any]:

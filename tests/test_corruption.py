@@ -44,7 +44,7 @@ import corruption_worker as worker
 
 WORKER = Path(__file__).with_name("corruption_worker.py")
 ROUTE_TIMEOUT = 60.0  # seconds for one read of a 16x16 chunk: anything longer is a hang
-OK_VERDICTS = {"ok", "raise", "oracle-data", "oracle-error"}
+OK_VERDICTS = {"ok", "raise", "oracle-data", "oracle-error", "refused"}
 
 # Classes of findings of the current code (zarrs-ffi and zarrs_cffi at the commit that added
 # this list), one entry per root cause: "verdict routes chains mutations reads", each field a
@@ -54,17 +54,28 @@ OK_VERDICTS = {"ok", "raise", "oracle-data", "oracle-error"}
 # corruption_worker.py --only (module docstring).
 KNOWN_CRASHES: list[tuple[str, str]] = [
     # Fixed-size data types no longer crash, bomb or return data from wrong-length chunks
-    # (commit 1e4c86f: every decode bounded by the metadata before it allocates). What is
-    # left is the size of variable-length chunks, which no metadata bounds. gzip now reads every member and refuses trailing bytes. Variable-length chunks and shards no longer panic
-    # or abort: their vlen layouts are checked and their shards read by shard.rs, each
-    # inner chunk bounded.
-    # --- decompression bombs: a 64 MiB frame is decoded in full for a 512-byte chunk ---
-    ("memory * */string zstd_bomb,zstd_bomb_no_fcs,gzip_bomb,zlib_bomb *",
-     "variable-length chunks are capped at max_variable_chunk_bytes (1 GiB by default), "
-     "not at a size the metadata fixes; the harness flags any read over 16 MiB"),
+    # (commit 1e4c86f: every decode bounded by the metadata before it allocates). gzip reads
+    # every member and refuses trailing bytes. Variable-length chunks and shards no longer
+    # panic or abort: their vlen layouts are checked and their shards read by shard.rs, each
+    # inner chunk bounded. Variable-length chunks, whose size no metadata bounds, are capped
+    # at max_variable_chunk_bytes: the worker reads them with a 1 MiB cap and requires a
+    # ZarrsCodecError naming the key and the cap (test_default_variable_cap_applies below
+    # shows the 1 GiB default). Sharded chains other than one sharding codec (transpose
+    # before it, crc32c after it, sharding nested in sharding) aborted, panicked and
+    # returned data where zarr raised, through zarrs' own sharding codec: sharding followed
+    # by bytes-to-bytes codecs is now decoded by shard.rs after those codecs run within
+    # bounds; transpose before sharding is refused natively at open and read by zarr's
+    # pipeline (verdict "refused").
     # The Python shard reader's entries (index entries used as sizes before being checked,
     # a missing marker in one field read as missing) went when shards.py became a byte mover
     # for the native read plan (plan.rs), which checks every entry.
+    # --- sharding nested in sharding: the inner shards decode with zarrs' sharding codec ---
+    ("* * v3/shard[[]shard-end[[]zstd]]/* * *",
+     "shard.rs reads one level of sharding; an inner shard is decoded by zarrs' sharding codec, "
+     "which trusts its index entries (panics) and the zstd frames' declared sizes (aborts on "
+     "2^46). Refusing nested sharding at open would move a third of zarr's own suite's sharded "
+     "chunks to its pipeline (native share 0.974 < the gate's 0.99); bounding it means shard.rs "
+     "reading inner shards itself"),
 ]
 
 
@@ -259,6 +270,13 @@ def test_corruption_differential(tmp_path_factory: pytest.TempPathFactory) -> No
         assert len({o.case for o in run.outcomes}) == expected, "some cases never ran"
     unexpected = [o for o in run.findings if not any(_matches(o.klass, p) for p, _ in KNOWN_CRASHES)]
     stale = [p for p, _ in KNOWN_CRASHES if not any(_matches(o.klass, p) for o in run.findings)]
+    # Chains the native side refuses at open: zarr's pipeline read every one of them (a
+    # fallback, counted) and the direct API raised; none reached zarrs' sharding codec.
+    refused = {c.name for c in worker.CONFIGS if c.wrap in worker.REFUSED}
+    for outcome in run.outcomes:
+        if outcome.route and outcome.id.split("|")[0] in refused:
+            expected = "raise" if worker.ROUTES[outcome.route] == "capi" else "refused"
+            assert outcome.verdict == expected, f"{outcome.id} {worker.ROUTES[outcome.route]}: {outcome.verdict} {outcome.detail}"
     if not run.peak_reset:
         # /proc/self/clear_refs is not writable here: no memory verdicts at all.
         print("peak RSS cannot be reset in this environment: memory findings are not checked")
@@ -285,3 +303,33 @@ def test_harness_records_signals_and_hangs(tmp_path: Path, monkeypatch: pytest.M
     assert verdicts["chunk", "local"] == "raise"
     assert verdicts["span", "capi"] == "raise"  # the routes after a crash still ran
     assert run.workers == 3
+
+
+def test_default_variable_cap_applies(tmp_path: Path) -> None:
+    """Without the config key, a variable-length chunk is capped at the 1 GiB default: a
+    zstd frame declaring one byte more is refused from its header (nothing allocated), with
+    a ZarrsCodecError naming the chunk key and the cap; one declaring 64 MiB is decoded (and
+    then fails on its layout, not on the cap)."""
+    import zarr
+    from zarr.storage import MemoryStore
+
+    import zarrs_cffi
+
+    store = MemoryStore()
+    with zarr.config.set({"codec_pipeline.path": worker.ZARR_PIPELINE}):
+        arr = zarr.create_array(store, shape=(8,), chunks=(4,), dtype=str, compressors=zarr.codecs.ZstdCodec(level=1))
+        arr[:] = [str(i) * 3 for i in range(8)]
+    frame = store._store_dict["c/1"].to_bytes()
+    buffer = type(store._store_dict["c/1"])
+    with zarr.config.set({"codec_pipeline.path": worker.ZARRS_PIPELINE}):
+        ours = zarr.open_array(store, mode="r")
+        assert list(ours[:]) == [str(i) * 3 for i in range(8)]
+        store._store_dict["c/1"] = buffer.from_bytes(worker.zstd_rewrite(frame, (1 << 30) + 1))
+        with pytest.raises(zarrs_cffi.ZarrsCodecError, match=r"^c/1 in .*max_variable_chunk_bytes = 1073741824") as raised:
+            ours[:]
+        assert "1073741825" in str(raised.value)
+        store._store_dict["c/1"] = buffer.from_bytes(worker.bomb("zstd"))
+        with pytest.raises(zarrs_cffi.ZarrsCodecError, match=r"^c/1 in ") as raised:
+            ours[:]
+        assert "1073741824" not in str(raised.value)
+    assert zarrs_cffi.stats().fallbacks == 0

@@ -9,16 +9,17 @@ cffi objects.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._ffi import Result, check, ffi, lib
-from .errors import ZarrsValueError
+from .errors import ZarrsError, ZarrsValueError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import numpy.typing as npt
 
@@ -280,6 +281,35 @@ def _pointers(chunks: Sequence[Any]) -> tuple[Any, Any, list[Any]]:
 
 
 _EMPTY = ffi.new("uint8_t[1]")
+
+# How the codec-only calls, which take no keys, name a chunk in their errors: by position.
+_POSITION = re.compile(r"chunk-(\d+)(?= in )")
+
+
+def _check_named(code: int, name: Callable[[int], str] | None) -> None:
+    """``check`` for a codec-only call: an error naming the failing chunk by its position in
+    the batch (``chunk-<i> in <array>: ...``) names it ``name(i)`` instead, the store key
+    the caller fetched it from. Costs nothing unless the call failed."""
+    try:
+        check(code)
+    except ZarrsError as exc:
+        message = str(exc)
+        match = _POSITION.match(message)
+        if name is None or match is None:
+            raise
+        try:
+            key = name(int(match.group(1)))
+        except (IndexError, KeyError, UnicodeDecodeError):
+            raise exc from None
+        raise type(exc)(key + message[match.end() :], exc.code) from None
+
+
+def _batch_key(batch: ChunkBatch) -> Callable[[int], str] | None:
+    """The key of chunk ``i`` of a keyed batch (None for a batch without keys)."""
+    offsets = batch.key_offsets
+    if len(offsets) != len(batch) + 1:
+        return None
+    return lambda i: batch.keys[int(offsets[i]) : int(offsets[i + 1])].decode("utf-8")
 
 # Sans-I/O reads, write planning and native encoded I/O (``plan.rs``, ``encoded_io.rs``).
 
@@ -549,21 +579,30 @@ class NativeArray:
         )
 
     def decode_chunks(
-        self, options: Options, batch: ChunkBatch, encoded: Sequence[bytes | None], out: npt.NDArray[Any]
+        self,
+        options: Options,
+        batch: ChunkBatch,
+        encoded: Sequence[bytes | None],
+        out: npt.NDArray[Any],
+        names: Callable[[int], str] | None = None,
     ) -> None:
-        """Decode caller-fetched chunk bytes (None: missing) into ``out``."""
+        """Decode caller-fetched chunk bytes (None: missing) into ``out``.
+
+        Errors name the failing chunk by the batch's key, or for a batch without keys by
+        ``names(i)`` (``i``: its position), else as ``chunk-<i>``.
+        """
         self._check_elements(out, "out")
         if len(encoded) != len(batch):
             raise ZarrsValueError(f"{len(encoded)} encoded chunks for a batch of {len(batch)}")
         pointers, lengths, _keep = _pointers(encoded)
         geometry, geometry_len = self._geometry_args(batch)
         out_shape = _u64(out.shape, "out.shape")
-        check(
-            lib().zarrs_array_decode_chunks(
-                self._handle, options._cdata(), len(batch), pointers, lengths,
-                geometry, geometry_len, _out_buffer(out, "out"), out.nbytes, _u64_ptr(out_shape),
-            )
+        code = lib().zarrs_array_decode_chunks(
+            self._handle, options._cdata(), len(batch), pointers, lengths,
+            geometry, geometry_len, _out_buffer(out, "out"), out.nbytes, _u64_ptr(out_shape),
         )
+        if code != Result.SUCCESS:
+            _check_named(code, _batch_key(batch) or names)
 
     def encode_chunks(
         self,
@@ -683,21 +722,26 @@ def _shapes(shapes: Sequence[Sequence[int]], ndim: int) -> npt.NDArray[np.uint64
 
 
 def decode_variable_chunks(
-    array: NativeArray, options: Options, encoded: Sequence[Any], shapes: Sequence[Sequence[int]]
+    array: NativeArray,
+    options: Options,
+    encoded: Sequence[Any],
+    shapes: Sequence[Sequence[int]],
+    names: Callable[[int], str] | None = None,
 ) -> list[tuple[bytes, npt.NDArray[np.uint64]]]:
     """Decode whole chunks of a variable-length type: per chunk, the element bytes and the
-    ``elements + 1`` offsets into them."""
+    ``elements + 1`` offsets into them. Errors name the failing chunk ``names(i)`` (``i``:
+    its position), else ``chunk-<i>``."""
     if len(encoded) != len(shapes):
         raise ZarrsValueError(f"{len(encoded)} encoded chunks for {len(shapes)} shapes")
     pointers, lengths, _keep = _pointers(encoded)
     shape_array = _shapes(shapes, array.ndim)
     out = ffi.new("ZarrsVariableChunks **")
-    check(
-        lib().zarrs_array_decode_variable_chunks(
-            array._handle, options._cdata(), len(encoded), pointers, lengths,
-            _u64_ptr(shape_array.reshape(-1)), shape_array.size, out,
-        )
+    code = lib().zarrs_array_decode_variable_chunks(
+        array._handle, options._cdata(), len(encoded), pointers, lengths,
+        _u64_ptr(shape_array.reshape(-1)), shape_array.size, out,
     )
+    if code != Result.SUCCESS:
+        _check_named(code, names)
     handle = ffi.gc(out[0], lib().zarrs_variable_chunks_free)
     data_ptr = ffi.new("const uint8_t **")
     data_len = ffi.new("size_t *")

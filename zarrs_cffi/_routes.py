@@ -278,7 +278,8 @@ class AsyncStoreRoute(Route):
         if whole.size:
             encoded = await _fetch_all([batch[i] for i in whole])
             subset = chunks if whole.size == len(batch) else ChunkBatch.build(None, geometry[whole])
-            await _workers.run(native.array.decode_chunks, native.options, subset, encoded, buffer)
+            names = (lambda j: str(batch[whole[j]].byte_getter.path)) if subset is not chunks else None
+            await _workers.run(native.array.decode_chunks, native.options, subset, encoded, buffer, names)
             for i, chunk in zip(whole, encoded, strict=True):
                 present[i] = chunk is not None
         parts = np.flatnonzero(partial)

@@ -67,7 +67,10 @@ def _decode(native: Native, batch: Sequence[ChunkRequest], encoded: dict[int, An
     if not stored:
         return {}
     shapes = [batch[i].spec.shape for i, _ in stored]
-    decoded = decode_variable_chunks(native.array, native.options, [chunk for _, chunk in stored], shapes)
+    decoded = decode_variable_chunks(
+        native.array, native.options, [chunk for _, chunk in stored], shapes,
+        names=lambda j: str(batch[stored[j][0]].byte_getter.path),
+    )
     return {i: elements for (i, _), elements in zip(stored, decoded, strict=True)}
 
 

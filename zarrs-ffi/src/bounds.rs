@@ -152,9 +152,31 @@ impl BoundedChain {
                 BytesRepresentation::BoundedSize(n) => (*n, false),
                 BytesRepresentation::UnboundedSize => (unbounded_cap, false),
             };
-            bytes = decode_bounded(codec.as_ref(), bytes, decoded, max, exact, options)?;
+            bytes = decode_bounded(codec.as_ref(), bytes, decoded, max, exact, options).map_err(|mut e| {
+                if matches!(decoded, BytesRepresentation::UnboundedSize) && e.code == ZarrsResult::ZARRS_ERROR_CODEC {
+                    // No metadata bounds this size: say which setting did.
+                    e.message.push_str(&format!(
+                        " (variable-length chunks are capped at max_variable_chunk_bytes = {unbounded_cap})"
+                    ));
+                }
+                e
+            })?;
         }
         Ok(bytes)
+    }
+
+    /// Run only the bytes-to-bytes codecs, within bounds: the encoded bytes of the
+    /// array-to-bytes codec (for sharding: the shard, for our shard reader).
+    pub fn decode_bytes_to_bytes<'a>(
+        &self,
+        bytes: ArrayBytesRaw<'a>,
+        shape: &[NonZeroU64],
+        data_type: &DataType,
+        fill_value: &FillValue,
+        unbounded_cap: u64,
+        options: &CodecOptions,
+    ) -> FfiResult<ArrayBytesRaw<'a>> {
+        self.decode_bytes(bytes, shape, data_type, fill_value, unbounded_cap, options)
     }
 
     /// Decode a whole chunk, as `CodecChain::decode`, within bounds.

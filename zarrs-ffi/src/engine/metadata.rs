@@ -51,6 +51,43 @@ pub fn check_chunk_sizes(data_type: &DataType, largest: &[u64], codecs: &serde_j
     Ok(())
 }
 
+/// Refuse sharded chains our shard reader (`shard.rs`) cannot read: an array-to-array codec
+/// before sharding (`transpose`). The reader bounds every inner chunk by the metadata
+/// (`bounds.rs`) under any bytes-to-bytes codecs (decoded within bounds first); such chains
+/// would decode their inner chunks with zarrs' own sharding codec, whose decoders size their
+/// output from the stored bytes (a forged zstd frame or index entry could then allocate
+/// without bound or abort). zarr-python writes filters inside the shard, so these chains come
+/// only from explicit codec lists; the Python pipeline reads them with zarr's own (a counted
+/// fallback).
+///
+/// Sharding nested in sharding is still accepted, though its inner shards decode with zarrs'
+/// sharding codec, unbounded: zarr's own test suite writes it for a third of its sharded
+/// chunks, so refusing it would move them off the native route. Bounding it means our shard
+/// reader reading inner shards itself (not done yet).
+pub fn check_sharding_supported(codecs: &serde_json::Value) -> FfiResult<()> {
+    let Some(list) = codecs.as_array() else {
+        return Ok(());
+    };
+    // A codec without configuration may be written as its bare name.
+    let names: Vec<&str> = list.iter().map(|c| c.as_str().or(c["name"].as_str()).unwrap_or("?")).collect();
+    let Some(at) = names.iter().position(|&name| name == "sharding_indexed") else {
+        return Ok(());
+    };
+    let unsupported = |why: &str| {
+        Err(FfiError::new(
+            ZarrsResult::ZARRS_ERROR_UNSUPPORTED,
+            format!(
+                "codecs [{}]: {why}; sharding is read within the bounds its metadata sets only as the first codec",
+                names.join(", ")
+            ),
+        ))
+    };
+    if at != 0 {
+        return unsupported("codecs before the sharding codec");
+    }
+    Ok(())
+}
+
 /// Whether any codec of `codecs` (Zarr v3 metadata) is a sharding codec.
 pub fn is_sharded(codecs: &serde_json::Value) -> bool {
     codecs
@@ -74,4 +111,39 @@ pub fn has_inner_checksums(codecs: &serde_json::Value) -> bool {
         })
     }
     walk(codecs, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sharding(inner: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [4], "codecs": inner,
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}], "index_location": "end"}})
+    }
+
+    #[test]
+    fn sharding_is_supported_as_the_first_codec() {
+        let bytes = serde_json::json!({"name": "bytes", "configuration": {"endian": "little"}});
+        let zstd = serde_json::json!({"name": "zstd", "configuration": {"level": 1, "checksum": false}});
+        let transpose = serde_json::json!({"name": "transpose", "configuration": {"order": [0]}});
+        let plain = sharding(serde_json::json!([bytes, zstd]));
+        for ok in [
+            serde_json::json!([bytes, zstd]),
+            serde_json::json!([plain]),
+            serde_json::json!([plain, "crc32c", zstd]),
+            serde_json::json!([sharding(serde_json::json!([plain]))]),
+        ] {
+            assert!(check_sharding_supported(&ok).is_ok(), "{ok}");
+        }
+        for (codecs, why) in [
+            (serde_json::json!([transpose, plain]), "codecs [transpose, sharding_indexed]: codecs before the sharding codec"),
+            (serde_json::json!([transpose, plain, "crc32c"]), "codecs [transpose, sharding_indexed, crc32c]: codecs before"),
+        ] {
+            let err = check_sharding_supported(&codecs).unwrap_err();
+            assert_eq!(err.code, ZarrsResult::ZARRS_ERROR_UNSUPPORTED);
+            assert!(err.message.contains(why), "{}", err.message);
+        }
+    }
 }

@@ -47,6 +47,10 @@ pub struct ChunkCodec {
     /// The sharding layout, when the codecs are exactly one sharding codec: such shards are
     /// read and written by `shard.rs` rather than zarrs' sharding codec.
     shard: Option<ShardLayout>,
+    /// The sharding layout, when the codecs are a sharding codec followed by bytes-to-bytes
+    /// codecs: such shards are decoded by `shard.rs` once those codecs have run (within
+    /// bounds), never by zarrs' sharding codec; they are encoded by zarrs' chain.
+    shard_under_bytes: Option<ShardLayout>,
 }
 
 impl ChunkCodec {
@@ -69,6 +73,11 @@ impl ChunkCodec {
         let sharded = metadata::is_sharded(codecs);
         let shard = ShardLayout::from_codecs_metadata(codecs);
         metadata::check_chunk_sizes(array.data_type(), largest_chunk, codecs)?;
+        metadata::check_sharding_supported(codecs)?;
+        let shard_under_bytes = match codecs.as_array() {
+            Some(list) if sharded && list.len() > 1 => ShardLayout::from_codecs_metadata(&serde_json::Value::Array(vec![list[0].clone()])),
+            _ => None,
+        };
         Ok(Self {
             codecs: BoundedChain::new(array.codecs()),
             data_type: array.data_type().clone(),
@@ -76,6 +85,7 @@ impl ChunkCodec {
             inner_checksums,
             sharded,
             shard,
+            shard_under_bytes,
         })
     }
 
@@ -133,6 +143,7 @@ impl ChunkCodec {
     /// either, so such arrays decode whole shards while checksums are validated.
     fn decodes_partially(&self, job: &ChunkJob, options: &CodecOptions) -> bool {
         !job.is_whole_chunk()
+            && self.shard_under_bytes.is_none()
             && self.chain().partial_decoder_capability().partial_read
             && !(self.inner_checksums && options.validate_checksums())
     }
@@ -152,6 +163,19 @@ impl ChunkCodec {
             return Ok(false);
         };
         if let Some(shard) = &self.shard {
+            shard.decode_into(job, &encoded, destination, data_type, fill_value, options)?;
+            return Ok(true);
+        }
+        if let Some(shard) = &self.shard_under_bytes {
+            if !job.is_whole_chunk() {
+                // The whole shard is decompressed anyway: decode every inner chunk, as zarr's
+                // pipeline does for such chains, so a corrupt one fails the read either way.
+                let chunk = self.decode_whole(job, Some(encoded), options)?;
+                destination.place(job, &chunk)?;
+                return Ok(true);
+            }
+            let cap = DEFAULT_MAX_VARIABLE_CHUNK_BYTES; // fixed-size shards are bounded by their metadata
+            let encoded = self.codecs.decode_bytes_to_bytes(encoded, &job.chunk_shape, data_type, fill_value, cap, options)?;
             shard.decode_into(job, &encoded, destination, data_type, fill_value, options)?;
             return Ok(true);
         }
@@ -255,7 +279,7 @@ impl ChunkCodec {
         let len = args::byte_size(&job.chunk_shape_u64(), element_size)?;
         match encoded {
             None => Ok(self.fill_value.as_ne_bytes().repeat(len / element_size)),
-            Some(encoded) if self.shard.is_some() => {
+            Some(encoded) if self.shard.is_some() || self.shard_under_bytes.is_some() => {
                 let mut chunk = vec![0u8; len];
                 let shape = job.chunk_shape_u64();
                 let whole = ChunkJob::whole(job.key.clone(), job.chunk_shape.clone());
@@ -312,6 +336,11 @@ impl ChunkCodec {
             // Our shard reader, not zarrs' sharding codec: inner chunks decode within bounds
             // and their layouts are checked.
             let (bytes, offsets) = shard.decode_variable(bytes, shape, &self.data_type, &self.fill_value, cap, options)?;
+            return Ok((Cow::Owned(bytes), Cow::Owned(offsets)));
+        }
+        if let Some(shard) = &self.shard_under_bytes {
+            let shard_bytes = self.codecs.decode_bytes_to_bytes(Cow::Borrowed(bytes), shape, &self.data_type, &self.fill_value, cap, options)?;
+            let (bytes, offsets) = shard.decode_variable(&shard_bytes, shape, &self.data_type, &self.fill_value, cap, options)?;
             return Ok((Cow::Owned(bytes), Cow::Owned(offsets)));
         }
         let decoded = self

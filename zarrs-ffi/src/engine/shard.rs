@@ -7,7 +7,11 @@
 //! checksums (zarrs' partial decoding of inner chunks strips them unchecked).
 //!
 //! Used when the array's codecs are exactly one sharding codec, which is how zarr-python
-//! writes sharded arrays; other chains keep zarrs' generic path.
+//! writes sharded arrays, and to decode shards under bytes-to-bytes codecs (sharding
+//! followed by e.g. zstd: those run first, within bounds, then the whole shard decodes
+//! here; zarrs' chain encodes them). An array-to-array codec before sharding is refused at
+//! open (`metadata.rs`), since zarrs' sharding codec would decode its inner chunks
+//! unbounded; an inner shard of nested sharding is still decoded by zarrs' sharding codec.
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
