@@ -7,6 +7,7 @@
 //! by the handles above. This layer never sees a handle or a caller's pointer; it reads a
 //! store only through zarrs' storage traits, for partial reads.
 
+mod encoder;
 mod metadata;
 mod shard;
 
@@ -23,6 +24,8 @@ use zarrs::storage::{ReadableStorage, ReadableWritableListableStorage, ReadableW
 pub use shard::ZarrsSubchunkOrder;
 pub(crate) use shard::ShardLayout;
 
+use encoder::ChunkEncoder;
+
 use crate::args;
 use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
@@ -36,6 +39,8 @@ pub type VariableChunk<'a> = (Cow<'a, [u8]>, Cow<'a, [usize]>);
 pub struct ChunkCodec {
     /// The codecs, decoding within the bounds the metadata sets.
     codecs: BoundedChain,
+    /// The same codecs for encoding (zstd through a reused per-thread context).
+    encoder: ChunkEncoder,
     data_type: DataType,
     fill_value: FillValue,
     /// A checksum codec sits inside a sharding codec. zarrs' partial decoding of inner chunks
@@ -80,6 +85,7 @@ impl ChunkCodec {
         };
         Ok(Self {
             codecs: BoundedChain::new(array.codecs()),
+            encoder: ChunkEncoder::new(array.codecs()),
             data_type: array.data_type().clone(),
             fill_value: array.fill_value().clone(),
             inner_checksums,
@@ -268,7 +274,7 @@ impl ChunkCodec {
             return shard.encode(chunk_shape, &bytes, &self.data_type, &self.fill_value, options);
         }
         let encoded = self
-            .chain()
+            .encoder
             .encode(ArrayBytes::new_flen(bytes), chunk_shape, &self.data_type, &self.fill_value, options)?;
         Ok(Some(encoded.into_owned()))
     }
@@ -357,7 +363,7 @@ impl ChunkCodec {
     pub fn encode_variable(&self, bytes: &[u8], offsets: Vec<usize>, shape: &[NonZeroU64], options: &CodecOptions) -> FfiResult<Vec<u8>> {
         let offsets = ArrayBytesOffsets::new(offsets).map_err(|e| FfiError::invalid(e.to_string()))?;
         let chunk = ArrayBytes::new_vlen(bytes, offsets).map_err(|e| FfiError::invalid(e.to_string()))?;
-        let encoded = self.chain().encode(chunk, shape, &self.data_type, &self.fill_value, options)?;
+        let encoded = self.encoder.encode(chunk, shape, &self.data_type, &self.fill_value, options)?;
         Ok(encoded.into_owned())
     }
 }

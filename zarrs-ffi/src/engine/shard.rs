@@ -18,7 +18,8 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
+use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, IntoParallelRefIterator, ParallelIterator};
+use rayon::slice::ParallelSliceMut;
 use zarrs::array::{
     ArrayBytes, ArrayToBytesCodecTraits, CodecChain, CodecError, CodecOptions, DataType, FillValue,
 };
@@ -29,6 +30,7 @@ use zarrs::storage::{Bytes, ReadableStorageTraits, StoreKey};
 use crate::args;
 use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
+use super::encoder::ChunkEncoder;
 use crate::layout::{copy_region, ChunkJob, Destination};
 
 /// Marks an inner chunk that is not stored (all fill value).
@@ -53,6 +55,8 @@ pub(crate) struct ShardLayout {
     pub(crate) inner_shape: Vec<NonZeroU64>,
     /// The inner chunks' codecs, decoding within the inner chunk's bounds.
     pub(crate) inner_codecs: BoundedChain,
+    /// The inner chunks' codecs for encoding.
+    inner_encoder: ChunkEncoder,
     index_codecs: Arc<CodecChain>,
     pub(crate) index_at_end: bool,
     index_type: DataType,
@@ -139,9 +143,11 @@ impl ShardLayout {
             let metadata: Vec<MetadataV3> = serde_json::from_value(value.clone()).ok()?;
             CodecChain::from_metadata(&metadata).ok().map(Arc::new)
         };
+        let inner_chain = chain(&config["codecs"])?;
         Some(Self {
             inner_shape,
-            inner_codecs: BoundedChain::new(chain(&config["codecs"])?),
+            inner_encoder: ChunkEncoder::new(inner_chain.clone()),
+            inner_codecs: BoundedChain::new(inner_chain),
             index_codecs: chain(&config["index_codecs"])?,
             index_at_end: config["index_location"].as_str() != Some("start"),
             index_type: zarrs::array::data_type::uint64(),
@@ -528,27 +534,141 @@ impl ShardLayout {
         options: &CodecOptions,
     ) -> FfiResult<Option<Vec<u8>>> {
         let grid = self.grid(shard_shape)?;
-        let shard_shape: Vec<u64> = shard_shape.iter().map(|d| d.get()).collect();
-        let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
-        let element_size = fill_value.size();
-        let inner_len = args::byte_size(&inner_shape, element_size)?;
+        let inner_len = args::byte_size(&self.inner_shape.iter().map(|d| d.get()).collect::<Vec<_>>(), fill_value.size())?;
+        let fixed = self.inner_codecs.fixed_encoded_size(&self.inner_shape, data_type, fill_value)?;
+        if fixed == Some(inner_len as u64) {
+            return self.encode_in_place(&grid, shard_shape, shard, inner_len, data_type, fill_value, options);
+        }
+        self.encode_each(&grid, shard_shape, shard, inner_len, data_type, fill_value, options)
+    }
+
+    /// Encode each inner chunk on its own, then assemble the shard from them.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_each(
+        &self,
+        grid: &Grid,
+        shard_shape: &[NonZeroU64],
+        shard: &[u8],
+        inner_len: usize,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<Option<Vec<u8>>> {
         let encoded: Vec<Option<Vec<u8>>> = (0..grid.count)
             .into_par_iter()
             .map(|i| {
-                let mut inner = vec![0u8; inner_len];
-                let origin = grid.origin(self, i);
-                copy_region(shard, &shard_shape, &origin, &mut inner, &inner_shape, &vec![0; inner_shape.len()], &inner_shape, element_size);
-                if !options.store_empty_chunks() && fill_value.equals_all(&inner) {
-                    return Ok(None);
-                }
-                let bytes = self.inner_codecs.chain().encode(ArrayBytes::new_flen(inner), &self.inner_shape, data_type, fill_value, options)?;
-                Ok(Some(bytes.into_owned()))
+                with_scratch(inner_len, |inner| {
+                    self.extract_inner(grid, shard_shape, shard, i, inner, fill_value.size());
+                    if !options.store_empty_chunks() && fill_value.equals_all(inner) {
+                        return Ok(None);
+                    }
+                    let bytes = self.inner_encoder.encode(ArrayBytes::new_flen(Cow::Borrowed(&*inner)), &self.inner_shape, data_type, fill_value, options)?;
+                    Ok(Some(bytes.into_owned()))
+                })
             })
             .collect::<FfiResult<_>>()?;
         if encoded.iter().all(Option::is_none) {
             return Ok(None);
         }
-        self.assemble(&grid, &encoded, options).map(Some)
+        self.assemble(grid, &encoded, options).map(Some)
+    }
+
+    /// Copy inner chunk `i` of a decoded shard into `inner`.
+    fn extract_inner(&self, grid: &Grid, shard_shape: &[NonZeroU64], shard: &[u8], i: usize, inner: &mut [u8], element_size: usize) {
+        let shard_shape: Vec<u64> = shard_shape.iter().map(|d| d.get()).collect();
+        let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
+        let origin = grid.origin(self, i);
+        copy_region(shard, &shard_shape, &origin, inner, &inner_shape, &vec![0; inner_shape.len()], &inner_shape, element_size);
+    }
+
+    /// Encode a shard whose inner chunks encode to exactly their decoded size (`bytes`
+    /// alone, e.g. uncompressed shards): each inner chunk is copied straight into its place
+    /// in the one shard buffer, and encoded there when the codecs change its bytes (another
+    /// byte order), with no buffer per inner chunk and no copy to assemble the shard.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_in_place(
+        &self,
+        grid: &Grid,
+        shard_shape: &[NonZeroU64],
+        shard: &[u8],
+        inner_len: usize,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<Option<Vec<u8>>> {
+        let index_size = self.index_size(grid)?;
+        let data_start = if self.index_at_end { 0 } else { index_size };
+        let data_len = inner_len
+            .checked_mul(grid.count)
+            .and_then(|n| n.checked_add(index_size))
+            .ok_or_else(|| FfiError::invalid("the shard is too large to encode in memory"))?;
+        let mut out = vec![0u8; data_len];
+        let order = grid.write_order(self.write_order());
+        // Slot k of the data holds the k-th inner chunk of the write order.
+        let stored: Vec<bool> = out[data_start..data_start + inner_len * grid.count]
+            .par_chunks_mut(inner_len)
+            .zip(order.par_iter())
+            .map(|(slot, &i)| {
+                self.extract_inner(grid, shard_shape, shard, i, slot, fill_value.size());
+                if !options.store_empty_chunks() && fill_value.equals_all(slot) {
+                    return Ok(false);
+                }
+                let encoded = self.inner_encoder.encode(ArrayBytes::new_flen(Cow::Borrowed(&*slot)), &self.inner_shape, data_type, fill_value, options)?;
+                // The codecs returned the input itself (native byte order): already in place.
+                let changed = match encoded {
+                    Cow::Borrowed(bytes) if bytes.as_ptr() == slot.as_ptr() => None,
+                    other => Some(other.into_owned()),
+                };
+                if let Some(bytes) = changed {
+                    if bytes.len() != inner_len {
+                        return Err(codec_error(format!(
+                            "an inner chunk encoded to {} bytes; its codecs produce exactly {inner_len}",
+                            bytes.len()
+                        )));
+                    }
+                    slot.copy_from_slice(&bytes);
+                }
+                Ok(true)
+            })
+            .collect::<FfiResult<_>>()?;
+        if !stored.contains(&true) {
+            return Ok(None);
+        }
+        // Empty inner chunks are not stored: move the stored ones down over their slots.
+        let mut entries = vec![(MISSING, MISSING); grid.count];
+        let mut end = data_start;
+        for (k, &i) in order.iter().enumerate() {
+            if stored[k] {
+                let slot = data_start + k * inner_len;
+                if slot != end {
+                    out.copy_within(slot..slot + inner_len, end);
+                }
+                entries[i] = (end as u64, inner_len as u64);
+                end += inner_len;
+            }
+        }
+        let index = self.encode_index(grid, &entries, options)?;
+        if self.index_at_end {
+            out.truncate(end);
+            out.extend_from_slice(&index);
+        } else {
+            out.truncate(end);
+            out[..index_size].copy_from_slice(&index);
+        }
+        Ok(Some(out))
+    }
+
+    /// The encoded shard index of `entries` (offset, size), `MISSING` for chunks not stored.
+    fn encode_index(&self, grid: &Grid, entries: &[(u64, u64)], options: &CodecOptions) -> FfiResult<Vec<u8>> {
+        let mut index = Vec::with_capacity(grid.count * 16);
+        for (o, n) in entries {
+            index.extend_from_slice(&o.to_ne_bytes());
+            index.extend_from_slice(&n.to_ne_bytes());
+        }
+        Ok(self
+            .index_codecs
+            .encode(ArrayBytes::new_flen(index), &Self::index_shape(grid), &self.index_type, &self.index_fill, options)?
+            .into_owned())
     }
 
     /// The bytes of a shard from its encoded inner chunks (None: not stored): the inner
@@ -565,15 +685,7 @@ impl ShardLayout {
                 offset += bytes.len() as u64;
             }
         }
-        let mut index = Vec::with_capacity(grid.count * 16);
-        for (o, n) in entries {
-            index.extend_from_slice(&o.to_ne_bytes());
-            index.extend_from_slice(&n.to_ne_bytes());
-        }
-        let index = self
-            .index_codecs
-            .encode(ArrayBytes::new_flen(index), &Self::index_shape(grid), &self.index_type, &self.index_fill, options)?
-            .into_owned();
+        let index = self.encode_index(grid, &entries, options)?;
         let mut out = Vec::with_capacity(data_len + index.len());
         if !self.index_at_end {
             out.extend_from_slice(&index);
@@ -585,5 +697,77 @@ impl ShardLayout {
             out.extend_from_slice(&index);
         }
         Ok(out)
+    }
+}
+
+thread_local! {
+    /// This thread's buffer for one decoded inner chunk on its way to the encoder.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Run `f` on this thread's scratch buffer resized to `len` bytes, rather than allocating
+/// and zeroing a buffer for every inner chunk. The buffer is taken out while `f` runs, so a
+/// nested use on the same thread gets a fresh one instead of sharing it.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    let mut buffer = SCRATCH.take();
+    buffer.resize(len, 0);
+    let result = f(&mut buffer);
+    SCRATCH.set(buffer);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(codecs: serde_json::Value, index_location: &str) -> ShardLayout {
+        let metadata = serde_json::json!([{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [4, 6],
+            "codecs": codecs,
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+            "index_location": index_location,
+        }}]);
+        ShardLayout::from_codecs_metadata(&metadata).unwrap()
+    }
+
+    #[test]
+    fn shards_encoded_in_place_equal_shards_assembled() {
+        let shape: Vec<NonZeroU64> = [12u64, 18].iter().map(|&d| NonZeroU64::new(d).unwrap()).collect();
+        let (data_type, fill_value) = (zarrs::array::data_type::uint16(), FillValue::from(0u16));
+        let mut values: Vec<u16> = (0..12 * 18).map(|i| (i % 97 + 1) as u16).collect();
+        // Empty inner chunks (all fill value) first, inside and last in every write order.
+        for (row, col) in [(0, 0), (4, 6), (4, 12), (8, 12)] {
+            for r in row..row + 4 {
+                values[r * 18 + col..r * 18 + col + 6].fill(0);
+            }
+        }
+        let shard: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let empty = vec![0u8; shard.len()];
+        let mut store_empty = CodecOptions::default();
+        store_empty.set_store_empty_chunks(true);
+        for endian in ["little", "big"] {
+            for location in ["start", "end"] {
+                let layout = layout(serde_json::json!([{"name": "bytes", "configuration": {"endian": endian}}]), location);
+                let grid = layout.grid(&shape).unwrap();
+                for order in [0, 1, 2] {
+                    layout.write_order.store(order, Ordering::Relaxed);
+                    for options in [CodecOptions::default(), store_empty] {
+                        for data in [&shard, &empty] {
+                            let in_place = layout.encode(&shape, data, &data_type, &fill_value, &options).unwrap();
+                            let each = layout.encode_each(&grid, &shape, data, 48, &data_type, &fill_value, &options).unwrap();
+                            assert_eq!(in_place, each, "{endian} endian, index at {location}, order {order}");
+                        }
+                    }
+                }
+                // And it reads back.
+                let encoded = layout.encode(&shape, &shard, &data_type, &fill_value, &CodecOptions::default()).unwrap().unwrap();
+                let key = StoreKey::new("c/0").unwrap();
+                let job = ChunkJob::whole(key, shape.clone());
+                let mut decoded = vec![1u8; shard.len()];
+                let destination = Destination::new(&mut decoded, &[12, 18], 2, "shard").unwrap();
+                layout.decode_into(&job, &encoded, &destination, &data_type, &fill_value, &CodecOptions::default()).unwrap();
+                assert_eq!(decoded, shard);
+            }
+        }
     }
 }
