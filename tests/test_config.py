@@ -42,8 +42,9 @@ SETTINGS = {
     "codec_pipeline.chunk_concurrent_minimum": 2,
     "codec_pipeline.chunk_concurrent_maximum": 5,
     "codec_pipeline.validate_checksums": False,
+    "codec_pipeline.fsync": True,
 }
-EXPECTED = Options(num_threads=3, chunk_concurrent_minimum=2, chunk_concurrent_maximum=5, validate_checksums=False)
+EXPECTED = Options(num_threads=3, chunk_concurrent_minimum=2, chunk_concurrent_maximum=5, validate_checksums=False, fsync=True)
 
 
 def _create(path, **kwargs) -> zarr.Array:

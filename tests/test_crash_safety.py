@@ -1,10 +1,17 @@
-"""A failed or killed write leaves every chunk old or new (README, Guarantees).
+"""A failed or killed write leaves every chunk old or new, and durable writes fsync
+(README, Guarantees).
 
-Native writes replace each chunk (or shard) whole: a temporary file beside it, then a rename.
+Native writes replace each chunk (or shard) whole: an unnamed file in its directory, linked
+to a hidden temporary name and renamed over it. A writer killed between those two calls
+leaves the temporary; the next process to write into that directory removes it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,8 +52,33 @@ def _each_chunk_is_one_of(path: Path, allowed: set[int], sharded: bool) -> dict[
     return seen
 
 
+def _keys(path: Path) -> list[str]:
+    async def collect() -> list[str]:
+        return [key async for key in LocalStore(path).list()]
+
+    return asyncio.run(collect())
+
+
+def _temporaries(path: Path) -> list[str]:
+    return [key for key in _keys(path) if key.endswith(".partial")]
+
+
+def _run_writer(path: Path, script: str, **kwargs: object) -> subprocess.Popen[str]:
+    preamble = f"""
+        import sys, zarr
+        import numpy as np
+        from zarr.storage import LocalStore
+        zarr.config.set({PIPELINE!r})
+        arr = zarr.open_array(LocalStore({str(path)!r}))
+    """
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(preamble) + textwrap.dedent(script)],
+        stdout=subprocess.PIPE, text=True, **kwargs,  # type: ignore[call-overload]
+    )
+
+
 @pytest.mark.parametrize("sharded", [False, True])
-def test_writer_killed_mid_batch_leaves_every_chunk_old_or_new(tmp_path: Path, sharded: bool) -> None:
+def test_writers_killed_mid_batch_leave_every_chunk_old_or_new(tmp_path: Path, sharded: bool) -> None:
     path = tmp_path / "a.zarr"
     with zarr.config.set(PIPELINE):
         arr = zarr.create_array(
@@ -54,35 +86,80 @@ def test_writer_killed_mid_batch_leaves_every_chunk_old_or_new(tmp_path: Path, s
             dtype="uint16", compressors=zarr.codecs.ZstdCodec(level=1),
         )
         arr[...] = 1
-    # A child rewrites the whole array over and over, alternating 2 and 3, until killed.
-    child = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, zarr
-            from zarr.storage import LocalStore
-            zarr.config.set({PIPELINE!r})
-            arr = zarr.open_array(LocalStore({str(path)!r}))
+    rng = random.Random(10)
+    left_behind = 0
+    for _ in range(12):
+        # A child rewrites the whole array over and over, alternating 2 and 3, until killed
+        # at a random moment, inside one of its writes.
+        child = _run_writer(path, """
             print("ready", flush=True)
             n = 0
             while True:
                 arr[...] = 2 + n % 2
                 n += 1
-        """)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        time.sleep(1.5)  # several whole-array writes, and the kill lands inside one
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
-    seen = _each_chunk_is_one_of(path, {1, 2, 3}, sharded)
-    assert sum(seen.values()) == (2 if sharded else 4) ** 3
-    # A temporary file the killed writer left (README: Guarantees) does not disturb a later write.
+        """)
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+            time.sleep(rng.uniform(0.2, 0.6))
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+        assert child.returncode == -signal.SIGKILL
+        seen = _each_chunk_is_one_of(path, {1, 2, 3}, sharded)
+        assert sum(seen.values()) == (2 if sharded else 4) ** 3
+        # Only a kill between linking and renaming a file leaves its temporary: hidden, and
+        # never a name a later write uses.
+        temporaries = _temporaries(path)
+        assert all(key.rsplit("/", 1)[-1].startswith(".") for key in temporaries), temporaries
+        left_behind += len(temporaries)
+    # The next process to write removes what the killed ones left, and its writes succeed.
+    writer = _run_writer(path, "arr[...] = 4")
+    assert writer.wait(timeout=60) == 0
+    assert _temporaries(path) == [], f"{left_behind} temporaries were left by 12 kills"
+    assert not [p for p in path.rglob("*.partial")]
     with zarr.config.set(PIPELINE):
-        arr = zarr.open_array(LocalStore(path))
-        arr[...] = 4
-        assert int(arr[...].min()) == int(arr[...].max()) == 4
+        assert int(zarr.open_array(LocalStore(path))[...].min()) == 4
+    assert _each_chunk_is_one_of(path, {4}, sharded)
+
+
+def _namespace() -> int:
+    """The writer namespace the native side puts in temporary names (local.rs: namespace)."""
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    text = boot + os.readlink("/proc/self/ns/pid")
+    h = 0x811C9DC5
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return max(h, 1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/ns/pid").exists(), reason="needs /proc")
+def test_a_write_removes_only_temporaries_of_dead_writers(tmp_path: Path) -> None:
+    path = tmp_path / "a.zarr"
+    with zarr.config.set(PIPELINE):
+        arr = zarr.create_array(LocalStore(path), shape=(8,), chunks=(4,), dtype="uint8")
+    directory = path / "c"
+    directory.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    ns = _namespace()
+    stale = f".0.{dead_pid}-{ns:08x}-00000001-7.partial"
+    # A live writer's file in flight (this process), one from another host or container
+    # (another namespace), and names that only look alike stay.
+    kept = [
+        f".0.{os.getpid()}-{ns:08x}-00000001-7.partial",
+        f".0.{dead_pid}-{(ns + 1) % 2**32 or 1:08x}-00000001-7.partial",
+        f"0.{dead_pid}-{ns:08x}-00000001-7.partial",
+        f".0.{dead_pid}-{ns:08x}-00000001-7.partial.bak",
+    ]
+    for name in [stale, *kept]:
+        (directory / name).write_bytes(b"x")
+    # A fresh process: this one's native storage for the store may have swept already.
+    writer = _run_writer(path, "arr[...] = 5")
+    assert writer.wait(timeout=60) == 0
+    remaining = sorted(p.name for p in directory.iterdir() if not p.name.isdigit())
+    assert remaining == sorted(kept)
+    with zarr.config.set(PIPELINE):
+        assert zarr.open_array(LocalStore(path))[...].tolist() == [5] * 8
 
 
 def test_a_failed_batch_write_leaves_each_chunk_old_or_new(tmp_path: Path) -> None:
@@ -105,3 +182,54 @@ def test_a_failed_batch_write_leaves_each_chunk_old_or_new(tmp_path: Path) -> No
     assert seen.get(0) == 1
     assert sum(seen.values()) == 4**3
     assert not [p for p in path.rglob("*.partial")], "a failed write left a temporary file"
+
+
+def _fsyncs(path: Path, script: str) -> int:
+    """How many fsync or fdatasync calls ``script`` (after opening ``arr`` at ``path``)
+    makes, counted by strace across every thread."""
+    log = path.parent / "strace.log"
+    preamble = f"""
+        import zarr, zarrs_cffi
+        from zarr.storage import LocalStore
+        zarr.config.set({PIPELINE!r})
+        arr = zarr.open_array(LocalStore({str(path)!r}))
+        arr[...] = 7  # warm: the pipeline and its thread pool exist before the count matters
+    """
+    subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", str(log),
+         sys.executable, "-c", textwrap.dedent(preamble) + textwrap.dedent(script)],
+        check=True, timeout=300,
+    )
+    return sum(1 for line in log.read_text().splitlines() if "fsync(" in line or "fdatasync(" in line)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/test installs it)")
+def test_fsync_is_off_by_default_and_syncs_file_and_directory_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "a.zarr"
+    with zarr.config.set(PIPELINE):
+        zarr.create_array(LocalStore(path), shape=SHAPE, chunks=CHUNKS, dtype="uint16")
+    n_chunks = 4**3
+    # The warm-up write in every run is the default: without the option nothing is synced.
+    assert _fsyncs(path, "arr[...] = 1") == 0
+    # codec_pipeline.fsync: each chunk file before its rename, its directory after.
+    synced = _fsyncs(path, """
+        with zarr.config.set({"codec_pipeline.fsync": True}):
+            arr = zarr.open_array(LocalStore(arr.store.root))
+            arr[...] = 2
+    """)
+    assert synced == 2 * n_chunks
+    # Erasing (all fill value: chunks are removed) syncs each directory.
+    erased = _fsyncs(path, """
+        with zarr.config.set({"codec_pipeline.fsync": True}):
+            arr = zarr.open_array(LocalStore(arr.store.root))
+            arr[...] = 0
+    """)
+    assert erased == n_chunks
+    # The direct API and its Options.
+    direct = _fsyncs(path, f"""
+        direct = zarrs_cffi.Array.open({str(path)!r}, options=zarrs_cffi.Options(fsync=True))
+        direct[...] = 3
+    """)
+    assert direct == 2 * n_chunks
+    with zarr.config.set(PIPELINE):
+        assert int(zarr.open_array(LocalStore(path))[...].min()) == 3

@@ -52,6 +52,10 @@ class Options:
         The most bytes one variable-length (``string``, ``bytes``) chunk may decode to,
         through each of its compressors; more raises ``ZarrsCodecError``. 0 means the
         default, 1 GiB. Fixed-size chunks are bounded by their metadata instead.
+    fsync : bool, default False
+        Make local writes durable: each chunk file is fsynced before it replaces the old
+        one and its directory after, so a write that returned survives a power loss (a
+        process's death needs no fsync). Slower; other stores ignore it.
 
     Raises
     ------
@@ -66,6 +70,7 @@ class Options:
     validate_checksums: bool = True
     store_empty_chunks: bool = False
     max_variable_chunk_bytes: int = 0
+    fsync: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_variable_chunk_bytes < 2**64:
@@ -90,6 +95,7 @@ class Options:
                     "validate_checksums": int(bool(self.validate_checksums)),
                     "store_empty_chunks": int(bool(self.store_empty_chunks)),
                     "max_variable_chunk_bytes": self.max_variable_chunk_bytes,
+                    "fsync": int(bool(self.fsync)),
                 },
             )
             _OPTIONS_CACHE[self] = cached

@@ -27,6 +27,7 @@ def options_from_config() -> Options:
         chunk_concurrent_maximum=_config_int("codec_pipeline.chunk_concurrent_maximum"),
         validate_checksums=True if validate is None else bool(validate),
         max_variable_chunk_bytes=_config_int("codec_pipeline.max_variable_chunk_bytes"),
+        fsync=bool(config.get("codec_pipeline.fsync", False)),
     )
 
 

@@ -116,6 +116,11 @@ typedef struct ZarrsOptions {
   // each of its compressors; more is `ZARRS_ERROR_CODEC`. Fixed-size chunks need no such
   // cap: their metadata bounds them. 0: the default, 1 GiB.
   uint64_t max_variable_chunk_bytes;
+  // Nonzero: make writes to a filesystem storage durable. Each chunk file is fsynced
+  // before it replaces the old one and its directory after (and after an erase), so a
+  // write that returned survives a power loss. Without it a write survives the death of
+  // the process, not of the machine. Other storages ignore it. Default 0.
+  uint8_t fsync;
 } ZarrsOptions;
 
 // One request of a read plan: bytes of the value stored at the key of chunk job `job`

@@ -1,4 +1,4 @@
-//! Per-call options: threads, chunk versus codec concurrency, checksums, empty chunks.
+//! Per-call options: threads, chunk versus codec concurrency, checksums, empty chunks, fsync.
 //!
 //! Plain data read from the caller, and how a call spends its thread budget. The thread
 //! pools themselves are per-process state (`process.rs`). This module must not know about
@@ -39,6 +39,11 @@ pub struct ZarrsOptions {
     /// each of its compressors; more is `ZARRS_ERROR_CODEC`. Fixed-size chunks need no such
     /// cap: their metadata bounds them. 0: the default, 1 GiB.
     pub max_variable_chunk_bytes: u64,
+    /// Nonzero: make writes to a filesystem storage durable. Each chunk file is fsynced
+    /// before it replaces the old one and its directory after (and after an erase), so a
+    /// write that returned survives a power loss. Without it a write survives the death of
+    /// the process, not of the machine. Other storages ignore it. Default 0.
+    pub fsync: u8,
 }
 
 impl Default for ZarrsOptions {
@@ -50,6 +55,7 @@ impl Default for ZarrsOptions {
             validate_checksums: 1,
             store_empty_chunks: 0,
             max_variable_chunk_bytes: DEFAULT_MAX_VARIABLE_CHUNK_BYTES,
+            fsync: 0,
         }
     }
 }
@@ -76,6 +82,11 @@ impl ZarrsOptions {
         } else {
             self.max_variable_chunk_bytes
         }
+    }
+
+    /// Whether local writes fsync (see the field).
+    pub fn fsync(&self) -> bool {
+        self.fsync != 0
     }
 
     fn threads(&self) -> usize {

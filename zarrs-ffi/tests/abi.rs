@@ -118,6 +118,7 @@ fn default_options() -> ZarrsOptions {
         validate_checksums: 0,
         store_empty_chunks: 0,
         max_variable_chunk_bytes: 0,
+        fsync: 0,
     };
     check(zarrs_options_default(&mut options));
     options
@@ -515,6 +516,7 @@ fn options_default_values() {
         validate_checksums: 0,
         store_empty_chunks: 1,
         max_variable_chunk_bytes: 7,
+        fsync: 1,
     };
     check(zarrs_options_default(&mut options));
     assert_eq!(
@@ -526,6 +528,7 @@ fn options_default_values() {
             validate_checksums: 1,
             store_empty_chunks: 0,
             max_variable_chunk_bytes: 1 << 30,
+            fsync: 0,
         }
     );
     expect_err(zarrs_options_default(null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");

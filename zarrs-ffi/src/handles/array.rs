@@ -12,7 +12,9 @@ use std::sync::Arc;
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rayon_iter_concurrent_limit::iter_concurrent_limit;
 use zarrs::array::{Array, ArrayMetadata, ArrayMetadataOptions, ArraySubset, CodecOptions};
-use zarrs::storage::{Bytes, MaybeBytes, ReadableWritableListableStorage, ReadableWritableListableStorageTraits, StoreKey};
+use zarrs::storage::{
+    Bytes, MaybeBytes, ReadableWritableListableStorage, ReadableWritableListableStorageTraits, StorageError, StoreKey,
+};
 
 use super::ZarrsStorage;
 use crate::args::{self, EncodedInputs};
@@ -20,7 +22,7 @@ use crate::engine::{ChunkCodec, ShardLayout, ZarrsSubchunkOrder};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::layout::{self, ChunkJob, ChunkShapes, Destination, Source};
 use crate::options::ZarrsOptions;
-use crate::storage::RemoteStore;
+use crate::storage::{LocalStore, RemoteStore};
 
 /// An open array. Create with [`zarrs_array_open`], [`zarrs_array_open_with_metadata`] or
 /// [`zarrs_array_create`]; free with [`zarrs_array_free`]. It keeps its storage alive.
@@ -31,6 +33,8 @@ pub struct ZarrsArray {
     storage: ReadableWritableListableStorage,
     /// The storage is remote: batch calls fetch and store concurrently through it.
     remote: Option<Arc<RemoteStore>>,
+    /// The storage is a directory: writes fsync when a call's options ask.
+    local: Option<Arc<LocalStore>>,
     /// The chunk shapes of the grid. Caller-given chunk shapes are checked against these
     /// before anything is allocated for them.
     shapes: ChunkShapes,
@@ -78,6 +82,7 @@ impl ZarrsArray {
             array,
             storage: storage.store.clone(),
             remote: storage.remote.clone(),
+            local: storage.local.clone(),
             shapes,
         })
     }
@@ -312,20 +317,28 @@ impl ZarrsArray {
         }
         options.install(|| {
             iter_concurrent_limit!(limit, jobs, try_for_each, |job: ChunkJob| {
-                self.write_job(&job, source, &codec_options).map_err(|e| self.in_chunk(&job.key, e))
+                self.write_job(&job, source, &codec_options, options.fsync()).map_err(|e| self.in_chunk(&job.key, e))
             })
         })?
     }
 
-    fn write_job(&self, job: &ChunkJob, source: &Source, options: &CodecOptions) -> FfiResult<()> {
+    fn write_job(&self, job: &ChunkJob, source: &Source, options: &CodecOptions, fsync: bool) -> FfiResult<()> {
         // The old chunk is read only when the write covers part of it (`merge_job` asks).
         let old = || Ok(self.storage.get(&job.key)?.map(|b| Cow::Owned(Vec::from(b))));
         let chunk = self.codec.merge_job(job, source, old, options)?;
-        match self.codec.encode_chunk(&job.chunk_shape, chunk, options)? {
-            Some(encoded) => self.storage.set(&job.key, Bytes::from(encoded))?,
-            None => self.storage.erase(&job.key)?,
-        }
+        let encoded = self.codec.encode_chunk(&job.chunk_shape, chunk, options)?;
+        self.store_value(&job.key, encoded.map(Cow::Owned), fsync)?;
         Ok(())
+    }
+
+    /// Store (Some) or erase (None) one value through a local storage, fsyncing if asked.
+    fn store_value(&self, key: &StoreKey, value: Option<Cow<'_, [u8]>>, fsync: bool) -> Result<(), StorageError> {
+        match (&self.local, value) {
+            (Some(local), Some(bytes)) => local.write(key, &bytes, fsync),
+            (Some(local), None) => local.remove(key, fsync),
+            (None, Some(bytes)) => self.storage.set(key, Bytes::from(bytes.into_owned())),
+            (None, None) => self.storage.erase(key),
+        }
     }
 
     /// Remote writes: old values of chunks written in part are fetched concurrently, chunks
@@ -540,10 +553,7 @@ impl ZarrsArray {
         }
         options.install(|| {
             values.into_par_iter().try_for_each(|(key, value)| {
-                let result = match value {
-                    Some(bytes) => self.storage.set(&key, Bytes::copy_from_slice(bytes)),
-                    None => self.storage.erase(&key),
-                };
+                let result = self.store_value(&key, value.map(Cow::Borrowed), options.fsync());
                 result.map_err(|e| self.in_chunk(&key, FfiError::from(e)))
             })
         })?

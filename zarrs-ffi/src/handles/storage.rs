@@ -16,6 +16,8 @@ pub struct ZarrsStorage {
     pub(crate) store: ReadableWritableListableStorage,
     /// Set for remote stores, whose batch calls fetch and store concurrently.
     pub(crate) remote: Option<Arc<RemoteStore>>,
+    /// Set for directories, whose writes can be asked to fsync.
+    pub(crate) local: Option<Arc<LocalStore>>,
     /// Where the store is (a directory, a URL), for error messages.
     pub(crate) name: String,
 }
@@ -26,9 +28,11 @@ impl ZarrsStorage {
         if path.is_empty() {
             return Err(FfiError::invalid("`path` must not be empty"));
         }
+        let store = Arc::new(LocalStore::open(path, direct_io, read_only)?);
         Ok(Self {
-            store: Arc::new(LocalStore::open(path, direct_io, read_only)?),
+            store: store.clone(),
             remote: None,
+            local: Some(store),
             name: path.to_string(),
         })
     }
@@ -38,6 +42,7 @@ impl ZarrsStorage {
         Self {
             store: Arc::new(MemoryStore::new()),
             remote: None,
+            local: None,
             name: "memory".to_string(),
         }
     }
@@ -58,6 +63,7 @@ impl ZarrsStorage {
         Self {
             store: store.clone(),
             remote: Some(store),
+            local: None,
             name,
         }
     }

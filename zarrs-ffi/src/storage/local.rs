@@ -1,13 +1,23 @@
 //! A local directory: zarrs' filesystem store for reads, atomic replacement for writes.
 //!
-//! Writes go the way zarr-python's `LocalStore` does: each value goes to a temporary file
-//! beside its destination and is renamed over it. A write that fails or is interrupted
-//! therefore leaves the old value or the new one, never a torn chunk, and no per-chunk fsync
-//! is paid (zarrs' own `set` syncs every file).
+//! Each value is written whole to a file without a name (Linux `O_TMPFILE`, in the
+//! destination's directory), which is then linked to a unique hidden name and renamed over
+//! the destination. A write that fails or a process that dies therefore leaves the old value
+//! or the new one, never a torn chunk, and a killed writer leaves a temporary name behind only
+//! if it dies between those two calls. Where `O_TMPFILE` is not supported the file is created
+//! under the hidden name instead (zarr-python's `LocalStore` way), which a killed writer can
+//! leave behind. Temporary names are never reused, so a leftover never breaks a later write.
+//!
+//! No fsync is paid unless a call asks for it ([`LocalStore::write`]): "old or new" then
+//! holds across a power loss too, not only across a process's death.
 
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use zarrs::filesystem::{FilesystemStore, FilesystemStoreOptions};
 use zarrs::storage::byte_range::ByteRangeIterator;
@@ -24,6 +34,8 @@ use crate::error::{FfiError, FfiResult, ZarrsResult};
 pub struct LocalStore {
     inner: FilesystemStore,
     read_only: bool,
+    /// Directories this handle has written to, each swept of stale temporaries once.
+    swept: Mutex<HashSet<PathBuf>>,
 }
 
 impl LocalStore {
@@ -34,16 +46,239 @@ impl LocalStore {
         options.direct_io(direct_io);
         let inner = FilesystemStore::new_with_options(path, options)
             .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, e.to_string()))?;
-        Ok(Self { inner, read_only })
+        Ok(Self { inner, read_only, swept: Mutex::default() })
     }
 
-    fn temporary_path(path: &Path) -> PathBuf {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".{}-{unique}.partial", std::process::id()));
-        path.with_file_name(name)
+    /// Replace the value at `key` whole (see the module docs). With `fsync`, the file is
+    /// synced before it takes the key's name and the directory after, so the new value also
+    /// survives a power loss once this returns.
+    pub fn write(&self, key: &StoreKey, value: &[u8], fsync: bool) -> Result<(), StorageError> {
+        check_writable(self.read_only)?;
+        let path = self.inner.key_to_fspath(key);
+        let parent = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io_error)?;
+        self.sweep_once(parent);
+        if !write_unnamed(parent, &path, value, fsync).map_err(io_error)? {
+            write_named(&path, value, fsync).map_err(io_error)?;
+        }
+        if fsync {
+            sync_directory(parent).map_err(io_error)?;
+        }
+        Ok(())
     }
+
+    /// On the first write to `dir` through this handle, remove the temporaries that writers
+    /// killed between naming a file and renaming it left there ([`sweep`]).
+    fn sweep_once(&self, dir: &Path) {
+        let first = self.swept.lock().unwrap_or_else(PoisonError::into_inner).insert(dir.to_path_buf());
+        if first {
+            sweep(dir);
+        }
+    }
+
+    /// Erase the value at `key`; with `fsync`, the directory is synced after.
+    pub fn remove(&self, key: &StoreKey, fsync: bool) -> Result<(), StorageError> {
+        check_writable(self.read_only)?;
+        self.inner.erase(key)?;
+        if fsync {
+            let path = self.inner.key_to_fspath(key);
+            match path.parent().map(sync_directory) {
+                // The directory may never have existed: nothing was erased.
+                Some(Err(err)) if err.kind() != io::ErrorKind::NotFound => return Err(io_error(err)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+const TEMPORARY_SUFFIX: &str = ".partial";
+
+/// Who writes: this host's boot and pid namespace, hashed (0 if unknown, e.g. without
+/// `/proc`). Only a writer of the same host and namespace can tell whether a pid is alive.
+fn namespace() -> u32 {
+    static NAMESPACE: OnceLock<u32> = OnceLock::new();
+    *NAMESPACE.get_or_init(|| {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id");
+        let pids = std::fs::read_link("/proc/self/ns/pid");
+        match (boot, pids) {
+            (Ok(boot), Ok(pids)) => {
+                // A fixed hash, the same in every process (RandomState is seeded per process).
+                let text = format!("{}{}", boot.trim(), pids.display());
+                text.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193)).max(1)
+            }
+            _ => 0,
+        }
+    })
+}
+
+/// A hidden name beside `path` that no process has used: this process's id and namespace,
+/// a random number drawn once per process (a pid comes back after a restart) and a counter:
+/// `.<name>.<pid>-<namespace>-<random>-<n>.partial`.
+fn temporary_path(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static NONCE: OnceLock<u32> = OnceLock::new();
+    let nonce = *NONCE.get_or_init(|| RandomState::new().hash_one(std::process::id()) as u32);
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}-{:08x}-{nonce:08x}-{unique}{TEMPORARY_SUFFIX}", std::process::id(), namespace()));
+    path.with_file_name(name)
+}
+
+/// The writer of a temporary name: its pid and namespace.
+fn temporary_writer(name: &str) -> Option<(u32, u32)> {
+    let stem = name.strip_prefix('.')?.strip_suffix(TEMPORARY_SUFFIX)?;
+    let (_, tail) = stem.rsplit_once('.')?;
+    let mut parts = tail.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let namespace = u32::from_str_radix(parts.next()?, 16).ok()?;
+    Some((pid, namespace))
+}
+
+/// Remove the temporaries in `dir` whose writer is dead: one of this host and pid namespace
+/// whose pid no longer exists. Another writer's file in flight is never removed: a live pid
+/// (even one reused) or another namespace or host keeps it. Best effort: errors are ignored.
+fn sweep(dir: &Path) {
+    let ours = namespace();
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((pid, namespace)) = name.to_str().and_then(temporary_writer) else { continue };
+        if ours != 0 && namespace == ours && !process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return true };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
+    let sent = unsafe { libc::kill(pid, 0) };
+    sent == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
+}
+
+/// Rename `temporary` over `path`, removing `temporary` if that fails.
+fn rename_over(temporary: &Path, path: &Path) -> io::Result<()> {
+    std::fs::rename(temporary, path).inspect_err(|_| {
+        // Best effort: the error that matters is the rename's.
+        let _ = std::fs::remove_file(temporary);
+    })
+}
+
+/// The fallback: create the file under a temporary name, write, (sync,) rename.
+fn write_named(path: &Path, value: &[u8], fsync: bool) -> io::Result<()> {
+    let temporary = temporary_path(path);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(value)?;
+            if fsync {
+                file.sync_all()?;
+            }
+            Ok(())
+        });
+    if let Err(err) = written {
+        // Best effort: the temporary may not exist if creating it failed.
+        let _ = std::fs::remove_file(&temporary);
+        return Err(err);
+    }
+    rename_over(&temporary, path)
+}
+
+/// Write `value` to an unnamed file in `dir`, (sync,) link it to a temporary name and rename
+/// that over `path`. `Ok(false)`: unnamed files are not available here, nothing was done.
+#[cfg(target_os = "linux")]
+fn write_unnamed(dir: &Path, path: &Path, value: &[u8], fsync: bool) -> io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut file = match OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).open(dir) {
+        Ok(file) => file,
+        // EOPNOTSUPP: this filesystem has no O_TMPFILE; EISDIR: the kernel predates it (3.11).
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+            return Ok(false)
+        }
+        Err(err) => return Err(err),
+    };
+    file.write_all(value)?;
+    if fsync {
+        file.sync_all()?;
+    }
+    // Another process (a pid reused after a crash, another host) can hold a name only if
+    // the nonce collides too; even so, take the next name rather than fail.
+    for _ in 0..8 {
+        let temporary = temporary_path(path);
+        match link_unnamed(&file, &temporary) {
+            Ok(true) => return rename_over(&temporary, path).map(|()| true),
+            Ok(false) => return Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("no free temporary name beside {}", path.display())))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_unnamed(_dir: &Path, _path: &Path, _value: &[u8], _fsync: bool) -> io::Result<bool> {
+    Ok(false)
+}
+
+/// Give the unnamed `file` the name `to`. `Ok(false)`: neither way of naming it works in
+/// this process (no `CAP_DAC_READ_SEARCH` for `AT_EMPTY_PATH` before Linux 6.10, and no
+/// `/proc`).
+#[cfg(target_os = "linux")]
+fn link_unnamed(file: &File, to: &Path) -> io::Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+
+    // Which way worked first in this process, tried first from then on.
+    const EMPTY_PATH: u8 = 0;
+    const PROC_FD: u8 = 1;
+    static WAY: AtomicU8 = AtomicU8::new(EMPTY_PATH);
+
+    let to = CString::new(to.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fd = file.as_raw_fd();
+    let empty_path = || {
+        // SAFETY: `fd` is open for the duration of the call (`file` is borrowed), and both
+        // paths are NUL-terminated strings that outlive it.
+        unsafe { libc::linkat(fd, c"".as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_EMPTY_PATH) }
+    };
+    let proc_fd = || {
+        let from = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a formatted number");
+        // SAFETY: both paths are NUL-terminated strings that outlive the call.
+        unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) }
+    };
+    // Either way, a missing capability or /proc shows as ENOENT or EPERM: try the other.
+    let order = if WAY.load(Ordering::Relaxed) == PROC_FD { [PROC_FD, EMPTY_PATH] } else { [EMPTY_PATH, PROC_FD] };
+    for way in order {
+        let linked = if way == EMPTY_PATH { empty_path() } else { proc_fd() };
+        if linked == 0 {
+            WAY.store(way, Ordering::Relaxed);
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) {
+            return Err(err);
+        }
+    }
+    Ok(false)
+}
+
+/// Sync a directory, so the names created or removed in it survive a power loss.
+fn sync_directory(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 impl ReadableStorageTraits for LocalStore {
@@ -88,21 +323,7 @@ impl ListableStorageTraits for LocalStore {
 
 impl WritableStorageTraits for LocalStore {
     fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
-        check_writable(self.read_only)?;
-        let path = self.inner.key_to_fspath(key);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io_error)?;
-        }
-        let temporary = Self::temporary_path(&path);
-        let written = std::fs::File::create(&temporary)
-            .and_then(|mut file| file.write_all(&value))
-            .and_then(|()| std::fs::rename(&temporary, &path));
-        if let Err(err) = written {
-            // Best effort: the temporary may not exist if creating it failed.
-            let _ = std::fs::remove_file(&temporary);
-            return Err(io_error(err));
-        }
-        Ok(())
+        self.write(key, &value, false)
     }
 
     fn set_partial_many(
@@ -118,8 +339,7 @@ impl WritableStorageTraits for LocalStore {
     }
 
     fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
-        check_writable(self.read_only)?;
-        self.inner.erase(key)
+        self.remove(key, false)
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
