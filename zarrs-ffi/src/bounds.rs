@@ -132,8 +132,9 @@ impl BoundedChain {
 
     /// Run the bytes-to-bytes codecs, outermost first, each bounded by the size of the
     /// representation it decodes to; `unbounded_cap` stands in where that size is unbounded
-    /// (variable-length data).
-    fn decode_bytes<'a>(
+    /// (variable-length data). Alone, this yields the encoded bytes of the array-to-bytes
+    /// codec (for sharding: the shard, for our shard reader).
+    pub fn decode_bytes<'a>(
         &self,
         mut bytes: ArrayBytesRaw<'a>,
         shape: &[NonZeroU64],
@@ -163,20 +164,6 @@ impl BoundedChain {
             })?;
         }
         Ok(bytes)
-    }
-
-    /// Run only the bytes-to-bytes codecs, within bounds: the encoded bytes of the
-    /// array-to-bytes codec (for sharding: the shard, for our shard reader).
-    pub fn decode_bytes_to_bytes<'a>(
-        &self,
-        bytes: ArrayBytesRaw<'a>,
-        shape: &[NonZeroU64],
-        data_type: &DataType,
-        fill_value: &FillValue,
-        unbounded_cap: u64,
-        options: &CodecOptions,
-    ) -> FfiResult<ArrayBytesRaw<'a>> {
-        self.decode_bytes(bytes, shape, data_type, fill_value, unbounded_cap, options)
     }
 
     /// Decode a whole chunk, as `CodecChain::decode`, within bounds.

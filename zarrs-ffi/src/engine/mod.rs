@@ -181,7 +181,7 @@ impl ChunkCodec {
                 return Ok(true);
             }
             let cap = DEFAULT_MAX_VARIABLE_CHUNK_BYTES; // fixed-size shards are bounded by their metadata
-            let encoded = self.codecs.decode_bytes_to_bytes(encoded, &job.chunk_shape, data_type, fill_value, cap, options)?;
+            let encoded = self.codecs.decode_bytes(encoded, &job.chunk_shape, data_type, fill_value, cap, options)?;
             shard.decode_into(job, &encoded, destination, data_type, fill_value, options)?;
             return Ok(true);
         }
@@ -345,7 +345,7 @@ impl ChunkCodec {
             return Ok((Cow::Owned(bytes), Cow::Owned(offsets)));
         }
         if let Some(shard) = &self.shard_under_bytes {
-            let shard_bytes = self.codecs.decode_bytes_to_bytes(Cow::Borrowed(bytes), shape, &self.data_type, &self.fill_value, cap, options)?;
+            let shard_bytes = self.codecs.decode_bytes(Cow::Borrowed(bytes), shape, &self.data_type, &self.fill_value, cap, options)?;
             let (bytes, offsets) = shard.decode_variable(&shard_bytes, shape, &self.data_type, &self.fill_value, cap, options)?;
             return Ok((Cow::Owned(bytes), Cow::Owned(offsets)));
         }
