@@ -29,6 +29,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import random
 import selectors
 import signal
 import subprocess
@@ -69,13 +70,10 @@ KNOWN_CRASHES: list[tuple[str, str]] = [
     # The Python shard reader's entries (index entries used as sizes before being checked,
     # a missing marker in one field read as missing) went when shards.py became a byte mover
     # for the native read plan (plan.rs), which checks every entry.
-    # --- sharding nested in sharding: the inner shards decode with zarrs' sharding codec ---
-    ("* * v3/shard[[]shard-end[[]zstd]]/* * *",
-     "shard.rs reads one level of sharding; an inner shard is decoded by zarrs' sharding codec, "
-     "which trusts its index entries (panics) and the zstd frames' declared sizes (aborts on "
-     "2^46). Refusing nested sharding at open would move a third of zarr's own suite's sharded "
-     "chunks to its pipeline (native share 0.974 < the gate's 0.99); bounding it means shard.rs "
-     "reading inner shards itself"),
+    # Sharding nested in sharding (v3/shard[shard-end[zstd]]/*) aborted on a zstd frame
+    # declaring 2^46 bytes and panicked on forged index entries of the inner shard, which
+    # zarrs' sharding codec decoded: shard.rs now reads inner shards itself, recursively,
+    # with the outer shard's checks (test_forged_inner_shard_index_entry_is_a_codec_error).
 ]
 
 
@@ -333,3 +331,88 @@ def test_default_variable_cap_applies(tmp_path: Path) -> None:
             ours[:]
         assert "1073741824" not in str(raised.value)
     assert zarrs_cffi.stats().fallbacks == 0
+
+
+_FORGED_INNER_READS = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a runaway allocation fails, not swaps
+import zarr
+from zarr.core.buffer import cpu
+from zarr.storage import LocalStore, MemoryStore, WrapperStore
+import zarrs_cffi
+
+path, dtype = sys.argv[1], sys.argv[2]
+zarr.config.set({"codec_pipeline.path": "zarrs_cffi.ZarrsCodecPipeline"})
+memory = {}
+import pathlib
+for file in pathlib.Path(path).rglob("*"):
+    if file.is_file():
+        memory[file.relative_to(path).as_posix()] = cpu.Buffer.from_bytes(file.read_bytes())
+routes = {
+    "local": zarr.open_array(LocalStore(path, read_only=True), mode="r"),
+    "memory": zarr.open_array(MemoryStore(memory, read_only=True), mode="r"),
+    "wrapped": zarr.open_array(WrapperStore(LocalStore(path, read_only=True)), mode="r"),
+}
+if dtype == "uint16":
+    routes["direct"] = zarrs_cffi.Array.open(path, read_only=True)
+outcomes = []
+for route, array in routes.items():
+    for read in ((slice(0, 16), slice(0, 16)), (slice(1, 6), slice(2, 7))):
+        try:
+            array[read]
+            outcomes.append([route, str(read), "data", ""])
+        except Exception as exc:
+            outcomes.append([route, str(read), type(exc).__name__, str(exc)])
+print(json.dumps({"outcomes": outcomes, "fallbacks": zarrs_cffi.stats().fallbacks}))
+"""
+
+
+def _forge_inner_shard(cfg: worker.Config, stored: bytes, forgery: str) -> tuple[bytes, str]:
+    """The stored nested shard with its inner shard forged, and what the error must say."""
+    inner = worker.unwrap(cfg, stored)
+    if forgery == "entry_past_end_2^45":
+        body, entries = worker.split_shard(cfg, inner)
+        entries[0], entries[1] = len(inner) + 100, 1 << 45
+        forged = worker.rewrap(cfg, worker.join_shard(cfg, body, entries))
+        return forged, f"the index of inner shard 0 of {{}}references bytes {len(inner) + 100}+{1 << 45} outside its {len(inner)} bytes"
+    rng = random.Random(forgery)
+    if forgery == "entry_wraps":
+        forged = worker.mutations(cfg)["idx_offset_wraps@0"](cfg, stored, rng)
+        return forged, f"the index of inner shard 0 of {{}}references bytes {2**64 - 2}+4 outside its {len(inner)} bytes"
+    forged = worker.mutations(cfg)["zstd_fcs_2^46"](cfg, stored, rng)
+    return forged, "zstd frame declares 70368744177664 bytes, chunk holds"
+
+
+@pytest.mark.parametrize("forgery", ["entry_past_end_2^45", "entry_wraps", "zstd_2^46"])
+@pytest.mark.parametrize("dtype", ["uint16", "string"])
+def test_forged_inner_shard_index_entry_is_a_codec_error(tmp_path: Path, dtype: str, forgery: str) -> None:
+    """Sharding nested in sharding: an index entry of the inner shard pointing past it (by
+    an offset, with a length of 2^45, or by an offset + length that overflows), or a zstd
+    frame inside it declaring 2^46 bytes, is a ZarrsCodecError naming the chunk key (and
+    the inner shard, for index entries), on every route (native storage, a store's sync and
+    async API with its read plan, the direct API), for whole and partial reads, natively.
+    zarrs' sharding codec decoded inner shards before: it raised a message naming neither
+    on the first, panicked on the second and aborted the process on the third; the reads
+    run in a child process with a bounded address space so a regression fails the test
+    instead of killing pytest."""
+    cfg = worker.Config(3, dtype, ("zstd",), "end", wrap="nested")
+    path = tmp_path / "nested"
+    worker.create_array(cfg, path)
+    forged, expected = _forge_inner_shard(cfg, (path / cfg.key).read_bytes(), forgery)
+    (path / cfg.key).write_bytes(forged)
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORGED_INNER_READS, str(path), dtype],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, f"the reader died with {proc.returncode} (negative: a signal): {proc.stderr[-2000:]}"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["fallbacks"] == 0
+    assert len(result["outcomes"]) == (8 if dtype == "uint16" else 6)
+    for route, read, kind, message in result["outcomes"]:
+        assert kind == "ZarrsCodecError", (route, read, kind, message)
+        assert message.startswith("c/0/0 in "), (route, read, message)
+        # Inner messages name the shard by its key where the call has one, else "the shard".
+        assert any(expected.format(name) in message for name in ("shard c/0/0 ", "shard chunk-0 ", "the shard ")), (
+            route, read, expected, message
+        )

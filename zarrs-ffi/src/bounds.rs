@@ -17,6 +17,11 @@
 //! is a sequence of chunks, each declaring up to 2^24 numbers that may cost no bytes at all),
 //! then the chain's array-to-array codecs run over it.
 //!
+//! A chain whose array-to-bytes codec is sharding is never decoded here past its
+//! bytes-to-bytes codecs: zarrs' sharding codec trusts index entries and inner frames, so
+//! shards (nested ones included) are read by the engine's shard reader, and [`BoundedChain::decode`]
+//! refuses them rather than reach zarrs' decoder.
+//!
 //! Cost: a header read per compressor; no second decode. Each stream is decoded exactly once.
 //!
 //! This module knows codecs and byte formats only; it must not know about arrays, stores or
@@ -29,6 +34,7 @@ use std::sync::Arc;
 
 use zarrs::array::codec::array_to_bytes::bytes::{BytesCodec, Endianness};
 use zarrs::array::codec::array_to_bytes::pcodec::{PcodecCodec, PcodecDataTypeExt, PcodecElementType};
+use zarrs::array::codec::array_to_bytes::sharding::ShardingCodec;
 use zarrs::array::codec::bytes_to_bytes::blosc::BloscCodec;
 use zarrs::array::codec::bytes_to_bytes::bz2::Bz2Codec;
 use zarrs::array::codec::bytes_to_bytes::gdeflate::GDeflateCodec;
@@ -166,6 +172,20 @@ impl BoundedChain {
         Ok(bytes)
     }
 
+    /// Fail if the array-to-bytes codec is sharding: zarrs' sharding codec sizes and slices
+    /// by the stored index and inner frames, unchecked. Shards decode through the engine's
+    /// shard reader (`engine/shard.rs`), which runs [`Self::decode_bytes`] and reads the
+    /// shard itself; a path reaching here with a shard is a bug, not a slow path.
+    fn refuse_sharding(&self) -> FfiResult<()> {
+        if self.full.array_to_bytes_codec().as_any().is::<ShardingCodec>() {
+            return Err(FfiError::new(
+                ZarrsResult::ZARRS_ERROR_UNSUPPORTED,
+                "a shard is decoded by the shard reader only, never by zarrs' sharding codec".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Decode a whole chunk, as `CodecChain::decode`, within bounds.
     pub fn decode<'a>(
         &self,
@@ -176,6 +196,7 @@ impl BoundedChain {
         unbounded_cap: u64,
         options: &CodecOptions,
     ) -> FfiResult<ArrayBytes<'a>> {
+        self.refuse_sharding()?;
         let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, unbounded_cap, options)?;
         if let Some(tail) = &self.pcodec_tail {
             let (inner_shape, inner_type) = self.array_to_bytes_input(shape, data_type, fill_value)?;
@@ -209,6 +230,7 @@ impl BoundedChain {
         target: ArrayBytesDecodeIntoTarget<'_>,
         options: &CodecOptions,
     ) -> FfiResult<()> {
+        self.refuse_sharding()?;
         let bytes = self.decode_bytes(bytes, shape, data_type, fill_value, u64::MAX, options)?;
         if let Some(tail) = &self.pcodec_tail {
             let (inner_shape, inner_type) = self.array_to_bytes_input(shape, data_type, fill_value)?;

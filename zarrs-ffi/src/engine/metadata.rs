@@ -30,6 +30,13 @@ pub fn check_chunk_sizes(data_type: &DataType, largest: &[u64], codecs: &serde_j
             "chunk shape {largest:?} has {elements} elements of {element_size} bytes, more than fits in memory"
         )));
     }
+    check_inner_grids(largest, codecs)
+}
+
+/// Refuse shards of shape `shard` whose index would describe more than `MAX_INNER_CHUNKS`
+/// inner chunks, for every sharding codec of `codecs` and, recursively, every sharding codec
+/// nested inside one (whose shards are the inner chunks of the one around it).
+fn check_inner_grids(shard: &[u64], codecs: &serde_json::Value) -> FfiResult<()> {
     for codec in codecs.as_array().into_iter().flatten() {
         if codec["name"] != "sharding_indexed" {
             continue;
@@ -37,34 +44,37 @@ pub fn check_chunk_sizes(data_type: &DataType, largest: &[u64], codecs: &serde_j
         let inner: Option<Vec<u64>> = codec["configuration"]["chunk_shape"]
             .as_array()
             .and_then(|inner| inner.iter().map(serde_json::Value::as_u64).collect());
-        let Some(inner) = inner.filter(|inner| inner.len() == largest.len() && !inner.contains(&0)) else {
+        let Some(inner) = inner.filter(|inner| inner.len() == shard.len() && !inner.contains(&0)) else {
             continue; // zarrs has validated the configuration; nothing to bound here
         };
-        let count = largest.iter().zip(&inner).try_fold(1u64, |n, (&s, &i)| n.checked_mul(s.div_ceil(i)));
+        let count = shard.iter().zip(&inner).try_fold(1u64, |n, (&s, &i)| n.checked_mul(s.div_ceil(i)));
         if count.is_none_or(|count| count > MAX_INNER_CHUNKS) {
             return Err(invalid_metadata(format!(
-                "shards of shape {largest:?} with inner chunk shape {inner:?} have {} inner chunks, more than the {MAX_INNER_CHUNKS} a shard index may describe",
+                "shards of shape {shard:?} with inner chunk shape {inner:?} have {} inner chunks, more than the {MAX_INNER_CHUNKS} a shard index may describe",
                 count.map_or_else(|| "too many".to_string(), |c| c.to_string())
             )));
         }
+        check_inner_grids(&inner, &codec["configuration"]["codecs"])?;
     }
     Ok(())
 }
 
 /// Refuse sharded chains our shard reader (`shard.rs`) cannot read: an array-to-array codec
-/// before sharding (`transpose`). The reader bounds every inner chunk by the metadata
-/// (`bounds.rs`) under any bytes-to-bytes codecs (decoded within bounds first); such chains
-/// would decode their inner chunks with zarrs' own sharding codec, whose decoders size their
-/// output from the stored bytes (a forged zstd frame or index entry could then allocate
-/// without bound or abort). zarr-python writes filters inside the shard, so these chains come
-/// only from explicit codec lists; the Python pipeline reads them with zarr's own (a counted
-/// fallback).
-///
-/// Sharding nested in sharding is still accepted, though its inner shards decode with zarrs'
-/// sharding codec, unbounded: zarr's own test suite writes it for a third of its sharded
-/// chunks, so refusing it would move them off the native route. Bounding it means our shard
-/// reader reading inner shards itself (not done yet).
+/// before sharding (`transpose`), in the array's codecs or inside a sharding codec before a
+/// nested one. The reader bounds every inner chunk by the metadata (`bounds.rs`) under any
+/// bytes-to-bytes codecs (decoded within bounds first), and reads inner shards of nested
+/// sharding itself, recursively; such chains would decode their inner chunks with zarrs'
+/// own sharding codec, whose decoders size their output from the stored bytes (a forged
+/// zstd frame or index entry could then allocate without bound or abort). zarr-python
+/// writes filters inside the shard, so these chains come only from explicit codec lists;
+/// the Python pipeline reads them with zarr's own (a counted fallback).
 pub fn check_sharding_supported(codecs: &serde_json::Value) -> FfiResult<()> {
+    check_chain(codecs, "codecs")
+}
+
+/// [`check_sharding_supported`] for one chain, named `what` in messages, and the chains
+/// nested in its sharding codec.
+fn check_chain(codecs: &serde_json::Value, what: &str) -> FfiResult<()> {
     let Some(list) = codecs.as_array() else {
         return Ok(());
     };
@@ -73,19 +83,16 @@ pub fn check_sharding_supported(codecs: &serde_json::Value) -> FfiResult<()> {
     let Some(at) = names.iter().position(|&name| name == "sharding_indexed") else {
         return Ok(());
     };
-    let unsupported = |why: &str| {
-        Err(FfiError::new(
+    if at != 0 {
+        return Err(FfiError::new(
             ZarrsResult::ZARRS_ERROR_UNSUPPORTED,
             format!(
-                "codecs [{}]: {why}; sharding is read within the bounds its metadata sets only as the first codec",
+                "{what} [{}]: codecs before the sharding codec; sharding is read within the bounds its metadata sets only as the first codec",
                 names.join(", ")
             ),
-        ))
-    };
-    if at != 0 {
-        return unsupported("codecs before the sharding codec");
+        ));
     }
-    Ok(())
+    check_chain(&list[0]["configuration"]["codecs"], "codecs inside sharding_indexed")
 }
 
 /// Whether any codec of `codecs` (Zarr v3 metadata) is a sharding codec.
@@ -140,10 +147,47 @@ mod tests {
         for (codecs, why) in [
             (serde_json::json!([transpose, plain]), "codecs [transpose, sharding_indexed]: codecs before the sharding codec"),
             (serde_json::json!([transpose, plain, "crc32c"]), "codecs [transpose, sharding_indexed, crc32c]: codecs before"),
+            // Nested sharding is read by shard.rs only when the inner sharding codec is first too.
+            (
+                serde_json::json!([sharding(serde_json::json!([transpose, plain]))]),
+                "codecs inside sharding_indexed [transpose, sharding_indexed]: codecs before",
+            ),
+            (
+                serde_json::json!([sharding(serde_json::json!([sharding(serde_json::json!([transpose, plain]))]))]),
+                "codecs inside sharding_indexed [transpose, sharding_indexed]: codecs before",
+            ),
         ] {
             let err = check_sharding_supported(&codecs).unwrap_err();
             assert_eq!(err.code, ZarrsResult::ZARRS_ERROR_UNSUPPORTED);
             assert!(err.message.contains(why), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn nested_shard_grids_are_bounded_at_open() {
+        let bytes = serde_json::json!({"name": "bytes", "configuration": {"endian": "little"}});
+        let sharding = |shape: serde_json::Value, inner: serde_json::Value| {
+            serde_json::json!({"name": "sharding_indexed", "configuration": {
+                "chunk_shape": shape, "codecs": inner, "index_codecs": [bytes], "index_location": "end"}})
+        };
+        let uint16 = zarrs::array::data_type::uint16();
+        let nested = |outer: [u64; 2], inner: [u64; 2]| {
+            serde_json::json!([sharding(serde_json::json!(outer), serde_json::json!([sharding(serde_json::json!(inner), serde_json::json!([bytes]))]))])
+        };
+        let largest = [8192, 16384];
+        // 8 inner shards of 4096 x 4096, each of 2^24 inner chunks of 1 x 1: within bounds.
+        assert!(check_chunk_sizes(&uint16, &largest, &nested([4096, 4096], [1, 1])).is_ok());
+        // One inner shard of 2^27 inner chunks: its grid is too large although the outer
+        // one is a single inner chunk.
+        let err = check_chunk_sizes(&uint16, &largest, &nested([8192, 16384], [1, 1])).unwrap_err();
+        assert_eq!(err.code, ZarrsResult::ZARRS_ERROR_INVALID_METADATA);
+        assert!(
+            err.message.contains("shards of shape [8192, 16384] with inner chunk shape [1, 1] have 134217728 inner chunks"),
+            "{}",
+            err.message
+        );
+        // Three levels: the innermost grid is checked too.
+        let three = serde_json::json!([sharding(serde_json::json!(largest), nested(largest, [1, 1]))]);
+        assert!(check_chunk_sizes(&uint16, &largest, &three).is_err());
     }
 }

@@ -9,11 +9,19 @@
 //! Used when the array's codecs are exactly one sharding codec, which is how zarr-python
 //! writes sharded arrays, and to decode shards under bytes-to-bytes codecs (sharding
 //! followed by e.g. zstd: those run first, within bounds, then the whole shard decodes
-//! here; zarrs' chain encodes them). An array-to-array codec before sharding is refused at
-//! open (`metadata.rs`), since zarrs' sharding codec would decode its inner chunks
-//! unbounded; an inner shard of nested sharding is still decoded by zarrs' sharding codec.
+//! here; zarrs' chain encodes them). An array-to-array codec before sharding, at any level,
+//! is refused at open (`metadata.rs`), since zarrs' sharding codec would decode its inner
+//! chunks unbounded.
+//!
+//! Sharding nested in sharding is read here too, recursively: an inner chunk that is itself
+//! a shard has its bytes-to-bytes codecs (if any) decoded within bounds, then its index
+//! decoded with the same checks as the outer one (entries against the inner shard's own
+//! length, checked arithmetic, its grid bounded at open), and only its inner chunks that
+//! the read needs decoded, each bounded by `bounds.rs`. zarrs' sharding codec, which trusts
+//! index entries and frame headers, decodes nothing read from storage; it only encodes.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -21,7 +29,7 @@ use std::sync::Arc;
 use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, IntoParallelRefIterator, ParallelIterator};
 use rayon::slice::ParallelSliceMut;
 use zarrs::array::{
-    ArrayBytes, ArrayToBytesCodecTraits, CodecChain, CodecError, CodecOptions, DataType, FillValue,
+    ArrayBytes, ArraySubset, ArrayToBytesCodecTraits, CodecChain, CodecError, CodecOptions, DataType, FillValue,
 };
 use zarrs::metadata::v3::MetadataV3;
 use zarrs::storage::byte_range::ByteRange;
@@ -53,8 +61,13 @@ pub enum ZarrsSubchunkOrder {
 /// The sharding configuration of an array.
 pub(crate) struct ShardLayout {
     pub(crate) inner_shape: Vec<NonZeroU64>,
-    /// The inner chunks' codecs, decoding within the inner chunk's bounds.
+    /// The inner chunks' codecs, decoding within the inner chunk's bounds. For nested
+    /// sharding, only their bytes-to-bytes codecs decode here (`decode_bytes`); `nested`
+    /// reads the inner shard they yield.
     pub(crate) inner_codecs: BoundedChain,
+    /// The layout of the inner chunks when they are shards themselves (sharding nested in
+    /// sharding): read by this module, recursively, never by zarrs' sharding codec.
+    nested: Option<Box<ShardLayout>>,
     /// The inner chunks' codecs for encoding.
     inner_encoder: ChunkEncoder,
     index_codecs: Arc<CodecChain>,
@@ -124,12 +137,52 @@ fn codec_error(message: String) -> FfiError {
     FfiError::new(ZarrsResult::ZARRS_ERROR_CODEC, message)
 }
 
+/// How messages name a shard: "shard c/0/0" (or "the shard", decoded from bytes alone), and
+/// an inner shard of nested sharding by where it sits: "inner shard 5 of shard c/0/0".
+#[derive(Clone, Copy)]
+struct ShardName<'a> {
+    key: Option<&'a StoreKey>,
+    within: Option<(&'a ShardName<'a>, usize)>,
+}
+
+impl<'a> ShardName<'a> {
+    fn key(key: &'a StoreKey) -> Self {
+        Self { key: Some(key), within: None }
+    }
+
+    fn unnamed() -> Self {
+        Self { key: None, within: None }
+    }
+
+    /// Inner chunk `i` of this shard, itself a shard.
+    fn inner(&'a self, i: usize) -> Self {
+        Self { key: self.key, within: Some((self, i)) }
+    }
+}
+
+impl fmt::Display for ShardName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.within, self.key) {
+            (Some((outer, i)), _) => write!(f, "inner shard {i} of {outer}"),
+            (None, Some(key)) => write!(f, "shard {key}"),
+            (None, None) => f.write_str("the shard"),
+        }
+    }
+}
+
 impl ShardLayout {
     /// The layout if `codecs` (Zarr v3 codec metadata) is exactly one sharding codec.
     pub fn from_codecs_metadata(codecs: &serde_json::Value) -> Option<Self> {
         let [codec] = codecs.as_array()?.as_slice() else {
             return None;
         };
+        Self::from_codec_metadata(codec)
+    }
+
+    /// The layout of one sharding codec (Zarr v3 metadata). None if it is not one, or if a
+    /// sharding codec inside it follows another codec (`metadata.rs` refuses those chains):
+    /// every inner shard must be one this module reads.
+    fn from_codec_metadata(codec: &serde_json::Value) -> Option<Self> {
         if codec["name"] != "sharding_indexed" {
             return None;
         }
@@ -143,11 +196,18 @@ impl ShardLayout {
             let metadata: Vec<MetadataV3> = serde_json::from_value(value.clone()).ok()?;
             CodecChain::from_metadata(&metadata).ok().map(Arc::new)
         };
+        let inner_list = config["codecs"].as_array()?;
+        let nested = match inner_list.iter().position(|c| c["name"] == "sharding_indexed") {
+            None => None,
+            Some(0) => Some(Box::new(Self::from_codec_metadata(&inner_list[0])?)),
+            Some(_) => return None,
+        };
         let inner_chain = chain(&config["codecs"])?;
         Some(Self {
             inner_shape,
             inner_encoder: ChunkEncoder::new(inner_chain.clone()),
             inner_codecs: BoundedChain::new(inner_chain),
+            nested,
             index_codecs: chain(&config["index_codecs"])?,
             index_at_end: config["index_location"].as_str() != Some("start"),
             index_type: zarrs::array::data_type::uint64(),
@@ -255,33 +315,73 @@ impl ShardLayout {
         fill_value: &FillValue,
         options: &CodecOptions,
     ) -> FfiResult<()> {
+        self.place_inner_named(grid, job, &ShardName::key(&job.key), i, bytes, destination, data_type, fill_value, options)
+    }
+
+    /// [`Self::place_inner`] in the shard `name` (an inner shard, for nested sharding).
+    #[allow(clippy::too_many_arguments)]
+    fn place_inner_named(
+        &self,
+        grid: &Grid,
+        job: &ChunkJob,
+        name: &ShardName<'_>,
+        i: usize,
+        bytes: Option<&[u8]>,
+        destination: &Destination,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<()> {
         let Some((inner_start, buffer_start, shape)) = self.overlap(grid, job, i) else {
             return Ok(());
         };
-        match bytes {
-            None => destination.fill_at(&buffer_start, &shape, fill_value.as_ne_bytes(), &job.key),
-            Some(bytes) => {
-                let decoded = self
-                    .inner_codecs
-                    .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, DEFAULT_MAX_VARIABLE_CHUNK_BYTES, options)?
-                    .into_fixed()
-                    .map_err(CodecError::from)?;
-                let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
-                let expected = args::byte_size(&inner_shape, fill_value.size())?;
-                if decoded.len() != expected {
-                    return Err(codec_error(format!(
-                        "an inner chunk of {} decoded to {} bytes, expected {expected}",
-                        job.key,
-                        decoded.len()
-                    )));
-                }
-                destination.copy_at(&decoded, &inner_shape, &inner_start, &buffer_start, &shape, &job.key)
-            }
+        let Some(bytes) = bytes else {
+            return destination.fill_at(&buffer_start, &shape, fill_value.as_ne_bytes(), &job.key);
+        };
+        if let Some(nested) = &self.nested {
+            // An inner shard: its bytes-to-bytes codecs within the bounds of the shard they
+            // yield, then its own index and only the inner chunks the overlap needs.
+            let inner_shard = self.inner_codecs.decode_bytes(
+                Cow::Borrowed(bytes),
+                &self.inner_shape,
+                data_type,
+                fill_value,
+                DEFAULT_MAX_VARIABLE_CHUNK_BYTES, // fixed-size chunks are bounded by their metadata
+                options,
+            )?;
+            let inner_job = ChunkJob {
+                key: job.key.clone(),
+                chunk_shape: self.inner_shape.clone(),
+                subset: ArraySubset::new_with_start_shape(inner_start, shape)?,
+                buffer_start,
+            };
+            return nested.decode_named(&inner_job, &name.inner(i), &inner_shard, destination, data_type, fill_value, options);
         }
+        let decoded = self
+            .inner_codecs
+            .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, DEFAULT_MAX_VARIABLE_CHUNK_BYTES, options)?
+            .into_fixed()
+            .map_err(CodecError::from)?;
+        let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
+        let expected = args::byte_size(&inner_shape, fill_value.size())?;
+        if decoded.len() != expected {
+            return Err(codec_error(format!(
+                "inner chunk {i} of {name} decoded to {} bytes, expected {expected}",
+                decoded.len()
+            )));
+        }
+        destination.copy_at(&decoded, &inner_shape, &inner_start, &buffer_start, &shape, &job.key)
     }
 
     /// The byte range of inner chunk `i` within the data, or None if it is not stored.
     pub(crate) fn inner_range(index: &[u64], i: usize, data_len: u64, key: &StoreKey) -> FfiResult<Option<(u64, u64)>> {
+        Self::entry(index, i, data_len, &ShardName::key(key))
+    }
+
+    /// The byte range of inner chunk `i` in the `data_len` bytes of shard `name` from its
+    /// decoded `index`, or None if it is not stored. Entries are hostile: one that overflows
+    /// or reaches past the data is an error, so the range always slices `data_len` bytes.
+    fn entry(index: &[u64], i: usize, data_len: u64, name: &ShardName<'_>) -> FfiResult<Option<(u64, u64)>> {
         let (offset, size) = (index[2 * i], index[2 * i + 1]);
         if offset == MISSING && size == MISSING {
             return Ok(None);
@@ -289,9 +389,23 @@ impl ShardLayout {
         match offset.checked_add(size) {
             Some(end) if end <= data_len => Ok(Some((offset, size))),
             _ => Err(codec_error(format!(
-                "the index of shard {key} references bytes {offset}+{size} outside its {data_len} bytes: the shard is corrupt"
+                "the index of {name} references bytes {offset}+{size} outside its {data_len} bytes: the shard is corrupt"
             ))),
         }
+    }
+
+    /// The decoded index of the encoded shard `shard` (named `name` in messages) over `grid`,
+    /// checked to fit: the shard holds the whole index.
+    fn index_of(&self, shard: &[u8], grid: &Grid, name: &ShardName<'_>, options: &CodecOptions) -> FfiResult<Vec<u64>> {
+        let index_size = self.index_size(grid)?;
+        if shard.len() < index_size {
+            return Err(codec_error(format!(
+                "{name} has {} bytes, fewer than its {index_size}-byte index: the shard is truncated",
+                shard.len()
+            )));
+        }
+        let index_bytes = if self.index_at_end { &shard[shard.len() - index_size..] } else { &shard[..index_size] };
+        self.decode_index(index_bytes, grid, options)
     }
 
     /// Decode a whole shard of a variable-length data type: its elements' bytes back to back
@@ -308,25 +422,32 @@ impl ShardLayout {
         cap: u64,
         options: &CodecOptions,
     ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
+        self.decode_variable_named(shard, shard_shape, &ShardName::unnamed(), data_type, fill_value, cap, options)
+    }
+
+    /// [`Self::decode_variable`] of the shard `name` (an inner shard, for nested sharding).
+    #[allow(clippy::too_many_arguments)]
+    fn decode_variable_named(
+        &self,
+        shard: &[u8],
+        shard_shape: &[NonZeroU64],
+        name: &ShardName<'_>,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        cap: u64,
+        options: &CodecOptions,
+    ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
         let grid = self.grid(shard_shape)?;
-        let index_size = self.index_size(&grid)?;
-        if shard.len() < index_size {
-            return Err(codec_error(format!(
-                "the shard has {} bytes, fewer than its {index_size}-byte index: the shard is truncated",
-                shard.len()
-            )));
-        }
-        let index_bytes = if self.index_at_end { &shard[shard.len() - index_size..] } else { &shard[..index_size] };
-        let index = self.decode_index(index_bytes, &grid, options)?;
+        let index = self.index_of(shard, &grid, name, options)?;
         let inner_elements = usize::try_from(args::num_elements(&self.inner_shape.iter().map(|d| d.get()).collect::<Vec<_>>())?)
             .map_err(|_| FfiError::invalid("inner chunk has too many elements"))?;
         let inner: Vec<(Vec<u8>, Vec<usize>)> = (0..grid.count)
             .into_par_iter()
-            .map(|i| self.decode_inner_variable(&index, i, shard, inner_elements, data_type, fill_value, cap, options))
+            .map(|i| self.decode_inner_variable(&index, i, shard, name, inner_elements, data_type, fill_value, cap, options))
             .collect::<FfiResult<_>>()?;
         let total: u64 = inner.iter().map(|(b, _)| b.len() as u64).sum();
         if total > cap {
-            return Err(codec_error(format!("the shard decodes to {total} element bytes, more than the {cap}-byte cap")));
+            return Err(codec_error(format!("{name} decodes to {total} element bytes, more than the {cap}-byte cap")));
         }
         self.interleave_variable(&grid, shard_shape, &inner, total)
     }
@@ -339,33 +460,46 @@ impl ShardLayout {
         index: &[u64],
         i: usize,
         shard: &[u8],
+        name: &ShardName<'_>,
         inner_elements: usize,
         data_type: &DataType,
         fill_value: &FillValue,
         cap: u64,
         options: &CodecOptions,
     ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
-        let key = StoreKey::new("shard").expect("a valid key");
-        let Some((offset, size)) = Self::inner_range(index, i, shard.len() as u64, &key)? else {
+        let Some((offset, size)) = Self::entry(index, i, shard.len() as u64, name)? else {
             let fill = fill_value.as_ne_bytes();
             let bytes = fill.repeat(inner_elements);
             let offsets = (0..=inner_elements).map(|e| e * fill.len()).collect();
             return Ok((bytes, offsets));
         };
+        // entry() checked offset + size <= shard.len().
         let bytes = &shard[offset as usize..(offset + size) as usize];
-        let decoded = self
-            .inner_codecs
-            .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, cap, options)?
-            .into_variable()
-            .map_err(CodecError::from)?;
-        let (bytes, offsets) = decoded.into_parts();
+        let (bytes, offsets): (Cow<'_, [u8]>, Cow<'_, [usize]>) = match &self.nested {
+            Some(nested) => {
+                // An inner shard: its bytes-to-bytes codecs within `cap`, then read here.
+                let inner_shard = self.inner_codecs.decode_bytes(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, cap, options)?;
+                let (bytes, offsets) =
+                    nested.decode_variable_named(&inner_shard, &self.inner_shape, &name.inner(i), data_type, fill_value, cap, options)?;
+                (Cow::Owned(bytes), Cow::Owned(offsets))
+            }
+            None => {
+                let decoded = self
+                    .inner_codecs
+                    .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, cap, options)?
+                    .into_variable()
+                    .map_err(CodecError::from)?;
+                let (bytes, offsets) = decoded.into_parts();
+                (bytes, Cow::Owned(offsets.to_vec()))
+            }
+        };
         if offsets.len() != inner_elements + 1 {
             return Err(codec_error(format!(
-                "inner chunk {i} decoded to {} elements, expected {inner_elements}",
+                "inner chunk {i} of {name} decoded to {} elements, expected {inner_elements}",
                 offsets.len() - 1
             )));
         }
-        Ok((bytes.into_owned(), offsets.to_vec()))
+        Ok((bytes.into_owned(), offsets.into_owned()))
     }
 
     /// The elements of decoded inner chunks (`inner`, `total` bytes in all) in the shard's C
@@ -421,22 +555,30 @@ impl ShardLayout {
         fill_value: &FillValue,
         options: &CodecOptions,
     ) -> FfiResult<()> {
+        self.decode_named(job, &ShardName::key(&job.key), shard, destination, data_type, fill_value, options)
+    }
+
+    /// [`Self::decode_into`] of the shard `name`: for nested sharding, `job` is the part of
+    /// an inner shard the outer job needs, and `shard` its bytes, already in memory.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_named(
+        &self,
+        job: &ChunkJob,
+        name: &ShardName<'_>,
+        shard: &[u8],
+        destination: &Destination,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<()> {
         let grid = self.grid(&job.chunk_shape)?;
-        let index_size = self.index_size(&grid)?;
-        if shard.len() < index_size {
-            return Err(codec_error(format!(
-                "shard {} has {} bytes, fewer than its {index_size}-byte index: the shard is truncated",
-                job.key,
-                shard.len()
-            )));
-        }
-        let index_bytes = if self.index_at_end { &shard[shard.len() - index_size..] } else { &shard[..index_size] };
-        let index = self.decode_index(index_bytes, &grid, options)?;
+        let index = self.index_of(shard, &grid, name, options)?;
         // Offsets count from the start of the shard, index included when it comes first.
+        // Every entry is checked, also those of inner chunks the job does not need.
         (0..grid.count).into_par_iter().try_for_each(|i| {
-            let bytes = Self::inner_range(&index, i, shard.len() as u64, &job.key)?
+            let bytes = Self::entry(&index, i, shard.len() as u64, name)?
                 .map(|(offset, size)| &shard[offset as usize..(offset + size) as usize]);
-            self.place_inner(&grid, job, i, bytes, destination, data_type, fill_value, options)
+            self.place_inner_named(&grid, job, name, i, bytes, destination, data_type, fill_value, options)
         })
     }
 
@@ -728,6 +870,144 @@ mod tests {
             "index_location": index_location,
         }}]);
         ShardLayout::from_codecs_metadata(&metadata).unwrap()
+    }
+
+    /// Sharding nested in sharding: shards of 8x12 in inner shards of 4x6 in inner chunks
+    /// of 2x3, every index `bytes` alone (so a test can forge entries in place).
+    fn nested_layout() -> ShardLayout {
+        let bytes = serde_json::json!([{"name": "bytes", "configuration": {"endian": "little"}}]);
+        let metadata = serde_json::json!([{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [4, 6],
+            "codecs": [{"name": "sharding_indexed", "configuration": {
+                "chunk_shape": [2, 3], "codecs": bytes, "index_codecs": bytes, "index_location": "end"}}],
+            "index_codecs": bytes,
+            "index_location": "start",
+        }}]);
+        ShardLayout::from_codecs_metadata(&metadata).unwrap()
+    }
+
+    /// Entry `i` (offset, size) of a `bytes`-only index of `count` entries in `shard`.
+    fn entry_at(shard: &mut [u8], index_at_end: bool, count: usize, i: usize) -> &mut [u8] {
+        let start = if index_at_end { shard.len() - 16 * count } else { 0 };
+        &mut shard[start + 16 * i..start + 16 * i + 16]
+    }
+
+    fn set_entry(shard: &mut [u8], index_at_end: bool, count: usize, i: usize, offset: u64, size: u64) {
+        let entry = entry_at(shard, index_at_end, count, i);
+        entry[..8].copy_from_slice(&offset.to_le_bytes());
+        entry[8..].copy_from_slice(&size.to_le_bytes());
+    }
+
+    fn get_entry(shard: &mut [u8], index_at_end: bool, count: usize, i: usize) -> (u64, u64) {
+        let entry = entry_at(shard, index_at_end, count, i);
+        (u64::from_le_bytes(entry[..8].try_into().unwrap()), u64::from_le_bytes(entry[8..].try_into().unwrap()))
+    }
+
+    #[test]
+    fn inner_shards_are_read_here_with_their_index_checked() {
+        let layout = nested_layout();
+        let nested = layout.nested.as_deref().expect("the inner chunks are shards");
+        assert!(nested.nested.is_none());
+        let shape: Vec<NonZeroU64> = [8u64, 12].iter().map(|&d| NonZeroU64::new(d).unwrap()).collect();
+        let (data_type, fill_value, options) = (zarrs::array::data_type::uint16(), FillValue::from(0u16), CodecOptions::default());
+        let values: Vec<u16> = (0..8 * 12).map(|i| i as u16 + 1).collect();
+        let shard: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        // Written by zarrs' sharding codec inside ours.
+        let encoded = layout.encode(&shape, &shard, &data_type, &fill_value, &options).unwrap().unwrap();
+        let key = StoreKey::new("c/0/0").unwrap();
+        let decode = |bytes: &[u8], subset: Option<([u64; 2], [u64; 2])>| -> FfiResult<Vec<u8>> {
+            let mut job = ChunkJob::whole(key.clone(), shape.clone());
+            if let Some((start, subset_shape)) = subset {
+                job.subset = ArraySubset::new_with_start_shape(start.to_vec(), subset_shape.to_vec()).unwrap();
+            }
+            let buffer_shape = job.subset.shape().to_vec();
+            let mut out = vec![0xAAu8; args::byte_size(&buffer_shape, 2).unwrap()];
+            let destination = Destination::new(&mut out, &buffer_shape, 2, "out").unwrap();
+            layout.decode_into(&job, bytes, &destination, &data_type, &fill_value, &options)?;
+            Ok(out)
+        };
+        assert_eq!(decode(&encoded, None).unwrap(), shard);
+        // A part spanning four inner shards, each read in part.
+        let part = decode(&encoded, Some(([1, 2], [5, 7]))).unwrap();
+        let expected: Vec<u8> = (1..6).flat_map(|r| values[r * 12 + 2..r * 12 + 9].to_vec()).flat_map(|v| v.to_ne_bytes()).collect();
+        assert_eq!(part, expected);
+
+        // Inner shard 0 (the first 4x6) sits where the outer index says.
+        let outer_count = layout.grid(&shape).unwrap().count;
+        let inner_count = nested.grid(&layout.inner_shape).unwrap().count;
+        assert_eq!((outer_count, inner_count), (4, 4));
+        let (at, len) = get_entry(&mut encoded.clone(), false, outer_count, 0);
+        let (at, len) = (at as usize, len as usize);
+        let forged = |change: &dyn Fn(&mut Vec<u8>)| -> Vec<u8> {
+            let mut inner = encoded[at..at + len].to_vec();
+            change(&mut inner);
+            // The inner shard moved to the end, the outer index pointing at it.
+            let mut out = encoded.clone();
+            let end = out.len() as u64;
+            out.extend_from_slice(&inner);
+            set_entry(&mut out, false, outer_count, 0, end, inner.len() as u64);
+            out
+        };
+        let error = |bytes: &[u8], subset: Option<([u64; 2], [u64; 2])>| decode(bytes, subset).unwrap_err();
+        let prefix = "the index of inner shard 0 of shard c/0/0 references bytes";
+
+        // An entry past the inner shard's end, of 2^45 bytes: refused before anything is
+        // sliced or allocated, on full and partial reads (every entry of the shard).
+        let past = forged(&|inner: &mut Vec<u8>| {
+            let n = inner.len() as u64;
+            set_entry(inner, true, inner_count, 0, n + 100, 1 << 45);
+        });
+        for subset in [None, Some(([0, 0], [1, 1])), Some(([2, 3], [2, 3]))] {
+            let err = error(&past, subset);
+            assert_eq!(err.code, ZarrsResult::ZARRS_ERROR_CODEC);
+            assert!(err.message.starts_with(prefix), "{}", err.message);
+            assert!(err.message.contains(&format!("+35184372088832 outside its {len} bytes")), "{}", err.message);
+        }
+        // Offset + size overflowing u64.
+        let wraps = forged(&|inner: &mut Vec<u8>| set_entry(inner, true, inner_count, 3, u64::MAX - 1, 4));
+        assert!(error(&wraps, None).message.contains(&format!("{prefix} {}+4 outside", u64::MAX - 1)));
+        // An entry ending one byte past the inner shard.
+        let one_past = forged(&|inner: &mut Vec<u8>| {
+            let n = inner.len() as u64;
+            let (_, size) = get_entry(inner, true, inner_count, 1);
+            set_entry(inner, true, inner_count, 1, n - size + 1, size);
+        });
+        assert!(error(&one_past, None).message.starts_with(prefix));
+        // A wrong-size inner chunk of an inner shard fails as a codec error.
+        let short = forged(&|inner: &mut Vec<u8>| {
+            let (offset, size) = get_entry(inner, true, inner_count, 2);
+            set_entry(inner, true, inner_count, 2, offset, size - 2);
+        });
+        assert_eq!(error(&short, None).code, ZarrsResult::ZARRS_ERROR_CODEC);
+        // An inner shard shorter than its own index.
+        let truncated = forged(&|inner: &mut Vec<u8>| inner.truncate(16 * inner_count - 1));
+        assert_eq!(
+            error(&truncated, None).message,
+            format!("inner shard 0 of shard c/0/0 has {} bytes, fewer than its {}-byte index: the shard is truncated", 16 * inner_count - 1, 16 * inner_count)
+        );
+        // Missing entries in the inner shard read as the fill value.
+        let missing = forged(&|inner: &mut Vec<u8>| set_entry(inner, true, inner_count, 0, MISSING, MISSING));
+        let decoded = decode(&missing, None).unwrap();
+        let mut expected = shard.clone();
+        for r in 0..2 {
+            expected[r * 24..r * 24 + 6].fill(0);
+        }
+        assert_eq!(decoded, expected);
+        // A part that does not meet inner shard 0 never reads it.
+        assert!(decode(&past, Some(([4, 6], [4, 6]))).is_ok());
+    }
+
+    #[test]
+    fn a_sharding_codec_after_another_inner_codec_is_not_read_here() {
+        let bytes = serde_json::json!({"name": "bytes", "configuration": {"endian": "little"}});
+        let inner = serde_json::json!({"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [2], "codecs": [bytes], "index_codecs": [bytes], "index_location": "end"}});
+        let outer = |codecs: serde_json::Value| serde_json::json!([{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [4], "codecs": codecs, "index_codecs": [bytes], "index_location": "end"}}]);
+        let three = ShardLayout::from_codecs_metadata(&outer(serde_json::json!([outer(serde_json::json!([inner]))[0]]))).unwrap();
+        assert!(three.nested.as_ref().is_some_and(|n| n.nested.is_some()));
+        let transposed = serde_json::json!([{"name": "transpose", "configuration": {"order": [0]}}, inner]);
+        assert!(ShardLayout::from_codecs_metadata(&outer(transposed)).is_none());
     }
 
     #[test]
