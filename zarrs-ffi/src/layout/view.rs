@@ -232,10 +232,16 @@ impl ChunkValues<'_> {
         // so `copy_region_uninit` initialised each of the first `len` bytes.
         unsafe { buffer.set_len(len) };
         let result = f(&buffer);
-        CHUNK_BUFFER.set(buffer);
+        if buffer.capacity() <= KEEP_CHUNK_BUFFER {
+            CHUNK_BUFFER.set(buffer);
+        }
         Ok(result)
     }
 }
+
+/// The largest chunk buffer a thread keeps for the next chunk: a pool thread that once
+/// wrote a huge chunk should not hold its memory for the life of the process.
+const KEEP_CHUNK_BUFFER: usize = 16 << 20;
 
 thread_local! {
     /// This thread's buffer for a chunk copied out of a write's source (taken out while in
