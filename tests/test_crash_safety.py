@@ -187,6 +187,13 @@ def test_a_failed_batch_write_leaves_each_chunk_old_or_new(tmp_path: Path) -> No
 def _fsyncs(path: Path, script: str) -> int:
     """How many fsync or fdatasync calls ``script`` (after opening ``arr`` at ``path``)
     makes, counted by strace across every thread."""
+    lines = _trace(path, script, "fsync,fdatasync")
+    return sum(1 for line in lines if "fsync(" in line or "fdatasync(" in line)
+
+
+def _trace(path: Path, script: str, calls: str) -> list[str]:
+    """The system calls ``calls`` that ``script`` (after opening ``arr`` at ``path``) makes,
+    in order across every thread, as strace prints them with file descriptors' paths."""
     log = path.parent / "strace.log"
     preamble = f"""
         import zarr, zarrs_cffi
@@ -196,11 +203,11 @@ def _fsyncs(path: Path, script: str) -> int:
         arr[...] = 7  # warm: the pipeline and its thread pool exist before the count matters
     """
     subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", str(log),
+        ["strace", "-f", "-qq", "-y", "-e", f"trace={calls}", "-o", str(log),
          sys.executable, "-c", textwrap.dedent(preamble) + textwrap.dedent(script)],
         check=True, timeout=300,
     )
-    return sum(1 for line in log.read_text().splitlines() if "fsync(" in line or "fdatasync(" in line)
+    return log.read_text().splitlines()
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/test installs it)")
@@ -233,3 +240,31 @@ def test_fsync_is_off_by_default_and_syncs_file_and_directory_when_asked(tmp_pat
     assert direct == 2 * n_chunks
     with zarr.config.set(PIPELINE):
         assert int(zarr.open_array(LocalStore(path))[...].min()) == 3
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/test installs it)")
+def test_erase_chunk_with_fsync_syncs_the_directory_after_the_unlink(tmp_path: Path) -> None:
+    path = tmp_path / "a.zarr"
+    with zarr.config.set(PIPELINE):
+        zarr.create_array(LocalStore(path), shape=SHAPE, chunks=CHUNKS, dtype="uint16")
+    chunk, directory = path / "c" / "1" / "2" / "3", path / "c" / "1" / "2"
+    erase = """
+        direct = zarrs_cffi.Array.open({path!r}, options=zarrs_cffi.Options(fsync={fsync}))
+        direct.erase_chunk((1, 2, 3))
+        assert direct.read_chunk((1, 2, 3)).max() == 0
+    """
+
+    def unlink_then_syncs(fsync: bool) -> list[str]:
+        """The fsync calls after the chunk file's unlink, which must be there."""
+        lines = _trace(path, erase.format(path=str(path), fsync=fsync), "fsync,fdatasync,unlink,unlinkat")
+        unlinks = [i for i, line in enumerate(lines) if "unlink" in line and f'"{chunk}"' in line]
+        assert len(unlinks) == 1, lines
+        assert not chunk.exists()
+        return [line for line in lines[unlinks[0] + 1:] if "fsync(" in line or "fdatasync(" in line]
+
+    # Without the option an erase syncs nothing.
+    assert unlink_then_syncs(False) == []
+    # With it, the chunk's directory once, after the unlink (the warm-up write recreates
+    # the chunk each run).
+    synced = unlink_then_syncs(True)
+    assert len(synced) == 1 and f"<{directory}>" in synced[0], synced

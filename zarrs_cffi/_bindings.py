@@ -539,10 +539,10 @@ class NativeArray:
             raise ZarrsValueError(f"unknown subchunk write order {order!r}")
         check(lib().zarrs_array_set_subchunk_write_order(self._handle, self._SUBCHUNK_ORDERS[order]))
 
-    def erase_chunk(self, chunk_indices: Sequence[int]) -> None:
-        """Erase a chunk; it then reads as the fill value."""
+    def erase_chunk(self, options: Options, chunk_indices: Sequence[int]) -> None:
+        """Erase a chunk; it then reads as the fill value (durably with ``options.fsync``)."""
         indices = self._indices(chunk_indices)
-        check(lib().zarrs_array_erase_chunk(self._handle, _u64_ptr(indices), self.ndim))
+        check(lib().zarrs_array_erase_chunk(self._handle, options._cdata(), _u64_ptr(indices), self.ndim))
 
     def _geometry_args(self, batch: ChunkBatch) -> tuple[Any, int]:
         if batch.geometry.shape[1:] != (4, self.ndim):

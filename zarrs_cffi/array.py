@@ -393,7 +393,9 @@ class Array:
         self._native.store_chunk(self.options, chunk_indices, data)
 
     def erase_chunk(self, chunk_indices: tuple[int, ...]) -> None:
-        """Erase one chunk from the store; it then reads as the fill value.
+        """Erase one chunk from the store; it then reads as the fill value. With
+        ``Options(fsync=True)`` on a local directory, its directory is synced after the
+        file is removed, so the erase survives a power loss.
 
         Parameters
         ----------
@@ -405,7 +407,7 @@ class Array:
         ZarrsReadOnlyError
             The array was opened read-only.
         """
-        self._native.erase_chunk(chunk_indices)
+        self._native.erase_chunk(self.options, chunk_indices)
 
     def __repr__(self) -> str:
         return f"<zarrs_cffi.Array shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"

@@ -316,10 +316,13 @@ ZarrsResult zarrs_array_store_chunk(const struct ZarrsArray *array,
                                     size_t data_len);
 
 // Erase the chunk at `chunk_indices` (`ndim` values); it then reads as the fill value.
-// Erasing a missing chunk succeeds.
+// Erasing a missing chunk succeeds. With `options->fsync` and a filesystem storage, the
+// chunk's directory is synced after the file is removed, so the erase survives a power
+// loss once this returns. `options` may be NULL (defaults).
 //
 // Thread safety: concurrent writes must not touch the same chunk.
 ZarrsResult zarrs_array_erase_chunk(const struct ZarrsArray *array,
+                                    const struct ZarrsOptions *options,
                                     const uint64_t *chunk_indices,
                                     size_t ndim);
 

@@ -887,13 +887,13 @@ fn chunk_store_retrieve_erase() {
     check(zarrs_array_retrieve_chunk(f.array.ptr(), null(), indices.as_ptr(), 2, out.as_mut_ptr().cast(), 512, null_mut()));
     assert_eq!(out, data);
 
-    check(zarrs_array_erase_chunk(f.array.ptr(), indices.as_ptr(), 2));
+    check(zarrs_array_erase_chunk(f.array.ptr(), null(), indices.as_ptr(), 2));
     assert!(!f.file("c/1/2").exists());
     let (erased, present) = f.array.retrieve_chunk(&indices, 256);
     assert!(!present);
     assert_eq!(erased, vec![FILL; 256]);
     // Erasing a missing chunk succeeds.
-    check(zarrs_array_erase_chunk(f.array.ptr(), indices.as_ptr(), 2));
+    check(zarrs_array_erase_chunk(f.array.ptr(), null(), indices.as_ptr(), 2));
 }
 
 #[test]
@@ -944,9 +944,9 @@ fn chunk_calls_bad_arguments() {
     assert_eq!(present, 1, "present_out is written only on success");
     assert_eq!(out, vec![SENTINEL; 256], "out is untouched by argument errors");
 
-    expect_err(zarrs_array_erase_chunk(a, [0, 0].as_ptr(), 3), ZARRS_ERROR_INVALID_ARGUMENT, "dimensions");
-    expect_err(zarrs_array_erase_chunk(a, [9, 9].as_ptr(), 2), ZARRS_ERROR_INVALID_ARGUMENT, "grid");
-    expect_err(zarrs_array_erase_chunk(null(), [0, 0].as_ptr(), 2), ZARRS_ERROR_NULL_POINTER, "array");
+    expect_err(zarrs_array_erase_chunk(a, null(), [0, 0].as_ptr(), 3), ZARRS_ERROR_INVALID_ARGUMENT, "dimensions");
+    expect_err(zarrs_array_erase_chunk(a, null(), [9, 9].as_ptr(), 2), ZARRS_ERROR_INVALID_ARGUMENT, "grid");
+    expect_err(zarrs_array_erase_chunk(null(), null(), [0, 0].as_ptr(), 2), ZARRS_ERROR_NULL_POINTER, "array");
 }
 
 #[test]
@@ -1012,7 +1012,7 @@ fn subset_calls_bad_arguments() {
 fn read_chunks_batch() {
     let f = Fixture::zstd("read-chunks");
     f.write_all();
-    check(zarrs_array_erase_chunk(f.array.ptr(), [3, 0].as_ptr(), 2));
+    check(zarrs_array_erase_chunk(f.array.ptr(), null(), [3, 0].as_ptr(), 2));
 
     // Out buffer 28 x 24: a whole chunk at [0,0], part of chunk (1,2) at [16,16], part of the
     // missing chunk (3,0) at [16,0]; rows 0..16 of columns 16..24 belong to no chunk.
@@ -1075,7 +1075,7 @@ fn write_chunks_batch() {
     assert_eq!(f.array.retrieve_chunk(&[3, 2], 256).0, vec![4242; 256]);
 
     // Writing to a missing chunk in part merges with the fill value.
-    check(zarrs_array_erase_chunk(f.array.ptr(), [0, 0].as_ptr(), 2));
+    check(zarrs_array_erase_chunk(f.array.ptr(), null(), [0, 0].as_ptr(), 2));
     let partial = Batch::new().chunk("arr/c/0/0", WHOLE, [15, 15], [1, 1], [0, 0]);
     check(partial.write(&f.array, None, &[1234], &[]));
     assert_eq!(
@@ -1490,7 +1490,7 @@ fn sharded_array() {
     assert_eq!(shard, grid([32, 24], |i, j| value(32 + i, j)));
 
     // Partial reads of shards by key (through the shard index), and a missing shard.
-    check(zarrs_array_erase_chunk(a.ptr(), [1, 1].as_ptr(), 2));
+    check(zarrs_array_erase_chunk(a.ptr(), null(), [1, 1].as_ptr(), 2));
     let batch = Batch::new()
         .chunk("arr/c/1/0", [32, 24], [3, 5], [10, 9], [0, 0])
         .chunk("arr/c/0/1", [32, 24], [0, 0], [32, 24], [10, 0])
@@ -1629,7 +1629,7 @@ fn read_only_storage_rejects_writes() {
     expect_err(array.store_chunk_with(None, &[0, 0], &other), ZARRS_ERROR_READ_ONLY, "read");
     expect_err(array.store_chunk_with(None, &[0, 0], &vec![FILL; 256]), ZARRS_ERROR_READ_ONLY, "read");
     expect_err(array.store_with(None, &[0, 0], &[2, 2], &[1, 2, 3, 4]), ZARRS_ERROR_READ_ONLY, "read");
-    expect_err(zarrs_array_erase_chunk(array.ptr(), [0, 0].as_ptr(), 2), ZARRS_ERROR_READ_ONLY, "read");
+    expect_err(zarrs_array_erase_chunk(array.ptr(), null(), [0, 0].as_ptr(), 2), ZARRS_ERROR_READ_ONLY, "read");
     let batch = Batch::new().chunk("arr/c/0/0", WHOLE, [0, 0], [16, 16], [0, 0]);
     expect_err(batch.write(&array, None, &[1], &[]), ZARRS_ERROR_READ_ONLY, "read");
     let json = metadata([8, 8], [4, 4], &codecs_zstd());

@@ -212,7 +212,7 @@ fn expected(shape: [u64; 2], f: impl Fn(u64, u64) -> u16) -> Vec<u16> {
 fn plan_reads_parts_of_shards_through_their_index() {
     for location in ["end", "start"] {
         let f = Fixture::new("parts", &sharded(&format!("[{BYTES},{CRC32C}]"), location));
-        check(zarrs_array_erase_chunk(f.array, [1, 1].as_ptr(), 2));
+        check(zarrs_array_erase_chunk(f.array, null(), [1, 1].as_ptr(), 2));
         // Part of shard (1, 0), all of shard (0, 1), part of the missing shard (1, 1).
         let batch = Batch::new()
             .chunk("arr/c/1/0", [3, 5], [10, 9], [0, 0])
@@ -289,7 +289,7 @@ fn plan_coalesces_inner_ranges_within_the_limits() {
 #[test]
 fn plan_reads_whole_chunks_of_other_chains() {
     let f = Fixture::new("whole", &format!("[{BYTES},{ZSTD}]"));
-    check(zarrs_array_erase_chunk(f.array, [1, 1].as_ptr(), 2));
+    check(zarrs_array_erase_chunk(f.array, null(), [1, 1].as_ptr(), 2));
     let batch = Batch::new().chunk("arr/c/0/0", [1, 2], [3, 4], [0, 0]).chunk("arr/c/1/1", [0, 0], [3, 4], [3, 0]);
     let plan = batch.plan(&f, 0, 0);
     let rounds = drive(&f, &batch, &plan);
@@ -415,7 +415,7 @@ fn sharded_flag_and_which_chunks_need_old_bytes() {
 #[test]
 fn fetch_and_store_encoded_chunks() {
     let f = Fixture::new("encoded", &format!("[{BYTES},{ZSTD}]"));
-    check(zarrs_array_erase_chunk(f.array, [1, 1].as_ptr(), 2));
+    check(zarrs_array_erase_chunk(f.array, null(), [1, 1].as_ptr(), 2));
     let keys = "arr/c/0/0arr/c/1/1";
     let offsets = [0u64, 9, 18];
     let mut handle = null_mut();

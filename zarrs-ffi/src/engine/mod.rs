@@ -29,7 +29,7 @@ use encoder::ChunkEncoder;
 use crate::args;
 use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
-use crate::layout::{ChunkJob, Destination, PresenceTracker, Source};
+use crate::layout::{ChunkJob, ChunkValues, Destination, PresenceTracker, Source};
 
 /// A decoded variable-length chunk: its elements' bytes back to back and `elements + 1`
 /// offsets into them.
@@ -266,17 +266,22 @@ impl ChunkCodec {
 
     /// Encode a whole chunk. `None` means every element is the fill value and empty chunks
     /// are not stored, so the key should be erased instead.
-    pub fn encode_chunk(&self, chunk_shape: &[NonZeroU64], bytes: Cow<'_, [u8]>, options: &CodecOptions) -> FfiResult<Option<Vec<u8>>> {
-        if !options.store_empty_chunks() && self.fill_value.equals_all(&bytes) {
-            return Ok(None);
-        }
+    pub fn encode_chunk(&self, chunk_shape: &[NonZeroU64], values: ChunkValues<'_>, options: &CodecOptions) -> FfiResult<Option<Vec<u8>>> {
         if let Some(shard) = &self.shard {
-            return shard.encode(chunk_shape, &bytes, &self.data_type, &self.fill_value, options);
+            // Each inner chunk is copied from the values straight to its encoder (and
+            // skipped when it is all fill value): the shard is never assembled decoded.
+            return shard.encode(chunk_shape, &values, &self.data_type, &self.fill_value, options);
         }
-        let encoded = self
-            .encoder
-            .encode(ArrayBytes::new_flen(bytes), chunk_shape, &self.data_type, &self.fill_value, options)?;
-        Ok(Some(encoded.into_owned()))
+        let shape: Vec<u64> = chunk_shape.iter().map(|d| d.get()).collect();
+        values.with_bytes(&shape, self.element_size()?, |bytes| {
+            if !options.store_empty_chunks() && self.fill_value.equals_all(bytes) {
+                return Ok(None);
+            }
+            let encoded = self
+                .encoder
+                .encode(ArrayBytes::new_flen(Cow::Borrowed(bytes)), chunk_shape, &self.data_type, &self.fill_value, options)?;
+            Ok(Some(encoded.into_owned()))
+        })?
     }
 
     /// The decoded bytes of a whole chunk, or the fill value if it is missing.
@@ -310,7 +315,7 @@ impl ChunkCodec {
         }
     }
 
-    /// The new bytes of a chunk after a write of `source` over the job's subset; partial
+    /// The new values of a chunk after a write of `source` over the job's subset; partial
     /// writes read and decode the old chunk first (`old` fetches its encoded bytes).
     pub fn merge_job<'s, 'o>(
         &self,
@@ -318,7 +323,7 @@ impl ChunkCodec {
         source: &Source<'s>,
         old: impl FnOnce() -> FfiResult<Option<Cow<'o, [u8]>>>,
         options: &CodecOptions,
-    ) -> FfiResult<Cow<'s, [u8]>> {
+    ) -> FfiResult<ChunkValues<'s>> {
         source.check(job)?;
         let element_size = self.element_size()?;
         if job.is_whole_chunk() {
@@ -326,7 +331,7 @@ impl ChunkCodec {
         }
         let mut chunk = self.decode_whole(job, old()?, options)?;
         source.write_into(job, &mut chunk, element_size);
-        Ok(Cow::Owned(chunk))
+        Ok(ChunkValues::Bytes(Cow::Owned(chunk)))
     }
 
     /// Decode a whole chunk of a variable-length data type into its elements' bytes and

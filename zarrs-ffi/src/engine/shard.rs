@@ -39,7 +39,7 @@ use crate::args;
 use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use super::encoder::ChunkEncoder;
-use crate::layout::{copy_region, ChunkJob, Destination};
+use crate::layout::{ChunkJob, ChunkValues, Destination};
 
 /// Marks an inner chunk that is not stored (all fill value).
 const MISSING: u64 = u64::MAX;
@@ -665,12 +665,12 @@ impl ShardLayout {
         Ok(fetched)
     }
 
-    /// Encode a whole decoded shard. None: every inner chunk is the fill value and empty
-    /// chunks are not stored, so the shard should be erased.
+    /// Encode a whole shard from its values. None: every inner chunk is the fill value and
+    /// empty chunks are not stored, so the shard should be erased.
     pub fn encode(
         &self,
         shard_shape: &[NonZeroU64],
-        shard: &[u8],
+        shard: &ChunkValues,
         data_type: &DataType,
         fill_value: &FillValue,
         options: &CodecOptions,
@@ -690,7 +690,7 @@ impl ShardLayout {
         &self,
         grid: &Grid,
         shard_shape: &[NonZeroU64],
-        shard: &[u8],
+        shard: &ChunkValues,
         inner_len: usize,
         data_type: &DataType,
         fill_value: &FillValue,
@@ -715,12 +715,11 @@ impl ShardLayout {
         self.assemble(grid, &encoded, options).map(Some)
     }
 
-    /// Copy inner chunk `i` of a decoded shard into `inner`.
-    fn extract_inner(&self, grid: &Grid, shard_shape: &[NonZeroU64], shard: &[u8], i: usize, inner: &mut [u8], element_size: usize) {
+    /// Copy inner chunk `i` of a shard's values into `inner`.
+    fn extract_inner(&self, grid: &Grid, shard_shape: &[NonZeroU64], shard: &ChunkValues, i: usize, inner: &mut [u8], element_size: usize) {
         let shard_shape: Vec<u64> = shard_shape.iter().map(|d| d.get()).collect();
         let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
-        let origin = grid.origin(self, i);
-        copy_region(shard, &shard_shape, &origin, inner, &inner_shape, &vec![0; inner_shape.len()], &inner_shape, element_size);
+        shard.copy_part(&shard_shape, &grid.origin(self, i), inner, &inner_shape, element_size);
     }
 
     /// Encode a shard whose inner chunks encode to exactly their decoded size (`bytes`
@@ -732,7 +731,7 @@ impl ShardLayout {
         &self,
         grid: &Grid,
         shard_shape: &[NonZeroU64],
-        shard: &[u8],
+        shard: &ChunkValues,
         inner_len: usize,
         data_type: &DataType,
         fill_value: &FillValue,
@@ -1033,14 +1032,16 @@ mod tests {
                     layout.write_order.store(order, Ordering::Relaxed);
                     for options in [CodecOptions::default(), store_empty] {
                         for data in [&shard, &empty] {
-                            let in_place = layout.encode(&shape, data, &data_type, &fill_value, &options).unwrap();
-                            let each = layout.encode_each(&grid, &shape, data, 48, &data_type, &fill_value, &options).unwrap();
+                            let data = ChunkValues::Bytes(Cow::Borrowed(data));
+                            let in_place = layout.encode(&shape, &data, &data_type, &fill_value, &options).unwrap();
+                            let each = layout.encode_each(&grid, &shape, &data, 48, &data_type, &fill_value, &options).unwrap();
                             assert_eq!(in_place, each, "{endian} endian, index at {location}, order {order}");
                         }
                     }
                 }
                 // And it reads back.
-                let encoded = layout.encode(&shape, &shard, &data_type, &fill_value, &CodecOptions::default()).unwrap().unwrap();
+                let values = ChunkValues::Bytes(Cow::Borrowed(&shard));
+                let encoded = layout.encode(&shape, &values, &data_type, &fill_value, &CodecOptions::default()).unwrap().unwrap();
                 let key = StoreKey::new("c/0").unwrap();
                 let job = ChunkJob::whole(key, shape.clone());
                 let mut decoded = vec![1u8; shard.len()];

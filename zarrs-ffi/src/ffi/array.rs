@@ -398,22 +398,27 @@ pub extern "C" fn zarrs_array_store_chunk(
 }
 
 /// Erase the chunk at `chunk_indices` (`ndim` values); it then reads as the fill value.
-/// Erasing a missing chunk succeeds.
+/// Erasing a missing chunk succeeds. With `options->fsync` and a filesystem storage, the
+/// chunk's directory is synced after the file is removed, so the erase survives a power
+/// loss once this returns. `options` may be NULL (defaults).
 ///
 /// Thread safety: concurrent writes must not touch the same chunk.
 #[no_mangle]
 pub extern "C" fn zarrs_array_erase_chunk(
     array: *const ZarrsArray,
+    options: *const ZarrsOptions,
     chunk_indices: *const u64,
     ndim: usize,
 ) -> ZarrsResult {
     boundary(|| {
-        // SAFETY: a live handle and `ndim` values at `chunk_indices` per the contract.
-        let (array, indices) = unsafe {
+        // SAFETY: a live handle, NULL or valid options and `ndim` values at `chunk_indices`
+        // per the contract.
+        let (array, options, indices) = unsafe {
             let array = args::handle(array, "array")?;
-            (array, checked_indices(array, chunk_indices, ndim)?)
+            let options = ZarrsOptions::from_ptr(options);
+            (array, options, checked_indices(array, chunk_indices, ndim)?)
         };
-        array.erase_chunk(&indices)
+        array.erase_chunk(&options, &indices)
     })
 }
 

@@ -212,10 +212,11 @@ impl ZarrsArray {
             .collect()
     }
 
-    /// Erase the chunk at `indices`; it then reads as the fill value.
-    pub fn erase_chunk(&self, indices: &[u64]) -> FfiResult<()> {
+    /// Erase the chunk at `indices`; it then reads as the fill value. A local storage syncs
+    /// the chunk's directory after, when `options` ask for fsync.
+    pub fn erase_chunk(&self, options: &ZarrsOptions, indices: &[u64]) -> FfiResult<()> {
         let job = self.chunk_job(indices)?;
-        self.storage.erase(&job.key)?;
+        self.store_value(&job.key, None, options.fsync())?;
         Ok(())
     }
 
@@ -413,7 +414,7 @@ impl ZarrsArray {
         options.install(|| {
             iter_concurrent_limit!(limit, indexed, map, |(i, job): (usize, ChunkJob)| {
                 let encode = || {
-                    let chunk: Cow<[u8]> = self.codec.merge_job(&job, source, || Ok(existing.get(i).map(Cow::Borrowed)), &codec_options)?;
+                    let chunk = self.codec.merge_job(&job, source, || Ok(existing.get(i).map(Cow::Borrowed)), &codec_options)?;
                     self.codec.encode_chunk(&job.chunk_shape, chunk, &codec_options)
                 };
                 encode().map_err(|e| self.in_chunk(&job.key, e))

@@ -20,9 +20,8 @@ use zarrs::array::ArraySubset;
 use zarrs::storage::StoreKey;
 
 pub use grid::ChunkShapes;
-pub use kernels::copy_region;
 pub use presence::PresenceTracker;
-pub use view::{Destination, Source};
+pub use view::{ChunkValues, Destination, Source};
 
 use crate::args;
 use crate::error::{FfiError, FfiResult};

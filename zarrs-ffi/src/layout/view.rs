@@ -9,7 +9,7 @@ use unsafe_cell_slice::UnsafeCellSlice;
 use zarrs::array::ArrayBytesFixedDisjointView;
 use zarrs::storage::StoreKey;
 
-use super::kernels::{copy_region, fill_region, for_each_run};
+use super::kernels::{copy_region, copy_region_uninit, fill_region, for_each_run};
 use super::ChunkJob;
 use crate::args;
 use crate::error::{FfiError, FfiResult};
@@ -150,18 +150,19 @@ impl<'a> Source<'a> {
         Ok(())
     }
 
-    /// The bytes of a whole chunk that `job` covers entirely.
-    pub fn whole_chunk(&self, job: &ChunkJob, element_size: usize) -> FfiResult<Cow<'a, [u8]>> {
+    /// The values of a whole chunk that `job` covers entirely: the source's own bytes when
+    /// it is that chunk, else where they sit in the source, copied only when encoded.
+    pub fn whole_chunk(&self, job: &ChunkJob, element_size: usize) -> FfiResult<ChunkValues<'a>> {
         let chunk_shape = job.chunk_shape_u64();
         let len = args::byte_size(&chunk_shape, element_size)?;
         match self {
-            Source::Scalar(element) => Ok(Cow::Owned(element.repeat(len / element_size))),
-            Source::Array { bytes, shape } if *shape == chunk_shape => Ok(Cow::Borrowed(bytes)),
-            Source::Array { .. } => {
-                let mut chunk = vec![0u8; len];
-                self.write_into(job, &mut chunk, element_size);
-                Ok(Cow::Owned(chunk))
-            }
+            Source::Scalar(element) => Ok(ChunkValues::Bytes(Cow::Owned(element.repeat(len / element_size)))),
+            Source::Array { bytes, shape } if *shape == chunk_shape => Ok(ChunkValues::Bytes(Cow::Borrowed(bytes))),
+            Source::Array { bytes, shape } => Ok(ChunkValues::Region {
+                bytes,
+                shape: shape.clone(),
+                start: job.buffer_start.clone(),
+            }),
         }
     }
 
@@ -182,4 +183,68 @@ impl<'a> Source<'a> {
             ),
         }
     }
+}
+
+/// The values of one whole chunk on their way to its encoder.
+pub enum ChunkValues<'a> {
+    /// The chunk's bytes, C order.
+    Bytes(Cow<'a, [u8]>),
+    /// The chunk is the region at `start` of a larger C-order array of `shape`: its bytes
+    /// are copied out only where an encoder needs them (an inner chunk of a shard straight
+    /// into its place, a chunk into a reused buffer), never into a buffer of their own.
+    Region { bytes: &'a [u8], shape: Vec<u64>, start: Vec<u64> },
+}
+
+impl ChunkValues<'_> {
+    /// Copy the part of the chunk (of `chunk_shape`) at `origin` with the shape of
+    /// `target_shape` into `target`, whose every byte is written.
+    ///
+    /// # Panics
+    /// If the part is outside the chunk, or the chunk outside its source (callers plan
+    /// regions from checked jobs).
+    pub fn copy_part(&self, chunk_shape: &[u64], origin: &[u64], target: &mut [u8], target_shape: &[u64], element_size: usize) {
+        let zeros = vec![0; target_shape.len()];
+        match self {
+            ChunkValues::Bytes(bytes) => {
+                copy_region(bytes, chunk_shape, origin, target, target_shape, &zeros, target_shape, element_size);
+            }
+            ChunkValues::Region { bytes, shape, start } => {
+                let from: Vec<u64> = start.iter().zip(origin).map(|(s, o)| s + o).collect();
+                copy_region(bytes, shape, &from, target, target_shape, &zeros, target_shape, element_size);
+            }
+        }
+    }
+
+    /// Run `f` on the chunk's bytes (C order, `chunk_shape`): its own bytes, or a copy in
+    /// this thread's reused buffer, which is never zeroed first: every byte is copied in.
+    pub fn with_bytes<R>(&self, chunk_shape: &[u64], element_size: usize, f: impl FnOnce(&[u8]) -> R) -> FfiResult<R> {
+        let (bytes, shape, start) = match self {
+            ChunkValues::Bytes(bytes) => return Ok(f(bytes)),
+            ChunkValues::Region { bytes, shape, start } => (bytes, shape, start),
+        };
+        let len = args::byte_size(chunk_shape, element_size)?;
+        let mut buffer = CHUNK_BUFFER.take();
+        buffer.clear();
+        buffer.reserve(len);
+        let zeros = vec![0; chunk_shape.len()];
+        copy_region_uninit(bytes, shape, start, &mut buffer.spare_capacity_mut()[..len], chunk_shape, &zeros, chunk_shape, element_size);
+        // SAFETY: the region copied is the whole of a chunk of `chunk_shape`, `len` bytes,
+        // so `copy_region_uninit` initialised each of the first `len` bytes.
+        unsafe { buffer.set_len(len) };
+        let result = f(&buffer);
+        if buffer.capacity() <= KEEP_CHUNK_BUFFER {
+            CHUNK_BUFFER.set(buffer);
+        }
+        Ok(result)
+    }
+}
+
+/// The largest chunk buffer a thread keeps for the next chunk: a pool thread that once
+/// wrote a huge chunk should not hold its memory for the life of the process.
+const KEEP_CHUNK_BUFFER: usize = 16 << 20;
+
+thread_local! {
+    /// This thread's buffer for a chunk copied out of a write's source (taken out while in
+    /// use, so a nested use on the same thread gets a fresh one instead of sharing it).
+    static CHUNK_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }

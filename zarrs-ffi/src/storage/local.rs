@@ -1,10 +1,10 @@
 //! A local directory: zarrs' filesystem store for reads, atomic replacement for writes.
 //!
 //! Each value is written whole to a file without a name (Linux `O_TMPFILE`, in the
-//! destination's directory), which is then linked to a unique hidden name and renamed over
-//! the destination. A write that fails or a process that dies therefore leaves the old value
-//! or the new one, never a torn chunk, and a killed writer leaves a temporary name behind only
-//! if it dies between those two calls. Where `O_TMPFILE` is not supported the file is created
+//! destination's directory), which is then linked to the destination's name if it has no
+//! value yet, else to a unique hidden name renamed over the destination. A write that fails
+//! or a process that dies therefore leaves the old value or the new one, never a torn chunk,
+//! and a killed writer leaves a temporary name behind only if it dies between those two calls. Where `O_TMPFILE` is not supported the file is created
 //! under the hidden name instead (zarr-python's `LocalStore` way), which a killed writer can
 //! leave behind. Temporary names are never reused, so a leftover never breaks a later write.
 //!
@@ -34,8 +34,10 @@ use crate::error::{FfiError, FfiResult, ZarrsResult};
 pub struct LocalStore {
     inner: FilesystemStore,
     read_only: bool,
-    /// Directories this handle has written to, each swept of stale temporaries once.
-    swept: Mutex<HashSet<PathBuf>>,
+    /// Directories this handle has created or written to, each swept of stale temporaries
+    /// once. Writes into them skip creating the directory (two system calls per chunk);
+    /// one removed since is created again when a write finds it missing.
+    known: Mutex<HashSet<PathBuf>>,
 }
 
 impl LocalStore {
@@ -46,7 +48,7 @@ impl LocalStore {
         options.direct_io(direct_io);
         let inner = FilesystemStore::new_with_options(path, options)
             .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, e.to_string()))?;
-        Ok(Self { inner, read_only, swept: Mutex::default() })
+        Ok(Self { inner, read_only, known: Mutex::default() })
     }
 
     /// Replace the value at `key` whole (see the module docs). With `fsync`, the file is
@@ -56,24 +58,40 @@ impl LocalStore {
         check_writable(self.read_only)?;
         let path = self.inner.key_to_fspath(key);
         let parent = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(io_error)?;
-        self.sweep_once(parent);
-        if !write_unnamed(parent, &path, value, fsync).map_err(io_error)? {
-            write_named(&path, value, fsync).map_err(io_error)?;
+        let known = self.is_known(parent);
+        if !known {
+            self.prepare(parent).map_err(io_error)?;
         }
+        let written = match replace(parent, &path, value, fsync) {
+            // A directory known to exist was removed behind our back: create it again.
+            Err(err) if known && err.kind() == io::ErrorKind::NotFound => {
+                self.prepare(parent).map_err(io_error)?;
+                replace(parent, &path, value, fsync)
+            }
+            written => written,
+        };
+        written.map_err(io_error)?;
         if fsync {
             sync_directory(parent).map_err(io_error)?;
         }
         Ok(())
     }
 
-    /// On the first write to `dir` through this handle, remove the temporaries that writers
-    /// killed between naming a file and renaming it left there ([`sweep`]).
-    fn sweep_once(&self, dir: &Path) {
-        let first = self.swept.lock().unwrap_or_else(PoisonError::into_inner).insert(dir.to_path_buf());
+    /// Whether this handle has created or written to `dir` before.
+    fn is_known(&self, dir: &Path) -> bool {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner).contains(dir)
+    }
+
+    /// Create `dir` (and its parents) if missing and, the first time through this handle,
+    /// remove the temporaries that writers killed between naming a file and renaming it
+    /// left there ([`sweep`]).
+    fn prepare(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let first = self.known.lock().unwrap_or_else(PoisonError::into_inner).insert(dir.to_path_buf());
         if first {
             sweep(dir);
         }
+        Ok(())
     }
 
     /// Erase the value at `key`; with `fsync`, the directory is synced after.
@@ -167,6 +185,15 @@ fn process_alive(_pid: u32) -> bool {
     true
 }
 
+/// Replace the value at `path` in `dir` (an existing directory) whole: an unnamed file
+/// where the filesystem has them, else a named temporary.
+fn replace(dir: &Path, path: &Path, value: &[u8], fsync: bool) -> io::Result<()> {
+    if !write_unnamed(dir, path, value, fsync)? {
+        write_named(path, value, fsync)?;
+    }
+    Ok(())
+}
+
 /// Rename `temporary` over `path`, removing `temporary` if that fails.
 fn rename_over(temporary: &Path, path: &Path) -> io::Result<()> {
     std::fs::rename(temporary, path).inspect_err(|_| {
@@ -214,6 +241,15 @@ fn write_unnamed(dir: &Path, path: &Path, value: &[u8], fsync: bool) -> io::Resu
     file.write_all(value)?;
     if fsync {
         file.sync_all()?;
+    }
+    // A new key (every chunk of a first write) takes its name straight away: the name
+    // appears with the whole value behind it, and no rename is needed. An existing one
+    // fails here (EEXIST, one lookup) and is replaced through a temporary name below.
+    match link_unnamed(&file, path) {
+        Ok(true) => return Ok(true),
+        Ok(false) => return Ok(false),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err),
     }
     // Another process (a pid reused after a crash, another host) can hold a name only if
     // the nonce collides too; even so, take the next name rather than fail.
@@ -349,5 +385,48 @@ impl WritableStorageTraits for LocalStore {
 
     fn supports_set_partial(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("zarrs-ffi-local-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn writes_into_a_directory_removed_behind_our_back() {
+        let dir = scratch("removed");
+        let store = LocalStore::open(dir.to_str().unwrap(), false, false).unwrap();
+        let key = |k: &str| StoreKey::new(k).unwrap();
+        store.write(&key("c/0/0"), b"one", false).unwrap();
+        assert!(store.is_known(&dir.join("c/0")));
+        // Another process removes the array's chunks: the directory this handle created is
+        // gone, yet a write there creates it again (and once more with fsync).
+        std::fs::remove_dir_all(dir.join("c")).unwrap();
+        store.write(&key("c/0/1"), b"two", false).unwrap();
+        std::fs::remove_dir_all(dir.join("c")).unwrap();
+        store.write(&key("c/0/2"), b"three", true).unwrap();
+        assert_eq!(std::fs::read(dir.join("c/0/1")).ok(), None);
+        assert_eq!(std::fs::read(dir.join("c/0/2")).unwrap(), b"three");
+        store.write(&key("c/0/1"), b"two", false).unwrap();
+        assert_eq!(std::fs::read(dir.join("c/0/1")).unwrap(), b"two");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_where_a_directory_should_be_fails_with_its_error() {
+        let dir = scratch("blocked");
+        let store = LocalStore::open(dir.to_str().unwrap(), false, false).unwrap();
+        let key = |k: &str| StoreKey::new(k).unwrap();
+        store.write(&key("c/0/0"), b"one", false).unwrap();
+        std::fs::remove_dir_all(dir.join("c/0")).unwrap();
+        std::fs::write(dir.join("c/0"), b"not a directory").unwrap();
+        assert!(store.write(&key("c/0/1"), b"two", false).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
