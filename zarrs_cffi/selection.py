@@ -412,37 +412,50 @@ def _collect_points(
     """A batch of coordinate points (one 1-D integer array per axis per chunk, zarr's output
     selection a slice or index array into a 1-D output) as whole-batch arrays: per axis the
     coordinates in their chunks, every point's index in the output, the points per chunk and
-    the chunk shapes; None when a request is not of that form or a coordinate is negative."""
+    the chunk shapes; None when a request is not of that form or an index is negative.
+
+    A vindex read hands over thousands of chunks of a few points each: the loop checks only
+    types and sizes, and everything else is checked once on the concatenated arrays."""
     if not batch or ndim == 0:
         return None
-    axes: list[list[Any]] = [[] for _ in range(ndim)]
-    outs: list[np.ndarray[Any, Any]] = []
+    ndarray = np.ndarray
+    outs: list[Any] = []
     lengths: list[int] = []
-    shapes: list[Any] = []
     for request in batch:
-        chunk_selection = request.chunk_selection
-        if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
+        chunk_selection, out = request[2], request[3]
+        if type(chunk_selection) is not tuple or len(chunk_selection) != ndim:
             return None
-        n = -1
-        for d, sel in enumerate(chunk_selection):
-            if not isinstance(sel, np.ndarray) or sel.ndim != 1 or sel.dtype.kind not in "iu" or (n >= 0 and sel.size != n):
+        first = chunk_selection[0]
+        if type(first) is not ndarray:
+            return None
+        n = first.size
+        for sel in chunk_selection:
+            if type(sel) is not ndarray or sel.size != n:
                 return None
-            n = sel.size
-            axes[d].append(sel)
         if n == 0:
             return None
-        where = _out_indices(request.out_selection, n)
-        if where is None:
+        if type(out) is slice:
+            start = out.start or 0
+            if out.stop is None or out.step not in (None, 1) or start < 0 or out.stop - start != n:
+                return None
+            outs.append(np.arange(start, out.stop))
+        elif type(out) is ndarray and out.size == n:
+            outs.append(out)
+        else:
             return None
-        outs.append(where)
         lengths.append(n)
-        shapes.append(request.spec.shape)
-    coords = [np.concatenate(axis).astype(np.int64, copy=False) for axis in axes]
-    if any(c.min() < 0 for c in coords):
+    try:
+        coords = [np.concatenate([request[2][d] for request in batch]) for d in range(ndim)]
+        out_all = np.concatenate(outs)
+    except ValueError:  # arrays of different dimensionalities
         return None
+    for values in (*coords, out_all):
+        if values.ndim != 1 or values.dtype.kind not in "iu" or (values.dtype.kind == "i" and values.min() < 0):
+            return None
+    coords = [c.astype(np.int64, copy=False) for c in coords]
     counts = np.array(lengths, dtype=np.intp)
-    chunk_shapes = np.array(shapes, dtype=np.int64).reshape(len(batch), ndim)
-    return coords, np.concatenate(outs), counts, chunk_shapes
+    chunk_shapes = np.array([request[1].shape for request in batch], dtype=np.int64).reshape(len(batch), ndim)
+    return coords, out_all, counts, chunk_shapes
 
 
 def plan_points(batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch_bytes: int | None = None) -> list[GatherGroup] | None:
@@ -554,16 +567,6 @@ class PointPicks:
     offsets: np.ndarray[Any, Any]
 
 
-def _selection_key(sel: Any) -> tuple[Any, ...] | None:
-    """What identifies a chunk or output selection of one axis within a batch (zarr hands
-    every chunk of a row of chunks the same index array and most chunks the same slices)."""
-    if isinstance(sel, slice):
-        return (sel.start, sel.stop, sel.step)
-    if isinstance(sel, np.ndarray):
-        return (id(sel),)
-    return None
-
-
 def _axis_indices(sel: Any, length: int) -> np.ndarray[Any, Any] | None:
     """The indices one axis of a chunk selection picks, in order; None for a form the native
     gather does not take (or an empty or negative one)."""
@@ -609,44 +612,52 @@ def _as_u64(arrays: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
 
 def plan_orthogonal_picks(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tuple[int, ...]) -> OrthogonalPicks | None:
     """Plan zarr's orthogonal selections (a tuple per chunk: integers, slices, integer
-    arrays, masks, zarr's ``np.ix_`` form) as per-axis picks; None for any other form."""
+    arrays, masks, zarr's ``np.ix_`` form) as per-axis picks; None for any other form.
+
+    zarr hands every chunk of a row of chunks the same index array and most chunks the same
+    slices: each axis' picks are computed once per distinct (selection, output selection,
+    extent), keyed by the slices themselves (hashable) and by the arrays' identity (the
+    batch keeps them alive meanwhile), and shared in the pool."""
     indices: list[np.ndarray[Any, Any]] = []
     positions: list[np.ndarray[Any, Any]] = []
     size = 0
     pairs: list[int] = []
     shapes: list[int] = []
     shared: dict[tuple[Any, ...], tuple[int, int]] = {}
+    get = shared.get
     inserted: tuple[int, ...] | None = None
+    ndarray = np.ndarray
     for request in batch:
-        chunk_selection, out_selection = request.chunk_selection, request.out_selection
-        if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim or not isinstance(out_selection, tuple):
+        chunk_selection, out_selection = request[2], request[3]
+        if type(chunk_selection) is not tuple or len(chunk_selection) != ndim or type(out_selection) is not tuple:
             return None
-        chunk_shape = request.spec.shape
+        chunk_shape = request[1].shape
         ints: list[int] = []
         k = 0
         for d in range(ndim):
             sel = chunk_selection[d]
-            value = _as_int(sel)
-            if value is None and d in drop_axes:
-                # An integer on an axis zarr drops, in zarr's ``np.ix_`` form: one element.
-                if not (isinstance(sel, np.ndarray) and sel.size == 1 and sel.dtype.kind in "iu"):
-                    return None
-                value = int(sel.reshape(-1)[0])
-            if value is not None:
-                if value < 0:
-                    return None
-                ints.append(d)
-                key: tuple[Any, ...] = ("int", value)
-            else:
+            kind = type(sel)
+            value = None
+            if (kind is slice or kind is ndarray) and d not in drop_axes:
                 if k >= len(out_selection):
                     return None
                 out = out_selection[k]
                 k += 1
-                chunk_key, out_key = _selection_key(sel), _selection_key(out)
-                if chunk_key is None or out_key is None:
+                key: tuple[Any, ...] = (
+                    sel if kind is slice else id(sel), out if type(out) is slice else id(out), chunk_shape[d]
+                )
+            else:
+                value = _as_int(sel)
+                if value is None:
+                    # An integer on an axis zarr drops, in zarr's ``np.ix_`` form: one element.
+                    if not (kind is ndarray and d in drop_axes and sel.size == 1 and sel.dtype.kind in "iu"):
+                        return None
+                    value = int(sel.reshape(-1)[0])
+                if value < 0:
                     return None
-                key = (chunk_key, out_key, chunk_shape[d])
-            entry = shared.get(key)
+                ints.append(d)
+                key = (None, value)
+            entry = get(key)
             if entry is None:
                 if value is not None:
                     picked, placed = np.array([value]), np.zeros(1, dtype=np.intp)
@@ -661,14 +672,14 @@ def plan_orthogonal_picks(batch: Sequence[ChunkRequest], ndim: int, drop_axes: t
                 indices.append(picked)
                 positions.append(placed)
                 size += picked.size
-            pairs.extend(entry)
+            pairs += entry
         if k != len(out_selection):
             return None
         if inserted is None:
             inserted = tuple(ints)
-        elif inserted != tuple(ints):
+        elif len(ints) != len(inserted) or inserted != tuple(ints):
             return None
-        shapes.extend(chunk_shape)
+        shapes += chunk_shape
     if inserted is None:
         return None
     keys, key_offsets = _keys(batch)
