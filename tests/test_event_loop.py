@@ -82,7 +82,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     """Native data calls, variable-length codec calls and MemoryStore's synchronous I/O,
     each slowed down by SLOW seconds and recorded."""
     rec = Recorder()
-    for name in ("read_chunks", "write_chunks", "decode_chunks", "encode_chunks"):
+    for name in ("read_chunks", "write_chunks", "decode_chunks", "encode_chunks", "gather_orthogonal"):
         monkeypatch.setattr(_bindings.NativeArray, name, rec.wrap(name, getattr(_bindings.NativeArray, name)))
     for name in ("supply", "finish"):
         monkeypatch.setattr(_bindings.ReadPlan, name, rec.wrap(f"read_plan_{name}", getattr(_bindings.ReadPlan, name)))
@@ -213,7 +213,7 @@ def test_concurrent_small_writes_overlap_off_the_loop(
 
 
 def test_gathered_reads_run_off_the_loop(tmp_path: Path, recorder: Recorder, zarrs_pipeline: None) -> None:
-    """Stepped and fancy selections (decoded into scratch, gathered with numpy)."""
+    """Stepped and fancy selections (on a local store: gathered natively)."""
     data = _data("int32")
 
     async def main() -> tuple[list[Any], float, int]:
@@ -229,7 +229,7 @@ def test_gathered_reads_run_off_the_loop(tmp_path: Path, recorder: Recorder, zar
     for i, got in enumerate(results):
         _check(got, data[8 * i : 8 * i + 8 : 3, 0:8:2])
     assert recorder.on_thread(loop_thread) == []
-    assert recorder.overlapping("read_chunks")
+    assert recorder.overlapping("gather_orthogonal")
     assert stall < TICK_LIMIT, f"the event loop stalled for {stall * 1000:.0f} ms"
     s = zarrs_cffi.stats()
     assert s.native_reads >= CONCURRENT and s.fallbacks == 0, s

@@ -26,7 +26,7 @@ from zarr.storage import LocalStore, MemoryStore, ZipStore
 from . import _workers, variable
 from ._bindings import ChunkBatch
 from ._config import io_limit
-from .selection import ChunkPlan, plan
+from .selection import ChunkPlan, OrthogonalPicks, PointPicks, plan
 from .shards import raw_bytes
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ class Route:
 
     #: Whether the bytes move through the store's Python API (counted in ``stats``).
     python_io = True
+    #: Whether reads of scattered selections are gathered natively (``gather_picks``).
+    gathers = False
 
     def __init__(self, native: Native) -> None:
         self.native = native
@@ -123,13 +125,15 @@ class _BlockingRoute(Route):
 
     def _read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
         native = self.native
-        planned = plan(batch, native.array.ndim, drop_axes, out.itemsize, self.split_inner, True)
+        planned = plan(batch, native.array.ndim, drop_axes, out.itemsize, self.split_inner, True, self.gathers)
         if isinstance(planned, ChunkPlan):
             view, buffer = read_buffer(native, out, planned)
             present, _ = self._decode(batch, planned.batch, buffer)
             if buffer is not view:
                 view[...] = buffer
             return present
+        if isinstance(planned, (OrthogonalPicks, PointPicks)):
+            return gather_picks(native, planned, out)
         present = [False] * len(batch)
         for group, scratch in scratch_buffers(planned, native.native_dtype):
             found, _ = self._decode([batch[i] for i in group.indices], group.batch, scratch)
@@ -159,6 +163,7 @@ class NativeRoute(_BlockingRoute):
     """The native library reads and writes the store's bytes itself."""
 
     python_io = False
+    gathers = True
 
     async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
         if self.native.store.read_only:
@@ -385,6 +390,33 @@ def read_buffer(native: Native, out: Array, planned: ChunkPlan) -> tuple[Array, 
     if view.flags.c_contiguous and view.flags.writeable and view.dtype == native.native_dtype:
         return view, view
     return view, np.empty(view.shape, native.native_dtype)
+
+
+def gather_picks(native: Native, planned: OrthogonalPicks | PointPicks, out: Array) -> list[bool]:
+    """Gather picks natively, each chunk decoded once and its picked elements written
+    straight into ``out``; which chunks are stored. An output the native side cannot write
+    (not C-contiguous, another byte order) is gathered into a copy and copied back."""
+    view = out
+    if isinstance(planned, OrthogonalPicks) and planned.inserted_axes:
+        view = np.expand_dims(out, planned.inserted_axes)
+    direct = view.flags.c_contiguous and view.flags.writeable and view.dtype == native.native_dtype
+    # The copy starts as ``out``: elements no chunk picks keep their values.
+    target = view if direct else np.ascontiguousarray(view, dtype=native.native_dtype)
+    array = native.array
+    if isinstance(planned, OrthogonalPicks):
+        present = array.gather_orthogonal(
+            native.options, planned.keys, planned.key_offsets, planned.chunk_shapes, planned.picks,
+            planned.indices, planned.positions, target,
+        )
+    else:
+        present = array.gather_points(
+            native.options, planned.keys, planned.key_offsets, planned.chunk_shapes, planned.counts,
+            planned.coords, planned.offsets, target,
+        )
+    if target is not view:
+        view[...] = target
+    result: list[bool] = present.tolist()
+    return result
 
 
 def scratch_buffers(groups: Sequence[GatherGroup], dtype: np.dtype[Any]) -> Iterator[tuple[GatherGroup, Array]]:

@@ -6,6 +6,12 @@ native handles.
 
 - ``plan_batch``: contiguous selections (step-1 slices and integers) become a subset of the
   chunk and a start in the output buffer, which the native side decodes into directly.
+- ``plan_picks``: for a native storage, selections the native side gathers itself
+  (``NativeArray.gather_orthogonal`` / ``gather_points``): per chunk and axis the indices
+  picked in the chunk and their positions in the output, or per chunk its points and their
+  offsets in the output. Each chunk is decoded once, only as far as its picks need, and
+  the picked elements land straight in zarr's output: no scratch buffer, no numpy
+  indexing.
 - ``plan_gather``: everything else zarr's indexers produce (stepped slices, integer arrays
   in any order with repeats, zarr's ``np.ix_`` form for orthogonal indexing, coordinate
   and mask ``vindex`` points, integers under ``drop_axes``). Each chunk's bounding box is
@@ -38,8 +44,8 @@ if TYPE_CHECKING:
     from zarr.core.array_spec import ArraySpec
 
 __all__ = [
-    "ChunkPlan", "ChunkRequest", "GatherGroup", "plan", "plan_batch", "plan_gather", "plan_points", "requests",
-    "split_inner",
+    "ChunkPlan", "ChunkRequest", "GatherGroup", "OrthogonalPicks", "PointPicks", "plan", "plan_batch", "plan_gather",
+    "plan_picks", "plan_points", "requests", "split_inner",
 ]
 
 
@@ -400,45 +406,73 @@ def _out_indices(out_selection: Any, n: int) -> np.ndarray[Any, Any] | None:
     return None
 
 
+def _collect_points(
+    batch: Sequence[ChunkRequest], ndim: int
+) -> tuple[list[np.ndarray[Any, Any]], np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    """A batch of coordinate points (one 1-D integer array per axis per chunk, zarr's output
+    selection a slice or index array into a 1-D output) as whole-batch arrays: per axis the
+    coordinates in their chunks, every point's index in the output, the points per chunk and
+    the chunk shapes; None when a request is not of that form or an index is negative.
+
+    A vindex read hands over thousands of chunks of a few points each: the loop checks only
+    types and sizes, and everything else is checked once on the concatenated arrays."""
+    if not batch or ndim == 0:
+        return None
+    ndarray = np.ndarray
+    outs: list[Any] = []
+    lengths: list[int] = []
+    for request in batch:
+        chunk_selection, out = request[2], request[3]
+        if type(chunk_selection) is not tuple or len(chunk_selection) != ndim:
+            return None
+        first = chunk_selection[0]
+        if type(first) is not ndarray:
+            return None
+        n = first.size
+        for sel in chunk_selection:
+            if type(sel) is not ndarray or sel.size != n:
+                return None
+        if n == 0:
+            return None
+        if type(out) is slice:
+            start = out.start or 0
+            if out.stop is None or out.step not in (None, 1) or start < 0 or out.stop - start != n:
+                return None
+            outs.append(np.arange(start, out.stop))
+        elif type(out) is ndarray and out.size == n:
+            outs.append(out)
+        else:
+            return None
+        lengths.append(n)
+    try:
+        coords = [np.concatenate([request[2][d] for request in batch]) for d in range(ndim)]
+        out_all = np.concatenate(outs)
+    except ValueError:  # arrays of different dimensionalities
+        return None
+    for values in (*coords, out_all):
+        if values.ndim != 1 or values.dtype.kind not in "iu" or (values.dtype.kind == "i" and values.min() < 0):
+            return None
+    coords = [c.astype(np.int64, copy=False) for c in coords]
+    counts = np.array(lengths, dtype=np.intp)
+    chunk_shapes = np.array([request[1].shape for request in batch], dtype=np.int64).reshape(len(batch), ndim)
+    return coords, out_all, counts, chunk_shapes
+
+
 def plan_points(batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch_bytes: int | None = None) -> list[GatherGroup] | None:
     """Plan a read of coordinate points (``vindex``, masks) with numpy over the whole batch
     rather than a loop per chunk: each chunk's bounding box of its points, and every point's
-    flat index in the scratch buffer. None when a request is not of that form (one 1-D
-    integer array per axis, zarr's output selection a slice or index array into a 1-D
-    output); ``plan_gather`` then plans it."""
+    flat index in the scratch buffer. None when a request is not of that form
+    (``_collect_points``); ``plan_gather`` then plans it."""
     if scratch_bytes is None:
         scratch_bytes = SCRATCH_BYTES
-    if not batch or ndim == 0:
+    collected = _collect_points(batch, ndim)
+    if collected is None:
         return None
-    axes: list[list[Any]] = [[] for _ in range(ndim)]
-    outs: list[np.ndarray[Any, Any]] = []
-    lengths: list[int] = []
-    shapes: list[Any] = []
-    for request in batch:
-        chunk_selection = request.chunk_selection
-        if not isinstance(chunk_selection, tuple) or len(chunk_selection) != ndim:
-            return None
-        n = -1
-        for d, sel in enumerate(chunk_selection):
-            if not isinstance(sel, np.ndarray) or sel.ndim != 1 or sel.dtype.kind not in "iu" or (n >= 0 and sel.size != n):
-                return None
-            n = sel.size
-            axes[d].append(sel)
-        if n == 0:
-            return None
-        where = _out_indices(request.out_selection, n)
-        if where is None:
-            return None
-        outs.append(where)
-        lengths.append(n)
-        shapes.append(request.spec.shape)
-    counts = np.array(lengths, dtype=np.intp)
+    coords, out_all, counts, chunk_shapes = collected
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    coords = [np.concatenate(axis).astype(np.int64, copy=False) for axis in axes]
-    chunk_shapes = np.array(shapes, dtype=np.int64).reshape(len(batch), ndim)
     lo = np.stack([np.minimum.reduceat(c, starts) for c in coords], axis=1)
     hi = np.stack([np.maximum.reduceat(c, starts) for c in coords], axis=1) + 1
-    if (lo < 0).any() or (hi > chunk_shapes).any():
+    if (hi > chunk_shapes).any():
         return None
     box = hi - lo
     # Groups: consecutive chunks while their boxes, stacked along axis 0 and padded to the
@@ -446,7 +480,6 @@ def plan_points(batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch
     row_bytes = int(np.prod(chunk_shapes[:, 1:].max(axis=0))) * itemsize
     ends = np.cumsum(box[:, 0]) * row_bytes
     point_chunk = np.repeat(np.arange(len(batch)), counts)
-    out_all = np.concatenate(outs)
     keys = [request.byte_getter.path for request in batch]
     groups: list[GatherGroup] = []
     first = 0
@@ -474,6 +507,212 @@ def plan_points(batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch
     return groups
 
 
+def _keys(batch: Sequence[ChunkRequest]) -> tuple[bytes, np.ndarray[Any, Any]]:
+    """The batch's store keys back to back, and their ``len + 1`` byte offsets."""
+    encoded = [request.byte_getter.path.encode("utf-8") for request in batch]
+    return b"".join(encoded), np.array([0, *accumulate(map(len, encoded))], dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class OrthogonalPicks:
+    """An orthogonal selection the native side gathers itself (``gather_orthogonal``).
+
+    Attributes
+    ----------
+    keys, key_offsets
+        The store keys back to back, and their byte offsets.
+    chunk_shapes
+        ``(len, ndim)``.
+    picks
+        ``(len, ndim, 2)``: per chunk and axis, ``(start, count)`` into ``indices`` and
+        ``positions`` (chunks with the same picks along an axis share them).
+    indices, positions
+        Indices in the chunk and positions along the same axis of the native output.
+    inserted_axes
+        Axes the native output has (length 1) where zarr's output has none: integers, and
+        zarr's dropped axes (``np.expand_dims`` of the output is a view).
+    """
+
+    keys: bytes
+    key_offsets: np.ndarray[Any, Any]
+    chunk_shapes: np.ndarray[Any, Any]
+    picks: np.ndarray[Any, Any]
+    indices: np.ndarray[Any, Any]
+    positions: np.ndarray[Any, Any]
+    inserted_axes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PointPicks:
+    """Coordinate points the native side gathers itself (``gather_points``) into zarr's 1-D
+    output.
+
+    Attributes
+    ----------
+    keys, key_offsets, chunk_shapes
+        As for ``OrthogonalPicks``.
+    counts
+        Points per chunk, in order.
+    coords
+        ``(points, ndim)``: each point's coordinates in its chunk.
+    offsets
+        Each point's index in the output.
+    """
+
+    keys: bytes
+    key_offsets: np.ndarray[Any, Any]
+    chunk_shapes: np.ndarray[Any, Any]
+    counts: np.ndarray[Any, Any]
+    coords: np.ndarray[Any, Any]
+    offsets: np.ndarray[Any, Any]
+
+
+def _axis_indices(sel: Any, length: int) -> np.ndarray[Any, Any] | None:
+    """The indices one axis of a chunk selection picks, in order; None for a form the native
+    gather does not take (or an empty or negative one)."""
+    if isinstance(sel, slice):
+        start, stop, step = sel.indices(length)
+        if step < 1:
+            return None
+        indices = np.arange(start, stop, step)
+    elif isinstance(sel, np.ndarray) and sel.dtype == np.bool_:
+        if sel.ndim != 1:
+            return None
+        indices = np.flatnonzero(sel)
+    elif isinstance(sel, np.ndarray) and sel.dtype.kind in "iu":
+        indices = sel.reshape(-1)
+        if indices.dtype.kind == "i" and indices.size and indices.min() < 0:
+            return None
+    else:
+        return None
+    return indices if indices.size else None
+
+
+def _axis_positions(out: Any, n: int) -> np.ndarray[Any, Any] | None:
+    """The ``n`` output positions of one axis of zarr's output selection, in order."""
+    if isinstance(out, slice):
+        start = out.start or 0
+        if out.step not in (None, 1) or start < 0 or (out.stop is not None and out.stop - start != n):
+            return None
+        return np.arange(start, start + n)
+    if isinstance(out, np.ndarray) and out.dtype.kind in "iu":
+        positions = out.reshape(-1)
+        if positions.size != n or (positions.dtype.kind == "i" and positions.min() < 0):
+            return None
+        return positions
+    return None
+
+
+def _as_u64(arrays: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+    """Non-negative integer arrays concatenated as ``uint64``."""
+    if not arrays:
+        return np.zeros(0, dtype=np.uint64)
+    return np.concatenate(arrays, dtype=np.uint64, casting="unsafe")
+
+
+def plan_orthogonal_picks(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tuple[int, ...]) -> OrthogonalPicks | None:
+    """Plan zarr's orthogonal selections (a tuple per chunk: integers, slices, integer
+    arrays, masks, zarr's ``np.ix_`` form) as per-axis picks; None for any other form.
+
+    zarr hands every chunk of a row of chunks the same index array and most chunks the same
+    slices: each axis' picks are computed once per distinct (selection, output selection,
+    extent), keyed by the slices themselves (hashable) and by the arrays' identity (the
+    batch keeps them alive meanwhile), and shared in the pool."""
+    indices: list[np.ndarray[Any, Any]] = []
+    positions: list[np.ndarray[Any, Any]] = []
+    size = 0
+    pairs: list[int] = []
+    shapes: list[int] = []
+    shared: dict[tuple[Any, ...], tuple[int, int]] = {}
+    get = shared.get
+    inserted: tuple[int, ...] | None = None
+    ndarray = np.ndarray
+    for request in batch:
+        chunk_selection, out_selection = request[2], request[3]
+        if type(chunk_selection) is not tuple or len(chunk_selection) != ndim or type(out_selection) is not tuple:
+            return None
+        chunk_shape = request[1].shape
+        ints: list[int] = []
+        k = 0
+        for d in range(ndim):
+            sel = chunk_selection[d]
+            kind = type(sel)
+            value = None
+            if (kind is slice or kind is ndarray) and d not in drop_axes:
+                if k >= len(out_selection):
+                    return None
+                out = out_selection[k]
+                k += 1
+                key: tuple[Any, ...] = (
+                    sel if kind is slice else id(sel), out if type(out) is slice else id(out), chunk_shape[d]
+                )
+            else:
+                value = _as_int(sel)
+                if value is None:
+                    # An integer on an axis zarr drops, in zarr's ``np.ix_`` form: one element.
+                    if not (kind is ndarray and d in drop_axes and sel.size == 1 and sel.dtype.kind in "iu"):
+                        return None
+                    value = int(sel.reshape(-1)[0])
+                if value < 0:
+                    return None
+                ints.append(d)
+                key = (None, value)
+            entry = get(key)
+            if entry is None:
+                if value is not None:
+                    picked, placed = np.array([value]), np.zeros(1, dtype=np.intp)
+                else:
+                    picked = _axis_indices(sel, chunk_shape[d])
+                    if picked is None:
+                        return None
+                    placed = _axis_positions(out, picked.size)
+                    if placed is None:
+                        return None
+                entry = shared[key] = (size, picked.size)
+                indices.append(picked)
+                positions.append(placed)
+                size += picked.size
+            pairs += entry
+        if k != len(out_selection):
+            return None
+        if inserted is None:
+            inserted = tuple(ints)
+        elif len(ints) != len(inserted) or inserted != tuple(ints):
+            return None
+        shapes += chunk_shape
+    if inserted is None:
+        return None
+    keys, key_offsets = _keys(batch)
+    return OrthogonalPicks(
+        keys, key_offsets, np.array(shapes, dtype=np.uint64).reshape(len(batch), ndim),
+        np.array(pairs, dtype=np.uint64).reshape(len(batch), ndim, 2), _as_u64(indices), _as_u64(positions), inserted,
+    )
+
+
+def plan_point_picks(batch: Sequence[ChunkRequest], ndim: int) -> PointPicks | None:
+    """Plan coordinate points (``vindex``, masks) over the whole batch as per-chunk points;
+    None when the batch is not of that form (``_collect_points``)."""
+    collected = _collect_points(batch, ndim)
+    if collected is None:
+        return None
+    coords, out_all, counts, chunk_shapes = collected
+    keys, key_offsets = _keys(batch)
+    return PointPicks(
+        keys, key_offsets, chunk_shapes.astype(np.uint64), counts.astype(np.uint64),
+        np.stack(coords, axis=1).astype(np.uint64), out_all.astype(np.uint64),
+    )
+
+
+def plan_picks(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tuple[int, ...]) -> OrthogonalPicks | PointPicks | None:
+    """Plan a read the native side gathers itself: coordinate points, else orthogonal picks;
+    None when the batch has neither form (``plan_gather`` then plans it)."""
+    if not batch:
+        return None
+    if not drop_axes and not isinstance(batch[0].out_selection, tuple):
+        return plan_point_picks(batch, ndim)
+    return plan_orthogonal_picks(batch, ndim, drop_axes)
+
+
 def plan(
     batch: Sequence[ChunkRequest],
     ndim: int,
@@ -481,13 +720,19 @@ def plan(
     itemsize: int,
     inner: Sequence[int] | None = None,
     read: bool = False,
-) -> ChunkPlan | list[GatherGroup]:
-    """A contiguous plan, else gather groups; raises ``Fallback`` when neither applies.
-    ``inner``: see ``plan_gather``; ``read``: the plan is for a read, whose coordinate
-    points may be planned by ``plan_points``."""
+    picks: bool = False,
+) -> ChunkPlan | OrthogonalPicks | PointPicks | list[GatherGroup]:
+    """A contiguous plan, else (``picks``: for a read the native side gathers) picks, else
+    gather groups; raises ``Fallback`` when none applies. ``inner``: see ``plan_gather``;
+    ``read``: the plan is for a read, whose coordinate points may be planned by
+    ``plan_points``."""
     contiguous = plan_batch(batch, ndim, drop_axes)
     if contiguous is not None:
         return contiguous
+    if picks:
+        picked = plan_picks(batch, ndim, drop_axes)
+        if picked is not None:
+            return picked
     if read and not drop_axes:
         points = plan_points(batch, ndim, itemsize)
         if points is not None:

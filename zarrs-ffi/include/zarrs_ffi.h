@@ -511,6 +511,89 @@ ZarrsResult zarrs_array_store_encoded(const struct ZarrsArray *array,
                                       const uint8_t *const *encoded,
                                       const size_t *encoded_lens);
 
+// Gather an orthogonal selection of a batch of chunks into one caller buffer, in parallel:
+// per chunk and axis, a list of indices into the chunk and the matching positions along the
+// same axis of `out`; the chunk's picks are the outer product of its axes' lists (what
+// zarr's orthogonal indexing hands a codec pipeline: integer arrays in any order, slices
+// with steps, masks as indices, single integers).
+//
+// - `array`, `options` (NULL: defaults).
+// - `num_chunks`; `keys`/`keys_len`/`key_offsets`: the store keys as for
+//   [`zarrs_array_read_chunks`].
+// - `chunk_shapes`/`chunk_shapes_len` (a count of `uint64_t`, `num_chunks * ndim`): each
+//   chunk's shape, one of the array's grid.
+// - `picks`/`picks_len` (`num_chunks * ndim * 2`): per chunk and axis, a `(start, count)`
+//   pair: the axis' picks are `indices[start..start + count]` of the chunk going to
+//   `positions[start..start + count]` of `out` (chunks with the same picks along an axis may
+//   share them). Every count is at least 1.
+// - `indices`, `positions`: `pool_len` values each.
+// - `out`/`out_len` (bytes): a C-order buffer of shape `out_shape` (`ndim` values) and the
+//   array's element size.
+// - `present_out`/`present_len` (`num_chunks` bytes): 1 where the chunk is stored, 0 where
+//   it is missing and its picks were set to the fill value.
+//
+// Every index is checked against its chunk's shape and every position against
+// `out_shape` before anything is read. Precondition: no element of `out` is picked twice
+// (by two chunks, or twice by one). `out` is written only where picked. On failure `out`
+// may be partly written and `present_out` is untouched.
+//
+// Thread safety: safe to call concurrently on the same array.
+ZarrsResult zarrs_array_gather_orthogonal(const struct ZarrsArray *array,
+                                          const struct ZarrsOptions *options,
+                                          size_t num_chunks,
+                                          const char *keys,
+                                          size_t keys_len,
+                                          const uint64_t *key_offsets,
+                                          const uint64_t *chunk_shapes,
+                                          size_t chunk_shapes_len,
+                                          const uint64_t *picks,
+                                          size_t picks_len,
+                                          const uint64_t *indices,
+                                          const uint64_t *positions,
+                                          size_t pool_len,
+                                          uint8_t *out,
+                                          size_t out_len,
+                                          const uint64_t *out_shape,
+                                          uint8_t *present_out,
+                                          size_t present_len);
+
+// Gather points of a batch of chunks into one caller buffer, in parallel: per chunk, a
+// list of coordinates in the chunk, each with the element of `out` it goes to (what zarr's
+// coordinate and mask indexing hands a codec pipeline).
+//
+// - `array`, `options` (NULL: defaults); `num_chunks`, `keys`/`keys_len`/`key_offsets`,
+//   `chunk_shapes`/`chunk_shapes_len`: as for [`zarrs_array_gather_orthogonal`].
+// - `counts` (`num_chunks` values): how many of the points belong to each chunk, in order;
+//   every count is at least 1 and they add up to `num_points`.
+// - `coords`/`coords_len` (`num_points * ndim`): each point's coordinates in its chunk.
+// - `offsets` (`num_points` values): each point's element offset in `out`.
+// - `out`/`out_len` (bytes): a buffer of elements of the array's element size, addressed by
+//   element offset.
+// - `present_out`/`present_len`: as for [`zarrs_array_gather_orthogonal`].
+//
+// Every coordinate is checked against its chunk's shape and every offset against `out`
+// before anything is read. Precondition: no two points have the same offset. On failure
+// `out` may be partly written and `present_out` is untouched.
+//
+// Thread safety: safe to call concurrently on the same array.
+ZarrsResult zarrs_array_gather_points(const struct ZarrsArray *array,
+                                      const struct ZarrsOptions *options,
+                                      size_t num_chunks,
+                                      const char *keys,
+                                      size_t keys_len,
+                                      const uint64_t *key_offsets,
+                                      const uint64_t *chunk_shapes,
+                                      size_t chunk_shapes_len,
+                                      const uint64_t *counts,
+                                      const uint64_t *coords,
+                                      size_t coords_len,
+                                      const uint64_t *offsets,
+                                      size_t num_points,
+                                      uint8_t *out,
+                                      size_t out_len,
+                                      uint8_t *present_out,
+                                      size_t present_len);
+
 // The message of the last failed call made on this thread, as a NUL-terminated UTF-8 string.
 //
 // Ownership: the string belongs to the library. It stays valid until the next call into the

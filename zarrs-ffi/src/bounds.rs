@@ -28,6 +28,7 @@
 //! jobs. Callers add the chunk key and the array to its messages.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::io::Read;
 use std::num::NonZeroU64;
 use std::sync::Arc;
@@ -304,8 +305,14 @@ fn decode_bounded<'a>(
             return zstd_capped(&bytes, max).map(Cow::Owned);
         }
         // Every frame zstd can reach declares its size and they fit (zstd itself refuses a
-        // frame that decodes past its declared size), so zarrs' decoder stays within `max`;
-        // bytes that stop parsing fail there with zstd's own error.
+        // frame that decodes past its declared size), so a buffer of `declared` bytes holds
+        // the output; bytes that stop parsing fail with zstd's own error. Decoded here, as
+        // zarrs would, but through a context reused per thread: zarrs creates one per chunk,
+        // a tenth of the CPU time of reading 64 KiB chunks. A stream that does not decode
+        // goes on to zarrs' decoder, within the same bound, whose error says why.
+        if let Ok(decoded) = zstd_declared(&bytes, declared) {
+            return Ok(Cow::Owned(decoded));
+        }
     } else if any.is::<GzipCodec>() {
         return gzip_capped(&bytes, max).map(Cow::Owned);
     } else if any.is::<ZlibCodec>() {
@@ -352,6 +359,30 @@ fn zstd_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
     let capacity = usize::try_from(max).map_err(|_| corrupt(format!("zstd output bound {max} exceeds memory")))?;
     zstd::bulk::decompress(data, capacity)
         .map_err(|e| corrupt(format!("zstd stream does not decode within the chunk's {max} bytes: {e}")))
+}
+
+thread_local! {
+    /// This thread's zstd decompression context, created on first use and reused.
+    static ZSTD_DECODER: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Decode zstd frames declaring `declared` bytes in all (at most the chunk's bound) into a
+/// buffer of that size, through this thread's reused context.
+fn zstd_declared(data: &[u8], declared: u64) -> FfiResult<Vec<u8>> {
+    let capacity = usize::try_from(declared).map_err(|_| corrupt(format!("zstd frame size {declared} exceeds memory")))?;
+    let failed = |e: std::io::Error| corrupt(format!("zstd stream does not decode: {e}"));
+    ZSTD_DECODER.with(|cell| {
+        // A nested use on this thread (none today) would find the context borrowed: it gets
+        // a fresh one rather than a panic.
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return zstd::bulk::Decompressor::new().and_then(|mut d| d.decompress(data, capacity)).map_err(failed);
+        };
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(failed)?);
+        }
+        let decoder = slot.as_mut().expect("created above");
+        decoder.decompress(data, capacity).map_err(failed)
+    })
 }
 
 /// Decode a gzip stream, stopping with an error once it produces more than `max` bytes.

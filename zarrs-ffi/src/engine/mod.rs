@@ -8,6 +8,7 @@
 //! store only through zarrs' storage traits, for partial reads.
 
 mod encoder;
+mod gather;
 mod metadata;
 mod shard;
 

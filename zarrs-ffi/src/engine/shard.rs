@@ -80,7 +80,7 @@ pub(crate) struct ShardLayout {
 
 /// The inner chunks of one shard and where each sits in the shard.
 pub(crate) struct Grid {
-    per_shard: Vec<u64>,
+    pub(crate) per_shard: Vec<u64>,
     pub(crate) count: usize,
 }
 
@@ -128,7 +128,7 @@ impl Grid {
         indices
     }
 
-    fn origin(&self, layout: &ShardLayout, i: usize) -> Vec<u64> {
+    pub(crate) fn origin(&self, layout: &ShardLayout, i: usize) -> Vec<u64> {
         self.coords(i).iter().zip(&layout.inner_shape).map(|(c, n)| c * n.get()).collect()
     }
 }
@@ -357,6 +357,62 @@ impl ShardLayout {
             };
             return nested.decode_named(&inner_job, &name.inner(i), &inner_shard, destination, data_type, fill_value, options);
         }
+        let decoded = self.decode_stored_inner(bytes, i, name, data_type, fill_value, options)?;
+        let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
+        destination.copy_at(&decoded, &inner_shape, &inner_start, &buffer_start, &shape, &job.key)
+    }
+
+    /// Decode stored inner chunk `i` of the shard at `key` whole (within bounds), checking
+    /// that it holds exactly an inner chunk's bytes. An inner shard (nested sharding) is read
+    /// by this reader, not zarrs' sharding codec.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decode_inner<'b>(
+        &self,
+        bytes: &'b [u8],
+        i: usize,
+        key: &StoreKey,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<Cow<'b, [u8]>> {
+        let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
+        let name = ShardName::key(key);
+        let Some(nested) = &self.nested else {
+            return self.decode_stored_inner(bytes, i, &name, data_type, fill_value, options);
+        };
+        // An inner shard: its bytes-to-bytes codecs within the bounds of the shard they
+        // yield, then its own index and every inner chunk, each bounded.
+        let inner_shard = self.inner_codecs.decode_bytes(
+            Cow::Borrowed(bytes),
+            &self.inner_shape,
+            data_type,
+            fill_value,
+            DEFAULT_MAX_VARIABLE_CHUNK_BYTES, // fixed-size chunks are bounded by their metadata
+            options,
+        )?;
+        let mut whole = vec![0u8; args::byte_size(&inner_shape, fill_value.size())?];
+        let destination = Destination::new(&mut whole, &inner_shape, fill_value.size(), "inner shard")?;
+        let job = ChunkJob {
+            key: key.clone(),
+            chunk_shape: self.inner_shape.clone(),
+            subset: ArraySubset::new_with_shape(inner_shape.clone()),
+            buffer_start: vec![0; inner_shape.len()],
+        };
+        nested.decode_named(&job, &name.inner(i), &inner_shard, &destination, data_type, fill_value, options)?;
+        drop(destination);
+        Ok(Cow::Owned(whole))
+    }
+
+    /// Decode a stored inner chunk that is not a shard, checking its decoded size.
+    fn decode_stored_inner<'b>(
+        &self,
+        bytes: &'b [u8],
+        i: usize,
+        name: &ShardName<'_>,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<Cow<'b, [u8]>> {
         let decoded = self
             .inner_codecs
             .decode(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, DEFAULT_MAX_VARIABLE_CHUNK_BYTES, options)?
@@ -365,12 +421,9 @@ impl ShardLayout {
         let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
         let expected = args::byte_size(&inner_shape, fill_value.size())?;
         if decoded.len() != expected {
-            return Err(codec_error(format!(
-                "inner chunk {i} of {name} decoded to {} bytes, expected {expected}",
-                decoded.len()
-            )));
+            return Err(codec_error(format!("inner chunk {i} of {name} decoded to {} bytes, expected {expected}", decoded.len())));
         }
-        destination.copy_at(&decoded, &inner_shape, &inner_start, &buffer_start, &shape, &job.key)
+        Ok(decoded)
     }
 
     /// The byte range of inner chunk `i` within the data, or None if it is not stored.
@@ -594,37 +647,66 @@ impl ShardLayout {
         options: &CodecOptions,
     ) -> FfiResult<bool> {
         let grid = self.grid(&job.chunk_shape)?;
-        let index_size = self.index_size(&grid)? as u64;
+        let needed: Vec<usize> = (0..grid.count).filter(|&i| self.overlap(&grid, job, i).is_some()).collect();
+        let found = self.read_inner(storage, &job.key, &grid, &needed, false, data_type, fill_value, options, |i, bytes| {
+            self.place_inner(&grid, job, i, bytes, destination, data_type, fill_value, options)
+        })?;
+        if !found {
+            destination.fill_at(&job.buffer_start, job.subset.shape(), fill_value.as_ne_bytes(), &job.key)?;
+        }
+        Ok(found)
+    }
+
+    /// Read the index of the stored shard at `key` (of `grid`), then fetch the inner chunks
+    /// `needed` that are stored, and run `each(i, bytes)` for every needed inner chunk `i`
+    /// (`None`: not stored), the stored ones in parallel. Returns whether the shard exists;
+    /// when it does not, `each` never runs.
+    ///
+    /// `one_by_one`: each parallel task fetches its own inner chunk (local files: a thread
+    /// then holds one inner chunk's bytes at a time, which the allocator reuses, rather than
+    /// every needed inner chunk's at once, fresh pages each time); else all are fetched
+    /// together first (remote stores: concurrent requests).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn read_inner(
+        &self,
+        storage: &dyn ReadableStorageTraits,
+        key: &StoreKey,
+        grid: &Grid,
+        needed: &[usize],
+        one_by_one: bool,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+        each: impl Fn(usize, Option<&[u8]>) -> FfiResult<()> + Sync,
+    ) -> FfiResult<bool> {
+        let index_size = self.index_size(grid)? as u64;
         let index_range = if self.index_at_end {
             ByteRange::Suffix(index_size)
         } else {
             ByteRange::FromStart(0, Some(index_size))
         };
-        let Some(index_bytes) = storage.get_partial(&job.key, index_range)? else {
-            destination.fill_at(&job.buffer_start, job.subset.shape(), fill_value.as_ne_bytes(), &job.key)?;
+        let Some(index_bytes) = storage.get_partial(key, index_range)? else {
             return Ok(false);
         };
         if index_bytes.len() as u64 != index_size {
-            return Err(codec_error(format!("shard {} is shorter than its index: the shard is truncated", job.key)));
+            return Err(codec_error(format!("shard {key} is shorter than its index: the shard is truncated")));
         }
-        let index = self.decode_index(&index_bytes, &grid, options)?;
+        let index = self.decode_index(&index_bytes, grid, options)?;
         // Index entries are hostile: each is checked before anything is fetched for it.
         // With a bounded inner encoding (any compressor zarrs has) no entry may exceed that
         // bound, which needs no request; otherwise the shard's length is asked for.
         let max_inner = self.inner_codecs.max_encoded_size(&self.inner_shape, data_type, fill_value)?;
         let shard_len = match max_inner {
             Some(_) => u64::MAX,
-            None => storage.size_key(&job.key)?.unwrap_or(0),
+            None => storage.size_key(key)?.unwrap_or(0),
         };
-        let needed: Vec<usize> = (0..grid.count).filter(|&i| self.overlap(&grid, job, i).is_some()).collect();
         let mut ranges = Vec::new();
         let mut stored = Vec::new();
-        for &i in &needed {
-            match Self::inner_range(&index, i, shard_len, &job.key)? {
+        for &i in needed {
+            match Self::inner_range(&index, i, shard_len, key)? {
                 Some((_, size)) if max_inner.is_some_and(|max| size > max) => {
                     return Err(codec_error(format!(
-                        "the index of shard {} gives inner chunk {i} {size} bytes, more than the {} an inner chunk can take: the shard is corrupt",
-                        job.key,
+                        "the index of shard {key} gives inner chunk {i} {size} bytes, more than the {} an inner chunk can take: the shard is corrupt",
                         max_inner.unwrap_or_default()
                     )));
                 }
@@ -632,16 +714,21 @@ impl ShardLayout {
                     ranges.push(ByteRange::FromStart(offset, Some(size)));
                     stored.push(i);
                 }
-                None => self.place_inner(&grid, job, i, None, destination, data_type, fill_value, options)?,
+                None => each(i, None)?,
             }
         }
         if stored.is_empty() {
             return Ok(true);
         }
-        let fetched = Self::fetch_inner(storage, &job.key, ranges)?;
-        stored.into_par_iter().zip(fetched.into_par_iter()).try_for_each(|(i, bytes)| {
-            self.place_inner(&grid, job, i, Some(&bytes), destination, data_type, fill_value, options)
-        })?;
+        if one_by_one {
+            stored.into_par_iter().zip(ranges.into_par_iter()).try_for_each(|(i, range)| {
+                let bytes = Self::fetch_inner(storage, key, vec![range])?.pop();
+                each(i, bytes.as_deref())
+            })?;
+            return Ok(true);
+        }
+        let fetched = Self::fetch_inner(storage, key, ranges)?;
+        stored.into_par_iter().zip(fetched.into_par_iter()).try_for_each(|(i, bytes)| each(i, Some(&bytes)))?;
         Ok(true)
     }
 

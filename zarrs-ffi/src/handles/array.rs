@@ -21,6 +21,7 @@ use crate::args::{self, EncodedInputs};
 use crate::engine::{ChunkCodec, ShardLayout, ZarrsSubchunkOrder};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::layout::{self, ChunkJob, ChunkShapes, Destination, Source};
+use crate::layout::{GatherJob, GatherTarget, PickPool};
 use crate::options::ZarrsOptions;
 use crate::storage::{LocalStore, RemoteStore};
 
@@ -558,5 +559,64 @@ impl ZarrsArray {
                 result.map_err(|e| self.in_chunk(&key, FfiError::from(e)))
             })
         })?
+    }
+}
+
+/// Gathers: each chunk's picks decoded once and copied straight into one output buffer.
+impl ZarrsArray {
+    /// The jobs of an orthogonal gather ([`layout::parse_orthogonal`]).
+    pub fn parse_orthogonal<'a>(
+        &self,
+        num_chunks: usize,
+        keys: (&str, &[u64]),
+        chunk_shapes: &[u64],
+        pairs: &[u64],
+        pool: &PickPool<'a>,
+    ) -> FfiResult<Vec<GatherJob<'a>>> {
+        layout::parse_orthogonal(&self.shapes, num_chunks, keys, chunk_shapes, pairs, pool)
+    }
+
+    /// The jobs of a point gather ([`layout::parse_points`]).
+    pub fn parse_points<'a>(
+        &self,
+        num_chunks: usize,
+        keys: (&str, &[u64]),
+        chunk_shapes: &[u64],
+        counts: &[u64],
+        coords: &'a [u64],
+        offsets: &'a [u64],
+    ) -> FfiResult<Vec<GatherJob<'a>>> {
+        layout::parse_points(&self.shapes, num_chunks, keys, chunk_shapes, counts, coords, offsets)
+    }
+
+    /// Gather every job's picks into `target`, chunks in parallel; `present[i]` says if chunk
+    /// i is stored. Every job is checked against its chunk and `target` before anything is
+    /// read. Remote stores fetch every whole value concurrently first (shards read ranges).
+    pub fn gather_jobs(&self, options: &ZarrsOptions, jobs: Vec<GatherJob>, target: &GatherTarget) -> FfiResult<Vec<bool>> {
+        for job in &jobs {
+            target.check(job)?;
+        }
+        let (limit, codec_options) = match jobs.as_slice() {
+            [] => return Ok(Vec::new()),
+            [_] => (1, options.single_chunk()),
+            [first, ..] => options.plan(self.codec.chain().as_ref(), &first.chunk_shape, self.codec.data_type(), jobs.len())?,
+        };
+        let gather = |job: &GatherJob, fetched: Option<Option<&[u8]>>| {
+            let local = self.remote.is_none();
+            self.codec.gather_job(&self.storage, local, job, fetched, target, &codec_options).map_err(|e| self.in_chunk(&job.key, e))
+        };
+        match &self.remote {
+            Some(remote) if !self.codec.gathers_ranges() => {
+                let fetched = remote.get_many(jobs.iter().map(|job| job.key.clone()).collect())?;
+                let work: Vec<(GatherJob, MaybeBytes)> = jobs.into_iter().zip(fetched).collect();
+                options.install(|| {
+                    iter_concurrent_limit!(limit, work, map, |(job, bytes): (GatherJob, MaybeBytes)| gather(&job, Some(bytes.as_deref())))
+                        .collect::<FfiResult<Vec<bool>>>()
+                })?
+            }
+            _ => options.install(|| {
+                iter_concurrent_limit!(limit, jobs, map, |job: GatherJob| gather(&job, None)).collect::<FfiResult<Vec<bool>>>()
+            })?,
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! This layer holds geometry, buffer views and copy kernels. It must not know about codecs,
 //! stores or handles.
 
+mod gather;
 mod grid;
 mod kernels;
 mod presence;
@@ -19,6 +20,7 @@ use std::num::NonZeroU64;
 use zarrs::array::ArraySubset;
 use zarrs::storage::StoreKey;
 
+pub use gather::{parse_orthogonal, parse_points, AxisPicks, GatherJob, GatherTarget, PickPool, Picks};
 pub use grid::ChunkShapes;
 pub use presence::PresenceTracker;
 pub use view::{ChunkValues, Destination, Source};
