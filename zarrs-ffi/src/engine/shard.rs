@@ -32,6 +32,7 @@ use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use super::encoder::ChunkEncoder;
 use crate::layout::{copy_region, ChunkJob, Destination};
+use crate::process;
 
 /// Marks an inner chunk that is not stored (all fill value).
 const MISSING: u64 = u64::MAX;
@@ -433,7 +434,7 @@ impl ShardLayout {
         let index_bytes = if self.index_at_end { &shard[shard.len() - index_size..] } else { &shard[..index_size] };
         let index = self.decode_index(index_bytes, &grid, options)?;
         // Offsets count from the start of the shard, index included when it comes first.
-        (0..grid.count).into_par_iter().try_for_each(|i| {
+        process::try_for_each(grid.count, |i| {
             let bytes = Self::inner_range(&index, i, shard.len() as u64, &job.key)?
                 .map(|(offset, size)| &shard[offset as usize..(offset + size) as usize]);
             self.place_inner(&grid, job, i, bytes, destination, data_type, fill_value, options)
@@ -497,8 +498,8 @@ impl ShardLayout {
             return Ok(true);
         }
         let fetched = Self::fetch_inner(storage, &job.key, ranges)?;
-        stored.into_par_iter().zip(fetched.into_par_iter()).try_for_each(|(i, bytes)| {
-            self.place_inner(&grid, job, i, Some(&bytes), destination, data_type, fill_value, options)
+        process::try_for_each(stored.len(), |k| {
+            self.place_inner(&grid, job, stored[k], Some(&fetched[k]), destination, data_type, fill_value, options)
         })?;
         Ok(true)
     }
