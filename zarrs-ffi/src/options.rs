@@ -6,6 +6,9 @@
 
 use std::num::NonZeroU64;
 
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use rayon_iter_concurrent_limit::iter_concurrent_limit;
+
 use zarrs::array::concurrency::concurrency_chunks_and_codec;
 use zarrs::array::{ArrayCodecTraits, CodecOptions, DataType};
 
@@ -98,6 +101,7 @@ impl ZarrsOptions {
     }
 
     fn codec_options(&self) -> CodecOptions {
+        process::settle_global_pool();
         let mut options = CodecOptions::default();
         options
             .set_validate_checksums(self.validate_checksums != 0)
@@ -139,5 +143,22 @@ impl ZarrsOptions {
     /// a forked child gets its own).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> FfiResult<R> {
         Ok(process::thread_pool(self.threads())?.install(f))
+    }
+
+    /// Run `f` over `0..items`, at most `width` at a time, with the calling thread taking
+    /// part ([`process::share`]: it starts at once instead of waking a pool thread and
+    /// sleeping until the pool is done). Only for work that reaches rayon solely through
+    /// [`process::try_for_each`]. On a thread of one of our pools it is a parallel iterator
+    /// of that pool instead.
+    pub fn share<R: Send, E: Send>(
+        &self,
+        items: usize,
+        width: usize,
+        f: impl Fn(usize) -> Result<R, E> + Sync + Send,
+    ) -> FfiResult<Result<Vec<R>, E>> {
+        if rayon::current_thread_index().is_some() {
+            return self.install(|| iter_concurrent_limit!(width.max(1), 0..items, map, &f).collect());
+        }
+        Ok(process::share(&process::thread_pool(self.threads())?, items, width, f))
     }
 }

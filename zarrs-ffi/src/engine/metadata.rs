@@ -102,6 +102,25 @@ pub fn is_sharded(codecs: &serde_json::Value) -> bool {
         .is_some_and(|codecs| codecs.iter().any(|c| c["name"] == "sharding_indexed"))
 }
 
+/// How many sharding codecs `codecs` (Zarr v3 metadata) holds, nested ones included.
+pub fn sharding_codecs(codecs: &serde_json::Value) -> usize {
+    codecs.as_array().map_or(0, |codecs| {
+        codecs
+            .iter()
+            .map(|codec| {
+                if codec.as_str() == Some("sharding_indexed") {
+                    return 1;
+                }
+                if codec["name"] != "sharding_indexed" {
+                    return 0;
+                }
+                let configuration = &codec["configuration"];
+                1 + sharding_codecs(&configuration["codecs"]) + sharding_codecs(&configuration["index_codecs"])
+            })
+            .sum()
+    })
+}
+
 /// Whether any codec nested inside a sharding codec of `codecs` (Zarr v3 metadata) is a
 /// checksum codec.
 pub fn has_inner_checksums(codecs: &serde_json::Value) -> bool {
@@ -144,6 +163,9 @@ mod tests {
         ] {
             assert!(check_sharding_supported(&ok).is_ok(), "{ok}");
         }
+        assert_eq!(sharding_codecs(&serde_json::json!([bytes, zstd])), 0);
+        assert_eq!(sharding_codecs(&serde_json::json!([plain, "crc32c"])), 1);
+        assert_eq!(sharding_codecs(&serde_json::json!([sharding(serde_json::json!([plain]))])), 2);
         for (codecs, why) in [
             (serde_json::json!([transpose, plain]), "codecs [transpose, sharding_indexed]: codecs before the sharding codec"),
             (serde_json::json!([transpose, plain, "crc32c"]), "codecs [transpose, sharding_indexed, crc32c]: codecs before"),

@@ -57,6 +57,9 @@ pub struct ChunkCodec {
     /// codecs: such shards are decoded by `shard.rs` once those codecs have run (within
     /// bounds), never by zarrs' sharding codec; they are encoded by zarrs' chain.
     shard_under_bytes: Option<ShardLayout>,
+    /// Decoding reaches zarrs' own sharding codec (a sharding codec that `shard.rs` does
+    /// not read: nested in another).
+    zarrs_shards: bool,
 }
 
 impl ChunkCodec {
@@ -84,7 +87,10 @@ impl ChunkCodec {
             Some(list) if sharded && list.len() > 1 => ShardLayout::from_codecs_metadata(&serde_json::Value::Array(vec![list[0].clone()])),
             _ => None,
         };
+        let ours = usize::from(shard.is_some() || shard_under_bytes.is_some());
+        let zarrs_shards = metadata::sharding_codecs(codecs) > ours;
         Ok(Self {
+            zarrs_shards,
             codecs: BoundedChain::new(array.codecs()),
             encoder: ChunkEncoder::new(array.codecs()),
             data_type: array.data_type().clone(),
@@ -94,6 +100,15 @@ impl ChunkCodec {
             shard,
             shard_under_bytes,
         })
+    }
+
+    /// Whether decoding a job may run on a caller's thread, outside our rayon pools: it then
+    /// reaches rayon only through `process::try_for_each` (our shard reader), never through
+    /// zarrs' sharding codec, the one zarrs codec that runs rayon's parallel iterators
+    /// itself (on rayon's global pool, from such a thread). No other codec zarrs has uses
+    /// rayon; blosc decodes with one thread.
+    pub fn decodes_off_pool(&self) -> bool {
+        !self.zarrs_shards
     }
 
     /// The chain as zarrs built it.

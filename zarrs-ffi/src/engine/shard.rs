@@ -40,6 +40,7 @@ use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use super::encoder::ChunkEncoder;
 use crate::layout::{ChunkJob, ChunkValues, Destination};
+use crate::process;
 
 /// Marks an inner chunk that is not stored (all fill value).
 const MISSING: u64 = u64::MAX;
@@ -628,7 +629,7 @@ impl ShardLayout {
         let index = self.index_of(shard, &grid, name, options)?;
         // Offsets count from the start of the shard, index included when it comes first.
         // Every entry is checked, also those of inner chunks the job does not need.
-        (0..grid.count).into_par_iter().try_for_each(|i| {
+        process::try_for_each(grid.count, |i| {
             let bytes = Self::entry(&index, i, shard.len() as u64, name)?
                 .map(|(offset, size)| &shard[offset as usize..(offset + size) as usize]);
             self.place_inner_named(&grid, job, name, i, bytes, destination, data_type, fill_value, options)
@@ -721,14 +722,14 @@ impl ShardLayout {
             return Ok(true);
         }
         if one_by_one {
-            stored.into_par_iter().zip(ranges.into_par_iter()).try_for_each(|(i, range)| {
-                let bytes = Self::fetch_inner(storage, key, vec![range])?.pop();
-                each(i, bytes.as_deref())
-            })?;
-            return Ok(true);
+            return process::try_for_each(stored.len(), |k| {
+                let bytes = Self::fetch_inner(storage, key, vec![ranges[k].clone()])?.pop();
+                each(stored[k], bytes.as_deref())
+            })
+            .map(|()| true);
         }
         let fetched = Self::fetch_inner(storage, key, ranges)?;
-        stored.into_par_iter().zip(fetched.into_par_iter()).try_for_each(|(i, bytes)| each(i, Some(&bytes)))?;
+        process::try_for_each(stored.len(), |k| each(stored[k], Some(&fetched[k])))?;
         Ok(true)
     }
 

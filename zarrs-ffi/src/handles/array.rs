@@ -23,6 +23,7 @@ use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::layout::{self, ChunkJob, ChunkShapes, Destination, Source};
 use crate::layout::{GatherJob, GatherTarget, PickPool};
 use crate::options::ZarrsOptions;
+use crate::process;
 use crate::storage::{LocalStore, RemoteStore};
 
 /// An open array. Create with [`zarrs_array_open`], [`zarrs_array_open_with_metadata`] or
@@ -65,6 +66,8 @@ impl ZarrsArray {
     /// Open the array at `path` in `storage`, from `metadata` (a JSON document) if given or
     /// else from the store; `store_metadata` then writes the document to the store.
     pub fn open(storage: &ZarrsStorage, path: &str, metadata: Option<&str>, store_metadata: bool) -> FfiResult<Self> {
+        // Opening sizes zarrs' default codec options with rayon's global pool.
+        process::settle_global_pool();
         let array = match metadata {
             None => Array::open(storage.store.clone(), path)?,
             Some(json) => Array::new_with_metadata(storage.store.clone(), path, parse_metadata(json)?)?,
@@ -267,14 +270,15 @@ impl ZarrsArray {
         if let Some(remote) = &self.remote {
             return self.read_jobs_remote(remote, options, jobs, destination, limit, &codec_options);
         }
-        options.install(|| {
-            iter_concurrent_limit!(limit, jobs, map, |job: ChunkJob| {
-                self.codec
-                    .read_job(&self.storage, &job, destination, &codec_options)
-                    .map_err(|e| self.in_chunk(&job.key, e))
-            })
-            .collect::<FfiResult<Vec<bool>>>()
-        })?
+        let read = |job: &ChunkJob| {
+            self.codec
+                .read_job(&self.storage, job, destination, &codec_options)
+                .map_err(|e| self.in_chunk(&job.key, e))
+        };
+        if self.codec.decodes_off_pool() {
+            return options.share(jobs.len(), limit, |i| read(&jobs[i]))?;
+        }
+        options.install(|| iter_concurrent_limit!(limit, jobs, map, |job: ChunkJob| read(&job)).collect::<FfiResult<Vec<bool>>>())?
     }
 
     /// Remote reads: every whole value the batch needs is fetched concurrently, then decoded
@@ -390,15 +394,17 @@ impl ZarrsArray {
         destination: &Destination,
     ) -> FfiResult<()> {
         let (limit, codec_options) = self.plan(options, &jobs)?;
+        let decode = |i: usize, job: &ChunkJob| {
+            self.codec
+                .decode_job(job, inputs.get(i).map(Cow::Borrowed), destination, &codec_options)
+                .map(|_| ())
+                .map_err(|e| self.in_chunk(&job.key, e))
+        };
+        if self.codec.decodes_off_pool() {
+            return options.share(jobs.len(), limit, |i| decode(i, &jobs[i]))?.map(drop);
+        }
         let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
-        options.install(|| {
-            iter_concurrent_limit!(limit, indexed, try_for_each, |(i, job): (usize, ChunkJob)| {
-                self.codec
-                    .decode_job(&job, inputs.get(i).map(Cow::Borrowed), destination, &codec_options)
-                    .map(|_| ())
-                    .map_err(|e| self.in_chunk(&job.key, e))
-            })
-        })?
+        options.install(|| iter_concurrent_limit!(limit, indexed, try_for_each, |(i, job): (usize, ChunkJob)| decode(i, &job)))?
     }
 
     /// Encode the jobs from `source`, merging into `existing` bytes for chunks written in
