@@ -2436,7 +2436,7 @@ fn gathers_pick_from_every_kind_of_chunk() {
         // The last chunk row is missing: its picks get the fill value.
         let last = format!("arr/c/{}/0", 64 / ch - 1);
         let key = |i: u64, j: u64| format!("arr/c/{i}/{j}");
-        check(zarrs_array_erase_chunk(a.ptr(), [64 / ch - 1, 0].as_ptr(), 2));
+        check(zarrs_array_erase_chunk(a.ptr(), std::ptr::null(), [64 / ch - 1, 0].as_ptr(), 2));
 
         // Rows 1, 9 (unsorted, to output rows 2, 0) and columns 3, 4, 5, 0 of chunk (0,0) and
         // of chunk (0,1); row 2 and column 1 of the missing chunk, into output (1, 6).

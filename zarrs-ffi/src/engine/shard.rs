@@ -1000,7 +1000,7 @@ mod tests {
         let values: Vec<u16> = (0..8 * 12).map(|i| i as u16 + 1).collect();
         let shard: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
         // Written by zarrs' sharding codec inside ours.
-        let encoded = layout.encode(&shape, &shard, &data_type, &fill_value, &options).unwrap().unwrap();
+        let encoded = layout.encode(&shape, &ChunkValues::Bytes(Cow::Borrowed(&shard)), &data_type, &fill_value, &options).unwrap().unwrap();
         let key = StoreKey::new("c/0/0").unwrap();
         let decode = |bytes: &[u8], subset: Option<([u64; 2], [u64; 2])>| -> FfiResult<Vec<u8>> {
             let mut job = ChunkJob::whole(key.clone(), shape.clone());
