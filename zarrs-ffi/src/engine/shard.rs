@@ -400,7 +400,6 @@ impl ShardLayout {
             buffer_start: vec![0; inner_shape.len()],
         };
         nested.decode_named(&job, &name.inner(i), &inner_shard, &destination, data_type, fill_value, options)?;
-        drop(destination);
         Ok(Cow::Owned(whole))
     }
 
@@ -723,7 +722,7 @@ impl ShardLayout {
         }
         if one_by_one {
             return process::try_for_each(stored.len(), |k| {
-                let bytes = Self::fetch_inner(storage, key, vec![ranges[k].clone()])?.pop();
+                let bytes = Self::fetch_inner(storage, key, vec![ranges[k]])?.pop();
                 each(stored[k], bytes.as_deref())
             })
             .map(|()| true);
