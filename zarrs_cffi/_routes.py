@@ -151,6 +151,7 @@ class _BlockingRoute(Route):
         if isinstance(planned, ChunkPlan):
             self._encode(batch, planned.batch, write_source(native, value, planned), options, None)
             return
+        assert isinstance(planned, list)  # a write is never planned as native picks
         for group in planned:
             sub = [batch[i] for i in group.indices]
             scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
@@ -488,6 +489,7 @@ def _plan_write(
     planned = plan(batch, native.array.ndim, drop_axes, value.itemsize)
     if isinstance(planned, ChunkPlan):
         return planned, write_source(native, value, planned), needs_old(native, batch, planned.batch)
+    assert isinstance(planned, list)  # a write is never planned as native picks
     return planned
 
 

@@ -659,6 +659,8 @@ def plan_orthogonal_picks(batch: Sequence[ChunkRequest], ndim: int, drop_axes: t
                 key = (None, value)
             entry = get(key)
             if entry is None:
+                picked: np.ndarray[Any, Any] | None
+                placed: np.ndarray[Any, Any] | None
                 if value is not None:
                     picked, placed = np.array([value]), np.zeros(1, dtype=np.intp)
                 else:
