@@ -70,12 +70,14 @@ def _numpy_oindex(data: np.ndarray[Any, Any], sel: tuple[Any, ...]) -> np.ndarra
     return data
 
 
-def _array(tmp_path: Any, store_kind: str, sharded: bool, order: str) -> tuple[zarr.Array, np.ndarray[Any, Any]]:
+def _array(tmp_path: Any, store_kind: str, sharded: bool) -> tuple[zarr.Array, np.ndarray[Any, Any]]:
     store = LocalStore(tmp_path / "a") if store_kind == "local" else MemoryStore()
     kwargs: dict[str, Any] = {"shards": (16, 20, 12)} if sharded else {}
     data = make_data("int32", SHAPE, seed=3)
     with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
-        arr = zarr.create_array(store, shape=SHAPE, chunks=CHUNKS, dtype="int32", compressors=ZstdCodec(level=1), fill_value=-5, **kwargs)
+        arr = zarr.create_array(
+            store, shape=SHAPE, chunks=CHUNKS, dtype="int32", compressors=ZstdCodec(level=1), fill_value=-5, **kwargs
+        )
         arr[:] = data
         arr[24:, 30:, :] = -5  # all fill value: missing chunks (inner chunks) read as the fill value
     data[24:, 30:, :] = -5
@@ -88,7 +90,7 @@ def _array(tmp_path: Any, store_kind: str, sharded: bool, order: str) -> tuple[z
 def test_scattered_reads_equal_numpy_and_are_planned_for_the_whole_batch(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, store_kind: str, sharded: bool, order: str
 ) -> None:
-    arr, data = _array(tmp_path, store_kind, sharded, order)
+    arr, data = _array(tmp_path, store_kind, sharded)
 
     def per_chunk(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("planned chunk by chunk")
