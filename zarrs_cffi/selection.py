@@ -29,8 +29,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from itertools import accumulate
+from itertools import accumulate, chain
 from math import prod
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -395,10 +396,11 @@ def plan_gather(
 
 
 def _out_indices(out_selection: Any, n: int) -> np.ndarray[Any, Any] | None:
-    """zarr's 1-D output selection of ``n`` points as indices, or None for another form."""
+    """zarr's 1-D output selection of ``n`` points (-1: any number) as indices, or None for
+    another form."""
     if isinstance(out_selection, slice):
         start, stop, step = out_selection.start or 0, out_selection.stop, out_selection.step or 1
-        if stop is None or step != 1 or start < 0 or stop - start != n:
+        if stop is None or step != 1 or start < 0 or (n >= 0 and stop - start != n):
             return None
         return np.arange(start, stop, dtype=np.intp)
     if isinstance(out_selection, np.ndarray) and out_selection.ndim == 1 and out_selection.dtype.kind in "iu":
@@ -406,55 +408,155 @@ def _out_indices(out_selection: Any, n: int) -> np.ndarray[Any, Any] | None:
     return None
 
 
+# zarr's batch entries and their parts, read by C-level ``map`` rather than a Python loop per
+# chunk: a vindex read hands over thousands of chunks of a few points each.
+_getter_of = itemgetter(0)
+_spec_of = itemgetter(1)
+_selection_of = itemgetter(2)
+_out_of = itemgetter(3)
+_path_of = attrgetter("path")
+_dtype_of = attrgetter("dtype")
+_start_of = attrgetter("start")
+_stop_of = attrgetter("stop")
+_step_of = attrgetter("step")
+
+
+def _lengths(values: Iterable[Any], n: int) -> np.ndarray[Any, Any]:
+    """``len`` of each of ``n`` values (raises ``TypeError`` for one without a length)."""
+    return np.fromiter(map(len, values), dtype=np.intp, count=n)
+
+
+def _shared(values: list[Any]) -> bool:
+    """Whether every value equals the first one. ``list.count`` compares by identity first:
+    for zarr's one spec object per regular grid this is a C loop of pointer compares."""
+    return values.count(values[0]) == len(values)
+
+
+def _chunk_shapes(batch: Sequence[ChunkRequest], ndim: int) -> np.ndarray[Any, Any] | None:
+    """Every chunk's shape, ``(len, ndim)`` ``int64``; None when one has another number of
+    axes. A regular grid's chunks share one spec (zarr builds it once): its shape is read
+    once and broadcast."""
+    specs = list(map(_spec_of, batch))
+    if _shared(specs):
+        shape = np.array(specs[0].shape, dtype=np.int64)
+        return np.broadcast_to(shape, (len(batch), ndim)) if shape.shape == (ndim,) else None
+    try:
+        shapes = np.array([spec.shape for spec in specs], dtype=np.int64)
+    except ValueError:  # ragged
+        return None
+    return shapes if shapes.shape == (len(batch), ndim) else None
+
+
+def _point_outputs(outs: list[Any], counts: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+    """Every point's index in zarr's 1-D output, from the per-chunk output selections: all
+    slices (points sorted by chunk: zarr's runs) or all integer arrays (``sel_sort``'s
+    pieces); None for any other form, a size that is not the chunk's count, or a negative
+    index."""
+    n = len(outs)
+    kinds = set(map(type, outs))
+    try:
+        if kinds == {slice}:
+            stops = list(map(_stop_of, outs))
+            if None in stops or not set(map(_step_of, outs)) <= {None, 1}:
+                return None
+            starts = list(map(_start_of, outs))
+            if None in starts:
+                starts = [0 if start is None else start for start in starts]
+            lo = np.array(starts, dtype=np.int64)
+            hi = np.array(stops, dtype=np.int64)
+            if (hi - lo != counts).any() or lo.min() < 0:
+                return None
+            if n == 1 or (lo[1:] == hi[:-1]).all():
+                return np.arange(lo[0], hi[-1])
+            # Runs that are not back to back: each point its run's start plus its rank.
+            ends = np.cumsum(counts)
+            ranked: np.ndarray[Any, Any] = np.arange(int(ends[-1])) + np.repeat(lo - (ends - counts), counts)
+            return ranked
+        if kinds != {np.ndarray}:
+            if not kinds <= {slice, np.ndarray}:
+                return None
+            # A mix (zarr hands over one form per batch): each slice as its indices.
+            converted = [_out_indices(out, -1) if type(out) is slice else out for out in outs]
+            if any(out is None for out in converted):
+                return None
+            outs = converted
+        lengths = _lengths(outs, n)
+        if not np.array_equal(lengths, counts):
+            return None
+        out_all = _joined(outs, lengths)
+    except (AttributeError, TypeError, ValueError):  # not integers, or 0-d arrays
+        return None
+    if out_all is None or (out_all.dtype.kind == "i" and out_all.min() < 0):
+        return None
+    return out_all
+
+
+def _joined(arrays: Sequence[Any], lengths: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+    """Integer arrays back to back, as one array; None for any other values, or when
+    ``lengths`` (their ``len``) is not how many elements they hold.
+
+    ``bytes.join`` copies each array through the buffer protocol: per array it costs about
+    half of what ``np.concatenate`` does, and a vindex batch holds thousands of arrays of a
+    few elements. It refuses an array that is not contiguous, which numpy then copies; the
+    element count catches arrays of more than one dimension (``len`` counts rows)."""
+    dtypes = set(map(_dtype_of, arrays))  # AttributeError: not an array
+    if any(dtype.kind not in "iu" for dtype in dtypes):
+        return None
+    values: np.ndarray[Any, Any]
+    if len(dtypes) > 1:  # zarr's are all ``intp``; numpy would promote a mix to float
+        values = np.concatenate([np.ravel(a).astype(np.int64) for a in arrays])
+    else:
+        try:
+            values = np.frombuffer(b"".join(arrays), dtype=dtypes.pop())
+        except TypeError:  # a strided array (zarr's per-chunk arrays never are)
+            values = np.concatenate([np.ravel(a) for a in arrays])
+    return values if values.size == int(lengths.sum()) else None
+
+
 def _collect_points(
     batch: Sequence[ChunkRequest], ndim: int
-) -> tuple[list[np.ndarray[Any, Any]], np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
     """A batch of coordinate points (one 1-D integer array per axis per chunk, zarr's output
-    selection a slice or index array into a 1-D output) as whole-batch arrays: per axis the
-    coordinates in their chunks, every point's index in the output, the points per chunk and
-    the chunk shapes; None when a request is not of that form or an index is negative.
+    selection a slice or index array into a 1-D output) as whole-batch arrays: each point's
+    coordinates in its chunk (``(points, ndim)``, ``int64``), every point's index in the
+    output, the points per chunk and the chunk shapes; None when a request is not of that
+    form or an index is negative.
 
-    A vindex read hands over thousands of chunks of a few points each: the loop checks only
-    types and sizes, and everything else is checked once on the concatenated arrays."""
-    if not batch or ndim == 0:
+    A vindex read hands over thousands of chunks of a few points each: nothing here runs
+    Python code per chunk. Each check is a C-level pass over the batch (``map`` of a type,
+    a length, a dtype) or a numpy check of the joined arrays."""
+    n = len(batch)
+    if not n or ndim == 0:
         return None
-    ndarray = np.ndarray
-    outs: list[Any] = []
-    lengths: list[int] = []
-    for request in batch:
-        chunk_selection, out = request[2], request[3]
-        if type(chunk_selection) is not tuple or len(chunk_selection) != ndim:
-            return None
-        first = chunk_selection[0]
-        if type(first) is not ndarray:
-            return None
-        n = first.size
-        for sel in chunk_selection:
-            if type(sel) is not ndarray or sel.size != n:
-                return None
-        if n == 0:
-            return None
-        if type(out) is slice:
-            start = out.start or 0
-            if out.stop is None or out.step not in (None, 1) or start < 0 or out.stop - start != n:
-                return None
-            outs.append(np.arange(start, out.stop))
-        elif type(out) is ndarray and out.size == n:
-            outs.append(out)
-        else:
-            return None
-        lengths.append(n)
+    selections = list(map(_selection_of, batch))
     try:
-        coords = [np.concatenate([request[2][d] for request in batch]) for d in range(ndim)]
-        out_all = np.concatenate(outs)
-    except ValueError:  # arrays of different dimensionalities
-        return None
-    for values in (*coords, out_all):
-        if values.ndim != 1 or values.dtype.kind not in "iu" or (values.dtype.kind == "i" and values.min() < 0):
+        if set(map(len, selections)) != {ndim}:
             return None
-    coords = [c.astype(np.int64, copy=False) for c in coords]
-    counts = np.array(lengths, dtype=np.intp)
-    chunk_shapes = np.array([request[1].shape for request in batch], dtype=np.int64).reshape(len(batch), ndim)
+        # Chunk by chunk, axis by axis: chunk i's arrays are entries i * ndim .. (i + 1) * ndim
+        # (zarr's tuples; any sequence of one array per axis means the same points).
+        arrays = list(chain.from_iterable(selections))
+        lengths = _lengths(arrays, n * ndim).reshape(n, ndim)
+        flat = _joined(arrays, lengths)
+    except (AttributeError, TypeError, ValueError):  # not arrays
+        return None
+    counts = lengths[:, 0]
+    if flat is None or counts.min() == 0 or (lengths != counts[:, None]).any():
+        return None
+    if flat.min() < 0 or flat.max() > np.iinfo(np.int64).max:
+        return None
+    # Point k of chunk i (its j-th; chunk i's points start at ``first[i]``) has its axis d
+    # coordinate at ``ndim * first[i] + d * counts[i] + j`` of ``flat``.
+    first = np.cumsum(counts) - counts
+    total = int(first[-1] + counts[-1])
+    dim0 = np.arange(total) + np.repeat((ndim - 1) * first, counts)
+    where = dim0[:, None] + np.repeat(counts, counts)[:, None] * np.arange(ndim)
+    coords = flat[where].astype(np.int64, copy=False)
+    out_all = _point_outputs(list(map(_out_of, batch)), counts)
+    if out_all is None:
+        return None
+    chunk_shapes = _chunk_shapes(batch, ndim)
+    if chunk_shapes is None:
+        return None
     return coords, out_all, counts, chunk_shapes
 
 
@@ -468,7 +570,8 @@ def plan_points(batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch
     collected = _collect_points(batch, ndim)
     if collected is None:
         return None
-    coords, out_all, counts, chunk_shapes = collected
+    points, out_all, counts, chunk_shapes = collected
+    coords = list(points.T)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     lo = np.stack([np.minimum.reduceat(c, starts) for c in coords], axis=1)
     hi = np.stack([np.maximum.reduceat(c, starts) for c in coords], axis=1) + 1
@@ -508,9 +611,22 @@ def plan_points(batch: Sequence[ChunkRequest], ndim: int, itemsize: int, scratch
 
 
 def _keys(batch: Sequence[ChunkRequest]) -> tuple[bytes, np.ndarray[Any, Any]]:
-    """The batch's store keys back to back, and their ``len + 1`` byte offsets."""
-    encoded = [request.byte_getter.path.encode("utf-8") for request in batch]
-    return b"".join(encoded), np.array([0, *accumulate(map(len, encoded))], dtype=np.uint64)
+    """The batch's store keys back to back, and their ``len + 1`` byte offsets.
+
+    Keys are nearly always ASCII (zarr's chunk keys under an ASCII path): one ``join`` and
+    one ``encode`` for the batch, not one ``encode`` per chunk."""
+    paths = list(map(_path_of, map(_getter_of, batch)))
+    joined = "".join(paths)
+    if joined.isascii():
+        data = joined.encode("ascii")
+        lengths = _lengths(paths, len(paths))
+    else:
+        encoded = [path.encode("utf-8") for path in paths]
+        data = b"".join(encoded)
+        lengths = _lengths(encoded, len(encoded))
+    offsets = np.zeros(len(paths) + 1, dtype=np.uint64)
+    np.cumsum(lengths, out=offsets[1:], dtype=np.uint64)
+    return data, offsets
 
 
 @dataclass(frozen=True)
@@ -610,9 +726,86 @@ def _as_u64(arrays: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
     return np.concatenate(arrays, dtype=np.uint64, casting="unsafe")
 
 
+def _identities(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    """Each value's number among the distinct objects of ``values`` (by identity), from 0
+    up to at most ``len(values) - 1``."""
+    ids = np.fromiter(map(id, values), dtype=np.uint64, count=len(values))
+    return np.unique(ids, return_inverse=True)[1].astype(np.int64)
+
+
+def _orthogonal_by_axis(batch: Sequence[ChunkRequest], ndim: int) -> OrthogonalPicks | None:
+    """``plan_orthogonal_picks`` for batches whose every chunk selection and output
+    selection holds a slice or an array per axis and whose chunks share one spec (what
+    zarr's orthogonal indexer hands over for slices, integer arrays and masks); None for
+    anything else, which the per-chunk loop then plans.
+
+    No Python code runs per chunk: per axis, each chunk's (selection, output selection) pair
+    is keyed by the objects' identities (zarr hands every chunk of a row of chunks the same
+    objects; the batch keeps them alive meanwhile) in a C-level pass, the distinct pairs
+    are planned once each, and the chunks' ``(start, count)`` pairs are gathered by numpy."""
+    n = len(batch)
+    if not n or ndim == 0:
+        return None
+    selections = list(map(_selection_of, batch))
+    outs = list(map(_out_of, batch))
+    if set(map(type, selections)) != {tuple} or set(map(type, outs)) != {tuple}:
+        return None
+    if set(map(len, selections)) != {ndim} or set(map(len, outs)) != {ndim}:
+        return None
+    specs = list(map(_spec_of, batch))
+    if not _shared(specs):
+        return None
+    chunk_shape = tuple(specs[0].shape)
+    if len(chunk_shape) != ndim:
+        return None
+    indices: list[np.ndarray[Any, Any]] = []
+    positions: list[np.ndarray[Any, Any]] = []
+    size = 0
+    pairs = np.empty((n, ndim, 2), dtype=np.uint64)
+    for d, (column, out_column) in enumerate(zip(zip(*selections), zip(*outs), strict=True)):
+        # The distinct (selection, output selection) pairs of this axis, by identity: the
+        # first chunk holding each, and every chunk's pair number.
+        pair_ids = _identities(column) * (n + 1) + _identities(out_column)
+        _, holders, which = np.unique(pair_ids, return_index=True, return_inverse=True)
+        starts = np.empty(holders.size, dtype=np.uint64)
+        counts = np.empty(holders.size, dtype=np.uint64)
+        for j, holder in enumerate(holders.tolist()):
+            sel, out = column[holder], out_column[holder]
+            if type(sel) is not slice and type(sel) is not np.ndarray:
+                return None
+            picked = _axis_indices(sel, chunk_shape[d])
+            if picked is None:
+                return None
+            placed = _axis_positions(out, picked.size)
+            if placed is None:
+                return None
+            starts[j], counts[j] = size, picked.size
+            indices.append(picked)
+            positions.append(placed)
+            size += picked.size
+        pairs[:, d, 0] = starts[which]
+        pairs[:, d, 1] = counts[which]
+    keys_data, key_offsets = _keys(batch)
+    shapes = np.broadcast_to(np.array(chunk_shape, dtype=np.uint64), (n, ndim))
+    return OrthogonalPicks(keys_data, key_offsets, shapes, pairs, _as_u64(indices), _as_u64(positions), ())
+
+
 def plan_orthogonal_picks(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tuple[int, ...]) -> OrthogonalPicks | None:
     """Plan zarr's orthogonal selections (a tuple per chunk: integers, slices, integer
     arrays, masks, zarr's ``np.ix_`` form) as per-axis picks; None for any other form.
+
+    The common form (a slice or an array on every axis, nothing dropped, one chunk spec) is
+    planned axis by axis over the whole batch (``_orthogonal_by_axis``); integers, dropped
+    axes and irregular grids chunk by chunk (``_orthogonal_by_chunk``)."""
+    if not drop_axes:
+        by_axis = _orthogonal_by_axis(batch, ndim)
+        if by_axis is not None:
+            return by_axis
+    return _orthogonal_by_chunk(batch, ndim, drop_axes)
+
+
+def _orthogonal_by_chunk(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tuple[int, ...]) -> OrthogonalPicks | None:
+    """``plan_orthogonal_picks`` for any orthogonal form, a loop over the chunks.
 
     zarr hands every chunk of a row of chunks the same index array and most chunks the same
     slices: each axis' picks are computed once per distinct (selection, output selection,
@@ -701,7 +894,7 @@ def plan_point_picks(batch: Sequence[ChunkRequest], ndim: int) -> PointPicks | N
     keys, key_offsets = _keys(batch)
     return PointPicks(
         keys, key_offsets, chunk_shapes.astype(np.uint64), counts.astype(np.uint64),
-        np.stack(coords, axis=1).astype(np.uint64), out_all.astype(np.uint64),
+        coords.astype(np.uint64), out_all.astype(np.uint64, copy=False),
     )
 
 
