@@ -586,15 +586,17 @@ fn zstd_stream_prefix(context: &mut DCtx<'static>, data: &[u8], end: usize) -> O
     context.reset(ResetDirective::SessionOnly).ok()?;
     let mut out: Vec<u8> = Vec::with_capacity(end);
     let mut input = InBuffer::around(data);
-    let mut output = OutBuffer::around(&mut out);
-    while output.pos() < end {
-        let before = (input.pos(), output.pos());
-        context.decompress_stream(&mut output, &mut input).ok()?;
-        if (input.pos(), output.pos()) == before {
-            return None; // no progress: the input ended before `end` bytes came out
+    {
+        // Each step sets `out`'s length to what zstd has written.
+        let mut output = OutBuffer::around(&mut out);
+        while output.pos() < end {
+            let before = (input.pos(), output.pos());
+            context.decompress_stream(&mut output, &mut input).ok()?;
+            if (input.pos(), output.pos()) == before {
+                return None; // no progress: the input ended before `end` bytes came out
+            }
         }
     }
-    drop(output);
     out.truncate(end);
     Some(out)
 }
@@ -625,8 +627,8 @@ fn blosc_blocks(data: &[u8], size: usize, needed: &dyn Needed) -> Option<Vec<u8>
         || typesize == 0
         || blocksize == 0
         || blocksize > size
-        || blocksize % typesize != 0
-        || size % typesize != 0
+        || !blocksize.is_multiple_of(typesize)
+        || !size.is_multiple_of(typesize)
     {
         return None;
     }
@@ -981,9 +983,7 @@ mod tests {
         }
         fn mark_blocks(&self, block: usize, used: &mut [bool]) {
             for r in &self.0 {
-                for b in r.start / block..=(r.end - 1) / block {
-                    used[b] = true;
-                }
+                used[r.start / block..=(r.end - 1) / block].fill(true);
             }
         }
     }
@@ -1051,6 +1051,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)] // a list of byte ranges, here of one
     fn blosc_blocks_decode_the_blocks_used_or_leave_it_to_a_whole_decode() {
         let data = megabyte();
         let n = data.len();
