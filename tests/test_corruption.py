@@ -416,3 +416,74 @@ def test_forged_inner_shard_index_entry_is_a_codec_error(tmp_path: Path, dtype: 
         assert any(expected.format(name) in message for name in ("shard c/0/0 ", "shard chunk-0 ", "the shard ")), (
             route, read, expected, message
         )
+
+
+def _blosc_block_entry(frame: bytes, block: int, value: int) -> bytes:
+    """`frame` (blosc1) with entry `block` of its block-offset table set to `value`."""
+    at = 16 + 4 * block
+    return frame[:at] + (value & 0xFFFFFFFF).to_bytes(4, "little") + frame[at + 4 :]
+
+
+_GATHER_FORGERIES: dict[str, tuple[str, Any]] = {
+    # name: (compressor, forge(stored chunk) -> bytes)
+    "zstd-truncated": ("zstd", lambda b: b[: len(b) // 2]),
+    "zstd-truncated-by-one": ("zstd", lambda b: b[:-1]),
+    "zstd-declares-double": ("zstd", lambda b: worker.zstd_rewrite(b, 2 * worker.zstd_content_size(b))),
+    "zstd-declares-half": ("zstd", lambda b: worker.zstd_rewrite(b, worker.zstd_content_size(b) // 2)),
+    "zstd-declares-2^46": ("zstd", lambda b: worker.zstd_rewrite(b, 1 << 46)),
+    "zstd-trailing-bytes": ("zstd", lambda b: b + b"\x00" * 7),
+    "blosc-truncated": ("blosc", lambda b: b[:-1]),
+    "blosc-cbytes-lies": ("blosc", lambda b: worker.blosc_set(b, "cbytes", len(b) + 1000)),
+    "blosc-nbytes-2^31": ("blosc", lambda b: worker.blosc_set(b, "nbytes", 1 << 31)),
+    "blosc-blocksize-odd": ("blosc", lambda b: worker.blosc_set(b, "blocksize", 3)),
+    "blosc-block-past-end": ("blosc", lambda b: _blosc_block_entry(b, 0, len(b) + 100)),
+    "blosc-block-at-end": ("blosc", lambda b: _blosc_block_entry(b, 0, len(b) - 2)),
+    "blosc-block-wraps": ("blosc", lambda b: _blosc_block_entry(b, 0, -1)),
+    "blosc-block-in-table": ("blosc", lambda b: _blosc_block_entry(b, 0, 16)),
+}
+
+
+@pytest.mark.parametrize("forgery", list(_GATHER_FORGERIES))
+@pytest.mark.parametrize("sharded", [False, True])
+def test_forged_chunks_read_through_the_gather_are_codec_errors(tmp_path: Path, forgery: str, sharded: bool) -> None:
+    """Truncated and forged zstd frames and blosc headers and block tables, read through
+    the native gather (which decodes only the part of a chunk holding its picks: a zstd
+    prefix, the blosc blocks holding picks), are a ZarrsCodecError naming the chunk key for
+    oindex and vindex reads alike: a stream a whole decode would refuse is decoded whole."""
+    import numpy as np
+    import zarr
+    from zarr.storage import LocalStore
+
+    import zarrs_cffi
+
+    compressor, forge = _GATHER_FORGERIES[forgery]
+    codec = (
+        zarr.codecs.ZstdCodec(level=1)
+        if compressor == "zstd"
+        else zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", blocksize=16384)
+    )
+    shards = {"shards": (2048, 256)} if sharded else {}
+    path = tmp_path / "a"
+    with zarr.config.set({"codec_pipeline.path": worker.ZARRS_PIPELINE}):
+        array = zarr.create_array(LocalStore(path), shape=(2048, 256), chunks=(1024, 256), dtype="float32", compressors=codec, **shards)
+        array[:] = (np.arange(2048 * 256) % 1000).astype("float32").reshape(2048, 256)
+    stored = (path / "c/0/0").read_bytes()
+    if sharded:
+        # Inner chunk 0 of the shard: its index (offset, length per inner chunk, then a
+        # crc32c) is at the end; the forged chunk goes last, the index is rewritten.
+        index = stored[-(2 * 16 + 4) :]
+        offset, length = (int.from_bytes(index[at : at + 8], "little") for at in (0, 8))
+        chunk = forge(stored[offset : offset + length])
+        body = stored[: -len(index)] + chunk
+        entries = [len(stored) - len(index), len(chunk)] + [int.from_bytes(index[at : at + 8], "little") for at in (16, 24)]
+        table = b"".join(e.to_bytes(8, "little") for e in entries)
+        forged = body + table + worker._crc32c(table).to_bytes(4, "little")
+    else:
+        forged = forge(stored)
+    (path / "c/0/0").write_bytes(forged)
+    with zarr.config.set({"codec_pipeline.path": worker.ZARRS_PIPELINE, "codec_pipeline.strict": True}):
+        array = zarr.open_array(LocalStore(path, read_only=True), mode="r")
+        for read in (lambda: array.oindex[[0, 5]], lambda: array.oindex[[3], [0, 255]], lambda: array.vindex[[0, 2], [1, 2]]):
+            with pytest.raises(zarrs_cffi.ZarrsCodecError, match=r"^c/0/0 in "):
+                read()
+    assert zarrs_cffi.stats().fallbacks == 0

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import ZARR_PIPELINE, ZARRS_PIPELINE, assert_same
-from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 from zarr.storage import LocalStore
 
 import zarrs_cffi
@@ -144,3 +144,138 @@ def test_gather_writes_only_the_picks(tmp_path: Any) -> None:
     )
     assert present.tolist() == [True]
     assert out.tolist() == [[999, 5 * 20 + 13], [999, 999], [999, 9 * 20 + 13]]
+
+
+# Chunks of 1 MiB (float32, 1024 x 256), where a gather decodes only the part of a chunk its
+# picks need: a zstd chunk's prefix up to the last pick (a frame has eight or more blocks),
+# a blosc chunk's blocks holding picks. Rows past 4096 make a partial edge chunk.
+BIG_SHAPE = (4096 + 300, 256)
+BIG_CHUNKS = (1024, 256)
+BIG_LAYOUTS: dict[str, dict[str, Any]] = {
+    "zstd": {"compressors": ZstdCodec(level=1)},
+    "zstd-crc32c": {"compressors": (ZstdCodec(level=1), Crc32cCodec())},
+    "zstd-checksum": {"compressors": ZstdCodec(level=1, checksum=True)},
+    "blosc": {"compressors": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")},
+    "blosc-small-blocks": {"compressors": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", blocksize=16384)},
+    "sharded-zstd": {"shards": (2048, 256), "compressors": ZstdCodec(level=1)},
+    "sharded-blosc": {"shards": (2048, 256), "compressors": BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", blocksize=16384)},
+}
+# Rows at chunk starts and ends (and the array's last), columns at a row's first and last
+# element: the first and last byte of a chunk, and picks just either side of a boundary.
+EDGE_ROWS = np.array([0, 1, 1023, 1024, 2047, 2048, 3071, 4095, 4096, 4395])
+EDGE_POINTS = (
+    np.array([0, 1023, 1023, 1024, 2047, 2048, 3000, 4095, 4096, 4395, 5, 1023]),
+    np.array([0, 255, 0, 0, 255, 128, 17, 255, 0, 255, 5, 254]),
+)
+RNG_BIG_POINTS = (np.random.default_rng(5).integers(0, BIG_SHAPE[0], 40), np.random.default_rng(6).integers(0, 256, 40))
+BIG_READS: dict[str, tuple[Any, Any, str]] = {
+    "one-row-each": (lambda a: a.oindex[[5, 1500, 2600, 4300]], lambda d: d[[5, 1500, 2600, 4300]], "orthogonal"),
+    "edge-rows": (lambda a: a.oindex[EDGE_ROWS], lambda d: d[EDGE_ROWS], "orthogonal"),
+    "edge-rows-unsorted": (lambda a: a.oindex[EDGE_ROWS[::-1]], lambda d: d[EDGE_ROWS[::-1]], "orthogonal"),
+    "last-byte": (lambda a: a.oindex[[1023, 4395], [255]], lambda d: d[np.ix_([1023, 4395], [255])], "orthogonal"),
+    "first-columns": (lambda a: a.oindex[EDGE_ROWS, [0, 1]], lambda d: d[np.ix_(EDGE_ROWS, [0, 1])], "orthogonal"),
+    "edge-points": (lambda a: a.vindex[EDGE_POINTS], lambda d: d[EDGE_POINTS], "points"),
+    "random-points": (
+        lambda a: a.vindex[RNG_BIG_POINTS],
+        lambda d: d[RNG_BIG_POINTS],
+        "points",
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", list(BIG_LAYOUTS))
+@pytest.mark.parametrize("dtype", ["float32", ">f4"])
+def test_gathers_from_big_chunks_equal_numpy(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, layout: str, dtype: str) -> None:
+    """Picks at a chunk's first and last bytes, either side of chunk boundaries and in a
+    missing chunk (fill value) read exactly what numpy reads, natively, whatever part of
+    each chunk the gather decodes."""
+    data = (np.arange(np.prod(BIG_SHAPE), dtype=np.float64) * 0.5 % 100_000).astype(dtype).reshape(BIG_SHAPE)
+    path = tmp_path / "a"
+    with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
+        array = zarr.create_array(LocalStore(path), shape=BIG_SHAPE, dtype=dtype, fill_value=FILL, chunks=BIG_CHUNKS, **BIG_LAYOUTS[layout])
+        array[:] = data
+    # Erase the chunk (shard) holding rows 2048.. (a shard: rows 2048..4095).
+    (path / "c/2/0" if "sharded" not in layout else path / "c/1/0").unlink()
+    expected = data.copy()
+    expected[2048:3072 if "sharded" not in layout else 4096] = FILL
+    spy = Spy(monkeypatch)
+    with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE, "codec_pipeline.strict": True}):
+        array = zarr.open_array(LocalStore(path, read_only=True), mode="r")
+        for name, (read, numpy_read, call) in BIG_READS.items():
+            before = dict(spy.calls)
+            zarrs_cffi.reset_stats()
+            got = read(array)
+            assert got.dtype.str[1:] == "f4" and np.array_equal(got, numpy_read(expected)), name
+            assert zarrs_cffi.stats().fallbacks == 0, name
+            assert spy.calls[call] > before[call], f"{name} did not go through the native gather"
+
+
+def _zstd_blocks(frame: bytes) -> list[tuple[int, int, int]]:
+    """The blocks of the zstd frame at the start of `frame`: (header offset, type, size)."""
+    descriptor = frame[4]
+    single_segment = descriptor >> 5 & 1
+    header = 5 + (1 - single_segment) + (0, 1, 2, 4)[descriptor & 3] + (single_segment, 2, 4, 8)[descriptor >> 6]
+    blocks = []
+    while True:
+        word = int.from_bytes(frame[header : header + 3], "little")
+        last, kind, size = word & 1, word >> 1 & 3, word >> 3
+        blocks.append((header, kind, size))
+        header += 3 + (1 if kind == 1 else size)
+        if last:
+            return blocks
+
+
+def _forge_last_zstd_block(frame: bytes) -> bytes:
+    """`frame` with its last block, compressed, relabelled as a raw block of the same
+    length: every earlier block decodes as before, the frame no longer does (it decodes to
+    fewer bytes than it declares, so zstd fails at its end)."""
+    blocks = _zstd_blocks(frame)
+    assert len(blocks) >= 8, blocks
+    at, kind, size = blocks[-1]
+    assert kind == 2
+    forged = bytearray(frame)
+    forged[at : at + 3] = (1 | size << 3).to_bytes(3, "little")
+    return bytes(forged)
+
+
+def _forge_last_blosc_block(frame: bytes) -> bytes:
+    """`frame` (blosc1) with its last block's first compressed length set to 1: the blocks
+    before it decode as before, the last no longer does."""
+    nbytes, blocksize = (int.from_bytes(frame[at : at + 4], "little") for at in (4, 8))
+    blocks = -(-nbytes // blocksize)
+    assert blocks >= 8, (nbytes, blocksize)
+    start = int.from_bytes(frame[16 + 4 * (blocks - 1) : 20 + 4 * (blocks - 1)], "little")
+    return frame[:start] + (1).to_bytes(4, "little") + frame[start + 4 :]
+
+
+@pytest.mark.parametrize("layout", ["zstd", "blosc-small-blocks", "sharded-zstd", "sharded-blosc"])
+def test_gather_decodes_only_the_part_holding_its_picks(tmp_path: Any, layout: str) -> None:
+    """The proof that a gather decodes less: with the last block of a chunk (an inner chunk
+    of a shard) forged so that the chunk no longer decodes, picks before that block still
+    read (only the prefix, or the blocks holding them, were decoded), while a pick in it,
+    and a read of the whole chunk, is a ZarrsCodecError naming the key. This is the known
+    cost of decoding less: corruption in a part not decoded goes unseen."""
+    data = (np.arange(np.prod(BIG_SHAPE), dtype=np.float64) % 99_991).astype("float32").reshape(BIG_SHAPE)
+    path = tmp_path / "a"
+    with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
+        array = zarr.create_array(LocalStore(path), shape=BIG_SHAPE, dtype="float32", chunks=BIG_CHUNKS, **BIG_LAYOUTS[layout])
+        array[:] = data
+    forge = _forge_last_zstd_block if "zstd" in layout else _forge_last_blosc_block
+    stored = (path / "c/0/0").read_bytes()
+    if "sharded" in layout:
+        # Inner chunk 0 of shard c/0/0 (rows 0..1023): the index (offset, length per inner
+        # chunk, then a crc32c) is at the end; the forgery keeps the chunk's length.
+        offset, length = (int.from_bytes(stored[-(2 * 16 + 4) + at : -(2 * 16 + 4) + at + 8], "little") for at in (0, 8))
+        chunk = forge(stored[offset : offset + length])
+        forged = stored[:offset] + chunk + stored[offset + length :]
+    else:
+        forged = forge(stored)
+    assert len(forged) == len(stored)
+    (path / "c/0/0").write_bytes(forged)
+    with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE, "codec_pipeline.strict": True}):
+        array = zarr.open_array(LocalStore(path, read_only=True), mode="r")
+        assert np.array_equal(array.oindex[[0, 3, 1500]], data[[0, 3, 1500]])
+        assert np.array_equal(array.vindex[[0, 7, 2000], [3, 255, 1]], data[[0, 7, 2000], [3, 255, 1]])
+        for read in (lambda: array.oindex[[0, 1023]], lambda: array.vindex[[1023], [255]], lambda: array[:1024]):
+            with pytest.raises(zarrs_cffi.ZarrsCodecError, match=r"^c/0/0 in "):
+                read()

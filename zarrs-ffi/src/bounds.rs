@@ -24,6 +24,12 @@
 //!
 //! Cost: a header read per compressor; no second decode. Each stream is decoded exactly once.
 //!
+//! Gathers, which read a few elements of a chunk, may decode less ([`BoundedChain::decode_needed`]):
+//! a zstd chunk up to the block holding its last pick, a blosc chunk only in the blocks holding
+//! picks. Only for streams that declare exactly the chunk's size and are whole (anything
+//! else decodes whole, with the whole decode's errors), so the bounds are the same; what is
+//! lost is the check of the part not decoded (see there).
+//!
 //! This module knows codecs and byte formats only; it must not know about arrays, stores or
 //! jobs. Callers add the chunk key and the array to its messages.
 
@@ -33,7 +39,7 @@ use std::io::Read;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use zarrs::array::codec::array_to_bytes::bytes::{BytesCodec, Endianness};
+use zarrs::array::codec::array_to_bytes::bytes::{BytesCodec, BytesDataTypeExt, Endianness};
 use zarrs::array::codec::array_to_bytes::pcodec::{PcodecCodec, PcodecDataTypeExt, PcodecElementType};
 use zarrs::array::codec::array_to_bytes::sharding::ShardingCodec;
 use zarrs::array::codec::bytes_to_bytes::blosc::BloscCodec;
@@ -45,8 +51,10 @@ use zarrs::array::codec::bytes_to_bytes::zstd::ZstdCodec;
 use zarrs::array::codec::{VlenBytesCodec, VlenUtf8Codec, VlenV2Codec};
 use zarrs::array::{
     ArrayBytes, ArrayBytesDecodeIntoTarget, ArrayBytesRaw, ArrayToBytesCodecTraits, BytesRepresentation,
-    BytesToBytesCodecTraits, CodecChain, CodecOptions, DataType, FillValue,
+    BytesToBytesCodecTraits, CodecChain, CodecError, CodecMetadataOptions, CodecOptions, DataType, FillValue,
 };
+use zarrs::plugin::ZarrVersion;
+use zstd::zstd_safe::{self, DCtx, InBuffer, OutBuffer, ResetDirective};
 
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 
@@ -68,6 +76,67 @@ pub(crate) struct BoundedChain {
     /// For a `pcodec` chain: its array-to-array codecs over `bytes` in native order, which
     /// decode the numbers [`pcodec_capped`] produced.
     pcodec_tail: Option<CodecChain>,
+    /// How the chain may decode only the part of a chunk a read uses (None: it may not).
+    partial: Option<PartialChain>,
+}
+
+/// The bytes a read uses of a decoded chunk, as the `bytes` codec lays it out (C order),
+/// for decoders that can stop early or skip: zstd decodes only the prefix up to the last
+/// byte used, blosc only the blocks holding bytes used.
+pub(crate) trait Needed {
+    /// One past the last byte used.
+    fn end(&self) -> usize;
+    /// Set `used[b]` for every block `b` (of `block` bytes each) holding a byte used.
+    fn mark_blocks(&self, block: usize, used: &mut [bool]);
+}
+
+/// The compressor that decodes a chain's array bytes (the first bytes-to-bytes codec), for
+/// a chain of `bytes` and bytes-to-bytes codecs only.
+#[derive(Clone, Copy)]
+enum PartialKind {
+    Zstd,
+    Blosc,
+}
+
+/// What [`BoundedChain::decode_needed`] needs to know of a chain it can decode in part.
+struct PartialChain {
+    kind: PartialKind,
+    /// The `bytes` codec's endianness: the decoded part goes through the data type's own
+    /// `bytes` decoding (element byte order), as a whole chunk would.
+    endian: Option<Endianness>,
+}
+
+impl PartialChain {
+    /// For chains of `bytes` then zstd or blosc, then any bytes-to-bytes codecs (which
+    /// decode whole, e.g. a crc32c over the compressed bytes). Nothing may need the whole
+    /// decoded chunk after the compressor: no array-to-array codec (transpose), no shuffle
+    /// or checksum over the decoded bytes (those would be the first bytes-to-bytes codec).
+    fn of(chain: &CodecChain) -> Option<Self> {
+        if !chain.array_to_array_codecs().is_empty() {
+            return None;
+        }
+        let bytes = chain.array_to_bytes_codec();
+        if !bytes.as_any().is::<BytesCodec>() {
+            return None;
+        }
+        let first = chain.bytes_to_bytes_codecs().first()?.as_any();
+        let kind = if first.is::<ZstdCodec>() {
+            PartialKind::Zstd
+        } else if first.is::<BloscCodec>() {
+            PartialKind::Blosc
+        } else {
+            return None;
+        };
+        // BytesCodec keeps its endianness private: read it back from its configuration.
+        let configuration = bytes.configuration(ZarrVersion::V3, &CodecMetadataOptions::default())?;
+        let endian = match serde_json::to_value(&configuration).ok()?.get("endian").map(|e| e.as_str()) {
+            None => None,
+            Some(Some("little")) => Some(Endianness::Little),
+            Some(Some("big")) => Some(Endianness::Big),
+            Some(_) => return None,
+        };
+        Some(Self { kind, endian })
+    }
 }
 
 impl BoundedChain {
@@ -85,12 +154,73 @@ impl BoundedChain {
                 Vec::new(),
             )
         });
+        let partial = PartialChain::of(&chain);
         Self {
             full: chain,
             array_part,
             bytes_to_bytes,
             pcodec_tail,
+            partial,
         }
+    }
+
+    /// Decode the part of a chunk of `shape` that a read uses (`needed`), when the chain
+    /// allows: zstd decodes the prefix holding every byte used, blosc the blocks holding
+    /// them (see [`zstd_prefix`], [`blosc_blocks`]). The result holds the chunk's decoded
+    /// bytes (native order) wherever `needed` uses them: a prefix of the chunk (zstd), or
+    /// the whole chunk with unused blocks zero (blosc), or the whole chunk decoded as
+    /// [`Self::decode`] would when the stream does not allow a part (then with the same
+    /// errors). None: the chain never decodes in part; decode the whole chunk.
+    ///
+    /// Bounds as for a whole chunk: the compressor's output never exceeds the chunk's size,
+    /// and a stream that does not declare exactly the chunk's size is decoded whole.
+    /// Corruption in the part not decoded goes unseen (a whole decode may have failed on it),
+    /// and a zstd frame checksum cannot be verified without the whole frame: such frames
+    /// decode whole while checksums are validated.
+    pub fn decode_needed(
+        &self,
+        bytes: ArrayBytesRaw<'_>,
+        shape: &[NonZeroU64],
+        data_type: &DataType,
+        fill_value: &FillValue,
+        needed: &dyn Needed,
+        options: &CodecOptions,
+    ) -> FfiResult<Option<Vec<u8>>> {
+        let Some(partial) = &self.partial else {
+            return Ok(None);
+        };
+        if data_type.is_optional() || data_type.fixed_size().is_none() {
+            return Ok(None);
+        }
+        let representations = self.representations(shape, data_type, fill_value)?;
+        let Some(&BytesRepresentation::FixedSize(size)) = representations.first() else {
+            return Ok(None);
+        };
+        // The codecs after the compressor (outermost first) decode whole, each bounded.
+        let mut bytes = bytes;
+        for j in (1..self.bytes_to_bytes.len()).rev() {
+            let (max, exact) = bound_of(&representations[j], DEFAULT_MAX_VARIABLE_CHUNK_BYTES);
+            bytes = decode_bounded(self.bytes_to_bytes[j].as_ref(), bytes, &representations[j], max, exact, options)?;
+        }
+        let chunk = usize::try_from(size).map_err(|_| corrupt(format!("chunk size {size} exceeds memory")))?;
+        let part = match partial.kind {
+            // A chunk of one block at most gains nothing: skip computing the picks' end.
+            PartialKind::Zstd if chunk <= ZSTD_BLOCK => None,
+            PartialKind::Zstd => zstd_prefix(&bytes, chunk, needed.end().min(chunk), options.validate_checksums()),
+            PartialKind::Blosc => blosc_blocks(&bytes, chunk, needed),
+        };
+        let Some(part) = part else {
+            // The whole chunk, as `decode` would: the compressor bounded, then `bytes`.
+            let decoded = decode_bounded(self.bytes_to_bytes[0].as_ref(), bytes, &representations[0], size, true, options)?;
+            let chunk = self.array_part.decode(decoded, shape, data_type, fill_value, options)?;
+            return Ok(Some(chunk.into_fixed().map_err(CodecError::from)?.into_owned()));
+        };
+        let decoded = data_type
+            .codec_bytes()
+            .map_err(|e| corrupt(format!("bytes codec: {e}")))?
+            .decode(Cow::Owned(part), partial.endian)
+            .map_err(|e| corrupt(format!("bytes codec: {e}")))?;
+        Ok(Some(decoded.into_owned()))
     }
 
     /// The chain as zarrs built it (encoding, partial decoders, representations).
@@ -155,11 +285,7 @@ impl BoundedChain {
         }
         let representations = self.representations(shape, data_type, fill_value)?;
         for (codec, decoded) in self.bytes_to_bytes.iter().rev().zip(representations.iter().rev().skip(1)) {
-            let (max, exact) = match decoded {
-                BytesRepresentation::FixedSize(n) => (*n, true),
-                BytesRepresentation::BoundedSize(n) => (*n, false),
-                BytesRepresentation::UnboundedSize => (unbounded_cap, false),
-            };
+            let (max, exact) = bound_of(decoded, unbounded_cap);
             bytes = decode_bounded(codec.as_ref(), bytes, decoded, max, exact, options).map_err(|mut e| {
                 if matches!(decoded, BytesRepresentation::UnboundedSize) && e.code == ZarrsResult::ZARRS_ERROR_CODEC {
                     // No metadata bounds this size: say which setting did.
@@ -239,6 +365,16 @@ impl BoundedChain {
             return Ok(tail.decode_into(Cow::Owned(numbers), shape, data_type, fill_value, target, options)?);
         }
         Ok(self.array_part.decode_into(bytes, shape, data_type, fill_value, target, options)?)
+    }
+}
+
+/// The most bytes a codec may decode to (`unbounded_cap` where no metadata bounds it), and
+/// whether it must produce exactly that many.
+fn bound_of(decoded: &BytesRepresentation, unbounded_cap: u64) -> (u64, bool) {
+    match decoded {
+        BytesRepresentation::FixedSize(n) => (*n, true),
+        BytesRepresentation::BoundedSize(n) => (*n, false),
+        BytesRepresentation::UnboundedSize => (unbounded_cap, false),
     }
 }
 
@@ -362,28 +498,181 @@ fn zstd_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
 }
 
 thread_local! {
-    /// This thread's zstd decompression context, created on first use and reused.
-    static ZSTD_DECODER: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    /// This thread's zstd decompression context, created on first use and reused (for
+    /// whole frames and for prefixes).
+    static ZSTD_DECODER: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with this thread's zstd context (a fresh one if it is in use: a nested use on
+/// this thread, none today, gets its own rather than a panic).
+fn with_zstd_context<R>(f: impl FnOnce(&mut DCtx<'static>) -> R) -> FfiResult<R> {
+    let unavailable = || FfiError::new(ZarrsResult::ZARRS_ERROR_CODEC, "zstd: cannot allocate a decompression context".to_string());
+    ZSTD_DECODER.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return Ok(f(&mut DCtx::try_create().ok_or_else(unavailable)?));
+        };
+        if slot.is_none() {
+            *slot = Some(DCtx::try_create().ok_or_else(unavailable)?);
+        }
+        Ok(f(slot.as_mut().expect("created above")))
+    })
 }
 
 /// Decode zstd frames declaring `declared` bytes in all (at most the chunk's bound) into a
 /// buffer of that size, through this thread's reused context.
 fn zstd_declared(data: &[u8], declared: u64) -> FfiResult<Vec<u8>> {
     let capacity = usize::try_from(declared).map_err(|_| corrupt(format!("zstd frame size {declared} exceeds memory")))?;
-    let failed = |e: std::io::Error| corrupt(format!("zstd stream does not decode: {e}"));
-    ZSTD_DECODER.with(|cell| {
-        // A nested use on this thread (none today) would find the context borrowed: it gets
-        // a fresh one rather than a panic.
-        let Ok(mut slot) = cell.try_borrow_mut() else {
-            return zstd::bulk::Decompressor::new().and_then(|mut d| d.decompress(data, capacity)).map_err(failed);
-        };
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Decompressor::new().map_err(failed)?);
-        }
-        let decoder = slot.as_mut().expect("created above");
-        decoder.decompress(data, capacity).map_err(failed)
-    })
+    with_zstd_context(|context| {
+        let mut out = Vec::with_capacity(capacity);
+        context
+            .decompress(&mut out, data)
+            .map_err(|code| corrupt(format!("zstd stream does not decode: {}", zstd_safe::get_error_name(code))))?;
+        Ok(out)
+    })?
 }
+
+/// Below this share of a chunk, a prefix is decoded by streaming; above it the whole chunk
+/// is decoded in one shot, which is faster per byte (no copy out of zstd's window).
+const PREFIX_SHARE: (usize, usize) = (7, 8);
+
+/// The most content one zstd block holds: streaming stops after the block holding the
+/// prefix's last byte, so a prefix saves nothing unless a whole block lies past it.
+const ZSTD_BLOCK: usize = 128 * 1024;
+
+/// Decode the first `end` bytes of the `size` bytes the zstd frames in `data` hold, or None
+/// where only a whole decode may decide: frames that are not all complete, that do not
+/// declare sizes adding up to exactly `size` (so a truncated or lying frame decodes whole,
+/// and fails as it would), that carry a content checksum while checksums are validated
+/// (zstd verifies it only at the frame's end), a stream that fails in the prefix (the whole
+/// decode names the error), or a prefix so long that a whole decode is cheaper (most of the
+/// chunk, or no whole block after it: chunks of at most 128 KiB are one block).
+///
+/// Streaming decompression stops once the output buffer of `end` bytes is full: after the
+/// zstd block (at most 128 KiB) holding byte `end - 1`. zstd sizes its window buffer from the
+/// frame's declared content size, checked against `size` here first.
+fn zstd_prefix(data: &[u8], size: usize, end: usize, verify_checksums: bool) -> Option<Vec<u8>> {
+    const MAGIC: [u8; 4] = 0xFD2F_B528u32.to_le_bytes();
+    const CHECKSUM_FLAG: u8 = 0x04;
+    if end == 0 || end >= size / PREFIX_SHARE.1 * PREFIX_SHARE.0 || end.next_multiple_of(ZSTD_BLOCK) >= size {
+        return None;
+    }
+    let mut total = 0u64;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let declared = zstd_safe::get_frame_content_size(rest).ok()??;
+        if verify_checksums && rest.starts_with(&MAGIC) && rest.get(4).is_some_and(|d| d & CHECKSUM_FLAG != 0) {
+            return None;
+        }
+        let frame = zstd_safe::find_frame_compressed_size(rest).ok().filter(|&n| n > 0 && n <= rest.len())?;
+        total = total.checked_add(declared)?;
+        rest = &rest[frame..];
+    }
+    if total != size as u64 {
+        return None;
+    }
+    with_zstd_context(|context| {
+        let prefix = zstd_stream_prefix(context, data, end);
+        // Leave the context at the start of a frame, whatever happened.
+        let reset = context.reset(ResetDirective::SessionOnly);
+        prefix.filter(|_| reset.is_ok())
+    })
+    .ok()
+    .flatten()
+}
+
+/// Stream `data` through `context` until `end` bytes are out; None on an error or a stream
+/// that stops short.
+fn zstd_stream_prefix(context: &mut DCtx<'static>, data: &[u8], end: usize) -> Option<Vec<u8>> {
+    context.reset(ResetDirective::SessionOnly).ok()?;
+    let mut out: Vec<u8> = Vec::with_capacity(end);
+    let mut input = InBuffer::around(data);
+    {
+        // Each step sets `out`'s length to what zstd has written.
+        let mut output = OutBuffer::around(&mut out);
+        while output.pos() < end {
+            let before = (input.pos(), output.pos());
+            context.decompress_stream(&mut output, &mut input).ok()?;
+            if (input.pos(), output.pos()) == before {
+                return None; // no progress: the input ended before `end` bytes came out
+            }
+        }
+    }
+    out.truncate(end);
+    Some(out)
+}
+
+/// Decode only the blocks of a blosc1 buffer that hold bytes `needed` uses, into a buffer of
+/// the chunk's `size` bytes (the other blocks left zero), or None where a whole decode
+/// should decide: a header that does not match what a whole decode accepts (its declared
+/// size exactly `size`, its compressed size exactly the stream's), a stored copy
+/// (`memcpyed`), a chunk of one block, a read that needs most blocks, or a block that
+/// fails to decode (the whole decode then names the error).
+///
+/// c-blosc's `blosc_getitem` decodes the blocks holding a range of items. It trusts the
+/// header's compressed size, so that is checked against the stream first; it checks the
+/// block table and every block's offsets and lengths against that size itself (c-blosc
+/// 1.21's `blosc_getitem` and `blosc_d`), and the items asked for against the declared size.
+fn blosc_blocks(data: &[u8], size: usize, needed: &dyn Needed) -> Option<Vec<u8>> {
+    use std::ffi::{c_int, c_void};
+    const HEADER: usize = 16;
+    let header = data.get(..HEADER)?;
+    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes")) as usize;
+    let (version, flags, typesize) = (u32::from(header[0]), u32::from(header[2]), usize::from(header[3]));
+    let (nbytes, blocksize, cbytes) = (word(4), word(8), word(12));
+    if version != blosc_src::BLOSC_VERSION_FORMAT
+        || flags & blosc_src::BLOSC_MEMCPYED != 0
+        || nbytes != size
+        || c_int::try_from(size).is_err()
+        || cbytes != data.len()
+        || typesize == 0
+        || blocksize == 0
+        || blocksize > size
+        || !blocksize.is_multiple_of(typesize)
+        || !size.is_multiple_of(typesize)
+    {
+        return None;
+    }
+    let blocks = size.div_ceil(blocksize);
+    if blocks < 2 {
+        return None;
+    }
+    let mut used = vec![false; blocks];
+    needed.mark_blocks(blocksize, &mut used);
+    let count = used.iter().filter(|&&u| u).count();
+    if count == 0 || count * BLOCK_SHARE.1 > blocks * BLOCK_SHARE.0 {
+        return None;
+    }
+    let mut out = vec![0u8; size];
+    let mut b = 0;
+    while b < blocks {
+        if !used[b] {
+            b += 1;
+            continue;
+        }
+        let first = b;
+        while b < blocks && used[b] {
+            b += 1;
+        }
+        // Blocks `first..b`: whole items, as blocksize and size are multiples of typesize;
+        // within `size`, which fits a c_int (both checked above).
+        let (start, stop) = (first * blocksize, (b * blocksize).min(size));
+        let (item, items) = ((start / typesize) as c_int, ((stop - start) / typesize) as c_int);
+        let target = &mut out[start..stop];
+        // SAFETY: `data` holds the whole stream, whose header declares `data.len()` compressed
+        // bytes (checked above), and blosc_getitem reads no byte past that many (it checks the
+        // block table and each block's offset and length against it); it writes exactly
+        // `items * typesize` bytes (the items asked for, within the declared `size`) to
+        // `target`, which holds that many. It keeps no pointer after returning.
+        let written = unsafe { blosc_src::blosc_getitem(data.as_ptr().cast::<c_void>(), item, items, target.as_mut_ptr().cast::<c_void>()) };
+        if usize::try_from(written).ok() != Some(stop - start) {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// Past this share of a chunk's blocks, blosc decodes the whole chunk in one call instead.
+const BLOCK_SHARE: (usize, usize) = (3, 4);
 
 /// Decode a gzip stream, stopping with an error once it produces more than `max` bytes.
 ///
@@ -683,6 +972,134 @@ mod tests {
         let first_page = 16 + 8 * 4;
         bad[first_page + 20..first_page + 70].fill(0xff);
         assert!(gdeflate_capped(&bad, n, true).is_err());
+    }
+
+    /// Byte ranges a read uses (`Needed` for these tests).
+    struct Ranges(Vec<std::ops::Range<usize>>);
+
+    impl Needed for Ranges {
+        fn end(&self) -> usize {
+            self.0.iter().map(|r| r.end).max().unwrap_or(0)
+        }
+        fn mark_blocks(&self, block: usize, used: &mut [bool]) {
+            for r in &self.0 {
+                used[r.start / block..=(r.end - 1) / block].fill(true);
+            }
+        }
+    }
+
+    /// 1 MiB of compressible bytes that still need several zstd blocks.
+    fn megabyte() -> Vec<u8> {
+        (0..1u32 << 20).map(|i| ((i / 3) ^ (i.wrapping_mul(2_654_435_761) >> 29)) as u8).collect()
+    }
+
+    fn zstd_frame(data: &[u8], checksum: bool) -> Vec<u8> {
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        encoder.include_checksum(checksum).unwrap();
+        encoder.set_pledged_src_size(Some(data.len() as u64)).unwrap();
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn zstd_prefix_decodes_the_prefix_or_leaves_it_to_a_whole_decode() {
+        let data = megabyte();
+        let n = data.len();
+        let frame = zstd_frame(&data, false);
+        for end in [1, 4, 1000, 128 * 1024, 128 * 1024 + 1, 500_000, n / 8 * 7 - 1] {
+            assert_eq!(zstd_prefix(&frame, n, end, true).as_deref(), Some(&data[..end]), "end {end}");
+        }
+        // The context is left ready for the next frame, whole or not.
+        assert_eq!(zstd_declared(&frame, n as u64).unwrap(), data);
+        assert_eq!(zstd_prefix(&frame, n, 10, true).as_deref(), Some(&data[..10]));
+        // Most of the chunk: one whole decode is cheaper.
+        assert_eq!(zstd_prefix(&frame, n, n / 8 * 7, true), None);
+        assert_eq!(zstd_prefix(&frame, n, n, true), None);
+        // A truncated frame decodes whole (and fails there), even where its prefix is intact.
+        assert_eq!(zstd_prefix(&frame[..frame.len() - 1], n, 10, true), None);
+        assert_eq!(zstd_prefix(&frame[..frame.len() / 2], n, 10, true), None);
+        assert_eq!(zstd_prefix(&frame[..3], n, 1, true), None);
+        // Bytes after the last frame are not a frame: whole.
+        assert_eq!(zstd_prefix(&[frame.clone(), vec![0; 5]].concat(), n, 10, true), None);
+        // A frame declaring another size than the chunk's decodes whole (and fails there).
+        assert_eq!(zstd_prefix(&frame, n + 1, 10, true), None);
+        assert_eq!(zstd_prefix(&frame, n - 1, 10, true), None);
+        let short = zstd_frame(&data[..n - 8], false);
+        assert_eq!(zstd_prefix(&short, n, 10, true), None);
+        // Frames adding up to the chunk's size decode across their boundary.
+        let two = [zstd_frame(&data[..300_000], false), zstd_frame(&data[300_000..], false)].concat();
+        assert_eq!(zstd_prefix(&two, n, 400_000, true).as_deref(), Some(&data[..400_000]));
+        // A frame that lies about its size in its header: its sizes no longer add up, or the
+        // stream ends before the prefix does; either way no prefix, no panic.
+        let mut forged = frame.clone();
+        let fcs_at = 5 + usize::from(forged[4] & 0x20 == 0); // after the window byte, if any
+        assert_eq!(forged[4] >> 6, 2, "a 4-byte content size field");
+        forged[fcs_at..fcs_at + 4].copy_from_slice(&(n as u32 * 2).to_le_bytes());
+        assert_eq!(zstd_prefix(&forged, n, 10, true), None);
+        assert_eq!(zstd_prefix(&forged, 2 * n, 2 * n / 8 * 7 - 1, true), None);
+        // A content checksum is verified at the frame's end only: whole while checksums are
+        // validated, a prefix otherwise.
+        let checked = zstd_frame(&data, true);
+        assert_eq!(zstd_prefix(&checked, n, 10, true), None);
+        assert_eq!(zstd_prefix(&checked, n, 10, false).as_deref(), Some(&data[..10]));
+    }
+
+    fn blosc(data: &[u8], typesize: usize, blocksize: usize) -> Vec<u8> {
+        use zarrs::array::codec::bytes_to_bytes::blosc::{blosc_compress_bytes, BloscCompressor, BloscShuffleMode};
+        let level = 5u8.try_into().unwrap();
+        blosc_compress_bytes(data, level, BloscShuffleMode::Shuffle, typesize, BloscCompressor::LZ4, blocksize, 1).unwrap()
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // a list of byte ranges, here of one
+    fn blosc_blocks_decode_the_blocks_used_or_leave_it_to_a_whole_decode() {
+        let data = megabyte();
+        let n = data.len();
+        // c-blosc enlarges a forced block size for split codecs: read what it chose.
+        let stream = blosc(&data, 4, 16 * 1024);
+        let bs = u32::from_le_bytes(stream[8..12].try_into().unwrap()) as usize;
+        let blocks = n.div_ceil(bs);
+        assert!(blocks >= 8, "{blocks} blocks of {bs} bytes");
+        let used = Ranges(vec![4..8, 3 * bs + 100..3 * bs + 104, n - 4..n]);
+        let out = blosc_blocks(&stream, n, &used).unwrap();
+        for (b, block) in out.chunks(bs).enumerate() {
+            let expected = if [0, 3, blocks - 1].contains(&b) { data[b * bs..(b * bs + bs).min(n)].to_vec() } else { vec![0u8; block.len()] };
+            assert!(block == expected, "block {b}");
+        }
+        // A last block shorter than the others.
+        let odd = &data[..n - 4000];
+        let stream_odd = blosc(odd, 4, 16 * 1024);
+        let bs_odd = u32::from_le_bytes(stream_odd[8..12].try_into().unwrap()) as usize;
+        let out = blosc_blocks(&stream_odd, odd.len(), &Ranges(vec![odd.len() - 4..odd.len()])).unwrap();
+        let last = odd.len() / bs_odd * bs_odd;
+        assert!(last < odd.len());
+        assert_eq!(&out[last..], &odd[last..]);
+        assert!(out[..last].iter().all(|&b| b == 0));
+        // Most blocks, or one block: one whole decode.
+        assert_eq!(blosc_blocks(&stream, n, &Ranges(vec![0..n])), None);
+        assert_eq!(blosc_blocks(&blosc(&data[..60_000], 4, 0), 60_000, &Ranges(vec![0..4])), None);
+        // Headers a whole decode would refuse: the whole decode decides (and fails).
+        let forge = |at: usize, value: u32| {
+            let mut bytes = stream.clone();
+            bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            bytes
+        };
+        assert_eq!(blosc_blocks(&stream, n + 4, &used), None); // declared size is not the chunk's
+        assert_eq!(blosc_blocks(&forge(12, stream.len() as u32 + 1), n, &used), None); // compressed size lies
+        assert_eq!(blosc_blocks(&stream[..stream.len() - 1], n, &used), None); // truncated
+        assert_eq!(blosc_blocks(&forge(8, 3), n, &used), None); // blocks not whole items
+        assert_eq!(blosc_blocks(&forge(8, 0), n, &used), None);
+        assert_eq!(blosc_blocks(&stream[..10], n, &used), None);
+        // A block table entry pointing past the stream, or at the table itself: c-blosc
+        // checks each against the compressed size and fails; no read past the stream.
+        let block3 = Ranges(vec![3 * bs..3 * bs + 4]);
+        for offset in [stream.len() as u32, stream.len() as u32 - 2, u32::MAX, 0, 16] {
+            assert_eq!(blosc_blocks(&forge(16 + 3 * 4, offset), n, &block3), None, "offset {offset}");
+        }
+        // A forged block length inside the block (its first split's compressed size).
+        let start = u32::from_le_bytes(stream[28..32].try_into().unwrap()) as usize;
+        assert_eq!(blosc_blocks(&forge(start, u32::MAX / 2), n, &block3), None);
+        assert_eq!(blosc_blocks(&forge(start, 1), n, &block3), None);
     }
 
     #[test]

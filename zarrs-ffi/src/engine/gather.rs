@@ -6,7 +6,9 @@
 //! - our shard layout: the index, then only the inner chunks holding picks, each decoded
 //!   (within bounds) and picked from, in parallel;
 //! - codecs that decode only whole chunks (compressors, no sharding): the chunk decoded once
-//!   and picked from;
+//!   and picked from; where the codecs allow, only the part holding the picks (a zstd
+//!   chunk's prefix up to the last pick, a blosc chunk's blocks holding picks: see
+//!   [`crate::bounds::BoundedChain::decode_needed`]), in inner chunks of our shards too;
 //! - anything else (codecs that read part of a chunk, sharding under bytes-to-bytes codecs,
 //!   zarrs' sharding codec): the picks' bounding box read through the usual job path into a
 //!   per-thread buffer, and picked from there.
@@ -22,7 +24,8 @@ use super::shard::{Grid, ShardLayout};
 use super::ChunkCodec;
 use crate::args;
 use crate::error::FfiResult;
-use crate::layout::{AxisPicks, ChunkJob, Destination, GatherJob, GatherTarget, Picks};
+use crate::bounds::Needed;
+use crate::layout::{AxisPicks, ChunkJob, Destination, GatherJob, GatherTarget, PickBytes, Picks};
 
 /// Past this many inner chunks per shard, points are grouped by inner chunk in a map rather
 /// than in a vector with a slot per inner chunk.
@@ -90,8 +93,14 @@ impl ChunkCodec {
                 target.fill(&job.picks, fill)?;
                 return Ok(false);
             };
-            let chunk = self.decode_whole(&boxed, Some(encoded), options)?;
-            target.copy(&job.picks, &chunk, &job.chunk_shape_u64(), &vec![0; ndim])?;
+            let shape = job.chunk_shape_u64();
+            let needed = PickBytes::of(&job.picks, &shape, self.element_size()?);
+            let (data_type, fill_value) = (&self.data_type, &self.fill_value);
+            let chunk = match self.codecs.decode_needed(Cow::Borrowed(&encoded), &job.chunk_shape, data_type, fill_value, &needed, options)? {
+                Some(part) => part,
+                None => self.decode_whole(&boxed, Some(encoded), options)?,
+            };
+            target.copy(&job.picks, &chunk, &shape, &vec![0; ndim])?;
             return Ok(true);
         }
         let shape = region.shape().to_vec();
@@ -134,14 +143,19 @@ impl ShardLayout {
         let inner: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
         let (needed, picks): (Vec<usize>, Vec<InnerPicks>) = self.split(&grid, &inner, &job.picks).into_iter().unzip();
         let fill = fill_value.as_ne_bytes();
+        let element_size = fill.len();
         let found = self.read_inner(storage, &job.key, &grid, &needed, one_by_one, data_type, fill_value, options, |i, bytes| {
             // `needed` is sorted: `split` returns inner chunks in order.
             let picks = &picks[needed.binary_search(&i).expect("a needed inner chunk")];
+            let origin = grid.origin(self, i);
+            let used = match picks {
+                InnerPicks::Orthogonal(axes) => PickBytes::orthogonal(axes, &inner, &origin, element_size),
+                InnerPicks::Points { coords, which, .. } => PickBytes::points(coords, which, &inner, &origin, element_size),
+            };
             let decoded = match bytes {
-                Some(bytes) => Some(self.decode_inner(bytes, i, &job.key, data_type, fill_value, options)?),
+                Some(bytes) => Some(self.decode_inner(bytes, i, &job.key, data_type, fill_value, Some(&used), options)?),
                 None => None,
             };
-            let origin = grid.origin(self, i);
             match (picks, &decoded) {
                 (InnerPicks::Orthogonal(axes), Some(decoded)) => target.copy_orthogonal(decoded, &inner, &origin, axes),
                 (InnerPicks::Orthogonal(axes), None) => target.fill_orthogonal(fill, axes),
@@ -234,5 +248,15 @@ impl ShardLayout {
                 grouped.into_iter().map(|(i, which)| (i, InnerPicks::Points { coords, offsets, which })).collect()
             }
         }
+    }
+}
+
+impl Needed for PickBytes<'_> {
+    fn end(&self) -> usize {
+        PickBytes::end(self)
+    }
+
+    fn mark_blocks(&self, block: usize, used: &mut [bool]) {
+        PickBytes::mark_blocks(self, block, used);
     }
 }

@@ -36,7 +36,7 @@ use zarrs::storage::byte_range::ByteRange;
 use zarrs::storage::{Bytes, ReadableStorageTraits, StoreKey};
 
 use crate::args;
-use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
+use crate::bounds::{BoundedChain, Needed, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use super::encoder::ChunkEncoder;
 use crate::layout::{ChunkJob, ChunkValues, Destination};
@@ -365,7 +365,11 @@ impl ShardLayout {
 
     /// Decode stored inner chunk `i` of the shard at `key` whole (within bounds), checking
     /// that it holds exactly an inner chunk's bytes. An inner shard (nested sharding) is read
-    /// by this reader, not zarrs' sharding codec.
+    /// by this reader, not zarrs' sharding codec. `needed`: the bytes a gather reads of the
+    /// decoded inner chunk, where only those need to be right; codecs that can decode less
+    /// (a zstd prefix, blosc blocks: [`BoundedChain::decode_needed`]) then may, and the
+    /// result may be shorter than the inner chunk (a prefix) or hold zeros where nothing
+    /// is read.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn decode_inner<'b>(
         &self,
@@ -374,11 +378,22 @@ impl ShardLayout {
         key: &StoreKey,
         data_type: &DataType,
         fill_value: &FillValue,
+        needed: Option<&dyn Needed>,
         options: &CodecOptions,
     ) -> FfiResult<Cow<'b, [u8]>> {
         let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
         let name = ShardName::key(key);
         let Some(nested) = &self.nested else {
+            if let Some(needed) = needed {
+                let part = self.inner_codecs.decode_needed(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, needed, options)?;
+                if let Some(part) = part {
+                    let expected = args::byte_size(&inner_shape, fill_value.size())?;
+                    if part.len() > expected {
+                        return Err(codec_error(format!("inner chunk {i} of {name} decoded to {} bytes, expected {expected}", part.len())));
+                    }
+                    return Ok(Cow::Owned(part));
+                }
+            }
             return self.decode_stored_inner(bytes, i, &name, data_type, fill_value, options);
         };
         // An inner shard: its bytes-to-bytes codecs within the bounds of the shard they

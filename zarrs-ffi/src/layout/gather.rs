@@ -84,6 +84,157 @@ impl GatherJob<'_> {
     }
 }
 
+/// The bytes of a decoded C-order source that picks read: a source of `shape` elements of
+/// `element_size` bytes whose first element is element `origin` of the chunk the picks
+/// index (a whole chunk, or an inner chunk of a shard holding these picks). For decoders
+/// that can stop early or skip blocks (`bounds.rs`).
+pub struct PickBytes<'p> {
+    picks: SourcePicks<'p>,
+    shape: Vec<u64>,
+    origin: Vec<u64>,
+    element_size: usize,
+}
+
+enum SourcePicks<'p> {
+    Orthogonal(&'p [AxisPicks<'p>]),
+    /// Points `which` (all when None) of `coords` (`ndim` values each).
+    Points { coords: &'p [u64], which: Option<&'p [usize]> },
+}
+
+impl<'p> PickBytes<'p> {
+    /// The bytes `picks` read of a whole chunk of `shape`.
+    pub fn of(picks: &'p Picks<'p>, shape: &[u64], element_size: usize) -> Self {
+        let picks = match picks {
+            Picks::Orthogonal(axes) => SourcePicks::Orthogonal(axes),
+            Picks::Points { coords, .. } => SourcePicks::Points { coords, which: None },
+        };
+        Self { picks, shape: shape.to_vec(), origin: vec![0; shape.len()], element_size }
+    }
+
+    /// The bytes orthogonal picks read of a source of `shape` at `origin` of their chunk.
+    pub fn orthogonal(axes: &'p [AxisPicks<'p>], shape: &[u64], origin: &[u64], element_size: usize) -> Self {
+        Self { picks: SourcePicks::Orthogonal(axes), shape: shape.to_vec(), origin: origin.to_vec(), element_size }
+    }
+
+    /// The bytes points `which` of `coords` read of a source of `shape` at `origin`.
+    pub fn points(coords: &'p [u64], which: &'p [usize], shape: &[u64], origin: &[u64], element_size: usize) -> Self {
+        let picks = SourcePicks::Points { coords, which: Some(which) };
+        Self { picks, shape: shape.to_vec(), origin: origin.to_vec(), element_size }
+    }
+
+    /// The source coordinate of chunk coordinate `c` on axis `d` (picks outside the source
+    /// are clamped to it: the copy kernels reject them later).
+    fn local(&self, d: usize, c: u64) -> u64 {
+        c.saturating_sub(self.origin[d]).min(self.shape[d].saturating_sub(1))
+    }
+
+    /// One past the last byte any pick reads (C order: the last element is the one with
+    /// every coordinate at its largest).
+    pub fn end(&self) -> usize {
+        let strides = strides(&self.shape);
+        let last = match &self.picks {
+            SourcePicks::Orthogonal(axes) => axes
+                .iter()
+                .enumerate()
+                .map(|(d, axis)| self.local(d, axis.indices.iter().copied().max().unwrap_or(0)) as usize * strides[d])
+                .sum(),
+            SourcePicks::Points { coords, which } => {
+                let ndim = self.shape.len();
+                let flat = |k: usize| -> usize { (0..ndim).map(|d| self.local(d, coords[k * ndim + d]) as usize * strides[d]).sum() };
+                match (which, ndim) {
+                    (_, 0) => 0,
+                    (Some(which), _) => which.iter().map(|&k| flat(k)).max().unwrap_or(0),
+                    (None, _) => (0..coords.len() / ndim).map(flat).max().unwrap_or(0),
+                }
+            }
+        };
+        (last + 1) * self.element_size
+    }
+
+    /// Set `used[b]` for every block `b` of `block` bytes holding a byte any pick reads
+    /// (stops early once every block is marked).
+    pub fn mark_blocks(&self, block: usize, used: &mut [bool]) {
+        let size = self.element_size;
+        let strides = strides(&self.shape);
+        let ndim = self.shape.len();
+        let mut left = used.iter().filter(|&&u| !u).count();
+        // Mark the blocks of elements `from..from + n`; false once every block is marked.
+        let mut mark = |from: usize, n: usize| -> bool {
+            let last = ((from + n) * size).saturating_sub(1) / block;
+            for slot in used.iter_mut().take(last + 1).skip(from * size / block) {
+                if !*slot {
+                    *slot = true;
+                    left -= 1;
+                }
+            }
+            left > 0
+        };
+        match &self.picks {
+            SourcePicks::Orthogonal(axes) => {
+                if ndim == 0 || axes.len() != ndim {
+                    mark(0, 1);
+                    return;
+                }
+                // Per axis the distinct source offsets, ascending; runs along the last axis.
+                let offsets: Vec<Vec<usize>> = axes
+                    .iter()
+                    .enumerate()
+                    .map(|(d, axis)| {
+                        let mut o: Vec<usize> = axis.indices.iter().map(|&i| self.local(d, i) as usize * strides[d]).collect();
+                        o.sort_unstable();
+                        o.dedup();
+                        o
+                    })
+                    .collect();
+                let mut runs: Vec<(usize, usize)> = Vec::new();
+                for &o in &offsets[ndim - 1] {
+                    match runs.last_mut() {
+                        Some(run) if run.0 + run.1 == o => run.1 += 1,
+                        _ => runs.push((o, 1)),
+                    }
+                }
+                let mut counter = vec![0usize; ndim - 1];
+                loop {
+                    let base: usize = counter.iter().enumerate().map(|(d, &c)| offsets[d][c]).sum();
+                    for &(from, n) in &runs {
+                        if !mark(base + from, n) {
+                            return;
+                        }
+                    }
+                    let mut d = ndim - 1;
+                    loop {
+                        if d == 0 {
+                            return;
+                        }
+                        d -= 1;
+                        counter[d] += 1;
+                        if counter[d] < offsets[d].len() {
+                            break;
+                        }
+                        counter[d] = 0;
+                    }
+                }
+            }
+            SourcePicks::Points { coords, which } => {
+                let flat = |k: usize| -> usize { (0..ndim).map(|d| self.local(d, coords[k * ndim + d]) as usize * strides[d]).sum() };
+                if ndim == 0 {
+                    mark(0, 1);
+                    return;
+                }
+                let all: Box<dyn Iterator<Item = usize>> = match which {
+                    Some(which) => Box::new(which.iter().copied()),
+                    None => Box::new(0..coords.len() / ndim),
+                };
+                for k in all {
+                    if !mark(flat(k), 1) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Per-axis picks as the C calls give them: per chunk and axis a `(start, count)` pair into
 /// shared `indices` and `positions` (so chunks with the same picks along an axis share them).
 pub struct PickPool<'a> {

@@ -20,7 +20,7 @@ use std::num::NonZeroU64;
 use zarrs::array::ArraySubset;
 use zarrs::storage::StoreKey;
 
-pub use gather::{parse_orthogonal, parse_points, AxisPicks, GatherJob, GatherTarget, PickPool, Picks};
+pub use gather::{parse_orthogonal, parse_points, AxisPicks, GatherJob, GatherTarget, PickBytes, PickPool, Picks};
 pub use grid::ChunkShapes;
 pub use presence::PresenceTracker;
 pub use view::{ChunkValues, Destination, Source};
