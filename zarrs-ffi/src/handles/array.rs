@@ -30,11 +30,19 @@ use crate::storage::{LocalStore, RemoteStore};
 /// touches at most 8 chunks of 32^3.
 const SHARE_MAX_JOBS: usize = 16;
 
-/// The most bytes a read decodes (whole chunks, or the inner chunks a partial shard read
-/// needs) on the calling thread alone, waking no pool thread. Below it a helper costs more
-/// than it saves: it wakes tens of microseconds late (after zarr's Python between two small
-/// reads it is asleep), often claims the last item, and the caller then waits for it.
-const INLINE_BYTES: u64 = 256 << 10;
+/// The most bytes a read decompresses (whole chunks, or the inner chunks a partial shard
+/// read needs) on the calling thread alone, waking no pool thread: one 32^3 chunk of
+/// `uint16`. Below it a helper costs more than it saves: it wakes tens of microseconds late
+/// (after zarr's Python between two small reads it is asleep), often claims the last item,
+/// and the caller then waits for it. Above it, decompressing a second chunk (zstd: about
+/// 50 µs for 64 KiB) on a helper pays: with 256 KiB here, 16^3 zstd reads through zarr were
+/// 25-30% slower in their native call (benchmarks/call_share.py, A/B on a quiet machine).
+const INLINE_BYTES: u64 = 64 << 10;
+
+/// [`INLINE_BYTES`] for shards whose inner chunks are not compressed (their encoded size is
+/// fixed): decoding is a copy, and the reads and copies of a small box take a few
+/// microseconds each (16^3 raw-sharded reads: native call 121 -> 98-106 µs, same A/B).
+const INLINE_COPY_BYTES: u64 = 1 << 20;
 
 /// Where a read's jobs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +295,7 @@ impl ZarrsArray {
 impl ZarrsArray {
     /// Where a read of `jobs` runs. Small batches start on the calling thread, where waking
     /// the pool and sleeping until it is done is most of the call: alone when they decode
-    /// at most [`INLINE_BYTES`], else with the pool joining in ([`ZarrsOptions::share`]).
+    /// at most [`INLINE_BYTES`] ([`INLINE_COPY_BYTES`] uncompressed), else with the pool joining in ([`ZarrsOptions::share`]).
     /// Large batches stay on the pool's parallel iterators: with the caller taking part
     /// they ran 18-27% slower (512^3 blosc-lz4 and raw-sharded read_all through zarr,
     /// same-run A/B; cause not yet profiled). Only codecs that reach rayon through
@@ -296,7 +304,11 @@ impl ZarrsArray {
         if jobs.len() > SHARE_MAX_JOBS || !self.codec.decodes_off_pool() {
             return Spread::Pool;
         }
-        if self.decoded_bytes(jobs) <= INLINE_BYTES {
+        let copies = self.shard().is_some_and(|shard| {
+            let fixed = shard.inner_codecs.fixed_encoded_size(&shard.inner_shape, self.codec.data_type(), self.array.fill_value());
+            matches!(fixed, Ok(Some(_)))
+        });
+        if self.decoded_bytes(jobs) <= if copies { INLINE_COPY_BYTES } else { INLINE_BYTES } {
             Spread::Caller
         } else {
             Spread::Share
