@@ -662,7 +662,7 @@ impl ShardLayout {
         options: &CodecOptions,
     ) -> FfiResult<bool> {
         let grid = self.grid(&job.chunk_shape)?;
-        let needed: Vec<usize> = (0..grid.count).filter(|&i| self.overlap(&grid, job, i).is_some()).collect();
+        let needed = self.met(&grid, job);
         let found = self.read_inner(storage, &job.key, &grid, &needed, false, data_type, fill_value, options, |i, bytes| {
             self.place_inner(&grid, job, i, bytes, destination, data_type, fill_value, options)
         })?;
@@ -670,6 +670,44 @@ impl ShardLayout {
             destination.fill_at(&job.buffer_start, job.subset.shape(), fill_value.as_ne_bytes(), &job.key)?;
         }
         Ok(found)
+    }
+
+    /// The inner chunks (C-order indices, ascending) the job's subset meets: those for
+    /// which [`Self::overlap`] is Some, from the subset's first and last inner chunk per axis
+    /// rather than by trying every inner chunk (a small read of a 64-chunk shard needs few).
+    fn met(&self, grid: &Grid, job: &ChunkJob) -> Vec<usize> {
+        let (start, shape) = (job.subset.start(), job.subset.shape());
+        let mut lo = Vec::with_capacity(grid.per_shard.len());
+        let mut hi = Vec::with_capacity(grid.per_shard.len());
+        for (d, &per_shard) in grid.per_shard.iter().enumerate() {
+            let n = self.inner_shape[d].get();
+            let Some(last) = (start[d] + shape[d]).checked_sub(1) else { return Vec::new() };
+            let (first, last) = (start[d] / n, (last / n).min(per_shard - 1));
+            if shape[d] == 0 || first > last {
+                return Vec::new();
+            }
+            lo.push(first);
+            hi.push(last);
+        }
+        let mut met = Vec::new();
+        let mut at = lo.clone();
+        loop {
+            let flat = at.iter().zip(&grid.per_shard).fold(0u64, |index, (&c, &n)| index * n + c);
+            met.push(flat as usize); // below grid.count, a usize
+            // The next coordinates in C order within [lo, hi], or done.
+            let mut d = at.len();
+            loop {
+                if d == 0 {
+                    return met;
+                }
+                d -= 1;
+                if at[d] < hi[d] {
+                    at[d] += 1;
+                    break;
+                }
+                at[d] = lo[d];
+            }
+        }
     }
 
     /// Read the index of the stored shard at `key` (of `grid`), then fetch the inner chunks
@@ -1096,6 +1134,28 @@ mod tests {
         assert_eq!(decoded, expected);
         // A part that does not meet inner shard 0 never reads it.
         assert!(decode(&past, Some(([4, 6], [4, 6]))).is_ok());
+    }
+
+    #[test]
+    fn the_inner_chunks_a_subset_meets_are_those_it_overlaps() {
+        let metadata = serde_json::json!([{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [4, 3, 5],
+            "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+        }}]);
+        let layout = ShardLayout::from_codecs_metadata(&metadata).unwrap();
+        let shape: Vec<NonZeroU64> = [8u64, 9, 10].iter().map(|&d| NonZeroU64::new(d).unwrap()).collect();
+        let grid = layout.grid(&shape).unwrap();
+        let key = StoreKey::new("c/0/0/0").unwrap();
+        for (start, extent) in [
+            ([0, 0, 0], [8, 9, 10]), ([3, 2, 4], [2, 2, 2]), ([4, 3, 5], [1, 1, 1]), ([0, 0, 0], [1, 1, 1]),
+            ([7, 8, 9], [1, 1, 1]), ([1, 0, 3], [6, 9, 1]), ([2, 5, 0], [0, 2, 3]),
+        ] {
+            let mut job = ChunkJob::whole(key.clone(), shape.clone());
+            job.subset = ArraySubset::new_with_start_shape(start.to_vec(), extent.to_vec()).unwrap();
+            let tried: Vec<usize> = (0..grid.count).filter(|&i| layout.overlap(&grid, &job, i).is_some()).collect();
+            assert_eq!(layout.met(&grid, &job), tried, "{start:?} {extent:?}");
+        }
     }
 
     #[test]

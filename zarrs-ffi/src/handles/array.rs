@@ -30,6 +30,31 @@ use crate::storage::{LocalStore, RemoteStore};
 /// touches at most 8 chunks of 32^3.
 const SHARE_MAX_JOBS: usize = 16;
 
+/// The most bytes a read decompresses (whole chunks, or the inner chunks a partial shard
+/// read needs) on the calling thread alone, waking no pool thread: one 32^3 chunk of
+/// `uint16`. Below it a helper costs more than it saves: it wakes tens of microseconds late
+/// (after zarr's Python between two small reads it is asleep), often claims the last item,
+/// and the caller then waits for it. Above it, decompressing a second chunk (zstd: about
+/// 50 µs for 64 KiB) on a helper pays: with 256 KiB here, 16^3 zstd reads through zarr were
+/// 25-30% slower in their native call (benchmarks/call_share.py, A/B on a quiet machine).
+const INLINE_BYTES: u64 = 64 << 10;
+
+/// [`INLINE_BYTES`] for shards whose inner chunks are not compressed (their encoded size is
+/// fixed): decoding is a copy, and the reads and copies of a small box take a few
+/// microseconds each (16^3 raw-sharded reads: native call 121 -> 98-106 µs, same A/B).
+const INLINE_COPY_BYTES: u64 = 1 << 20;
+
+/// Where a read's jobs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spread {
+    /// All on the calling thread, nested work (a shard's inner chunks) too.
+    Caller,
+    /// The calling thread starts at once and the pool joins in ([`process::share`]).
+    Share,
+    /// The pool's parallel iterators; the calling thread waits.
+    Pool,
+}
+
 /// An open array. Create with [`zarrs_array_open`], [`zarrs_array_open_with_metadata`] or
 /// [`zarrs_array_create`]; free with [`zarrs_array_free`]. It keeps its storage alive.
 ///
@@ -268,13 +293,62 @@ impl ZarrsArray {
 
 /// Reads and writes through the array's storage.
 impl ZarrsArray {
-    /// Whether a read of `jobs` decodes on the calling thread with the pool joining in
-    /// ([`ZarrsOptions::share`]): for small batches only, where waking the pool and sleeping
-    /// until it is done is most of the call. Large batches stay on the pool's parallel
-    /// iterators: with the caller taking part they ran 18-27% slower (512^3 blosc-lz4 and
-    /// raw-sharded read_all through zarr, same-run A/B; cause not yet profiled).
-    fn shares(&self, jobs: &[ChunkJob]) -> bool {
-        jobs.len() <= SHARE_MAX_JOBS && self.codec.decodes_off_pool()
+    /// Where a read of `jobs` runs. Small batches start on the calling thread, where waking
+    /// the pool and sleeping until it is done is most of the call: alone when they decode
+    /// at most [`INLINE_BYTES`] ([`INLINE_COPY_BYTES`] uncompressed), else with the pool joining in ([`ZarrsOptions::share`]).
+    /// Large batches stay on the pool's parallel iterators: with the caller taking part
+    /// they ran 18-27% slower (512^3 blosc-lz4 and raw-sharded read_all through zarr,
+    /// same-run A/B; cause not yet profiled). Only codecs that reach rayon through
+    /// `process::try_for_each` alone may run on the caller (`decodes_off_pool`).
+    fn spread(&self, jobs: &[ChunkJob]) -> Spread {
+        if jobs.len() > SHARE_MAX_JOBS || !self.codec.decodes_off_pool() {
+            return Spread::Pool;
+        }
+        let copies = self.shard().is_some_and(|shard| {
+            let fixed = shard.inner_codecs.fixed_encoded_size(&shard.inner_shape, self.codec.data_type(), self.array.fill_value());
+            matches!(fixed, Ok(Some(_)))
+        });
+        if self.decoded_bytes(jobs) <= if copies { INLINE_COPY_BYTES } else { INLINE_BYTES } {
+            Spread::Caller
+        } else {
+            Spread::Share
+        }
+    }
+
+    /// The bytes decoding `jobs` produces: each chunk whole, or for a shard read in part
+    /// the inner chunks its subset meets (an estimate of the work, saturating).
+    fn decoded_bytes(&self, jobs: &[ChunkJob]) -> u64 {
+        let element = self.codec.element_size().unwrap_or(1) as u64;
+        let product = |dims: &mut dyn Iterator<Item = u64>| dims.fold(element, u64::saturating_mul);
+        jobs.iter()
+            .map(|job| match self.shard() {
+                Some(shard) if self.codec.reads_ranges(job) => {
+                    let inner = &shard.inner_shape;
+                    let (start, shape) = (job.subset.start(), job.subset.shape());
+                    let mut met = (0..inner.len()).map(|d| {
+                        let n = inner[d].get();
+                        let last = (start[d] + shape[d].max(1) - 1) / n;
+                        (last - start[d] / n + 1).saturating_mul(n)
+                    });
+                    product(&mut met)
+                }
+                _ => product(&mut job.chunk_shape.iter().map(|d| d.get())),
+            })
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Read one job from the array's storage. A shard read in part from a local directory
+    /// opens its file once for the index and the inner chunks ([`LocalStore::open_value`]).
+    fn read_job(&self, job: &ChunkJob, destination: &Destination, options: &CodecOptions) -> FfiResult<bool> {
+        if let (Some(local), Some(shard)) = (&self.local, self.shard()) {
+            if self.codec.reads_ranges(job) {
+                if let Some(value) = local.open_value(&job.key)? {
+                    let (data_type, fill_value) = (self.codec.data_type(), self.array.fill_value());
+                    return shard.read_partial(&value, job, destination, data_type, fill_value, options);
+                }
+            }
+        }
+        self.codec.read_job(&self.storage, job, destination, options)
     }
 
     /// Read every job into `destination`, in parallel; `present[i]` says if chunk i existed.
@@ -283,15 +357,14 @@ impl ZarrsArray {
         if let Some(remote) = &self.remote {
             return self.read_jobs_remote(remote, options, jobs, destination, limit, &codec_options);
         }
-        let read = |job: &ChunkJob| {
-            self.codec
-                .read_job(&self.storage, job, destination, &codec_options)
-                .map_err(|e| self.in_chunk(&job.key, e))
-        };
-        if self.shares(&jobs) {
-            return options.share(jobs.len(), limit, |i| read(&jobs[i]))?;
+        let read = |job: &ChunkJob| self.read_job(job, destination, &codec_options).map_err(|e| self.in_chunk(&job.key, e));
+        match self.spread(&jobs) {
+            Spread::Caller => jobs.iter().map(read).collect(),
+            Spread::Share => options.share(jobs.len(), limit, |i| read(&jobs[i]))?,
+            Spread::Pool => {
+                options.install(|| iter_concurrent_limit!(limit, jobs, map, |job: ChunkJob| read(&job)).collect::<FfiResult<Vec<bool>>>())?
+            }
         }
-        options.install(|| iter_concurrent_limit!(limit, jobs, map, |job: ChunkJob| read(&job)).collect::<FfiResult<Vec<bool>>>())?
     }
 
     /// Remote reads: every whole value the batch needs is fetched concurrently, then decoded
@@ -413,8 +486,10 @@ impl ZarrsArray {
                 .map(|_| ())
                 .map_err(|e| self.in_chunk(&job.key, e))
         };
-        if self.shares(&jobs) {
-            return options.share(jobs.len(), limit, |i| decode(i, &jobs[i]))?.map(drop);
+        match self.spread(&jobs) {
+            Spread::Caller => return jobs.iter().enumerate().try_for_each(|(i, job)| decode(i, job)),
+            Spread::Share => return options.share(jobs.len(), limit, |i| decode(i, &jobs[i]))?.map(drop),
+            Spread::Pool => {}
         }
         let indexed: Vec<(usize, ChunkJob)> = jobs.into_iter().enumerate().collect();
         options.install(|| iter_concurrent_limit!(limit, indexed, try_for_each, |(i, job): (usize, ChunkJob)| decode(i, &job)))?

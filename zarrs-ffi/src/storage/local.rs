@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use zarrs::filesystem::{FilesystemStore, FilesystemStoreOptions};
-use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator, InvalidByteRangeError};
 use zarrs::storage::{
     Bytes, ListableStorageTraits, MaybeBytes, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits,
     StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix, WritableStorageTraits,
@@ -34,6 +34,8 @@ use crate::error::{FfiError, FfiResult, ZarrsResult};
 pub struct LocalStore {
     inner: FilesystemStore,
     read_only: bool,
+    /// Reads use `O_DIRECT` (zarrs' aligned reader): [`LocalStore::open_value`] declines.
+    direct_io: bool,
     /// Directories this handle has created or written to, each swept of stale temporaries
     /// once. Writes into them skip creating the directory (two system calls per chunk);
     /// one removed since is created again when a write finds it missing.
@@ -48,7 +50,7 @@ impl LocalStore {
         options.direct_io(direct_io);
         let inner = FilesystemStore::new_with_options(path, options)
             .map_err(|e| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, e.to_string()))?;
-        Ok(Self { inner, read_only, known: Mutex::default() })
+        Ok(Self { inner, read_only, direct_io, known: Mutex::default() })
     }
 
     /// Replace the value at `key` whole (see the module docs). With `fsync`, the file is
@@ -107,6 +109,121 @@ impl LocalStore {
             }
         }
         Ok(())
+    }
+}
+
+impl LocalStore {
+    /// The value at `key` opened once for several byte-range reads (a shard's index, then
+    /// its inner chunks), or None when reads use `O_DIRECT` (zarrs' aligned reader serves
+    /// them). Through zarrs' store each partial read opens and closes the file again.
+    ///
+    /// Every range comes from the one file opened here: a write that replaces the value
+    /// meanwhile (writes rename a new file over the name) is not seen half-way, so an index
+    /// and the inner chunks it locates are always of the same version.
+    pub fn open_value(&self, key: &StoreKey) -> Result<Option<OpenValue>, StorageError> {
+        if self.direct_io {
+            return Ok(None);
+        }
+        let file = match File::open(self.inner.key_to_fspath(key)) {
+            Ok(file) => Some(file),
+            // Missing: reads as missing, as through zarrs' store.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(io_error(err)),
+        };
+        Ok(Some(OpenValue { key: key.clone(), file, len: OnceLock::new() }))
+    }
+}
+
+/// One stored value opened for reading ([`LocalStore::open_value`]): a storage of that one
+/// key, read with `pread` on one file descriptor. A missing value reads as missing.
+#[derive(Debug)]
+pub struct OpenValue {
+    key: StoreKey,
+    file: Option<File>,
+    /// The file's length, asked once (`fstat`) and only by a range that needs it.
+    len: OnceLock<u64>,
+}
+
+impl OpenValue {
+    fn check_key(&self, key: &StoreKey) -> Result<(), StorageError> {
+        if *key == self.key {
+            Ok(())
+        } else {
+            Err(StorageError::Other(format!("{key} read through the open value of {}", self.key)))
+        }
+    }
+
+    fn len(&self, file: &File) -> Result<u64, StorageError> {
+        if let Some(&len) = self.len.get() {
+            return Ok(len);
+        }
+        let len = file.metadata().map_err(io_error)?.len();
+        Ok(*self.len.get_or_init(|| len))
+    }
+
+    /// The bytes of `range`. A suffix longer than the value is the whole value (as object
+    /// stores answer), so a caller comparing lengths can name a truncated value; a range
+    /// reaching past the end fails.
+    fn read(&self, file: &File, range: ByteRange) -> Result<Bytes, StorageError> {
+        let (offset, length) = match range {
+            ByteRange::FromStart(offset, Some(length)) => (offset, length),
+            ByteRange::FromStart(offset, None) => {
+                let len = self.len(file)?;
+                let length = len
+                    .checked_sub(offset)
+                    .ok_or_else(|| StorageError::from(InvalidByteRangeError::new(range, len)))?;
+                (offset, length)
+            }
+            ByteRange::Suffix(length) => {
+                let len = self.len(file)?;
+                (len.saturating_sub(length), length.min(len))
+            }
+        };
+        let length = usize::try_from(length).map_err(|_| StorageError::from(InvalidByteRangeError::new(range, u64::MAX)))?;
+        let mut buffer = vec![0u8; length];
+        read_exact_at(file, &mut buffer, offset).map_err(io_error)?;
+        Ok(Bytes::from(buffer))
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buffer, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &File, buffer: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buffer)
+}
+
+impl ReadableStorageTraits for OpenValue {
+    fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
+        self.get_partial(key, ByteRange::FromStart(0, None))
+    }
+
+    fn get_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        self.check_key(key)?;
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        let values: Vec<Result<Bytes, StorageError>> = byte_ranges.map(|range| self.read(file, range)).collect();
+        Ok(Some(Box::new(values.into_iter())))
+    }
+
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        self.check_key(key)?;
+        self.file.as_ref().map(|file| self.len(file)).transpose()
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        true
     }
 }
 
