@@ -5,6 +5,7 @@
 //! arrays, stores or chunk jobs.
 
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rayon_iter_concurrent_limit::iter_concurrent_limit;
@@ -15,6 +16,11 @@ use zarrs::array::{ArrayCodecTraits, CodecOptions, DataType};
 use crate::bounds::DEFAULT_MAX_VARIABLE_CHUNK_BYTES;
 use crate::error::FfiResult;
 use crate::process;
+
+/// The most consecutive items a worker of [`ZarrsOptions::try_for_each_guided`] takes at
+/// once: a sixteenth of a 512^3 array of 32^3 chunks, so that even the first runs end soon
+/// enough to even out.
+const MAX_RUN: usize = 256;
 
 /// Options for the data calls. Pass NULL wherever a `const ZarrsOptions*` is taken to use the
 /// defaults that [`zarrs_options_default`] writes.
@@ -143,6 +149,55 @@ impl ZarrsOptions {
     /// a forked child gets its own).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> FfiResult<R> {
         Ok(process::thread_pool(self.threads())?.install(f))
+    }
+
+    /// Run `f` over `0..items` on this call's pool, at most `width` at a time, stopping at
+    /// the first error (returned).
+    ///
+    /// Each of `width` workers takes the next run of items whenever it finishes one, and the
+    /// runs shrink as the batch drains (guided scheduling: a run is what is left divided by
+    /// twice the workers, at most [`MAX_RUN`] items), so every thread stays busy until the
+    /// last few items. `iter_concurrent_limit!` instead hands each worker a fixed share of
+    /// `items / width` up front, so whatever slows one thread (a chunk that compresses more
+    /// slowly, another process) is paid at the end with the other threads idle. Runs are of
+    /// consecutive items, so a thread still visits neighbouring chunks one after another.
+    pub fn try_for_each_guided<E: Send>(
+        &self,
+        items: usize,
+        width: usize,
+        f: impl Fn(usize) -> Result<(), E> + Sync + Send,
+    ) -> FfiResult<Result<(), E>> {
+        let workers = width.clamp(1, items.max(1));
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let worker = |_: usize| -> Result<(), E> {
+            loop {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok(()); // another worker's error is the result
+                }
+                let mut start = next.load(Ordering::Relaxed);
+                let run = loop {
+                    if start >= items {
+                        return Ok(());
+                    }
+                    let run = ((items - start) / (2 * workers)).clamp(1, MAX_RUN);
+                    match next.compare_exchange_weak(start, start + run, Ordering::Relaxed, Ordering::Relaxed) {
+                        Ok(_) => break start..start + run,
+                        Err(current) => start = current,
+                    }
+                };
+                for i in run {
+                    if let Err(err) = f(i) {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(err);
+                    }
+                }
+            }
+        };
+        if workers == 1 {
+            return self.install(|| worker(0));
+        }
+        self.install(|| (0..workers).into_par_iter().try_for_each(worker))
     }
 
     /// Run `f` over `0..items`, at most `width` at a time, with the calling thread taking
