@@ -187,6 +187,9 @@ impl ZarrsOptions {
                     }
                 };
                 for i in run {
+                    if failed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
                     if let Err(err) = f(i) {
                         failed.store(true, Ordering::Relaxed);
                         return Err(err);
@@ -215,5 +218,53 @@ impl ZarrsOptions {
             return self.install(|| iter_concurrent_limit!(width.max(1), 0..items, map, &f).collect());
         }
         Ok(process::share(&process::thread_pool(self.threads())?, items, width, f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::ZarrsOptions;
+
+    #[test]
+    fn guided_runs_visit_every_item_once_within_the_width() {
+        let options = ZarrsOptions { num_threads: 3, ..ZarrsOptions::default() };
+        for (items, width) in [(0, 2), (1, 4), (7, 1), (1000, 2), (4096, 4), (300, 64)] {
+            let visits: Vec<AtomicUsize> = (0..items).map(|_| AtomicUsize::new(0)).collect();
+            let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+            let order = std::sync::Mutex::new(Vec::new());
+            let result = options.try_for_each_guided(items, width, |i| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                visits[i].fetch_add(1, Ordering::Relaxed);
+                order.lock().unwrap().push(i);
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, ()>(())
+            });
+            assert_eq!(result.unwrap(), Ok(()));
+            assert!(visits.iter().all(|v| v.load(Ordering::Relaxed) == 1), "{items} items, width {width}");
+            assert!(most.load(Ordering::SeqCst) <= width.min(3), "{items} items, width {width}");
+            if width == 1 {
+                assert_eq!(*order.lock().unwrap(), (0..items).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    #[test]
+    fn guided_runs_stop_at_an_error() {
+        let options = ZarrsOptions { num_threads: 2, ..ZarrsOptions::default() };
+        for width in [1, 2, 4] {
+            let calls = AtomicUsize::new(0);
+            let result = options.try_for_each_guided(10_000, width, |i| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                if i == 10 { Err(format!("item {i}")) } else { Ok(()) }
+            });
+            assert_eq!(result.unwrap(), Err("item 10".to_string()));
+            if width == 1 {
+                // One worker, in order: nothing after the failing item runs.
+                assert_eq!(calls.load(Ordering::Relaxed), 11);
+            }
+        }
     }
 }
