@@ -5,6 +5,7 @@
 //! arrays, stores or chunk jobs.
 
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rayon_iter_concurrent_limit::iter_concurrent_limit;
@@ -15,6 +16,11 @@ use zarrs::array::{ArrayCodecTraits, CodecOptions, DataType};
 use crate::bounds::DEFAULT_MAX_VARIABLE_CHUNK_BYTES;
 use crate::error::FfiResult;
 use crate::process;
+
+/// The most consecutive items a worker of [`ZarrsOptions::try_for_each_guided`] takes at
+/// once: a sixteenth of a 512^3 array of 32^3 chunks, so that even the first runs end soon
+/// enough to even out.
+const MAX_RUN: usize = 256;
 
 /// Options for the data calls. Pass NULL wherever a `const ZarrsOptions*` is taken to use the
 /// defaults that [`zarrs_options_default`] writes.
@@ -145,6 +151,58 @@ impl ZarrsOptions {
         Ok(process::thread_pool(self.threads())?.install(f))
     }
 
+    /// Run `f` over `0..items` on this call's pool, at most `width` at a time, stopping at
+    /// the first error (returned).
+    ///
+    /// Each of `width` workers takes the next run of items whenever it finishes one, and the
+    /// runs shrink as the batch drains (guided scheduling: a run is what is left divided by
+    /// twice the workers, at most [`MAX_RUN`] items), so every thread stays busy until the
+    /// last few items. `iter_concurrent_limit!` instead hands each worker a fixed share of
+    /// `items / width` up front, so whatever slows one thread (a chunk that compresses more
+    /// slowly, another process) is paid at the end with the other threads idle. Runs are of
+    /// consecutive items, so a thread still visits neighbouring chunks one after another.
+    pub fn try_for_each_guided<E: Send>(
+        &self,
+        items: usize,
+        width: usize,
+        f: impl Fn(usize) -> Result<(), E> + Sync + Send,
+    ) -> FfiResult<Result<(), E>> {
+        let workers = width.clamp(1, items.max(1));
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let worker = |_: usize| -> Result<(), E> {
+            loop {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok(()); // another worker's error is the result
+                }
+                let mut start = next.load(Ordering::Relaxed);
+                let run = loop {
+                    if start >= items {
+                        return Ok(());
+                    }
+                    let run = ((items - start) / (2 * workers)).clamp(1, MAX_RUN);
+                    match next.compare_exchange_weak(start, start + run, Ordering::Relaxed, Ordering::Relaxed) {
+                        Ok(_) => break start..start + run,
+                        Err(current) => start = current,
+                    }
+                };
+                for i in run {
+                    if failed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    if let Err(err) = f(i) {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(err);
+                    }
+                }
+            }
+        };
+        if workers == 1 {
+            return self.install(|| worker(0));
+        }
+        self.install(|| (0..workers).into_par_iter().try_for_each(worker))
+    }
+
     /// Run `f` over `0..items`, at most `width` at a time, with the calling thread taking
     /// part ([`process::share`]: it starts at once instead of waking a pool thread and
     /// sleeping until the pool is done). Only for work that reaches rayon solely through
@@ -160,5 +218,53 @@ impl ZarrsOptions {
             return self.install(|| iter_concurrent_limit!(width.max(1), 0..items, map, &f).collect());
         }
         Ok(process::share(&process::thread_pool(self.threads())?, items, width, f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::ZarrsOptions;
+
+    #[test]
+    fn guided_runs_visit_every_item_once_within_the_width() {
+        let options = ZarrsOptions { num_threads: 3, ..ZarrsOptions::default() };
+        for (items, width) in [(0, 2), (1, 4), (7, 1), (1000, 2), (4096, 4), (300, 64)] {
+            let visits: Vec<AtomicUsize> = (0..items).map(|_| AtomicUsize::new(0)).collect();
+            let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+            let order = std::sync::Mutex::new(Vec::new());
+            let result = options.try_for_each_guided(items, width, |i| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                visits[i].fetch_add(1, Ordering::Relaxed);
+                order.lock().unwrap().push(i);
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, ()>(())
+            });
+            assert_eq!(result.unwrap(), Ok(()));
+            assert!(visits.iter().all(|v| v.load(Ordering::Relaxed) == 1), "{items} items, width {width}");
+            assert!(most.load(Ordering::SeqCst) <= width.min(3), "{items} items, width {width}");
+            if width == 1 {
+                assert_eq!(*order.lock().unwrap(), (0..items).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    #[test]
+    fn guided_runs_stop_at_an_error() {
+        let options = ZarrsOptions { num_threads: 2, ..ZarrsOptions::default() };
+        for width in [1, 2, 4] {
+            let calls = AtomicUsize::new(0);
+            let result = options.try_for_each_guided(10_000, width, |i| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                if i == 10 { Err(format!("item {i}")) } else { Ok(()) }
+            });
+            assert_eq!(result.unwrap(), Err("item 10".to_string()));
+            if width == 1 {
+                // One worker, in order: nothing after the failing item runs.
+                assert_eq!(calls.load(Ordering::Relaxed), 11);
+            }
+        }
     }
 }

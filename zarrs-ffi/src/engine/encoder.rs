@@ -81,13 +81,63 @@ impl ChunkEncoder {
         };
         let mut encoded = array_part.encode(bytes, shape, data_type, fill_value, options)?;
         for step in steps {
-            encoded = match step {
-                Step::Zstd { level, checksum } => Cow::Owned(zstd_compress(&encoded, *level, *checksum)?),
-                Step::Codec(codec) => codec.encode(encoded, options)?,
-            };
+            encoded = step.encode(encoded, options)?;
         }
         Ok(encoded)
     }
+
+    /// Encode a chunk as [`ChunkEncoder::encode`] does and hand the bytes to `f`. A last zstd
+    /// step compresses into a buffer this thread keeps for its next chunk, so a batch of
+    /// chunks written straight to storage allocates no output per chunk.
+    pub fn encode_with<R>(
+        &self,
+        bytes: ArrayBytes<'_>,
+        shape: &[NonZeroU64],
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, CodecError> {
+        let Some((array_part, steps)) = &self.split else {
+            return Ok(f(&self.full.encode(bytes, shape, data_type, fill_value, options)?));
+        };
+        let (last, before) = steps.split_last().expect("a split chain has a zstd step");
+        let mut encoded = array_part.encode(bytes, shape, data_type, fill_value, options)?;
+        for step in before {
+            encoded = step.encode(encoded, options)?;
+        }
+        match last {
+            Step::Zstd { level, checksum } => {
+                let mut output = OUTPUT.take();
+                let compressed = zstd_compress_into(&encoded, *level, *checksum, &mut output);
+                let result = compressed.map(|()| f(&output));
+                if output.capacity() <= KEEP_OUTPUT {
+                    OUTPUT.set(output);
+                }
+                result
+            }
+            Step::Codec(_) => Ok(f(&last.encode(encoded, options)?)),
+        }
+    }
+}
+
+impl Step {
+    fn encode<'a>(&self, bytes: Cow<'a, [u8]>, options: &CodecOptions) -> Result<Cow<'a, [u8]>, CodecError> {
+        match self {
+            Step::Zstd { level, checksum } => Ok(Cow::Owned(zstd_compress(&bytes, *level, *checksum)?)),
+            Step::Codec(codec) => codec.encode(bytes, options),
+        }
+    }
+}
+
+/// The largest output buffer a thread keeps for its next chunk (see `KEEP_CHUNK_BUFFER` in
+/// `layout/view.rs`: a huge chunk's memory is not held for the life of the process).
+const KEEP_OUTPUT: usize = 16 << 20;
+
+thread_local! {
+    /// This thread's buffer for compressed bytes on their way to storage (taken out while in
+    /// use, so a nested use on the same thread gets a fresh one instead of sharing it).
+    static OUTPUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// A thread's zstd context and the settings it was made with.
@@ -106,6 +156,16 @@ thread_local! {
 /// Compress `data` like zarrs' zstd codec (a one-shot frame with the content size, `level`,
 /// a checksum if asked), through this thread's context.
 fn zstd_compress(data: &[u8], level: i32, checksum: bool) -> Result<Vec<u8>, CodecError> {
+    let mut output = Vec::new();
+    zstd_compress_into(data, level, checksum, &mut output)?;
+    Ok(output)
+}
+
+/// [`zstd_compress`] into `output` (its old contents replaced), grown to zstd's bound for
+/// `data` first: a one-shot compression never runs out of room.
+fn zstd_compress_into(data: &[u8], level: i32, checksum: bool, output: &mut Vec<u8>) -> Result<(), CodecError> {
+    output.clear();
+    output.reserve(zstd::zstd_safe::compress_bound(data.len()));
     let mut context = match CONTEXT.take() {
         Some(context) if context.level == level && context.checksum == checksum => context,
         _ => {
@@ -116,9 +176,10 @@ fn zstd_compress(data: &[u8], level: i32, checksum: bool) -> Result<Vec<u8>, Cod
             Context { level, checksum, compressor }
         }
     };
-    let compressed = context.compressor.compress(data)?;
+    let compressed = context.compressor.compress_to_buffer(data, output);
     CONTEXT.set(Some(context));
-    Ok(compressed)
+    compressed?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -156,10 +217,18 @@ mod tests {
             .encode(ArrayBytes::new_flen(Cow::Borrowed(data)), &shape, &data_type, &fill_value, &options)
             .unwrap()
             .into_owned();
-        let ours = ChunkEncoder::new(chain)
+        let encoder = ChunkEncoder::new(chain);
+        let ours = encoder
             .encode(ArrayBytes::new_flen(Cow::Borrowed(data)), &shape, &data_type, &fill_value, &options)
             .unwrap()
             .into_owned();
+        // Through the reused output buffer, twice (the second time over the first's bytes).
+        for _ in 0..2 {
+            let with = encoder
+                .encode_with(ArrayBytes::new_flen(Cow::Borrowed(data)), &shape, &data_type, &fill_value, &options, <[u8]>::to_vec)
+                .unwrap();
+            assert_eq!(with, ours);
+        }
         (ours, theirs)
     }
 

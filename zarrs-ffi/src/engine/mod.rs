@@ -300,6 +300,30 @@ impl ChunkCodec {
         })?
     }
 
+    /// Encode a whole chunk as [`ChunkCodec::encode_chunk`] does and hand its bytes to
+    /// `store` (None: erase). The bytes sit in a buffer this thread keeps for its next chunk
+    /// (zstd's output, a shard), so a batch written straight to storage allocates none per
+    /// chunk.
+    pub fn encode_chunk_with<R>(
+        &self,
+        chunk_shape: &[NonZeroU64],
+        values: ChunkValues<'_>,
+        options: &CodecOptions,
+        store: impl FnOnce(Option<&[u8]>) -> FfiResult<R>,
+    ) -> FfiResult<R> {
+        if let Some(shard) = &self.shard {
+            return shard.encode_with(chunk_shape, &values, &self.data_type, &self.fill_value, options, store);
+        }
+        let shape: Vec<u64> = chunk_shape.iter().map(|d| d.get()).collect();
+        values.with_bytes(&shape, self.element_size()?, |bytes| {
+            if !options.store_empty_chunks() && self.fill_value.equals_all(bytes) {
+                return store(None);
+            }
+            let chunk = ArrayBytes::new_flen(Cow::Borrowed(bytes));
+            self.encoder.encode_with(chunk, chunk_shape, &self.data_type, &self.fill_value, options, |encoded| store(Some(encoded)))?
+        })?
+    }
+
     /// The decoded bytes of a whole chunk, or the fill value if it is missing.
     fn decode_whole(&self, job: &ChunkJob, encoded: Option<Cow<'_, [u8]>>, options: &CodecOptions) -> FfiResult<Vec<u8>> {
         let element_size = self.element_size()?;

@@ -815,16 +815,62 @@ impl ShardLayout {
         fill_value: &FillValue,
         options: &CodecOptions,
     ) -> FfiResult<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        let len = self.encode_into(shard_shape, shard, data_type, fill_value, options, &mut out)?;
+        Ok(len.map(|len| {
+            out.truncate(len);
+            out
+        }))
+    }
+
+    /// [`ShardLayout::encode`], handing the shard's bytes to `store` (None: erase). They sit
+    /// in a buffer this thread keeps for its next shard, so writing a batch of shards
+    /// allocates (and, uncompressed, zeroes) no shard buffer after the first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_with<R>(
+        &self,
+        shard_shape: &[NonZeroU64],
+        shard: &ChunkValues,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+        store: impl FnOnce(Option<&[u8]>) -> FfiResult<R>,
+    ) -> FfiResult<R> {
+        let mut out = SHARD_OUTPUT.take();
+        let result = self
+            .encode_into(shard_shape, shard, data_type, fill_value, options, &mut out)
+            .and_then(|len| store(len.map(|len| &out[..len])));
+        if out.capacity() <= KEEP_SHARD_OUTPUT {
+            SHARD_OUTPUT.set(out);
+        }
+        result
+    }
+
+    /// Encode a shard into `out[..len]`, returning `len` (None: nothing to store). `out`
+    /// may hold anything on entry; bytes past `len` are left as they are.
+    fn encode_into(
+        &self,
+        shard_shape: &[NonZeroU64],
+        shard: &ChunkValues,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+        out: &mut Vec<u8>,
+    ) -> FfiResult<Option<usize>> {
         let grid = self.grid(shard_shape)?;
         let inner_len = args::byte_size(&self.inner_shape.iter().map(|d| d.get()).collect::<Vec<_>>(), fill_value.size())?;
         let fixed = self.inner_codecs.fixed_encoded_size(&self.inner_shape, data_type, fill_value)?;
         if fixed == Some(inner_len as u64) {
-            return self.encode_in_place(&grid, shard_shape, shard, inner_len, data_type, fill_value, options);
+            return self.encode_in_place(&grid, shard_shape, shard, inner_len, data_type, fill_value, options, out);
         }
-        self.encode_each(&grid, shard_shape, shard, inner_len, data_type, fill_value, options)
+        let Some(encoded) = self.encode_each(&grid, shard_shape, shard, inner_len, data_type, fill_value, options)? else {
+            return Ok(None);
+        };
+        self.assemble(&grid, &encoded, options, out).map(Some)
     }
 
-    /// Encode each inner chunk on its own, then assemble the shard from them.
+    /// Encode each inner chunk on its own (None: all fill value, not stored), or None if
+    /// none is stored.
     #[allow(clippy::too_many_arguments)]
     fn encode_each(
         &self,
@@ -835,7 +881,7 @@ impl ShardLayout {
         data_type: &DataType,
         fill_value: &FillValue,
         options: &CodecOptions,
-    ) -> FfiResult<Option<Vec<u8>>> {
+    ) -> FfiResult<Option<Vec<Option<Vec<u8>>>>> {
         let encoded: Vec<Option<Vec<u8>>> = (0..grid.count)
             .into_par_iter()
             .map(|i| {
@@ -852,7 +898,7 @@ impl ShardLayout {
         if encoded.iter().all(Option::is_none) {
             return Ok(None);
         }
-        self.assemble(grid, &encoded, options).map(Some)
+        Ok(Some(encoded))
     }
 
     /// Copy inner chunk `i` of a shard's values into `inner`.
@@ -863,9 +909,11 @@ impl ShardLayout {
     }
 
     /// Encode a shard whose inner chunks encode to exactly their decoded size (`bytes`
-    /// alone, e.g. uncompressed shards): each inner chunk is copied straight into its place
-    /// in the one shard buffer, and encoded there when the codecs change its bytes (another
-    /// byte order), with no buffer per inner chunk and no copy to assemble the shard.
+    /// alone, e.g. uncompressed shards) into `out[..len]`, returning `len` (None: nothing
+    /// to store). Each inner chunk is copied straight into its place in `out`, and encoded
+    /// there when the codecs change its bytes (another byte order), with no buffer per
+    /// inner chunk and no copy to assemble the shard. `out` is only grown (zeroed where new),
+    /// never cleared: every byte of the shard is written here.
     #[allow(clippy::too_many_arguments)]
     fn encode_in_place(
         &self,
@@ -876,14 +924,18 @@ impl ShardLayout {
         data_type: &DataType,
         fill_value: &FillValue,
         options: &CodecOptions,
-    ) -> FfiResult<Option<Vec<u8>>> {
+        out: &mut Vec<u8>,
+    ) -> FfiResult<Option<usize>> {
         let index_size = self.index_size(grid)?;
         let data_start = if self.index_at_end { 0 } else { index_size };
         let data_len = inner_len
             .checked_mul(grid.count)
             .and_then(|n| n.checked_add(index_size))
             .ok_or_else(|| FfiError::invalid("the shard is too large to encode in memory"))?;
-        let mut out = vec![0u8; data_len];
+        if out.len() < data_len {
+            out.resize(data_len, 0);
+        }
+        let out = &mut out[..data_len];
         let order = grid.write_order(self.write_order());
         // Slot k of the data holds the k-th inner chunk of the write order.
         let stored: Vec<bool> = out[data_start..data_start + inner_len * grid.count]
@@ -929,32 +981,34 @@ impl ShardLayout {
             }
         }
         let index = self.encode_index(grid, &entries, options)?;
-        if self.index_at_end {
-            out.truncate(end);
-            out.extend_from_slice(&index);
-        } else {
-            out.truncate(end);
-            out[..index_size].copy_from_slice(&index);
-        }
-        Ok(Some(out))
+        let at = if self.index_at_end { end } else { 0 };
+        out[at..at + index_size].copy_from_slice(&index);
+        Ok(Some(if self.index_at_end { end + index_size } else { end }))
     }
 
-    /// The encoded shard index of `entries` (offset, size), `MISSING` for chunks not stored.
+    /// The encoded shard index of `entries` (offset, size), `MISSING` for chunks not stored:
+    /// exactly [`ShardLayout::index_size`] bytes.
     fn encode_index(&self, grid: &Grid, entries: &[(u64, u64)], options: &CodecOptions) -> FfiResult<Vec<u8>> {
         let mut index = Vec::with_capacity(grid.count * 16);
         for (o, n) in entries {
             index.extend_from_slice(&o.to_ne_bytes());
             index.extend_from_slice(&n.to_ne_bytes());
         }
-        Ok(self
+        let index = self
             .index_codecs
             .encode(ArrayBytes::new_flen(index), &Self::index_shape(grid), &self.index_type, &self.index_fill, options)?
-            .into_owned())
+            .into_owned();
+        let expected = self.index_size(grid)?;
+        if index.len() != expected {
+            return Err(codec_error(format!("the shard index encoded to {} bytes; its codecs produce exactly {expected}", index.len())));
+        }
+        Ok(index)
     }
 
-    /// The bytes of a shard from its encoded inner chunks (None: not stored): the inner
-    /// chunks in the write order, and the encoded index before or after them.
-    fn assemble(&self, grid: &Grid, encoded: &[Option<Vec<u8>>], options: &CodecOptions) -> FfiResult<Vec<u8>> {
+    /// The bytes of a shard from its encoded inner chunks (None: not stored), written to
+    /// `out[..len]` (its old contents dropped), returning `len`: the inner chunks in the
+    /// write order, and the encoded index before or after them.
+    fn assemble(&self, grid: &Grid, encoded: &[Option<Vec<u8>>], options: &CodecOptions, out: &mut Vec<u8>) -> FfiResult<usize> {
         let index_size = self.index_size(grid)?;
         let data_len: usize = encoded.iter().flatten().map(Vec::len).sum();
         let order = grid.write_order(self.write_order());
@@ -967,7 +1021,8 @@ impl ShardLayout {
             }
         }
         let index = self.encode_index(grid, &entries, options)?;
-        let mut out = Vec::with_capacity(data_len + index.len());
+        out.clear();
+        out.reserve(data_len + index.len());
         if !self.index_at_end {
             out.extend_from_slice(&index);
         }
@@ -977,8 +1032,18 @@ impl ShardLayout {
         if self.index_at_end {
             out.extend_from_slice(&index);
         }
-        Ok(out)
+        Ok(out.len())
     }
+}
+
+/// The largest shard buffer a thread keeps for its next shard: enough for a 256^3 shard of
+/// 2-byte elements; a thread that once wrote a larger shard does not hold its memory.
+const KEEP_SHARD_OUTPUT: usize = 40 << 20;
+
+thread_local! {
+    /// This thread's buffer for an encoded shard on its way to storage (taken out while in
+    /// use, so a nested use on the same thread gets a fresh one instead of sharing it).
+    static SHARD_OUTPUT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 thread_local! {
@@ -1197,7 +1262,17 @@ mod tests {
                             let data = ChunkValues::Bytes(Cow::Borrowed(data));
                             let in_place = layout.encode(&shape, &data, &data_type, &fill_value, &options).unwrap();
                             let each = layout.encode_each(&grid, &shape, &data, 48, &data_type, &fill_value, &options).unwrap();
+                            let each = each.map(|encoded| {
+                                let mut out = vec![7u8; 3];
+                                let len = layout.assemble(&grid, &encoded, &options, &mut out).unwrap();
+                                out.truncate(len);
+                                out
+                            });
                             assert_eq!(in_place, each, "{endian} endian, index at {location}, order {order}");
+                            // Into a buffer holding another shard's bytes: the same bytes.
+                            let mut reused = vec![0xa5u8; 5000];
+                            let len = layout.encode_into(&shape, &data, &data_type, &fill_value, &options, &mut reused).unwrap();
+                            assert_eq!(len.map(|len| reused[..len].to_vec()), each, "reused buffer: {endian} endian, index at {location}, order {order}");
                         }
                     }
                 }

@@ -407,10 +407,11 @@ impl ZarrsArray {
         if let Some(remote) = &self.remote {
             return self.write_jobs_remote(remote, options, jobs, source, limit, &codec_options);
         }
-        options.install(|| {
-            iter_concurrent_limit!(limit, jobs, try_for_each, |job: ChunkJob| {
-                self.write_job(&job, source, &codec_options, options.fsync()).map_err(|e| self.in_chunk(&job.key, e))
-            })
+        // Guided runs rather than a fixed share per worker: the batch ends with every thread
+        // busy (512^3 zstd write_all: see `try_for_each_guided`).
+        options.try_for_each_guided(jobs.len(), limit, |i| {
+            let job = &jobs[i];
+            self.write_job(job, source, &codec_options, options.fsync()).map_err(|e| self.in_chunk(&job.key, e))
         })?
     }
 
@@ -418,9 +419,10 @@ impl ZarrsArray {
         // The old chunk is read only when the write covers part of it (`merge_job` asks).
         let old = || Ok(self.storage.get(&job.key)?.map(|b| Cow::Owned(Vec::from(b))));
         let chunk = self.codec.merge_job(job, source, old, options)?;
-        let encoded = self.codec.encode_chunk(&job.chunk_shape, chunk, options)?;
-        self.store_value(&job.key, encoded.map(Cow::Owned), fsync)?;
-        Ok(())
+        // Written from the encoder's reused buffer: no allocation per chunk.
+        self.codec.encode_chunk_with(&job.chunk_shape, chunk, options, |encoded| {
+            Ok(self.store_value(&job.key, encoded.map(Cow::Borrowed), fsync)?)
+        })
     }
 
     /// Store (Some) or erase (None) one value through a local storage, fsyncing if asked.
