@@ -785,6 +785,18 @@ def _axis_positions(out: Any, n: int) -> np.ndarray[Any, Any] | None:
     return None
 
 
+def _axis_pick(sel: Any, out: Any, length: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    """One axis of a chunk's orthogonal selection: its in-chunk indices and their output
+    positions, or None when either cannot be gathered natively."""
+    picked = _axis_indices(sel, length)
+    if picked is None:
+        return None
+    placed = _axis_positions(out, picked.size)
+    if placed is None:
+        return None
+    return picked, placed
+
+
 def _as_u64(arrays: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
     """Non-negative integer arrays concatenated as ``uint64``."""
     if not arrays:
@@ -839,12 +851,10 @@ def _orthogonal_by_axis(batch: Sequence[ChunkRequest], ndim: int) -> OrthogonalP
             sel, out = column[holder], out_column[holder]
             if type(sel) is not slice and type(sel) is not np.ndarray:
                 return None
-            picked = _axis_indices(sel, chunk_shape[d])
-            if picked is None:
+            pick = _axis_pick(sel, out, chunk_shape[d])
+            if pick is None:
                 return None
-            placed = _axis_positions(out, picked.size)
-            if placed is None:
-                return None
+            picked, placed = pick
             starts[j], counts[j] = size, picked.size
             indices.append(picked)
             positions.append(placed)
@@ -918,17 +928,13 @@ def _orthogonal_by_chunk(batch: Sequence[ChunkRequest], ndim: int, drop_axes: tu
                 key = (None, value)
             entry = get(key)
             if entry is None:
-                picked: np.ndarray[Any, Any] | None
-                placed: np.ndarray[Any, Any] | None
                 if value is not None:
                     picked, placed = np.array([value]), np.zeros(1, dtype=np.intp)
                 else:
-                    picked = _axis_indices(sel, chunk_shape[d])
-                    if picked is None:
+                    pick = _axis_pick(sel, out, chunk_shape[d])
+                    if pick is None:
                         return None
-                    placed = _axis_positions(out, picked.size)
-                    if placed is None:
-                        return None
+                    picked, placed = pick
                 entry = shared[key] = (size, picked.size)
                 indices.append(picked)
                 positions.append(placed)
