@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-__all__ = ["ChunkBatch", "NativeArray", "Options", "ReadPlan", "Storage", "native_version"]
+__all__ = ["ChunkBatch", "CompletionQueue", "NativeArray", "Options", "ReadPlan", "Storage", "native_version"]
 
 
 def native_version() -> str:
@@ -322,6 +322,44 @@ def _batch_key(batch: ChunkBatch) -> Callable[[int], str] | None:
         return None
     return lambda i: batch.keys[int(offsets[i]) : int(offsets[i + 1])].decode("utf-8")
 
+class CompletionQueue:
+    """Finished asynchronous reads (``ZarrsCompletionQueue``) and the file descriptor,
+    owned by the library, that is readable while some wait to be drained.
+
+    Raises ``ZarrsUnsupportedError`` where the platform has no such descriptor.
+    """
+
+    __slots__ = ("_codes", "_count", "_handle", "_tokens", "fd")
+
+    #: The most tokens one ``drain`` returns.
+    CAPACITY = 64
+
+    def __init__(self) -> None:
+        out = ffi.new("ZarrsCompletionQueue **")
+        fd = ffi.new("int32_t *")
+        check(lib().zarrs_completion_queue_new(out, fd))
+        self._handle = ffi.gc(out[0], lib().zarrs_completion_queue_free)
+        self.fd = int(fd[0])
+        self._tokens = ffi.new("uint64_t[]", self.CAPACITY)
+        self._codes = ffi.new("int32_t[]", self.CAPACITY)
+        self._count = ffi.new("size_t *")
+
+    def drain(self) -> list[tuple[int, int]]:
+        """Up to ``CAPACITY`` finished ``(token, result code)`` pairs, oldest first."""
+        check(lib().zarrs_completion_queue_drain(self._handle, self._tokens, self._codes, self.CAPACITY, self._count))
+        n = int(self._count[0])
+        return list(zip(ffi.unpack(self._tokens, n), ffi.unpack(self._codes, n), strict=True))
+
+    def error(self, token: int) -> ZarrsError:
+        """The exception a drained failed ``token`` raises: the type and message ``check``
+        gives the synchronous call (the message names the chunk key)."""
+        try:
+            check(lib().zarrs_completion_queue_take_error(self._handle, token))
+        except ZarrsError as exc:
+            return exc
+        raise AssertionError("take_error succeeded")  # it never returns success
+
+
 # Sans-I/O reads, write planning and native encoded I/O (``plan.rs``, ``encoded_io.rs``).
 
 #: A request's kind, as ``ZarrsByteRequestKind``: the whole value, a range or a suffix.
@@ -573,6 +611,33 @@ class NativeArray:
             )
         )
         return present.view(np.bool_)
+
+    def read_chunks_start(
+        self,
+        queue: CompletionQueue,
+        token: int,
+        options: Options,
+        batch: ChunkBatch,
+        out: npt.NDArray[Any],
+        present: npt.NDArray[np.uint8],
+    ) -> None:
+        """Start reading a batch into ``out`` on the library's reading threads; its outcome
+        arrives as ``token`` on ``queue``. Argument errors raise here, as ``read_chunks``
+        raises them. ``self``, ``out`` and ``present`` (``len(batch)`` bytes, 1 where the
+        chunk is stored) must stay referenced until the token is drained."""
+        self._check_elements(out, "out")
+        if out.ndim != self.ndim:
+            raise ZarrsValueError(f"out has {out.ndim} dimensions; the array has {self.ndim}")
+        geometry, geometry_len = self._geometry_args(batch)
+        out_shape = _u64(out.shape, "out.shape")
+        check(
+            lib().zarrs_array_read_chunks_start(
+                queue._handle, token, self._handle, options._cdata(), len(batch), batch.keys, len(batch.keys),
+                _u64_ptr(batch.key_offsets), geometry, geometry_len,
+                _out_buffer(out, "out"), out.nbytes, _u64_ptr(out_shape),
+                ffi.from_buffer("uint8_t[]", present, require_writable=True), len(present),
+            )
+        )
 
     def gather_orthogonal(
         self,

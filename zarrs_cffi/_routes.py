@@ -23,10 +23,10 @@ from zarr.abc.store import _store_supports_sync_io
 from zarr.core.common import concurrent_map
 from zarr.storage import LocalStore, MemoryStore, ZipStore
 
-from . import _workers, variable
+from . import _completion, _workers, variable
 from ._bindings import ChunkBatch
 from ._config import io_limit
-from .selection import ChunkPlan, OrthogonalPicks, PointPicks, plan
+from .selection import ChunkPlan, OrthogonalPicks, PointPicks, plan, plan_batch
 from .shards import raw_bytes
 
 if TYPE_CHECKING:
@@ -42,6 +42,13 @@ __all__ = ["AsyncStoreRoute", "NativeRoute", "Route", "SyncStoreRoute", "route_f
 
 Requests = list["ChunkRequest"]
 Array = np.ndarray[Any, Any]
+
+#: The most requests a native read may have to be planned on the event loop and started
+#: natively (``NativeRoute.read``); larger ones are planned on a worker. This bound is what
+#: keeps the loop's share short: planning boxes (``plan_batch``) costs about 1.4 µs per
+#: chunk (4.4 µs for 1, 15 µs for 8, 29 µs for 18, 93 µs for 64; 3-d uint16 boxes), so at
+#: most ~25 µs here, against the 56-101 µs a worker round trip costs a small read.
+ASYNC_READ_MAX = 16
 
 
 class Route:
@@ -161,10 +168,29 @@ class _BlockingRoute(Route):
 
 
 class NativeRoute(_BlockingRoute):
-    """The native library reads and writes the store's bytes itself."""
+    """The native library reads and writes the store's bytes itself.
+
+    A small read of boxes is planned on the event loop and started natively
+    (``_completion``): the library's reading threads read and the loop is woken through a
+    file descriptor, with no Python worker and no GIL hand-off. Everything else (larger
+    batches, picks, gather groups, writes) runs on ``_workers.run``.
+    """
 
     python_io = False
     gathers = True
+
+    async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
+        if len(batch) <= ASYNC_READ_MAX:
+            native = self.native
+            # On the loop thread: the bound on the batch keeps this short (see ASYNC_READ_MAX).
+            planned = plan_batch(batch, native.array.ndim, drop_axes)
+            if planned is not None:
+                view, buffer = read_buffer(native, out, planned)
+                if buffer is view:
+                    started = _completion.submit(native.array, native.options, planned.batch, buffer)
+                    if started is not None:
+                        return await started
+        return await super().read(batch, out, drop_axes)
 
     async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
         if self.native.store.read_only:

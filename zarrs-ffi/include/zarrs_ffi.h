@@ -75,6 +75,15 @@ typedef enum ZarrsSubchunkOrder {
 // Thread safety: every call taking a `const ZarrsArray*` may run concurrently.
 typedef struct ZarrsArray ZarrsArray;
 
+// A queue of finished asynchronous reads and the file descriptor that signals them.
+// Create with [`zarrs_completion_queue_new`]; free with [`zarrs_completion_queue_free`].
+//
+// The queue lives on while reads started on it are in flight, even after it is freed; its
+// descriptor is closed when the last of them has finished.
+//
+// Thread safety: every call may run concurrently on the same queue.
+typedef struct ZarrsCompletionQueue ZarrsCompletionQueue;
+
 // Encoded chunks produced by [`zarrs_array_encode_chunks`]. Read with
 // [`zarrs_encoded_chunks_get`]; free with [`zarrs_encoded_chunks_free`].
 //
@@ -470,6 +479,79 @@ ZarrsResult zarrs_encoded_chunks_get(const struct ZarrsEncodedChunks *encoded,
 //
 // Thread safety: the handle must not be in use by another thread.
 ZarrsResult zarrs_encoded_chunks_free(struct ZarrsEncodedChunks *encoded);
+
+// Create a completion queue. `queue_out` receives the handle; `fd_out` its file
+// descriptor, readable whenever finished reads wait to be drained
+// ([`zarrs_completion_queue_drain`]). Watch the descriptor (epoll, select, an event loop's
+// reader); never read, write or close it: the queue owns it.
+//
+// Fails with `ZARRS_ERROR_UNSUPPORTED` where there are no Unix file descriptors (callers
+// then run [`zarrs_array_read_chunks`] on threads of their own).
+//
+// Thread safety: safe from any thread. A forked child must create its own queue.
+ZarrsResult zarrs_completion_queue_new(struct ZarrsCompletionQueue **queue_out, int32_t *fd_out);
+
+// Free a completion queue handle. NULL is a no-op. Reads still in flight on it finish
+// (their buffers must stay valid until then) and their outcomes are dropped; the file
+// descriptor is closed once the last of them has finished.
+//
+// Thread safety: the handle must not be in use by another thread.
+ZarrsResult zarrs_completion_queue_free(struct ZarrsCompletionQueue *queue);
+
+// Start reading a batch of chunks into one caller buffer; its outcome arrives as `token`
+// on `queue`.
+//
+// Arguments after `token` are those of [`zarrs_array_read_chunks`], checked and parsed
+// before this returns: an argument error is returned at once and nothing is started. Keys,
+// key offsets, geometry, `options` and `out_shape` are copied: the caller may free them on
+// return. Storage and codec errors arrive with the token.
+//
+// Ownership: `array`, `out` (`out_len` bytes) and `present_out` (`present_len` bytes)
+// must stay valid, and `out`'s regions and `present_out` unread and unwritten by the
+// caller, until `token` has been drained from `queue` (even if the caller no longer
+// wants the result). Then `out` and `present_out` hold what [`zarrs_array_read_chunks`]
+// writes, if the token's code is success. Tokens are the caller's: keep them distinct
+// among the reads in flight on one queue.
+//
+// Thread safety: safe to call concurrently, on the same queue and the same array.
+ZarrsResult zarrs_array_read_chunks_start(const struct ZarrsCompletionQueue *queue,
+                                          uint64_t token,
+                                          const struct ZarrsArray *array,
+                                          const struct ZarrsOptions *options,
+                                          size_t num_chunks,
+                                          const char *keys,
+                                          size_t keys_len,
+                                          const uint64_t *key_offsets,
+                                          const uint64_t *geometry,
+                                          size_t geometry_len,
+                                          uint8_t *out,
+                                          size_t out_len,
+                                          const uint64_t *out_shape,
+                                          uint8_t *present_out,
+                                          size_t present_len);
+
+// Hand back finished reads, oldest first: up to `capacity` tokens into `tokens_out` and
+// their result codes (`ZarrsResult` values) into `codes_out`, their number into
+// `count_out`. Makes the queue's descriptor unreadable, unless finished reads are left
+// (more than `capacity`): then it stays readable, and a further call returns them.
+//
+// A failed token's message is taken with [`zarrs_completion_queue_take_error`].
+//
+// Thread safety: safe from any thread; concurrent drains each get distinct tokens.
+ZarrsResult zarrs_completion_queue_drain(const struct ZarrsCompletionQueue *queue,
+                                         uint64_t *tokens_out,
+                                         int32_t *codes_out,
+                                         size_t capacity,
+                                         size_t *count_out);
+
+// Take the error of a drained token that failed: returns its result code and makes its
+// message (naming the chunk key, as [`zarrs_array_read_chunks`] does) this thread's last
+// error ([`zarrs_last_error`]). Each failed token's error can be taken once; a token with
+// no error waiting fails with `ZARRS_ERROR_INVALID_ARGUMENT`.
+//
+// Thread safety: safe from any thread.
+ZarrsResult zarrs_completion_queue_take_error(const struct ZarrsCompletionQueue *queue,
+                                              uint64_t token);
 
 // Fetch the stored (encoded) bytes of a batch of chunks through the array's storage,
 // concurrently, without decoding them.

@@ -4,9 +4,10 @@
 //! [`boundary`] catches it, turns every outcome into a [`ZarrsResult`], and records the
 //! message in the thread-local last error.
 
+use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::error::{clear_last_error, set_last_error, FfiResult, ZarrsResult};
+use crate::error::{clear_last_error, set_last_error, FfiError, FfiResult, ZarrsResult};
 
 /// Run `body`, mapping `Ok` to success, `Err` to its code, and a panic to
 /// `ZARRS_ERROR_PANIC`. The last error is cleared on success.
@@ -24,16 +25,22 @@ pub fn boundary(body: impl FnOnce() -> FfiResult<()>) -> ZarrsResult {
             err.code
         }
         Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic payload".to_string());
-            // A payload whose destructor panics would abort the process if dropped here,
-            // outside any `catch_unwind`: leak it (a panic is already a bug to report).
-            std::mem::forget(payload);
-            set_last_error(&format!("internal panic in zarrs-ffi (please report): {what}"));
+            set_last_error(&caught(payload).message);
             ZarrsResult::ZARRS_ERROR_PANIC
         }
     }
+}
+
+/// The error a caught panic becomes (`ZARRS_ERROR_PANIC`, with the panic's message): at
+/// [`boundary`], and where a job runs off the caller's thread (`ffi/completion.rs`).
+pub fn caught(payload: Box<dyn Any + Send>) -> FfiError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".to_string());
+    // A payload whose destructor panics would abort the process if dropped here, outside
+    // any `catch_unwind`: leak it (a panic is already a bug to report).
+    std::mem::forget(payload);
+    FfiError::new(ZarrsResult::ZARRS_ERROR_PANIC, format!("internal panic in zarrs-ffi (please report): {what}"))
 }

@@ -8,6 +8,7 @@
 mod array;
 mod batch;
 mod codec;
+mod completion;
 mod encoded_io;
 mod gather;
 mod last_error;
@@ -21,6 +22,7 @@ mod variable;
 pub use array::*;
 pub use batch::*;
 pub use codec::*;
+pub use completion::*;
 pub use encoded_io::*;
 pub use gather::*;
 pub use last_error::*;
