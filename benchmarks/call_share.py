@@ -6,9 +6,16 @@ through ``zarr.Array.__getitem__`` and splits each read into:
 
 * **zarr**: everything outside the codec pipeline's ``read`` (indexing, the sync
   hand-off to zarr's event loop, building the batch, allocating the output);
-* **pipeline**: inside ``read``; for ours further split into the hop to our worker thread
-  and back, planning on the worker, and the native call (``read_chunks``: fetch, decode and
-  copy, on the native thread pool);
+* **pipeline**: inside ``read``; for ours further split into the hop, planning and the
+  native call (fetch, decode and copy). Ours runs twice per round: **ours** as configured
+  (reads one after another take the worker path: the whole read on a Python worker thread,
+  ``_workers.run``; the hop is to the worker and back, planning is on the worker) and
+  **ours (async)** with ``ASYNC_READ_ALONE = True`` (each read planned on the event loop
+  and started natively, ``_completion``: its planning includes the native start, its hop
+  is submit-to-resume, the await, minus the native call). The native call is timed
+  (``read_chunks``) only on the worker path, where Python can see it; the asynchronous row
+  uses that figure, the same batches read by the same native code on a thread outside the
+  pool, to split its await;
 
 and, for comparison, the same boxes through our direct API (``zarrs_cffi.Array``, no zarr)
 and through zarrs-python (its ``read``, which includes its native call). Implementations
@@ -41,6 +48,7 @@ import zarrs_cffi.pipeline as pipeline
 
 PIPELINES = {
     "ours": "zarrs_cffi.ZarrsCodecPipeline",
+    "ours (async)": "zarrs_cffi.ZarrsCodecPipeline",
     "zarrs-python": "zarrs.ZarrsCodecPipeline",
     "zarr Batched": "zarr.core.codec_pipeline.BatchedCodecPipeline",
 }
@@ -48,6 +56,13 @@ N_READS = 200
 BOX = 16
 
 clock: dict[str, float] = {}
+# The pipeline being timed: ours runs under two names, each key is recorded under this one.
+current = [""]
+
+
+def _add(key: str, seconds: float) -> None:
+    key = f"{current[0]}: {key}"
+    clock[key] = clock.get(key, 0.0) + seconds
 
 
 def _timed(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,7 +71,28 @@ def _timed(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return function(*args, **kwargs)
         finally:
-            clock[key] = clock.get(key, 0.0) + time.perf_counter() - start
+            _add(key, time.perf_counter() - start)
+
+    return timed
+
+
+def _timed_submit(submit: Callable[..., Any]) -> Callable[..., Any]:
+    """``_completion.submit``, its future awaited through a coroutine that times the await
+    (submit-to-resume: the native read and the loop's wake-up)."""
+
+    def timed(*args: Any) -> Any:
+        future = submit(*args)
+        if future is None:
+            return None
+
+        async def awaited() -> Any:
+            start = time.perf_counter()
+            try:
+                return await future
+            finally:
+                _add("await", time.perf_counter() - start)
+
+        return awaited()
 
     return timed
 
@@ -74,7 +110,7 @@ def _timed_async(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             depth[0] -= 1
             if not depth[0]:
-                clock[key] = clock.get(key, 0.0) + time.perf_counter() - start
+                _add(key, time.perf_counter() - start)
 
     return timed
 
@@ -82,17 +118,23 @@ def _timed_async(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
 def instrument() -> list[str]:
     """Wrap each pipeline's ``read`` (and our worker and native calls); the pipelines found."""
     found = []
+    wrapped = set()
     for name, path in PIPELINES.items():
         module, _, cls_name = path.rpartition(".")
         try:
             cls = getattr(importlib.import_module(module), cls_name)
         except ImportError:
             continue
-        cls.read = _timed_async(f"{name}: read", cls.read)
+        if cls not in wrapped:
+            cls.read = _timed_async("read", cls.read)
+            wrapped.add(cls)
         found.append(name)
-    routes._BlockingRoute._read = _timed("ours: worker", routes._BlockingRoute._read)  # type: ignore[method-assign]
+    routes._BlockingRoute._read = _timed("worker", routes._BlockingRoute._read)  # type: ignore[method-assign]
     native = next(c for _, c in inspect.getmembers(bindings, inspect.isclass) if hasattr(c, "read_chunks"))
-    native.read_chunks = _timed("ours: native", native.read_chunks)
+    native.read_chunks = _timed("native", native.read_chunks)
+    completion = getattr(routes, "_completion", None)
+    if completion is not None:  # a tree with the asynchronous path
+        completion.submit = _timed_submit(completion.submit)
     assert pipeline.ZarrsCodecPipeline.read is not None
     return found
 
@@ -116,12 +158,18 @@ def measure(path: Path, data: np.ndarray, boxes: list[tuple[slice, ...]], names:
     best: dict[str, float] = {}
     for _ in range(rounds):
         for name, array in arrays.items():
+            alone = getattr(routes, "ASYNC_READ_ALONE", None)
+            if name == "ours (async)" and alone is not None:
+                routes.ASYNC_READ_ALONE = True
             with zarr.config.set({"codec_pipeline.path": PIPELINES[name]}):
                 clock.clear()
+                current[0] = name
                 start = time.perf_counter()
                 for box in boxes:
                     array[box]
                 total = time.perf_counter() - start
+            if alone is not None:
+                routes.ASYNC_READ_ALONE = alone
             parts = {f"{name}: total": total, **{k: v for k, v in clock.items() if k.startswith(name)}}
             for key, value in parts.items():
                 best[key] = min(best.get(key, np.inf), value)
@@ -137,16 +185,24 @@ def report(layout: str, us: dict[str, float], names: list[str]) -> list[str]:
     for name in names:
         total, inside = us[f"{name}: total"], us[f"{name}: read"]
         cells = [layout, name, f"{total:.0f}", f"{total - inside:.0f}", f"{inside:.0f}"]
-        if name == "ours":
-            worker, native = us["ours: worker"], us["ours: native"]
+        native = us.get("ours: native")
+        if name.startswith("ours") and f"{name}: await" in us and native is not None:
+            # The asynchronous path: planning and the native start on the loop, then the
+            # await (the native call, timed on the worker path, and the hop).
+            waited = us[f"{name}: await"]
+            cells += [f"{waited - native:.0f}", f"{inside - waited:.0f}", f"{native:.0f}"]
+        elif name.startswith("ours") and f"{name}: worker" in us and f"{name}: native" in us:
+            worker, native = us[f"{name}: worker"], us[f"{name}: native"]
             cells += [f"{inside - worker:.0f}", f"{worker - native:.0f}", f"{native:.0f}"]
         else:
             cells += ["", "", ""]
         rows.append("| " + " | ".join(cells) + " |")
     rows.append(f"| {layout} | ours (direct) | {us['ours (direct)']:.0f} | | | | | |")
-    ours, zarrs_python = us["ours: total"], us.get("zarrs-python: total")
+    zarrs_python = us.get("zarrs-python: total")
     if zarrs_python:
-        rows.append(f"| {layout} | ours / zarrs-python | {ours / zarrs_python:.2f}x | | | | | |")
+        for name in names:
+            if name.startswith("ours"):
+                rows.append(f"| {layout} | {name} / zarrs-python | {us[f'{name}: total'] / zarrs_python:.2f}x | | | | | |")
     return rows
 
 

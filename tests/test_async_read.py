@@ -1,8 +1,9 @@
 """Small native reads started on zarr's event loop and completed through a file descriptor
 (``zarrs_cffi._completion``, ``zarrs_array_read_chunks_start``).
 
-Each test checks the asynchronous path was taken (``submitted``), and compares with the
-worker path (``_workers.run``), which ``ASYNC_READ_MAX = 0`` forces.
+A read takes this path when other reads are in flight on its loop; the ``submitted``
+fixture makes every small read take it (``ASYNC_READ_ALONE``) and counts them. Results are
+compared with the worker path (``_workers.run``), which ``ASYNC_READ_MAX = 0`` forces.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ FILL = 7
 @pytest.fixture
 def submitted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Counts reads started natively (a list, appended to per read)."""
+    monkeypatch.setattr(_routes, "ASYNC_READ_ALONE", True)
     started: list[int] = []
     submit = _completion.submit
 
@@ -243,3 +245,23 @@ def test_two_loops_in_two_threads_each_get_their_own_queue(tmp_path: Path, zarrs
     assert not failures, failures
     assert len(submitted) == 2 * len(boxes)
     assert seen[0] is not None and seen[1] is not None and seen[0].queue is not seen[1].queue
+
+
+def test_by_default_only_reads_in_flight_together_start_natively(
+    tmp_path: Path, zarrs_pipeline: None, submitted: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_routes, "ASYNC_READ_ALONE", False)
+    arr, expected = _create(tmp_path, "zstd")
+    boxes = _boxes(50)
+    for box in boxes:  # one after another: the worker path
+        np.testing.assert_array_equal(arr[box], expected[box])
+    assert not submitted
+
+    async def main() -> list[Any]:
+        a = await zasync.open_array(store=LocalStore(tmp_path), mode="r")
+        return await asyncio.gather(*(a.getitem(box) for box in boxes))
+
+    for box, got in zip(boxes, asyncio.run(main()), strict=True):
+        np.testing.assert_array_equal(got, expected[box])
+    # The first read of the gather finds none in flight; the others start natively.
+    assert len(submitted) >= len(boxes) - 5, len(submitted)

@@ -15,6 +15,7 @@ partial write. Nothing here blocks the event loop: every blocking step runs thro
 
 from __future__ import annotations
 
+import threading
 from math import prod
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,18 @@ Array = np.ndarray[Any, Any]
 #: chunk (4.4 µs for 1, 15 µs for 8, 29 µs for 18, 93 µs for 64; 3-d uint16 boxes), so at
 #: most ~25 µs here, against the 56-101 µs a worker round trip costs a small read.
 ASYNC_READ_MAX = 16
+#: Whether a read is started natively also when it is the only one in flight on its loop.
+#: Off: one read after another (zarr's synchronous API) is no faster this way (16^3 boxes,
+#: benchmarks/call_share.py: ours / zarrs-python 0.69-0.91 against 0.62-0.81 through the
+#: worker, same runs), since both ways pay the same two wake-ups of an idle thread; with
+#: reads in flight together on one loop (asyncio.gather, threads sharing zarr's loop) the
+#: worker path's GIL hand-offs add up and this path is ~25% faster (400 gathered reads:
+#: 244-254 against 331-344 µs per read).
+ASYNC_READ_ALONE = False
+
+# Reads in flight per event loop: a loop runs on one thread, so a thread-local count is
+# the loop's.
+_in_flight = threading.local()
 
 
 class Route:
@@ -170,27 +183,35 @@ class _BlockingRoute(Route):
 class NativeRoute(_BlockingRoute):
     """The native library reads and writes the store's bytes itself.
 
-    A small read of boxes is planned on the event loop and started natively
-    (``_completion``): the library's reading threads read and the loop is woken through a
-    file descriptor, with no Python worker and no GIL hand-off. Everything else (larger
-    batches, picks, gather groups, writes) runs on ``_workers.run``.
+    A small read of boxes made while other reads are in flight on the same loop is planned
+    on the event loop and started natively (``_completion``): the library's reading threads
+    read and the loop is woken through a file descriptor, with no Python worker and no GIL
+    hand-off. Everything else (a read alone, larger batches, picks, gather groups, writes)
+    runs on ``_workers.run`` (see ``ASYNC_READ_ALONE``).
     """
 
     python_io = False
     gathers = True
 
     async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
-        if len(batch) <= ASYNC_READ_MAX:
-            native = self.native
-            # On the loop thread: the bound on the batch keeps this short (see ASYNC_READ_MAX).
-            planned = plan_batch(batch, native.array.ndim, drop_axes)
-            if planned is not None:
-                view, buffer = read_buffer(native, out, planned)
-                if buffer is view:
-                    started = _completion.submit(native.array, native.options, planned.batch, buffer)
-                    if started is not None:
-                        return await started
-        return await super().read(batch, out, drop_axes)
+        count = _in_flight
+        others = getattr(count, "reads", 0)
+        count.reads = others + 1
+        try:
+            if (others or ASYNC_READ_ALONE) and 0 < len(batch) <= ASYNC_READ_MAX:
+                native = self.native
+                # On the loop thread: the bound on the batch keeps this short (ASYNC_READ_MAX).
+                planned = plan_batch(batch, native.array.ndim, drop_axes)
+                if planned is not None:
+                    view, buffer = read_buffer(native, out, planned)
+                    if buffer is view:
+                        started = _completion.submit(native.array, native.options, planned.batch, buffer)
+                        if started is not None:
+                            present: list[bool] = await started
+                            return present
+            return await super().read(batch, out, drop_axes)
+        finally:
+            count.reads -= 1
 
     async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
         if self.native.store.read_only:
