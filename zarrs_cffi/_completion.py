@@ -6,7 +6,9 @@ from the worker after ``call_soon_threadsafe`` (56-101 µs of a 16^3 read, issue
 the loop thread starts the read natively (``NativeArray.read_chunks_start``: arguments are
 checked and copied, nothing is read) and returns to its other work; one of the library's
 reading threads reads, without the GIL, and signals a file descriptor the loop watches
-(``loop.add_reader``). ``_drain`` then resolves the awaiting future on the loop thread.
+(``loop.add_reader``). ``drain`` then resolves the awaiting future on the loop thread.
+``NativeRoute.read`` uses it for small reads made while others are in flight on the loop
+(``_routes.ASYNC_READ_ALONE`` says why not for a read alone).
 
 One queue per (process, event loop): a forked child builds its own and never touches the
 parent's. A read's handle, buffers and batch stay referenced until its token is drained,
@@ -62,10 +64,13 @@ class _LoopQueue:
         while True:
             done = queue.drain()
             for token, code in done:
-                future, keep = self.pending.pop(token)
                 # The error is taken even when nobody awaits it: the native side keeps it
                 # until then.
                 error = queue.error(token) if code else None
+                entry = self.pending.pop(token, None)
+                if entry is None:
+                    continue  # not ours (never expected): the other tokens still resolve
+                future, keep = entry
                 if future.done():  # the awaiting task was cancelled
                     continue
                 if error is None:
