@@ -216,7 +216,9 @@ def test_the_event_loop_keeps_running_while_reads_decode(tmp_path: Path, zarrs_p
     took, stall, correct = asyncio.run(main())
     assert correct and len(submitted) == 3
     assert took > 0.05, f"the reads took {took * 1000:.0f} ms: too short to show anything"
-    assert stall < min(0.03, took / 3), f"the loop stalled {stall * 1000:.1f} ms of {took * 1000:.0f} ms"
+    # Read on the loop, each read would stall it for about a third of the time; a loaded
+    # machine may pause any thread for tens of milliseconds (test_event_loop's TICK_LIMIT).
+    assert stall < min(0.08, took / 5), f"the loop stalled {stall * 1000:.1f} ms of {took * 1000:.0f} ms"
 
 
 def test_two_loops_in_two_threads_each_get_their_own_queue(tmp_path: Path, zarrs_pipeline: None, submitted: list[int]) -> None:
