@@ -11,8 +11,8 @@ through ``zarr.Array.__getitem__`` and splits each read into:
   (reads one after another take the worker path: the whole read on a Python worker thread,
   ``_workers.run``; the hop is to the worker and back, planning is on the worker) and
   **ours (async)** with ``ASYNC_READ_ALONE = True`` (each read planned on the event loop
-  and started natively, ``_completion``: its planning includes the native start, its hop
-  is submit-to-resume, the await, minus the native call). The native call is timed
+  and started natively, ``_completion``: its hop is submit-to-resume, from the native
+  start call to the coroutine resuming, minus the native call). The native call is timed
   (``read_chunks``) only on the worker path, where Python can see it; the asynchronous row
   uses that figure, the same batches read by the same native code on a thread outside the
   pool, to split its await;
@@ -77,16 +77,18 @@ def _timed(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _timed_submit(submit: Callable[..., Any]) -> Callable[..., Any]:
-    """``_completion.submit``, its future awaited through a coroutine that times the await
-    (submit-to-resume: the native read and the loop's wake-up)."""
+    """``_completion.submit``, its future awaited through a coroutine that times submit to
+    resume (the native start call, the read, and the loop's wake-up)."""
 
     def timed(*args: Any) -> Any:
+        # From the native start on: the reading thread may take the loop thread's CPU as
+        # soon as it is woken, inside the start call.
+        start = time.perf_counter()
         future = submit(*args)
         if future is None:
             return None
 
         async def awaited() -> Any:
-            start = time.perf_counter()
             try:
                 return await future
             finally:
