@@ -51,13 +51,13 @@ pub struct ChunkCodec {
     /// The array-to-bytes codec is sharding.
     sharded: bool,
     /// The sharding layout, when the codecs are exactly one sharding codec: such shards are
-    /// read and written by `shard.rs` rather than zarrs' sharding codec.
+    /// read and written by `shard/` rather than zarrs' sharding codec.
     shard: Option<ShardLayout>,
     /// The sharding layout, when the codecs are a sharding codec followed by bytes-to-bytes
-    /// codecs: such shards are decoded by `shard.rs` once those codecs have run (within
+    /// codecs: such shards are decoded by `shard/` once those codecs have run (within
     /// bounds), never by zarrs' sharding codec; they are encoded by zarrs' chain.
     shard_under_bytes: Option<ShardLayout>,
-    /// Decoding reaches zarrs' own sharding codec (a sharding codec that `shard.rs` does
+    /// Decoding reaches zarrs' own sharding codec (a sharding codec that `shard/` does
     /// not read: nested in another).
     zarrs_shards: bool,
 }
