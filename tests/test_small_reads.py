@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import assert_read_route, assert_same, make_data
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
 from zarr.storage import LocalStore
 
 import zarrs_cffi
@@ -100,14 +100,26 @@ def _pool_switches() -> dict[str, int]:
     return counts
 
 
+# Chunks of 32^3 (or inner chunks, or inner shards of nested sharding, each of two inner
+# chunks of 32x32x16), zstd-compressed.
+LAYOUTS = {
+    "chunks": {"chunks": (32, 32, 32), "compressors": [ZstdCodec(level=1)]},
+    "shards": {"chunks": (32, 32, 32), "shards": (64, 64, 64), "compressors": [ZstdCodec(level=1)]},
+    "nested": {
+        "chunks": (64, 64, 64),
+        "serializer": ShardingCodec(
+            chunk_shape=(32, 32, 32), codecs=[ShardingCodec(chunk_shape=(32, 32, 16), codecs=[BytesCodec(), ZstdCodec(level=1)])]
+        ),
+        "compressors": None,
+    },
+}
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux only")
-@pytest.mark.parametrize("shards", [None, (64, 64, 64)], ids=["chunks", "shards"])
-def test_small_reads_leave_the_pool_asleep_and_large_ones_use_it(tmp_path: Path, zarrs_pipeline: None, shards: object) -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_small_reads_leave_the_pool_asleep_and_large_ones_use_it(tmp_path: Path, zarrs_pipeline: None, layout: str) -> None:
     data = make_data("uint16", (128, 128, 128), seed=4)
-    arr = zarr.create_array(
-        LocalStore(tmp_path), shape=data.shape, chunks=(32, 32, 32), shards=shards, dtype="uint16",
-        compressors=[ZstdCodec(level=1)],
-    )
+    arr = zarr.create_array(LocalStore(tmp_path), shape=data.shape, dtype="uint16", **LAYOUTS[layout])
     arr[...] = data
     zarrs_cffi.reset_stats()
     assert_same(arr[...], data)  # 64 chunks: the pool exists and has worked
@@ -116,8 +128,8 @@ def test_small_reads_leave_the_pool_asleep_and_large_ones_use_it(tmp_path: Path,
     for attempt in range(3):
         time.sleep(0.05)  # let the pool's threads finish spinning and sleep
         before = _pool_switches()
-        # 16^3 boxes inside one chunk (or inner chunk): 64 KiB decompressed, so on the
-        # calling thread alone.
+        # 16^3 boxes inside one chunk (or inner chunk, or inner shard): 64 KiB decompressed,
+        # so on the calling thread alone.
         for chunk, offset in zip(rng.integers(0, 4, size=(40, 3)), rng.integers(0, 17, size=(40, 3)), strict=True):
             box = tuple(slice(int(c) * 32 + int(o), int(c) * 32 + int(o) + 16) for c, o in zip(chunk, offset, strict=True))
             assert_same(arr[box], data[box])

@@ -183,6 +183,12 @@ impl ShardLayout {
         })
     }
 
+    /// How many sharding codecs this layout reads: its own and those of its inner shards,
+    /// nested to any depth.
+    pub(crate) fn levels(&self) -> usize {
+        1 + self.nested.as_ref().map_or(0, |nested| nested.levels())
+    }
+
     pub(crate) fn grid(&self, shard_shape: &[NonZeroU64]) -> FfiResult<Grid> {
         if shard_shape.len() != self.inner_shape.len() {
             return Err(FfiError::invalid("shard and inner chunk dimensionality differ"));
@@ -220,6 +226,7 @@ mod tests {
             "chunk_shape": [4], "codecs": codecs, "index_codecs": [bytes], "index_location": "end"}}]);
         let three = ShardLayout::from_codecs_metadata(&outer(serde_json::json!([outer(serde_json::json!([inner]))[0]]))).unwrap();
         assert!(three.nested.as_ref().is_some_and(|n| n.nested.is_some()));
+        assert_eq!(three.levels(), 3);
         let transposed = serde_json::json!([{"name": "transpose", "configuration": {"order": [0]}}, inner]);
         assert!(ShardLayout::from_codecs_metadata(&outer(transposed)).is_none());
     }
