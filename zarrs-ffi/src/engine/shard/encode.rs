@@ -2,7 +2,8 @@
 //! into its place in the output when its codecs keep its size (uncompressed shards), and
 //! skipped when it is all fill value; the stored ones laid out in the write order
 //! ([`ZarrsSubchunkOrder`]) with the index before or after them. Per-thread buffers (one
-//! inner chunk, one shard) mean a batch of shards allocates no shard buffer after the first.
+//! inner chunk, one shard) mean a batch of shards written straight to storage allocates no
+//! shard buffer after the first (`encode_with`).
 //!
 //! This module never reads stored bytes or decodes: a write of part of a shard is merged
 //! above (`engine/mod.rs`) from the whole decoded shard. The index's byte format is
