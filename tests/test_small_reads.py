@@ -100,15 +100,16 @@ def _pool_switches() -> dict[str, int]:
     return counts
 
 
-# Chunks of 32^3 (or inner chunks, or inner shards of nested sharding, each of two inner
-# chunks of 32x32x16), zstd-compressed.
+# Chunks of 32^3, zstd-compressed: alone, inner chunks of 64^3 shards, or inner chunks of
+# 64^3 inner shards of one 128^3 shard (nested sharding: a small read decodes as little as
+# the others, although it reads a whole inner shard).
 LAYOUTS = {
     "chunks": {"chunks": (32, 32, 32), "compressors": [ZstdCodec(level=1)]},
     "shards": {"chunks": (32, 32, 32), "shards": (64, 64, 64), "compressors": [ZstdCodec(level=1)]},
     "nested": {
-        "chunks": (64, 64, 64),
+        "chunks": (128, 128, 128),
         "serializer": ShardingCodec(
-            chunk_shape=(32, 32, 32), codecs=[ShardingCodec(chunk_shape=(32, 32, 16), codecs=[BytesCodec(), ZstdCodec(level=1)])]
+            chunk_shape=(64, 64, 64), codecs=[ShardingCodec(chunk_shape=(32, 32, 32), codecs=[BytesCodec(), ZstdCodec(level=1)])]
         ),
         "compressors": None,
     },
@@ -128,8 +129,8 @@ def test_small_reads_leave_the_pool_asleep_and_large_ones_use_it(tmp_path: Path,
     for attempt in range(3):
         time.sleep(0.05)  # let the pool's threads finish spinning and sleep
         before = _pool_switches()
-        # 16^3 boxes inside one chunk (or inner chunk, or inner shard): 64 KiB decompressed,
-        # so on the calling thread alone.
+        # 16^3 boxes inside one chunk (or inner chunk): 64 KiB decompressed, so on the
+        # calling thread alone.
         for chunk, offset in zip(rng.integers(0, 4, size=(40, 3)), rng.integers(0, 17, size=(40, 3)), strict=True):
             box = tuple(slice(int(c) * 32 + int(o), int(c) * 32 + int(o) + 16) for c, o in zip(chunk, offset, strict=True))
             assert_same(arr[box], data[box])

@@ -189,6 +189,12 @@ impl ShardLayout {
         1 + self.nested.as_ref().map_or(0, |nested| nested.levels())
     }
 
+    /// The layout whose inner chunks are the ones decoded: this one, or for nested sharding
+    /// that of the deepest inner shards.
+    pub(crate) fn innermost(&self) -> &ShardLayout {
+        self.nested.as_deref().map_or(self, ShardLayout::innermost)
+    }
+
     pub(crate) fn grid(&self, shard_shape: &[NonZeroU64]) -> FfiResult<Grid> {
         if shard_shape.len() != self.inner_shape.len() {
             return Err(FfiError::invalid("shard and inner chunk dimensionality differ"));
@@ -227,6 +233,7 @@ mod tests {
         let three = ShardLayout::from_codecs_metadata(&outer(serde_json::json!([outer(serde_json::json!([inner]))[0]]))).unwrap();
         assert!(three.nested.as_ref().is_some_and(|n| n.nested.is_some()));
         assert_eq!(three.levels(), 3);
+        assert_eq!(three.innermost().inner_shape, [NonZeroU64::new(2).unwrap()]);
         let transposed = serde_json::json!([{"name": "transpose", "configuration": {"order": [0]}}, inner]);
         assert!(ShardLayout::from_codecs_metadata(&outer(transposed)).is_none());
     }
