@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, ShardingCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
 
 import zarrs_cffi
 import zarrs_cffi._bindings as bindings
@@ -146,8 +146,15 @@ LAYOUTS: dict[str, dict[str, Any]] = {
     "zstd-sharded": {"chunks": (32,) * 3, "shards": (128,) * 3, "compressors": ZstdCodec(level=1)},
     "blosc-lz4": {"chunks": (32,) * 3, "compressors": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")},
     "raw-sharded": {"chunks": (32,) * 3, "shards": (128,) * 3, "compressors": None},
+    # Sharding nested in sharding: 128^3 shards of 64^3 inner shards of 32^3 zstd chunks.
+    "zstd-nested": {
+        "chunks": (128,) * 3,
+        "serializer": ShardingCodec(
+            chunk_shape=(64,) * 3, codecs=[ShardingCodec(chunk_shape=(32,) * 3, codecs=[BytesCodec(), ZstdCodec(level=1)])]
+        ),
+        "compressors": None,
+    },
 }
-assert ShardingCodec  # the sharded layouts use zarr's sharding codec through `shards=`
 
 
 def measure(path: Path, data: np.ndarray, boxes: list[tuple[slice, ...]], names: list[str], rounds: int) -> dict[str, float]:

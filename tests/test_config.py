@@ -30,7 +30,7 @@ from conftest import (
     native_only,
     python_io_reason,
 )
-from zarr.codecs import Crc32cCodec, ZstdCodec
+from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 from zarr.storage import LocalStore, MemoryStore
 
 import zarrs_cffi
@@ -78,20 +78,27 @@ def test_config_is_read_into_the_options(tmp_path, zarrs_pipeline):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("codec", ["zstd", "sharding"])
+@pytest.mark.parametrize("codec", ["zstd", "sharding", "nested-sharding"])
 def test_few_workers_still_read_and_write(tmp_path, zarrs_pipeline, workers, codec):
-    kwargs = {"compressors": [ZstdCodec(level=1)]}
+    kwargs: dict[str, object] = {"chunks": (8, 8), "compressors": [ZstdCodec(level=1)]}
     if codec == "sharding":
         kwargs["shards"] = (16, 16)
+    if codec == "nested-sharding":
+        # Shards of inner shards of 8x8 chunks: each level of a read shares its inner shards
+        # or chunks with the pool of one or two threads (small reads: on the caller alone).
+        inner = ShardingCodec(chunk_shape=(8, 8), codecs=[BytesCodec(), ZstdCodec(level=1)])
+        kwargs = {"chunks": (32, 32), "serializer": ShardingCodec(chunk_shape=(16, 16), codecs=[inner]), "compressors": None}
     settings = {"threading.max_workers": workers, "codec_pipeline.chunk_concurrent_maximum": 1}
     with zarr.config.set(settings):
-        arr = zarr.create_array(LocalStore(tmp_path), shape=(200, 300), chunks=(8, 8), dtype="int64", **kwargs)
+        arr = zarr.create_array(LocalStore(tmp_path), shape=(200, 300), dtype="int64", **kwargs)
         assert _options(arr).num_threads == workers
         data = make_data("int64", (200, 300), seed=41)
         with native_only(writes=True, reads=True):
             arr[:] = data
             assert_same(arr[:], data)
             assert_same(arr[3:177, 5:299], data[3:177, 5:299])
+            assert_same(arr[0:100, 0:128], data[0:100, 0:128])  # nested: 16 shards, the caller and the pool
+            assert_same(arr[17:30, 40:70], data[17:30, 40:70])  # nested: 2 shards, the caller alone
 
 
 def test_validate_checksums_defaults_to_true(tmp_path, zarrs_pipeline):

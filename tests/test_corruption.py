@@ -57,14 +57,14 @@ KNOWN_CRASHES: list[tuple[str, str]] = [
     # Fixed-size data types no longer crash, bomb or return data from wrong-length chunks
     # (commit 1e4c86f: every decode bounded by the metadata before it allocates). gzip reads
     # every member and refuses trailing bytes. Variable-length chunks and shards no longer
-    # panic or abort: their vlen layouts are checked and their shards read by shard.rs, each
+    # panic or abort: their vlen layouts are checked and their shards read by engine/shard/, each
     # inner chunk bounded. Variable-length chunks, whose size no metadata bounds, are capped
     # at max_variable_chunk_bytes: the worker reads them with a 1 MiB cap and requires a
     # ZarrsCodecError naming the key and the cap (test_default_variable_cap_applies below
     # shows the 1 GiB default). Sharded chains other than one sharding codec (transpose
     # before it, crc32c after it, sharding nested in sharding) aborted, panicked and
     # returned data where zarr raised, through zarrs' own sharding codec: sharding followed
-    # by bytes-to-bytes codecs is now decoded by shard.rs after those codecs run within
+    # by bytes-to-bytes codecs is now decoded by engine/shard/ after those codecs run within
     # bounds; transpose before sharding is refused natively at open and read by zarr's
     # pipeline (verdict "refused").
     # The Python shard reader's entries (index entries used as sizes before being checked,
@@ -72,7 +72,7 @@ KNOWN_CRASHES: list[tuple[str, str]] = [
     # for the native read plan (plan.rs), which checks every entry.
     # Sharding nested in sharding (v3/shard[shard-end[zstd]]/*) aborted on a zstd frame
     # declaring 2^46 bytes and panicked on forged index entries of the inner shard, which
-    # zarrs' sharding codec decoded: shard.rs now reads inner shards itself, recursively,
+    # zarrs' sharding codec decoded: engine/shard/ now reads inner shards itself, recursively,
     # with the outer shard's checks (test_forged_inner_shard_index_entry_is_a_codec_error).
 ]
 

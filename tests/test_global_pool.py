@@ -65,6 +65,11 @@ LAYOUTS = {
         "serializer": ShardingCodec(chunk_shape=(32, 32, 32), codecs=[ShardingCodec(chunk_shape=inner, codecs=[BytesCodec()])]),
         "compressors": None,
     },
+    "nested-sharding-then-zstd": {
+        "chunks": (64, 64, 64),
+        "serializer": ShardingCodec(chunk_shape=(32, 32, 32), codecs=[ShardingCodec(chunk_shape=inner, codecs=[BytesCodec()])]),
+        "compressors": ZstdCodec(level=1),
+    },
 }
 root = tempfile.mkdtemp(dir=sys.argv[1])
 arrays = []
@@ -114,7 +119,7 @@ def test_nothing_runs_on_rayons_global_pool(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["checked"] == 14 * 12 and result["native_reads"] > 0
+    assert result["checked"] == 16 * 12 and result["native_reads"] > 0
     names = [name for name, _, _ in result["new"]]
     # Only our threads were started: pool threads, the idle global one (no I/O runtime: local
     # and in-memory stores only).

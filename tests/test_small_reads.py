@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import assert_read_route, assert_same, make_data
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
 from zarr.storage import LocalStore
 
 import zarrs_cffi
@@ -100,14 +100,27 @@ def _pool_switches() -> dict[str, int]:
     return counts
 
 
+# Chunks of 32^3, zstd-compressed: alone, inner chunks of 64^3 shards, or inner chunks of
+# 64^3 inner shards of one 128^3 shard (nested sharding: a small read decodes as little as
+# the others, although it reads a whole inner shard).
+LAYOUTS = {
+    "chunks": {"chunks": (32, 32, 32), "compressors": [ZstdCodec(level=1)]},
+    "shards": {"chunks": (32, 32, 32), "shards": (64, 64, 64), "compressors": [ZstdCodec(level=1)]},
+    "nested": {
+        "chunks": (128, 128, 128),
+        "serializer": ShardingCodec(
+            chunk_shape=(64, 64, 64), codecs=[ShardingCodec(chunk_shape=(32, 32, 32), codecs=[BytesCodec(), ZstdCodec(level=1)])]
+        ),
+        "compressors": None,
+    },
+}
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux only")
-@pytest.mark.parametrize("shards", [None, (64, 64, 64)], ids=["chunks", "shards"])
-def test_small_reads_leave_the_pool_asleep_and_large_ones_use_it(tmp_path: Path, zarrs_pipeline: None, shards: object) -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_small_reads_leave_the_pool_asleep_and_large_ones_use_it(tmp_path: Path, zarrs_pipeline: None, layout: str) -> None:
     data = make_data("uint16", (128, 128, 128), seed=4)
-    arr = zarr.create_array(
-        LocalStore(tmp_path), shape=data.shape, chunks=(32, 32, 32), shards=shards, dtype="uint16",
-        compressors=[ZstdCodec(level=1)],
-    )
+    arr = zarr.create_array(LocalStore(tmp_path), shape=data.shape, dtype="uint16", **LAYOUTS[layout])
     arr[...] = data
     zarrs_cffi.reset_stats()
     assert_same(arr[...], data)  # 64 chunks: the pool exists and has worked

@@ -301,7 +301,7 @@ impl BoundedChain {
 
     /// Fail if the array-to-bytes codec is sharding: zarrs' sharding codec sizes and slices
     /// by the stored index and inner frames, unchecked. Shards decode through the engine's
-    /// shard reader (`engine/shard.rs`), which runs [`Self::decode_bytes`] and reads the
+    /// shard reader (`engine/shard/read.rs`), which runs [`Self::decode_bytes`] and reads the
     /// shard itself; a path reaching here with a shard is a bug, not a slow path.
     fn refuse_sharding(&self) -> FfiResult<()> {
         if self.full.array_to_bytes_codec().as_any().is::<ShardingCodec>() {

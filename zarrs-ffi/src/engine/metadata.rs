@@ -59,7 +59,7 @@ fn check_inner_grids(shard: &[u64], codecs: &serde_json::Value) -> FfiResult<()>
     Ok(())
 }
 
-/// Refuse sharded chains our shard reader (`shard.rs`) cannot read: an array-to-array codec
+/// Refuse sharded chains our shard reader (`shard/`) cannot read: an array-to-array codec
 /// before sharding (`transpose`), in the array's codecs or inside a sharding codec before a
 /// nested one. The reader bounds every inner chunk by the metadata (`bounds.rs`) under any
 /// bytes-to-bytes codecs (decoded within bounds first), and reads inner shards of nested
@@ -169,7 +169,7 @@ mod tests {
         for (codecs, why) in [
             (serde_json::json!([transpose, plain]), "codecs [transpose, sharding_indexed]: codecs before the sharding codec"),
             (serde_json::json!([transpose, plain, "crc32c"]), "codecs [transpose, sharding_indexed, crc32c]: codecs before"),
-            // Nested sharding is read by shard.rs only when the inner sharding codec is first too.
+            // Nested sharding is read by shard/ only when the inner sharding codec is first too.
             (
                 serde_json::json!([sharding(serde_json::json!([transpose, plain]))]),
                 "codecs inside sharding_indexed [transpose, sharding_indexed]: codecs before",

@@ -51,14 +51,15 @@ pub struct ChunkCodec {
     /// The array-to-bytes codec is sharding.
     sharded: bool,
     /// The sharding layout, when the codecs are exactly one sharding codec: such shards are
-    /// read and written by `shard.rs` rather than zarrs' sharding codec.
+    /// read and written by `shard/` rather than zarrs' sharding codec.
     shard: Option<ShardLayout>,
     /// The sharding layout, when the codecs are a sharding codec followed by bytes-to-bytes
-    /// codecs: such shards are decoded by `shard.rs` once those codecs have run (within
+    /// codecs: such shards are decoded by `shard/` once those codecs have run (within
     /// bounds), never by zarrs' sharding codec; they are encoded by zarrs' chain.
     shard_under_bytes: Option<ShardLayout>,
-    /// Decoding reaches zarrs' own sharding codec (a sharding codec that `shard.rs` does
-    /// not read: nested in another).
+    /// Decoding may reach zarrs' own sharding codec: the codecs hold a sharding codec that
+    /// our layout does not read. No chain `metadata.rs` accepts has one (inner shards of
+    /// nested sharding are read by `shard/` too); a layout that failed to build would.
     zarrs_shards: bool,
 }
 
@@ -87,7 +88,8 @@ impl ChunkCodec {
             Some(list) if sharded && list.len() > 1 => ShardLayout::from_codecs_metadata(&serde_json::Value::Array(vec![list[0].clone()])),
             _ => None,
         };
-        let ours = usize::from(shard.is_some() || shard_under_bytes.is_some());
+        // Our layout reads its sharding codec and every one nested in it.
+        let ours = shard.as_ref().or(shard_under_bytes.as_ref()).map_or(0, ShardLayout::levels);
         let zarrs_shards = metadata::sharding_codecs(codecs) > ours;
         Ok(Self {
             zarrs_shards,
@@ -106,7 +108,10 @@ impl ChunkCodec {
     /// reaches rayon only through `process::try_for_each` (our shard reader), never through
     /// zarrs' sharding codec, the one zarrs codec that runs rayon's parallel iterators
     /// itself (on rayon's global pool, from such a thread). No other codec zarrs has uses
-    /// rayon; blosc decodes with one thread.
+    /// rayon; blosc decodes with one thread. Nested sharding qualifies: each level of inner
+    /// shards goes through `try_for_each` again, one after another on a caller alone, and
+    /// shared with the call's pool inside `process::share`. (Our variable-length shard
+    /// decoding uses a parallel iterator, but runs only on a pool: no job decodes it.)
     pub fn decodes_off_pool(&self) -> bool {
         !self.zarrs_shards
     }

@@ -304,7 +304,7 @@ impl ZarrsArray {
         if jobs.len() > SHARE_MAX_JOBS || !self.codec.decodes_off_pool() {
             return Spread::Pool;
         }
-        let copies = self.shard().is_some_and(|shard| {
+        let copies = self.shard().map(ShardLayout::innermost).is_some_and(|shard| {
             let fixed = shard.inner_codecs.fixed_encoded_size(&shard.inner_shape, self.codec.data_type(), self.array.fill_value());
             matches!(fixed, Ok(Some(_)))
         });
@@ -316,12 +316,14 @@ impl ZarrsArray {
     }
 
     /// The bytes decoding `jobs` produces: each chunk whole, or for a shard read in part
-    /// the inner chunks its subset meets (an estimate of the work, saturating).
+    /// the inner chunks its subset meets (of the innermost shards, for nested sharding: an
+    /// inner shard is read whole but only the inner chunks the subset meets are decoded; an
+    /// estimate of the work, saturating).
     fn decoded_bytes(&self, jobs: &[ChunkJob]) -> u64 {
         let element = self.codec.element_size().unwrap_or(1) as u64;
         let product = |dims: &mut dyn Iterator<Item = u64>| dims.fold(element, u64::saturating_mul);
         jobs.iter()
-            .map(|job| match self.shard() {
+            .map(|job| match self.shard().map(ShardLayout::innermost) {
                 Some(shard) if self.codec.reads_ranges(job) => {
                     let inner = &shard.inner_shape;
                     let (start, shape) = (job.subset.start(), job.subset.shape());

@@ -6,7 +6,7 @@
 //! shard read in part; round 2 asks for the inner chunks those indexes locate, coalesced
 //! with the caller's gap and size limits. The caller answers each round in order, then
 //! `finish` decodes everything into its buffer. The shard index format (its size, its
-//! missing-chunk marker) is known here only, in `shard.rs`; callers never parse it.
+//! missing-chunk marker) is known here only, in `engine/shard/index.rs`; callers never parse it.
 //!
 //! Everything fetched is hostile: responses of the wrong length, index entries that
 //! overflow or exceed what an inner chunk can encode to, and ranges past a shard's end are
