@@ -25,3 +25,26 @@ def test_call_share_splits_a_small_read_into_zarrs_share_and_ours(tmp_path: Path
         assert native > 0 and total > native
         assert re.search(rf"^\| {layout} \| ours \(direct\) \| \d+ \|", out, re.M), out
     assert list(tmp_path.iterdir()) == []  # the arrays were removed
+
+
+def test_fancy_share_splits_oindex_and_vindex_into_zarrs_part_and_ours(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "fancy_share.py"), "--dir", str(tmp_path),
+         "--size", "64", "--rounds", "1", "--layout", "zstd", "raw-sharded"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout
+    number = r"(\d+\.\d)"
+    for layout in ("zstd", "raw-sharded"):
+        for op in ("oindex", "vindex"):
+            row = re.search(
+                rf"^\| {layout} \| {op} \| {number} \| {number} \| {number} \| {number} \| {number} \| "
+                rf"(\d+\.\d\d) \| (\d+\.\d\d) \|$",
+                out, re.M,
+            )
+            assert row, out
+            ours, outside, batched_outside, inside, tensorstore, ratio, inside_ratio = map(float, row.groups())
+            assert abs(ours - outside - inside) <= 0.15  # one decimal each
+            assert inside > 0 and outside > 0 and batched_outside > 0 and tensorstore > 0
+            assert abs(ratio - ours / tensorstore) <= 0.02 + 0.05 * ratio
+            assert inside_ratio <= ratio
+    assert list(tmp_path.iterdir()) == []  # the arrays were removed
