@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zarrs_cffi.variable import from_elements, to_elements
+from zarrs_cffi.variable import _pack_ascii, from_elements, to_elements
 
 STRING = np.dtypes.StringDType()
 
@@ -125,3 +125,67 @@ def test_no_python_step_per_element(case: str) -> None:
     blob, offsets = to_elements([objects], False)
     assert _python_steps(to_elements, [objects], False) < 100
     assert _python_steps(from_elements, blob, offsets, objects.shape, np.dtype(object), False) < 100
+
+
+def test_ascii_string_chunks_are_packed_without_python_strings() -> None:
+    # StringDType's tolist() builds a Python str per element (the slowest step of a string
+    # write); ASCII text is cast to fixed-width bytes instead, NULs inside elements kept.
+    chunks = [np.array([["a", "bb\x00"], ["", "dd"]], dtype=STRING), np.array(["\x00e", "f"], dtype=STRING)]
+    packed = _pack_ascii(chunks)
+    assert packed is not None
+    blob, offsets = packed
+    assert blob == b"abb\x00dd\x00ef" and offsets.tolist() == [0, 1, 4, 4, 6, 8, 9]
+    assert (blob, offsets.tolist()) == (lambda b, o: (b, o.tolist()))(*to_elements(chunks, True))
+    # Not ASCII, all empty, or one long element among short ones: the general path.
+    assert _pack_ascii([np.array(["é", "a"], dtype=STRING)]) is None
+    assert _pack_ascii([np.array(["", ""], dtype=STRING)]) is None
+    assert _pack_ascii([np.array(["a"] * 100 + ["y" * 2_000_000], dtype=STRING)]) is None
+
+
+class _CountingNumpy:
+    """numpy as ``variable.py`` sees it, counting calls of ``np.full`` (a fill-value chunk)."""
+
+    def __init__(self) -> None:
+        self.full_calls = 0
+
+    def full(self, *args: Any, **kwargs: Any) -> Any:
+        self.full_calls += 1
+        return np.full(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+@pytest.mark.parametrize("kind", ["string", "bytes"])
+def test_a_chunk_written_whole_builds_no_fill_chunk(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    import zarr
+    from zarr.storage import MemoryStore
+
+    import zarrs_cffi
+    from zarrs_cffi import variable
+
+    counting = _CountingNumpy()
+    dtype = "str" if kind == "string" else "bytes"
+    values = np.array([f"v{i}" for i in range(12)], dtype=STRING)
+    if kind == "bytes":
+        values = _objects([f"v{i}".encode() for i in range(12)])
+    fill = "" if kind == "string" else b""
+    stores = (MemoryStore(), MemoryStore())
+    for store, pipeline in zip(stores, ("zarrs_cffi.ZarrsCodecPipeline", "zarr.core.codec_pipeline.BatchedCodecPipeline")):
+        with zarr.config.set({"codec_pipeline.path": pipeline, "codec_pipeline.strict": True}):
+            arr = zarr.create_array(store, shape=(12,), chunks=(4,), dtype=dtype)
+            if pipeline.startswith("zarrs_cffi"):
+                zarrs_cffi.reset_stats()
+                monkeypatch.setattr(variable, "np", counting)
+            arr[:] = values  # three whole chunks
+            assert counting.full_calls == 0
+            arr[0:4] = np.array([fill] * 4, dtype=values.dtype)  # whole, all fill value: deleted
+            arr[5:7] = values[:2]  # in part: merged into the old chunk
+            arr[10:] = values[:2]
+            monkeypatch.setattr(variable, "np", np)
+            if pipeline.startswith("zarrs_cffi"):
+                assert zarrs_cffi.stats().fallback_writes == 0
+            np.testing.assert_array_equal(arr[:], np.concatenate([[fill] * 4, values[4:5], values[:2], values[7:10], values[:2]]).astype(values.dtype))
+    assert counting.full_calls == 0  # partial chunks merged with stored ones need none either
+    assert "c/0" not in stores[0]._store_dict
+    assert {k: v.to_bytes() for k, v in stores[0]._store_dict.items()} == {k: v.to_bytes() for k, v in stores[1]._store_dict.items()}

@@ -34,11 +34,16 @@ def to_elements(chunks: list[np.ndarray[Any, Any]], text: bool) -> tuple[bytes, 
     """The elements of ``chunks`` (C order, chunk after chunk) as bytes back to back, and
     their byte offsets (one more than the elements).
 
-    No Python-level step per element: the elements are joined and encoded as one string
-    (an element that is not a ``str`` is converted with ``str`` first, as before), and
-    their byte lengths counted by ``map``; only text that is not ASCII is encoded element
-    by element, to know each one's length in bytes.
+    No Python-level step per element. ASCII text in numpy's ``StringDType`` (zarr's type for
+    ``string``) is cast to NUL-padded fixed-width bytes and the padding dropped; other
+    elements are joined and encoded as one string (an element that is not a ``str`` is
+    converted with ``str`` first) and their byte lengths counted by ``map``; only text that
+    is not ASCII is encoded element by element, to know each one's length in bytes.
     """
+    if text and chunks and all(chunk.dtype.kind == "T" for chunk in chunks):
+        packed = _pack_ascii(chunks)
+        if packed is not None:
+            return packed
     items: list[Any] = []
     for chunk in chunks:
         items.extend(chunk.reshape(-1).tolist())
@@ -66,6 +71,29 @@ _VLEN: dict[bool, Any] = {True: _numcodecs_vlen.VLenUTF8(), False: _numcodecs_vl
 # A fixed-width copy of ASCII text may be this much larger than the text (plus _PAD_SLACK).
 _PAD_FACTOR = 2
 _PAD_SLACK = 1 << 20
+
+
+def _pack_ascii(chunks: list[np.ndarray[Any, Any]]) -> tuple[bytes, np.ndarray[Any, Any]] | None:
+    """``to_elements`` of ``StringDType`` chunks through a fixed-width cast; None when an
+    element is not ASCII or the padded copy would be much larger than the text."""
+    flat = chunks[0].reshape(-1) if len(chunks) == 1 else np.concatenate([chunk.reshape(-1) for chunk in chunks])
+    lengths = np.strings.str_len(flat)
+    count = len(flat)
+    width = int(lengths.max()) if count else 0
+    total = int(lengths.sum())
+    if width == 0 or count * width > _PAD_FACTOR * total + _PAD_SLACK:
+        return None
+    try:
+        fixed = flat.astype(f"S{width}")
+    except UnicodeEncodeError:
+        return None
+    padded = fixed.view(np.uint8).reshape(count, width)
+    # The padding is NUL bytes after each element; a NUL inside an element is kept, as
+    # its length (in characters, here bytes) counts it.
+    blob = padded.tobytes() if total == count * width else padded[np.arange(width) < lengths[:, None]].tobytes()
+    offsets = np.zeros(count + 1, dtype=np.uint64)
+    np.cumsum(lengths, out=offsets[1:])
+    return blob, offsets
 
 
 def from_elements(
@@ -157,6 +185,21 @@ def read_chunks(
     return [chunk is not None for chunk in encoded]
 
 
+def _whole(request: ChunkRequest, value: np.ndarray[Any, Any], expand: tuple[Any, ...] | None) -> np.ndarray[Any, Any] | None:
+    """The part of ``value`` that is the whole chunk, when the selection is every element
+    in order (a chunk written whole needs no fill-value array to copy it into); else None."""
+    shape = request.spec.shape
+    if value.ndim == 0 or not request.is_complete or len(request.chunk_selection) != len(shape):
+        return None
+    for selected, size in zip(request.chunk_selection, shape, strict=True):
+        if not isinstance(selected, slice) or selected.indices(size) != (0, size, 1):
+            return None
+    values = value[request.out_selection]
+    if expand is not None:
+        values = values[expand]
+    return values if values.shape == tuple(shape) else None
+
+
 def encode_chunks(
     native: Native, batch: Sequence[ChunkRequest], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...],
     old: dict[int, Any],
@@ -170,15 +213,19 @@ def encode_chunks(
     arrays: list[np.ndarray[Any, Any] | None] = []
     for i, request in enumerate(batch):
         spec = request.spec
-        fill = np.full(spec.shape, spec.fill_value, dtype=value.dtype)
-        chunk = from_elements(*decoded[i], spec.shape, value.dtype, text) if i in decoded else fill.copy()
-        if value.ndim == 0:
-            chunk[request.chunk_selection] = value
-        else:
-            values = value[request.out_selection]
-            chunk[request.chunk_selection] = values[expand] if drop_axes else values
+        chunk = _whole(request, value, expand if drop_axes else None) if i not in decoded else None
+        if chunk is None:
+            if i in decoded:
+                chunk = from_elements(*decoded[i], spec.shape, value.dtype, text)
+            else:
+                chunk = np.full(spec.shape, spec.fill_value, dtype=value.dtype)
+            if value.ndim == 0:
+                chunk[request.chunk_selection] = value
+            else:
+                values = value[request.out_selection]
+                chunk[request.chunk_selection] = values[expand] if drop_axes else values
         keep = spec.config.write_empty_chunks or not native.store.supports_deletes
-        arrays.append(chunk if keep or not np.array_equal(chunk, fill) else None)
+        arrays.append(chunk if keep or not bool(np.all(chunk == spec.fill_value)) else None)
     kept = [(i, chunk) for i, chunk in enumerate(arrays) if chunk is not None]
     encoded: list[bytes | None] = [None] * len(batch)
     if kept:
