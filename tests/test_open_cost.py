@@ -1,0 +1,89 @@
+"""What opening an array costs with our pipeline: no native call and not even zarr's own
+pipeline (which most arrays never use), so workloads that open many small arrays (anndata's
+obs and var columns) pay less per open than with zarr's default. zarr's pipeline is built
+once, when first needed, and behaves as before."""
+
+from __future__ import annotations
+
+import pickle
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+import zarr
+from zarr.core.codec_pipeline import BatchedCodecPipeline
+from zarr.storage import LocalStore, MemoryStore
+
+import zarrs_cffi
+from zarrs_cffi import _bindings
+
+from conftest import ZARR_PIPELINE, assert_no_fallback, fallback_array
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """zarr pipelines built (``BatchedCodecPipeline.from_codecs``, where every build of
+    zarr's pipeline starts) and native library calls (every C call goes through
+    ``_bindings.lib()``), counted."""
+    counts = {"zarr_pipeline": 0, "native": 0}
+    build, lib = BatchedCodecPipeline.from_codecs.__func__, _bindings.lib  # type: ignore[attr-defined]
+
+    def counted_build(cls: Any, *args: Any) -> Any:
+        counts["zarr_pipeline"] += 1
+        return build(cls, *args)
+
+    def counted_lib() -> Any:
+        counts["native"] += 1
+        return lib()
+
+    monkeypatch.setattr(BatchedCodecPipeline, "from_codecs", classmethod(counted_build))
+    monkeypatch.setattr(_bindings, "lib", counted_lib)
+    return counts
+
+
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_opening_builds_no_zarr_pipeline_and_calls_nothing_native(
+    tmp_path: Path, kind: str, counted: dict[str, int], zarrs_pipeline: None
+) -> None:
+    store = MemoryStore() if kind == "memory" else LocalStore(tmp_path)
+    with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
+        zarr.create_array(store, shape=(20,), chunks=(5,), dtype="float32")[:] = np.arange(20)
+    counted.update(zarr_pipeline=0, native=0)
+    arrays = [zarr.open_array(store, mode="r") for _ in range(5)]
+    assert counted == {"zarr_pipeline": 0, "native": 0}
+    # Native reads never need zarr's pipeline either.
+    np.testing.assert_array_equal(arrays[0][:], np.arange(20, dtype="float32"))
+    np.testing.assert_array_equal(arrays[1][3:7], np.arange(3, 7, dtype="float32"))
+    assert counted["zarr_pipeline"] == 0 and counted["native"] > 0
+    assert_no_fallback()
+
+
+def test_zarr_pipeline_is_built_once_when_an_array_falls_back(
+    tmp_path: Path, counted: dict[str, int], zarrs_pipeline: None
+) -> None:
+    arr = fallback_array(tmp_path / "a")
+    counted.update(zarr_pipeline=0)
+    data = np.arange(120, dtype="int32").reshape(10, 12)
+    arr[:] = data
+    np.testing.assert_array_equal(arr[:], data)
+    np.testing.assert_array_equal(arr[2:9, 3], data[2:9, 3])
+    assert counted["zarr_pipeline"] == 1
+    assert zarrs_cffi.stats().fallback_reads > 0
+
+
+def test_a_pipeline_behaves_the_same_before_and_after_zarr_pipeline_is_built(tmp_path: Path, zarrs_pipeline: None) -> None:
+    store = LocalStore(tmp_path)
+    zarr.create_array(store, shape=(8, 8), chunks=(4, 4), dtype="uint16", compressors=zarr.codecs.ZstdCodec(level=1))
+    first, second = (zarr.open_array(store, mode="r").async_array.codec_pipeline for _ in range(2))
+    assert first.zarr_pipeline is None and second.zarr_pipeline is None
+    reference = first.fallback
+    assert first.zarr_pipeline is reference and first.fallback is reference  # built once
+    assert first == second and hash(first) == hash(second)
+    assert [type(codec).__name__ for codec in first] == [type(codec).__name__ for codec in reference]
+    assert first.supports_partial_decode == reference.supports_partial_decode
+    restored = pickle.loads(pickle.dumps(second))
+    assert restored.zarr_pipeline is None
+    assert restored == first
