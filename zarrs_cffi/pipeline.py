@@ -5,7 +5,9 @@ The pipeline is an orchestrator. Creating it (``from_array_metadata_and_store``,
 zarr's own pipeline: the array is opened natively (``_native.py``) and its route chosen
 (``_routes.py``: native storage, the store's sync API or its async API) on a worker thread
 at the first read or write, so an array opened and never read costs no native work; zarr's
-own pipeline, which most arrays never use, is built when first needed (``fallback``).
+own pipeline, which most arrays never use, is evolved for the array's chunks (most of its
+cost) when first needed (``fallback``); its codec chain is checked at creation, so zarr's
+warnings about it come when zarr's would.
 ``read``/``write`` hand zarr's batch to the route, which plans it (``selection.py``) and runs
 the blocking parts on worker threads (``_workers.py``): nothing that takes time runs on
 zarr's event loop.
@@ -83,11 +85,15 @@ class ZarrsCodecPipeline(CodecPipeline):
         which always falls back.
     zarr_pipeline : CodecPipeline or None
         zarr's own pipeline, when already built (always for a pipeline built from codecs).
+    zarr_codecs : CodecPipeline or None
+        zarr's pipeline for the array's codec chain, not yet evolved for its chunks
+        (checked, and warned about, at creation, as zarr does).
     """
 
     source: tuple[Any, ...]
     opener: Opener | None = field(default=None, repr=False)
     zarr_pipeline: CodecPipeline | None = field(default=None, repr=False)
+    zarr_codecs: CodecPipeline | None = field(default=None, repr=False, compare=False)
     _logged: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     # zarr looks pipelines up by this qualified name (zarr.registry.fully_qualified_name).
@@ -110,7 +116,10 @@ class ZarrsCodecPipeline(CodecPipeline):
             A pipeline that opens the array natively at its first read or write.
         """
         opener = Opener(array_metadata, store, _config.options_from_config(), _config.direct_io())
-        return cls(source=("metadata", array_metadata, store), opener=opener)
+        # zarr's chain checks (and warnings) now, as zarr's own open does; evolving it, most
+        # of the cost, waits for a fallback.
+        codecs = _fallback.zarr_codecs(array_metadata)
+        return cls(source=("metadata", array_metadata, store), opener=opener, zarr_codecs=codecs)
 
     @classmethod
     def from_codecs(cls, codecs: Iterable[Codec]) -> Self:
@@ -152,7 +161,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         racing may both build it, which is harmless."""
         built = self.zarr_pipeline
         if built is None:
-            built = _fallback.zarr_pipeline(self.source[1])
+            built = _fallback.zarr_pipeline(self.source[1], self.zarr_codecs)
             object.__setattr__(self, "zarr_pipeline", built)
         return built
 
