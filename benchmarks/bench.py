@@ -1925,8 +1925,6 @@ def main(argv: list[str] | None = None) -> int:
     minibatch: dict[tuple[str, str, str], Cell] = {}
     opened: dict[str, Cell] = {}
     anndata: dict[tuple[str, str], Cell] = {}
-    # An optional peer: without anndata the section is reported unavailable, with the reason.
-    anndata_missing = anndata_unavailable() if "anndata" in args.section else None
     mb = MiniBatch(
         rows=args.mb_rows or (QUICK_MB_ROWS if args.quick else FULL_MB_ROWS),
         cols=args.mb_cols,
@@ -1941,14 +1939,6 @@ def main(argv: list[str] | None = None) -> int:
             log.info("open %d small arrays", args.open_count)
             opened = bench_open(runnable, args.open_count, args.repeat, workdir)
             opened.update({key: Cell("unavailable", detail=reason) for key, reason in unavailable.items()})
-        if "anndata" in args.section:
-            if anndata_missing:
-                log.warning("anndata section unavailable: %s", anndata_missing)
-                anndata = {("unavailable", ""): Cell("unavailable", detail=anndata_missing)}
-            else:
-                anndata = bench_anndata(runnable, anndata_size(args), workdir)
-                anndata.update({(op, key): Cell("unavailable", detail=reason) for op in ANNDATA_OPERATIONS for key, reason in unavailable.items()})
-            gc.collect()
         if "minibatch" in args.section:
             minibatch = bench_minibatch(runnable, mb, workdir)
             for name, readers, _ in list(minibatch):
@@ -1973,6 +1963,17 @@ def main(argv: list[str] | None = None) -> int:
             results.update(
                 {(layout.name, op, key): cell for (op, key), cell in cells.items()}
             )
+            gc.collect()
+        # Last: it imports anndata, pandas, dask and xarray, which the other sections never load.
+        if "anndata" in args.section:
+            # An optional peer: without anndata the section is reported unavailable, with the reason.
+            anndata_missing = anndata_unavailable()
+            if anndata_missing:
+                log.warning("anndata section unavailable: %s", anndata_missing)
+                anndata = {("unavailable", ""): Cell("unavailable", detail=anndata_missing)}
+            else:
+                anndata = bench_anndata(runnable, anndata_size(args), workdir)
+                anndata.update({(op, key): Cell("unavailable", detail=reason) for op in ANNDATA_OPERATIONS for key, reason in unavailable.items()})
             gc.collect()
         env = environment_lines(side, args, workdir, impls, mb)
 
