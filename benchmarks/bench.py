@@ -32,7 +32,13 @@ Further sections (``--section``, all by default):
   (1,000,000, 256) float32 array (chunks of 1024 rows, zstd, chunked and sharded)
   read with ``oindex``, by one reader and by 4 reader threads (``--mb-*`` flags
   size it; ``--quick`` uses 100,000 rows);
-* ``open``: opening 300 small arrays one after another.
+* ``open``: opening 300 small arrays one after another;
+* ``anndata``: an AnnData of 100,000 cells x 2,000 genes (sparse float32 X, a dense
+  embedding, obs/var frames with categoricals and strings) written with
+  ``write_zarr`` (under --dir, whatever --store says), read back with ``read_zarr``, and
+  opened with anndata's lazy reader from a MemoryStore copy, then one obs column and
+  one block of X rows read (``--ad-*`` flags size it). Zarr codec pipelines only; needs
+  ``anndata`` (benchmarks/requirements.txt), else reported unavailable.
 
 Every implementation is optional: one that cannot be imported, or that crashes
 in a small smoke run, is reported as "unavailable: <reason>", and one that
@@ -78,6 +84,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -115,8 +122,12 @@ BATCHED_PATH = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 REFERENCE_CONFIG = {"codec_pipeline.path": BATCHED_PATH, "threading.max_workers": None}
 
 OPERATIONS = ("write_all", "read_all", "small_reads", "oindex", "vindex")
-SECTIONS = ("layouts", "memory", "minibatch", "open")
+SECTIONS = ("layouts", "memory", "minibatch", "open", "anndata")
 FULL_MB_ROWS = 1_000_000
+FULL_AD_OBS = 100_000
+QUICK_AD_OBS = 20_000
+AD_DENSITY = 0.015
+AD_EMBEDDING = 50
 QUICK_MB_ROWS = 100_000
 MB_CHUNKS_PER_SHARD = 16
 # The operations of this run (set by main).
@@ -1197,6 +1208,239 @@ def preflight(impl: Impl, layouts: list[Layout]) -> str | None:
 
 
 # --------------------------------------------------------------------------
+# anndata: a single-cell dataset written, read and lazily opened through zarr
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnnDataSize:
+    """Sizes of the anndata rows (--ad-* flags)."""
+
+    obs: int
+    vars: int
+    density: float
+    embedding: int
+    repeat: int
+
+    def describe(self) -> str:
+        nnz = round(self.obs * self.vars * self.density)
+        return (
+            f"AnnData of {self.obs:,} obs x {self.vars:,} vars: X float32 CSR ({self.density:.1%} dense, {nnz:,} "
+            f"stored values), obsm['X_pca'] float32 ({self.obs:,}, {self.embedding}) dense, obs and var with float, "
+            "int and bool columns, categoricals and unique strings (and string indexes)"
+        )
+
+
+def anndata_size(args: argparse.Namespace) -> AnnDataSize:
+    obs = args.ad_obs or (QUICK_AD_OBS if args.quick else FULL_AD_OBS)
+    return AnnDataSize(obs=obs, vars=args.ad_vars, density=AD_DENSITY, embedding=AD_EMBEDDING, repeat=args.ad_repeat)
+
+
+# Rows of the anndata table, in order.
+ANNDATA_OPERATIONS = ("write_zarr", "read_zarr", "read_lazy", "lazy touch")
+# What `lazy touch` reads of the lazily opened dataset.
+ANNDATA_TOUCH_COLUMN = "cell_type"
+ANNDATA_TOUCH_ROWS = 1000
+
+
+def anndata_unavailable() -> str | None:
+    """Why the anndata section cannot run (anndata or its lazy API missing), or None."""
+    try:
+        importlib.import_module("anndata")
+        importlib.import_module("scipy.sparse")
+        getattr(importlib.import_module("anndata.experimental"), "read_lazy")
+        # anndata swaps zarr's default pipeline for its own choice inside write_zarr and
+        # read_zarr; the section turns that off (`anndata_pipeline_as_configured`).
+        getattr(importlib.import_module("anndata._io.zarr"), "fast_zarr_context")
+    except Exception as exc:  # noqa: BLE001 - any import problem makes the section unavailable
+        return describe(exc)
+    return None
+
+
+@contextlib.contextmanager
+def anndata_pipeline_as_configured() -> Iterator[None]:
+    """Keep the codec pipeline the benchmark selected inside anndata's write_zarr and read_zarr.
+
+    anndata (0.12+) replaces a pipeline whose path contains "Batched", zarr's default, with
+    zarrs-python when it is installed, else zarr's Fused pipeline, for the duration of those
+    calls; the zarr Batched column would time another pipeline. Its lazy reader does not.
+    """
+    module = importlib.import_module("anndata._io.zarr")
+    original = module.fast_zarr_context
+    module.fast_zarr_context = contextlib.nullcontext
+    try:
+        yield
+    finally:
+        module.fast_zarr_context = original
+
+
+def make_anndata(size: AnnDataSize) -> Any:
+    """A deterministic single-cell-like AnnData (strings already made categoricals where
+    write_zarr would, so writing it leaves it unchanged)."""
+    anndata = importlib.import_module("anndata")
+    pd = importlib.import_module("pandas")
+    sparse = importlib.import_module("scipy.sparse")
+    rng = np.random.default_rng(SEED + 5)
+    x = sparse.random(size.obs, size.vars, density=size.density, format="csr", dtype=np.float32, random_state=rng)
+    # Counts-like values (small integers as float32), as a raw count matrix holds.
+    x.data[:] = rng.integers(1, 64, size=x.nnz)
+    obs = pd.DataFrame(
+        {
+            "n_counts": np.asarray(x.sum(axis=1)).ravel().astype(np.float32),
+            "n_genes": np.diff(x.indptr).astype(np.int64),
+            "percent_mito": rng.random(size.obs).astype(np.float32),
+            "cell_type": pd.Categorical(rng.choice([f"type-{i}" for i in range(24)], size.obs)),
+            "batch": pd.Categorical(rng.choice(["a", "b", "c", "d"], size.obs)),
+            "barcode": [f"{i:08x}-1" for i in range(size.obs)],
+        },
+        index=[f"cell-{i}" for i in range(size.obs)],
+    )
+    var = pd.DataFrame(
+        {
+            "gene_ids": [f"ENSG{i:011d}" for i in range(size.vars)],
+            "feature_types": pd.Categorical(rng.choice(["Gene Expression", "Antibody Capture"], size.vars)),
+            "highly_variable": rng.random(size.vars) < 0.1,
+            "mean": rng.random(size.vars),
+        },
+        index=[f"gene-{i}" for i in range(size.vars)],
+    )
+    adata = anndata.AnnData(X=x, obs=obs, var=var)
+    adata.obsm["X_pca"] = rng.standard_normal((size.obs, size.embedding), dtype=np.float32)
+    adata.strings_to_categoricals()
+    return adata
+
+
+def anndata_difference(got: Any, want: Any) -> str | None:
+    """How an AnnData read back differs from the source, or None when it equals it."""
+    pd = importlib.import_module("pandas")
+    sparse = importlib.import_module("scipy.sparse")
+    if got.shape != want.shape:
+        return f"shape {got.shape} != {want.shape}"
+    if not sparse.issparse(got.X) or got.X.dtype != want.X.dtype or (got.X != want.X).nnz:
+        return "X differs"
+    if set(got.obsm) != set(want.obsm) or any(not same(np.asarray(got.obsm[k]), want.obsm[k]) for k in want.obsm):
+        return "obsm differs"
+    for name in ("obs", "var"):
+        try:
+            pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name), check_dtype=False, check_index_type=False)
+        except AssertionError as exc:
+            return f"{name} differs: {' '.join(str(exc).split())[:200]}"
+    return None
+
+
+def memory_copy(root: Path) -> dict[str, Any]:
+    """Every file under `root` as MemoryStore contents (key -> Buffer)."""
+    buffer = zarr.core.buffer.default_buffer_prototype().buffer
+    return {
+        file.relative_to(root).as_posix(): buffer.from_bytes(file.read_bytes())
+        for file in sorted(root.rglob("*"))
+        if file.is_file()
+    }
+
+
+def bench_anndata(impls: list[Impl], size: AnnDataSize, workdir: Path) -> dict[tuple[str, str], Cell]:
+    """Keys are (operation, impl key). Implementations take turns within each repetition
+    (the machine's load drifts); each cell is the best of `size.repeat`."""
+    anndata = importlib.import_module("anndata")
+    read_lazy = importlib.import_module("anndata.experimental").read_lazy
+    log.info("anndata: generating %s obs x %s vars ...", f"{size.obs:,}", f"{size.vars:,}")
+    source = make_anndata(size)
+    results: dict[tuple[str, str], Cell] = {}
+    pipelines = [impl for impl in impls if isinstance(impl, ZarrPipelineImpl)]
+    for impl in impls:
+        if impl not in pipelines:
+            results.update({(op, impl.key): Cell("n/a", detail="not a zarr codec pipeline") for op in ANNDATA_OPERATIONS})
+
+    def session(impl: ZarrPipelineImpl) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(impl.session())
+        stack.enter_context(anndata_pipeline_as_configured())
+        if impl.key == "zarrs-python":  # it has no variable-length strings: as anndata runs it
+            stack.enter_context(zarr.config.set({"codec_pipeline.strict": False}))
+        return stack
+
+    reference = workdir / "anndata-reference.zarr"
+    with zarr.config.set(REFERENCE_CONFIG), anndata_pipeline_as_configured():
+        source.write_zarr(reference)
+    contents = memory_copy(reference)
+    rows = slice(size.obs // 2, size.obs // 2 + min(ANNDATA_TOUCH_ROWS, size.obs - size.obs // 2))
+    want_rows = source.X[rows]
+    want_column = np.asarray(source.obs[ANNDATA_TOUCH_COLUMN])
+
+    def write(impl: ZarrPipelineImpl) -> tuple[float, Any]:
+        path = workdir / f"anndata-{impl.key}.zarr"
+        shutil.rmtree(path, ignore_errors=True)
+        with session(impl):
+            start = time.perf_counter()
+            source.write_zarr(path)
+            return time.perf_counter() - start, path
+
+    def read(impl: ZarrPipelineImpl) -> tuple[float, Any]:
+        with session(impl):
+            start = time.perf_counter()
+            adata = anndata.read_zarr(reference)
+            return time.perf_counter() - start, adata
+
+    def lazy(impl: ZarrPipelineImpl) -> tuple[float, float, Any]:
+        store = zarr.storage.MemoryStore(dict(contents), read_only=True)
+        with session(impl), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. anndata's "experimental" notices
+            start = time.perf_counter()
+            adata = read_lazy(store)
+            opened = time.perf_counter()
+            column = np.asarray(adata.obs[ANNDATA_TOUCH_COLUMN])
+            block = adata.X[rows].compute()
+            return opened - start, time.perf_counter() - opened, (column, block)
+
+    def check(operation: str, impl: ZarrPipelineImpl, outcome: Any) -> str | None:
+        if operation == "write_zarr":
+            with zarr.config.set(REFERENCE_CONFIG), anndata_pipeline_as_configured():
+                return anndata_difference(anndata.read_zarr(outcome), source)
+        if operation == "read_zarr":
+            return anndata_difference(outcome, source)
+        column, block = outcome
+        if not np.array_equal(column, want_column):
+            return f"obs[{ANNDATA_TOUCH_COLUMN!r}] differs"
+        if block.shape != want_rows.shape or (block != want_rows).nnz:
+            return f"X[{rows.start}:{rows.stop}] differs"
+        return None
+
+    best: dict[tuple[str, str], float] = {}
+    failed: dict[tuple[str, str], Cell] = {}
+    for _ in range(size.repeat):
+        for impl in pipelines:
+            for operation, run in (("write_zarr", write), ("read_zarr", read), ("read_lazy", lazy)):
+                if (operation, impl.key) in failed:
+                    continue
+                try:
+                    *seconds, outcome = run(impl)
+                    problem = check(operation, impl, outcome)
+                except Exception as exc:  # noqa: BLE001 - any failure becomes the cell
+                    failed[operation, impl.key] = Cell("error", detail=describe(exc))
+                    if operation == "read_lazy":
+                        failed["lazy touch", impl.key] = failed[operation, impl.key]
+                    continue
+                if problem:
+                    failed[operation, impl.key] = Cell("MISMATCH", detail=problem)
+                    if operation == "read_lazy":
+                        failed["lazy touch", impl.key] = failed[operation, impl.key]
+                    continue
+                names = ("read_lazy", "lazy touch") if operation == "read_lazy" else (operation,)
+                for name, value in zip(names, seconds):
+                    best[name, impl.key] = min(best.get((name, impl.key), math.inf), value)
+                del outcome
+        gc.collect()
+    for impl in pipelines:
+        shutil.rmtree(workdir / f"anndata-{impl.key}.zarr", ignore_errors=True)
+        for operation in ANNDATA_OPERATIONS:
+            cell = failed.get((operation, impl.key)) or Cell("ok", best[operation, impl.key])
+            results[operation, impl.key] = cell
+            log_cell("anndata", operation, impl, cell)
+    shutil.rmtree(reference, ignore_errors=True)
+    return results
+
+
+# --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
 
@@ -1287,6 +1531,16 @@ def environment_lines(side: int, args: argparse.Namespace, workdir: Path, impls:
             f"- open: {args.open_count} small 2-D float32 arrays (zarr.json only), opened one after another, "
             f"best of {args.repeat}"
         )
+    if "anndata" in args.section and package_version("anndata") != "not installed":
+        size = anndata_size(args)
+        lines.append(
+            f"- anndata {package_version('anndata')} (scipy {package_version('scipy')}): {size.describe()}; "
+            f"`write_zarr` to {filesystem_type(workdir.resolve())}, `read_zarr` of the same files, "
+            f"`read_lazy` of a MemoryStore copy, then `lazy touch`: obs[{ANNDATA_TOUCH_COLUMN!r}] and "
+            f"{ANNDATA_TOUCH_ROWS} rows of X computed; implementations take turns, best of {size.repeat}, "
+            "every result compared with the source (a write by reading it back with zarr Batched). "
+            "anndata's own switch of zarr's default pipeline (to zarrs-python or Fused) is turned off"
+        )
     return lines
 
 
@@ -1308,6 +1562,7 @@ def render_report(
     minibatch: dict[tuple[str, str, str], Cell] | None = None,
     opened: dict[str, Cell] | None = None,
     open_count: int = 0,
+    anndata: dict[tuple[str, str], Cell] | None = None,
 ) -> str:
     notes: list[str] = []
 
@@ -1371,7 +1626,7 @@ def render_report(
         )
 
     if not rows:
-        return "\n".join(out + extra_sections(impls, layouts, results, minibatch, opened, open_count, format_cell, notes)) + "\n"
+        return "\n".join(out + extra_sections(impls, layouts, results, minibatch, opened, open_count, format_cell, notes, anndata)) + "\n"
 
     out += ["", "## Seconds (lower is better)", ""]
     out += markdown_table(
@@ -1411,7 +1666,7 @@ def render_report(
     else:
         out.append("(needs `batched` and at least one other implementation in --impl)")
 
-    out += extra_sections(impls, layouts, results, minibatch, opened, open_count, format_cell, notes)
+    out += extra_sections(impls, layouts, results, minibatch, opened, open_count, format_cell, notes, anndata)
     return "\n".join(out) + "\n"
 
 
@@ -1424,8 +1679,9 @@ def extra_sections(
     open_count: int,
     format_cell: Callable[..., str],
     notes: list[str],
+    anndata: dict[tuple[str, str], Cell] | None = None,
 ) -> list[str]:
-    """Peak memory, mini-batch and open tables, then the problem notes of the whole report."""
+    """Peak memory, mini-batch, open and anndata tables, then the problem notes of the whole report."""
     out: list[str] = []
     labels = [impl.label for impl in impls]
     if any((layout.name, "peak_memory", impl.key) in results for layout in layouts for impl in impls):
@@ -1492,6 +1748,37 @@ def extra_sections(
             labels,
             [[format_cell(opened.get(impl.key, Cell("n/a")), f"open / {impl.label}") for impl in impls]],
         )
+    missing = anndata.get(("unavailable", "")) if anndata else None
+    if missing:
+        out += ["", "## anndata", "", f"unavailable: {missing.detail}"]
+    elif anndata:
+        out += ["", "## anndata (seconds, lower is better)", ""]
+        if "zarrs-python" in {impl.key for impl in impls}:
+            out += [
+                "zarrs-python has no variable-length strings: its cells time it with its fallback to zarr's "
+                "pipeline for those arrays (`codec_pipeline.strict` off), as anndata itself runs it.",
+                "",
+            ]
+        out += markdown_table(
+            ["operation", *labels],
+            [
+                [op, *(format_cell(anndata.get((op, impl.key), Cell("n/a")), f"anndata {op} / {impl.label}") for impl in impls)]
+                for op in ANNDATA_OPERATIONS
+            ],
+        )
+        keys = [impl.key for impl in impls]
+        others = [impl for impl in impls if impl.key != "batched" and isinstance(impl, ZarrPipelineImpl)]
+        if "batched" in keys and others:
+
+            def speedup(op: str, key: str) -> str:
+                num, den = anndata.get((op, "batched")), anndata.get((op, key))
+                return f"{num.seconds / den.seconds:.2f}x" if num and den and num.status == den.status == "ok" else "-"
+
+            out += ["", "### Speed-up over zarr Batched (time(Batched) / time(impl), higher is faster)", ""]
+            out += markdown_table(
+                ["operation", *(impl.label for impl in others)],
+                [[op, *(speedup(op, impl.key) for impl in others)] for op in ANNDATA_OPERATIONS],
+            )
     if notes:
         out += ["", "## Problems", "", *notes]
     return out
@@ -1558,7 +1845,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=list(SECTIONS),
         default=list(SECTIONS),
         help="parts to run: the layout operations, peak memory per layout, the mini-batch "
-        "loader, opening many small arrays (default: all)",
+        "loader, opening many small arrays, anndata (default: all; anndata only when it imports)",
     )
     parser.add_argument("--mb-rows", type=int, help=f"mini-batch array rows (default {FULL_MB_ROWS:,}; {QUICK_MB_ROWS:,} with --quick)")
     parser.add_argument("--mb-cols", type=int, default=256, help="mini-batch array columns (default 256)")
@@ -1567,6 +1854,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mb-readers", type=int, default=4, help="reader threads of the concurrent rows (default 4)")
     parser.add_argument("--mb-chunk-rows", type=int, default=1024, help=f"rows per chunk (default 1024; shards of {MB_CHUNKS_PER_SHARD} chunks)")
     parser.add_argument("--open-count", type=int, default=300, help="small arrays to open (default 300)")
+    parser.add_argument("--ad-obs", type=int, help=f"anndata cells (default {FULL_AD_OBS:,}; {QUICK_AD_OBS:,} with --quick)")
+    parser.add_argument("--ad-vars", type=int, default=2000, help="anndata genes (default 2000)")
+    parser.add_argument("--ad-repeat", type=int, default=5, help="best of N for the anndata rows (default 5)")
     parser.add_argument(
         "--zarrs-bin",
         help="the bench_zarrs binary for the zarrs (Rust) row (default: build it with cargo)",
@@ -1576,7 +1866,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.repeat < 1 or args.small_repeat < 1:
         parser.error("--repeat and --small-repeat must be at least 1")
-    for name in ("mb_rows", "mb_cols", "mb_batch", "mb_batches", "mb_readers", "mb_chunk_rows", "open_count"):
+    for name in ("mb_rows", "mb_cols", "mb_batch", "mb_batches", "mb_readers", "mb_chunk_rows", "open_count", "ad_obs", "ad_vars", "ad_repeat"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -1634,6 +1924,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     minibatch: dict[tuple[str, str, str], Cell] = {}
     opened: dict[str, Cell] = {}
+    anndata: dict[tuple[str, str], Cell] = {}
     mb = MiniBatch(
         rows=args.mb_rows or (QUICK_MB_ROWS if args.quick else FULL_MB_ROWS),
         cols=args.mb_cols,
@@ -1673,15 +1964,26 @@ def main(argv: list[str] | None = None) -> int:
                 {(layout.name, op, key): cell for (op, key), cell in cells.items()}
             )
             gc.collect()
+        # Last: it imports anndata, pandas, dask and xarray, which the other sections never load.
+        if "anndata" in args.section:
+            # An optional peer: without anndata the section is reported unavailable, with the reason.
+            anndata_missing = anndata_unavailable()
+            if anndata_missing:
+                log.warning("anndata section unavailable: %s", anndata_missing)
+                anndata = {("unavailable", ""): Cell("unavailable", detail=anndata_missing)}
+            else:
+                anndata = bench_anndata(runnable, anndata_size(args), workdir)
+                anndata.update({(op, key): Cell("unavailable", detail=reason) for op in ANNDATA_OPERATIONS for key, reason in unavailable.items()})
+            gc.collect()
         env = environment_lines(side, args, workdir, impls, mb)
 
     if isinstance(STORE, S3StoreKind):
         STORE.close()
-    report = render_report(env, impls, unavailable, layouts, results, minibatch, opened, args.open_count)
+    report = render_report(env, impls, unavailable, layouts, results, minibatch, opened, args.open_count, anndata)
     sys.stdout.write(report)
     if args.out:
         Path(args.out).write_text(report)
-    every_cell = [*results.values(), *minibatch.values(), *opened.values()]
+    every_cell = [*results.values(), *minibatch.values(), *opened.values(), *anndata.values()]
     return 1 if any(cell.status == "MISMATCH" for cell in every_cell) else 0
 
 

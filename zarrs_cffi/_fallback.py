@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from zarr.abc.codec import CodecPipeline
     from zarr.core.metadata import ArrayMetadata
 
-__all__ = ["Fallback", "zarr_pipeline"]
+__all__ = ["Fallback", "zarr_codecs", "zarr_pipeline"]
 
 
 class Fallback(Exception):
@@ -35,8 +35,21 @@ class Fallback(Exception):
         self.reason = reason
 
 
-def zarr_pipeline(metadata: ArrayMetadata) -> CodecPipeline:
-    """zarr's own pipeline for ``metadata``, built as zarr's create_codec_pipeline does."""
+def zarr_codecs(metadata: ArrayMetadata) -> CodecPipeline:
+    """zarr's own pipeline for ``metadata``'s codec chain, not yet evolved for its chunks:
+    the cheap first step of ``create_codec_pipeline``, where zarr validates the chain and
+    warns about it (sharding combined with other codecs), so at the same moment as zarr."""
+    if isinstance(metadata, ArrayV3Metadata):
+        return BatchedCodecPipeline.from_codecs(metadata.codecs)
+    from zarr.codecs._v2 import V2Codec
+
+    return BatchedCodecPipeline.from_codecs([V2Codec(filters=metadata.filters, compressor=metadata.compressor)])
+
+
+def zarr_pipeline(metadata: ArrayMetadata, codecs: CodecPipeline | None = None) -> CodecPipeline:
+    """zarr's own pipeline for ``metadata``, built as zarr's create_codec_pipeline does;
+    from ``codecs`` (``zarr_codecs(metadata)``, which warned already) when given."""
+    codecs = zarr_codecs(metadata) if codecs is None else codecs
     if isinstance(metadata, ArrayV3Metadata):
         chunk_shape = getattr(metadata.chunk_grid, "chunk_shape", (1,) * len(metadata.shape))
         spec = ArraySpec(
@@ -46,9 +59,7 @@ def zarr_pipeline(metadata: ArrayMetadata) -> CodecPipeline:
             config=ArrayConfig.from_dict({}),
             prototype=default_buffer_prototype(),
         )
-        return BatchedCodecPipeline.from_codecs(metadata.codecs).evolve_from_array_spec(spec)
-    from zarr.codecs._v2 import V2Codec
-
+        return codecs.evolve_from_array_spec(spec)
     spec = ArraySpec(
         shape=metadata.chunks,
         dtype=metadata.dtype,
@@ -56,5 +67,4 @@ def zarr_pipeline(metadata: ArrayMetadata) -> CodecPipeline:
         config=ArrayConfig.from_dict({"order": metadata.order}),
         prototype=default_buffer_prototype(),
     )
-    v2 = V2Codec(filters=metadata.filters, compressor=metadata.compressor)
-    return BatchedCodecPipeline.from_codecs([v2]).evolve_from_array_spec(spec)
+    return codecs.evolve_from_array_spec(spec)

@@ -1,10 +1,13 @@
 """ZarrsCodecPipeline: zarr-python's codec pipeline, with chunk I/O and codecs in Rust.
 
 The pipeline is an orchestrator. Creating it (``from_array_metadata_and_store``, on every
-``zarr.open_array``) only reads zarr's config and builds zarr's own pipeline, as zarr's
-default does: the array is opened natively (``_native.py``) and its route chosen
+``zarr.open_array``) only reads zarr's config, so opening an array costs less than with
+zarr's own pipeline: the array is opened natively (``_native.py``) and its route chosen
 (``_routes.py``: native storage, the store's sync API or its async API) on a worker thread
-at the first read or write, so an array opened and never read costs no native work.
+at the first read or write, so an array opened and never read costs no native work; zarr's
+own pipeline, which most arrays never use, is evolved for the array's chunks (most of its
+cost) when first needed (``fallback``); its codec chain is checked at creation, so zarr's
+warnings about it come when zarr's would.
 ``read``/``write`` hand zarr's batch to the route, which plans it (``selection.py``) and runs
 the blocking parts on worker threads (``_workers.py``): nothing that takes time runs on
 zarr's event loop.
@@ -25,8 +28,8 @@ import numpy as np
 from zarr.abc.codec import CodecPipeline, GetResult
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 
-from . import _config, _workers, stats
-from ._fallback import Fallback, zarr_pipeline
+from . import _config, _fallback, _workers, stats
+from ._fallback import Fallback
 from ._metadata import metadata_json
 from ._native import Opener
 from .errors import ZarrsUnsupportedError
@@ -74,18 +77,23 @@ class ZarrsCodecPipeline(CodecPipeline):
 
     Parameters
     ----------
-    fallback : CodecPipeline
-        The zarr pipeline used for everything that is not native.
     source : tuple
-        What the pipeline was built from, to rebuild it when unpickled.
+        What the pipeline was built from, to rebuild it when unpickled (and to build zarr's
+        own pipeline from when first needed).
     opener : Opener or None
         Opens the native side at first use; None for a pipeline built from codecs alone,
         which always falls back.
+    zarr_pipeline : CodecPipeline or None
+        zarr's own pipeline, when already built (always for a pipeline built from codecs).
+    zarr_codecs : CodecPipeline or None
+        zarr's pipeline for the array's codec chain, not yet evolved for its chunks
+        (checked, and warned about, at creation, as zarr does).
     """
 
-    fallback: CodecPipeline
     source: tuple[Any, ...]
     opener: Opener | None = field(default=None, repr=False)
+    zarr_pipeline: CodecPipeline | None = field(default=None, repr=False)
+    zarr_codecs: CodecPipeline | None = field(default=None, repr=False, compare=False)
     _logged: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     # zarr looks pipelines up by this qualified name (zarr.registry.fully_qualified_name).
@@ -108,7 +116,10 @@ class ZarrsCodecPipeline(CodecPipeline):
             A pipeline that opens the array natively at its first read or write.
         """
         opener = Opener(array_metadata, store, _config.options_from_config(), _config.direct_io())
-        return cls(fallback=zarr_pipeline(array_metadata), source=("metadata", array_metadata, store), opener=opener)
+        # zarr's chain checks (and warnings) now, as zarr's own open does; evolving it, most
+        # of the cost, waits for a fallback.
+        codecs = _fallback.zarr_codecs(array_metadata)
+        return cls(source=("metadata", array_metadata, store), opener=opener, zarr_codecs=codecs)
 
     @classmethod
     def from_codecs(cls, codecs: Iterable[Codec]) -> Self:
@@ -125,7 +136,7 @@ class ZarrsCodecPipeline(CodecPipeline):
             A pipeline that hands every call to zarr's ``BatchedCodecPipeline``.
         """
         codecs = tuple(codecs)
-        return cls(fallback=BatchedCodecPipeline.from_codecs(codecs), source=("codecs", codecs, None))
+        return cls(source=("codecs", codecs, None), zarr_pipeline=BatchedCodecPipeline.from_codecs(codecs))
 
     def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
         """This pipeline with zarr's pipeline evolved for ``array_spec`` (native side shared).
@@ -141,7 +152,18 @@ class ZarrsCodecPipeline(CodecPipeline):
             The evolved pipeline.
         """
         source = self.source if self.source[0] != "codecs" else ("codecs", self.source[1], array_spec)
-        return replace(self, fallback=self.fallback.evolve_from_array_spec(array_spec), source=source)
+        return replace(self, zarr_pipeline=self.fallback.evolve_from_array_spec(array_spec), source=source)
+
+    @property
+    def fallback(self) -> CodecPipeline:
+        """zarr's own pipeline for this array: what is not native runs there. Built at its
+        first use (most arrays never fall back), as zarr builds its default; two threads
+        racing may both build it, which is harmless."""
+        built = self.zarr_pipeline
+        if built is None:
+            built = _fallback.zarr_pipeline(self.source[1], self.zarr_codecs)
+            object.__setattr__(self, "zarr_pipeline", built)
+        return built
 
     @property
     def native(self) -> Native | None:
@@ -184,7 +206,7 @@ class ZarrsCodecPipeline(CodecPipeline):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ZarrsCodecPipeline):
             return NotImplemented
-        return self.fallback == other.fallback and self.source == other.source
+        return self.source == other.source and self.fallback == other.fallback
 
     def __hash__(self) -> int:
         return hash(self.fallback)
