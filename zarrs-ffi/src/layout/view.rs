@@ -9,7 +9,7 @@ use unsafe_cell_slice::UnsafeCellSlice;
 use zarrs::array::ArrayBytesFixedDisjointView;
 use zarrs::storage::StoreKey;
 
-use super::kernels::{copy_region, copy_region_uninit, fill_region, for_each_run};
+use super::kernels::{copy_region, copy_region_uninit, fill_elements, fill_region, for_each_run};
 use super::ChunkJob;
 use crate::args;
 use crate::error::{FfiError, FfiResult};
@@ -89,9 +89,7 @@ impl<'a> Destination<'a> {
     pub fn fill_at(&self, buffer_start: &[u64], shape: &[u64], element: &[u8], key: &StoreKey) -> FfiResult<()> {
         let origin = vec![0; shape.len()];
         self.runs(shape, &origin, buffer_start, shape, key, |_, target| {
-            for slot in target.chunks_exact_mut(element.len()) {
-                slot.copy_from_slice(element);
-            }
+            fill_elements(target, element);
         })
     }
 
