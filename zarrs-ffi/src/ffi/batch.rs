@@ -35,6 +35,36 @@ pub(super) unsafe fn jobs_from_raw(
     array.parse_jobs(num_chunks, Some((keys, &key_offsets)), &geometry)
 }
 
+/// Check the output arguments of a batch read ([`zarrs_array_read_chunks`] and its
+/// asynchronous twin `zarrs_array_read_chunks_start`): `out_shape` (the array's
+/// dimensionality), `out` holding a C-order buffer of that shape, `present_out` one byte
+/// per chunk. Returns the shape and `out`.
+///
+/// # Safety
+/// `out_shape` must address the array's dimensionality values and `out` `out_len` writable
+/// bytes, for `'a`.
+pub(super) unsafe fn read_outputs<'a>(
+    array: &ZarrsArray,
+    num_chunks: usize,
+    out: *mut u8,
+    out_len: usize,
+    out_shape: *const u64,
+    present_out: *mut u8,
+    present_len: usize,
+) -> FfiResult<(Vec<u64>, &'a mut [u8])> {
+    // SAFETY: forwarded contract of this function.
+    let (out_shape, out) = unsafe {
+        let out_shape = args::values(out_shape, array.array().dimensionality(), "out_shape")?.into_owned();
+        (out_shape, args::slice_mut(out, out_len, "out")?)
+    };
+    if present_len != num_chunks {
+        return Err(FfiError::buffer_size("present_out", present_len, num_chunks));
+    }
+    args::require_out(present_out, "present_out")?;
+    Destination::new(&mut *out, &out_shape, array.element_size()?, "out")?;
+    Ok((out_shape, out))
+}
+
 /// Read a batch of chunks into one caller buffer, in parallel.
 ///
 /// - `array`, `options` (NULL: defaults).
@@ -76,13 +106,9 @@ pub extern "C" fn zarrs_array_read_chunks(
             let array = args::handle(array, "array")?;
             let options = ZarrsOptions::from_ptr(options);
             let jobs = jobs_from_raw(array, num_chunks, keys, keys_len, key_offsets, geometry, geometry_len)?;
-            let out_shape = args::values(out_shape, array.array().dimensionality(), "out_shape")?;
-            (array, options, jobs, out_shape, args::slice_mut(out, out_len, "out")?)
+            let (out_shape, out) = read_outputs(array, num_chunks, out, out_len, out_shape, present_out, present_len)?;
+            (array, options, jobs, out_shape, out)
         };
-        if present_len != num_chunks {
-            return Err(FfiError::buffer_size("present_out", present_len, num_chunks));
-        }
-        args::require_out(present_out, "present_out")?;
         let destination = Destination::new(out, &out_shape, array.element_size()?, "out")?;
         let present = array.read_jobs(&options, jobs, &destination)?;
         // SAFETY: non-NULL (checked above) and `present_len` writable bytes per the contract.

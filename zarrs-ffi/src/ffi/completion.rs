@@ -415,20 +415,15 @@ pub extern "C" fn zarrs_array_read_chunks_start(
         // SAFETY: every pointer below addresses the length stated beside it, per this
         // function's contract, for the duration of the call (and `array`, `out` and
         // `present_out` beyond it, until the token completes).
-        let (queue, handle, options, jobs, out_shape, out_bytes) = unsafe {
+        // The buffers are checked now (`read_outputs`); the job builds the same view again.
+        let (queue, options, jobs, out_shape) = unsafe {
             let queue = args::handle(queue, "queue")?;
             let handle = args::handle(array, "array")?;
             let options = ZarrsOptions::from_ptr(options);
             let jobs = super::batch::jobs_from_raw(handle, num_chunks, keys, keys_len, key_offsets, geometry, geometry_len)?;
-            let out_shape = args::values(out_shape, handle.array().dimensionality(), "out_shape")?.into_owned();
-            (queue, handle, options, jobs, out_shape, args::slice_mut(out, out_len, "out")?)
+            let (out_shape, _) = super::batch::read_outputs(handle, num_chunks, out, out_len, out_shape, present_out, present_len)?;
+            (queue, options, jobs, out_shape)
         };
-        if present_len != num_chunks {
-            return Err(FfiError::buffer_size("present_out", present_len, num_chunks));
-        }
-        args::require_out(present_out, "present_out")?;
-        // The buffer's size is checked now; the job builds the same view again.
-        Destination::new(out_bytes, &out_shape, handle.element_size()?, "out")?;
         let read = Read {
             array: Caller(array.cast_mut()),
             options,
