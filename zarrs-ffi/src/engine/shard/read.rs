@@ -83,16 +83,8 @@ impl ShardLayout {
             return destination.fill_at(&buffer_start, &shape, fill_value.as_ne_bytes(), &job.key);
         };
         if let Some(nested) = &self.nested {
-            // An inner shard: its bytes-to-bytes codecs within the bounds of the shard they
-            // yield, then its own index and only the inner chunks the overlap needs.
-            let inner_shard = self.inner_codecs.decode_bytes(
-                Cow::Borrowed(bytes),
-                &self.inner_shape,
-                data_type,
-                fill_value,
-                DEFAULT_MAX_VARIABLE_CHUNK_BYTES, // fixed-size chunks are bounded by their metadata
-                options,
-            )?;
+            // An inner shard: its own index and only the inner chunks the overlap needs.
+            let inner_shard = self.inner_shard_bytes(bytes, data_type, fill_value, options)?;
             let inner_job = ChunkJob {
                 key: job.key.clone(),
                 chunk_shape: self.inner_shape.clone(),
@@ -104,6 +96,15 @@ impl ShardLayout {
         let decoded = self.decode_stored_inner(bytes, i, name, data_type, fill_value, options)?;
         let inner_shape: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
         destination.copy_at(&decoded, &inner_shape, &inner_start, &buffer_start, &shape, &job.key)
+    }
+
+    /// The bytes of a stored inner shard (nested sharding, fixed-size elements): its
+    /// bytes-to-bytes codecs undone within the bounds of the shard they yield, ready for its
+    /// own index to be read.
+    fn inner_shard_bytes<'b>(&self, bytes: &'b [u8], data_type: &DataType, fill_value: &FillValue, options: &CodecOptions) -> FfiResult<Cow<'b, [u8]>> {
+        // Fixed-size chunks are bounded by their metadata, not by this cap.
+        let shard = self.inner_codecs.decode_bytes(Cow::Borrowed(bytes), &self.inner_shape, data_type, fill_value, DEFAULT_MAX_VARIABLE_CHUNK_BYTES, options)?;
+        Ok(shard)
     }
 
     /// Decode stored inner chunk `i` of the shard at `key` whole (within bounds), checking
@@ -139,16 +140,8 @@ impl ShardLayout {
             }
             return self.decode_stored_inner(bytes, i, &name, data_type, fill_value, options);
         };
-        // An inner shard: its bytes-to-bytes codecs within the bounds of the shard they
-        // yield, then its own index and every inner chunk, each bounded.
-        let inner_shard = self.inner_codecs.decode_bytes(
-            Cow::Borrowed(bytes),
-            &self.inner_shape,
-            data_type,
-            fill_value,
-            DEFAULT_MAX_VARIABLE_CHUNK_BYTES, // fixed-size chunks are bounded by their metadata
-            options,
-        )?;
+        // An inner shard: its own index and every inner chunk, each bounded.
+        let inner_shard = self.inner_shard_bytes(bytes, data_type, fill_value, options)?;
         let mut whole = vec![0u8; args::byte_size(&inner_shape, fill_value.size())?];
         let destination = Destination::new(&mut whole, &inner_shape, fill_value.size(), "inner shard")?;
         let job = ChunkJob {
