@@ -37,8 +37,8 @@ pub(super) unsafe fn jobs_from_raw(
 
 /// Check the output arguments of a batch read ([`zarrs_array_read_chunks`] and its
 /// asynchronous twin `zarrs_array_read_chunks_start`): `out_shape` (the array's
-/// dimensionality), `out` holding a C-order buffer of that shape, `present_out` one byte
-/// per chunk. Returns the shape and `out`.
+/// dimensionality) and `present_out` (one byte per chunk). Returns the shape and `out`,
+/// which the caller checks holds that shape by making it a `Destination`.
 ///
 /// # Safety
 /// `out_shape` must address the array's dimensionality values and `out` `out_len` writable
@@ -61,7 +61,6 @@ pub(super) unsafe fn read_outputs<'a>(
         return Err(FfiError::buffer_size("present_out", present_len, num_chunks));
     }
     args::require_out(present_out, "present_out")?;
-    Destination::new(&mut *out, &out_shape, array.element_size()?, "out")?;
     Ok((out_shape, out))
 }
 

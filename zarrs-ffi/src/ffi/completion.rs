@@ -415,15 +415,16 @@ pub extern "C" fn zarrs_array_read_chunks_start(
         // SAFETY: every pointer below addresses the length stated beside it, per this
         // function's contract, for the duration of the call (and `array`, `out` and
         // `present_out` beyond it, until the token completes).
-        // The buffers are checked now (`read_outputs`); the job builds the same view again.
-        let (queue, options, jobs, out_shape) = unsafe {
+        let (queue, handle, options, jobs, out_shape, out_bytes) = unsafe {
             let queue = args::handle(queue, "queue")?;
             let handle = args::handle(array, "array")?;
             let options = ZarrsOptions::from_ptr(options);
             let jobs = super::batch::jobs_from_raw(handle, num_chunks, keys, keys_len, key_offsets, geometry, geometry_len)?;
-            let (out_shape, _) = super::batch::read_outputs(handle, num_chunks, out, out_len, out_shape, present_out, present_len)?;
-            (queue, options, jobs, out_shape)
+            let (out_shape, out_bytes) = super::batch::read_outputs(handle, num_chunks, out, out_len, out_shape, present_out, present_len)?;
+            (queue, handle, options, jobs, out_shape, out_bytes)
         };
+        // The buffer's size is checked now; the job builds the same view again.
+        Destination::new(out_bytes, &out_shape, handle.element_size()?, "out")?;
         let read = Read {
             array: Caller(array.cast_mut()),
             options,
