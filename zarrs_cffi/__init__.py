@@ -11,7 +11,7 @@ native library; that happens on first use.
 
 from __future__ import annotations
 
-from ._bindings import Options
+from ._bindings import Options, keep_warm
 from ._version import __version__
 from .array import Array
 from .errors import (
@@ -43,6 +43,7 @@ __all__ = [
     "ZarrsUnsupportedError",
     "ZarrsValueError",
     "__version__",
+    "keep_warm",
     "reset_stats",
     "stats",
 ]

@@ -23,12 +23,42 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-__all__ = ["ChunkBatch", "CompletionQueue", "NativeArray", "Options", "ReadPlan", "Storage", "native_version"]
+__all__ = [
+    "ChunkBatch",
+    "CompletionQueue",
+    "NativeArray",
+    "Options",
+    "ReadPlan",
+    "Storage",
+    "keep_warm",
+    "native_version",
+]
 
 
 def native_version() -> str:
     """The version string the native library reports."""
     return str(ffi.string(lib().zarrs_ffi_version()).decode())
+
+
+def keep_warm(microseconds: int | None = None) -> int:
+    """Set (if given) and return the process's keep-warm window, in microseconds.
+
+    For that long after each data call starts or ends, one native thread keeps a CPU awake
+    (spinning at nice 19, doing no work), so the thread wake-ups of the next call do not wait
+    for a halted CPU. On a virtual machine without guest halt-polling a small read through
+    zarr wakes a sleeping thread four to six times, at 25-160 µs each when the CPU halted;
+    benchmarks/RESULTS.md has what it saves. Its cost is the CPU time of the window, so it is
+    off (0) by default. At most 1,000,000 (one second); Linux only (elsewhere it stays 0).
+    Also set by zarr's config ``codec_pipeline.keep_warm_us`` or the environment variable
+    ``ZARRS_FFI_KEEP_WARM_US``.
+    """
+    if microseconds is not None:
+        if isinstance(microseconds, bool) or not isinstance(microseconds, int) or microseconds < 0:
+            raise ZarrsValueError(f"keep_warm: microseconds must be a non-negative int, not {microseconds!r}")
+        check(lib().zarrs_set_keep_warm(microseconds))
+    out = ffi.new("uint64_t *")
+    check(lib().zarrs_keep_warm(out))
+    return int(out[0])
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from zarr.core.config import config
 
-from ._bindings import Options
+from ._bindings import Options, keep_warm
+from .errors import ZarrsValueError
 
-__all__ = ["direct_io", "io_limit", "options_from_config", "strict"]
+__all__ = ["apply_keep_warm", "direct_io", "io_limit", "options_from_config", "strict"]
 
 
 def _config_int(key: str) -> int:
@@ -45,3 +46,22 @@ def io_limit() -> int | None:
     """How many store requests may be in flight at once (zarr's ``async.concurrency``)."""
     limit = config.get("async.concurrency", None)
     return int(limit) if limit else None
+
+
+def apply_keep_warm() -> None:
+    """Set the process's keep-warm window from ``codec_pipeline.keep_warm_us``, if set.
+
+    Called when an array is first used natively (never at open, which makes no native
+    call). Process-wide: the last array opened under a setting decides it; unset leaves
+    it as it is.
+    """
+    value = config.get("codec_pipeline.keep_warm_us", None)
+    if value is None:
+        return
+    try:
+        microseconds = int(value)
+    except (TypeError, ValueError):
+        microseconds = -1
+    if microseconds < 0 or isinstance(value, (bool, float)):
+        raise ZarrsValueError(f"codec_pipeline.keep_warm_us must be a non-negative integer, not {value!r}")
+    keep_warm(microseconds)

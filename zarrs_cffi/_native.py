@@ -18,6 +18,7 @@ import numpy as np
 from zarr.codecs import ShardingCodec
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
+from . import _config
 from ._bindings import NativeArray, Options
 from ._fallback import Fallback
 from ._metadata import as_raw_bits, metadata_json
@@ -144,6 +145,7 @@ class Opener:
     def open(self) -> Route:
         """The route (opening the array if needed; blocks); raises ``Fallback``."""
         if self.result is None:
+            _config.apply_keep_warm()
             try:
                 native = open_native(self.metadata, self.store, self.options, direct_io=self.direct_io)
                 result: Route | Fallback = route_for(native)

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 
+pub mod warm;
+
 /// Values built once per (process, key) and shared by every call of that process.
 ///
 /// At most `capacity` keys are kept per process: past that, the other keys' values are

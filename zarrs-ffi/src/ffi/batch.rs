@@ -12,6 +12,7 @@ use crate::handles::ZarrsArray;
 use crate::layout::{ChunkJob, Destination};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::process::warm::Burst;
 
 /// Parse keys and geometry straight from C arguments.
 ///
@@ -99,6 +100,7 @@ pub extern "C" fn zarrs_array_read_chunks(
     present_len: usize,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         // SAFETY: every pointer below addresses the length stated beside it, per this
         // function's contract, for the duration of the call.
         let (array, options, jobs, out_shape, out) = unsafe {
@@ -147,6 +149,7 @@ pub extern "C" fn zarrs_array_write_chunks(
     value_ndim: usize,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         // SAFETY: every pointer below addresses the length stated beside it, per this
         // function's contract, for the duration of the call.
         let (array, options, jobs, source) = unsafe {

@@ -12,6 +12,7 @@ use crate::layout::Destination;
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
 use crate::error::ZarrsResult;
+use crate::process::warm::Burst;
 
 /// Decode a batch of encoded chunks into one caller buffer, in parallel.
 ///
@@ -38,6 +39,7 @@ pub extern "C" fn zarrs_array_decode_chunks(
     out_shape: *const u64,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         // SAFETY: every pointer addresses its stated length per the contract.
         let (array, options, inputs, jobs, out_shape, out) = unsafe {
             let array = args::handle(array, "array")?;
@@ -82,6 +84,7 @@ pub extern "C" fn zarrs_array_encode_chunks(
     encoded_out: *mut *mut ZarrsEncodedChunks,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         args::require_out(encoded_out, "encoded_out")?;
         // SAFETY: every pointer addresses its stated length per the contract.
         let (array, options, jobs, source, existing) = unsafe {

@@ -25,6 +25,7 @@ use crate::layout::{ChunkJob, Destination};
 use crate::options::ZarrsOptions;
 use crate::panic::{boundary, caught};
 use crate::process::{self, PerProcess};
+use crate::process::warm::Burst;
 
 /// A queue of finished asynchronous reads and the file descriptor that signals them.
 /// Create with [`zarrs_completion_queue_new`]; free with [`zarrs_completion_queue_free`].
@@ -316,6 +317,7 @@ struct Read {
 
 impl Read {
     fn run(self) -> FfiResult<()> {
+        let _burst = Burst::begin();
         // SAFETY: the start call's contract keeps the handle alive and the buffers valid,
         // written by nothing else, until this token completes; both were checked there.
         let (array, out, present_out) = unsafe {
@@ -412,6 +414,7 @@ pub extern "C" fn zarrs_array_read_chunks_start(
     present_len: usize,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         // SAFETY: every pointer below addresses the length stated beside it, per this
         // function's contract, for the duration of the call (and `array`, `out` and
         // `present_out` beyond it, until the token completes).

@@ -22,6 +22,7 @@ use crate::handles::ZarrsEncodedChunks;
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::process::warm::Burst;
 
 /// Parse `num_chunks` keys given back to back with `num_chunks + 1` offsets, each confined
 /// to the store.
@@ -61,6 +62,7 @@ pub extern "C" fn zarrs_array_fetch_encoded(
     encoded_out: *mut *mut ZarrsEncodedChunks,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         args::require_out(encoded_out, "encoded_out")?;
         // SAFETY: every pointer addresses the length stated beside it, per the contract.
         let array = unsafe { args::handle(array, "array")? };
@@ -99,6 +101,7 @@ pub extern "C" fn zarrs_array_store_encoded(
     encoded_lens: *const usize,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         // SAFETY: every pointer addresses the length stated beside it, per the contract.
         let array = unsafe { args::handle(array, "array")? };
         // SAFETY: as above.

@@ -13,6 +13,7 @@ use crate::handles::ZarrsArray;
 use crate::layout::{GatherJob, GatherTarget, PickPool};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::process::warm::Burst;
 
 /// Write `present` (one flag per chunk) to the caller's `present_out`.
 ///
@@ -100,6 +101,7 @@ pub extern "C" fn zarrs_array_gather_orthogonal(
     present_len: usize,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         // SAFETY: every pointer below addresses the length stated beside it, per this
         // function's contract, for the duration of the call.
         let (array, options, keys, key_offsets, chunk_shapes, picks, indices, positions, out_shape, out) = unsafe {
@@ -167,6 +169,7 @@ pub extern "C" fn zarrs_array_gather_points(
     present_len: usize,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         // SAFETY: every pointer below addresses the length stated beside it, per this
         // function's contract, for the duration of the call.
         let (array, options, keys, key_offsets, chunk_shapes, counts, coords, offsets, out) = unsafe {

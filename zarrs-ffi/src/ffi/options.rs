@@ -1,9 +1,11 @@
-//! The `extern "C"` call for options: the defaults.
+//! The `extern "C"` calls for options: the per-call defaults, and the process-wide keep-warm
+//! window.
 
 use crate::args;
 use crate::error::ZarrsResult;
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::process::warm;
 
 /// Write the default options to `options_out`.
 ///
@@ -13,5 +15,35 @@ pub extern "C" fn zarrs_options_default(options_out: *mut ZarrsOptions) -> Zarrs
     boundary(|| {
         // SAFETY: `options_out` is checked for NULL; the caller provides writable storage.
         unsafe { args::write_out(options_out, ZarrsOptions::default()) }
+    })
+}
+
+/// Set how long, in microseconds, one thread of this process keeps a CPU awake after each
+/// data call (read, write, decode, encode) starts or ends; 0 (the default) turns it off at
+/// once. The next call's thread wake-ups then do not wait for a halted CPU: on a virtual
+/// machine without guest halt-polling that saves tens of microseconds per wake-up, several
+/// per small read through zarr. The thread does no work, spins at nice 19 and only within
+/// the window; its cost is that CPU time (power, a cgroup CPU quota). At most one second;
+/// process-wide, and inherited by children forked later. The environment variable
+/// `ZARRS_FFI_KEEP_WARM_US` sets it before the first call. Linux only: elsewhere it stays 0.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn zarrs_set_keep_warm(microseconds: u64) -> ZarrsResult {
+    boundary(|| {
+        warm::set_window_us(microseconds);
+        Ok(())
+    })
+}
+
+/// Write the current keep-warm window ([`zarrs_set_keep_warm`]), in microseconds, to
+/// `microseconds_out`.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn zarrs_keep_warm(microseconds_out: *mut u64) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: `microseconds_out` is checked for NULL; the caller provides writable storage.
+        unsafe { args::write_out(microseconds_out, warm::window_us()) }
     })
 }

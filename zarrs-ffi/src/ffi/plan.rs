@@ -11,6 +11,7 @@ use crate::layout::Destination;
 use crate::handles::{ZarrsArray, ZarrsByteRequest, ZarrsReadPlan};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::process::warm::Burst;
 
 /// Plan a read of a batch of chunks whose bytes the caller fetches itself.
 ///
@@ -137,6 +138,7 @@ pub extern "C" fn zarrs_read_plan_finish(
     present_len: usize,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         args::require_out(present_out, "present_out")?;
         // SAFETY: a live plan used by one thread at a time, per the contract.
         let plan = unsafe { plan.as_mut() }.ok_or_else(|| FfiError::null("plan"))?;

@@ -10,6 +10,7 @@ use crate::handles::{ZarrsArray, ZarrsEncodedChunks, ZarrsVariableChunks};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
 use crate::error::ZarrsResult;
+use crate::process::warm::Burst;
 
 /// Decode whole chunks of a variable-length data type, in parallel.
 ///
@@ -36,6 +37,7 @@ pub extern "C" fn zarrs_array_decode_variable_chunks(
     decoded_out: *mut *mut ZarrsVariableChunks,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         args::require_out(decoded_out, "decoded_out")?;
         // SAFETY: every pointer addresses its stated length per the contract.
         let (array, options, inputs, shapes) = unsafe {
@@ -121,6 +123,7 @@ pub extern "C" fn zarrs_array_encode_variable_chunks(
     encoded_out: *mut *mut ZarrsEncodedChunks,
 ) -> ZarrsResult {
     boundary(|| {
+        let _burst = Burst::begin();
         args::require_out(encoded_out, "encoded_out")?;
         // SAFETY: every pointer addresses its stated length per the contract.
         let (array, options, shapes, data, offsets) = unsafe {
