@@ -27,6 +27,11 @@ def test_call_share_splits_a_small_read_into_zarrs_share_and_ours(tmp_path: Path
         assert total == zarr_share + inside or abs(total - zarr_share - inside) <= 1
         assert abs(inside - hop - planning - native) <= 2
         assert native > 0 and total > native
+        # The same with a keep-warm window: the same split, from rounds of its own.
+        warm = re.search(rf"^\| {layout} \| ours \(warm\) \| (\d+) \| (-?\d+) \| (\d+) \| (-?\d+) \| (-?\d+) \| (\d+) \|$", out, re.M)
+        assert warm, out
+        total, zarr_share, inside, hop, planning, native = map(int, warm.groups())
+        assert abs(total - zarr_share - inside) <= 1 and abs(inside - hop - planning - native) <= 2
         assert re.search(rf"^\| {layout} \| ours \(direct\) \| \d+ \|", out, re.M), out
     assert list(tmp_path.iterdir()) == []  # the arrays were removed
 
