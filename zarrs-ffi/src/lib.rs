@@ -19,7 +19,8 @@
 //! - `error`: result codes, `FfiError`, the thread-local last error.
 //! - `panic`: the boundary every export runs inside.
 //! - `args`: reading caller pointers and lengths, checked arithmetic, key validation.
-//! - `process`: per-process state, fork-safe: thread pools, the I/O runtime, remote clients.
+//! - `process`: per-process state, fork-safe: thread pools, the I/O runtime, remote clients,
+//!   the keep-warm thread.
 //! - `layout`: chunk jobs, chunk-grid shapes, buffer views, copy kernels, presence.
 //! - `bounds` + `engine`: decoding bounded by the metadata; decode, merge and encode one
 //!   chunk job (our sharding included). No handles.

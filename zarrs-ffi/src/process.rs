@@ -1,4 +1,5 @@
-//! Per-process state: the rayon thread pools, the tokio I/O runtime and remote clients.
+//! Per-process state: the rayon thread pools, the tokio I/O runtime, remote clients and the
+//! keep-warm thread (`warm`).
 //!
 //! After a `fork` (Python's multiprocessing, data-loader workers) a child inherits the
 //! parent's pools, runtimes and connections as memory, but none of their threads: using them

@@ -508,6 +508,21 @@ fn version_is_the_crate_version() {
 }
 
 #[test]
+fn keep_warm_is_set_read_back_bounded_and_checked() {
+    let mut window = u64::MAX;
+    check(zarrs_set_keep_warm(5_000));
+    check(zarrs_keep_warm(&mut window));
+    assert_eq!(window, if cfg!(target_os = "linux") { 5_000 } else { 0 });
+    check(zarrs_set_keep_warm(u64::MAX));
+    check(zarrs_keep_warm(&mut window));
+    assert_eq!(window, if cfg!(target_os = "linux") { 1_000_000 } else { 0 }, "at most one second");
+    check(zarrs_set_keep_warm(0));
+    check(zarrs_keep_warm(&mut window));
+    assert_eq!(window, 0);
+    expect_err(zarrs_keep_warm(null_mut()), ZARRS_ERROR_NULL_POINTER, "NULL");
+}
+
+#[test]
 fn options_default_values() {
     let mut options = ZarrsOptions {
         num_threads: 99,
