@@ -78,6 +78,7 @@ pub(crate) struct ShardLayout {
 }
 
 /// The inner chunks of one shard and where each sits in the shard.
+#[derive(Clone)]
 pub(crate) struct Grid {
     pub(crate) per_shard: Vec<u64>,
     pub(crate) count: usize,

@@ -19,6 +19,7 @@ use zarrs::array::{ArraySubset, CodecError, CodecOptions, DataType, FillValue};
 use zarrs::storage::byte_range::ByteRange;
 use zarrs::storage::{Bytes, ReadableStorageTraits, StoreKey};
 
+use super::index::ShardBytes;
 use super::{codec_error, Grid, ShardLayout, ShardName};
 use crate::args;
 use crate::bounds::{Needed, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
@@ -207,12 +208,12 @@ impl ShardLayout {
         options: &CodecOptions,
     ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
         let grid = self.grid(shard_shape)?;
-        let index = self.index_of(shard, &grid, name, options)?;
+        let (index, layout) = self.index_of(shard, &grid, name, options)?;
         let inner_elements = usize::try_from(args::num_elements(&self.inner_shape.iter().map(|d| d.get()).collect::<Vec<_>>())?)
             .map_err(|_| FfiError::invalid("inner chunk has too many elements"))?;
         let inner: Vec<(Vec<u8>, Vec<usize>)> = (0..grid.count)
             .into_par_iter()
-            .map(|i| self.decode_inner_variable(&index, i, shard, name, inner_elements, data_type, fill_value, cap, options))
+            .map(|i| self.decode_inner_variable(&index, &layout, i, shard, name, inner_elements, data_type, fill_value, cap, options))
             .collect::<FfiResult<_>>()?;
         let total: u64 = inner.iter().map(|(b, _)| b.len() as u64).sum();
         if total > cap {
@@ -227,6 +228,7 @@ impl ShardLayout {
     fn decode_inner_variable(
         &self,
         index: &[u64],
+        layout: &ShardBytes,
         i: usize,
         shard: &[u8],
         name: &ShardName<'_>,
@@ -236,7 +238,7 @@ impl ShardLayout {
         cap: u64,
         options: &CodecOptions,
     ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
-        let Some((offset, size)) = Self::entry(index, i, shard.len() as u64, name)? else {
+        let Some((offset, size)) = Self::entry(index, i, layout, name)? else {
             let fill = fill_value.as_ne_bytes();
             let bytes = fill.repeat(inner_elements);
             let offsets = (0..=inner_elements).map(|e| e * fill.len()).collect();
@@ -341,18 +343,19 @@ impl ShardLayout {
         options: &CodecOptions,
     ) -> FfiResult<()> {
         let grid = self.grid(&job.chunk_shape)?;
-        let index = self.index_of(shard, &grid, name, options)?;
+        let (index, layout) = self.index_of(shard, &grid, name, options)?;
         // Offsets count from the start of the shard, index included when it comes first.
         // Every entry is checked, also those of inner chunks the job does not need.
         process::try_for_each(grid.count, |i| {
-            let bytes = Self::entry(&index, i, shard.len() as u64, name)?
+            let bytes = Self::entry(&index, i, &layout, name)?
                 .map(|(offset, size)| &shard[offset as usize..(offset + size) as usize]);
             self.place_inner_named(&grid, job, name, i, bytes, destination, data_type, fill_value, options)
         })
     }
 
     /// Read the job's subset of a stored shard, fetching only the index and the inner chunks
-    /// it needs. Returns whether the shard exists.
+    /// it needs: for sharding nested in sharding, at every level ([`Self::read_levels`]).
+    /// Returns whether the shard exists.
     pub fn read_partial(
         &self,
         storage: &dyn ReadableStorageTraits,
@@ -364,13 +367,118 @@ impl ShardLayout {
     ) -> FfiResult<bool> {
         let grid = self.grid(&job.chunk_shape)?;
         let needed = self.met(&grid, job);
-        let found = self.read_inner(storage, &job.key, &grid, &needed, false, data_type, fill_value, options, |i, bytes| {
-            self.place_inner(&grid, job, i, bytes, destination, data_type, fill_value, options)
-        })?;
+        let found = if self.reads_inner_shards_in_part() {
+            self.read_levels(storage, job, &grid, &needed, destination, data_type, fill_value, options)?
+        } else {
+            self.read_inner(storage, &job.key, &grid, &needed, false, data_type, fill_value, options, |i, bytes| {
+                self.place_inner(&grid, job, i, bytes, destination, data_type, fill_value, options)
+            })?
+        };
         if !found {
             destination.fill_at(&job.buffer_start, job.subset.shape(), fill_value.as_ne_bytes(), &job.key)?;
         }
         Ok(found)
+    }
+
+    /// Whether this shard's inner chunks are shards that a read can take in part: sharding
+    /// nested in sharding with no bytes-to-bytes codec around the inner shards. (Compressed
+    /// as a whole, an inner shard must be fetched and decompressed whole before its index can
+    /// be read.)
+    fn reads_inner_shards_in_part(&self) -> bool {
+        self.nested.is_some() && self.inner_codecs.chain().bytes_to_bytes_codecs().is_empty()
+    }
+
+    /// [`Self::read_partial`] of sharding nested in sharding whose inner shards can be read
+    /// in part: level by level, the indexes of the inner shards the job meets are fetched as
+    /// byte ranges of the outer shard's entries, then only the innermost chunks the job needs
+    /// (or, under bytes-to-bytes codecs at a deeper level, those inner shards whole), which
+    /// are decoded into place in parallel. Each level is one batched request
+    /// ([`Self::fetch_inner`]), as [`Self::read_inner`] fetches inner chunks; every entry is
+    /// checked against the bytes its outer entry gives before anything is fetched by it.
+    #[allow(clippy::too_many_arguments)]
+    fn read_levels(
+        &self,
+        storage: &dyn ReadableStorageTraits,
+        job: &ChunkJob,
+        grid: &Grid,
+        needed: &[usize],
+        destination: &Destination,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<bool> {
+        let key = &job.key;
+        let Some((index, bytes, max_inner)) = self.stored_index(storage, key, grid, data_type, fill_value, options)? else {
+            return Ok(false);
+        };
+        let place_missing = |layout: &ShardLayout, grid: &Grid, part: &Part, name: &ShardName<'_>, i: usize| {
+            layout.place_inner_named(grid, &part.job, name, i, None, destination, data_type, fill_value, options)
+        };
+        // The shards of one level (`parts`, all of `layout` over `grid`) and their stored inner
+        // chunks the job needs: (part, inner chunk, offset in the value at `key`, size).
+        let (mut layout, mut grid) = (self, grid.clone());
+        let mut parts = vec![Part { job: job.clone(), path: Vec::new() }];
+        let mut located: Vec<(usize, usize, u64, u64)> = self
+            .locate(&index, needed, &bytes, 0, &ShardName::key(key), max_inner, |i| place_missing(self, &grid, &parts[0], &ShardName::key(key), i))?
+            .into_iter()
+            .map(|(i, offset, size)| (0, i, offset, size))
+            .collect();
+        loop {
+            let Some(nested) = layout.nested.as_deref().filter(|_| layout.reads_inner_shards_in_part()) else {
+                // The last level: fetch what the job needs and decode it into place.
+                let ranges = located.iter().map(|&(_, _, offset, size)| ByteRange::FromStart(offset, Some(size))).collect();
+                let fetched = Self::fetch_inner(storage, key, ranges)?;
+                process::try_for_each(located.len(), |k| {
+                    let (p, i, _, _) = located[k];
+                    let part = &parts[p];
+                    named(key, &part.path, |name| {
+                        layout.place_inner_named(&grid, &part.job, name, i, Some(&fetched[k]), destination, data_type, fill_value, options)
+                    })
+                })?;
+                return Ok(true);
+            };
+            // The inner chunks located are inner shards: the part of each the job needs, and
+            // where its index sits in the bytes its entry gives.
+            let inner_grid = nested.grid(&layout.inner_shape)?;
+            let max_nested = nested.inner_codecs.max_encoded_size(&nested.inner_shape, data_type, fill_value)?;
+            let mut inner_parts = Vec::with_capacity(located.len());
+            for &(p, i, offset, size) in &located {
+                let Some((inner_start, buffer_start, shape)) = layout.overlap(&grid, &parts[p].job, i) else {
+                    continue; // met() lists only inner chunks the job overlaps
+                };
+                let mut path = parts[p].path.clone();
+                path.push(i);
+                let bytes = named(key, &path, |name| nested.shard_bytes(&inner_grid, Some(size), name))?;
+                let job = ChunkJob {
+                    key: key.clone(),
+                    chunk_shape: layout.inner_shape.clone(),
+                    subset: ArraySubset::new_with_start_shape(inner_start, shape)?,
+                    buffer_start,
+                };
+                inner_parts.push((Part { job, path }, bytes, offset));
+            }
+            let requests = inner_parts.iter().map(|(_, bytes, offset)| bytes.index_request(*offset)).collect();
+            let indexes = Self::fetch_inner(storage, key, requests)?;
+            let mut next = Vec::new();
+            for (p, ((part, bytes, offset), index_bytes)) in inner_parts.iter().zip(&indexes).enumerate() {
+                named(key, &part.path, |name| {
+                    if index_bytes.len() as u64 != bytes.index_size() {
+                        return Err(codec_error(format!(
+                            "the index of {name} came back with {} bytes, expected {}: the shard is truncated",
+                            index_bytes.len(),
+                            bytes.index_size()
+                        )));
+                    }
+                    let index = nested.decode_index(index_bytes, &inner_grid, options)?;
+                    let needed = nested.met(&inner_grid, &part.job);
+                    let stored = nested.locate(&index, &needed, bytes, *offset, name, max_nested, |i| place_missing(nested, &inner_grid, part, name, i))?;
+                    next.extend(stored.into_iter().map(|(i, offset, size)| (p, i, offset, size)));
+                    Ok(())
+                })?;
+            }
+            (layout, grid, located) = (nested, inner_grid, next);
+            parts = inner_parts.into_iter().map(|(part, _, _)| part).collect();
+        }
     }
 
     /// The inner chunks (C-order indices, ascending) the job's subset meets: those for
@@ -433,44 +541,14 @@ impl ShardLayout {
         options: &CodecOptions,
         each: impl Fn(usize, Option<&[u8]>) -> FfiResult<()> + Sync,
     ) -> FfiResult<bool> {
-        let index_size = self.index_size(grid)? as u64;
-        let index_range = if self.index_at_end {
-            ByteRange::Suffix(index_size)
-        } else {
-            ByteRange::FromStart(0, Some(index_size))
-        };
-        let Some(index_bytes) = storage.get_partial(key, index_range)? else {
+        let Some((index, bytes, max_inner)) = self.stored_index(storage, key, grid, data_type, fill_value, options)? else {
             return Ok(false);
         };
-        if index_bytes.len() as u64 != index_size {
-            return Err(codec_error(format!("shard {key} is shorter than its index: the shard is truncated")));
-        }
-        let index = self.decode_index(&index_bytes, grid, options)?;
-        // Index entries are hostile: each is checked before anything is fetched for it.
-        // With a bounded inner encoding (any compressor zarrs has) no entry may exceed that
-        // bound, which needs no request; otherwise the shard's length is asked for.
-        let max_inner = self.inner_codecs.max_encoded_size(&self.inner_shape, data_type, fill_value)?;
-        let shard_len = match max_inner {
-            Some(_) => u64::MAX,
-            None => storage.size_key(key)?.unwrap_or(0),
-        };
-        let mut ranges = Vec::new();
-        let mut stored = Vec::new();
-        for &i in needed {
-            match Self::inner_range(&index, i, shard_len, key)? {
-                Some((_, size)) if max_inner.is_some_and(|max| size > max) => {
-                    return Err(codec_error(format!(
-                        "the index of shard {key} gives inner chunk {i} {size} bytes, more than the {} an inner chunk can take: the shard is corrupt",
-                        max_inner.unwrap_or_default()
-                    )));
-                }
-                Some((offset, size)) => {
-                    ranges.push(ByteRange::FromStart(offset, Some(size)));
-                    stored.push(i);
-                }
-                None => each(i, None)?,
-            }
-        }
+        let (stored, ranges): (Vec<usize>, Vec<ByteRange>) = self
+            .locate(&index, needed, &bytes, 0, &ShardName::key(key), max_inner, |i| each(i, None))?
+            .into_iter()
+            .map(|(i, offset, size)| (i, ByteRange::FromStart(offset, Some(size))))
+            .unzip();
         if stored.is_empty() {
             return Ok(true);
         }
@@ -484,6 +562,71 @@ impl ShardLayout {
         let fetched = Self::fetch_inner(storage, key, ranges)?;
         process::try_for_each(stored.len(), |k| each(stored[k], Some(&fetched[k])))?;
         Ok(true)
+    }
+
+    /// The decoded index of the shard stored at `key` (None: not stored), fetched alone; how
+    /// its bytes divide; and the most an inner chunk can encode to (None: unbounded). With a
+    /// bounded inner encoding (any compressor zarrs has), entries are checked against that
+    /// bound, which needs no request; otherwise the shard's length is asked for.
+    #[allow(clippy::type_complexity)]
+    fn stored_index(
+        &self,
+        storage: &dyn ReadableStorageTraits,
+        key: &StoreKey,
+        grid: &Grid,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<Option<(Vec<u64>, ShardBytes, Option<u64>)>> {
+        let bytes = self.value_bytes(grid)?;
+        let Some(index_bytes) = storage.get_partial(key, bytes.index_request(0))? else {
+            return Ok(None);
+        };
+        if index_bytes.len() as u64 != bytes.index_size() {
+            return Err(codec_error(format!("shard {key} is shorter than its index: the shard is truncated")));
+        }
+        let index = self.decode_index(&index_bytes, grid, options)?;
+        let max_inner = self.inner_codecs.max_encoded_size(&self.inner_shape, data_type, fill_value)?;
+        let bytes = match max_inner {
+            Some(_) => bytes,
+            None => self.shard_bytes(grid, Some(storage.size_key(key)?.unwrap_or(0)), &ShardName::key(key))?,
+        };
+        Ok(Some((index, bytes, max_inner)))
+    }
+
+    /// The stored inner chunks among `needed` of the shard `name` from its decoded `index`:
+    /// (inner chunk, offset in the value at the shard's key, size), the shard starting at
+    /// `at` in that value and laid out as `bytes` says. `missing(i)` runs for each needed
+    /// inner chunk not stored. Entries are hostile: each is checked before anything is
+    /// fetched by it, within the shard's bytes outside its index ([`Self::entry`]) and no
+    /// larger than an inner chunk can encode to (`max_inner`, if bounded).
+    #[allow(clippy::too_many_arguments)]
+    fn locate(
+        &self,
+        index: &[u64],
+        needed: &[usize],
+        bytes: &ShardBytes,
+        at: u64,
+        name: &ShardName<'_>,
+        max_inner: Option<u64>,
+        mut missing: impl FnMut(usize) -> FfiResult<()>,
+    ) -> FfiResult<Vec<(usize, u64, u64)>> {
+        let mut stored = Vec::with_capacity(needed.len());
+        for &i in needed {
+            match Self::entry(index, i, bytes, name)? {
+                Some((_, size)) if max_inner.is_some_and(|max| size > max) => {
+                    return Err(codec_error(format!(
+                        "the index of {name} gives inner chunk {i} {size} bytes, more than the {} an inner chunk can take: the shard is corrupt",
+                        max_inner.unwrap_or_default()
+                    )));
+                }
+                // `at + offset + size` is within `at + len`, an outer entry's checked end
+                // (or `at` is 0): no overflow.
+                Some((offset, size)) => stored.push((i, at + offset, size)),
+                None => missing(i)?,
+            }
+        }
+        Ok(stored)
     }
 
     /// Fetch the byte `ranges` of inner chunks of the shard at `key`. A range past the end
@@ -505,6 +648,26 @@ impl ShardLayout {
             .ok_or_else(|| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("shard {key} vanished while being read")))?;
         Ok(fetched)
     }
+}
+
+/// One shard of a level of nested sharding read in part ([`ShardLayout::read_levels`]): the
+/// part of it the read needs, and where it sits (the inner chunk indices leading to it from
+/// the outer shard; empty for the outer shard).
+struct Part {
+    job: ChunkJob,
+    path: Vec<usize>,
+}
+
+/// Run `f` with the name of the shard at `path` under `name` ([`Part::path`]): "inner shard
+/// 3 of inner shard 5 of shard c/0/0".
+fn named<R>(key: &StoreKey, path: &[usize], f: impl FnOnce(&ShardName<'_>) -> R) -> R {
+    fn within<R>(name: &ShardName<'_>, path: &[usize], f: impl FnOnce(&ShardName<'_>) -> R) -> R {
+        match path.split_first() {
+            None => f(name),
+            Some((&i, rest)) => within(&name.inner(i), rest, f),
+        }
+    }
+    within(&ShardName::key(key), path, f)
 }
 
 #[cfg(test)]
