@@ -424,6 +424,9 @@ impl ShardLayout {
             .map(|(i, offset, size)| (0, i, offset, size))
             .collect();
         loop {
+            if located.is_empty() {
+                return Ok(true); // nothing stored that the job needs: no request
+            }
             let Some(nested) = layout.nested.as_deref().filter(|_| layout.reads_inner_shards_in_part()) else {
                 // The last level: fetch what the job needs and decode it into place.
                 let ranges = located.iter().map(|&(_, _, offset, size)| ByteRange::FromStart(offset, Some(size))).collect();
@@ -799,6 +802,264 @@ mod tests {
         assert_eq!(decoded, expected);
         // A part that does not meet inner shard 0 never reads it.
         assert!(decode(&past, Some(([4, 6], [4, 6]))).is_ok());
+    }
+
+    /// One stored value, every request to it recorded (one entry per call, its ranges).
+    struct Recording {
+        value: Vec<u8>,
+        calls: std::sync::Mutex<Vec<Vec<ByteRange>>>,
+    }
+
+    impl Recording {
+        fn new(value: Vec<u8>) -> Self {
+            Self { value, calls: std::sync::Mutex::new(Vec::new()) }
+        }
+
+        fn take(&self) -> Vec<Vec<ByteRange>> {
+            std::mem::take(&mut self.calls.lock().unwrap())
+        }
+    }
+
+    impl ReadableStorageTraits for Recording {
+        fn get_partial_many<'a>(
+            &'a self,
+            _key: &StoreKey,
+            byte_ranges: zarrs::storage::byte_range::ByteRangeIterator<'a>,
+        ) -> Result<zarrs::storage::MaybeBytesIterator<'a>, zarrs::storage::StorageError> {
+            let ranges: Vec<ByteRange> = byte_ranges.collect();
+            self.calls.lock().unwrap().push(ranges.clone());
+            let len = self.value.len() as u64;
+            let values: Vec<Result<Bytes, zarrs::storage::StorageError>> = ranges
+                .into_iter()
+                .map(|range| {
+                    let (start, end) = match range {
+                        ByteRange::FromStart(offset, Some(length)) => (offset, offset.saturating_add(length)),
+                        ByteRange::FromStart(offset, None) => (offset, len),
+                        ByteRange::Suffix(length) => (len.saturating_sub(length), len),
+                    };
+                    if start > end || end > len {
+                        return Err(zarrs::storage::byte_range::InvalidByteRangeError::new(range, len).into());
+                    }
+                    Ok(Bytes::copy_from_slice(&self.value[start as usize..end as usize]))
+                })
+                .collect();
+            Ok(Some(Box::new(values.into_iter())))
+        }
+
+        fn size_key(&self, _key: &StoreKey) -> Result<Option<u64>, zarrs::storage::StorageError> {
+            Ok(Some(self.value.len() as u64))
+        }
+
+        fn supports_get_partial(&self) -> bool {
+            true
+        }
+    }
+
+    /// A shard of [`nested_layout`] (8x12 uint16, values 1..=96, fill value 0) as zarrs'
+    /// sharding codec encodes it inside ours, and its layout.
+    fn nested_shard() -> (ShardLayout, Vec<u8>, Vec<u16>) {
+        let layout = nested_layout();
+        let shape: Vec<NonZeroU64> = [8u64, 12].iter().map(|&d| NonZeroU64::new(d).unwrap()).collect();
+        let values: Vec<u16> = (0..8 * 12).map(|i| i as u16 + 1).collect();
+        let shard: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let (data_type, fill_value) = (zarrs::array::data_type::uint16(), FillValue::from(0u16));
+        let encoded = layout.encode(&shape, &ChunkValues::Bytes(Cow::Borrowed(&shard)), &data_type, &fill_value, &CodecOptions::default()).unwrap().unwrap();
+        (layout, encoded, values)
+    }
+
+    /// The `shape` box at `start` of the 8x12 nested shard `stored` at c/0/0, read in part
+    /// from storage (`read_partial`) and decoded from its bytes in memory (`decode_into`).
+    #[allow(clippy::type_complexity)]
+    fn both_reads(layout: &ShardLayout, stored: &Recording, start: [u64; 2], shape: [u64; 2]) -> (FfiResult<Vec<u8>>, FfiResult<Vec<u8>>) {
+        let shard_shape: Vec<NonZeroU64> = [8u64, 12].iter().map(|&d| NonZeroU64::new(d).unwrap()).collect();
+        let (data_type, fill_value, options) = (zarrs::array::data_type::uint16(), FillValue::from(0u16), CodecOptions::default());
+        let mut job = ChunkJob::whole(StoreKey::new("c/0/0").unwrap(), shard_shape);
+        job.subset = ArraySubset::new_with_start_shape(start.to_vec(), shape.to_vec()).unwrap();
+        let read = |partial: bool| -> FfiResult<Vec<u8>> {
+            let mut out = vec![0xAAu8; args::byte_size(&shape, 2).unwrap()];
+            let destination = Destination::new(&mut out, &shape, 2, "out").unwrap();
+            if partial {
+                assert!(layout.read_partial(stored, &job, &destination, &data_type, &fill_value, &options)?);
+            } else {
+                layout.decode_into(&job, &stored.value, &destination, &data_type, &fill_value, &options)?;
+            }
+            Ok(out)
+        };
+        (read(true), read(false))
+    }
+
+    fn expected_box(values: &[u16], start: [u64; 2], shape: [u64; 2]) -> Vec<u8> {
+        let (r0, c0) = (start[0] as usize, start[1] as usize);
+        (r0..r0 + shape[0] as usize)
+            .flat_map(|r| values[r * 12 + c0..r * 12 + c0 + shape[1] as usize].to_vec())
+            .flat_map(|v| v.to_ne_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_part_of_a_nested_shard_fetches_inner_indexes_and_inner_chunks_as_sub_ranges() {
+        let (layout, encoded, values) = nested_shard();
+        // Outer index at the start: 4 inner shards of 4x6, each 112 bytes (4 inner chunks of
+        // 2x3 uint16, 12 bytes each, then its 64-byte index).
+        let (outer_count, inner_count) = (4, 4);
+        let stored = Recording::new(encoded.clone());
+        let mut shard = encoded.clone();
+        let (at, len) = get_entry(&mut shard, false, outer_count, 0);
+        assert_eq!(len, 112);
+        let inner = &mut shard[at as usize..(at + len) as usize];
+        let (offset, size) = get_entry(inner, true, inner_count, 0);
+        assert_eq!(size, 12);
+
+        // One element of inner chunk 0 of inner shard 0: the outer index, the inner shard's
+        // index (its last 64 bytes), then that inner chunk, each a sub-range of the entry
+        // above it; nothing else.
+        let (partial, whole) = both_reads(&layout, &stored, [1, 2], [1, 1]);
+        assert_eq!(partial.unwrap(), expected_box(&values, [1, 2], [1, 1]));
+        assert_eq!(whole.unwrap(), expected_box(&values, [1, 2], [1, 1]));
+        assert_eq!(
+            stored.take(),
+            [
+                vec![ByteRange::FromStart(0, Some(64))],
+                vec![ByteRange::FromStart(at + len - 64, Some(64))],
+                vec![ByteRange::FromStart(at + offset, Some(12))],
+            ]
+        );
+
+        // A box across the four inner shards, meeting 4 + 2 + 2 + 1 of their inner chunks:
+        // three requests (one per level), fewer bytes than the inner shards hold.
+        let (partial, _) = both_reads(&layout, &stored, [1, 2], [5, 7]);
+        assert_eq!(partial.unwrap(), expected_box(&values, [1, 2], [5, 7]));
+        let calls = stored.take();
+        let sizes: Vec<Vec<u64>> = calls.iter().map(|call| call.iter().map(|r| r.length(u64::MAX)).collect()).collect();
+        assert_eq!(sizes, [vec![64], vec![64; 4], vec![12; 9]]);
+        assert!(sizes.iter().flatten().sum::<u64>() < 4 * 112);
+        // Every inner chunk range lies inside its inner shard's entry, outside its index.
+        let entries: Vec<(u64, u64)> = (0..outer_count).map(|i| get_entry(&mut shard, false, outer_count, i)).collect();
+        for range in &calls[2] {
+            let (start, end) = (range.start(u64::MAX), range.end(u64::MAX));
+            assert!(entries.iter().any(|&(at, len)| start >= at && end <= at + len - 64), "{range:?} {entries:?}");
+        }
+
+        // Both index locations: the outer index at the end, the inner ones at the start.
+        let bytes = serde_json::json!([{"name": "bytes", "configuration": {"endian": "little"}}]);
+        let flipped = ShardLayout::from_codecs_metadata(&serde_json::json!([{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [4, 6],
+            "codecs": [{"name": "sharding_indexed", "configuration": {
+                "chunk_shape": [2, 3], "codecs": bytes, "index_codecs": bytes, "index_location": "start"}}],
+            "index_codecs": bytes,
+            "index_location": "end",
+        }}]))
+        .unwrap();
+        let shape: Vec<NonZeroU64> = [8u64, 12].iter().map(|&d| NonZeroU64::new(d).unwrap()).collect();
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let (data_type, fill_value) = (zarrs::array::data_type::uint16(), FillValue::from(0u16));
+        let encoded = flipped.encode(&shape, &ChunkValues::Bytes(Cow::Borrowed(&raw)), &data_type, &fill_value, &CodecOptions::default()).unwrap().unwrap();
+        let stored = Recording::new(encoded.clone());
+        let mut shard = encoded.clone();
+        let (at, _) = get_entry(&mut shard, true, outer_count, 3);
+        let inner = &mut shard[at as usize..at as usize + 112];
+        let (offset, _) = get_entry(inner, false, inner_count, 3);
+        let (partial, _) = both_reads(&flipped, &stored, [7, 11], [1, 1]);
+        assert_eq!(partial.unwrap(), expected_box(&values, [7, 11], [1, 1]));
+        assert_eq!(
+            stored.take(),
+            [vec![ByteRange::Suffix(64)], vec![ByteRange::FromStart(at, Some(64))], vec![ByteRange::FromStart(at + offset, Some(12))]]
+        );
+        for (start, extent) in [([0, 0], [8, 12]), ([3, 5], [2, 2]), ([0, 6], [8, 1]), ([6, 0], [2, 12])] {
+            let (partial, whole) = both_reads(&flipped, &stored, start, extent);
+            assert_eq!(partial.unwrap(), expected_box(&values, start, extent), "{start:?} {extent:?}");
+            assert_eq!(whole.unwrap(), expected_box(&values, start, extent), "{start:?} {extent:?}");
+        }
+    }
+
+    #[test]
+    fn missing_inner_shards_and_inner_chunks_read_as_the_fill_value_in_part() {
+        let (layout, mut shard, values) = nested_shard();
+        let (at, len) = get_entry(&mut shard, false, 4, 0);
+        set_entry(&mut shard, false, 4, 3, MISSING, MISSING); // inner shard 3: rows 4..8, columns 6..12
+        set_entry(&mut shard[at as usize..(at + len) as usize], true, 4, 1, MISSING, MISSING); // rows 0..2, columns 3..6
+        let mut expected = values.clone();
+        for r in 0..8 {
+            for c in 0..12 {
+                if (r >= 4 && c >= 6) || (r < 2 && (3..6).contains(&c)) {
+                    expected[r * 12 + c] = 0;
+                }
+            }
+        }
+        let stored = Recording::new(shard);
+        for (start, extent) in [([0, 0], [8, 12]), ([1, 2], [5, 7]), ([0, 3], [2, 3]), ([5, 7], [1, 1]), ([3, 5], [2, 2])] {
+            let (partial, whole) = both_reads(&layout, &stored, start, extent);
+            assert_eq!(partial.unwrap(), expected_box(&expected, start, extent), "{start:?} {extent:?}");
+            assert_eq!(whole.unwrap(), expected_box(&expected, start, extent), "{start:?} {extent:?}");
+        }
+        // A box inside a missing inner chunk fetches the two indexes only; inside a missing
+        // inner shard, the outer index only.
+        stored.take();
+        both_reads(&layout, &stored, [0, 3], [2, 3]).0.unwrap();
+        assert_eq!(stored.take().iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        both_reads(&layout, &stored, [5, 7], [1, 1]).0.unwrap();
+        assert_eq!(stored.take().iter().map(Vec::len).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn forged_inner_shard_indexes_are_errors_on_reads_in_part() {
+        let (layout, encoded, _) = nested_shard();
+        let (at, len) = get_entry(&mut encoded.clone(), false, 4, 0);
+        assert_eq!(len, 112);
+        // Inner shard 0 (rows 0..4, columns 0..6) with its inner chunk 0 entry forged in place.
+        let forge_inner = |offset: u64, size: u64| -> Recording {
+            let mut shard = encoded.clone();
+            set_entry(&mut shard[at as usize..(at + len) as usize], true, 4, 0, offset, size);
+            Recording::new(shard)
+        };
+        let forge_outer = |offset: u64, size: u64| -> Recording {
+            let mut shard = encoded.clone();
+            set_entry(&mut shard, false, 4, 0, offset, size);
+            Recording::new(shard)
+        };
+        let inner = "the index of inner shard 0 of shard c/0/0 references bytes";
+        let cases: Vec<(Recording, String, bool)> = vec![
+            // Out of range: past the inner shard's 112 bytes (into the next inner shard or
+            // past the value), 2^45 bytes, wrapping u64.
+            (forge_inner(100, 13), format!("{inner} 100+13 outside its 112 bytes"), true),
+            (forge_inner(112 + 100, 1 << 45), format!("{inner} 212+35184372088832 outside its 112 bytes"), true),
+            (forge_inner(u64::MAX - 1, 4), format!("{inner} {}+4 outside its 112 bytes", u64::MAX - 1), true),
+            // Overlapping the inner shard's own index (its last 64 bytes).
+            (forge_inner(112 - 64, 12), format!("{inner} 48+12, which overlap its 64-byte index"), true),
+            (forge_inner(40, 12), format!("{inner} 40+12, which overlap its 64-byte index"), true),
+            // Oversize: within the inner shard, but more than a 2x3 uint16 inner chunk takes.
+            (forge_inner(0, 13), "the index of inner shard 0 of shard c/0/0 gives inner chunk 0 13 bytes, more than the 12 an inner chunk can take".into(), false),
+            // The outer entry: too short for the inner shard's index, overlapping the outer
+            // index, past the stored value.
+            (forge_outer(at, 63), "inner shard 0 of shard c/0/0 has 63 bytes, fewer than its 64-byte index: the shard is truncated".into(), true),
+            (forge_outer(0, 112), "the index of shard c/0/0 references bytes 0+112, which overlap its 64-byte index".into(), true),
+            (forge_outer(encoded.len() as u64 - 50, 112), format!("the index of shard c/0/0 references bytes past its end ({} bytes)", encoded.len()), false),
+        ];
+        for (stored, message, whole_too) in &cases {
+            let (partial, whole) = both_reads(&layout, stored, [1, 2], [1, 1]);
+            let err = partial.unwrap_err();
+            assert_eq!(err.code, ZarrsResult::ZARRS_ERROR_CODEC, "{message}: {}", err.message);
+            assert!(err.message.starts_with(message.as_str()), "expected {message:?}, got {:?}", err.message);
+            if *whole_too {
+                // The same check, with the same message, decoding the shard from memory.
+                assert!(whole.unwrap_err().message.starts_with(message.as_str()));
+            } else {
+                assert!(whole.is_err());
+            }
+        }
+        // An inner shard whose entries overlap each other (both inner chunks 0 and 1 at the
+        // bytes of 0) reads them as the whole decode does: each is checked and decoded alone.
+        let mut shard = encoded.clone();
+        let inner_shard = &mut shard[at as usize..(at + len) as usize];
+        let (offset, size) = get_entry(inner_shard, true, 4, 0);
+        set_entry(inner_shard, true, 4, 1, offset, size);
+        let stored = Recording::new(shard);
+        let (partial, whole) = both_reads(&layout, &stored, [0, 0], [2, 6]);
+        let partial = partial.unwrap();
+        assert_eq!(partial, whole.unwrap());
+        assert_eq!(partial[6..12], partial[0..6]); // row 0: columns 3..6 repeat 0..3
+        // A part that meets no forged entry reads.
+        assert!(both_reads(&layout, &forge_inner(112 + 100, 1 << 45), [5, 7], [2, 2]).0.is_ok());
     }
 
     #[test]
