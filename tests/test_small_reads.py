@@ -107,8 +107,8 @@ def _pool_switches() -> dict[str, int]:
 
 
 # Chunks of 32^3, zstd-compressed: alone, inner chunks of 64^3 shards, or inner chunks of
-# 64^3 inner shards of one 128^3 shard (nested sharding: a small read decodes as little as
-# the others, although it reads a whole inner shard).
+# 64^3 inner shards of one 128^3 shard (nested sharding: a small read fetches and decodes
+# as little as the others).
 LAYOUTS = {
     "chunks": {"chunks": (32, 32, 32), "compressors": [ZstdCodec(level=1)]},
     "shards": {"chunks": (32, 32, 32), "shards": (64, 64, 64), "compressors": [ZstdCodec(level=1)]},

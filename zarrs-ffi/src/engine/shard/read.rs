@@ -3,7 +3,10 @@
 //! chunks the job meets ([`ShardLayout::read_partial`], [`ShardLayout::read_inner`], also
 //! for gathers); one inner chunk decoded and placed ([`ShardLayout::place_inner`],
 //! [`ShardLayout::decode_inner`], also for read plans and gathers); inner shards of nested
-//! sharding, read recursively; whole shards of variable-length data types.
+//! sharding, read recursively from memory, and from storage level by level
+//! ([`ShardLayout::read_levels`]: each inner shard's index, then only the innermost chunks
+//! needed, as byte ranges of the entries above them); whole shards of variable-length data
+//! types.
 //!
 //! Every inner chunk decodes through the bounded inner chain (`bounds.rs`), never through
 //! zarrs' sharding codec, and its decoded size is checked. This module never parses an
