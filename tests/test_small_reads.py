@@ -201,6 +201,38 @@ def test_small_reads_of_nested_shards_match_zarr(tmp_path: Path, outer: str, inn
     assert_read_route(zarrs_cffi.stats(), native_io=True)
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["in-part", "middle-compressed"])
+def test_small_reads_of_three_level_shards_match_zarr(tmp_path: Path, compressed: bool) -> None:
+    # Shards of 32x40 in inner shards of 16x20 in inner shards of 8x10 in chunks of 4x5:
+    # read in part at every level, or with zstd around the middle inner shards (those are
+    # then fetched whole and read from memory, the rest in part).
+    data = make_data("int32", (70, 90), seed=11)
+    data[data == 0] = 1
+    data[32:48, 40:60] = 0  # a missing inner shard of the first level
+    data[0:8, 10:20] = 0  # a missing inner shard of the second level
+    data[20:24, 25:30] = 0  # a missing chunk
+    chunks = ShardingCodec(chunk_shape=(4, 5), codecs=[BytesCodec(), ZstdCodec(level=1)], index_location="start")
+    middle = ShardingCodec(chunk_shape=(8, 10), codecs=[chunks, ZstdCodec(level=1)] if compressed else [chunks])
+    serializer = ShardingCodec(chunk_shape=(16, 20), codecs=[middle], index_location="start")
+    with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
+        theirs = zarr.create_array(
+            LocalStore(tmp_path), shape=data.shape, chunks=(32, 40), serializer=serializer, compressors=None, dtype="int32",
+        )
+        theirs[...] = data
+    with zarr.config.set(PIPELINE):
+        ours = zarr.open_array(LocalStore(tmp_path), mode="r")
+    direct = Array.open(tmp_path, read_only=True)
+    rng = np.random.default_rng(12)
+    boxes = [tuple(slice(int(lo), int(lo + n)) for lo, n in zip(rng.integers(0, (68, 88)), rng.integers(1, 20, 2), strict=True))
+             for _ in range(100)]
+    with native_only(reads=True):
+        for box in boxes:
+            expected = theirs[box]
+            assert_same(expected, data[box])
+            assert_same(ours[box], expected)
+            assert_same(direct[box], expected)
+
+
 def _range_length(header: str | None) -> int:
     """The bytes a ``Range`` header asks for (``bytes=a-b`` or ``bytes=-n``)."""
     match = re.fullmatch(r"bytes=(\d*)-(\d*)", header or "")
