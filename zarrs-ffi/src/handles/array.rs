@@ -316,8 +316,7 @@ impl ZarrsArray {
     }
 
     /// The bytes decoding `jobs` produces: each chunk whole, or for a shard read in part
-    /// the inner chunks its subset meets (of the innermost shards, for nested sharding: an
-    /// inner shard is read whole but only the inner chunks the subset meets are decoded; an
+    /// the inner chunks its subset meets (of the innermost shards, for nested sharding; an
     /// estimate of the work, saturating).
     fn decoded_bytes(&self, jobs: &[ChunkJob]) -> u64 {
         let element = self.codec.element_size().unwrap_or(1) as u64;

@@ -227,13 +227,14 @@ impl ZarrsReadPlan {
         let index = shard.decode_index(index_bytes, &grid, &self.codec_options)?;
         let (data_type, fill_value) = (array.array().data_type(), array.array().fill_value());
         let max_inner = shard.inner_codecs.max_encoded_size(&shard.inner_shape, data_type, fill_value)?;
+        let bytes = shard.value_bytes(&grid)?;
         let mut stored = Vec::new();
         let mut inner = Vec::new();
         for i in (0..grid.count).filter(|&i| shard.overlap(&grid, job, i).is_some()) {
             // The shard's length is unknown here: every entry must fit in a u64 range, and
             // none may exceed what an inner chunk can encode to. Entries past the shard's
             // end show as short responses in the next round.
-            match ShardLayout::inner_range(&index, i, u64::MAX, &job.key)? {
+            match ShardLayout::inner_range(&index, i, &bytes, &job.key)? {
                 None => inner.push((i, None)),
                 Some((_, size)) if max_inner.is_some_and(|max| size > max) => {
                     return Err(codec_error(format!(

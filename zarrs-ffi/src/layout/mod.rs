@@ -29,6 +29,7 @@ use crate::args;
 use crate::error::{FfiError, FfiResult};
 
 /// One chunk of a batch.
+#[derive(Clone)]
 pub struct ChunkJob {
     pub key: StoreKey,
     pub chunk_shape: Vec<NonZeroU64>,

@@ -17,8 +17,11 @@
 //! a shard has its bytes-to-bytes codecs (if any) decoded within bounds, then its index
 //! decoded with the same checks as the outer one (entries against the inner shard's own
 //! length, checked arithmetic, its grid bounded at open), and only its inner chunks that
-//! the read needs decoded, each bounded by `bounds.rs`. zarrs' sharding codec, which trusts
-//! index entries and frame headers, decodes nothing read from storage; it only encodes.
+//! the read needs decoded, each bounded by `bounds.rs`. Read in part from storage, an inner
+//! shard with no bytes-to-bytes codecs is not fetched whole: its index and the inner chunks
+//! needed are byte ranges within its outer entry, each checked against that entry. zarrs'
+//! sharding codec, which trusts index entries and frame headers, decodes nothing read from
+//! storage; it only encodes.
 //!
 //! This file holds what every part shares: the layout read from the codec metadata
 //! ([`ShardLayout`]), the grid of inner chunks in one shard ([`Grid`]) and how messages name
@@ -78,6 +81,7 @@ pub(crate) struct ShardLayout {
 }
 
 /// The inner chunks of one shard and where each sits in the shard.
+#[derive(Clone)]
 pub(crate) struct Grid {
     pub(crate) per_shard: Vec<u64>,
     pub(crate) count: usize,

@@ -3,7 +3,10 @@
 //! chunks the job meets ([`ShardLayout::read_partial`], [`ShardLayout::read_inner`], also
 //! for gathers); one inner chunk decoded and placed ([`ShardLayout::place_inner`],
 //! [`ShardLayout::decode_inner`], also for read plans and gathers); inner shards of nested
-//! sharding, read recursively; whole shards of variable-length data types.
+//! sharding, read recursively from memory, and from storage level by level
+//! ([`ShardLayout::read_levels`]: each inner shard's index, then only the innermost chunks
+//! needed, as byte ranges of the entries above them); whole shards of variable-length data
+//! types.
 //!
 //! Every inner chunk decodes through the bounded inner chain (`bounds.rs`), never through
 //! zarrs' sharding codec, and its decoded size is checked. This module never parses an
@@ -19,6 +22,7 @@ use zarrs::array::{ArraySubset, CodecError, CodecOptions, DataType, FillValue};
 use zarrs::storage::byte_range::ByteRange;
 use zarrs::storage::{Bytes, ReadableStorageTraits, StoreKey};
 
+use super::index::ShardBytes;
 use super::{codec_error, Grid, ShardLayout, ShardName};
 use crate::args;
 use crate::bounds::{Needed, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
@@ -207,12 +211,12 @@ impl ShardLayout {
         options: &CodecOptions,
     ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
         let grid = self.grid(shard_shape)?;
-        let index = self.index_of(shard, &grid, name, options)?;
+        let (index, layout) = self.index_of(shard, &grid, name, options)?;
         let inner_elements = usize::try_from(args::num_elements(&self.inner_shape.iter().map(|d| d.get()).collect::<Vec<_>>())?)
             .map_err(|_| FfiError::invalid("inner chunk has too many elements"))?;
         let inner: Vec<(Vec<u8>, Vec<usize>)> = (0..grid.count)
             .into_par_iter()
-            .map(|i| self.decode_inner_variable(&index, i, shard, name, inner_elements, data_type, fill_value, cap, options))
+            .map(|i| self.decode_inner_variable(&index, &layout, i, shard, name, inner_elements, data_type, fill_value, cap, options))
             .collect::<FfiResult<_>>()?;
         let total: u64 = inner.iter().map(|(b, _)| b.len() as u64).sum();
         if total > cap {
@@ -227,6 +231,7 @@ impl ShardLayout {
     fn decode_inner_variable(
         &self,
         index: &[u64],
+        layout: &ShardBytes,
         i: usize,
         shard: &[u8],
         name: &ShardName<'_>,
@@ -236,7 +241,7 @@ impl ShardLayout {
         cap: u64,
         options: &CodecOptions,
     ) -> FfiResult<(Vec<u8>, Vec<usize>)> {
-        let Some((offset, size)) = Self::entry(index, i, shard.len() as u64, name)? else {
+        let Some((offset, size)) = Self::entry(index, i, layout, name)? else {
             let fill = fill_value.as_ne_bytes();
             let bytes = fill.repeat(inner_elements);
             let offsets = (0..=inner_elements).map(|e| e * fill.len()).collect();
@@ -341,18 +346,19 @@ impl ShardLayout {
         options: &CodecOptions,
     ) -> FfiResult<()> {
         let grid = self.grid(&job.chunk_shape)?;
-        let index = self.index_of(shard, &grid, name, options)?;
+        let (index, layout) = self.index_of(shard, &grid, name, options)?;
         // Offsets count from the start of the shard, index included when it comes first.
         // Every entry is checked, also those of inner chunks the job does not need.
         process::try_for_each(grid.count, |i| {
-            let bytes = Self::entry(&index, i, shard.len() as u64, name)?
+            let bytes = Self::entry(&index, i, &layout, name)?
                 .map(|(offset, size)| &shard[offset as usize..(offset + size) as usize]);
             self.place_inner_named(&grid, job, name, i, bytes, destination, data_type, fill_value, options)
         })
     }
 
     /// Read the job's subset of a stored shard, fetching only the index and the inner chunks
-    /// it needs. Returns whether the shard exists.
+    /// it needs: for sharding nested in sharding, at every level ([`Self::read_levels`]).
+    /// Returns whether the shard exists.
     pub fn read_partial(
         &self,
         storage: &dyn ReadableStorageTraits,
@@ -364,13 +370,121 @@ impl ShardLayout {
     ) -> FfiResult<bool> {
         let grid = self.grid(&job.chunk_shape)?;
         let needed = self.met(&grid, job);
-        let found = self.read_inner(storage, &job.key, &grid, &needed, false, data_type, fill_value, options, |i, bytes| {
-            self.place_inner(&grid, job, i, bytes, destination, data_type, fill_value, options)
-        })?;
+        let found = if self.reads_inner_shards_in_part() {
+            self.read_levels(storage, job, &grid, &needed, destination, data_type, fill_value, options)?
+        } else {
+            self.read_inner(storage, &job.key, &grid, &needed, false, data_type, fill_value, options, |i, bytes| {
+                self.place_inner(&grid, job, i, bytes, destination, data_type, fill_value, options)
+            })?
+        };
         if !found {
             destination.fill_at(&job.buffer_start, job.subset.shape(), fill_value.as_ne_bytes(), &job.key)?;
         }
         Ok(found)
+    }
+
+    /// Whether this shard's inner chunks are shards that a read can take in part: sharding
+    /// nested in sharding with no bytes-to-bytes codec around the inner shards. (Compressed
+    /// as a whole, an inner shard must be fetched and decompressed whole before its index can
+    /// be read.)
+    fn reads_inner_shards_in_part(&self) -> bool {
+        self.nested.is_some() && self.inner_codecs.chain().bytes_to_bytes_codecs().is_empty()
+    }
+
+    /// [`Self::read_partial`] of sharding nested in sharding whose inner shards can be read
+    /// in part: level by level, the indexes of the inner shards the job meets are fetched as
+    /// byte ranges of the outer shard's entries, then only the innermost chunks the job needs
+    /// (or, under bytes-to-bytes codecs at a deeper level, those inner shards whole), which
+    /// are decoded into place in parallel. Each level is one batched request
+    /// ([`Self::fetch_inner`]), as [`Self::read_inner`] fetches inner chunks; every entry is
+    /// checked against the bytes its outer entry gives before anything is fetched by it.
+    #[allow(clippy::too_many_arguments)]
+    fn read_levels(
+        &self,
+        storage: &dyn ReadableStorageTraits,
+        job: &ChunkJob,
+        grid: &Grid,
+        needed: &[usize],
+        destination: &Destination,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<bool> {
+        let key = &job.key;
+        let Some((index, bytes, max_inner)) = self.stored_index(storage, key, grid, data_type, fill_value, options)? else {
+            return Ok(false);
+        };
+        let place_missing = |layout: &ShardLayout, grid: &Grid, part: &Part, name: &ShardName<'_>, i: usize| {
+            layout.place_inner_named(grid, &part.job, name, i, None, destination, data_type, fill_value, options)
+        };
+        // The shards of one level (`parts`, all of `layout` over `grid`) and their stored inner
+        // chunks the job needs: (part, inner chunk, offset in the value at `key`, size).
+        let (mut layout, mut grid) = (self, grid.clone());
+        let mut parts = vec![Part { job: job.clone(), path: Vec::new() }];
+        let mut located: Vec<(usize, usize, u64, u64)> = self
+            .locate(&index, needed, &bytes, 0, &ShardName::key(key), max_inner, |i| place_missing(self, &grid, &parts[0], &ShardName::key(key), i))?
+            .into_iter()
+            .map(|(i, offset, size)| (0, i, offset, size))
+            .collect();
+        loop {
+            if located.is_empty() {
+                return Ok(true); // nothing stored that the job needs: no request
+            }
+            let Some(nested) = layout.nested.as_deref().filter(|_| layout.reads_inner_shards_in_part()) else {
+                // The last level: fetch what the job needs and decode it into place.
+                let ranges = located.iter().map(|&(_, _, offset, size)| ByteRange::FromStart(offset, Some(size))).collect();
+                let fetched = Self::fetch_inner(storage, key, ranges)?;
+                process::try_for_each(located.len(), |k| {
+                    let (p, i, _, _) = located[k];
+                    let part = &parts[p];
+                    named(key, &part.path, |name| {
+                        layout.place_inner_named(&grid, &part.job, name, i, Some(&fetched[k]), destination, data_type, fill_value, options)
+                    })
+                })?;
+                return Ok(true);
+            };
+            // The inner chunks located are inner shards: the part of each the job needs, and
+            // where its index sits in the bytes its entry gives.
+            let inner_grid = nested.grid(&layout.inner_shape)?;
+            let max_nested = nested.inner_codecs.max_encoded_size(&nested.inner_shape, data_type, fill_value)?;
+            let mut inner_parts = Vec::with_capacity(located.len());
+            for &(p, i, offset, size) in &located {
+                let Some((inner_start, buffer_start, shape)) = layout.overlap(&grid, &parts[p].job, i) else {
+                    continue; // met() lists only inner chunks the job overlaps
+                };
+                let mut path = parts[p].path.clone();
+                path.push(i);
+                let bytes = named(key, &path, |name| nested.shard_bytes(&inner_grid, Some(size), name))?;
+                let job = ChunkJob {
+                    key: key.clone(),
+                    chunk_shape: layout.inner_shape.clone(),
+                    subset: ArraySubset::new_with_start_shape(inner_start, shape)?,
+                    buffer_start,
+                };
+                inner_parts.push((Part { job, path }, bytes, offset));
+            }
+            let requests = inner_parts.iter().map(|(_, bytes, offset)| bytes.index_request(*offset)).collect();
+            let indexes = Self::fetch_inner(storage, key, requests)?;
+            let mut next = Vec::new();
+            for (p, ((part, bytes, offset), index_bytes)) in inner_parts.iter().zip(&indexes).enumerate() {
+                named(key, &part.path, |name| {
+                    if index_bytes.len() as u64 != bytes.index_size() {
+                        return Err(codec_error(format!(
+                            "the index of {name} came back with {} bytes, expected {}: the shard is truncated",
+                            index_bytes.len(),
+                            bytes.index_size()
+                        )));
+                    }
+                    let index = nested.decode_index(index_bytes, &inner_grid, options)?;
+                    let needed = nested.met(&inner_grid, &part.job);
+                    let stored = nested.locate(&index, &needed, bytes, *offset, name, max_nested, |i| place_missing(nested, &inner_grid, part, name, i))?;
+                    next.extend(stored.into_iter().map(|(i, offset, size)| (p, i, offset, size)));
+                    Ok(())
+                })?;
+            }
+            (layout, grid, located) = (nested, inner_grid, next);
+            parts = inner_parts.into_iter().map(|(part, _, _)| part).collect();
+        }
     }
 
     /// The inner chunks (C-order indices, ascending) the job's subset meets: those for
@@ -433,44 +547,14 @@ impl ShardLayout {
         options: &CodecOptions,
         each: impl Fn(usize, Option<&[u8]>) -> FfiResult<()> + Sync,
     ) -> FfiResult<bool> {
-        let index_size = self.index_size(grid)? as u64;
-        let index_range = if self.index_at_end {
-            ByteRange::Suffix(index_size)
-        } else {
-            ByteRange::FromStart(0, Some(index_size))
-        };
-        let Some(index_bytes) = storage.get_partial(key, index_range)? else {
+        let Some((index, bytes, max_inner)) = self.stored_index(storage, key, grid, data_type, fill_value, options)? else {
             return Ok(false);
         };
-        if index_bytes.len() as u64 != index_size {
-            return Err(codec_error(format!("shard {key} is shorter than its index: the shard is truncated")));
-        }
-        let index = self.decode_index(&index_bytes, grid, options)?;
-        // Index entries are hostile: each is checked before anything is fetched for it.
-        // With a bounded inner encoding (any compressor zarrs has) no entry may exceed that
-        // bound, which needs no request; otherwise the shard's length is asked for.
-        let max_inner = self.inner_codecs.max_encoded_size(&self.inner_shape, data_type, fill_value)?;
-        let shard_len = match max_inner {
-            Some(_) => u64::MAX,
-            None => storage.size_key(key)?.unwrap_or(0),
-        };
-        let mut ranges = Vec::new();
-        let mut stored = Vec::new();
-        for &i in needed {
-            match Self::inner_range(&index, i, shard_len, key)? {
-                Some((_, size)) if max_inner.is_some_and(|max| size > max) => {
-                    return Err(codec_error(format!(
-                        "the index of shard {key} gives inner chunk {i} {size} bytes, more than the {} an inner chunk can take: the shard is corrupt",
-                        max_inner.unwrap_or_default()
-                    )));
-                }
-                Some((offset, size)) => {
-                    ranges.push(ByteRange::FromStart(offset, Some(size)));
-                    stored.push(i);
-                }
-                None => each(i, None)?,
-            }
-        }
+        let (stored, ranges): (Vec<usize>, Vec<ByteRange>) = self
+            .locate(&index, needed, &bytes, 0, &ShardName::key(key), max_inner, |i| each(i, None))?
+            .into_iter()
+            .map(|(i, offset, size)| (i, ByteRange::FromStart(offset, Some(size))))
+            .unzip();
         if stored.is_empty() {
             return Ok(true);
         }
@@ -484,6 +568,71 @@ impl ShardLayout {
         let fetched = Self::fetch_inner(storage, key, ranges)?;
         process::try_for_each(stored.len(), |k| each(stored[k], Some(&fetched[k])))?;
         Ok(true)
+    }
+
+    /// The decoded index of the shard stored at `key` (None: not stored), fetched alone; how
+    /// its bytes divide; and the most an inner chunk can encode to (None: unbounded). With a
+    /// bounded inner encoding (any compressor zarrs has), entries are checked against that
+    /// bound, which needs no request; otherwise the shard's length is asked for.
+    #[allow(clippy::type_complexity)]
+    fn stored_index(
+        &self,
+        storage: &dyn ReadableStorageTraits,
+        key: &StoreKey,
+        grid: &Grid,
+        data_type: &DataType,
+        fill_value: &FillValue,
+        options: &CodecOptions,
+    ) -> FfiResult<Option<(Vec<u64>, ShardBytes, Option<u64>)>> {
+        let bytes = self.value_bytes(grid)?;
+        let Some(index_bytes) = storage.get_partial(key, bytes.index_request(0))? else {
+            return Ok(None);
+        };
+        if index_bytes.len() as u64 != bytes.index_size() {
+            return Err(codec_error(format!("shard {key} is shorter than its index: the shard is truncated")));
+        }
+        let index = self.decode_index(&index_bytes, grid, options)?;
+        let max_inner = self.inner_codecs.max_encoded_size(&self.inner_shape, data_type, fill_value)?;
+        let bytes = match max_inner {
+            Some(_) => bytes,
+            None => self.shard_bytes(grid, Some(storage.size_key(key)?.unwrap_or(0)), &ShardName::key(key))?,
+        };
+        Ok(Some((index, bytes, max_inner)))
+    }
+
+    /// The stored inner chunks among `needed` of the shard `name` from its decoded `index`:
+    /// (inner chunk, offset in the value at the shard's key, size), the shard starting at
+    /// `at` in that value and laid out as `bytes` says. `missing(i)` runs for each needed
+    /// inner chunk not stored. Entries are hostile: each is checked before anything is
+    /// fetched by it, within the shard's bytes outside its index ([`Self::entry`]) and no
+    /// larger than an inner chunk can encode to (`max_inner`, if bounded).
+    #[allow(clippy::too_many_arguments)]
+    fn locate(
+        &self,
+        index: &[u64],
+        needed: &[usize],
+        bytes: &ShardBytes,
+        at: u64,
+        name: &ShardName<'_>,
+        max_inner: Option<u64>,
+        mut missing: impl FnMut(usize) -> FfiResult<()>,
+    ) -> FfiResult<Vec<(usize, u64, u64)>> {
+        let mut stored = Vec::with_capacity(needed.len());
+        for &i in needed {
+            match Self::entry(index, i, bytes, name)? {
+                Some((_, size)) if max_inner.is_some_and(|max| size > max) => {
+                    return Err(codec_error(format!(
+                        "the index of {name} gives inner chunk {i} {size} bytes, more than the {} an inner chunk can take: the shard is corrupt",
+                        max_inner.unwrap_or_default()
+                    )));
+                }
+                // `at + offset + size` is within `at + len`, an outer entry's checked end
+                // (or `at` is 0): no overflow.
+                Some((offset, size)) => stored.push((i, at + offset, size)),
+                None => missing(i)?,
+            }
+        }
+        Ok(stored)
     }
 
     /// Fetch the byte `ranges` of inner chunks of the shard at `key`. A range past the end
@@ -505,6 +654,26 @@ impl ShardLayout {
             .ok_or_else(|| FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("shard {key} vanished while being read")))?;
         Ok(fetched)
     }
+}
+
+/// One shard of a level of nested sharding read in part ([`ShardLayout::read_levels`]): the
+/// part of it the read needs, and where it sits (the inner chunk indices leading to it from
+/// the outer shard; empty for the outer shard).
+struct Part {
+    job: ChunkJob,
+    path: Vec<usize>,
+}
+
+/// Run `f` with the name of the shard at `path` under `name` ([`Part::path`]): "inner shard
+/// 3 of inner shard 5 of shard c/0/0".
+fn named<R>(key: &StoreKey, path: &[usize], f: impl FnOnce(&ShardName<'_>) -> R) -> R {
+    fn within<R>(name: &ShardName<'_>, path: &[usize], f: impl FnOnce(&ShardName<'_>) -> R) -> R {
+        match path.split_first() {
+            None => f(name),
+            Some((&i, rest)) => within(&name.inner(i), rest, f),
+        }
+    }
+    within(&ShardName::key(key), path, f)
 }
 
 #[cfg(test)]
@@ -636,6 +805,264 @@ mod tests {
         assert_eq!(decoded, expected);
         // A part that does not meet inner shard 0 never reads it.
         assert!(decode(&past, Some(([4, 6], [4, 6]))).is_ok());
+    }
+
+    /// One stored value, every request to it recorded (one entry per call, its ranges).
+    struct Recording {
+        value: Vec<u8>,
+        calls: std::sync::Mutex<Vec<Vec<ByteRange>>>,
+    }
+
+    impl Recording {
+        fn new(value: Vec<u8>) -> Self {
+            Self { value, calls: std::sync::Mutex::new(Vec::new()) }
+        }
+
+        fn take(&self) -> Vec<Vec<ByteRange>> {
+            std::mem::take(&mut self.calls.lock().unwrap())
+        }
+    }
+
+    impl ReadableStorageTraits for Recording {
+        fn get_partial_many<'a>(
+            &'a self,
+            _key: &StoreKey,
+            byte_ranges: zarrs::storage::byte_range::ByteRangeIterator<'a>,
+        ) -> Result<zarrs::storage::MaybeBytesIterator<'a>, zarrs::storage::StorageError> {
+            let ranges: Vec<ByteRange> = byte_ranges.collect();
+            self.calls.lock().unwrap().push(ranges.clone());
+            let len = self.value.len() as u64;
+            let values: Vec<Result<Bytes, zarrs::storage::StorageError>> = ranges
+                .into_iter()
+                .map(|range| {
+                    let (start, end) = match range {
+                        ByteRange::FromStart(offset, Some(length)) => (offset, offset.saturating_add(length)),
+                        ByteRange::FromStart(offset, None) => (offset, len),
+                        ByteRange::Suffix(length) => (len.saturating_sub(length), len),
+                    };
+                    if start > end || end > len {
+                        return Err(zarrs::storage::byte_range::InvalidByteRangeError::new(range, len).into());
+                    }
+                    Ok(Bytes::copy_from_slice(&self.value[start as usize..end as usize]))
+                })
+                .collect();
+            Ok(Some(Box::new(values.into_iter())))
+        }
+
+        fn size_key(&self, _key: &StoreKey) -> Result<Option<u64>, zarrs::storage::StorageError> {
+            Ok(Some(self.value.len() as u64))
+        }
+
+        fn supports_get_partial(&self) -> bool {
+            true
+        }
+    }
+
+    /// A shard of [`nested_layout`] (8x12 uint16, values 1..=96, fill value 0) as zarrs'
+    /// sharding codec encodes it inside ours, and its layout.
+    fn nested_shard() -> (ShardLayout, Vec<u8>, Vec<u16>) {
+        let layout = nested_layout();
+        let shape: Vec<NonZeroU64> = [8u64, 12].iter().map(|&d| NonZeroU64::new(d).unwrap()).collect();
+        let values: Vec<u16> = (0..8 * 12).map(|i| i as u16 + 1).collect();
+        let shard: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let (data_type, fill_value) = (zarrs::array::data_type::uint16(), FillValue::from(0u16));
+        let encoded = layout.encode(&shape, &ChunkValues::Bytes(Cow::Borrowed(&shard)), &data_type, &fill_value, &CodecOptions::default()).unwrap().unwrap();
+        (layout, encoded, values)
+    }
+
+    /// The `shape` box at `start` of the 8x12 nested shard `stored` at c/0/0, read in part
+    /// from storage (`read_partial`) and decoded from its bytes in memory (`decode_into`).
+    #[allow(clippy::type_complexity)]
+    fn both_reads(layout: &ShardLayout, stored: &Recording, start: [u64; 2], shape: [u64; 2]) -> (FfiResult<Vec<u8>>, FfiResult<Vec<u8>>) {
+        let shard_shape: Vec<NonZeroU64> = [8u64, 12].iter().map(|&d| NonZeroU64::new(d).unwrap()).collect();
+        let (data_type, fill_value, options) = (zarrs::array::data_type::uint16(), FillValue::from(0u16), CodecOptions::default());
+        let mut job = ChunkJob::whole(StoreKey::new("c/0/0").unwrap(), shard_shape);
+        job.subset = ArraySubset::new_with_start_shape(start.to_vec(), shape.to_vec()).unwrap();
+        let read = |partial: bool| -> FfiResult<Vec<u8>> {
+            let mut out = vec![0xAAu8; args::byte_size(&shape, 2).unwrap()];
+            let destination = Destination::new(&mut out, &shape, 2, "out").unwrap();
+            if partial {
+                assert!(layout.read_partial(stored, &job, &destination, &data_type, &fill_value, &options)?);
+            } else {
+                layout.decode_into(&job, &stored.value, &destination, &data_type, &fill_value, &options)?;
+            }
+            Ok(out)
+        };
+        (read(true), read(false))
+    }
+
+    fn expected_box(values: &[u16], start: [u64; 2], shape: [u64; 2]) -> Vec<u8> {
+        let (r0, c0) = (start[0] as usize, start[1] as usize);
+        (r0..r0 + shape[0] as usize)
+            .flat_map(|r| values[r * 12 + c0..r * 12 + c0 + shape[1] as usize].to_vec())
+            .flat_map(|v| v.to_ne_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_part_of_a_nested_shard_fetches_inner_indexes_and_inner_chunks_as_sub_ranges() {
+        let (layout, encoded, values) = nested_shard();
+        // Outer index at the start: 4 inner shards of 4x6, each 112 bytes (4 inner chunks of
+        // 2x3 uint16, 12 bytes each, then its 64-byte index).
+        let (outer_count, inner_count) = (4, 4);
+        let stored = Recording::new(encoded.clone());
+        let mut shard = encoded.clone();
+        let (at, len) = get_entry(&mut shard, false, outer_count, 0);
+        assert_eq!(len, 112);
+        let inner = &mut shard[at as usize..(at + len) as usize];
+        let (offset, size) = get_entry(inner, true, inner_count, 0);
+        assert_eq!(size, 12);
+
+        // One element of inner chunk 0 of inner shard 0: the outer index, the inner shard's
+        // index (its last 64 bytes), then that inner chunk, each a sub-range of the entry
+        // above it; nothing else.
+        let (partial, whole) = both_reads(&layout, &stored, [1, 2], [1, 1]);
+        assert_eq!(partial.unwrap(), expected_box(&values, [1, 2], [1, 1]));
+        assert_eq!(whole.unwrap(), expected_box(&values, [1, 2], [1, 1]));
+        assert_eq!(
+            stored.take(),
+            [
+                vec![ByteRange::FromStart(0, Some(64))],
+                vec![ByteRange::FromStart(at + len - 64, Some(64))],
+                vec![ByteRange::FromStart(at + offset, Some(12))],
+            ]
+        );
+
+        // A box across the four inner shards, meeting 4 + 2 + 2 + 1 of their inner chunks:
+        // three requests (one per level), fewer bytes than the inner shards hold.
+        let (partial, _) = both_reads(&layout, &stored, [1, 2], [5, 7]);
+        assert_eq!(partial.unwrap(), expected_box(&values, [1, 2], [5, 7]));
+        let calls = stored.take();
+        let sizes: Vec<Vec<u64>> = calls.iter().map(|call| call.iter().map(|r| r.length(u64::MAX)).collect()).collect();
+        assert_eq!(sizes, [vec![64], vec![64; 4], vec![12; 9]]);
+        assert!(sizes.iter().flatten().sum::<u64>() < 4 * 112);
+        // Every inner chunk range lies inside its inner shard's entry, outside its index.
+        let entries: Vec<(u64, u64)> = (0..outer_count).map(|i| get_entry(&mut shard, false, outer_count, i)).collect();
+        for range in &calls[2] {
+            let (start, end) = (range.start(u64::MAX), range.end(u64::MAX));
+            assert!(entries.iter().any(|&(at, len)| start >= at && end <= at + len - 64), "{range:?} {entries:?}");
+        }
+
+        // Both index locations: the outer index at the end, the inner ones at the start.
+        let bytes = serde_json::json!([{"name": "bytes", "configuration": {"endian": "little"}}]);
+        let flipped = ShardLayout::from_codecs_metadata(&serde_json::json!([{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [4, 6],
+            "codecs": [{"name": "sharding_indexed", "configuration": {
+                "chunk_shape": [2, 3], "codecs": bytes, "index_codecs": bytes, "index_location": "start"}}],
+            "index_codecs": bytes,
+            "index_location": "end",
+        }}]))
+        .unwrap();
+        let shape: Vec<NonZeroU64> = [8u64, 12].iter().map(|&d| NonZeroU64::new(d).unwrap()).collect();
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let (data_type, fill_value) = (zarrs::array::data_type::uint16(), FillValue::from(0u16));
+        let encoded = flipped.encode(&shape, &ChunkValues::Bytes(Cow::Borrowed(&raw)), &data_type, &fill_value, &CodecOptions::default()).unwrap().unwrap();
+        let stored = Recording::new(encoded.clone());
+        let mut shard = encoded.clone();
+        let (at, _) = get_entry(&mut shard, true, outer_count, 3);
+        let inner = &mut shard[at as usize..at as usize + 112];
+        let (offset, _) = get_entry(inner, false, inner_count, 3);
+        let (partial, _) = both_reads(&flipped, &stored, [7, 11], [1, 1]);
+        assert_eq!(partial.unwrap(), expected_box(&values, [7, 11], [1, 1]));
+        assert_eq!(
+            stored.take(),
+            [vec![ByteRange::Suffix(64)], vec![ByteRange::FromStart(at, Some(64))], vec![ByteRange::FromStart(at + offset, Some(12))]]
+        );
+        for (start, extent) in [([0, 0], [8, 12]), ([3, 5], [2, 2]), ([0, 6], [8, 1]), ([6, 0], [2, 12])] {
+            let (partial, whole) = both_reads(&flipped, &stored, start, extent);
+            assert_eq!(partial.unwrap(), expected_box(&values, start, extent), "{start:?} {extent:?}");
+            assert_eq!(whole.unwrap(), expected_box(&values, start, extent), "{start:?} {extent:?}");
+        }
+    }
+
+    #[test]
+    fn missing_inner_shards_and_inner_chunks_read_as_the_fill_value_in_part() {
+        let (layout, mut shard, values) = nested_shard();
+        let (at, len) = get_entry(&mut shard, false, 4, 0);
+        set_entry(&mut shard, false, 4, 3, MISSING, MISSING); // inner shard 3: rows 4..8, columns 6..12
+        set_entry(&mut shard[at as usize..(at + len) as usize], true, 4, 1, MISSING, MISSING); // rows 0..2, columns 3..6
+        let mut expected = values.clone();
+        for r in 0..8 {
+            for c in 0..12 {
+                if (r >= 4 && c >= 6) || (r < 2 && (3..6).contains(&c)) {
+                    expected[r * 12 + c] = 0;
+                }
+            }
+        }
+        let stored = Recording::new(shard);
+        for (start, extent) in [([0, 0], [8, 12]), ([1, 2], [5, 7]), ([0, 3], [2, 3]), ([5, 7], [1, 1]), ([3, 5], [2, 2])] {
+            let (partial, whole) = both_reads(&layout, &stored, start, extent);
+            assert_eq!(partial.unwrap(), expected_box(&expected, start, extent), "{start:?} {extent:?}");
+            assert_eq!(whole.unwrap(), expected_box(&expected, start, extent), "{start:?} {extent:?}");
+        }
+        // A box inside a missing inner chunk fetches the two indexes only; inside a missing
+        // inner shard, the outer index only.
+        stored.take();
+        both_reads(&layout, &stored, [0, 3], [2, 3]).0.unwrap();
+        assert_eq!(stored.take().iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        both_reads(&layout, &stored, [5, 7], [1, 1]).0.unwrap();
+        assert_eq!(stored.take().iter().map(Vec::len).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn forged_inner_shard_indexes_are_errors_on_reads_in_part() {
+        let (layout, encoded, _) = nested_shard();
+        let (at, len) = get_entry(&mut encoded.clone(), false, 4, 0);
+        assert_eq!(len, 112);
+        // Inner shard 0 (rows 0..4, columns 0..6) with its inner chunk 0 entry forged in place.
+        let forge_inner = |offset: u64, size: u64| -> Recording {
+            let mut shard = encoded.clone();
+            set_entry(&mut shard[at as usize..(at + len) as usize], true, 4, 0, offset, size);
+            Recording::new(shard)
+        };
+        let forge_outer = |offset: u64, size: u64| -> Recording {
+            let mut shard = encoded.clone();
+            set_entry(&mut shard, false, 4, 0, offset, size);
+            Recording::new(shard)
+        };
+        let inner = "the index of inner shard 0 of shard c/0/0 references bytes";
+        let cases: Vec<(Recording, String, bool)> = vec![
+            // Out of range: past the inner shard's 112 bytes (into the next inner shard or
+            // past the value), 2^45 bytes, wrapping u64.
+            (forge_inner(100, 13), format!("{inner} 100+13 outside its 112 bytes"), true),
+            (forge_inner(112 + 100, 1 << 45), format!("{inner} 212+35184372088832 outside its 112 bytes"), true),
+            (forge_inner(u64::MAX - 1, 4), format!("{inner} {}+4 outside its 112 bytes", u64::MAX - 1), true),
+            // Overlapping the inner shard's own index (its last 64 bytes).
+            (forge_inner(112 - 64, 12), format!("{inner} 48+12, which overlap its 64-byte index"), true),
+            (forge_inner(40, 12), format!("{inner} 40+12, which overlap its 64-byte index"), true),
+            // Oversize: within the inner shard, but more than a 2x3 uint16 inner chunk takes.
+            (forge_inner(0, 13), "the index of inner shard 0 of shard c/0/0 gives inner chunk 0 13 bytes, more than the 12 an inner chunk can take".into(), false),
+            // The outer entry: too short for the inner shard's index, overlapping the outer
+            // index, past the stored value.
+            (forge_outer(at, 63), "inner shard 0 of shard c/0/0 has 63 bytes, fewer than its 64-byte index: the shard is truncated".into(), true),
+            (forge_outer(0, 112), "the index of shard c/0/0 references bytes 0+112, which overlap its 64-byte index".into(), true),
+            (forge_outer(encoded.len() as u64 - 50, 112), format!("the index of shard c/0/0 references bytes past its end ({} bytes)", encoded.len()), false),
+        ];
+        for (stored, message, whole_too) in &cases {
+            let (partial, whole) = both_reads(&layout, stored, [1, 2], [1, 1]);
+            let err = partial.unwrap_err();
+            assert_eq!(err.code, ZarrsResult::ZARRS_ERROR_CODEC, "{message}: {}", err.message);
+            assert!(err.message.starts_with(message.as_str()), "expected {message:?}, got {:?}", err.message);
+            if *whole_too {
+                // The same check, with the same message, decoding the shard from memory.
+                assert!(whole.unwrap_err().message.starts_with(message.as_str()));
+            } else {
+                assert!(whole.is_err());
+            }
+        }
+        // An inner shard whose entries overlap each other (both inner chunks 0 and 1 at the
+        // bytes of 0) reads them as the whole decode does: each is checked and decoded alone.
+        let mut shard = encoded.clone();
+        let inner_shard = &mut shard[at as usize..(at + len) as usize];
+        let (offset, size) = get_entry(inner_shard, true, 4, 0);
+        set_entry(inner_shard, true, 4, 1, offset, size);
+        let stored = Recording::new(shard);
+        let (partial, whole) = both_reads(&layout, &stored, [0, 0], [2, 6]);
+        let partial = partial.unwrap();
+        assert_eq!(partial, whole.unwrap());
+        assert_eq!(partial[6..12], partial[0..6]); // row 0: columns 3..6 repeat 0..3
+        // A part that meets no forged entry reads.
+        assert!(both_reads(&layout, &forge_inner(112 + 100, 1 << 45), [5, 7], [2, 2]).0.is_ok());
     }
 
     #[test]
