@@ -47,9 +47,10 @@ def keep_warm(microseconds: int | None = None) -> int:
     (spinning at nice 19, doing no work), so the thread wake-ups of the next call do not wait
     for a halted CPU. On a virtual machine without guest halt-polling a small read through
     zarr wakes a sleeping thread four to six times, at 25-160 µs each when the CPU halted;
-    benchmarks/RESULTS.md has what it saves. Its cost is the CPU time of the window, so it is
-    off (0) by default. At most 1,000,000 (one second); Linux only (elsewhere it stays 0).
-    Also set by zarr's config ``codec_pipeline.keep_warm_us`` or the environment variable
+    benchmarks/RESULTS.md has what it saves and what it costs (the CPU time of the window).
+    1000 by default on Linux; 0 (off) under a cgroup CPU quota and on other systems, where
+    it cannot be turned on. At most 1,000,000 (one second); 0 turns it off at once. Also set
+    by zarr's config ``codec_pipeline.keep_warm_us`` or the environment variable
     ``ZARRS_FFI_KEEP_WARM_US``.
     """
     if microseconds is not None:

@@ -678,13 +678,14 @@ const char *zarrs_last_error(void);
 ZarrsResult zarrs_options_default(struct ZarrsOptions *options_out);
 
 // Set how long, in microseconds, one thread of this process keeps a CPU awake after each
-// data call (read, write, decode, encode) starts or ends; 0 (the default) turns it off at
-// once. The next call's thread wake-ups then do not wait for a halted CPU: on a virtual
-// machine without guest halt-polling that saves tens of microseconds per wake-up, several
-// per small read through zarr. The thread does no work, spins at nice 19 and only within
-// the window; its cost is that CPU time (power, a cgroup CPU quota). At most one second;
-// process-wide, and inherited by children forked later. The environment variable
-// `ZARRS_FFI_KEEP_WARM_US` sets it before the first call. Linux only: elsewhere it stays 0.
+// data call (read, write, decode, encode) starts or ends; 0 turns it off at once. The next
+// call's thread wake-ups then do not wait for a halted CPU: on a virtual machine without
+// guest halt-polling that saves tens of microseconds per wake-up, several per small read
+// through zarr. The thread does no work, spins at nice 19 and only within the window; its
+// cost is that CPU time (power, a cgroup CPU quota). At most one second; process-wide, and
+// inherited by children forked later. The default is 1000 on Linux, and 0 under a cgroup
+// CPU quota and on other systems (where this call cannot turn it on); the environment
+// variable `ZARRS_FFI_KEEP_WARM_US` sets it before the first call.
 //
 // Thread safety: safe from any thread.
 ZarrsResult zarrs_set_keep_warm(uint64_t microseconds);

@@ -1,33 +1,37 @@
-//! Keeping a CPU awake for a while after each data call, so the next call's wake-ups are
-//! cheap (opt-in: off unless a window is set).
+//! Keeping a CPU awake for a moment after each data call, so the next call's wake-ups are
+//! cheap.
 //!
 //! A small read through zarr's API wakes a sleeping thread four to six times: zarr's event
 //! loop, our worker, a pool helper, the loop again, the caller. Where an idle CPU halts at
 //! once (a virtual machine without guest halt-polling, like the one our benchmarks run on;
 //! a CPU in a deep C-state on bare metal), each of those wake-ups costs 25-160 µs instead
-//! of a few, because the halted CPU must be woken first. That is about half of a 500 µs
-//! small read there.
+//! of a few, because the halted CPU must be woken first. That was a fifth to a third of a
+//! small read there (benchmarks/RESULTS.md).
 //!
-//! With a window set, one thread of the process (`zarrs-ffi-warm`) spins for that long
-//! after every data call starts or ends, then parks until the next call. It does no work.
-//! It runs at the lowest nice level (19), so a thread with work on its CPU gets nearly all
-//! of it (a nice-19 thread's weight is 15 against 1024), and it spins only within the
-//! window, so a process that stops calling stops spinning. What it costs is the CPU time
-//! of the window: power, a busy CPU for the host, and time counted against a cgroup CPU
-//! quota. That is why it is off by default: set it where the latency matters more.
+//! So for a short window (1 ms by default) after every data call starts or ends, one thread
+//! of the process (`zarrs-ffi-warm`) spins, then parks until the next call. It does no
+//! work. It runs at the lowest nice level (19), so a thread with work on its CPU gets nearly
+//! all of it (a nice-19 thread's weight is 15 against 1024), and it spins only within the
+//! window, so a process that stops calling stops spinning. This is the bounded spin-wait
+//! that GNU OpenMP and OpenBLAS do by default after their parallel work.
+//!
+//! What it costs is the CPU time of the window: power, a busy CPU for the host, and time
+//! counted against a CPU quota. So it is off by default under a cgroup CPU quota (`cpu.max`
+//! or `cpu.cfs_quota_us` set), where that time would throttle the process, and on systems
+//! other than Linux (no portable way to lower one thread's priority).
 //!
 //! `SCHED_IDLE` would be more polite still, but measured no better than off on the
 //! benchmark machine: the scheduler counts a CPU running only a `SCHED_IDLE` thread as idle
 //! and places wake-ups as if nothing ran there, while the other CPU halts.
 //!
 //! The window: [`set_window_us`] (the C call `zarrs_set_keep_warm`), else the environment
-//! variable `ZARRS_FFI_KEEP_WARM_US` read at the first call, else 0. On systems other than
-//! Linux it stays 0 (no portable way to lower one thread's priority).
+//! variable `ZARRS_FFI_KEEP_WARM_US` read at the first call, else the default above.
 //!
 //! Fork-safe: the thread is per process ([`PerProcess`]); a forked child starts its own at
 //! its first call inside a window.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -39,6 +43,8 @@ static WINDOW_NS: AtomicU64 = AtomicU64::new(UNSET);
 const UNSET: u64 = u64::MAX;
 /// The longest window accepted: one second.
 const MAX_WINDOW_US: u64 = 1_000_000;
+/// The default window: longer than zarr's own work between two small reads (~250-400 µs).
+const DEFAULT_WINDOW_US: u64 = 1_000;
 
 /// Until when (nanoseconds since [`epoch`]) the warm thread spins.
 static DEADLINE: AtomicU64 = AtomicU64::new(0);
@@ -68,12 +74,41 @@ fn window_ns() -> u64 {
     match WINDOW_NS.load(Ordering::Relaxed) {
         UNSET => {
             let from_env = std::env::var("ZARRS_FFI_KEEP_WARM_US").ok().and_then(|v| v.trim().parse::<u64>().ok());
-            // A racing `set_window_us` wins over the environment.
-            let _ = WINDOW_NS.compare_exchange(UNSET, clamp_ns(from_env.unwrap_or(0)), Ordering::Relaxed, Ordering::Relaxed);
+            let us = from_env.unwrap_or_else(|| {
+                let quota = std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|groups| cpu_quota(&groups, Path::new("/sys/fs/cgroup")));
+                if quota {
+                    0
+                } else {
+                    DEFAULT_WINDOW_US
+                }
+            });
+            // A racing `set_window_us` wins over the default.
+            let _ = WINDOW_NS.compare_exchange(UNSET, clamp_ns(us), Ordering::Relaxed, Ordering::Relaxed);
             WINDOW_NS.load(Ordering::Relaxed)
         }
         window => window,
     }
+}
+
+/// Whether a CPU quota applies to the process whose `/proc/self/cgroup` is `groups`, with
+/// the cgroup filesystem at `root`: cgroup v2 `cpu.max` other than `max`, or cgroup v1
+/// `cpu.cfs_quota_us` other than -1. Unreadable files count as no quota.
+fn cpu_quota(groups: &str, root: &Path) -> bool {
+    groups.lines().any(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+            return false;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            std::fs::read_to_string(root.join(path).join("cpu.max")).is_ok_and(|max| !max.trim_start().starts_with("max"))
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            std::fs::read_to_string(root.join(controllers).join(path).join("cpu.cfs_quota_us"))
+                .is_ok_and(|quota| quota.trim() != "-1")
+        } else {
+            false
+        }
+    })
 }
 
 /// Set the window, in microseconds (at most one second; 0 turns keeping warm off at once),
@@ -208,12 +243,29 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_cpu_quota_is_found_in_v1_and_v2() {
+        let root = std::env::temp_dir().join(format!("zarrs-ffi-warm-cgroup-{}", std::process::id()));
+        let write = |path: &str, text: &str| {
+            let file = root.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        };
+        write("pod/cpu.max", "200000 100000\n");
+        write("free/cpu.max", "max 100000\n");
+        write("cpu,cpuacct/job/cpu.cfs_quota_us", "50000\n");
+        write("cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
+        assert!(cpu_quota("0::/pod\n", &root));
+        assert!(!cpu_quota("0::/free\n", &root));
+        assert!(!cpu_quota("0::/missing\n", &root), "unreadable: no quota");
+        assert!(cpu_quota("4:memory:/x\n2:cpu,cpuacct:/job\n0::/free\n", &root));
+        assert!(!cpu_quota("2:cpu,cpuacct:/\n1:name=systemd:/\n", &root));
+        assert!(!cpu_quota("garbage\n\n", &root));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     #[cfg(target_os = "linux")]
     fn spins_at_nice_19_within_the_window_then_parks_and_costs_nothing() {
-        set_window_us(0);
-        touch();
-        assert!(warm_thread().is_none(), "off: no thread is started");
-
         set_window_us(2_000_000);
         assert_eq!(window_us(), MAX_WINDOW_US, "clamped to one second");
         set_window_us(30_000);
