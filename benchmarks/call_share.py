@@ -15,17 +15,19 @@ through ``zarr.Array.__getitem__`` and splits each read into:
   start call to the coroutine resuming, minus the native call). The native call is timed
   (``read_chunks``) only on the worker path, where Python can see it; the asynchronous row
   uses that figure, the same batches read by the same native code on a thread outside the
-  pool, to split its await; **ours (warm)** as configured with a keep-warm window
-  (``zarrs_cffi.keep_warm``, ``--warm-us``, 20 ms by default), turned off again before the
-  next pipeline's round (off stops the spinning thread at once);
+  pool, to split its await; **ours (keep-warm off)** as configured but with
+  ``zarrs_cffi.keep_warm(0)`` (the thread that keeps a CPU awake for 1 ms after each native
+  call by default does not run), to show what that window saves;
 
-and, for comparison, the same boxes through our direct API (``zarrs_cffi.Array``, no zarr)
+**CPU** is the process's user + system time per read over all threads (getrusage, the
+least of the rounds), the keep-warm window after the last read included. And, for
+comparison, the same boxes through our direct API (``zarrs_cffi.Array``, no zarr)
 and through zarrs-python (its ``read``, which includes its native call). Implementations
 are interleaved round by round in one process; each figure is the best round.
 
 Usage::
 
-    python benchmarks/call_share.py --dir /dev/shm [--size 256] [--rounds 7] [--reads 200] [--warm-us 20000]
+    python benchmarks/call_share.py --dir /dev/shm [--size 256] [--rounds 7] [--reads 200] [--warm-us US]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -53,9 +56,8 @@ PIPELINES = {
     "ours (async)": "zarrs_cffi.ZarrsCodecPipeline",
     "zarrs-python": "zarrs.ZarrsCodecPipeline",
     "zarr Batched": "zarr.core.codec_pipeline.BatchedCodecPipeline",
-    # Last, and followed by a pause like every other: a CPU kept awake must not leave the
-    # next implementation's first wake-ups cheaper than they would be.
-    "ours (warm)": "zarrs_cffi.ZarrsCodecPipeline",
+    # Ours with the keep-warm window turned off (it is 1 ms by default on Linux).
+    "ours (keep-warm off)": "zarrs_cffi.ZarrsCodecPipeline",
 }
 # Between two implementations' rounds: every round starts from CPUs equally idle.
 PAUSE = 0.05
@@ -164,6 +166,12 @@ LAYOUTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(
     path: Path, data: np.ndarray, boxes: list[tuple[slice, ...]], names: list[str], rounds: int, warm_us: int
 ) -> dict[str, float]:
@@ -179,20 +187,24 @@ def measure(
             alone = getattr(routes, "ASYNC_READ_ALONE", None)
             if name == "ours (async)" and alone is not None:
                 routes.ASYNC_READ_ALONE = True
-            if name == "ours (warm)":
-                zarrs_cffi.keep_warm(warm_us)
+            if name == "ours (keep-warm off)":
+                zarrs_cffi.keep_warm(0)
             with zarr.config.set({"codec_pipeline.path": PIPELINES[name]}):
                 clock.clear()
                 current[0] = name
+                cpu = _cpu_seconds()
                 start = time.perf_counter()
                 for box in boxes:
                     array[box]
                 total = time.perf_counter() - start
             if alone is not None:
                 routes.ASYNC_READ_ALONE = alone
-            zarrs_cffi.keep_warm(0)
+            zarrs_cffi.keep_warm(warm_us)
+            # Longer than the default keep-warm window, so the next round starts cold; the
+            # CPU time is taken after it, so it includes the window after the last read.
             time.sleep(PAUSE)
-            parts = {f"{name}: total": total, **{k: v for k, v in clock.items() if k.startswith(name)}}
+            cpu = _cpu_seconds() - cpu
+            parts = {f"{name}: total": total, f"{name}: cpu": cpu, **{k: v for k, v in clock.items() if k.startswith(name)}}
             for key, value in parts.items():
                 best[key] = min(best.get(key, np.inf), value)
         start = time.perf_counter()
@@ -219,13 +231,14 @@ def report(layout: str, us: dict[str, float], names: list[str]) -> list[str]:
             cells += [f"{inside - worker:.0f}", f"{worker - native:.0f}", f"{native:.0f}"]
         else:
             cells += ["", "", ""]
+        cells.append(f"{us[f'{name}: cpu']:.0f}")
         rows.append("| " + " | ".join(cells) + " |")
-    rows.append(f"| {layout} | ours (direct) | {us['ours (direct)']:.0f} | | | | | |")
+    rows.append(f"| {layout} | ours (direct) | {us['ours (direct)']:.0f} | | | | | | |")
     zarrs_python = us.get("zarrs-python: total")
     if zarrs_python:
         for name in names:
             if name.startswith("ours"):
-                rows.append(f"| {layout} | {name} / zarrs-python | {us[f'{name}: total'] / zarrs_python:.2f}x | | | | | |")
+                rows.append(f"| {layout} | {name} / zarrs-python | {us[f'{name}: total'] / zarrs_python:.2f}x | | | | | | |")
     return rows
 
 
@@ -236,8 +249,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the best is kept (default 7)")
     parser.add_argument("--reads", type=int, default=N_READS, help=f"reads per round (default {N_READS})")
     parser.add_argument("--layout", nargs="*", default=list(LAYOUTS), choices=list(LAYOUTS))
-    parser.add_argument("--warm-us", type=int, default=20_000, help="the keep-warm window of ours (warm), µs (default 20000)")
+    parser.add_argument("--warm-us", type=int, default=None, help="keep-warm window of our other rows, µs (default: the library's)")
     args = parser.parse_args()
+    warm_us = zarrs_cffi.keep_warm(args.warm_us)
     names = instrument()
     rng = np.random.default_rng(0)
     data = rng.integers(0, 1000, size=(args.size,) * 3, dtype=np.uint16)
@@ -245,10 +259,11 @@ def main() -> None:
     boxes = [tuple(slice(s, s + BOX) for s in start) for start in starts]
     lines = [
         f"Per small read (µs, best of {args.rounds} interleaved rounds of {args.reads} random {BOX}^3 boxes "
-        f"of a {args.size}^3 uint16 array, 32^3 chunks, 128^3 shards):",
+        f"of a {args.size}^3 uint16 array, 32^3 chunks, 128^3 shards; keep-warm window {warm_us} µs "
+        "except in the keep-warm off row):",
         "",
-        "| layout | pipeline | total | zarr (outside read) | pipeline read | our hop | our planning | native call |",
-        "|---|---|---|---|---|---|---|---|",
+        "| layout | pipeline | total | zarr (outside read) | pipeline read | our hop | our planning | native call | CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for layout in args.layout:
@@ -256,7 +271,7 @@ def main() -> None:
             with zarr.config.set({"codec_pipeline.path": PIPELINES["zarr Batched"]}):
                 array = zarr.create_array(path, shape=data.shape, dtype=data.dtype, **LAYOUTS[layout])
                 array[...] = data
-            lines += report(layout, measure(path, data, boxes, names, args.rounds, args.warm_us), names)
+            lines += report(layout, measure(path, data, boxes, names, args.rounds, warm_us), names)
     print("\n".join(lines))
 
 

@@ -21,16 +21,18 @@ def test_call_share_splits_a_small_read_into_zarrs_share_and_ours(tmp_path: Path
         capture_output=True, text=True, check=True, timeout=300,
     ).stdout
     for layout in ("zstd", "raw-sharded"):
-        ours = re.search(rf"^\| {layout} \| ours \| (\d+) \| (-?\d+) \| (\d+) \| (-?\d+) \| (-?\d+) \| (\d+) \|$", out, re.M)
+        ours = re.search(rf"^\| {layout} \| ours \| (\d+) \| (-?\d+) \| (\d+) \| (-?\d+) \| (-?\d+) \| (\d+) \| (\d+) \|$", out, re.M)
         assert ours, out
-        total, zarr_share, inside, hop, planning, native = map(int, ours.groups())
+        total, zarr_share, inside, hop, planning, native, cpu = map(int, ours.groups())
+        assert cpu > 0
         assert total == zarr_share + inside or abs(total - zarr_share - inside) <= 1
         assert abs(inside - hop - planning - native) <= 2
         assert native > 0 and total > native
-        # The same with a keep-warm window: the same split, from rounds of its own.
-        warm = re.search(rf"^\| {layout} \| ours \(warm\) \| (\d+) \| (-?\d+) \| (\d+) \| (-?\d+) \| (-?\d+) \| (\d+) \|$", out, re.M)
+        # The same with the keep-warm window off: the same split, from rounds of its own.
+        warm = re.search(rf"^\| {layout} \| ours \(keep-warm off\) \| (\d+) \| (-?\d+) \| (\d+) \| (-?\d+) \| (-?\d+) \| (\d+) \| (\d+) \|$", out, re.M)
         assert warm, out
-        total, zarr_share, inside, hop, planning, native = map(int, warm.groups())
+        total, zarr_share, inside, hop, planning, native, cpu = map(int, warm.groups())
+        assert cpu > 0
         assert abs(total - zarr_share - inside) <= 1 and abs(inside - hop - planning - native) <= 2
         assert re.search(rf"^\| {layout} \| ours \(direct\) \| \d+ \|", out, re.M), out
     assert list(tmp_path.iterdir()) == []  # the arrays were removed
