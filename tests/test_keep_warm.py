@@ -179,3 +179,21 @@ def test_a_forked_child_gets_a_thread_of_its_own(tmp_path: Path) -> None:
         """,
     )
     assert result == {"status": 0, "before": None, "after": True, "ok": True}
+
+
+def test_the_direct_array_api_does_not_start_it(tmp_path: Path) -> None:
+    # Region and chunk calls hand nothing to other threads; a spinning thread beside them made
+    # back-to-back direct reads slower, so only the pipeline's calls start it.
+    result = _run(
+        tmp_path,
+        """
+        data = np.arange(32 * 32, dtype="uint16").reshape(32, 32)
+        zarr.create_array(sys.argv[1], shape=data.shape, chunks=(8, 8), dtype=data.dtype)[...] = data  # zarr's pipeline
+        direct = zarrs_cffi.Array.open(sys.argv[1])
+        for _ in range(50):
+            assert (direct[3:20, 5:9] == data[3:20, 5:9]).all()
+        direct[0:8, 0:8] = data[0:8, 0:8]
+        print(json.dumps({"window": zarrs_cffi.keep_warm(), "thread": warm_thread()}))
+        """,
+    )
+    assert result == {"window": 1000, "thread": None}

@@ -13,7 +13,6 @@ use crate::handles::{ZarrsArray, ZarrsStorage};
 use crate::layout::{Destination, Source};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
-use crate::process::warm::Burst;
 use zarrs::plugin::{ExtensionName, ZarrVersion};
 
 /// Shared body of the three constructors.
@@ -291,7 +290,6 @@ pub extern "C" fn zarrs_array_retrieve_subset(
     out_len: usize,
 ) -> ZarrsResult {
     boundary(|| {
-        let _burst = Burst::begin();
         // SAFETY: a live handle, NULL or valid options, `ndim` values at `start` and `shape`
         // and `out_len` writable bytes at `out`, per the contract.
         let (array, options, region, out) = unsafe {
@@ -322,7 +320,6 @@ pub extern "C" fn zarrs_array_store_subset(
     data_len: usize,
 ) -> ZarrsResult {
     boundary(|| {
-        let _burst = Burst::begin();
         // SAFETY: a live handle, NULL or valid options, `ndim` values at `start` and `shape`
         // and `data_len` readable bytes at `data`, per the contract.
         let (array, options, region, data) = unsafe {
@@ -352,7 +349,6 @@ pub extern "C" fn zarrs_array_retrieve_chunk(
     present_out: *mut u8,
 ) -> ZarrsResult {
     boundary(|| {
-        let _burst = Burst::begin();
         // SAFETY: a live handle, NULL or valid options, `ndim` values at `chunk_indices` and
         // `out_len` writable bytes at `out`, per the contract.
         let (array, options, job, out) = unsafe {
@@ -387,7 +383,6 @@ pub extern "C" fn zarrs_array_store_chunk(
     data_len: usize,
 ) -> ZarrsResult {
     boundary(|| {
-        let _burst = Burst::begin();
         // SAFETY: a live handle, NULL or valid options, `ndim` values at `chunk_indices` and
         // `data_len` readable bytes at `data`, per the contract.
         let (array, options, job, data) = unsafe {
@@ -416,7 +411,6 @@ pub extern "C" fn zarrs_array_erase_chunk(
     ndim: usize,
 ) -> ZarrsResult {
     boundary(|| {
-        let _burst = Burst::begin();
         // SAFETY: a live handle, NULL or valid options and `ndim` values at `chunk_indices`
         // per the contract.
         let (array, options, indices) = unsafe {

@@ -19,7 +19,9 @@ pub extern "C" fn zarrs_options_default(options_out: *mut ZarrsOptions) -> Zarrs
 }
 
 /// Set how long, in microseconds, one thread of this process keeps a CPU awake after each
-/// data call (read, write, decode, encode) starts or ends; 0 turns it off at once. The next
+/// pipeline call starts or ends (batch reads and writes, their asynchronous start, decoding
+/// and encoding caller-fetched bytes, gathers, read plans; not the region and chunk calls
+/// such as [`zarrs_array_retrieve_subset`]); 0 turns it off at once. The next
 /// call's thread wake-ups then do not wait for a halted CPU: on a virtual machine without
 /// guest halt-polling that saves tens of microseconds per wake-up, several per small read
 /// through zarr. The thread does no work, spins at nice 19 and only within the window; its

@@ -8,8 +8,14 @@
 //! of a few, because the halted CPU must be woken first. That was a fifth to a third of a
 //! small read there (benchmarks/RESULTS.md).
 //!
-//! So for a short window (1 ms by default) after every data call starts or ends, one thread
-//! of the process (`zarrs-ffi-warm`) spins, then parks until the next call. It does no
+//! So for a short window (1 ms by default) after every pipeline call starts or ends, one
+//! thread of the process (`zarrs-ffi-warm`) spins, then parks until the next call. Pipeline
+//! calls are those an event loop's codec pipeline makes, each followed by thread hand-offs:
+//! batch reads and writes (also started asynchronously), decoding and encoding bytes the
+//! caller fetched, gathers, read plans. A caller's own region and chunk calls
+//! (`zarrs_array_retrieve_subset` and the like, behind `zarrs_cffi.Array`) do not start it:
+//! they hand nothing to other threads, and made back to back beside a spinning thread they
+//! ran 30-40% slower on the benchmark machine (the spinner shares the CPUs their pool uses). It does no
 //! work. It runs at the lowest nice level (19), so a thread with work on its CPU gets nearly
 //! all of it (a nice-19 thread's weight is 15 against 1024), and it spins only within the
 //! window, so a process that stops calling stops spinning. This is the bounded spin-wait
