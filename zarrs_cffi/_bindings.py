@@ -46,11 +46,13 @@ def keep_warm(microseconds: int | None = None) -> int:
     For that long after each call of the codec pipeline starts or ends, one native thread
     keeps a CPU awake (spinning at nice 19, doing no work), so the thread wake-ups of the next
     call do not wait for a halted CPU. ``Array``'s own region and chunk calls do not start it
-    (they hand nothing to other threads, and a spinning thread beside them slowed them). On a virtual machine without guest halt-polling a small read through
-    zarr wakes a sleeping thread four to six times, at 25-160 µs each when the CPU halted;
-    benchmarks/RESULTS.md has what it saves and what it costs (the CPU time of the window).
-    1000 by default on Linux; 0 (off) under a cgroup CPU quota and on other systems, where
-    it cannot be turned on. At most 1,000,000 (one second); 0 turns it off at once. Also set
+    (they hand nothing to other threads, and a spinning thread beside them slowed them). On
+    a virtual machine without guest halt-polling a small read through zarr wakes a sleeping
+    thread four to six times, at 25-160 µs each when the CPU halted; benchmarks/RESULTS.md
+    has what it saves and what it costs (the CPU time of the window). 1000 by default in such
+    a machine (Linux, the ``hypervisor`` CPU flag, ``guest_halt_poll_ns`` absent or 0); 0
+    (off) on bare metal, under a cgroup CPU quota, and on other systems, where it cannot be
+    turned on. At most 1,000,000 (one second); 0 turns it off at once. Also set
     by zarr's config ``codec_pipeline.keep_warm_us`` or the environment variable
     ``ZARRS_FFI_KEEP_WARM_US``.
     """

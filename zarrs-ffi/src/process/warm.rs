@@ -22,9 +22,13 @@
 //! that GNU OpenMP and OpenBLAS do by default after their parallel work.
 //!
 //! What it costs is the CPU time of the window: power, a busy CPU for the host, and time
-//! counted against a CPU quota. So it is off by default under a cgroup CPU quota (`cpu.max`
-//! or `cpu.cfs_quota_us` set), where that time would throttle the process, and on systems
-//! other than Linux (no portable way to lower one thread's priority).
+//! counted against a CPU quota. So it is on by default only where the problem it solves is
+//! there: in a virtual machine (the CPU's `hypervisor` flag) whose guest halt-polling is off
+//! (`/sys/module/haltpoll/parameters/guest_halt_poll_ns` absent or 0; where the kernel
+//! polls before halting, it already does this). It is off by default on bare metal (a
+//! laptop's battery), under a cgroup CPU quota (`cpu.max` or `cpu.cfs_quota_us` set), where
+//! that time would throttle the process, and on systems other than Linux (no portable way
+//! to lower one thread's priority).
 //!
 //! `SCHED_IDLE` would be more polite still, but measured no better than off on the
 //! benchmark machine: the scheduler counts a CPU running only a `SCHED_IDLE` thread as idle
@@ -81,11 +85,13 @@ fn window_ns() -> u64 {
         UNSET => {
             let from_env = std::env::var("ZARRS_FFI_KEEP_WARM_US").ok().and_then(|v| v.trim().parse::<u64>().ok());
             let us = from_env.unwrap_or_else(|| {
-                let quota = std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|groups| cpu_quota(&groups, Path::new("/sys/fs/cgroup")));
-                if quota {
-                    0
-                } else {
+                let read = |path: &str| std::fs::read_to_string(path).ok();
+                let halts = halting_vm(read("/proc/cpuinfo").as_deref(), read("/sys/module/haltpoll/parameters/guest_halt_poll_ns").as_deref());
+                let quota = read("/proc/self/cgroup").is_some_and(|groups| cpu_quota(&groups, Path::new("/sys/fs/cgroup")));
+                if halts && !quota {
                     DEFAULT_WINDOW_US
+                } else {
+                    0
                 }
             });
             // A racing `set_window_us` wins over the default.
@@ -94,6 +100,17 @@ fn window_ns() -> u64 {
         }
         window => window,
     }
+}
+
+/// Whether this is a virtual machine whose idle CPUs halt at once: `cpuinfo` (the text of
+/// `/proc/cpuinfo`) has the `hypervisor` flag, and guest halt-polling (`poll_ns`, the text of
+/// `guest_halt_poll_ns`) is absent or 0.
+fn halting_vm(cpuinfo: Option<&str>, poll_ns: Option<&str>) -> bool {
+    let virtual_machine = cpuinfo.is_some_and(|info| {
+        info.lines().any(|line| line.starts_with("flags") && line.split_whitespace().any(|flag| flag == "hypervisor"))
+    });
+    let polls = poll_ns.and_then(|ns| ns.trim().parse::<u64>().ok()).is_some_and(|ns| ns > 0);
+    virtual_machine && !polls
 }
 
 /// Whether a CPU quota applies to the process whose `/proc/self/cgroup` is `groups`, with
@@ -246,6 +263,17 @@ mod tests {
             assert!(Instant::now() < until, "timed out waiting until {what}");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn on_by_default_only_in_a_virtual_machine_that_halts_at_once() {
+        let vm = "processor\t: 0\nflags\t\t: fpu vme sse2 hypervisor avx2\n";
+        let metal = "processor\t: 0\nflags\t\t: fpu vme sse2 avx2\n";
+        assert!(halting_vm(Some(vm), Some("0\n")));
+        assert!(halting_vm(Some(vm), None), "no haltpoll driver: halts at once");
+        assert!(!halting_vm(Some(vm), Some("200000\n")), "the guest polls already");
+        assert!(!halting_vm(Some(metal), None));
+        assert!(!halting_vm(None, None));
     }
 
     #[test]
