@@ -38,6 +38,23 @@ def test_call_share_splits_a_small_read_into_zarrs_share_and_ours(tmp_path: Path
     assert list(tmp_path.iterdir()) == []  # the arrays were removed
 
 
+def test_keep_warm_reports_wall_and_cpu_off_and_on_for_both_apis(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "keep_warm.py"), "--dir", str(tmp_path),
+         "--size", "48", "--rounds", "1", "--reads", "10", "--layout", "zstd", "raw-sharded", "--warm-us", "700"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout
+    for layout in ("zstd", "raw-sharded"):
+        for api in ("zarr", "direct"):
+            for window in ("0", "700"):
+                row = re.search(rf"^\| {layout} \| {api} \| {window} \| (\d+) \| (\d+) \| (\d+) \|$", out, re.M)
+                assert row, out
+                median, best, cpu = map(int, row.groups())
+                assert 0 < best <= median and cpu > 0
+            assert re.search(rf"^\| {layout} \| {api} \| on / off \| \d+\.\d\dx \| \d+\.\d\dx \| \d+\.\d\dx \|$", out, re.M), out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fancy_share_splits_oindex_and_vindex_into_zarrs_part_and_ours(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "fancy_share.py"), "--dir", str(tmp_path),

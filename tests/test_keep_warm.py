@@ -59,6 +59,16 @@ def warm_thread():
     return None
 
 
+def settled_warm_thread():
+    # warm_thread() once a thread started by the last call has had time to name itself.
+    for _ in range(200):
+        found = warm_thread()
+        if found is not None:
+            return found
+        time.sleep(0.01)
+    return None
+
+
 def small_array(path):
     zarr.config.set({"codec_pipeline.path": "zarrs_cffi.ZarrsCodecPipeline", "codec_pipeline.strict": True})
     data = np.arange(32 * 32, dtype="uint16").reshape(32, 32)
@@ -88,7 +98,7 @@ READS = """
 a, data = small_array(sys.argv[1])
 for _ in range(20):
     assert (a[3:20, 5:9] == data[3:20, 5:9]).all()
-thread = warm_thread()
+thread = settled_warm_thread()
 print(json.dumps({"window": zarrs_cffi.keep_warm(), "nice": thread and thread[1]}))
 """
 
@@ -138,7 +148,7 @@ def test_zarr_config_turns_it_on_it_spins_at_nice_19_then_parks(tmp_path: Path) 
         a, data = small_array(sys.argv[1])
         assert (a[...] == data).all()  # the first native use applies the config
         window = zarrs_cffi.keep_warm()
-        ticks0, nice = warm_thread()
+        ticks0, nice = settled_warm_thread()
         time.sleep(0.2)  # within the window: it spins (Python sleeps, a CPU is free)
         ticks1, _ = warm_thread()
         time.sleep(0.4)  # past the window: parked
@@ -179,13 +189,13 @@ def test_a_forked_child_gets_a_thread_of_its_own(tmp_path: Path) -> None:
         zarrs_cffi.keep_warm(200_000)
         a, data = small_array(sys.argv[1])
         assert (a[...] == data).all()
-        assert warm_thread() is not None
+        assert settled_warm_thread() is not None
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:
             before = warm_thread()  # the parent's thread did not survive the fork
             ok = bool((a[1:30, 2:7] == data[1:30, 2:7]).all())
-            after = warm_thread()
+            after = settled_warm_thread()
             os.write(write, json.dumps({"before": before, "after": after is not None, "ok": ok}).encode())
             os._exit(0)
         os.close(write)
@@ -209,7 +219,7 @@ def test_the_direct_array_api_does_not_start_it(tmp_path: Path) -> None:
         for _ in range(50):
             assert (direct[3:20, 5:9] == data[3:20, 5:9]).all()
         direct[0:8, 0:8] = data[0:8, 0:8]
-        print(json.dumps({"window": zarrs_cffi.keep_warm(), "thread": warm_thread()}))
+        print(json.dumps({"window": zarrs_cffi.keep_warm(), "thread": settled_warm_thread()}))
         """,
     )
     assert result == {"window": DEFAULT, "thread": None}
