@@ -152,6 +152,22 @@ def test_small_reads_leave_the_pool_asleep_and_large_ones_use_it(tmp_path: Path,
     assert_read_route(zarrs_cffi.stats(), native_io=True)
 
 
+def _ours_and_direct(path: Path) -> tuple[zarr.Array, Array]:
+    """The array at ``path`` through zarr with our pipeline, and through our direct API."""
+    with zarr.config.set(PIPELINE):
+        ours = zarr.open_array(LocalStore(path), mode="r")
+    return ours, Array.open(path, read_only=True)
+
+
+def _random_boxes(seed: int, starts: tuple[int, int], longest: int, count: int) -> list[tuple[slice, ...]]:
+    """``count`` random 2-D boxes starting below ``starts``, each side 1 to ``longest - 1``."""
+    rng = np.random.default_rng(seed)
+    return [
+        tuple(slice(int(lo), int(lo + n)) for lo, n in zip(rng.integers(0, starts), rng.integers(1, longest, 2), strict=True))
+        for _ in range(count)
+    ]
+
+
 def _nested(outer: str = "end", inner: str = "end", crc32c: bool = True) -> ShardingCodec:
     """Shards of 40x50 in inner shards of 20x25 in zstd chunks of 10x5, each index where
     asked, with or without its crc32c."""
@@ -184,12 +200,8 @@ def test_small_reads_of_nested_shards_match_zarr(tmp_path: Path, outer: str, inn
         theirs[...] = data
         assert_same(theirs[...], data)
     assert type(theirs.async_array.codec_pipeline).__name__ == "BatchedCodecPipeline"
-    with zarr.config.set(PIPELINE):
-        ours = zarr.open_array(LocalStore(tmp_path), mode="r")
-    direct = Array.open(tmp_path, read_only=True)
-    rng = np.random.default_rng(9)
-    boxes = [tuple(slice(int(lo), int(lo + n)) for lo, n in zip(rng.integers(0, (88, 98)), rng.integers(1, 24, 2), strict=True))
-             for _ in range(150)]
+    ours, direct = _ours_and_direct(tmp_path)
+    boxes = _random_boxes(9, (88, 98), 24, 150)
     boxes += [(slice(45, 55), slice(30, 40)), (slice(12, 18), slice(6, 9)), (slice(0, 90), slice(0, 100)), (slice(89, 90), slice(99, 100))]
     zarrs_cffi.reset_stats()
     with native_only(reads=True):
@@ -219,12 +231,8 @@ def test_small_reads_of_three_level_shards_match_zarr(tmp_path: Path, compressed
             LocalStore(tmp_path), shape=data.shape, chunks=(32, 40), serializer=serializer, compressors=None, dtype="int32",
         )
         theirs[...] = data
-    with zarr.config.set(PIPELINE):
-        ours = zarr.open_array(LocalStore(tmp_path), mode="r")
-    direct = Array.open(tmp_path, read_only=True)
-    rng = np.random.default_rng(12)
-    boxes = [tuple(slice(int(lo), int(lo + n)) for lo, n in zip(rng.integers(0, (68, 88)), rng.integers(1, 20, 2), strict=True))
-             for _ in range(100)]
+    ours, direct = _ours_and_direct(tmp_path)
+    boxes = _random_boxes(12, (68, 88), 20, 100)
     with native_only(reads=True):
         for box in boxes:
             expected = theirs[box]
