@@ -134,4 +134,4 @@ def test_result_codes_match_the_library() -> None:
     for result in Result:
         name = "ZARRS_SUCCESS" if result is Result.SUCCESS else f"ZARRS_ERROR_{result.name}"
         assert getattr(lib(), name) == result.value, name
-    assert len(Result) == 11
+    assert len(Result) == 12

@@ -795,10 +795,12 @@ class NativeArray:
         batch: ChunkBatch,
         value: npt.NDArray[Any],
         existing: Sequence[bytes | None] | None = None,
+        names: Callable[[int], str] | None = None,
     ) -> list[bytes | None]:
         """Encode chunks from ``value``; None in the result means "delete this chunk".
 
-        ``existing`` holds the current encoded bytes of chunks written only in part.
+        ``existing`` holds the current encoded bytes of chunks written only in part. Errors
+        name chunks as ``decode_chunks``' do.
         """
         self._check_elements(value, "value")
         existing = existing if existing is not None else [None] * len(batch)
@@ -808,13 +810,13 @@ class NativeArray:
         geometry, geometry_len = self._geometry_args(batch)
         value_shape = _u64(value.shape, "value.shape")
         out = ffi.new("ZarrsEncodedChunks **")
-        check(
-            lib().zarrs_array_encode_chunks(
-                self._handle, options._cdata(), len(batch), geometry, geometry_len,
-                _in_buffer(value, "value"), value.nbytes, _u64_ptr(value_shape), value.ndim,
-                pointers, lengths, out,
-            )
+        code = lib().zarrs_array_encode_chunks(
+            self._handle, options._cdata(), len(batch), geometry, geometry_len,
+            _in_buffer(value, "value"), value.nbytes, _u64_ptr(value_shape), value.ndim,
+            pointers, lengths, out,
         )
+        if code != Result.SUCCESS:
+            _check_named(code, _batch_key(batch) or names)
         handle = ffi.gc(out[0], lib().zarrs_encoded_chunks_free)
         result: list[bytes | None] = []
         ptr = ffi.new("const uint8_t **")

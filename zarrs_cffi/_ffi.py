@@ -17,6 +17,7 @@ from .errors import (
     ZarrsChecksumError,
     ZarrsCodecError,
     ZarrsError,
+    ZarrsMemoryError,
     ZarrsMetadataError,
     ZarrsPanicError,
     ZarrsReadOnlyError,
@@ -53,6 +54,7 @@ class Result(IntEnum):
     UNSUPPORTED = 8
     READ_ONLY = 9
     PANIC = 10
+    OUT_OF_MEMORY = 11
 
 
 _ERRORS: dict[int, type[ZarrsError]] = {
@@ -66,6 +68,7 @@ _ERRORS: dict[int, type[ZarrsError]] = {
     Result.UNSUPPORTED: ZarrsUnsupportedError,
     Result.READ_ONLY: ZarrsReadOnlyError,
     Result.PANIC: ZarrsPanicError,
+    Result.OUT_OF_MEMORY: ZarrsMemoryError,
 }
 
 _lock = threading.Lock()

@@ -31,7 +31,7 @@ from .selection import ChunkPlan, OrthogonalPicks, PointPicks, plan, plan_batch
 from .shards import raw_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from zarr.core.buffer import BufferPrototype
 
@@ -242,7 +242,7 @@ class NativeRoute(_BlockingRoute):
         if existing is None:
             array.write_chunks(options, chunks, source)
             return
-        encoded = array.encode_chunks(options, chunks, source, existing)
+        encoded = array.encode_chunks(options, chunks, source, existing, _keys_of(batch))
         array.store_encoded(options, [r.byte_getter.path for r in batch], encoded)
 
 
@@ -280,7 +280,7 @@ class SyncStoreRoute(_BlockingRoute):
                 raw_bytes(request.byte_getter.get_sync(prototype=prototype)) if old else None
                 for request, old in zip(batch, needs, strict=True)
             ]
-        _store_sync(batch, self.native.array.encode_chunks(options, chunks, source, existing))
+        _store_sync(batch, self.native.array.encode_chunks(options, chunks, source, existing, _keys_of(batch)))
 
     def _read_variable(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
         return variable.read_chunks(self.native, batch, out, drop_axes, _fetch_sync(batch))
@@ -365,13 +365,17 @@ class AsyncStoreRoute(Route):
             if partial.size:
                 for i, chunk in zip(partial, await _fetch_all([batch[i] for i in partial]), strict=True):
                     existing[i] = chunk
-            encoded = await _workers.run(native.array.encode_chunks, options, chunk_plan.batch, source, existing)
+            encoded = await _workers.run(
+                native.array.encode_chunks, options, chunk_plan.batch, source, existing, _keys_of(batch)
+            )
             await _store_all(batch, encoded)
             return
         for group in planned:
             sub = [batch[i] for i in group.indices]
             existing = await _fetch_all(sub)
-            encoded = await _workers.run(_scatter_and_encode, native, group, existing, value, drop_axes, options)
+            encoded = await _workers.run(
+                _scatter_and_encode, native, group, existing, value, drop_axes, options, _keys_of(sub)
+            )
             await _store_all(sub, encoded)
 
     async def _write_variable(self, batch: Requests, value: Array, drop_axes: tuple[int, ...]) -> None:
@@ -379,6 +383,11 @@ class AsyncStoreRoute(Route):
         old = dict(zip(partial, await _fetch_all([batch[i] for i in partial]), strict=True))
         encoded = await _workers.run(variable.encode_chunks, self.native, batch, value, drop_axes, old)
         await _store_all(batch, encoded)
+
+
+def _keys_of(batch: Sequence[ChunkRequest]) -> Callable[[int], str]:
+    """The store key of the ``i``-th chunk of ``batch``, for errors of codec-only calls."""
+    return lambda i: str(batch[i].byte_getter.path)
 
 
 # Byte movers. The synchronous ones block, so they run only on worker threads.
@@ -541,10 +550,11 @@ def _plan_write(
 
 
 def _scatter_and_encode(
-    native: Native, group: GatherGroup, existing: list[Any], value: Array, drop_axes: tuple[int, ...], options: Options
+    native: Native, group: GatherGroup, existing: list[Any], value: Array, drop_axes: tuple[int, ...], options: Options,
+    names: Callable[[int], str],
 ) -> list[Any]:
     scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)
-    native.array.decode_chunks(native.options, group.batch, existing, scratch)
+    native.array.decode_chunks(native.options, group.batch, existing, scratch, names)
     scatter(group, scratch, value, drop_axes)
-    encoded: list[Any] = native.array.encode_chunks(options, group.batch, scratch, existing)
+    encoded: list[Any] = native.array.encode_chunks(options, group.batch, scratch, existing, names)
     return encoded

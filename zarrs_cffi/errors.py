@@ -11,6 +11,7 @@ __all__ = [
     "ZarrsChecksumError",
     "ZarrsCodecError",
     "ZarrsError",
+    "ZarrsMemoryError",
     "ZarrsMetadataError",
     "ZarrsPanicError",
     "ZarrsReadOnlyError",
@@ -47,94 +48,62 @@ class ZarrsError(Exception):
 class ZarrsValueError(ZarrsError, ValueError):
     """An invalid argument: wrong shape, dtype, buffer size or region.
 
-    Parameters
-    ----------
-    message : str
-        What went wrong, naming the chunk key, array or argument where known.
-    code : int, default 0
-        The native result code, or 0 for errors raised by the Python layers.
+    Takes the parameters of `ZarrsError`.
     """
 
 
 class ZarrsStorageError(ZarrsError, OSError):
     """The storage failed: an I/O error, a permission problem.
 
-    Parameters
-    ----------
-    message : str
-        What went wrong, naming the chunk key, array or argument where known.
-    code : int, default 0
-        The native result code, or 0 for errors raised by the Python layers.
+    Takes the parameters of `ZarrsError`.
     """
 
 
 class ZarrsMetadataError(ZarrsError, ValueError):
     """Array metadata is missing or invalid.
 
-    Parameters
-    ----------
-    message : str
-        What went wrong, naming the chunk key, array or argument where known.
-    code : int, default 0
-        The native result code, or 0 for errors raised by the Python layers.
+    Takes the parameters of `ZarrsError`.
     """
 
 
 class ZarrsCodecError(ZarrsError, ValueError):
     """A chunk could not be encoded or decoded: corrupt or truncated bytes.
 
-    Parameters
-    ----------
-    message : str
-        What went wrong, naming the chunk key, array or argument where known.
-    code : int, default 0
-        The native result code, or 0 for errors raised by the Python layers.
+    Takes the parameters of `ZarrsError`.
     """
 
 
 class ZarrsChecksumError(ZarrsCodecError):
     """A chunk checksum (e.g. crc32c) did not match.
 
-    Parameters
-    ----------
-    message : str
-        What went wrong, naming the chunk key, array or argument where known.
-    code : int, default 0
-        The native result code, or 0 for errors raised by the Python layers.
+    Takes the parameters of `ZarrsError`.
     """
 
 
 class ZarrsUnsupportedError(ZarrsError, NotImplementedError):
     """The array uses a codec, data type or feature the native library cannot handle.
 
-    Parameters
-    ----------
-    message : str
-        What went wrong, naming the chunk key, array or argument where known.
-    code : int, default 0
-        The native result code, or 0 for errors raised by the Python layers.
+    Takes the parameters of `ZarrsError`.
     """
 
 
 class ZarrsReadOnlyError(ZarrsError, ValueError):
     """A write to read-only storage.
 
-    Parameters
-    ----------
-    message : str
-        What went wrong, naming the chunk key, array or argument where known.
-    code : int, default 0
-        The native result code, or 0 for errors raised by the Python layers.
+    Takes the parameters of `ZarrsError`.
+    """
+
+
+class ZarrsMemoryError(ZarrsError, MemoryError):
+    """Memory for a chunk, shard or decoded stream (sized by the metadata or the stored
+    bytes) could not be allocated; nothing was read or written, and the library stays usable.
+
+    Takes the parameters of `ZarrsError`.
     """
 
 
 class ZarrsPanicError(ZarrsError, RuntimeError):
     """An internal error in the native library (a caught panic): please report it.
 
-    Parameters
-    ----------
-    message : str
-        What went wrong, naming the chunk key, array or argument where known.
-    code : int, default 0
-        The native result code, or 0 for errors raised by the Python layers.
+    Takes the parameters of `ZarrsError`.
     """

@@ -7,6 +7,8 @@
 // The default cap on one decoded variable-length chunk (its element bytes and offsets as
 // stored), whose size no metadata bounds: 1 GiB.
 
+// Allocations of at least this many bytes made by zarrs are probed first ([`probe`]).
+
 // The result of every exported function. The values are part of the ABI and never change.
 enum ZarrsResult
  {
@@ -34,6 +36,9 @@ enum ZarrsResult
   ZARRS_ERROR_READ_ONLY = 9,
   // A panic was caught at the boundary; it is a bug in zarrs-ffi or zarrs.
   ZARRS_ERROR_PANIC = 10,
+  // Memory for a buffer the call needs (a chunk, a shard, a decoded stream, sized by the
+  // metadata or the stored bytes) could not be allocated. The library stays usable.
+  ZARRS_ERROR_OUT_OF_MEMORY = 11,
 };
 typedef int32_t ZarrsResult;
 
@@ -221,7 +226,9 @@ ZarrsResult zarrs_array_create(const struct ZarrsStorage *storage,
                                size_t metadata_len,
                                struct ZarrsArray **array_out);
 
-// Free an array handle. NULL is a no-op.
+// Free an array handle. NULL is a no-op. A handle freed already, of
+// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+// freed.
 //
 // Thread safety: the handle must not be in use by another thread.
 ZarrsResult zarrs_array_free(struct ZarrsArray *array);
@@ -461,7 +468,9 @@ ZarrsResult zarrs_encoded_chunks_get(const struct ZarrsEncodedChunks *encoded,
                                      const uint8_t **data_out,
                                      size_t *len_out);
 
-// Free encoded chunks. NULL is a no-op.
+// Free encoded chunks. NULL is a no-op. A handle freed already, of
+// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+// freed.
 //
 // Thread safety: the handle must not be in use by another thread.
 ZarrsResult zarrs_encoded_chunks_free(struct ZarrsEncodedChunks *encoded);
@@ -477,7 +486,9 @@ ZarrsResult zarrs_encoded_chunks_free(struct ZarrsEncodedChunks *encoded);
 // Thread safety: safe from any thread. A forked child must create its own queue.
 ZarrsResult zarrs_completion_queue_new(struct ZarrsCompletionQueue **queue_out, int32_t *fd_out);
 
-// Free a completion queue handle. NULL is a no-op. Reads still in flight on it finish
+// Free a completion queue handle. NULL is a no-op. A handle freed already, of
+// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+// freed. Reads still in flight on it finish
 // (their buffers must stay valid until then) and their outcomes are dropped; the file
 // descriptor is closed once the last of them has finished.
 //
@@ -761,7 +772,9 @@ ZarrsResult zarrs_read_plan_finish(struct ZarrsReadPlan *plan,
                                    uint8_t *present_out,
                                    size_t present_len);
 
-// Free a read plan. NULL is a no-op.
+// Free a read plan. NULL is a no-op. A handle freed already, of
+// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+// freed.
 //
 // Thread safety: the plan must not be in use by another thread.
 ZarrsResult zarrs_read_plan_free(struct ZarrsReadPlan *plan);
@@ -833,7 +846,9 @@ ZarrsResult zarrs_storage_open_filesystem(const char *path,
 // Thread safety: safe from any thread.
 ZarrsResult zarrs_storage_open_memory(struct ZarrsStorage **storage_out);
 
-// Free a storage handle. NULL is a no-op. Arrays opened on the storage stay usable.
+// Free a storage handle. NULL is a no-op. A handle freed already, of
+// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+// freed. Arrays opened on the storage stay usable.
 //
 // Thread safety: the handle must not be in use by another thread.
 ZarrsResult zarrs_storage_free(struct ZarrsStorage *storage);
@@ -870,7 +885,9 @@ ZarrsResult zarrs_variable_chunks_get(const struct ZarrsVariableChunks *chunks,
                                       const uint64_t **offsets_out,
                                       size_t *offsets_len_out);
 
-// Free decoded variable-length chunks. NULL is a no-op.
+// Free decoded variable-length chunks. NULL is a no-op. A handle freed already, of
+// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+// freed.
 //
 // Thread safety: the handle must not be in use by another thread.
 ZarrsResult zarrs_variable_chunks_free(struct ZarrsVariableChunks *chunks);

@@ -14,6 +14,7 @@ use zarrs::array::ArraySubset;
 use zarrs::storage::StoreKey;
 
 use crate::error::{FfiError, FfiResult};
+use crate::registry::{self, Handle};
 
 /// Borrow `len` bytes at `ptr`. NULL is accepted only for an empty slice.
 ///
@@ -155,14 +156,26 @@ pub unsafe fn optional_str<'a>(ptr: *const c_char, len: usize, name: &str) -> Ff
     }
 }
 
-/// Borrow a handle, failing on NULL.
+/// Borrow a handle, failing on NULL and on a pointer that is not a live handle of type `T`
+/// (freed, of another kind, never issued: see `registry`).
 ///
 /// # Safety
-/// If non-NULL, `ptr` must come from this library's matching `*_open`/`*_create` and not have
-/// been freed.
-pub unsafe fn handle<'a, T>(ptr: *const T, name: &str) -> FfiResult<&'a T> {
-    // SAFETY: the caller guarantees a live handle when non-NULL.
-    unsafe { ptr.as_ref() }.ok_or_else(|| FfiError::null(name))
+/// No other thread may free the handle during the lifetime `'a` (one FFI call).
+pub unsafe fn handle<'a, T: Handle>(ptr: *const T, name: &str) -> FfiResult<&'a T> {
+    registry::check(ptr, name)?;
+    // SAFETY: `ptr` is a live box of `T` issued by `registry` (checked above), which stays
+    // allocated for the call since the caller does not free it meanwhile.
+    Ok(unsafe { &*ptr })
+}
+
+/// [`handle`], borrowed mutably.
+///
+/// # Safety
+/// As for [`handle`], and no other thread may use the handle during `'a`.
+pub unsafe fn handle_mut<'a, T: Handle>(ptr: *mut T, name: &str) -> FfiResult<&'a mut T> {
+    registry::check(ptr, name)?;
+    // SAFETY: as in `handle`; the caller guarantees exclusive use for the call.
+    Ok(unsafe { &mut *ptr })
 }
 
 /// Copy a caller's plain-data struct (`ZarrsS3Config`), failing on NULL. The pointer need not

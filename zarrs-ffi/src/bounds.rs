@@ -57,6 +57,7 @@ use zarrs::plugin::ZarrVersion;
 use zstd::zstd_safe::{self, DCtx, InBuffer, OutBuffer, ResetDirective};
 
 use crate::error::{FfiError, FfiResult, ZarrsResult};
+use crate::memory;
 
 /// The default cap on one decoded variable-length chunk (its element bytes and offsets as
 /// stored), whose size no metadata bounds: 1 GiB.
@@ -446,8 +447,10 @@ fn decode_bounded<'a>(
         // zarrs would, but through a context reused per thread: zarrs creates one per chunk,
         // a tenth of the CPU time of reading 64 KiB chunks. A stream that does not decode
         // goes on to zarrs' decoder, within the same bound, whose error says why.
-        if let Ok(decoded) = zstd_declared(&bytes, declared) {
-            return Ok(Cow::Owned(decoded));
+        match zstd_declared(&bytes, declared) {
+            Ok(decoded) => return Ok(Cow::Owned(decoded)),
+            Err(e) if e.code == ZarrsResult::ZARRS_ERROR_OUT_OF_MEMORY => return Err(e),
+            Err(_) => {}
         }
     } else if any.is::<GzipCodec>() {
         return gzip_capped(&bytes, max).map(Cow::Owned);
@@ -463,6 +466,8 @@ fn decode_bounded<'a>(
             if nbytes > max {
                 return Err(corrupt(format!("blosc header declares {nbytes} bytes, {holds}")));
             }
+            // zarrs allocates the declared size itself.
+            memory::probe(nbytes, "a blosc chunk")?;
         }
     }
     // Other codecs (crc32c and the like) never produce more than they are given.
@@ -492,9 +497,12 @@ fn zstd_declared_size(data: &[u8]) -> (u64, bool) {
 
 /// Decode zstd frames into a buffer of `max` bytes; output that does not fit is an error.
 fn zstd_capped(data: &[u8], max: u64) -> FfiResult<Vec<u8>> {
-    let capacity = usize::try_from(max).map_err(|_| corrupt(format!("zstd output bound {max} exceeds memory")))?;
-    zstd::bulk::decompress(data, capacity)
-        .map_err(|e| corrupt(format!("zstd stream does not decode within the chunk's {max} bytes: {e}")))
+    let capacity = usize::try_from(max).map_err(|_| memory::out_of_memory(usize::MAX, "a zstd stream's output"))?;
+    let mut out = memory::with_capacity(capacity, "a zstd stream's output")?;
+    zstd::bulk::Decompressor::new()
+        .and_then(|mut decompressor| decompressor.decompress_to_buffer(data, &mut out))
+        .map_err(|e| corrupt(format!("zstd stream does not decode within the chunk's {max} bytes: {e}")))?;
+    Ok(out)
 }
 
 thread_local! {
@@ -521,9 +529,9 @@ fn with_zstd_context<R>(f: impl FnOnce(&mut DCtx<'static>) -> R) -> FfiResult<R>
 /// Decode zstd frames declaring `declared` bytes in all (at most the chunk's bound) into a
 /// buffer of that size, through this thread's reused context.
 fn zstd_declared(data: &[u8], declared: u64) -> FfiResult<Vec<u8>> {
-    let capacity = usize::try_from(declared).map_err(|_| corrupt(format!("zstd frame size {declared} exceeds memory")))?;
+    let capacity = usize::try_from(declared).map_err(|_| memory::out_of_memory(usize::MAX, "a zstd frame's content"))?;
+    let mut out = memory::with_capacity(capacity, "a zstd frame's content")?;
     with_zstd_context(|context| {
-        let mut out = Vec::with_capacity(capacity);
         context
             .decompress(&mut out, data)
             .map_err(|code| corrupt(format!("zstd stream does not decode: {}", zstd_safe::get_error_name(code))))?;
@@ -584,7 +592,8 @@ fn zstd_prefix(data: &[u8], size: usize, end: usize, verify_checksums: bool) -> 
 /// that stops short.
 fn zstd_stream_prefix(context: &mut DCtx<'static>, data: &[u8], end: usize) -> Option<Vec<u8>> {
     context.reset(ResetDirective::SessionOnly).ok()?;
-    let mut out: Vec<u8> = Vec::with_capacity(end);
+    // No memory for the prefix: the whole decode reports it.
+    let mut out: Vec<u8> = memory::with_capacity(end, "a zstd prefix").ok()?;
     let mut input = InBuffer::around(data);
     {
         // Each step sets `out`'s length to what zstd has written.
@@ -642,7 +651,8 @@ fn blosc_blocks(data: &[u8], size: usize, needed: &dyn Needed) -> Option<Vec<u8>
     if count == 0 || count * BLOCK_SHARE.1 > blocks * BLOCK_SHARE.0 {
         return None;
     }
-    let mut out = vec![0u8; size];
+    // No memory for the chunk: the whole decode reports it.
+    let mut out = memory::zeroed(size, "a blosc chunk").ok()?;
     let mut b = 0;
     while b < blocks {
         if !used[b] {
@@ -795,7 +805,8 @@ fn gdeflate_capped(data: &[u8], max: u64, exact: bool) -> FfiResult<Vec<u8>> {
 
     let (decoded, pages) = gdeflate_check(data, max, exact)?;
     // decoded <= max, which the metadata bounds (a chunk's byte size).
-    let mut out = vec![0u8; usize::try_from(decoded).map_err(|_| corrupt(format!("gdeflate size {decoded} exceeds memory")))?];
+    let decoded_len = usize::try_from(decoded).map_err(|_| memory::out_of_memory(usize::MAX, "a gdeflate stream's output"))?;
+    let mut out = memory::zeroed(decoded_len, "a gdeflate stream's output")?;
     if pages.is_empty() {
         return Ok(out); // decoded == 0
     }
@@ -860,7 +871,7 @@ fn pco_numbers<T: pco::data_types::Number + bytemuck::Pod>(data: &[u8], expected
     use pco::standalone::{DecompressorItem, FileDecompressor};
     let error = |e: pco::errors::PcoError| corrupt(format!("pcodec stream is corrupt: {e}"));
     let (file, mut rest) = FileDecompressor::new(data).map_err(error)?;
-    let mut numbers = vec![T::default(); expected];
+    let mut numbers = memory::filled(expected, T::default(), "a pcodec chunk's numbers")?;
     let mut filled = 0usize;
     loop {
         match file.chunk_decompressor::<T, &[u8]>(rest).map_err(error)? {
@@ -882,7 +893,10 @@ fn pco_numbers<T: pco::data_types::Number + bytemuck::Pod>(data: &[u8], expected
     if filled != expected {
         return Err(corrupt(format!("pcodec stream holds {filled} numbers, the chunk holds {expected}")));
     }
-    Ok(bytemuck::cast_slice(&numbers).to_vec())
+    let bytes: &[u8] = bytemuck::cast_slice(&numbers);
+    let mut out = memory::with_capacity(bytes.len(), "a pcodec chunk")?;
+    out.extend_from_slice(bytes);
+    Ok(out)
 }
 
 #[cfg(test)]

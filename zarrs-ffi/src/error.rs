@@ -40,6 +40,9 @@ pub enum ZarrsResult {
     ZARRS_ERROR_READ_ONLY = 9,
     /// A panic was caught at the boundary; it is a bug in zarrs-ffi or zarrs.
     ZARRS_ERROR_PANIC = 10,
+    /// Memory for a buffer the call needs (a chunk, a shard, a decoded stream, sized by the
+    /// metadata or the stored bytes) could not be allocated. The library stays usable.
+    ZARRS_ERROR_OUT_OF_MEMORY = 11,
 }
 
 /// An error on its way to the boundary: a code and the message stored for the caller.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["error"],
     &["panic"],
-    &["args"],
+    &["args", "memory", "registry"],
     &["process"],
     &["layout"],
     &["bounds", "engine"],

@@ -26,6 +26,7 @@ use crate::args;
 use crate::error::FfiResult;
 use crate::bounds::Needed;
 use crate::layout::{AxisPicks, ChunkJob, Destination, GatherJob, GatherTarget, PickBytes, Picks};
+use crate::memory;
 
 /// Past this many inner chunks per shard, points are grouped by inner chunk in a map rather
 /// than in a vector with a slot per inner chunk.
@@ -39,9 +40,9 @@ thread_local! {
 /// Run `f` on this thread's box buffer resized to `len` bytes. The buffer is taken out while
 /// `f` runs: a thread waiting inside `f` may run another job (rayon), which then gets a
 /// fresh buffer instead of sharing this one.
-fn with_box<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+fn with_box<R>(len: usize, f: impl FnOnce(&mut [u8]) -> FfiResult<R>) -> FfiResult<R> {
     let mut buffer = BOX.take();
-    buffer.resize(len, 0);
+    memory::resize(&mut buffer, len, 0, "a decoded bounding box")?;
     let result = f(&mut buffer);
     BOX.set(buffer);
     result

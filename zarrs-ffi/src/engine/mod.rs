@@ -31,6 +31,7 @@ use crate::args;
 use crate::bounds::{BoundedChain, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::layout::{ChunkJob, ChunkValues, Destination, PresenceTracker, Source};
+use crate::memory;
 
 /// A decoded variable-length chunk: its elements' bytes back to back and `elements + 1`
 /// offsets into them.
@@ -298,6 +299,8 @@ impl ChunkCodec {
             if !options.store_empty_chunks() && self.fill_value.equals_all(bytes) {
                 return Ok(None);
             }
+            // The encoders allocate their output (about the chunk's size) themselves.
+            memory::probe(bytes.len() as u64, "an encoded chunk")?;
             let encoded = self
                 .encoder
                 .encode(ArrayBytes::new_flen(Cow::Borrowed(bytes)), chunk_shape, &self.data_type, &self.fill_value, options)?;
@@ -324,6 +327,7 @@ impl ChunkCodec {
             if !options.store_empty_chunks() && self.fill_value.equals_all(bytes) {
                 return store(None);
             }
+            memory::probe(bytes.len() as u64, "an encoded chunk")?;
             let chunk = ArrayBytes::new_flen(Cow::Borrowed(bytes));
             self.encoder.encode_with(chunk, chunk_shape, &self.data_type, &self.fill_value, options, |encoded| store(Some(encoded)))?
         })?
@@ -333,10 +337,11 @@ impl ChunkCodec {
     fn decode_whole(&self, job: &ChunkJob, encoded: Option<Cow<'_, [u8]>>, options: &CodecOptions) -> FfiResult<Vec<u8>> {
         let element_size = self.element_size()?;
         let len = args::byte_size(&job.chunk_shape_u64(), element_size)?;
+        let what = || format!("a decoded chunk of shape {:?}", job.chunk_shape_u64());
         match encoded {
-            None => Ok(self.fill_value.as_ne_bytes().repeat(len / element_size)),
+            None => memory::repeat(self.fill_value.as_ne_bytes(), len / element_size, what()),
             Some(encoded) if self.shard.is_some() || self.shard_under_bytes.is_some() => {
-                let mut chunk = vec![0u8; len];
+                let mut chunk = memory::zeroed(len, what())?;
                 let shape = job.chunk_shape_u64();
                 let whole = ChunkJob::whole(job.key.clone(), job.chunk_shape.clone());
                 let destination = Destination::new(&mut chunk, &shape, element_size, "chunk")?;
@@ -344,6 +349,8 @@ impl ChunkCodec {
                 Ok(chunk)
             }
             Some(encoded) => {
+                // zarrs' array-to-bytes codecs may allocate the chunk themselves.
+                memory::probe(len as u64, what())?;
                 let decoded = self
                     .codecs
                     .decode(encoded, &job.chunk_shape, &self.data_type, &self.fill_value, DEFAULT_MAX_VARIABLE_CHUNK_BYTES, options)?

@@ -13,6 +13,7 @@ use crate::handles::{ZarrsArray, ZarrsStorage};
 use crate::layout::{Destination, Source};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::registry;
 use zarrs::plugin::{ExtensionName, ZarrVersion};
 
 /// Shared body of the three constructors.
@@ -41,7 +42,7 @@ unsafe fn open_impl(
     };
     let array = ZarrsArray::open(storage, path, metadata, store_metadata)?;
     // SAFETY: checked non-NULL above; a writable pointer slot per the contract.
-    unsafe { args::write_out(array_out, Box::into_raw(Box::new(array))) }
+    unsafe { args::write_out(array_out, registry::issue(array)) }
 }
 
 /// Open the array at `path` (`"/"` or `""` for the root) in `storage`, reading its metadata
@@ -99,17 +100,15 @@ pub extern "C" fn zarrs_array_create(
     boundary(|| unsafe { open_impl(storage, path, path_len, Some((metadata, metadata_len)), true, array_out) })
 }
 
-/// Free an array handle. NULL is a no-op.
+/// Free an array handle. NULL is a no-op. A handle freed already, of
+/// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+/// freed.
 ///
 /// Thread safety: the handle must not be in use by another thread.
 #[no_mangle]
 pub extern "C" fn zarrs_array_free(array: *mut ZarrsArray) -> ZarrsResult {
     boundary(|| {
-        if !array.is_null() {
-            // SAFETY: non-NULL handles come from Box::into_raw in an open function and the
-            // caller frees each exactly once.
-            drop(unsafe { Box::from_raw(array) });
-        }
+        drop(registry::retire(array, "array")?);
         Ok(())
     })
 }

@@ -11,6 +11,7 @@ use crate::handles::{ZarrsArray, ZarrsEncodedChunks};
 use crate::layout::Destination;
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::registry;
 use crate::error::ZarrsResult;
 use crate::process::warm::Burst;
 
@@ -98,7 +99,7 @@ pub extern "C" fn zarrs_array_encode_chunks(
         let chunks = array.encode_chunks(&options, jobs, &source, &existing)?;
         let encoded = Box::new(ZarrsEncodedChunks::new(chunks));
         // SAFETY: checked non-NULL above; a writable pointer slot per the contract.
-        unsafe { args::write_out(encoded_out, Box::into_raw(encoded)) }
+        unsafe { args::write_out(encoded_out, registry::issue_boxed(encoded)) }
     })
 }
 
@@ -138,17 +139,15 @@ pub extern "C" fn zarrs_encoded_chunks_get(
     })
 }
 
-/// Free encoded chunks. NULL is a no-op.
+/// Free encoded chunks. NULL is a no-op. A handle freed already, of
+/// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+/// freed.
 ///
 /// Thread safety: the handle must not be in use by another thread.
 #[no_mangle]
 pub extern "C" fn zarrs_encoded_chunks_free(encoded: *mut ZarrsEncodedChunks) -> ZarrsResult {
     boundary(|| {
-        if !encoded.is_null() {
-            // SAFETY: non-NULL handles come from Box::into_raw in zarrs_array_encode_chunks
-            // and the caller frees each exactly once.
-            drop(unsafe { Box::from_raw(encoded) });
-        }
+        drop(registry::retire(encoded, "encoded")?);
         Ok(())
     })
 }

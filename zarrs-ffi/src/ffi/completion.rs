@@ -24,6 +24,7 @@ use crate::handles::ZarrsArray;
 use crate::layout::{ChunkJob, Destination};
 use crate::options::ZarrsOptions;
 use crate::panic::{boundary, caught};
+use crate::registry;
 use crate::process::{self, PerProcess};
 use crate::process::warm::Burst;
 
@@ -352,7 +353,7 @@ pub extern "C" fn zarrs_completion_queue_new(queue_out: *mut *mut ZarrsCompletio
         args::require_out(fd_out, "fd_out")?;
         let queue = Arc::new(Queue::new()?);
         let fd = queue.signal.fd();
-        let handle = Box::into_raw(Box::new(ZarrsCompletionQueue { queue }));
+        let handle = registry::issue(ZarrsCompletionQueue { queue });
         // SAFETY: both out-parameters are non-NULL (checked above) and writable per the
         // contract; `handle` is a fresh Box the caller now owns.
         unsafe {
@@ -362,7 +363,9 @@ pub extern "C" fn zarrs_completion_queue_new(queue_out: *mut *mut ZarrsCompletio
     })
 }
 
-/// Free a completion queue handle. NULL is a no-op. Reads still in flight on it finish
+/// Free a completion queue handle. NULL is a no-op. A handle freed already, of
+/// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+/// freed. Reads still in flight on it finish
 /// (their buffers must stay valid until then) and their outcomes are dropped; the file
 /// descriptor is closed once the last of them has finished.
 ///
@@ -370,11 +373,7 @@ pub extern "C" fn zarrs_completion_queue_new(queue_out: *mut *mut ZarrsCompletio
 #[no_mangle]
 pub extern "C" fn zarrs_completion_queue_free(queue: *mut ZarrsCompletionQueue) -> ZarrsResult {
     boundary(|| {
-        if !queue.is_null() {
-            // SAFETY: non-NULL handles come from Box::into_raw in `zarrs_completion_queue_new`
-            // and the caller frees each exactly once.
-            drop(unsafe { Box::from_raw(queue) });
-        }
+        drop(registry::retire(queue, "queue")?);
         Ok(())
     })
 }
@@ -618,4 +617,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
+
+impl crate::registry::Handle for ZarrsCompletionQueue {
+    const NAME: &'static str = "ZarrsCompletionQueue";
 }

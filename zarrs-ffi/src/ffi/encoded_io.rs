@@ -22,6 +22,7 @@ use crate::handles::ZarrsEncodedChunks;
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::registry;
 use crate::process::warm::Burst;
 
 /// Parse `num_chunks` keys given back to back with `num_chunks + 1` offsets, each confined
@@ -73,7 +74,7 @@ pub extern "C" fn zarrs_array_fetch_encoded(
         let chunks = array.fetch_encoded(&options, keys)?;
         let encoded = Box::new(ZarrsEncodedChunks::new(chunks));
         // SAFETY: checked non-NULL above.
-        unsafe { args::write_out(encoded_out, Box::into_raw(encoded)) }
+        unsafe { args::write_out(encoded_out, registry::issue_boxed(encoded)) }
     })
 }
 

@@ -11,6 +11,7 @@ use crate::layout::Destination;
 use crate::handles::{ZarrsArray, ZarrsByteRequest, ZarrsReadPlan};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::registry;
 use crate::process::warm::Burst;
 
 /// Plan a read of a batch of chunks whose bytes the caller fetches itself.
@@ -65,7 +66,7 @@ pub extern "C" fn zarrs_array_read_plan_create(
         let (_, codec_options) = array_ref.plan(&options, &jobs)?;
         let plan = ZarrsReadPlan::new(array, jobs, codec_options, options, max_gap_bytes, max_coalesced_bytes)?;
         // SAFETY: checked non-NULL above.
-        unsafe { args::write_out(plan_out, Box::into_raw(Box::new(plan))) }
+        unsafe { args::write_out(plan_out, registry::issue(plan)) }
     })
 }
 
@@ -109,7 +110,7 @@ pub extern "C" fn zarrs_read_plan_supply(
 ) -> ZarrsResult {
     boundary(|| {
         // SAFETY: a live plan used by one thread at a time, per the contract.
-        let plan = unsafe { plan.as_mut() }.ok_or_else(|| FfiError::null("plan"))?;
+        let plan = unsafe { args::handle_mut(plan, "plan")? };
         plan.check_live()?;
         if num_responses != plan.requests.len() {
             return Err(FfiError::invalid(format!(
@@ -141,7 +142,7 @@ pub extern "C" fn zarrs_read_plan_finish(
         let _burst = Burst::begin();
         args::require_out(present_out, "present_out")?;
         // SAFETY: a live plan used by one thread at a time, per the contract.
-        let plan = unsafe { plan.as_mut() }.ok_or_else(|| FfiError::null("plan"))?;
+        let plan = unsafe { args::handle_mut(plan, "plan")? };
         plan.check_live()?;
         if !plan.requests.is_empty() {
             return Err(FfiError::invalid(format!("{} requests are still unanswered", plan.requests.len())));
@@ -168,17 +169,15 @@ pub extern "C" fn zarrs_read_plan_finish(
     })
 }
 
-/// Free a read plan. NULL is a no-op.
+/// Free a read plan. NULL is a no-op. A handle freed already, of
+/// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+/// freed.
 ///
 /// Thread safety: the plan must not be in use by another thread.
 #[no_mangle]
 pub extern "C" fn zarrs_read_plan_free(plan: *mut ZarrsReadPlan) -> ZarrsResult {
     boundary(|| {
-        if !plan.is_null() {
-            // SAFETY: non-NULL plans come from Box::into_raw in zarrs_array_read_plan_create
-            // and the caller frees each exactly once.
-            drop(unsafe { Box::from_raw(plan) });
-        }
+        drop(registry::retire(plan, "plan")?);
         Ok(())
     })
 }

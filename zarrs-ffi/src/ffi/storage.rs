@@ -6,6 +6,7 @@ use crate::args;
 use crate::error::ZarrsResult;
 use crate::handles::ZarrsStorage;
 use crate::panic::boundary;
+use crate::registry;
 use crate::storage::S3Settings;
 
 /// Settings of an S3-compatible object store. Every string is UTF-8 with its length in
@@ -69,7 +70,7 @@ pub extern "C" fn zarrs_storage_open_s3(config: *const ZarrsS3Config, storage_ou
         };
         let storage = ZarrsStorage::s3(&settings)?;
         // SAFETY: checked non-NULL above; a writable pointer slot per the contract.
-        unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
+        unsafe { args::write_out(storage_out, registry::issue(storage)) }
     })
 }
 
@@ -85,7 +86,7 @@ pub extern "C" fn zarrs_storage_open_http(url: *const c_char, url_len: usize, st
         let url = unsafe { args::str(url, url_len, "url")? };
         let storage = ZarrsStorage::http(url)?;
         // SAFETY: checked non-NULL above; a writable pointer slot per the contract.
-        unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
+        unsafe { args::write_out(storage_out, registry::issue(storage)) }
     })
 }
 
@@ -112,7 +113,7 @@ pub extern "C" fn zarrs_storage_open_filesystem(
         let path = unsafe { args::str(path, path_len, "path")? };
         let storage = ZarrsStorage::filesystem(path, direct_io != 0, read_only != 0)?;
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
-        unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
+        unsafe { args::write_out(storage_out, registry::issue(storage)) }
     })
 }
 
@@ -127,21 +128,19 @@ pub extern "C" fn zarrs_storage_open_memory(storage_out: *mut *mut ZarrsStorage)
         args::require_out(storage_out, "storage_out")?;
         let storage = ZarrsStorage::memory();
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
-        unsafe { args::write_out(storage_out, Box::into_raw(Box::new(storage))) }
+        unsafe { args::write_out(storage_out, registry::issue(storage)) }
     })
 }
 
-/// Free a storage handle. NULL is a no-op. Arrays opened on the storage stay usable.
+/// Free a storage handle. NULL is a no-op. A handle freed already, of
+/// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+/// freed. Arrays opened on the storage stay usable.
 ///
 /// Thread safety: the handle must not be in use by another thread.
 #[no_mangle]
 pub extern "C" fn zarrs_storage_free(storage: *mut ZarrsStorage) -> ZarrsResult {
     boundary(|| {
-        if !storage.is_null() {
-            // SAFETY: non-NULL handles come from Box::into_raw in an open function and the
-            // caller frees each exactly once.
-            drop(unsafe { Box::from_raw(storage) });
-        }
+        drop(registry::retire(storage, "storage")?);
         Ok(())
     })
 }

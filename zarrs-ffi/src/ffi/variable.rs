@@ -9,6 +9,7 @@ use crate::args::{self, EncodedInputs};
 use crate::handles::{ZarrsArray, ZarrsEncodedChunks, ZarrsVariableChunks};
 use crate::options::ZarrsOptions;
 use crate::panic::boundary;
+use crate::registry;
 use crate::error::ZarrsResult;
 use crate::process::warm::Burst;
 
@@ -50,7 +51,7 @@ pub extern "C" fn zarrs_array_decode_variable_chunks(
         let chunks = array.decode_variable_chunks(&options, &inputs, &shapes, num_chunks)?;
         let decoded = Box::new(ZarrsVariableChunks::new(chunks));
         // SAFETY: checked non-NULL above; a writable pointer slot per the contract.
-        unsafe { args::write_out(decoded_out, Box::into_raw(decoded)) }
+        unsafe { args::write_out(decoded_out, registry::issue_boxed(decoded)) }
     })
 }
 
@@ -84,17 +85,15 @@ pub extern "C" fn zarrs_variable_chunks_get(
     })
 }
 
-/// Free decoded variable-length chunks. NULL is a no-op.
+/// Free decoded variable-length chunks. NULL is a no-op. A handle freed already, of
+/// another kind, or not from this library is `ZARRS_ERROR_INVALID_ARGUMENT` and nothing is
+/// freed.
 ///
 /// Thread safety: the handle must not be in use by another thread.
 #[no_mangle]
 pub extern "C" fn zarrs_variable_chunks_free(chunks: *mut ZarrsVariableChunks) -> ZarrsResult {
     boundary(|| {
-        if !chunks.is_null() {
-            // SAFETY: non-NULL handles come from Box::into_raw in
-            // zarrs_array_decode_variable_chunks and the caller frees each exactly once.
-            drop(unsafe { Box::from_raw(chunks) });
-        }
+        drop(registry::retire(chunks, "chunks")?);
         Ok(())
     })
 }
@@ -137,6 +136,6 @@ pub extern "C" fn zarrs_array_encode_variable_chunks(
         let chunks = array.encode_variable_chunks(&options, &shapes, num_chunks, data, &offsets)?;
         let encoded = Box::new(ZarrsEncodedChunks::new(chunks));
         // SAFETY: checked non-NULL above; a writable pointer slot per the contract.
-        unsafe { args::write_out(encoded_out, Box::into_raw(encoded)) }
+        unsafe { args::write_out(encoded_out, registry::issue_boxed(encoded)) }
     })
 }

@@ -169,7 +169,7 @@ impl ZarrsArray {
     /// `c/0/3 in data.zarr: ...`. Caller errors (invalid arguments) are left as they are.
     pub fn in_chunk(&self, key: &StoreKey, mut err: FfiError) -> FfiError {
         use ZarrsResult::*;
-        if matches!(err.code, ZARRS_ERROR_CODEC | ZARRS_ERROR_CHECKSUM | ZARRS_ERROR_STORAGE | ZARRS_ERROR_UNSUPPORTED)
+        if matches!(err.code, ZARRS_ERROR_CODEC | ZARRS_ERROR_CHECKSUM | ZARRS_ERROR_STORAGE | ZARRS_ERROR_UNSUPPORTED | ZARRS_ERROR_OUT_OF_MEMORY)
             && !err.message.starts_with(key.as_str())
         {
             err.message = format!("{key} in {}: {}", self.name, err.message);
@@ -716,4 +716,8 @@ impl ZarrsArray {
             })?,
         }
     }
+}
+
+impl crate::registry::Handle for ZarrsArray {
+    const NAME: &'static str = "ZarrsArray";
 }

@@ -50,3 +50,11 @@ impl ZarrsVariableChunks {
         Ok((bytes, offsets))
     }
 }
+
+impl crate::registry::Handle for ZarrsEncodedChunks {
+    const NAME: &'static str = "ZarrsEncodedChunks";
+}
+
+impl crate::registry::Handle for ZarrsVariableChunks {
+    const NAME: &'static str = "ZarrsVariableChunks";
+}

@@ -357,3 +357,7 @@ impl ZarrsReadPlan {
         }
     }
 }
+
+impl crate::registry::Handle for ZarrsReadPlan {
+    const NAME: &'static str = "ZarrsReadPlan";
+}

@@ -68,3 +68,7 @@ impl ZarrsStorage {
         }
     }
 }
+
+impl crate::registry::Handle for ZarrsStorage {
+    const NAME: &'static str = "ZarrsStorage";
+}

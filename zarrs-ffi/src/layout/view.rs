@@ -13,6 +13,7 @@ use super::kernels::{copy_region, copy_region_uninit, fill_elements, fill_region
 use super::ChunkJob;
 use crate::args;
 use crate::error::{FfiError, FfiResult};
+use crate::memory;
 
 /// A caller buffer that jobs decode into, each into its own region.
 pub struct Destination<'a> {
@@ -154,7 +155,10 @@ impl<'a> Source<'a> {
         let chunk_shape = job.chunk_shape_u64();
         let len = args::byte_size(&chunk_shape, element_size)?;
         match self {
-            Source::Scalar(element) => Ok(ChunkValues::Bytes(Cow::Owned(element.repeat(len / element_size)))),
+            Source::Scalar(element) => {
+                let what = format_args!("chunk {} filled with the written value", job.key);
+                Ok(ChunkValues::Bytes(Cow::Owned(memory::repeat(element, len / element_size, what)?)))
+            }
             Source::Array { bytes, shape } if *shape == chunk_shape => Ok(ChunkValues::Bytes(Cow::Borrowed(bytes))),
             Source::Array { bytes, shape } => Ok(ChunkValues::Region {
                 bytes,
@@ -223,7 +227,7 @@ impl ChunkValues<'_> {
         let len = args::byte_size(chunk_shape, element_size)?;
         let mut buffer = CHUNK_BUFFER.take();
         buffer.clear();
-        buffer.reserve(len);
+        memory::reserve(&mut buffer, len, format_args!("a chunk of shape {chunk_shape:?} copied out of the written values"))?;
         let zeros = vec![0; chunk_shape.len()];
         copy_region_uninit(bytes, shape, start, &mut buffer.spare_capacity_mut()[..len], chunk_shape, &zeros, chunk_shape, element_size);
         // SAFETY: the region copied is the whole of a chunk of `chunk_shape`, `len` bytes,

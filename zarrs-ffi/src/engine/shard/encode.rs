@@ -23,6 +23,7 @@ use super::{codec_error, Grid, ShardLayout, ZarrsSubchunkOrder};
 use crate::args;
 use crate::error::{FfiError, FfiResult};
 use crate::layout::ChunkValues;
+use crate::memory;
 
 impl Grid {
     /// Inner chunk indices (C order) in the order their bytes are written. Morton codes are
@@ -199,7 +200,7 @@ impl ShardLayout {
             .and_then(|n| n.checked_add(index_size))
             .ok_or_else(|| FfiError::invalid("the shard is too large to encode in memory"))?;
         if out.len() < data_len {
-            out.resize(data_len, 0);
+            memory::resize(out, data_len, 0, "an encoded shard")?;
         }
         let out = &mut out[..data_len];
         let order = grid.write_order(self.write_order());
@@ -234,7 +235,7 @@ impl ShardLayout {
             return Ok(None);
         }
         // Empty inner chunks are not stored: move the stored ones down over their slots.
-        let mut entries = vec![(MISSING, MISSING); grid.count];
+        let mut entries = memory::filled(grid.count, (MISSING, MISSING), "a shard index")?;
         let mut end = data_start;
         for (k, &i) in order.iter().enumerate() {
             if stored[k] {
@@ -260,7 +261,7 @@ impl ShardLayout {
         let data_len: usize = encoded.iter().flatten().map(Vec::len).sum();
         let order = grid.write_order(self.write_order());
         let mut offset = if self.index_at_end { 0 } else { index_size as u64 };
-        let mut entries = vec![(MISSING, MISSING); grid.count];
+        let mut entries = memory::filled(grid.count, (MISSING, MISSING), "a shard index")?;
         for &i in &order {
             if let Some(bytes) = &encoded[i] {
                 entries[i] = (offset, bytes.len() as u64);
@@ -269,7 +270,7 @@ impl ShardLayout {
         }
         let index = self.encode_index(grid, &entries, options)?;
         out.clear();
-        out.reserve(data_len + index.len());
+        memory::reserve(out, data_len + index.len(), "an encoded shard")?;
         if !self.index_at_end {
             out.extend_from_slice(&index);
         }
@@ -301,9 +302,9 @@ thread_local! {
 /// Run `f` on this thread's scratch buffer resized to `len` bytes, rather than allocating
 /// and zeroing a buffer for every inner chunk. The buffer is taken out while `f` runs, so a
 /// nested use on the same thread gets a fresh one instead of sharing it.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> FfiResult<R>) -> FfiResult<R> {
     let mut buffer = SCRATCH.take();
-    buffer.resize(len, 0);
+    memory::resize(&mut buffer, len, 0, "an inner chunk")?;
     let result = f(&mut buffer);
     SCRATCH.set(buffer);
     result

@@ -20,6 +20,7 @@ use zarrs::storage::StoreKey;
 
 use super::{codec_error, Grid, ShardLayout, ShardName};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
+use crate::memory;
 
 /// Marks an inner chunk that is not stored (all fill value).
 pub(super) const MISSING: u64 = u64::MAX;
@@ -171,7 +172,7 @@ impl ShardLayout {
     /// The encoded shard index of `entries` (offset, size), `MISSING` for chunks not stored:
     /// exactly [`ShardLayout::index_size`] bytes.
     pub(super) fn encode_index(&self, grid: &Grid, entries: &[(u64, u64)], options: &CodecOptions) -> FfiResult<Vec<u8>> {
-        let mut index = Vec::with_capacity(grid.count * 16);
+        let mut index = memory::with_capacity(grid.count * 16, "a shard index")?;
         for (o, n) in entries {
             index.extend_from_slice(&o.to_ne_bytes());
             index.extend_from_slice(&n.to_ne_bytes());

@@ -28,6 +28,7 @@ use crate::args;
 use crate::bounds::{Needed, DEFAULT_MAX_VARIABLE_CHUNK_BYTES};
 use crate::error::{FfiError, FfiResult, ZarrsResult};
 use crate::layout::{ChunkJob, Destination};
+use crate::memory;
 use crate::process;
 
 impl ShardLayout {
@@ -146,7 +147,7 @@ impl ShardLayout {
         };
         // An inner shard: its own index and every inner chunk, each bounded.
         let inner_shard = self.inner_shard_bytes(bytes, data_type, fill_value, options)?;
-        let mut whole = vec![0u8; args::byte_size(&inner_shape, fill_value.size())?];
+        let mut whole = memory::zeroed(args::byte_size(&inner_shape, fill_value.size())?, format_args!("inner shard {i} of {name}"))?;
         let destination = Destination::new(&mut whole, &inner_shape, fill_value.size(), "inner shard")?;
         let job = ChunkJob {
             key: key.clone(),
@@ -291,8 +292,9 @@ impl ShardLayout {
         let inner_dims: Vec<u64> = self.inner_shape.iter().map(|d| d.get()).collect();
         let run = inner_dims.last().copied().unwrap_or(1) as usize;
         let elements = usize::try_from(args::num_elements(&shard_dims)?).map_err(|_| FfiError::invalid("shard has too many elements"))?;
-        let mut data = Vec::with_capacity(total as usize);
-        let mut offsets = Vec::with_capacity(elements + 1);
+        let what = "a variable-length shard";
+        let mut data = memory::with_capacity(usize::try_from(total).map_err(|_| memory::out_of_memory(usize::MAX, what))?, what)?;
+        let mut offsets = memory::with_capacity(elements + 1, what)?;
         let ndim = shard_dims.len();
         let mut coords = vec![0u64; ndim];
         let mut start = 0usize;
