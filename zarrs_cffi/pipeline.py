@@ -360,11 +360,42 @@ class ZarrsCodecPipeline(CodecPipeline):
 
 
 def _numpy(native: Native, buffer: NDBuffer) -> np.ndarray[Any, Any]:
-    """zarr's buffer as the numpy array native calls fill or read; raises ``Fallback``."""
+    """zarr's buffer as the numpy array native calls fill or read; raises ``Fallback``.
+
+    Only the buffer's own memory will do. ``as_numpy_array()`` may be a host copy (zarr's
+    GPU buffer returns ``cupy.asnumpy``): a read filling it would be lost, silently. So it
+    is used only when it is ``as_ndarray_like()`` itself (the common case, one identity
+    test) or a numpy view of exactly the same memory; anything else falls back. Writes
+    take the same rule, so that one decision covers a buffer class whichever way it goes.
+    """
     try:
+        own = buffer.as_ndarray_like()
         array = buffer.as_numpy_array()
     except (AttributeError, TypeError, ValueError):
-        raise Fallback(f"{type(buffer).__name__} is not a CPU numpy buffer") from None
+        raise Fallback(f"{_qualname(buffer)} is not a CPU numpy buffer") from None
+    if array is not own:
+        if not isinstance(own, np.ndarray):
+            raise Fallback(f"{_qualname(buffer)} holds {_qualname(own)}, not host (numpy) memory")
+        if not _same_memory(array, own):
+            raise Fallback(f"{_qualname(buffer)}.as_numpy_array() is a copy, not the buffer's own memory")
     if not isinstance(array, np.ndarray) or array.dtype != native.dtype:
         raise Fallback(f"buffer of type {type(array).__name__} / {getattr(array, 'dtype', '?')}")
     return array
+
+
+def _same_memory(array: object, own: np.ndarray[Any, Any]) -> bool:
+    """Whether ``array`` is a numpy view of exactly ``own``'s elements: same first byte,
+    shape, strides, dtype and writability (a cheap test; not numpy's exact overlap solver)."""
+    if not isinstance(array, np.ndarray):
+        return False
+    return (
+        array.shape == own.shape
+        and array.strides == own.strides
+        and array.dtype == own.dtype
+        and array.__array_interface__["data"] == own.__array_interface__["data"]
+    )
+
+
+def _qualname(value: object) -> str:
+    kind = type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
