@@ -28,8 +28,8 @@ def test_call_share_splits_a_small_read_into_zarrs_share_and_ours(tmp_path: Path
         assert total == zarr_share + inside or abs(total - zarr_share - inside) <= 1
         assert abs(inside - hop - planning - native) <= 2
         assert native > 0 and total > native
-        # The same with the keep-warm window off: the same split, from rounds of its own.
-        warm = re.search(rf"^\| {layout} \| ours \(keep-warm off\) \| (\d+) \| (-?\d+) \| (\d+) \| (-?\d+) \| (-?\d+) \| (\d+) \| (\d+) \|$", out, re.M)
+        # The same with the keep-warm window on: the same split, from rounds of its own.
+        warm = re.search(rf"^\| {layout} \| ours \(keep-warm on\) \| (\d+) \| (-?\d+) \| (\d+) \| (-?\d+) \| (-?\d+) \| (\d+) \| (\d+) \|$", out, re.M)
         assert warm, out
         total, zarr_share, inside, hop, planning, native, cpu = map(int, warm.groups())
         assert cpu > 0

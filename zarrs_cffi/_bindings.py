@@ -49,9 +49,8 @@ def keep_warm(microseconds: int | None = None) -> int:
     (they hand nothing to other threads, and a spinning thread beside them slowed them). On
     a virtual machine without guest halt-polling a small read through zarr wakes a sleeping
     thread four to six times, at 25-160 µs each when the CPU halted; benchmarks/RESULTS.md
-    has what it saves and what it costs (the CPU time of the window). 1000 by default in such
-    a machine (Linux, the ``hypervisor`` CPU flag, ``guest_halt_poll_ns`` absent or 0); 0
-    (off) on bare metal, under a cgroup CPU quota, and on other systems, where it cannot be
+    has what it saves and what it costs (the CPU time of the window, which other threads of
+    the machine may want). Off (0) unless set; Linux only (elsewhere it cannot be
     turned on. At most 1,000,000 (one second); 0 turns it off at once. Also set
     by zarr's config ``codec_pipeline.keep_warm_us`` or the environment variable
     ``ZARRS_FFI_KEEP_WARM_US``.

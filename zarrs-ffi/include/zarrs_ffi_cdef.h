@@ -695,12 +695,10 @@ ZarrsResult zarrs_options_default(struct ZarrsOptions *options_out);
 // call's thread wake-ups then do not wait for a halted CPU: on a virtual machine without
 // guest halt-polling that saves tens of microseconds per wake-up, several per small read
 // through zarr. The thread does no work, spins at nice 19 and only within the window; its
-// cost is that CPU time (power, a cgroup CPU quota). At most one second; process-wide, and
-// inherited by children forked later. The default is 1000 in a Linux virtual machine whose
-// guest halt-polling is off (`guest_halt_poll_ns` absent or 0), and 0 elsewhere: on bare
-// metal, under a cgroup CPU quota, and on systems other than Linux (where this call cannot
-// turn it on). The environment variable `ZARRS_FFI_KEEP_WARM_US` sets it before the first
-// call.
+// cost is that CPU time (power, a cgroup CPU quota, other threads' CPU). At most one
+// second; process-wide, and inherited by children forked later. Off (0) unless set, here or
+// by the environment variable `ZARRS_FFI_KEEP_WARM_US` before the first call; Linux only
+// (elsewhere it stays 0).
 //
 // Thread safety: safe from any thread.
 ZarrsResult zarrs_set_keep_warm(uint64_t microseconds);

@@ -8,7 +8,7 @@
 //! of a few, because the halted CPU must be woken first. That was a fifth to a third of a
 //! small read there (benchmarks/RESULTS.md).
 //!
-//! So for a short window (1 ms by default) after every pipeline call starts or ends, one
+//! So, when asked, for a short window after every pipeline call starts or ends, one
 //! thread of the process (`zarrs-ffi-warm`) spins, then parks until the next call. Pipeline
 //! calls are those an event loop's codec pipeline makes, each followed by thread hand-offs:
 //! batch reads and writes (also started asynchronously), decoding and encoding bytes the
@@ -21,27 +21,24 @@
 //! window, so a process that stops calling stops spinning. This is the bounded spin-wait
 //! that GNU OpenMP and OpenBLAS do by default after their parallel work.
 //!
-//! What it costs is the CPU time of the window: power, a busy CPU for the host, and time
-//! counted against a CPU quota. So it is on by default only where the problem it solves is
-//! there: in a virtual machine (the CPU's `hypervisor` flag) whose guest halt-polling is off
-//! (`/sys/module/haltpoll/parameters/guest_halt_poll_ns` absent or 0; where the kernel
-//! polls before halting, it already does this). It is off by default on bare metal (a
-//! laptop's battery), under a cgroup CPU quota (`cpu.max` or `cpu.cfs_quota_us` set), where
-//! that time would throttle the process, and on systems other than Linux (no portable way
-//! to lower one thread's priority).
+//! What it costs is the CPU time of the window: on the benchmark machine it made a small
+//! read through zarr cost more CPU time than zarrs-python's and one aligned chunk per call no
+//! faster (benchmarks/RESULTS.md); besides, power, a busy CPU for the host, and time counted
+//! against a CPU quota. So it is off unless asked for: a user whose reads are many small
+//! boxes back to back, on a machine whose idle CPUs halt at once, can turn it on. Linux only:
+//! there is no portable way to lower one thread's priority.
 //!
 //! `SCHED_IDLE` would be more polite still, but measured no better than off on the
 //! benchmark machine: the scheduler counts a CPU running only a `SCHED_IDLE` thread as idle
 //! and places wake-ups as if nothing ran there, while the other CPU halts.
 //!
 //! The window: [`set_window_us`] (the C call `zarrs_set_keep_warm`), else the environment
-//! variable `ZARRS_FFI_KEEP_WARM_US` read at the first call, else the default above.
+//! variable `ZARRS_FFI_KEEP_WARM_US` read at the first call, else 0 (off).
 //!
 //! Fork-safe: the thread is per process ([`PerProcess`]); a forked child starts its own at
 //! its first call inside a window.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -53,8 +50,6 @@ static WINDOW_NS: AtomicU64 = AtomicU64::new(UNSET);
 const UNSET: u64 = u64::MAX;
 /// The longest window accepted: one second.
 const MAX_WINDOW_US: u64 = 1_000_000;
-/// The default window: longer than zarr's own work between two small reads (~250-400 µs).
-const DEFAULT_WINDOW_US: u64 = 1_000;
 
 /// Until when (nanoseconds since [`epoch`]) the warm thread spins.
 static DEADLINE: AtomicU64 = AtomicU64::new(0);
@@ -84,54 +79,13 @@ fn window_ns() -> u64 {
     match WINDOW_NS.load(Ordering::Relaxed) {
         UNSET => {
             let from_env = std::env::var("ZARRS_FFI_KEEP_WARM_US").ok().and_then(|v| v.trim().parse::<u64>().ok());
-            let us = from_env.unwrap_or_else(|| {
-                let read = |path: &str| std::fs::read_to_string(path).ok();
-                let halts = halting_vm(read("/proc/cpuinfo").as_deref(), read("/sys/module/haltpoll/parameters/guest_halt_poll_ns").as_deref());
-                let quota = read("/proc/self/cgroup").is_some_and(|groups| cpu_quota(&groups, Path::new("/sys/fs/cgroup")));
-                if halts && !quota {
-                    DEFAULT_WINDOW_US
-                } else {
-                    0
-                }
-            });
+            let us = from_env.unwrap_or(0);
             // A racing `set_window_us` wins over the default.
             let _ = WINDOW_NS.compare_exchange(UNSET, clamp_ns(us), Ordering::Relaxed, Ordering::Relaxed);
             WINDOW_NS.load(Ordering::Relaxed)
         }
         window => window,
     }
-}
-
-/// Whether this is a virtual machine whose idle CPUs halt at once: `cpuinfo` (the text of
-/// `/proc/cpuinfo`) has the `hypervisor` flag, and guest halt-polling (`poll_ns`, the text of
-/// `guest_halt_poll_ns`) is absent or 0.
-fn halting_vm(cpuinfo: Option<&str>, poll_ns: Option<&str>) -> bool {
-    let virtual_machine = cpuinfo.is_some_and(|info| {
-        info.lines().any(|line| line.starts_with("flags") && line.split_whitespace().any(|flag| flag == "hypervisor"))
-    });
-    let polls = poll_ns.and_then(|ns| ns.trim().parse::<u64>().ok()).is_some_and(|ns| ns > 0);
-    virtual_machine && !polls
-}
-
-/// Whether a CPU quota applies to the process whose `/proc/self/cgroup` is `groups`, with
-/// the cgroup filesystem at `root`: cgroup v2 `cpu.max` other than `max`, or cgroup v1
-/// `cpu.cfs_quota_us` other than -1. Unreadable files count as no quota.
-fn cpu_quota(groups: &str, root: &Path) -> bool {
-    groups.lines().any(|line| {
-        let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
-            return false;
-        };
-        let path = path.trim_start_matches('/');
-        if controllers.is_empty() {
-            std::fs::read_to_string(root.join(path).join("cpu.max")).is_ok_and(|max| !max.trim_start().starts_with("max"))
-        } else if controllers.split(',').any(|c| c == "cpu") {
-            std::fs::read_to_string(root.join(controllers).join(path).join("cpu.cfs_quota_us"))
-                .is_ok_and(|quota| quota.trim() != "-1")
-        } else {
-            false
-        }
-    })
 }
 
 /// Set the window, in microseconds (at most one second; 0 turns keeping warm off at once),
@@ -263,38 +217,6 @@ mod tests {
             assert!(Instant::now() < until, "timed out waiting until {what}");
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-
-    #[test]
-    fn on_by_default_only_in_a_virtual_machine_that_halts_at_once() {
-        let vm = "processor\t: 0\nflags\t\t: fpu vme sse2 hypervisor avx2\n";
-        let metal = "processor\t: 0\nflags\t\t: fpu vme sse2 avx2\n";
-        assert!(halting_vm(Some(vm), Some("0\n")));
-        assert!(halting_vm(Some(vm), None), "no haltpoll driver: halts at once");
-        assert!(!halting_vm(Some(vm), Some("200000\n")), "the guest polls already");
-        assert!(!halting_vm(Some(metal), None));
-        assert!(!halting_vm(None, None));
-    }
-
-    #[test]
-    fn a_cgroup_cpu_quota_is_found_in_v1_and_v2() {
-        let root = std::env::temp_dir().join(format!("zarrs-ffi-warm-cgroup-{}", std::process::id()));
-        let write = |path: &str, text: &str| {
-            let file = root.join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, text).unwrap();
-        };
-        write("pod/cpu.max", "200000 100000\n");
-        write("free/cpu.max", "max 100000\n");
-        write("cpu,cpuacct/job/cpu.cfs_quota_us", "50000\n");
-        write("cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
-        assert!(cpu_quota("0::/pod\n", &root));
-        assert!(!cpu_quota("0::/free\n", &root));
-        assert!(!cpu_quota("0::/missing\n", &root), "unreadable: no quota");
-        assert!(cpu_quota("4:memory:/x\n2:cpu,cpuacct:/job\n0::/free\n", &root));
-        assert!(!cpu_quota("2:cpu,cpuacct:/\n1:name=systemd:/\n", &root));
-        assert!(!cpu_quota("garbage\n\n", &root));
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
