@@ -153,15 +153,37 @@ class _RangeHandler(SimpleHTTPRequestHandler):
     """Static files with single byte ranges (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``).
     Every request is appended to ``requests`` as (method, path, Range header or None), and
     its headers to ``headers``. Paths for which ``hang`` is true are never answered: the
-    handler waits until the server stops."""
+    handler waits until the server stops. Each request waits ``delay`` seconds before it is
+    answered (a network's latency), and ``in_flight`` counts those being answered at once."""
 
     requests: list[tuple[str, str, str | None]]
     headers_seen: list[dict[str, str]]
     hang: Callable[[str], bool] | None
     stopping: threading.Event
+    delay: float
+    in_flight: list[int]  # [now, most at once]
+    lock: threading.Lock
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         pass
+
+    def _answer(self, method: Callable[[], None]) -> None:
+        with self.lock:
+            self.in_flight[0] += 1
+            self.in_flight[1] = max(self.in_flight)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            method()
+        finally:
+            with self.lock:
+                self.in_flight[0] -= 1
+
+    def do_GET(self) -> None:
+        self._answer(super().do_GET)
+
+    def do_HEAD(self) -> None:
+        self._answer(super().do_HEAD)
 
     def send_head(self):  # type: ignore[no-untyped-def]
         self.requests.append((self.command, self.path, self.headers.get("Range")))
@@ -212,6 +234,8 @@ class HTTPServer(str):
 
     requests: list[tuple[str, str, str | None]]
     headers: list[dict[str, str]]
+    #: [requests being answered now, the most answered at once].
+    in_flight: list[int]
 
 
 @contextlib.contextmanager
@@ -220,15 +244,17 @@ def http_server(
     *,
     tls: tuple[str, str] | None = None,
     hang: Callable[[str], bool] | None = None,
+    delay: float = 0.0,
 ) -> Iterator[HTTPServer]:
     """Serve ``directory`` over HTTP; yields the base URL (with ``.requests``). With ``tls``
     (a certificate and key file) it serves HTTPS; request paths for which ``hang`` is true
-    are accepted and never answered."""
+    are accepted and never answered; every request is answered after ``delay`` seconds."""
     requests: list[tuple[str, str, str | None]] = []
     headers: list[dict[str, str]] = []
     stopping = threading.Event()
+    in_flight = [0, 0]
     attributes = {"requests": requests, "headers_seen": headers, "hang": staticmethod(hang) if hang else None,
-                  "stopping": stopping}
+                  "stopping": stopping, "delay": delay, "in_flight": in_flight, "lock": threading.Lock()}
     handler = type("Handler", (_RangeHandler,), attributes)
     server = _BackloggedServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
     scheme = "http"
@@ -244,6 +270,7 @@ def http_server(
     url = HTTPServer(f"{scheme}://127.0.0.1:{server.server_address[1]}")
     url.requests = requests
     url.headers = headers
+    url.in_flight = in_flight
     try:
         yield url
     finally:

@@ -303,6 +303,36 @@ def test_http_partial_shard_read_uses_byte_ranges(served, kind):
     assert all(method == "GET" and byte_range is not None for method, _, byte_range in shard_requests), url.requests
 
 
+@pytest.mark.parametrize("selection", ["box", "oindex", "vindex"])
+def test_http_sharded_reads_keep_every_shard_in_flight(tmp_path, selection):
+    # Over a network each request costs its latency: the shard indexes a read needs are
+    # fetched in one round, all at once, then the inner chunks they locate in another, not a
+    # shard at a time per thread (2 in flight on two cores, each waiting for its index).
+    # The server answers each request after 50 ms, so requests of one round overlap.
+    data = make_data("uint16", (64, 64), seed=7)
+    with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
+        zarr.create_array(LocalStore(tmp_path / "data"), shape=data.shape, chunks=(8, 8), shards=(16, 16), dtype="uint16")[:] = data
+    rows = np.array([1, 17, 33, 49])
+    read = {
+        "box": (lambda a: a[4:60, 4:60], data[4:60, 4:60]),
+        "oindex": (lambda a: a.oindex[rows, rows + 2], data[np.ix_(rows, rows + 2)]),
+        "vindex": (lambda a: a.vindex[rows, rows[::-1]], data[rows, rows[::-1]]),
+    }[selection]
+    # The box covers its 4 middle shards whole (one request each, in the first round).
+    requests, in_flight = {"box": (12 * 2 + 4, 16), "oindex": (16 * 2, 16), "vindex": (4 * 2, 4)}[selection]
+    with http_server(tmp_path / "data", delay=0.05) as url, zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
+        arr = zarr.open_array(_http_store(url, "obstore"), mode="r")
+        assert python_io_reason(arr) is None
+        url.requests.clear()
+        url.in_flight[1] = 0
+        assert_same(read[0](arr), read[1])
+        shard_requests = [r for r in url.requests if "/c/" in r[1]]
+    # One index request and one coalesced inner-chunk request per shard read in part, each
+    # round's all in flight together.
+    assert len(shard_requests) == requests, url.requests
+    assert url.in_flight[1] == in_flight, url.in_flight
+
+
 def test_python_io_partial_shard_read_uses_byte_ranges(served):
     # The same through the store's Python API (a LoggingStore wrapper keeps it in Python):
     # our pipeline fetches the index and the inner chunk itself, zarrs decodes.

@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use zarrs::array::{CodecOptions, DataType, FillValue};
-use zarrs::storage::{ReadableStorageTraits, ReadableWritableListableStorage};
+use zarrs::storage::{ReadableStorage, ReadableStorageTraits};
 
 use super::shard::{Grid, ShardLayout};
 use super::ChunkCodec;
@@ -62,7 +62,7 @@ impl ChunkCodec {
     #[allow(clippy::too_many_arguments)]
     pub fn gather_job(
         &self,
-        storage: &ReadableWritableListableStorage,
+        storage: &ReadableStorage,
         local: bool,
         job: &GatherJob,
         fetched: Option<Option<&[u8]>>,

@@ -20,7 +20,7 @@ use zarrs::array::{
     Array, ArrayBytes, ArrayBytesDecodeIntoTarget, ArrayBytesOffsets, ArrayToBytesCodecTraits, BytesPartialDecoderTraits,
     CodecChain, CodecError, CodecOptions, CodecTraits, DataType, FillValue, StoragePartialDecoder,
 };
-use zarrs::storage::{ReadableStorage, ReadableWritableListableStorage, ReadableWritableListableStorageTraits};
+use zarrs::storage::{ReadableStorage, ReadableWritableListableStorageTraits};
 
 pub use shard::ZarrsSubchunkOrder;
 pub(crate) use shard::ShardLayout;
@@ -233,7 +233,7 @@ impl ChunkCodec {
     /// chunk was present (false: the region holds the fill value).
     pub fn read_job(
         &self,
-        storage: &ReadableWritableListableStorage,
+        storage: &ReadableStorage,
         job: &ChunkJob,
         destination: &Destination,
         options: &CodecOptions,

@@ -13,7 +13,7 @@ use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rayon_iter_concurrent_limit::iter_concurrent_limit;
 use zarrs::array::{Array, ArrayMetadata, ArrayMetadataOptions, ArraySubset, CodecOptions};
 use zarrs::storage::{
-    Bytes, MaybeBytes, ReadableWritableListableStorage, ReadableWritableListableStorageTraits, StorageError, StoreKey,
+    Bytes, MaybeBytes, ReadableStorage, ReadableWritableListableStorage, ReadableWritableListableStorageTraits, StorageError, StoreKey,
 };
 
 use super::ZarrsStorage;
@@ -24,6 +24,7 @@ use crate::layout::{self, ChunkJob, ChunkShapes, Destination, Source};
 use crate::layout::{GatherJob, GatherTarget, PickPool};
 use crate::options::ZarrsOptions;
 use crate::process;
+use crate::storage::rounds::{self, Fetched, RoundView};
 use crate::storage::{LocalStore, RemoteStore};
 
 /// The largest batch a read decodes with the calling thread taking part: a 16^3 box
@@ -44,6 +45,10 @@ const INLINE_BYTES: u64 = 64 << 10;
 /// microseconds each (16^3 raw-sharded reads: native call 121 -> 98-106 µs, same A/B).
 const INLINE_COPY_BYTES: u64 = 1 << 20;
 
+/// The most rounds of requests one remote read may take: nested sharding adds a round per
+/// level, and no layout zarr writes needs more than a few.
+const MAX_ROUNDS: usize = 16;
+
 /// Where a read's jobs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Spread {
@@ -62,6 +67,8 @@ enum Spread {
 pub struct ZarrsArray {
     array: Array<dyn ReadableWritableListableStorageTraits>,
     storage: ReadableWritableListableStorage,
+    /// The same storage, for reads.
+    readable: ReadableStorage,
     /// The storage is remote: batch calls fetch and store concurrently through it.
     remote: Option<Arc<RemoteStore>>,
     /// The storage is a directory: writes fsync when a call's options ask.
@@ -114,6 +121,7 @@ impl ZarrsArray {
             name,
             array,
             storage: storage.store.clone(),
+            readable: storage.store.clone(),
             remote: storage.remote.clone(),
             local: storage.local.clone(),
             shapes,
@@ -349,7 +357,7 @@ impl ZarrsArray {
                 }
             }
         }
-        self.codec.read_job(&self.storage, job, destination, options)
+        self.codec.read_job(&self.readable, job, destination, options)
     }
 
     /// Read every job into `destination`, in parallel; `present[i]` says if chunk i existed.
@@ -368,9 +376,9 @@ impl ZarrsArray {
         }
     }
 
-    /// Remote reads: every whole value the batch needs is fetched concurrently, then decoded
-    /// in parallel. Partial shard reads keep fetching the index and the inner chunks they
-    /// need (byte ranges), a job at a time per thread.
+    /// Remote reads, in rounds ([`Self::in_rounds`]): whole chunks and shard indexes in the
+    /// first, the inner chunks those indexes locate in the next, every request of a round in
+    /// flight at once; decoded in parallel as their bytes are in.
     fn read_jobs_remote(
         &self,
         remote: &RemoteStore,
@@ -380,25 +388,61 @@ impl ZarrsArray {
         limit: usize,
         codec_options: &CodecOptions,
     ) -> FfiResult<Vec<bool>> {
-        let keys: Vec<StoreKey> = jobs.iter().filter(|job| !self.codec.reads_ranges(job)).map(|job| job.key.clone()).collect();
-        let mut fetched = remote.get_many(keys)?.into_iter();
-        let work: Vec<(ChunkJob, Option<MaybeBytes>)> = jobs
-            .into_iter()
-            .map(|job| {
-                let bytes = if self.codec.reads_ranges(&job) { None } else { Some(fetched.next().flatten()) };
-                (job, bytes)
-            })
-            .collect();
-        options.install(|| {
-            iter_concurrent_limit!(limit, work, map, |(job, bytes): (ChunkJob, Option<MaybeBytes>)| {
-                match bytes {
-                    Some(bytes) => self.codec.decode_job(&job, bytes.as_deref().map(Cow::Borrowed), destination, codec_options),
-                    None => self.codec.read_job(&self.storage, &job, destination, codec_options),
+        self.in_rounds(remote, options, &jobs, limit, |job, storage| {
+            // A chunk is fetched whole (one request, whatever part is read); a shard read in
+            // part by ranges.
+            if self.codec.reads_ranges(job) {
+                self.codec.read_job(storage, job, destination, codec_options)
+            } else {
+                let encoded = storage.get(&job.key)?;
+                self.codec.decode_job(job, encoded.as_deref().map(Cow::Borrowed), destination, codec_options)
+            }
+            .map_err(|e| self.in_chunk(&job.key, e))
+        })
+    }
+
+    /// Run `run` for every job against the bytes fetched so far from `remote`; fetch every
+    /// request the jobs missed, all at once, and run those jobs again, until none misses
+    /// (`storage/rounds.rs`). A job's error counts only from a run that missed nothing.
+    fn in_rounds<J: Sync, R: Send>(
+        &self,
+        remote: &RemoteStore,
+        options: &ZarrsOptions,
+        jobs: &[J],
+        limit: usize,
+        run: impl Fn(&J, &ReadableStorage) -> FfiResult<R> + Sync,
+    ) -> FfiResult<Vec<R>> {
+        let fetched = Arc::new(Fetched::default());
+        let mut results: Vec<Option<R>> = (0..jobs.len()).map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..jobs.len()).collect();
+        for _ in 0..MAX_ROUNDS {
+            let outcomes = options.install(|| {
+                iter_concurrent_limit!(limit, pending, map, |i: usize| {
+                    let view = Arc::new(RoundView::new(fetched.clone()));
+                    let storage: ReadableStorage = view.clone();
+                    let outcome = run(&jobs[i], &storage);
+                    drop(storage);
+                    let misses = Arc::into_inner(view).map(RoundView::into_misses).unwrap_or_default();
+                    (i, outcome, misses)
+                })
+                .collect::<Vec<_>>()
+            })?;
+            let mut misses = Vec::new();
+            pending = Vec::new();
+            for (i, outcome, missed) in outcomes {
+                if missed.is_empty() {
+                    results[i] = Some(outcome?);
+                } else {
+                    pending.push(i);
+                    misses.extend(missed);
                 }
-                .map_err(|e| self.in_chunk(&job.key, e))
-            })
-            .collect::<FfiResult<Vec<bool>>>()
-        })?
+            }
+            if pending.is_empty() {
+                return Ok(results.into_iter().map(|r| r.expect("every job finished")).collect());
+            }
+            remote.fetch_round(&fetched, rounds::by_value(misses))?;
+        }
+        Err(FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("{}: a read still missed bytes after {MAX_ROUNDS} rounds of requests", self.name)))
     }
 
     /// Write every job from `source`, in parallel. Each chunk is replaced atomically by the
@@ -698,21 +742,18 @@ impl ZarrsArray {
             [_] => (1, options.single_chunk()),
             [first, ..] => options.plan(self.codec.chain().as_ref(), &first.chunk_shape, self.codec.data_type(), jobs.len())?,
         };
-        let gather = |job: &GatherJob, fetched: Option<Option<&[u8]>>| {
+        let gather = |job: &GatherJob, storage: &ReadableStorage| {
             let local = self.remote.is_none();
-            self.codec.gather_job(&self.storage, local, job, fetched, target, &codec_options).map_err(|e| self.in_chunk(&job.key, e))
+            // Remote chunks are fetched whole (one request); shards by ranges.
+            let whole = if local || self.codec.gathers_ranges() { None } else { Some(storage.get(&job.key)?) };
+            let fetched = whole.as_ref().map(|bytes| bytes.as_deref());
+            self.codec.gather_job(storage, local, job, fetched, target, &codec_options).map_err(|e| self.in_chunk(&job.key, e))
         };
         match &self.remote {
-            Some(remote) if !self.codec.gathers_ranges() => {
-                let fetched = remote.get_many(jobs.iter().map(|job| job.key.clone()).collect())?;
-                let work: Vec<(GatherJob, MaybeBytes)> = jobs.into_iter().zip(fetched).collect();
-                options.install(|| {
-                    iter_concurrent_limit!(limit, work, map, |(job, bytes): (GatherJob, MaybeBytes)| gather(&job, Some(bytes.as_deref())))
-                        .collect::<FfiResult<Vec<bool>>>()
-                })?
-            }
-            _ => options.install(|| {
-                iter_concurrent_limit!(limit, jobs, map, |job: GatherJob| gather(&job, None)).collect::<FfiResult<Vec<bool>>>()
+            // In rounds: every chunk (or shard index, then inner-chunk ranges) in flight at once.
+            Some(remote) => self.in_rounds(remote, options, &jobs, limit, gather),
+            None => options.install(|| {
+                iter_concurrent_limit!(limit, jobs, map, |job: GatherJob| gather(&job, &self.readable)).collect::<FfiResult<Vec<bool>>>()
             })?,
         }
     }

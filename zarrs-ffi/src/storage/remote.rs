@@ -19,10 +19,11 @@ use zarrs::storage::{
     OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
     WritableStorageTraits,
 };
-use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, GetRange, ObjectStore, RetryConfig};
+use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 use zarrs_object_store::AsyncObjectStore;
 
 use super::check_writable;
+use super::rounds::{Fetched, Found, Miss};
 use crate::error::{FfiError, FfiResult};
 use crate::process::{self, PerProcess};
 
@@ -122,6 +123,71 @@ impl RemoteStore {
         )?;
         Ok(())
     }
+}
+
+impl RemoteStore {
+    /// Fetch every value's misses of one round ([`rounds`](super::rounds)) into `fetched`,
+    /// all values concurrently: a whole value in one GET; a value's bounded ranges in one
+    /// coalesced `get_ranges`; a suffix or open-ended range one ranged GET each (its response
+    /// gives the value's length); a size alone in one HEAD.
+    pub fn fetch_round(&self, fetched: &Fetched, misses: Vec<(StoreKey, Vec<Miss>)>) -> Result<(), StorageError> {
+        let client = self.storage_client()?;
+        let object = &client.object;
+        let found: Vec<(StoreKey, Found)> = client.runtime.block_on(
+            stream::iter(misses)
+                .map(|(key, misses)| async move {
+                    let found = fetch_value(object.as_ref(), &key, &misses).await;
+                    match found {
+                        Ok(found) => Ok((key, found)),
+                        Err(object_store::Error::NotFound { .. }) => Ok((key, Found::Missing)),
+                        Err(err) => Err(StorageError::Other(format!("{key}: {err}"))),
+                    }
+                })
+                .buffer_unordered(CONCURRENT_REQUESTS)
+                .try_collect(),
+        )?;
+        for (key, found) in found {
+            fetched.add(key, found);
+        }
+        Ok(())
+    }
+}
+
+/// What [`RemoteStore::fetch_round`] fetches for one value.
+async fn fetch_value(object: &dyn ObjectStore, key: &StoreKey, misses: &[Miss]) -> Result<Found, object_store::Error> {
+    let path = object_store::path::Path::from(key.as_str());
+    if misses.contains(&Miss::Whole) {
+        let bytes = object.get(&path).await?.bytes().await?;
+        return Ok(Found::Parts { size: Some(bytes.len() as u64), parts: vec![(0, bytes)] });
+    }
+    let mut size = None;
+    let mut parts = Vec::new();
+    let bounded: Vec<std::ops::Range<u64>> = misses
+        .iter()
+        .filter_map(|miss| match miss {
+            Miss::Range(ByteRange::FromStart(offset, Some(length))) => Some(*offset..offset.saturating_add(*length)),
+            _ => None,
+        })
+        .collect();
+    if !bounded.is_empty() {
+        let fetched = object.get_ranges(&path, &bounded).await?;
+        parts.extend(bounded.iter().map(|r| r.start).zip(fetched));
+    }
+    for miss in misses {
+        let range = match *miss {
+            Miss::Range(ByteRange::FromStart(offset, None)) => GetRange::Offset(offset),
+            Miss::Range(ByteRange::Suffix(length)) => GetRange::Suffix(length),
+            _ => continue,
+        };
+        let result = object.get_opts(&path, object_store::GetOptions::new().with_range(Some(range))).await?;
+        let (start, total) = (result.range.start, result.meta.size);
+        size = Some(total);
+        parts.push((start, result.bytes().await?));
+    }
+    if size.is_none() && misses.contains(&Miss::Size) {
+        size = Some(object.head(&path).await?.size);
+    }
+    Ok(Found::Parts { size, parts })
 }
 
 impl ReadableStorageTraits for RemoteStore {
