@@ -2,29 +2,17 @@
 //! passed where another kind is expected, or never issued by the library. Each is
 //! `ZARRS_ERROR_INVALID_ARGUMENT` naming the argument, and nothing is freed or touched.
 
-use std::ffi::CStr;
 use std::ptr::{null, null_mut};
 
 use zarrs_ffi::ZarrsResult::{self, *};
 use zarrs_ffi::*;
 
-fn last_error() -> String {
-    // SAFETY: the library returns a valid NUL-terminated string, valid until the next call.
-    unsafe { CStr::from_ptr(zarrs_last_error()) }.to_str().unwrap().to_owned()
-}
-
-#[track_caller]
-fn check(code: ZarrsResult) {
-    assert_eq!(code, ZARRS_SUCCESS, "call failed: {}", last_error());
-}
+mod common;
+use common::{check, expect_err};
 
 #[track_caller]
 fn refused(code: ZarrsResult, mentions: &[&str]) {
-    let message = last_error();
-    assert_eq!(code, ZARRS_ERROR_INVALID_ARGUMENT, "{message}");
-    for m in mentions {
-        assert!(message.contains(m), "{message:?} does not mention {m:?}");
-    }
+    expect_err(code, ZARRS_ERROR_INVALID_ARGUMENT, mentions);
 }
 
 fn memory_storage() -> *mut ZarrsStorage {

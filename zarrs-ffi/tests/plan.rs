@@ -3,13 +3,15 @@
 //! lengths, result codes. The tests play the caller that does its own I/O, reading the
 //! store's files from disk as each request says.
 
-use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use zarrs_ffi::ZarrsResult::{self, *};
 use zarrs_ffi::*;
+
+mod common;
+use common::{check, expect_err};
 
 const FILL: u16 = 7;
 const SENTINEL: u16 = 0xBEEF;
@@ -18,24 +20,6 @@ fn value(r: u64, c: u64) -> u16 {
     u16::try_from(100 + r * 1000 + c).unwrap()
 }
 
-fn last_error() -> String {
-    // SAFETY: the library returns a valid NUL-terminated string, valid until the next call.
-    unsafe { CStr::from_ptr(zarrs_last_error()) }.to_str().unwrap().to_owned()
-}
-
-#[track_caller]
-fn check(code: ZarrsResult) {
-    assert_eq!(code, ZARRS_SUCCESS, "call failed: {}", last_error());
-}
-
-#[track_caller]
-fn expect_err(code: ZarrsResult, expected: ZarrsResult, mentions: &[&str]) {
-    let message = last_error();
-    assert_eq!(code, expected, "unexpected result; last error: {message:?}");
-    for m in mentions {
-        assert!(message.contains(m), "last error {message:?} does not mention {m:?}");
-    }
-}
 
 struct Fixture {
     array: *mut ZarrsArray,
