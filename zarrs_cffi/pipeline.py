@@ -10,7 +10,8 @@ cost) when first needed (``fallback``); its codec chain is checked at creation, 
 warnings about it come when zarr's would.
 ``read``/``write`` hand zarr's batch to the route, which plans it (``selection.py``) and runs
 the blocking parts on worker threads (``_workers.py``): nothing that takes time runs on
-zarr's event loop.
+zarr's event loop. A write first holds the locks of the keys it touches (``_keylocks.py``),
+so writers in one process never lose each other's updates.
 
 Whatever cannot be native (a store, data type, codec, buffer or selection) raises
 ``Fallback``, caught here in one place: counted (``stats.py``), logged once per pipeline
@@ -28,7 +29,7 @@ import numpy as np
 from zarr.abc.codec import CodecPipeline, GetResult
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 
-from . import _config, _fallback, _workers, stats
+from . import _config, _fallback, _keylocks, _workers, stats
 from ._fallback import Fallback
 from ._metadata import metadata_json
 from ._native import Opener
@@ -331,7 +332,16 @@ class ZarrsCodecPipeline(CodecPipeline):
         async def fallback() -> None:
             await self.fallback.write(batch, value, drop_axes)
 
-        await self._run("writes", len(batch), native, fallback)
+        if self.source[0] == "codecs":
+            # zarr's sharding codec writing inside a shard whose key the outer write holds.
+            await self._run("writes", len(batch), native, fallback)
+            return
+        # Held on the loop from before the first fetch until the last store, around the
+        # fallback too: no worker thread ever waits for a key (_keylocks.py).
+        async with _keylocks.holding(
+            _keylocks.store_prefix(batch[0].byte_getter.store), [r.byte_getter.path for r in batch]
+        ):
+            await self._run("writes", len(batch), native, fallback)
 
     async def _run(
         self, kind: str, chunks: int, native: Callable[[Route], Awaitable[T]], fallback: Callable[[], Awaitable[T]]
