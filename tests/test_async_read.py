@@ -117,8 +117,9 @@ def test_a_corrupt_chunk_raises_what_the_worker_path_raises(
 
 def _big(path: Path) -> tuple[zarr.Array[Any], np.ndarray[Any, Any]]:
     """16 chunks of 4 MiB: a batch that takes tens of milliseconds to decode natively, yet
-    small enough (16 requests) for the asynchronous path."""
-    data = np.arange(512 * 256 * 256, dtype=np.uint16).reshape(512, 256, 256)
+    small enough (16 requests) for the asynchronous path. Random low bits: a ramp compressed
+    so well that three reads could finish in under 50 ms."""
+    data = np.random.default_rng(0).integers(0, 1 << 10, size=(512, 256, 256), dtype=np.uint16)
     arr = zarr.create_array(LocalStore(path), shape=data.shape, chunks=(128, 128, 128), dtype="uint16", compressors=ZstdCodec(level=1))
     arr[...] = data
     return arr, data
