@@ -576,3 +576,129 @@ def test_bench_reports_fallbacks(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert ours["chunks"] == {"native_storage": 0, "python_io": 0, "fallback": 4}
     code, out, _ = run(capsys, "bench", delta, "--repeat", "1", "-q")
     assert code == 0 and "zarrs-cffi read: 4 of 4 chunks fell back to zarr's pipeline" in out
+
+
+# -- hostile metadata and sizes that cannot fit ----------------------------------------
+
+
+def tree(path: Path) -> dict[str, bytes | None]:
+    """Every file (with its bytes) and directory under ``path``, ``path`` itself included."""
+    found: dict[str, bytes | None] = {".": None}
+    for entry in path.rglob("*"):
+        found[entry.relative_to(path).as_posix()] = entry.read_bytes() if entry.is_file() else None
+    return found
+
+
+def refused(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (argv, out, err)
+    assert out == "" and err.startswith("zarrs-cffi: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def _hostile(tmp_path: Path) -> dict[str, Path]:
+    def array(name: str, document: Any, filename: str = "zarr.json") -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / filename).write_text(document if isinstance(document, str) else json.dumps(document))
+        return path
+
+    base = {"zarr_format": 3, "node_type": "array", "shape": [8, 8], "data_type": "uint8",
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4, 4]}},
+            "chunk_key_encoding": {"name": "default"}, "fill_value": 0, "codecs": [{"name": "bytes"}]}
+    return {
+        "shape": array("shape.zarr", {**base, "shape": "abc"}),
+        "nested": array("nested.zarr", "[" * 100_000 + "]" * 100_000),
+        "not json": array("text.zarr", "{not json"),
+        "binary": array("binary.zarr", "\x00\x01\x02 not text"),
+        "data type": array("dtype.zarr", {**base, "data_type": "uint7"}),
+        "codec": array("codec.zarr", {**base, "codecs": "bytes"}),
+        "v2": array("v2.zarr", {"zarr_format": 2, "shape": "x", "chunks": [1], "dtype": "<u1", "compressor": None,
+                                "fill_value": 0, "order": "C", "filters": None}, ".zarray"),
+    }
+
+
+def test_metadata_zarr_refuses_is_a_user_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for what, path in _hostile(tmp_path).items():
+        for argv in (["info", path], ["bench", path, "-q"], ["copy", path, tmp_path / "out.zarr", "-q"]):
+            err = refused(capsys, *argv)
+            assert f"zarrs-cffi: error: {path}: zarr cannot read its metadata: " in err, (what, err)
+            assert "unexpected" not in err
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_metadata_errors_in_a_process(tmp_path: Path) -> None:
+    path = _hostile(tmp_path)["nested"]
+    result = subprocess.run([PYTHON, "-m", "zarrs_cffi", "info", str(path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"zarrs-cffi: error: {path}: zarr cannot read its metadata: RecursionError: ")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def huge_chunks(tmp_path: Path) -> Path:
+    """An array of one [2^20, 2^20] uint8 chunk (1 TiB), one element written."""
+    path = tmp_path / "huge.zarr"
+    path.mkdir()
+    (path / "zarr.json").write_text(json.dumps({
+        "zarr_format": 3, "node_type": "array", "shape": [1 << 20, 1 << 20], "data_type": "uint8",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1 << 20, 1 << 20]}},
+        "chunk_key_encoding": {"name": "default"}, "fill_value": 0,
+        "codecs": [{"name": "bytes"}, {"name": "zstd", "configuration": {"level": 1, "checksum": False}}],
+    }))
+    return path
+
+
+def test_bench_refuses_a_chunk_larger_than_max_size_before_running(
+    capsys: pytest.CaptureFixture[str], huge_chunks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: Any) -> Any:
+        raise AssertionError("an implementation ran")
+
+    monkeypatch.setattr(cli, "_run_bench", never)
+    err = refused(capsys, "bench", huge_chunks, "-q")
+    assert "one chunk of (1048576, 1048576) uint8 is 1.0 TiB, more than --max-size 1.0 GiB" in err
+    # a small array whose chunks are larger than it: implementations still hold whole chunks
+    err = refused(capsys, "bench", "--synthetic", "8,8", "--chunks", "65536,65536", "--dir", tmp_path, "-q")
+    assert "one chunk of (65536, 65536) uint16 is 8.0 GiB, more than --max-size 1.0 GiB" in err
+    err = refused(capsys, "bench", "--synthetic", "64,64", "--chunks", "8,8", "--shards", "4096,4096",
+                  "--max-size", "1MiB", "--dir", tmp_path, "-q")
+    assert "one shard of (4096, 4096) uint16 is 32.0 MiB, more than --max-size 1.0 MiB" in err
+    assert list(tmp_path.glob("zarrs-cffi-bench-*")) == []
+
+
+def test_bench_in_a_process_refuses_huge_chunks(huge_chunks: Path) -> None:
+    """As the issue ran it: no implementation starts (tensorstore aborted on it)."""
+    result = subprocess.run([PYTHON, "-m", "zarrs_cffi", "bench", str(huge_chunks), "-q"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "1.0 TiB, more than --max-size" in result.stderr
+
+
+def test_copy_refuses_what_cannot_fit_memory_before_writing(capsys: pytest.CaptureFixture[str], huge_chunks: Path,
+                                                            sharded: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.zarr"
+    err = refused(capsys, "copy", huge_chunks, out)
+    assert ("--memory 512.0 MiB cannot hold the smallest step of the copy: one destination chunk of (1048576, 1048576) "
+            "is 1.0 TiB, one source chunk of (1048576, 1048576) is 1.0 TiB") in err
+    # rechunked small, the source chunk is still read whole
+    err = refused(capsys, "copy", huge_chunks, out, "--chunks", "1024,1024")
+    assert "one destination chunk of (1024, 1024) is 1.0 MiB, one source chunk of (1048576, 1048576) is 1.0 TiB" in err
+    # a destination shard larger than --memory
+    err = refused(capsys, "copy", sharded, out, "--chunks", "16,16,16", "--shards", "64,48,48", "--memory", "64KiB")
+    assert "one destination shard of (64, 48, 48) is 288.0 KiB, one source chunk of (16, 16, 16) is 8.0 KiB" in err
+    assert not out.exists()
+
+
+def test_blocks_of_an_axis_longer_than_memory_can_list() -> None:
+    """A grid of 2^62 blocks along an axis: the first blocks come at once (``itertools.product``
+    would first list every index of the axis: MemoryError)."""
+    blocks = cli._blocks((1 << 64, 8), (4, 4), (1, 2))
+    first = next(blocks)
+    assert first.region == (slice(0, 4), slice(0, 8)) and first.units == [(0, 0), (0, 1)]
+    assert next(blocks).region == (slice(4, 8), slice(0, 8))
+    assert [b.units for b in cli._blocks((3, 5), (2, 2), (1, 2))] == [
+        [(0, 0), (0, 1)], [(0, 2)], [(1, 0), (1, 1)], [(1, 2)]]
+    assert [b.region for b in cli._blocks((), (), ())] == [()]
+    assert list(cli._blocks((0, 5), (2, 2), (1, 1))) == []

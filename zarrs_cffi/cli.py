@@ -247,6 +247,12 @@ def open_array(
     except (FileNotFoundError, zarr.errors.NodeNotFoundError, zarr.errors.ArrayNotFoundError,
             zarr.errors.GroupNotFoundError, KeyError):
         raise CLIError(f"no Zarr array at {location}") from None
+    except OSError:
+        raise  # unreachable or unreadable storage: reported as it is
+    except Exception as exc:
+        # Whatever zarr refuses in the metadata (a shape of "abc", JSON nested past the
+        # recursion limit, an unknown data type) is the user's input, not our failure.
+        raise CLIError(f"{location}: zarr cannot read its metadata: {_exception_text(exc)}") from None
     if isinstance(node, zarr.Group):
         names = sorted(name for name, _ in node.arrays())
         hint = f"; its arrays: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}" if names else ""
@@ -307,6 +313,25 @@ def _itemsize(array: zarr.Array[Any]) -> int:
     return 64 if _is_variable(array) else max(1, array.dtype.itemsize)
 
 
+def _unit_kind(array: zarr.Array[Any]) -> str:
+    return "shard" if array.shards is not None else "chunk"
+
+
+def _unit_bytes(array: zarr.Array[Any]) -> int:
+    """Bytes of one whole storage unit as implementations hold it (not cut at the array's
+    edge: a chunk larger than the array is still decoded and encoded whole)."""
+    return _itemsize(array) * math.prod(_write_unit(array))
+
+
+def _source_chunk(array: zarr.Array[Any]) -> tuple[int, ...] | None:
+    """The source's (inner) chunk shape, the most a read decodes at once; None when the
+    grid is irregular."""
+    try:
+        return tuple(array.chunks)
+    except (NotImplementedError, ValueError, TypeError):
+        return None
+
+
 def plan_block(shape: Sequence[int], unit: Sequence[int], itemsize: int, budget: int) -> tuple[int, ...]:
     """How many whole storage units (shards or chunks) one block spans along each axis.
 
@@ -353,7 +378,7 @@ def _blocks(shape: Sequence[int], unit: Sequence[int], per_block: Sequence[int])
     """Every block of whole units, in C order, with the units it covers."""
     grid = [math.ceil(s / u) for s, u in zip(shape, unit, strict=True)]
     counts = [math.ceil(g / b) for g, b in zip(grid, per_block, strict=True)]
-    for index in itertools.product(*(range(c) for c in counts)):
+    for index in _grid_indices(counts):
         first = [i * b for i, b in zip(index, per_block, strict=True)]
         last = [min(f + b, g) for f, b, g in zip(first, per_block, grid, strict=True)]
         region = tuple(
@@ -361,6 +386,23 @@ def _blocks(shape: Sequence[int], unit: Sequence[int], per_block: Sequence[int])
         )
         units = list(itertools.product(*(range(f, e) for f, e in zip(first, last, strict=True))))
         yield _Block(region, units)
+
+
+def _grid_indices(counts: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    """Every index of a grid of ``counts``, in C order, one at a time: an axis may have more
+    blocks than memory could list (``itertools.product`` first makes a tuple of each axis)."""
+    if 0 in counts:
+        return
+    index = [0] * len(counts)
+    while True:
+        yield tuple(index)
+        for axis in reversed(range(len(counts))):
+            index[axis] += 1
+            if index[axis] < counts[axis]:
+                break
+            index[axis] = 0
+        else:
+            return
 
 
 def _unit_region(coords: Sequence[int], unit: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
@@ -416,6 +458,12 @@ def _progress(quiet: bool) -> Progress:
         TimeElapsedColumn(), TimeRemainingColumn(), console=_console(stderr=True), disable=quiet,
         transient=False,
     )
+
+
+def _exception_text(exc: BaseException) -> str:
+    """``Type: message`` on one line, cut short (a message may quote a whole document)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}" if text else type(exc).__name__
 
 
 def _human(n: float) -> str:
@@ -709,6 +757,19 @@ class _BenchSetup:
     expected: np.ndarray[Any, Any] | None = None
 
 
+def _check_bench_unit(array: zarr.Array[Any], budget: int) -> None:
+    """Refuse, before any implementation runs, a storage unit larger than ``--max-size``:
+    the region read is whole units, and every implementation holds a whole one to decode or
+    encode it (a [2^20, 2^20] chunk is 1 TiB of uint8: tensorstore aborts, zarr raises)."""
+    need = _unit_bytes(array)
+    if need > budget:
+        kind = _unit_kind(array)
+        raise CLIError(
+            f"one {kind} of {_write_unit(array)} {array.dtype} is {_human(need)}, more than --max-size "
+            f"{_human(budget)}: every implementation holds a whole {kind} to read or write it"
+        )
+
+
 def _leading_region(array: zarr.Array[Any], budget: int) -> tuple[slice, ...]:
     """The whole array, or its first block of whole storage units within ``budget`` bytes."""
     shape = tuple(array.shape)
@@ -722,6 +783,7 @@ def _leading_region(array: zarr.Array[Any], budget: int) -> tuple[slice, ...]:
 def _array_setup(args: argparse.Namespace, budget: int) -> _BenchSetup:
     options = _parse_storage_options(args.storage_option)
     ours = open_array(args.path, storage_options=options)
+    _check_bench_unit(ours, budget)
     region = _leading_region(ours, budget)
     nbytes = _itemsize(ours) * math.prod(s.stop - s.start for s in region)
     def open_target(name: str, pipeline: str | None) -> _Target | str:
@@ -774,6 +836,7 @@ def _synthetic_setup(args: argparse.Namespace, budget: int, stack: ExitStack) ->
                 raise CLIError(f"cannot create the synthetic array: {exc}") from None
 
     probe = create("zarrs-cffi", PIPELINE)
+    _check_bench_unit(probe, budget)
 
     def open_target(name: str, pipeline: str | None) -> _Target | str:
         array = probe if pipeline == PIPELINE else create(name, pipeline or ZARR_PIPELINE)
@@ -1011,12 +1074,29 @@ def _copy(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, NotImplementedError) as exc:
         raise CLIError(f"cannot create the destination: {' '.join(str(exc).split())}") from None
     unit = _write_unit(planned)
+    _check_copy_memory(src, planned, budget)
     dst, resumed = _open_destination(args, src, options, planned)
     try:
         return _copy_blocks(args, src, dst, unit, budget, resumed)
     finally:
         if isinstance(dst.store, ZipStore):
             dst.store.close()
+
+
+def _check_copy_memory(src: zarr.Array[Any], planned: zarr.Array[Any], budget: int) -> None:
+    """Refuse, before anything is written, a copy whose smallest step cannot fit ``--memory``:
+    a block holds at least one whole destination unit, and reading it decodes a source
+    chunk whole (a [2^20, 2^20] chunk is 1 TiB of uint8)."""
+    unit, need = _write_unit(planned), _unit_bytes(planned)
+    chunk = _source_chunk(src)
+    chunk_bytes = 0 if chunk is None else _itemsize(src) * math.prod(chunk)
+    if max(need, chunk_bytes) > budget:
+        source = "" if chunk is None else f", one source chunk of {chunk} is {_human(chunk_bytes)}"
+        raise CLIError(
+            f"--memory {_human(budget)} cannot hold the smallest step of the copy: one destination "
+            f"{_unit_kind(planned)} of {unit} is {_human(need)}{source}; give a larger --memory, or smaller "
+            "--chunks/--shards"
+        )
 
 
 def _open_destination(
