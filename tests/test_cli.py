@@ -702,3 +702,138 @@ def test_blocks_of_an_axis_longer_than_memory_can_list() -> None:
         [(0, 0), (0, 1)], [(0, 2)], [(1, 0), (1, 1)], [(1, 2)]]
     assert [b.region for b in cli._blocks((), (), ())] == [()]
     assert list(cli._blocks((0, 5), (2, 2), (1, 1))) == []
+
+
+# -- copy never deletes or mixes into what is not a Zarr node it was asked to replace ----
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"], ["--resume"]], ids=["plain", "overwrite", "resume"])
+def test_copy_refuses_a_directory_holding_other_files(capsys: pytest.CaptureFixture[str], sharded: Path,
+                                                      tmp_path: Path, flags: list[str]) -> None:
+    dst = tmp_path / "mine"
+    (dst / "notes").mkdir(parents=True)
+    (dst / "user.txt").write_text("precious")
+    (dst / "notes" / "a.txt").write_text("more")
+    before = tree(dst)
+    err = refused(capsys, "copy", sharded, dst, "-q", *flags)
+    assert f"{dst} is not empty and is not a Zarr array (it holds 'notes/a.txt', 'user.txt'); nothing was written" in err
+    assert tree(dst) == before
+
+
+def test_copy_refuses_a_directory_holding_only_an_empty_directory(capsys: pytest.CaptureFixture[str],
+                                                                 sharded: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "mine"
+    (dst / "empty").mkdir(parents=True)
+    assert "it holds 'empty'" in refused(capsys, "copy", sharded, dst, "--overwrite")
+    assert tree(dst) == {".": None, "empty": None}
+
+
+def test_copy_into_an_empty_directory(capsys: pytest.CaptureFixture[str], sharded: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "empty"
+    dst.mkdir()
+    assert run_json(capsys, "copy", sharded, dst, "-q")["written"] == 4
+    np.testing.assert_array_equal(zarr.open_array(dst)[:], zarr.open_array(sharded)[:])
+
+
+def test_copy_refuses_a_file(capsys: pytest.CaptureFixture[str], sharded: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "file.zarr"
+    dst.write_text("precious")
+    for flags in ([], ["--overwrite"]):
+        assert f"{dst} exists and is not a directory; nothing was written" in refused(capsys, "copy", sharded, dst, *flags)
+    assert dst.read_text() == "precious"
+
+
+def test_copy_overwrite_replaces_a_zarr_array(capsys: pytest.CaptureFixture[str], sharded: Path,
+                                             tmp_path: Path) -> None:
+    dst = tmp_path / "old.zarr"
+    zarr.create_array(dst, shape=(10, 10), chunks=(5, 5), dtype="int8")[:] = 3
+    # Leftovers of killed writers are the array's own: ours and zarr's LocalStore's.
+    (dst / "c" / "0" / ".1.4242-effffffc-0a1b2c3d-7.partial").write_bytes(b"x")
+    (dst / "c" / "1" / f"0.{'ab' * 16}.partial").write_bytes(b"x")
+    summary = run_json(capsys, "copy", sharded, dst, "--overwrite", "-q")
+    assert summary["written"] == 4
+    assert not any(name.endswith(".partial") for name in tree(dst))
+    np.testing.assert_array_equal(zarr.open_array(dst)[:], zarr.open_array(sharded)[:])
+
+
+def test_copy_overwrite_refuses_an_array_holding_other_files(capsys: pytest.CaptureFixture[str], sharded: Path,
+                                                            tmp_path: Path) -> None:
+    dst = tmp_path / "old.zarr"
+    zarr.create_array(dst, shape=(10, 10), chunks=(5, 5), dtype="int8")[:] = 3
+    (dst / "README.txt").write_text("precious")
+    (dst / "c" / "0" / "backup.bin").write_bytes(b"precious")
+    before = tree(dst)
+    err = refused(capsys, "copy", sharded, dst, "--overwrite")
+    assert f"{dst} holds files that are not its array's ('README.txt', 'c/0/backup.bin'); --overwrite would delete" in err
+    assert tree(dst) == before
+
+
+def test_copy_overwrite_of_a_group(capsys: pytest.CaptureFixture[str], sharded: Path, tmp_path: Path) -> None:
+    """A group is replaced only when it holds nothing but its metadata: neither its arrays
+    nor a user's file are deleted to make room for the copy."""
+    with_array = tmp_path / "g1.zarr"
+    zarr.create_group(with_array).create_array("x", shape=(2,), dtype="i1")[:] = 1
+    with_file = tmp_path / "g2.zarr"
+    zarr.create_group(with_file)
+    (with_file / "user.txt").write_text("precious")
+    for group, holds in ((with_array, "'x/c/0', 'x/zarr.json'"), (with_file, "'user.txt'")):
+        before = tree(group)
+        assert "is a group; give a new path" in refused(capsys, "copy", sharded, group)
+        err = refused(capsys, "copy", sharded, group, "--overwrite")
+        assert f"{group} is a group holding {holds}; --overwrite replaces an array or an empty group only" in err
+        assert tree(group) == before
+    empty = tmp_path / "g3.zarr"
+    zarr.create_group(empty, zarr_format=2, attributes={"a": 1})
+    assert run_json(capsys, "copy", sharded, empty, "--overwrite", "-q")["written"] == 4
+    np.testing.assert_array_equal(zarr.open_array(empty)[:], zarr.open_array(sharded)[:])
+
+
+def test_copy_refuses_unreadable_destination_metadata(capsys: pytest.CaptureFixture[str], sharded: Path,
+                                                      tmp_path: Path) -> None:
+    dst = _hostile(tmp_path)["shape"]
+    before = tree(dst)
+    for flags in ([], ["--overwrite"]):
+        err = refused(capsys, "copy", sharded, dst, *flags)
+        assert f"{dst} holds metadata zarr cannot read (" in err and "nothing was written" in err
+    assert tree(dst) == before
+
+
+def test_copy_refuses_a_file_named_zip_that_is_not_one(capsys: pytest.CaptureFixture[str], sharded: Path,
+                                                       tmp_path: Path) -> None:
+    dst = tmp_path / "notes.zip"
+    dst.write_bytes(b"precious, not a zip")
+    for target in (dst, dst / "inner"):
+        assert f"{dst} exists and is not a zip archive; nothing was written" in refused(capsys, "copy", sharded, target)
+    assert dst.read_bytes() == b"precious, not a zip"
+
+
+def test_copy_refuses_a_zip_holding_other_entries(capsys: pytest.CaptureFixture[str], sharded: Path,
+                                                  tmp_path: Path) -> None:
+    import zipfile
+
+    dst = tmp_path / "mine.zip"
+    with zipfile.ZipFile(dst, "w") as archive:
+        archive.writestr("user.txt", "precious")
+    before = dst.read_bytes()
+    assert "(it holds 'user.txt'); nothing was written" in refused(capsys, "copy", sharded, dst)
+    assert dst.read_bytes() == before
+    # A new node inside the archive's other entries is fine: they are left as they are.
+    run_json(capsys, "copy", sharded, dst / "inner", "-q")
+    with zipfile.ZipFile(dst) as archive:
+        assert archive.read("user.txt") == b"precious"
+    # An array already in the archive cannot be replaced (a zip cannot delete entries).
+    err = refused(capsys, "copy", sharded, dst / "inner", "--overwrite")
+    assert "a zip archive cannot delete its entries" in err
+
+
+def test_copy_refuses_a_url_holding_other_files(capsys: pytest.CaptureFixture[str], sharded: Path) -> None:
+    fsspec = importlib.import_module("fsspec")
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/cli-dst/user.txt", b"precious")
+    try:
+        for flags in ([], ["--overwrite"]):
+            err = refused(capsys, "copy", sharded, "memory://cli-dst", *flags)
+            assert "memory://cli-dst is not empty and is not a Zarr array (it holds 'user.txt')" in err
+        assert memory.find("/cli-dst") == ["/cli-dst/user.txt"]
+    finally:
+        memory.rm("/cli-dst", recursive=True)

@@ -3,7 +3,8 @@
 ``info`` describes an array and the route our pipeline takes for it, ``bench`` times zarr's
 own pipeline against ours (and zarrs-python or tensorstore when importable), and ``copy``
 rechunks, recompresses or converts an array (v2 to v3) with our pipeline, one block of
-whole destination shards (or chunks) at a time, resumably.
+whole destination shards (or chunks) at a time, resumably. ``copy`` never deletes or writes
+into anything but a Zarr node it was asked to replace (``_open_destination``).
 
 This module only drives zarr: the route is what ``ZarrsCodecPipeline`` decided when zarr
 opened the array (``pipeline.py``, ``stores.py``), never recomputed here. User errors (a bad
@@ -19,11 +20,13 @@ import importlib.util
 import itertools
 import json
 import math
+import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +199,9 @@ def _store_and_path(location: str, *, write: bool) -> tuple[Any, str]:
     local = Path(location.removeprefix("file://"))
     for archive in (local, *local.parents):
         if archive.suffix.lower() == ".zip" and (archive.is_file() or (write and archive == local)):
+            if write and archive.exists() and not zipfile.is_zipfile(archive):
+                # zipfile would append an archive to the end of whatever file this is.
+                raise CLIError(f"{archive} exists and is not a zip archive; nothing was written")
             inner = local.relative_to(archive).as_posix()
             store = ZipStore(archive, mode="a", read_only=False) if write else ZipStore(archive, mode="r", read_only=True)
             return store, "" if inner == "." else inner
@@ -1102,9 +1108,16 @@ def _check_copy_memory(src: zarr.Array[Any], planned: zarr.Array[Any], budget: i
 def _open_destination(
     args: argparse.Namespace, src: zarr.Array[Any], options: dict[str, Any], planned: zarr.Array[Any]
 ) -> tuple[zarr.Array[Any], bool]:
-    """The destination array (created, or the existing one when resuming) and whether it existed."""
+    """The destination array (created, or the existing one when resuming) and whether it existed.
+
+    Nothing is deleted or written into that is not a Zarr node we were asked to replace: a
+    location holding anything but a Zarr array is refused, and ``--overwrite`` replaces an
+    array whose every file is its own (metadata and chunks) or a group holding nothing but
+    its metadata.
+    """
     store, path = _store_and_path(args.dst, write=True)
     storage_options = _parse_storage_options(args.storage_option) if _is_url(args.dst) else None
+    entries = _destination_entries(args.dst, store, path, storage_options)
     existing: zarr.Array[Any] | zarr.Group | None
     try:
         with _pipeline(PIPELINE):
@@ -1112,9 +1125,35 @@ def _open_destination(
     except (FileNotFoundError, zarr.errors.NodeNotFoundError, zarr.errors.ArrayNotFoundError,
             zarr.errors.GroupNotFoundError, KeyError):
         existing = None
-    if isinstance(existing, zarr.Group):
-        raise CLIError(f"{args.dst} is a group; give a new path for the copy")
-    if existing is not None and not args.overwrite:
+    except OSError:
+        raise
+    except Exception as exc:  # metadata zarr refuses: not a node we can knowingly replace
+        raise CLIError(f"{args.dst} holds metadata zarr cannot read ({_exception_text(exc)}); nothing was written") from None
+    if existing is None:
+        if entries:
+            raise CLIError(
+                f"{args.dst} is not empty and is not a Zarr array (it holds {_some(entries)}); nothing was written: "
+                "give a new or empty location"
+            )
+    elif isinstance(existing, zarr.Group):
+        members = [e for e in entries or () if e not in _METADATA_NAMES]
+        if not args.overwrite:
+            raise CLIError(f"{args.dst} is a group; give a new path for the copy")
+        if members:
+            raise CLIError(
+                f"{args.dst} is a group holding {_some(members)}; --overwrite replaces an array or an empty group only, "
+                "nothing was written"
+            )
+    elif args.overwrite:
+        foreign = [e for e in entries or () if not _is_array_entry(e)]
+        if foreign:
+            raise CLIError(
+                f"{args.dst} holds files that are not its array's ({_some(foreign)}); --overwrite would delete them, "
+                "nothing was written"
+            )
+    if existing is not None and args.overwrite and isinstance(store, ZipStore):
+        raise CLIError(f"--overwrite cannot replace {args.dst}: a zip archive cannot delete its entries")
+    if isinstance(existing, zarr.Array) and not args.overwrite:
         if not args.resume:
             raise CLIError(f"{args.dst} already exists: --resume finishes an interrupted copy, --overwrite replaces it")
         if isinstance(store, ZipStore):
@@ -1133,6 +1172,73 @@ def _open_destination(
     except Exception as exc:  # a read-only or unreachable destination, or options zarr refuses
         raise CLIError(f"cannot create {args.dst}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
     return dst, False
+
+
+# What a Zarr node's own files are called, relative to the node: its metadata documents,
+# and chunk keys (default or v2 encoding, either separator).
+_METADATA_NAMES = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"})
+# A write's temporary file beside its key, left by a killed writer: ours
+# (``.<name>.<pid>-<namespace>-<random>-<n>.partial``) or zarr's LocalStore's
+# (``<key with its suffix replaced by .<uuid hex>>.partial``).
+_OUR_TEMPORARY = re.compile(r"\.(?P<name>[^/]+)\.\d+-[0-9a-f]{8}-[0-9a-f]{8}-\d+\.partial")
+_ZARR_TEMPORARY = re.compile(r"[^/]*\.[0-9a-f]{32}\.partial")
+
+
+def _is_array_entry(entry: str) -> bool:
+    """Whether ``entry`` (relative to an array) is one of the array's own files."""
+    if entry in _METADATA_NAMES or _CHUNK_KEY.fullmatch(entry):
+        return True
+    parent, _, name = entry.rpartition("/")
+    ours = _OUR_TEMPORARY.fullmatch(name)
+    if ours:
+        key = f"{parent}/{ours.group('name')}" if parent else ours.group("name")
+        return key in _METADATA_NAMES or _CHUNK_KEY.fullmatch(key) is not None
+    return _ZARR_TEMPORARY.fullmatch(name) is not None and (not parent or _CHUNK_KEY.fullmatch(parent) is not None)
+
+
+def _some(entries: Sequence[str]) -> str:
+    shown = ", ".join(repr(e) for e in sorted(entries)[:3])
+    return shown if len(entries) <= 3 else f"{shown}, ... ({len(entries):,} in all)"
+
+
+def _destination_entries(
+    location: str, store: Any, path: str, storage_options: dict[str, Any] | None
+) -> list[str] | None:
+    """What is already at the destination, relative to it: files (and, for a directory, empty
+    subdirectories and links); None when the storage cannot list (HTTP)."""
+    if isinstance(store, Path):
+        if not store.exists() and not store.is_symlink():
+            return []
+        if not store.is_dir() or store.is_symlink():
+            raise CLIError(f"{location} exists and is not a directory; nothing was written")
+        found: list[str] = []
+        for top, dirs, files in os.walk(store):
+            relative = Path(top).relative_to(store)
+            for name in dirs:
+                entry = Path(top) / name
+                if entry.is_symlink() or not any(entry.iterdir()):
+                    found.append((relative / name).as_posix())
+            found.extend((relative / name).as_posix() for name in files)
+        return found
+    prefix = f"{path}/" if path else ""
+    listed: Any
+    try:
+        if isinstance(store, ZipStore):
+            if store.path is None or not Path(store.path).exists():
+                return []
+            listed = store
+        else:
+            from zarr.storage import FsspecStore
+
+            listed = FsspecStore.from_url(location, storage_options=storage_options, read_only=True)
+            prefix = ""
+
+        async def keys() -> list[str]:
+            return [key async for key in listed.list_prefix(prefix)]
+
+        return [key[len(prefix):] for key in sync(keys())]
+    except (NotImplementedError, OSError, ValueError):
+        return None
 
 
 def _copy_blocks(
