@@ -275,7 +275,11 @@ class Holding:
     __slots__ = ("_keys", "_table")
 
     def __init__(self, keys: Iterable[str]) -> None:
-        self._keys = sorted(set(keys)) if _ENABLED else []
+        if not _ENABLED:
+            keys = []
+        elif not isinstance(keys, list) or len(keys) > 1:
+            keys = sorted(set(keys))
+        self._keys: list[str] = keys
         self._table = _locks()
 
     async def __aenter__(self) -> None:

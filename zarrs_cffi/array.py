@@ -153,16 +153,21 @@ class Array:
     def _holding(self, start: Sequence[int], extent: Sequence[int]) -> _keylocks.Holding:
         """The write locks of every chunk (shard) the region ``start`` + ``extent`` touches."""
         if not all(extent):
-            return _keylocks.holding(self._lock_prefix, ())
-        grid = self._chunk_grid()
+            return _keylocks.Holding([])
+        grid = self._grid or self._chunk_grid()
+        key = self._key_of or self._chunk_key_function()
+        # start, extent and grid have one entry per axis (``_normalize``).
         if isinstance(grid, tuple):
-            ranges = [range(b // c, (b + e - 1) // c + 1) for b, e, c in zip(start, extent, grid, strict=True)]
+            first = [b // c for b, c in zip(start, grid)]  # noqa: B905
+            last = [(b + e - 1) // c for b, e, c in zip(start, extent, grid)]  # noqa: B905
+            if first == last:  # one chunk: the common small write, kept short (it holds the GIL)
+                return _keylocks.Holding([self._lock_prefix + key(tuple(first))])
+            ranges = [range(f, l + 1) for f, l in zip(first, last)]  # noqa: B905
         else:
             ranges = [
                 range(bisect_right(edges, b) - 1, bisect_left(edges, b + e))
-                for b, e, edges in zip(start, extent, grid, strict=True)
+                for b, e, edges in zip(start, extent, grid)  # noqa: B905
             ]
-        key = self._key_of or self._chunk_key_function()
         return _keylocks.holding(self._lock_prefix, [key(index) for index in itertools.product(*ranges)])
 
     def _holding_chunk(self, chunk_indices: Sequence[int]) -> _keylocks.Holding:
