@@ -102,3 +102,22 @@ def test_write_cpu_reports_wall_and_cpu_for_ours_and_tensorstore(tmp_path: Path)
             assert wall > 0 and system <= cpu + 0.001
             assert abs(per_core - cpu / cores) <= 0.001
     assert list(tmp_path.iterdir()) == []
+
+
+def test_disjoint_writes_reports_locks_on_and_off_for_both_apis(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "disjoint_writes.py"), "--dir", str(tmp_path),
+         "--rounds", "1", "--writes", "3", "--threads", "2", "--layout", "chunk", "shard-part"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout
+    number = r"(\d+\.\d)"
+    for layout in ("chunk", "shard-part"):
+        for api in ("zarr", "direct"):
+            for locks in ("on", "off"):
+                row = re.search(rf"^\| {layout} \| {api} \| {locks} \| {number} \| {number} \| {number} \|$", out, re.M)
+                assert row, out
+                median, best, cpu = map(float, row.groups())
+                assert 0 < best <= median and cpu > 0
+            assert re.search(rf"^\| {layout} \| {api} \| on / off \| \d+\.\d\dx \| \d+\.\d\dx \| \d+\.\d\dx \|$", out, re.M), out
+    assert "many-chunks" not in out
+    assert list(tmp_path.iterdir()) == []
