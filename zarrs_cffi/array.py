@@ -158,15 +158,15 @@ class Array:
         key = self._key_of or self._chunk_key_function()
         # start, extent and grid have one entry per axis (``_normalize``).
         if isinstance(grid, tuple):
-            first = [b // c for b, c in zip(start, grid)]  # noqa: B905
-            last = [(b + e - 1) // c for b, e, c in zip(start, extent, grid)]  # noqa: B905
+            first = [b // c for b, c in zip(start, grid)]
+            last = [(b + e - 1) // c for b, e, c in zip(start, extent, grid)]
             if first == last:  # one chunk: the common small write, kept short (it holds the GIL)
                 return _keylocks.Holding([self._lock_prefix + key(tuple(first))])
-            ranges = [range(f, l + 1) for f, l in zip(first, last)]  # noqa: B905
+            ranges = [range(f, l + 1) for f, l in zip(first, last)]
         else:
             ranges = [
                 range(bisect_right(edges, b) - 1, bisect_left(edges, b + e))
-                for b, e, edges in zip(start, extent, grid)  # noqa: B905
+                for b, e, edges in zip(start, extent, grid)
             ]
         return _keylocks.holding(self._lock_prefix, [key(index) for index in itertools.product(*ranges)])
 
