@@ -66,11 +66,14 @@ _ENABLED = True
 class _Waiter:
     """One batch waiting for one key: a future on an event loop, or a blocked thread."""
 
-    __slots__ = ("future", "granted", "lock", "loop")
+    __slots__ = ("future", "granted", "lock", "loop", "stranded")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
         self.granted = False  # set under the table's mutex when the key is handed over
+        # Set under the mutex by whichever first finds the key granted to a closed loop
+        # (the waker, or the waiter's coroutine finalised later); that one releases it.
+        self.stranded = False
         if loop is None:
             self.future: asyncio.Future[None] | None = None
             # Held until the key is granted: the waiting thread blocks acquiring it again.
@@ -161,6 +164,12 @@ class KeyLocks:
         assert future is not None
         if future.done() and not future.cancelled():
             return True  # granted and delivered, but the task was cancelled before it resumed
+        assert waiter.loop is not None
+        if waiter.loop.is_closed():
+            # A coroutine finalised after its loop closed: cancelling the future would
+            # schedule on the closed loop. The key is this waiter's to release unless the
+            # waker found the loop closed first and released it.
+            return self._strand(waiter)
         # Granted, the delivery still queued on this loop: ``_deliver`` will find the future
         # cancelled and pass the key on.
         future.cancel()
@@ -220,7 +229,16 @@ class KeyLocks:
         try:
             waiter.loop.call_soon_threadsafe(self._deliver, key, waiter)
         except RuntimeError:  # its loop is closed: nobody will ever take the key
-            self.release((key,))
+            if self._strand(waiter):
+                self.release((key,))
+
+    def _strand(self, waiter: _Waiter) -> bool:
+        """Whether the caller is the first to find ``waiter``'s granted key stranded on a
+        closed loop (then the caller releases it)."""
+        with self._mutex:
+            first = not waiter.stranded
+            waiter.stranded = True
+            return first
 
     def _deliver(self, key: str, waiter: _Waiter) -> None:
         """On the waiter's loop: hand it the key, or pass the key on if it was cancelled."""
@@ -320,6 +338,15 @@ def object_prefix(thing: object) -> str:
 
 
 def _prefix_of(store: Any) -> str:
+    # A store that claims a class without its attributes (a test's ``Mock(spec=LocalStore)``,
+    # a proxy) is known only as an object.
+    try:
+        return _prefix_by_kind(store)
+    except AttributeError:
+        return object_prefix(store)
+
+
+def _prefix_by_kind(store: Any) -> str:
     from zarr.storage import FsspecStore, LocalStore, MemoryStore, ObjectStore, WrapperStore
 
     while isinstance(store, WrapperStore):
