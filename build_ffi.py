@@ -14,7 +14,7 @@ CDEF = Path(__file__).parent / "zarrs-ffi" / "include" / "zarrs_ffi_cdef.h"
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF.read_text())
-# None as the source: ABI mode (the library is dlopened at run time by zarrs_cffi._ffi).
+# None as the source: ABI mode (the library is dlopened at run time by zarrs_cffi._bindings.library).
 ffibuilder.set_source("zarrs_cffi._zarrs_cffi_ffi", None)
 
 if __name__ == "__main__":

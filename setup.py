@@ -2,7 +2,7 @@
 
 The cffi module is ABI mode (no C compilation, no link against the cdylib): setuptools-rust
 builds C extensions before Rust ones, so an API-mode module could not link the library in a
-clean build. zarrs_cffi._ffi dlopens the packaged library at first use instead.
+clean build. zarrs_cffi._bindings.library dlopens the packaged library at first use instead.
 
 Nothing in the package is tied to a Python version: the generated cffi module is pure Python
 and the library is a plain C ABI that never links libpython. So the library keeps its plain
@@ -23,7 +23,7 @@ from setuptools.command.build_ext import build_ext
 from setuptools_rust import Binding, RustExtension
 
 LIBRARY = "zarrs_cffi.libzarrs_ffi"
-# The platform's own name for the library: zarrs_cffi._ffi.library_path() looks for exactly
+# The platform's own name for the library: zarrs_cffi._bindings.library.library_path() looks for exactly
 # this name (keep the two in step).
 LIBRARY_FILE = {"win32": "zarrs_ffi.dll", "darwin": "libzarrs_ffi.dylib"}.get(
     sys.platform, "libzarrs_ffi.so"

@@ -48,8 +48,8 @@ from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
 
 import zarrs_cffi
 import zarrs_cffi._bindings as bindings
-import zarrs_cffi._routes as routes
-import zarrs_cffi.pipeline as pipeline
+import zarrs_cffi._pipeline.routes as routes
+import zarrs_cffi._pipeline.codec_pipeline as pipeline
 
 #: The window of the keep-warm on row, µs.
 WARM_ON_US = 1000

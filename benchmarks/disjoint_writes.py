@@ -1,10 +1,10 @@
 """What the per-key write locks cost writers that never share a key.
 
 Threads of one process writing into one chunk or shard are serialised per stored key
-(``zarrs_cffi/_keylocks.py``); writers of disjoint keys must not wait for each other, nor
+(``zarrs_cffi/keylocks.py``); writers of disjoint keys must not wait for each other, nor
 pay much for the table. Here ``--threads`` threads (8 by default), released together by a
 barrier, each write their own chunks or shards, ``--writes`` times per round; rounds
-alternate between the locks on and off (``zarrs_cffi._keylocks._ENABLED``, a switch for
+alternate between the locks on and off (``zarrs_cffi._core.keylocks._ENABLED``, a switch for
 this measurement only), through zarr with our pipeline and through the direct API.
 
 Layouts (every write is disjoint from every other thread's):
@@ -39,7 +39,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 import zarrs_cffi
-from zarrs_cffi import _keylocks
+from zarrs_cffi._core import keylocks
 
 # layout -> (array keyword arguments, each thread's band of rows, one write's region in it)
 LAYOUTS: dict[str, tuple[dict[str, Any], int, tuple[int, int]]] = {
@@ -114,10 +114,10 @@ def measure(root: Path, layout: str, threads: int, writes: int, rounds: int) -> 
         for _ in range(rounds):
             for api, write in apis.items():
                 for enabled in (True, False):
-                    _keylocks._ENABLED = enabled
+                    keylocks._ENABLED = enabled
                     samples.setdefault((api, enabled), []).append(_round(write, threads, writes))
     finally:
-        _keylocks._ENABLED = True
+        keylocks._ENABLED = True
     # Each band's last write is there: nothing was lost, or mixed between threads.
     data = direct[:]
     for band in range(threads):

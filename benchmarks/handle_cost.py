@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("lib", help="the native library to load")
     parser.add_argument("--dir", default="/tmp", help="where the array goes (kept between runs)")
     args = parser.parse_args()
-    import zarrs_cffi._ffi as ffi_module
+    import zarrs_cffi._bindings.library as ffi_module
 
     ffi_module.library_path = lambda: Path(args.lib).resolve()  # type: ignore[assignment]
     import zarr

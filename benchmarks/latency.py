@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--lib", default=None, help="the native library to load instead of the package's")
     args = parser.parse_args()
     if args.lib:
-        import zarrs_cffi._ffi as ffi_module
+        import zarrs_cffi._bindings.library as ffi_module
 
         ffi_module.library_path = lambda: Path(args.lib).resolve()  # type: ignore[assignment]
     import zarr

@@ -786,10 +786,10 @@ class Fixture:
             if cfg.dtype == "uint16":
                 self.routes["capi"] = zarrs_cffi.Array.open(data, read_only=True)
             else:
-                from zarrs_cffi._bindings import NativeArray, Options, Storage
+                from zarrs_cffi._bindings import ArrayHandle, Options, Storage
 
                 storage = Storage.filesystem(str(data), read_only=True)
-                self.routes["capi"] = (NativeArray.open(storage, "/"), Options(**self.variable_options()))
+                self.routes["capi"] = (ArrayHandle.open(storage, "/"), Options(**self.variable_options()))
         except zarrs_cffi.ZarrsUnsupportedError as exc:
             self.routes["capi"] = exc  # refused at open: every read raises it
 

@@ -426,10 +426,10 @@ def test_out_rejects_object_arrays_and_other_dtypes(tmp_path: Path) -> None:
 
 
 def test_bindings_reject_object_buffers(tmp_path: Path) -> None:
-    from zarrs_cffi._bindings import ChunkBatch, NativeArray, Storage
+    from zarrs_cffi._bindings import ChunkBatch, ArrayHandle, Storage
 
     _zarr_array(tmp_path, "int64")
-    native = NativeArray.open(Storage.filesystem(str(tmp_path)))
+    native = ArrayHandle.open(Storage.filesystem(str(tmp_path)))
     options = Options()
     objects = np.empty(CHUNKS, dtype=object)
     geometry = np.array([[CHUNKS, (0, 0), CHUNKS, (0, 0)]], dtype=np.uint64)

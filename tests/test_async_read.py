@@ -1,5 +1,5 @@
 """Small native reads started on zarr's event loop and completed through a file descriptor
-(``zarrs_cffi._completion``, ``zarrs_array_read_chunks_start``).
+(``zarrs_cffi._pipeline.completion``, ``zarrs_array_read_chunks_start``).
 
 A read takes this path when other reads are in flight on its loop; the ``submitted``
 fixture makes every small read take it (``ASYNC_READ_ALONE``) and counts them. Results are
@@ -23,7 +23,8 @@ from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.storage import LocalStore
 
 import zarrs_cffi
-from zarrs_cffi import _completion, _routes
+from zarrs_cffi._pipeline import completion
+from zarrs_cffi._pipeline import routes
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,9 +43,9 @@ FILL = 7
 @pytest.fixture
 def submitted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Counts reads started natively (a list, appended to per read)."""
-    monkeypatch.setattr(_routes, "ASYNC_READ_ALONE", True)
+    monkeypatch.setattr(routes, "ASYNC_READ_ALONE", True)
     started: list[int] = []
-    submit = _completion.submit
+    submit = completion.submit
 
     def counting(*args: Any) -> Any:
         future = submit(*args)
@@ -52,7 +53,7 @@ def submitted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
             started.append(1)
         return future
 
-    monkeypatch.setattr(_completion, "submit", counting)
+    monkeypatch.setattr(completion, "submit", counting)
     yield started
 
 
@@ -85,7 +86,7 @@ def test_results_equal_the_worker_path_with_missing_chunks(
     started = len(submitted)
     fast = [arr[box] for box in boxes]
     assert len(submitted) - started == len(boxes)  # every box is at most 8 chunks
-    monkeypatch.setattr(_routes, "ASYNC_READ_MAX", 0)
+    monkeypatch.setattr(routes, "ASYNC_READ_MAX", 0)
     started = len(submitted)
     slow = [arr[box] for box in boxes]
     assert len(submitted) == started
@@ -105,7 +106,7 @@ def test_a_corrupt_chunk_raises_what_the_worker_path_raises(
     with pytest.raises(zarrs_cffi.ZarrsError) as fast:
         arr[box]
     assert submitted
-    monkeypatch.setattr(_routes, "ASYNC_READ_MAX", 0)
+    monkeypatch.setattr(routes, "ASYNC_READ_MAX", 0)
     with pytest.raises(zarrs_cffi.ZarrsError) as slow:
         arr[box]
     assert type(fast.value) is type(slow.value) is zarrs_cffi.ZarrsCodecError
@@ -138,7 +139,7 @@ def test_a_cancelled_read_does_not_crash_or_corrupt_later_reads(
             while not submitted:
                 await asyncio.sleep(0)
             submitted.clear()
-            entry = _completion._queues[loop]
+            entry = completion._queues[loop]
             assert entry is not None and entry.pending, "the read is in flight"
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -175,7 +176,7 @@ def _child_reads(path: str) -> tuple[bool, int, int]:
         expected = _data()
         expected[32:] = FILL
         ok = all(np.array_equal(arr[box], expected[box]) for box in _boxes(50))
-        queues = [entry for entry in _completion._queues.values() if entry is not None]
+        queues = [entry for entry in completion._queues.values() if entry is not None]
         return ok, len(queues), zarrs_cffi.stats().fallbacks
 
 
@@ -183,12 +184,12 @@ def test_a_forked_child_reads_with_its_own_queue(tmp_path: Path, zarrs_pipeline:
     arr, expected = _create(tmp_path, "zstd")
     np.testing.assert_array_equal(arr[0:10, 0:10, 0:10], expected[0:10, 0:10, 0:10])
     assert submitted, "the parent's queue exists before the fork"
-    parent = [entry.queue.fd for entry in _completion._queues.values() if entry is not None]
+    parent = [entry.queue.fd for entry in completion._queues.values() if entry is not None]
     with multiprocessing.get_context("fork").Pool(1) as pool:
         ok, queues, fallbacks = pool.apply_async(_child_reads, (str(tmp_path),)).get(timeout=60)
     assert ok and queues >= 1 and fallbacks == 0
     # The parent's queue still works after the fork.
-    assert [entry.queue.fd for entry in _completion._queues.values() if entry is not None][: len(parent)] == parent
+    assert [entry.queue.fd for entry in completion._queues.values() if entry is not None][: len(parent)] == parent
     np.testing.assert_array_equal(arr[20:30, 0:10, 5:9], expected[20:30, 0:10, 5:9])
 
 
@@ -233,7 +234,7 @@ def test_two_loops_in_two_threads_each_get_their_own_queue(tmp_path: Path, zarrs
             a = await zasync.open_array(store=LocalStore(tmp_path), mode="r")
             for box in boxes:
                 np.testing.assert_array_equal(await a.getitem(box), expected[box])
-            seen[i] = _completion._queues[asyncio.get_running_loop()]
+            seen[i] = completion._queues[asyncio.get_running_loop()]
 
         try:
             asyncio.run(main())
@@ -253,7 +254,7 @@ def test_two_loops_in_two_threads_each_get_their_own_queue(tmp_path: Path, zarrs
 def test_by_default_only_reads_in_flight_together_start_natively(
     tmp_path: Path, zarrs_pipeline: None, submitted: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_routes, "ASYNC_READ_ALONE", False)
+    monkeypatch.setattr(routes, "ASYNC_READ_ALONE", False)
     arr, expected = _create(tmp_path, "zstd")
     boxes = _boxes(50)
     for box in boxes:  # one after another: the worker path

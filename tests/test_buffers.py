@@ -22,9 +22,9 @@ from zarr.core.buffer import BufferPrototype, cpu
 from zarr.storage import LocalStore, MemoryStore
 
 import zarrs_cffi
-from zarrs_cffi import pipeline as pipeline_module
-from zarrs_cffi._fallback import Fallback
-from zarrs_cffi._routes import AsyncStoreRoute, NativeRoute, SyncStoreRoute
+from zarrs_cffi._pipeline import codec_pipeline as pipeline_module
+from zarrs_cffi._core.fallback import Fallback
+from zarrs_cffi._pipeline.routes import AsyncStoreRoute, StorageRoute, SyncStoreRoute
 
 from conftest import ZARR_PIPELINE, ZARRS_PIPELINE
 
@@ -88,7 +88,7 @@ class PyLocalStore(LocalStore):
     """A LocalStore subclass: its bytes move through its async API (AsyncStoreRoute)."""
 
 
-ROUTES = {"local": NativeRoute, "memory": SyncStoreRoute, "async": AsyncStoreRoute}
+ROUTES = {"local": StorageRoute, "memory": SyncStoreRoute, "async": AsyncStoreRoute}
 SHAPE = (96, 80)
 COPY_REASON = f"{__name__}.CopyingBuffer.as_numpy_array() is a copy, not the buffer's own memory"
 DEVICE_REASON = f"{__name__}.DeviceBuffer holds {__name__}.Device, not host (numpy) memory"

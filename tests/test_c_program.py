@@ -24,7 +24,7 @@ from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
 from zarrs_cffi import __version__
-from zarrs_cffi._ffi import library_path
+from zarrs_cffi._bindings.library import library_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "zarrs-ffi" / "tests" / "c" / "read_array.c"

@@ -34,7 +34,7 @@ from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 from zarr.storage import LocalStore, MemoryStore
 
 import zarrs_cffi
-from zarrs_cffi import stores
+from zarrs_cffi._pipeline import stores
 from zarrs_cffi._bindings import Options
 
 SETTINGS = {

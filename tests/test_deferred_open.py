@@ -13,9 +13,10 @@ import zarr
 from zarr.storage import LocalStore, MemoryStore
 
 import zarrs_cffi
-from zarrs_cffi import _bindings, _native
-from zarrs_cffi._ffi import Result, lib
-from zarrs_cffi._routes import AsyncStoreRoute, NativeRoute, SyncStoreRoute
+from zarrs_cffi import _bindings
+from zarrs_cffi._pipeline import opening
+from zarrs_cffi._bindings.library import Result, lib
+from zarrs_cffi._pipeline.routes import AsyncStoreRoute, StorageRoute, SyncStoreRoute
 
 from conftest import assert_no_fallback, fallback_array
 
@@ -30,10 +31,10 @@ class PyLocalStore(LocalStore):
 
 @pytest.fixture
 def native_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every native array open (``open_native`` and the C open beneath it), recorded; the
+    """Every native array open (``open_record`` and the C open beneath it), recorded; the
     cache of opened arrays starts empty."""
     calls: list[str] = []
-    monkeypatch.setattr(_native, "_OPENED", {})
+    monkeypatch.setattr(opening, "_OPENED", {})
 
     def counted(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -42,10 +43,10 @@ def native_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return call
 
-    monkeypatch.setattr(_native, "open_native", counted("open_native", _native.open_native))
+    monkeypatch.setattr(opening, "open_record", counted("open_record", opening.open_record))
     monkeypatch.setattr(
-        _bindings.NativeArray, "open_with_metadata",
-        classmethod(counted("open_with_metadata", _bindings.NativeArray.open_with_metadata.__func__)),  # type: ignore[attr-defined]
+        _bindings.ArrayHandle, "open_with_metadata",
+        classmethod(counted("open_with_metadata", _bindings.ArrayHandle.open_with_metadata.__func__)),  # type: ignore[attr-defined]
     )
     return calls
 
@@ -70,15 +71,15 @@ def test_opened_but_unread_array_does_no_native_work(
     assert native_opens == []
     assert zarrs_cffi.stats() == zarrs_cffi.PipelineStats()
     np.testing.assert_array_equal(arrays[0][:], np.full((20, 20), 7, dtype="int16"))
-    assert native_opens == ["open_native", "open_with_metadata"]
+    assert native_opens == ["open_record", "open_with_metadata"]
     np.testing.assert_array_equal(arrays[0][5:15, 5], np.full(10, 7, dtype="int16"))
-    assert native_opens == ["open_native", "open_with_metadata"]  # once per pipeline
+    assert native_opens == ["open_record", "open_with_metadata"]  # once per pipeline
     assert zarrs_cffi.stats().native_reads == 4 + 2
     assert_no_fallback()
 
 
 @pytest.mark.parametrize(
-    ("kind", "route"), [("local", NativeRoute), ("memory", SyncStoreRoute), ("local-subclass", AsyncStoreRoute)]
+    ("kind", "route"), [("local", StorageRoute), ("memory", SyncStoreRoute), ("local-subclass", AsyncStoreRoute)]
 )
 def test_route_is_chosen_once_per_store(tmp_path: Path, kind: str, route: type, zarrs_pipeline: None) -> None:
     arr = zarr.create_array(STORES[kind](tmp_path), shape=(8,), chunks=(4,), dtype="uint8")
@@ -87,7 +88,7 @@ def test_route_is_chosen_once_per_store(tmp_path: Path, kind: str, route: type, 
     assert pipeline.opener is not None and pipeline.opener.result is None  # created, not opened
     arr[:] = 3
     assert type(pipeline.opener.result) is route
-    assert (pipeline.native is not None) and ((pipeline.native.python_io is None) == (route is NativeRoute))
+    assert (pipeline.native is not None) and ((pipeline.native.python_io is None) == (route is StorageRoute))
 
 
 def test_fallback_is_found_at_first_use_and_counted(tmp_path: Path, zarrs_pipeline: None) -> None:
@@ -112,7 +113,7 @@ def test_reading_native_and_reason_opens_without_a_read(tmp_path: Path, native_o
     pipeline = arr.async_array.codec_pipeline
     assert isinstance(pipeline, zarrs_cffi.ZarrsCodecPipeline)
     assert pipeline.reason is None and pipeline.native is not None
-    assert native_opens == ["open_native", "open_with_metadata"]
+    assert native_opens == ["open_record", "open_with_metadata"]
 
 
 @pytest.mark.parametrize("kind", list(STORES))
@@ -121,10 +122,10 @@ def test_reopened_array_reuses_the_native_array(
 ) -> None:
     store = STORES[kind](tmp_path)
     zarr.create_array(store, name="a", shape=(6, 6), chunks=(3, 3), dtype="uint32")[:] = 9
-    assert native_opens == ["open_native", "open_with_metadata"]
+    assert native_opens == ["open_record", "open_with_metadata"]
     again = zarr.open_array(store, path="a")  # a read-only open is other (read-only) native storage
     np.testing.assert_array_equal(again[:], np.full((6, 6), 9, dtype="uint32"))
-    assert native_opens == ["open_native", "open_with_metadata", "open_native"]  # no second C open
+    assert native_opens == ["open_record", "open_with_metadata", "open_record"]  # no second C open
     # Other metadata is another native array.
     zarr.create_array(store, name="b", shape=(6,), chunks=(2,), dtype="uint32")[:] = 1
     assert native_opens.count("open_with_metadata") == 2

@@ -27,8 +27,9 @@ import zarr.api.asynchronous as zasync
 from zarr.storage import LocalStore, MemoryStore
 
 import zarrs_cffi
-from zarrs_cffi import _bindings, _routes
-from zarrs_cffi import variable as variable_module
+from zarrs_cffi import _bindings
+from zarrs_cffi._pipeline import routes
+from zarrs_cffi._pipeline import variable as variable_module
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -86,9 +87,9 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     # (``_completion``), where no Python wrapper can slow them: here they take the worker
     # path, which the wrappers below can observe. test_async_read.py shows the native path
     # keeps the loop running with a read that is slow natively.
-    monkeypatch.setattr(_routes, "ASYNC_READ_MAX", 0)
+    monkeypatch.setattr(routes, "ASYNC_READ_MAX", 0)
     for name in ("read_chunks", "write_chunks", "decode_chunks", "encode_chunks", "gather_orthogonal"):
-        monkeypatch.setattr(_bindings.NativeArray, name, rec.wrap(name, getattr(_bindings.NativeArray, name)))
+        monkeypatch.setattr(_bindings.ArrayHandle, name, rec.wrap(name, getattr(_bindings.ArrayHandle, name)))
     for name in ("supply", "finish"):
         monkeypatch.setattr(_bindings.ReadPlan, name, rec.wrap(f"read_plan_{name}", getattr(_bindings.ReadPlan, name)))
     for name in ("decode_variable_chunks", "encode_variable_chunks"):

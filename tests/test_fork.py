@@ -294,7 +294,8 @@ def test_fork_pool_workers_open_s3_arrays(s3_store: object) -> None:
 
 def test_python_state_is_per_process_after_fork(tmp_path: Path) -> None:
     """The worker pool and the native storage cache of a forked child are its own."""
-    from zarrs_cffi import _workers, stores
+    from zarrs_cffi._core import workers as _workers
+    from zarrs_cffi._pipeline import stores
 
     with zarr.config.set(PIPELINE):
         arr = zarr.create_array(LocalStore(tmp_path), shape=(16,), chunks=(4,), dtype="int8")
@@ -306,7 +307,9 @@ def test_python_state_is_per_process_after_fork(tmp_path: Path) -> None:
 def _child_state(path: str) -> tuple[bool, bool, int]:
     import os
 
-    from zarrs_cffi import _workers, stores
+    from zarrs_cffi._core import workers as _workers
+
+    from zarrs_cffi._pipeline import stores
 
     parent_pool = _workers._pool
     fresh_cache = not stores._cache  # the parent's storages were set aside at the fork

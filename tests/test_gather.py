@@ -81,13 +81,13 @@ class Spy:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: dict[str, int] = {"orthogonal": 0, "points": 0, "read_chunks": 0}
         for name, label in (("gather_orthogonal", "orthogonal"), ("gather_points", "points"), ("read_chunks", "read_chunks")):
-            original = getattr(_bindings.NativeArray, name)
+            original = getattr(_bindings.ArrayHandle, name)
 
             def counted(*args: Any, _original: Any = original, _label: str = label, **kwargs: Any) -> Any:
                 self.calls[_label] += 1
                 return _original(*args, **kwargs)
 
-            monkeypatch.setattr(_bindings.NativeArray, name, counted)
+            monkeypatch.setattr(_bindings.ArrayHandle, name, counted)
 
 
 def _write(path: Any, layout: dict[str, Any], dtype: str, order: str) -> np.ndarray[Any, Any]:
@@ -134,7 +134,7 @@ def test_gather_writes_only_the_picks(tmp_path: Any) -> None:
     with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
         array = zarr.create_array(LocalStore(tmp_path / "a"), shape=(20, 20), chunks=(5, 5), dtype="uint16", fill_value=3)
         array[:] = np.arange(400, dtype="uint16").reshape(20, 20)
-    handle = _bindings.NativeArray.open(_bindings.Storage.filesystem(str(tmp_path / "a")))
+    handle = _bindings.ArrayHandle.open(_bindings.Storage.filesystem(str(tmp_path / "a")))
     out = np.full((3, 2), 999, dtype="uint16")
     keys = b"c/1/2"  # rows 5..10, columns 10..15
     # Axis 0 picks rows 4, 0 of the chunk into output rows 2, 0; axis 1 column 3 into column 1.

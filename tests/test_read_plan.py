@@ -1,6 +1,6 @@
-"""The native side's say over I/O done elsewhere: read plans (``NativeArray.read_plan``,
+"""The native side's say over I/O done elsewhere: read plans (``ArrayHandle.read_plan``,
 driven by ``shards.py`` for Python stores), which chunks a write needs the old bytes of
-(``NativeArray.needs_old``), whether chunks are shards (``NativeArray.sharded``), and
+(``ArrayHandle.needs_old``), whether chunks are shards (``ArrayHandle.sharded``), and
 fetch-once read-modify-writes on native storage (``fetch_encoded`` / ``store_encoded``)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import zarr
 from zarr.storage import LocalStore, MemoryStore
 
 import zarrs_cffi
-from zarrs_cffi._bindings import REQUEST_RANGE, REQUEST_SUFFIX, REQUEST_WHOLE, ChunkBatch, NativeArray, Options, Storage
+from zarrs_cffi._bindings import REQUEST_RANGE, REQUEST_SUFFIX, REQUEST_WHOLE, ChunkBatch, ArrayHandle, Options, Storage
 from zarrs_cffi.errors import ZarrsCodecError, ZarrsValueError
 
 ZARRS_PIPELINE = "zarrs_cffi.ZarrsCodecPipeline"
@@ -56,9 +56,9 @@ def _metadata(sharded: bool, index_codecs: list[Any] | None = None) -> dict[str,
 DATA = np.arange(32 * 32, dtype=np.int32).reshape(32, 32)
 
 
-def _native(tmp_path: Path, sharded: bool, **kwargs: Any) -> NativeArray:
+def _native(tmp_path: Path, sharded: bool, **kwargs: Any) -> ArrayHandle:
     storage = Storage.filesystem(str(tmp_path))
-    array = NativeArray.open_with_metadata(storage, _metadata(sharded, **kwargs), "/arr", create=True)
+    array = ArrayHandle.open_with_metadata(storage, _metadata(sharded, **kwargs), "/arr", create=True)
     array.store_subset(OPTIONS, (0, 0), DATA)
     return array
 
@@ -225,7 +225,7 @@ def test_gathered_write_fetches_each_chunk_once(tmp_path, sharded):
     assert (results["once"][1] != expected).sum() == mask.sum()
 
 
-def _read_all(array: NativeArray) -> np.ndarray[Any, Any]:
+def _read_all(array: ArrayHandle) -> np.ndarray[Any, Any]:
     out = np.empty((32, 32), dtype=np.int32)
     array.retrieve_subset(OPTIONS, (0, 0), out)
     return out

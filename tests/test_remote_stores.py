@@ -159,14 +159,14 @@ def test_s3_wrong_or_revoked_credentials_raise(kind):
             assert_same(arr[:], data)
             assert_route(zarrs_cffi.stats(), native_io=True)
             # Wrong credentials: the native store is refused by the server.
-            from zarrs_cffi._bindings import NativeArray, Storage
-            from zarrs_cffi._metadata import metadata_json as _metadata_json
+            from zarrs_cffi._bindings import ArrayHandle, Storage
+            from zarrs_cffi._core.metadata import metadata_json
 
             storage = Storage.s3(
                 BUCKET, prefix="auth", endpoint=server.endpoint, region="us-east-1",
                 access_key_id="wrong", secret_access_key="wrong",
             )
-            native = NativeArray.open_with_metadata(storage, _metadata_json(arr.metadata))
+            native = ArrayHandle.open_with_metadata(storage, metadata_json(arr.metadata))
             out = np.empty(SHAPE, dtype="uint8")
             with pytest.raises(zarrs_cffi.ZarrsStorageError, match="(?i)403|forbidden|access key|denied"):
                 native.retrieve_subset(zarrs_cffi.Options(), (0, 0), out)
@@ -542,8 +542,8 @@ def test_anonymous_s3_reads_are_native(s3, public_bucket, kind):
 def test_anonymous_s3_is_refused_on_a_private_bucket(s3):
     # Unsigned native requests really are unsigned: the same read on a private bucket is
     # refused (the bucket policy above is what lets them through).
-    from zarrs_cffi._bindings import NativeArray, Storage
-    from zarrs_cffi._metadata import metadata_json as _metadata_json
+    from zarrs_cffi._bindings import ArrayHandle, Storage
+    from zarrs_cffi._core.metadata import metadata_json
 
     prefix = uuid.uuid4().hex
     with zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
@@ -554,7 +554,7 @@ def test_anonymous_s3_is_refused_on_a_private_bucket(s3):
         assert_same(arr[:], np.full(8, 3, dtype="int8"))  # signed native requests are allowed
     assert_route(zarrs_cffi.stats(), native_io=True)
     storage = Storage.s3(BUCKET, prefix=prefix, endpoint=s3.endpoint, region=REGION, anonymous=True)
-    native = NativeArray.open_with_metadata(storage, _metadata_json(arr.metadata))
+    native = ArrayHandle.open_with_metadata(storage, metadata_json(arr.metadata))
     with pytest.raises(zarrs_cffi.ZarrsStorageError, match="(?i)403|forbidden|privileges"):
         native.retrieve_subset(zarrs_cffi.Options(), (0,), np.empty(8, dtype="int8"))
 
@@ -590,14 +590,14 @@ def test_s3_session_token_is_native_and_sent(kind):
             assert_same(arr[:], data)
             assert_read_route(zarrs_cffi.stats(), native_io=True)
         # The same key with a wrong token: the native request is refused.
-        from zarrs_cffi._bindings import NativeArray, Storage
-        from zarrs_cffi._metadata import metadata_json as _metadata_json
+        from zarrs_cffi._bindings import ArrayHandle, Storage
+        from zarrs_cffi._core.metadata import metadata_json
 
         storage = Storage.s3(
             BUCKET, prefix="tok", endpoint=server.endpoint, region=REGION, access_key_id=key,
             secret_access_key=secret, session_token=token[:-4] + "AAAA",
         )
-        native = NativeArray.open_with_metadata(storage, _metadata_json(arr.metadata))
+        native = ArrayHandle.open_with_metadata(storage, metadata_json(arr.metadata))
         with pytest.raises(zarrs_cffi.ZarrsStorageError, match="(?i)400|403|token|bad request"):
             native.retrieve_subset(zarrs_cffi.Options(), (0, 0), np.empty(SHAPE, dtype="float64"))
 
@@ -628,11 +628,11 @@ def test_read_only_s3_reads_natively_and_refuses_writes(s3, kind):
     assert (type(ours), str(ours)) == (type(theirs), str(theirs))
     assert zarrs_cffi.stats().native_writes == 0
     # The native storage itself is read-only too.
-    from zarrs_cffi._bindings import NativeArray
-    from zarrs_cffi._metadata import metadata_json as _metadata_json
+    from zarrs_cffi._bindings import ArrayHandle
+    from zarrs_cffi._core.metadata import metadata_json
 
     storage = arr.async_array.codec_pipeline.native.array.storage
-    native = NativeArray.open_with_metadata(storage, _metadata_json(arr.metadata))
+    native = ArrayHandle.open_with_metadata(storage, metadata_json(arr.metadata))
     with pytest.raises(zarrs_cffi.ZarrsReadOnlyError):
         native.store_subset(zarrs_cffi.Options(), (0, 0), np.zeros((10, 10), dtype="uint16"))
     with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zarrs_cffi.variable import _pack_ascii, from_elements, to_elements
+from zarrs_cffi._pipeline.variable import _pack_ascii, from_elements, to_elements
 
 STRING = np.dtypes.StringDType()
 
@@ -162,7 +162,7 @@ def test_a_chunk_written_whole_builds_no_fill_chunk(monkeypatch: pytest.MonkeyPa
     from zarr.storage import MemoryStore
 
     import zarrs_cffi
-    from zarrs_cffi import variable
+    from zarrs_cffi._pipeline import variable
 
     counting = _CountingNumpy()
     dtype = "str" if kind == "string" else "bytes"

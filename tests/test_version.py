@@ -27,7 +27,7 @@ def _run(code: str) -> str:
 
 def test_import_does_not_load_the_native_library():
     code = (
-        "import zarrs_cffi, zarrs_cffi._ffi as f, zarr\n"
+        "import zarrs_cffi, zarrs_cffi._bindings.library as f, zarr\n"
         "print(f._lib is None)\n"
         # zarr's registry (which imports every pipeline plugin) must not load it either.
         "from zarr.registry import get_pipeline_class\n"

@@ -75,7 +75,7 @@ def test_wheel_holds_the_package_and_nothing_else(wheel: Path) -> None:
         library = archive.read("zarrs_cffi/libzarrs_ffi.so")
     dist_info = {n for n in names if n.startswith("zarrs_cffi-") and ".dist-info/" in n}
     package = names - dist_info
-    sources = {f"zarrs_cffi/{p.name}" for p in (ROOT / "zarrs_cffi").glob("*.py")}
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "zarrs_cffi").rglob("*.py")}
     # The cffi module is generated as Python (ABI mode), never a compiled extension.
     sources.add("zarrs_cffi/_zarrs_cffi_ffi.py")
     # auditwheel would add zarrs_cffi.libs/ only if the library needed a non-manylinux one.
@@ -135,7 +135,7 @@ if len(sys.argv) > 2:  # the test suite's break switch, when set
     import zarrs_cffi_gate
     zarrs_cffi_gate.apply_break_switch()
 import zarrs_cffi
-from zarrs_cffi import _ffi
+from zarrs_cffi._bindings import library as _ffi
 
 zarr.config.set({"codec_pipeline.path": "zarrs_cffi.ZarrsCodecPipeline"})
 zarrs_cffi.reset_stats()
@@ -201,9 +201,10 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
 
 def test_library_path_prefers_the_plain_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An older build's ``libzarrs_ffi.cpython-*.so`` is used only while no plain-named one exists."""
-    from zarrs_cffi import _ffi
+    from zarrs_cffi._bindings import library as _ffi
 
-    monkeypatch.setattr(_ffi, "__file__", str(tmp_path / "_ffi.py"))
+    # The library sits in the package directory, one above the bindings module.
+    monkeypatch.setattr(_ffi, "__file__", str(tmp_path / "_bindings" / "library.py"))
     with pytest.raises(zarrs_cffi.ZarrsError, match="libzarrs_ffi.so is not in"):
         _ffi.library_path()
     (tmp_path / "libzarrs_ffi.cpython-312-x86_64-linux-gnu.so").touch()

@@ -1,4 +1,4 @@
-"""Writers in one process never lose each other's updates (``zarrs_cffi/_keylocks.py``).
+"""Writers in one process never lose each other's updates (``zarrs_cffi/keylocks.py``).
 
 Writing a band of rows into a chunk or shard that other bands share is a read-modify-write
 of the stored object. Threads doing that at once, without the per-key locks, lose some of
@@ -24,8 +24,8 @@ import zarr.api.asynchronous
 from zarr.storage import FsspecStore, LocalStore, LoggingStore, MemoryStore
 
 import zarrs_cffi
-from zarrs_cffi import _keylocks
-from zarrs_cffi._keylocks import Holding, KeyLocks
+from zarrs_cffi._core import keylocks
+from zarrs_cffi._core.keylocks import Holding, KeyLocks
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,7 +94,7 @@ def test_threads_writing_bands_of_one_object_lose_nothing(tmp_path, zarrs_pipeli
     assert _race(write, lambda: arr[:]) == 0
     s = zarrs_cffi.stats()
     assert s.fallbacks == 0 and s.native_writes >= THREADS * ROUNDS, s
-    assert _keylocks._locks().held() == 0
+    assert keylocks._locks().held() == 0
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -131,8 +131,8 @@ def test_direct_api_whole_chunk_writes_and_erases_are_locked(tmp_path, layout):
     holder of it (the lock table shows the waiter) and finish once it lets go."""
     _create(LocalStore(tmp_path), layout)
     arr = zarrs_cffi.Array.open(tmp_path)
-    table = _keylocks._locks()
-    key = _keylocks.file_prefix(tmp_path) + arr.chunk_key((0, 0))
+    table = keylocks._locks()
+    key = keylocks.file_prefix(tmp_path) + arr.chunk_key((0, 0))
     chunk = np.full(arr.chunks, 5, dtype="int32")
     for call in (lambda: arr.write_chunk((0, 0), chunk), lambda: arr.erase_chunk((0, 0)),
                  lambda: arr.write((slice(0, 1), slice(0, 1)), 9)):
@@ -167,8 +167,8 @@ def test_gathered_writes_to_one_shard_from_one_loop(tmp_path, zarrs_pipeline):
 def test_a_cancelled_waiting_write_leaves_the_key_usable(tmp_path, zarrs_pipeline):
     arr = _create(LocalStore(tmp_path), "one-shard")
     arr[:] = 0
-    table = _keylocks._locks()
-    key = _keylocks.file_prefix(tmp_path) + "c/0/0"
+    table = keylocks._locks()
+    key = keylocks.file_prefix(tmp_path) + "c/0/0"
 
     async def main() -> np.ndarray[Any, Any]:
         async_arr = await zarr.api.asynchronous.open_array(store=LocalStore(tmp_path))
@@ -276,7 +276,7 @@ def test_keys_are_taken_in_sorted_order_so_crossing_batches_never_deadlock():
     for thread in threads:
         thread.join(60)
     assert len(done) == 8
-    assert _keylocks._locks().held() == 0
+    assert keylocks._locks().held() == 0
 
 
 def test_a_batch_waits_at_its_first_held_key_holding_the_ones_before():
@@ -440,7 +440,7 @@ def _child_takes(key: str, queue: Any) -> None:
 
 
 def test_a_forked_child_starts_with_no_key_held(tmp_path):
-    key = _keylocks.file_prefix(tmp_path) + "c/0/0"
+    key = keylocks.file_prefix(tmp_path) + "c/0/0"
     with Holding([key]):
         context = multiprocessing.get_context("fork")
         queue = context.Queue()
@@ -457,18 +457,18 @@ def test_a_forked_child_starts_with_no_key_held(tmp_path):
 def test_store_prefixes(tmp_path):
     (tmp_path / "arr").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "arr")
-    local = _keylocks.store_prefix(LocalStore(tmp_path / "arr"))
+    local = keylocks.store_prefix(LocalStore(tmp_path / "arr"))
     assert local == f"file:{os.path.realpath(tmp_path / 'arr')}/"
     for same in (LocalStore(tmp_path / "link"), LocalStore(f"{tmp_path}/arr/"), LoggingStore(LocalStore(tmp_path / "arr"))):
-        assert _keylocks.store_prefix(same) == local
-    assert _keylocks.store_prefix(FsspecStore.from_url(f"file://{tmp_path}/arr")) == local
+        assert keylocks.store_prefix(same) == local
+    assert keylocks.store_prefix(FsspecStore.from_url(f"file://{tmp_path}/arr")) == local
     # A store rooted above the array names the same files with a longer key.
-    assert _keylocks.store_prefix(LocalStore(tmp_path)) + "arr/c/0" == local + "c/0"
-    assert _keylocks.file_prefix(tmp_path / "link") == local
+    assert keylocks.store_prefix(LocalStore(tmp_path)) + "arr/c/0" == local + "c/0"
+    assert keylocks.file_prefix(tmp_path / "link") == local
 
     shared: dict[str, Any] = {}
     one, two, other = MemoryStore(shared), MemoryStore(shared), MemoryStore()
-    assert _keylocks.store_prefix(one) == _keylocks.store_prefix(two) != _keylocks.store_prefix(other)
+    assert keylocks.store_prefix(one) == keylocks.store_prefix(two) != keylocks.store_prefix(other)
 
 
 @pytest.mark.parametrize("kind", [LocalStore, MemoryStore])
@@ -480,7 +480,7 @@ def test_a_store_claiming_a_class_without_its_attributes_is_named_as_an_object(t
     store = kind(tmp_path) if kind is LocalStore else kind()
     mock = AsyncMock(wraps=store, spec=kind)
     mock.read_only = False
-    assert _keylocks.store_prefix(mock) == _keylocks.object_prefix(mock)
+    assert keylocks.store_prefix(mock) == keylocks.object_prefix(mock)
     arr = zarr.create_array(store, shape=SHAPE, dtype="int32", chunks=(16, 16))
     zarr.open_array(mock, mode="r+")[:8] = 7
     np.testing.assert_array_equal(arr[:8], np.full((8, 64), 7, dtype="int32"))
@@ -491,9 +491,9 @@ def test_the_direct_api_and_zarr_name_a_chunk_alike(tmp_path, zarrs_pipeline):
     group.create_array("sub/arr", shape=SHAPE, dtype="int32", chunks=(16, 16))
     direct = zarrs_cffi.Array.open(tmp_path, "sub/arr")
     held = direct._holding([0, 0], [1, 1])._keys
-    assert held == [_keylocks.store_prefix(LocalStore(tmp_path / "sub" / "arr")) + "c/0/0"]
+    assert held == [keylocks.store_prefix(LocalStore(tmp_path / "sub" / "arr")) + "c/0/0"]
     assert direct._holding([10, 10], [20, 20])._keys == sorted(
-        _keylocks.file_prefix(tmp_path) + f"sub/arr/c/{i}/{j}" for i in (0, 1) for j in (0, 1)
+        keylocks.file_prefix(tmp_path) + f"sub/arr/c/{i}/{j}" for i in (0, 1) for j in (0, 1)
     )
 
 
@@ -524,7 +524,7 @@ def test_direct_api_locks_every_touched_chunk_by_its_native_key(tmp_path, layout
             index[axis] = i
             edges[axis].append(edges[axis][-1] + native.chunk_shape(index)[axis])
     rng = np.random.default_rng(1)
-    prefix = _keylocks.file_prefix(tmp_path)
+    prefix = keylocks.file_prefix(tmp_path)
     for _ in range(40):
         start = [int(rng.integers(0, 64)), int(rng.integers(0, 100))]
         extent = [int(rng.integers(1, 65 - start[0])), int(rng.integers(1, 101 - start[1]))]

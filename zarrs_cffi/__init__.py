@@ -26,7 +26,7 @@ from .errors import (
     ZarrsUnsupportedError,
     ZarrsValueError,
 )
-from .pipeline import ZarrsCodecPipeline
+from ._pipeline.codec_pipeline import ZarrsCodecPipeline
 from .stats import PipelineStats, reset_stats, stats
 
 __all__ = [

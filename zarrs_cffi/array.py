@@ -3,7 +3,7 @@
 For users who want the least overhead per call: one native call per read or write, into
 or from numpy arrays, with no asyncio and no per-chunk Python. Regions are step-1 slices
 and integers; use zarr with ZarrsCodecPipeline for fancy indexing. A write holds the locks
-of the chunks (or shards) it touches for the whole call (``_keylocks.py``), so this
+of the chunks (or shards) it touches for the whole call (``keylocks.py``), so this
 process's writers, through zarr or this API, never lose each other's updates.
 """
 
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.core.chunk_key_encodings import V2ChunkKeyEncoding, parse_chunk_key_encoding
 
-from . import _keylocks
-from ._bindings import NativeArray, Options, Storage
+from ._core import keylocks
+from ._bindings import ArrayHandle, Options, Storage
 from .errors import ZarrsUnsupportedError, ZarrsValueError
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Array:
 
     Parameters
     ----------
-    native : NativeArray
+    native : ArrayHandle
         The native handle; use :meth:`open` or :meth:`create` instead.
     options : Options, optional
         Threading and codec options for every call; ``Options()`` when omitted.
@@ -109,7 +109,7 @@ class Array:
     >>> arr[0:10, 5]  # doctest: +SKIP
     """
 
-    def __init__(self, native: NativeArray, options: Options | None = None) -> None:
+    def __init__(self, native: ArrayHandle, options: Options | None = None) -> None:
         self._native = native
         self.options = options if options is not None else Options()
         name = native.data_type
@@ -118,16 +118,16 @@ class Array:
         self.dtype: np.dtype[Any] = np.dtype(_NUMPY_DTYPES[name])
         # What names this array's stored objects in the write-lock table: the store's
         # directory when opened from one (``open``, ``create``), else its native storage.
-        self._lock_prefix = _keylocks.object_prefix(native.storage)
+        self._lock_prefix = keylocks.object_prefix(native.storage)
         # The chunk shape of a regular grid, else each axis's chunk boundaries: computed at
         # the first write.
         self._grid: tuple[int, ...] | list[list[int]] | None = None
         self._key_of: Callable[[tuple[int, ...]], str] | None = None
 
     @classmethod
-    def _in_directory(cls, native: NativeArray, store_path: str, options: Options | None) -> Array:
+    def _in_directory(cls, native: ArrayHandle, store_path: str, options: Options | None) -> Array:
         array = cls(native, options)
-        array._lock_prefix = _keylocks.file_prefix(store_path)
+        array._lock_prefix = keylocks.file_prefix(store_path)
         return array
 
     def _chunk_grid(self) -> tuple[int, ...] | list[list[int]]:
@@ -150,10 +150,10 @@ class Array:
                 self._grid = bounds
         return self._grid
 
-    def _holding(self, start: Sequence[int], extent: Sequence[int]) -> _keylocks.Holding:
+    def _holding(self, start: Sequence[int], extent: Sequence[int]) -> keylocks.Holding:
         """The write locks of every chunk (shard) the region ``start`` + ``extent`` touches."""
         if not all(extent):
-            return _keylocks.Holding([])
+            return keylocks.Holding([])
         grid = self._grid or self._chunk_grid()
         key = self._key_of or self._chunk_key_function()
         # start, extent and grid have one entry per axis (``_normalize``).
@@ -161,18 +161,18 @@ class Array:
             first = [b // c for b, c in zip(start, grid)]
             last = [(b + e - 1) // c for b, e, c in zip(start, extent, grid)]
             if first == last:  # one chunk: the common small write, kept short (it holds the GIL)
-                return _keylocks.Holding([self._lock_prefix + key(tuple(first))])
+                return keylocks.Holding([self._lock_prefix + key(tuple(first))])
             ranges = [range(f, l + 1) for f, l in zip(first, last)]
         else:
             ranges = [
                 range(bisect_right(edges, b) - 1, bisect_left(edges, b + e))
                 for b, e, edges in zip(start, extent, grid)
             ]
-        return _keylocks.holding(self._lock_prefix, [key(index) for index in itertools.product(*ranges)])
+        return keylocks.holding(self._lock_prefix, [key(index) for index in itertools.product(*ranges)])
 
-    def _holding_chunk(self, chunk_indices: Sequence[int]) -> _keylocks.Holding:
+    def _holding_chunk(self, chunk_indices: Sequence[int]) -> keylocks.Holding:
         key = self._key_of or self._chunk_key_function()
-        return _keylocks.holding(self._lock_prefix, [key(tuple(int(i) for i in chunk_indices))])
+        return keylocks.holding(self._lock_prefix, [key(tuple(int(i) for i in chunk_indices))])
 
     def _chunk_key_function(self) -> Callable[[tuple[int, ...]], str]:
         """How the write locks name a chunk: zarr's encoder of the metadata's chunk key
@@ -242,7 +242,7 @@ class Array:
         """
         root = os.fspath(store_path)
         storage = Storage.filesystem(root, direct_io=direct_io, read_only=read_only)
-        return cls._in_directory(NativeArray.open(storage, _node_path(array_path)), root, options)
+        return cls._in_directory(ArrayHandle.open(storage, _node_path(array_path)), root, options)
 
     @classmethod
     def create(
@@ -282,7 +282,7 @@ class Array:
         """
         root = os.fspath(store_path)
         storage = Storage.filesystem(root)
-        native = NativeArray.open_with_metadata(storage, metadata, _node_path(array_path), create=True)
+        native = ArrayHandle.open_with_metadata(storage, metadata, _node_path(array_path), create=True)
         return cls._in_directory(native, root, options)
 
     @property

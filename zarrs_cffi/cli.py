@@ -40,7 +40,7 @@ from zarr.storage import MemoryStore, ZipStore
 
 from ._version import __version__
 from .errors import ZarrsError
-from .pipeline import ZarrsCodecPipeline
+from ._pipeline.codec_pipeline import ZarrsCodecPipeline
 from .stats import PipelineStats, stats
 
 if TYPE_CHECKING:

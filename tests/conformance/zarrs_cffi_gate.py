@@ -9,7 +9,7 @@ Loaded by ``tests/conftest.py`` for our own tests and with ``-p zarrs_cffi_gate`
   every test's outcome and, for failures, the exception that ended it (``crash``), so the
   runner never has to parse pytest's terminal output.
 - ``ZARRS_CFFI_BREAK``: break the pipeline on purpose, to show that the gates catch it:
-  ``fallback`` makes every array refuse the native route (as if ``open_native`` failed);
+  ``fallback`` makes every array refuse the native route (as if ``open_record`` failed);
   ``corrupt`` flips one byte of every native read's output. Unset in normal runs.
 """
 
@@ -47,17 +47,18 @@ def apply_break_switch() -> None:
     if _applied or not mode:
         return
     _applied = True
-    from zarrs_cffi import _bindings, _native
-    from zarrs_cffi._fallback import Fallback
+    from zarrs_cffi import _bindings
+    from zarrs_cffi._pipeline import opening
+    from zarrs_cffi._core.fallback import Fallback
 
     if mode == "fallback":
 
         def refuse(*args: Any, **kwargs: Any) -> Any:
             raise Fallback(f"broken on purpose ({BREAK_ENV}=fallback)")
 
-        _native.open_native = refuse
+        opening.open_record = refuse
     elif mode == "corrupt":
-        native = _bindings.NativeArray
+        native = _bindings.ArrayHandle
         # read_chunks(self, options, chunks, out); decode_chunks(self, options, chunks, encoded, out)
         native.read_chunks = _corrupting(native.read_chunks, 3)  # type: ignore[method-assign]
         native.decode_chunks = _corrupting(native.decode_chunks, 4)  # type: ignore[method-assign]

@@ -9,8 +9,8 @@ own pipeline, which most arrays never use, is evolved for the array's chunks (mo
 cost) when first needed (``fallback``); its codec chain is checked at creation, so zarr's
 warnings about it come when zarr's would.
 ``read``/``write`` hand zarr's batch to the route, which plans it (``selection.py``) and runs
-the blocking parts on worker threads (``_workers.py``): nothing that takes time runs on
-zarr's event loop. A write first holds the locks of the keys it touches (``_keylocks.py``),
+the blocking parts on worker threads (``workers.py``): nothing that takes time runs on
+zarr's event loop. A write first holds the locks of the keys it touches (``keylocks.py``),
 so writers in one process never lose each other's updates.
 
 Whatever cannot be native (a store, data type, codec, buffer or selection) raises
@@ -29,12 +29,20 @@ import numpy as np
 from zarr.abc.codec import CodecPipeline, GetResult
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 
-from . import _config, _fallback, _keylocks, _workers, stats
-from ._fallback import Fallback
-from ._metadata import metadata_json
-from ._native import Opener
-from .errors import ZarrsUnsupportedError
-from .selection import requests
+from .._core import config
+
+from .._core import fallback
+
+from .._core import keylocks
+
+from .._core import workers
+
+from .. import stats
+from .._core.fallback import Fallback
+from .._core.metadata import metadata_json
+from .opening import Opener
+from ..errors import ZarrsUnsupportedError
+from .._selection import requests
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -47,8 +55,8 @@ if TYPE_CHECKING:
     from zarr.core.indexing import SelectorTuple
     from zarr.core.metadata import ArrayMetadata
 
-    from ._native import Native
-    from ._routes import Route
+    from .record import ArrayRecord
+    from .routes import Route
 
     T = TypeVar("T")
 
@@ -116,10 +124,10 @@ class ZarrsCodecPipeline(CodecPipeline):
         ZarrsCodecPipeline
             A pipeline that opens the array natively at its first read or write.
         """
-        opener = Opener(array_metadata, store, _config.options_from_config(), _config.direct_io())
+        opener = Opener(array_metadata, store, config.options_from_config(), config.direct_io())
         # zarr's chain checks (and warnings) now, as zarr's own open does; evolving it, most
         # of the cost, waits for a fallback.
-        codecs = _fallback.zarr_codecs(array_metadata)
+        codecs = fallback.zarr_codecs(array_metadata)
         return cls(source=("metadata", array_metadata, store), opener=opener, zarr_codecs=codecs)
 
     @classmethod
@@ -162,12 +170,12 @@ class ZarrsCodecPipeline(CodecPipeline):
         racing may both build it, which is harmless."""
         built = self.zarr_pipeline
         if built is None:
-            built = _fallback.zarr_pipeline(self.source[1], self.zarr_codecs)
+            built = fallback.zarr_pipeline(self.source[1], self.zarr_codecs)
             object.__setattr__(self, "zarr_pipeline", built)
         return built
 
     @property
-    def native(self) -> Native | None:
+    def native(self) -> ArrayRecord | None:
         """The natively opened array (opening it now if no read or write has yet; this
         blocks), or None when the pipeline falls back (``reason`` says why)."""
         try:
@@ -195,7 +203,7 @@ class ZarrsCodecPipeline(CodecPipeline):
         if opener is None:
             raise Fallback(_FROM_CODECS)
         if opener.result is None:
-            route: Route = await _workers.run(opener.open)
+            route: Route = await workers.run(opener.open)
             return route
         return opener.open()
 
@@ -337,9 +345,9 @@ class ZarrsCodecPipeline(CodecPipeline):
             await self._run("writes", len(batch), native, fallback)
             return
         # Held on the loop from before the first fetch until the last store, around the
-        # fallback too: no worker thread ever waits for a key (_keylocks.py).
-        async with _keylocks.holding(
-            _keylocks.store_prefix(batch[0].byte_getter.store), [r.byte_getter.path for r in batch]
+        # fallback too: no worker thread ever waits for a key (keylocks.py).
+        async with keylocks.holding(
+            keylocks.store_prefix(batch[0].byte_getter.store), [r.byte_getter.path for r in batch]
         ):
             await self._run("writes", len(batch), native, fallback)
 
@@ -361,7 +369,7 @@ class ZarrsCodecPipeline(CodecPipeline):
             # Built from codecs alone: zarr's sharding codec does this for the chunks inside
             # a shard, whose read or write already fell back and was counted (or refused).
             return
-        if _config.strict():
+        if config.strict():
             raise ZarrsUnsupportedError(f"zarrs_cffi cannot handle this natively: {reason}")
         stats.record_fallback(kind, chunks, reason)
         if reason not in self._logged:
@@ -369,7 +377,7 @@ class ZarrsCodecPipeline(CodecPipeline):
             logger.warning("zarrs_cffi: using zarr's own pipeline for %s: %s", kind, reason)
 
 
-def _numpy(native: Native, buffer: NDBuffer) -> np.ndarray[Any, Any]:
+def _numpy(native: ArrayRecord, buffer: NDBuffer) -> np.ndarray[Any, Any]:
     """zarr's buffer as the numpy array native calls fill or read; raises ``Fallback``.
 
     Only the buffer's own memory will do. ``as_numpy_array()`` may be a host copy (zarr's

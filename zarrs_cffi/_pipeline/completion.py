@@ -3,11 +3,11 @@
 A small read handed to a Python worker (``_workers.run``) pays for several wake-ups and
 GIL hand-offs: the worker must take the GIL from the loop, and the loop must take it back
 from the worker after ``call_soon_threadsafe`` (56-101 µs of a 16^3 read, issue 11). Here
-the loop thread starts the read natively (``NativeArray.read_chunks_start``: arguments are
+the loop thread starts the read natively (``ArrayHandle.read_chunks_start``: arguments are
 checked and copied, nothing is read) and returns to its other work; one of the library's
 reading threads reads, without the GIL, and signals a file descriptor the loop watches
 (``loop.add_reader``). ``drain`` then resolves the awaiting future on the loop thread.
-``NativeRoute.read`` uses it for small reads made while others are in flight on the loop
+``StorageRoute.read`` uses it for small reads made while others are in flight on the loop
 (``_routes.ASYNC_READ_ALONE`` says why not for a read alone).
 
 One queue per (process, event loop): a forked child builds its own and never touches the
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._bindings import CompletionQueue
-from .errors import ZarrsUnsupportedError
+from .._bindings import CompletionQueue
+from ..errors import ZarrsUnsupportedError
 
 if TYPE_CHECKING:
-    from ._bindings import ChunkBatch, NativeArray, Options
+    from .._bindings import ChunkBatch, ArrayHandle, Options
 
 __all__ = ["submit"]
 
@@ -49,7 +49,7 @@ class _LoopQueue:
         self.pending: dict[int, tuple[asyncio.Future[list[bool]], tuple[Any, ...]]] = {}
 
     def submit(
-        self, array: NativeArray, options: Options, batch: ChunkBatch, out: np.ndarray[Any, Any]
+        self, array: ArrayHandle, options: Options, batch: ChunkBatch, out: np.ndarray[Any, Any]
     ) -> asyncio.Future[list[bool]]:
         present = np.zeros(len(batch), dtype=np.uint8)
         token = next(self._tokens)
@@ -128,7 +128,7 @@ def _queue_for(loop: asyncio.AbstractEventLoop) -> _LoopQueue | None:
 
 
 def submit(
-    array: NativeArray, options: Options, batch: ChunkBatch, out: np.ndarray[Any, Any]
+    array: ArrayHandle, options: Options, batch: ChunkBatch, out: np.ndarray[Any, Any]
 ) -> asyncio.Future[list[bool]] | None:
     """Start reading ``batch`` into ``out``; a future for which chunks are stored, resolved
     on the running loop (or raising the native error). None: no queue on this loop or

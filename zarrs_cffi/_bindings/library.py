@@ -12,8 +12,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .errors import (
+from .._version import __version__
+from ..errors import (
     ZarrsChecksumError,
     ZarrsCodecError,
     ZarrsError,
@@ -27,13 +27,13 @@ from .errors import (
 )
 
 try:
-    from ._zarrs_cffi_ffi import ffi
+    from .._zarrs_cffi_ffi import ffi
 except ImportError:  # running from a source tree where the module was not built
     from cffi import FFI
 
     ffi = FFI()
     ffi.cdef(
-        (Path(__file__).parent.parent / "zarrs-ffi" / "include" / "zarrs_ffi_cdef.h").read_text()
+        (Path(__file__).parents[2] / "zarrs-ffi" / "include" / "zarrs_ffi_cdef.h").read_text()
     )
 
 __all__ = ["Result", "check", "ffi", "lib", "library_path"]
@@ -89,7 +89,7 @@ def library_path() -> Path:
     name = {"win32": "zarrs_ffi.dll", "darwin": "libzarrs_ffi.dylib"}.get(
         sys.platform, "libzarrs_ffi.so"
     )
-    here = Path(__file__).parent
+    here = Path(__file__).parents[1]  # the package directory
     if (here / name).is_file():
         return here / name
     stem, _, suffix = name.rpartition(".")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from zarr.core.config import config
 
-from ._bindings import Options, keep_warm
-from .errors import ZarrsValueError
+from .._bindings import Options, keep_warm
+from ..errors import ZarrsValueError
 
 __all__ = ["apply_keep_warm", "direct_io", "io_limit", "options_from_config", "strict"]
 

@@ -7,7 +7,7 @@ native handles.
 - ``plan_batch``: contiguous selections (step-1 slices and integers) become a subset of the
   chunk and a start in the output buffer, which the native side decodes into directly.
 - ``plan_picks``: for a native storage, selections the native side gathers itself
-  (``NativeArray.gather_orthogonal`` / ``gather_points``): per chunk and axis the indices
+  (``ArrayHandle.gather_orthogonal`` / ``gather_points``): per chunk and axis the indices
   picked in the chunk and their positions in the output, or per chunk its points and their
   offsets in the output. Each chunk is decoded once, only as far as its picks need, and
   the picked elements land straight in zarr's output: no scratch buffer, no numpy
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from ._bindings import ChunkBatch
-from ._fallback import Fallback
+from .._bindings import ChunkBatch
+from .._core.fallback import Fallback
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

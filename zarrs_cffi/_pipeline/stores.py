@@ -2,7 +2,7 @@
 
 A store maps natively when the native library can reach the same bytes itself; the
 pipeline then never calls the store for chunk data. Any other store is reached through its
-own Python API, and only the codecs run natively: ``native_storage`` says why, and
+own Python API, and only the codecs run natively: ``storage_for`` says why, and
 ``codec_storage`` is the (never touched) storage such arrays are opened on. Native storage
 objects are shared per store root, within a process: a forked child opens its own (a remote
 storage's clients and I/O runtime belong to the process that opened it), and no lock is held
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from zarr.storage import LocalStore
 
-from ._bindings import Storage
+from .._bindings import Storage
 
 if TYPE_CHECKING:
     from zarr.abc.store import Store
@@ -49,7 +49,7 @@ def _forget_parent() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def native_storage(store: Store, *, direct_io: bool = False) -> Storage | str:
+def storage_for(store: Store, *, direct_io: bool = False) -> Storage | str:
     """The native storage reaching ``store``'s bytes, or the reason there is none."""
     # Exactly LocalStore: a subclass (or a mock with its spec) may override get/set, and
     # native I/O would silently bypass that Python code.

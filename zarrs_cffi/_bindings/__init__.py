@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._ffi import Result, check, ffi, lib
-from .errors import ZarrsError, ZarrsValueError
+from .library import Result, check, ffi, lib
+from ..errors import ZarrsError, ZarrsValueError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChunkBatch",
     "CompletionQueue",
-    "NativeArray",
+    "ArrayHandle",
     "Options",
     "ReadPlan",
     "Storage",
@@ -424,7 +424,7 @@ class ReadPlan:
 
     __slots__ = ("_array", "_handle", "_jobs")
 
-    def __init__(self, handle: Any, array: NativeArray, jobs: int) -> None:
+    def __init__(self, handle: Any, array: ArrayHandle, jobs: int) -> None:
         self._handle = ffi.gc(handle, lib().zarrs_read_plan_free)
         # The plan refers to its array: keep it alive as long as the plan.
         self._array = array
@@ -462,7 +462,7 @@ class ReadPlan:
         return present.view(np.bool_)
 
 
-class NativeArray:
+class ArrayHandle:
     """An open native array (``ZarrsArray``)."""
 
     __slots__ = ("_handle", "element_size", "ndim", "storage")
@@ -481,7 +481,7 @@ class NativeArray:
             check(code)
 
     @classmethod
-    def open(cls, storage: Storage, path: str = "/") -> NativeArray:
+    def open(cls, storage: Storage, path: str = "/") -> ArrayHandle:
         """Open the array at ``path``, reading its metadata from the store."""
         out = ffi.new("ZarrsArray **")
         data, size = _str(path)
@@ -491,7 +491,7 @@ class NativeArray:
     @classmethod
     def open_with_metadata(
         cls, storage: Storage, metadata: str | dict[str, Any], path: str = "/", *, create: bool = False
-    ) -> NativeArray:
+    ) -> ArrayHandle:
         """Open (or, with ``create``, create) the array at ``path`` from metadata JSON."""
         text = metadata if isinstance(metadata, str) else json.dumps(metadata)
         out = ffi.new("ZarrsArray **")
@@ -908,7 +908,7 @@ def _shapes(shapes: Sequence[Sequence[int]], ndim: int) -> npt.NDArray[np.uint64
 
 
 def decode_variable_chunks(
-    array: NativeArray,
+    array: ArrayHandle,
     options: Options,
     encoded: Sequence[Any],
     shapes: Sequence[Sequence[int]],
@@ -943,7 +943,7 @@ def decode_variable_chunks(
 
 
 def encode_variable_chunks(
-    array: NativeArray, options: Options, shapes: Sequence[Sequence[int]], data: bytes, offsets: npt.NDArray[np.uint64]
+    array: ArrayHandle, options: Options, shapes: Sequence[Sequence[int]], data: bytes, offsets: npt.NDArray[np.uint64]
 ) -> list[bytes]:
     """Encode whole chunks of a variable-length type from their elements back to back
     (``data``) and the elements' byte offsets (total elements + 1)."""

@@ -1,6 +1,6 @@
 """How a pipeline's chunk bytes move: one interface, three routes, chosen once per array.
 
-- ``NativeRoute``: the native library reaches the store itself (``stores.py``); a whole read
+- ``StorageRoute``: the native library reaches the store itself (``stores.py``); a whole read
   or write is one worker call.
 - ``SyncStoreRoute``: the store's synchronous API (zarr's own ``MemoryStore``, ``ZipStore``)
   fetches and stores in the same worker call that decodes or encodes.
@@ -10,7 +10,7 @@
 The codecs always run natively. A route plans the batch (``selection.plan``, which raises
 ``Fallback`` for what it cannot plan) before any byte moves, so a fallback never follows a
 partial write. Nothing here blocks the event loop: every blocking step runs through
-``_workers.run``. Variable-length types read and write whole chunks (``variable.py``).
+``workers.run``. Variable-length types read and write whole chunks (``variable.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,14 @@ from zarr.abc.store import _store_supports_sync_io
 from zarr.core.common import concurrent_map
 from zarr.storage import LocalStore, MemoryStore, ZipStore
 
-from . import _completion, _workers, variable
-from ._bindings import ChunkBatch
-from ._config import io_limit
-from .selection import ChunkPlan, OrthogonalPicks, PointPicks, plan, plan_batch
+from . import completion
+
+from .._core import workers
+
+from . import variable
+from .._bindings import ChunkBatch
+from .._core.config import io_limit
+from .._selection import ChunkPlan, OrthogonalPicks, PointPicks, plan, plan_batch
 from .shards import raw_bytes
 
 if TYPE_CHECKING:
@@ -35,17 +39,17 @@ if TYPE_CHECKING:
 
     from zarr.core.buffer import BufferPrototype
 
-    from ._bindings import Options
-    from ._native import Native
-    from .selection import ChunkRequest, GatherGroup
+    from .._bindings import Options
+    from .record import ArrayRecord
+    from .._selection import ChunkRequest, GatherGroup
 
-__all__ = ["AsyncStoreRoute", "NativeRoute", "Route", "SyncStoreRoute", "route_for"]
+__all__ = ["AsyncStoreRoute", "StorageRoute", "Route", "SyncStoreRoute", "route_for"]
 
 Requests = list["ChunkRequest"]
 Array = np.ndarray[Any, Any]
 
 #: The most requests a native read may have to be planned on the event loop and started
-#: natively (``NativeRoute.read``); larger ones are planned on a worker. This bound is what
+#: natively (``StorageRoute.read``); larger ones are planned on a worker. This bound is what
 #: keeps the loop's share short: planning boxes (``plan_batch``) costs about 1.4 µs per
 #: chunk (4.4 µs for 1, 15 µs for 8, 29 µs for 18, 93 µs for 64; 3-d uint16 boxes), so at
 #: most ~25 µs here, against the 56-101 µs a worker round trip costs a small read.
@@ -78,7 +82,7 @@ class Route:
     #: Whether reads of scattered selections are gathered natively (``gather_picks``).
     gathers = False
 
-    def __init__(self, native: Native) -> None:
+    def __init__(self, native: ArrayRecord) -> None:
         self.native = native
         #: The inner chunk shape that gathered reads split boxes at (``selection.split_inner``),
         #: when a shard read once per box costs little: its index is read again per box.
@@ -93,12 +97,12 @@ class Route:
         raise NotImplementedError
 
 
-def route_for(native: Native) -> Route:
+def route_for(native: ArrayRecord) -> Route:
     """The route for ``native``'s store, chosen once when the array is opened."""
     store = native.store
     route: Route
     if native.python_io is None:
-        route = NativeRoute(native)
+        route = StorageRoute(native)
         # Local files: a shard's index read once more per box is one more small pread.
         if isinstance(store, LocalStore):
             route.split_inner = native.inner_chunks
@@ -119,11 +123,11 @@ class _BlockingRoute(Route):
     read or write run in one worker call. Subclasses say how chunks are fetched and stored."""
 
     async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
-        present: list[bool] = await _workers.run(self._read, batch, out, drop_axes)
+        present: list[bool] = await workers.run(self._read, batch, out, drop_axes)
         return present
 
     async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
-        await _workers.run(self._write, batch, value, drop_axes, options)
+        await workers.run(self._write, batch, value, drop_axes, options)
 
     def _decode(self, batch: Requests, chunks: ChunkBatch, buffer: Array) -> tuple[list[bool], list[Any] | None]:
         """Fetch and decode ``chunks`` into ``buffer``: which exist, and their bytes when
@@ -180,14 +184,14 @@ class _BlockingRoute(Route):
             self._encode(sub, group.batch, scratch, options, existing)
 
 
-class NativeRoute(_BlockingRoute):
+class StorageRoute(_BlockingRoute):
     """The native library reads and writes the store's bytes itself.
 
     A small read of boxes made while other reads are in flight on the same loop is planned
     on the event loop and started natively (``_completion``): the library's reading threads
     read and the loop is woken through a file descriptor, with no Python worker and no GIL
     hand-off. Everything else (a read alone, larger batches, picks, gather groups, writes)
-    runs on ``_workers.run`` (see ``ASYNC_READ_ALONE``).
+    runs on ``workers.run`` (see ``ASYNC_READ_ALONE``).
     """
 
     python_io = False
@@ -205,7 +209,7 @@ class NativeRoute(_BlockingRoute):
                 if planned is not None:
                     view, buffer = read_buffer(native, out, planned)
                     if buffer is view:
-                        started = _completion.submit(native.array, native.options, planned.batch, buffer)
+                        started = completion.submit(native.array, native.options, planned.batch, buffer)
                         if started is not None:
                             present: list[bool] = await started
                             return present
@@ -252,13 +256,13 @@ class SyncStoreRoute(_BlockingRoute):
 
     async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
         if self.native.variable:
-            present: list[bool] = await _workers.run(self._read_variable, batch, out, drop_axes)
+            present: list[bool] = await workers.run(self._read_variable, batch, out, drop_axes)
             return present
         return await super().read(batch, out, drop_axes)
 
     async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
         if self.native.variable:
-            await _workers.run(self._write_variable, batch, value, drop_axes)
+            await workers.run(self._write_variable, batch, value, drop_axes)
         else:
             await super().write(batch, value, drop_axes, options)
 
@@ -299,19 +303,19 @@ class AsyncStoreRoute(Route):
         native = self.native
         if native.variable:
             encoded = await _fetch_all(batch)
-            present: list[bool] = await _workers.run(variable.read_chunks, native, batch, out, drop_axes, encoded)
+            present: list[bool] = await workers.run(variable.read_chunks, native, batch, out, drop_axes, encoded)
             return present
-        planned = await _workers.run(plan, batch, native.array.ndim, drop_axes, out.itemsize, None, True)
+        planned = await workers.run(plan, batch, native.array.ndim, drop_axes, out.itemsize, None, True)
         if isinstance(planned, ChunkPlan):
             view, buffer = read_buffer(native, out, planned)
             present = await self._read_chunks(batch, planned.batch, buffer)
             if buffer is not view:
-                await _workers.run(np.copyto, view, buffer)
+                await workers.run(np.copyto, view, buffer)
             return present
         present = [False] * len(batch)
         for group, scratch in scratch_buffers(planned, native.native_dtype):
             found = await self._read_chunks([batch[i] for i in group.indices], group.batch, scratch)
-            await _workers.run(gather, group, scratch, out, drop_axes)
+            await workers.run(gather, group, scratch, out, drop_axes)
             for i, p in zip(group.indices, found, strict=True):
                 present[i] = p
         return present
@@ -332,7 +336,7 @@ class AsyncStoreRoute(Route):
             encoded = await _fetch_all([batch[i] for i in whole])
             subset = chunks if whole.size == len(batch) else ChunkBatch.build(None, geometry[whole])
             names = (lambda j: str(batch[whole[j]].byte_getter.path)) if subset is not chunks else None
-            await _workers.run(native.array.decode_chunks, native.options, subset, encoded, buffer, names)
+            await workers.run(native.array.decode_chunks, native.options, subset, encoded, buffer, names)
             for i, chunk in zip(whole, encoded, strict=True):
                 present[i] = chunk is not None
         parts = np.flatnonzero(partial)
@@ -344,7 +348,7 @@ class AsyncStoreRoute(Route):
             )
             found = await native.shards.read(
                 [batch[i].byte_getter for i in parts], geometry[parts], spec.prototype, native.options, buffer,
-                coalesce, io_limit(), _workers.run,
+                coalesce, io_limit(), workers.run,
             )
             for i, p in zip(parts, found, strict=True):
                 present[i] = p
@@ -357,7 +361,7 @@ class AsyncStoreRoute(Route):
         if native.variable:
             await self._write_variable(batch, value, drop_axes)
             return
-        planned = await _workers.run(_plan_write, native, batch, value, drop_axes)
+        planned = await workers.run(_plan_write, native, batch, value, drop_axes)
         if isinstance(planned, tuple):
             chunk_plan, source, needs = planned
             existing: list[Any] = [None] * len(batch)
@@ -365,7 +369,7 @@ class AsyncStoreRoute(Route):
             if partial.size:
                 for i, chunk in zip(partial, await _fetch_all([batch[i] for i in partial]), strict=True):
                     existing[i] = chunk
-            encoded = await _workers.run(
+            encoded = await workers.run(
                 native.array.encode_chunks, options, chunk_plan.batch, source, existing, _keys_of(batch)
             )
             await _store_all(batch, encoded)
@@ -373,7 +377,7 @@ class AsyncStoreRoute(Route):
         for group in planned:
             sub = [batch[i] for i in group.indices]
             existing = await _fetch_all(sub)
-            encoded = await _workers.run(
+            encoded = await workers.run(
                 _scatter_and_encode, native, group, existing, value, drop_axes, options, _keys_of(sub)
             )
             await _store_all(sub, encoded)
@@ -381,7 +385,7 @@ class AsyncStoreRoute(Route):
     async def _write_variable(self, batch: Requests, value: Array, drop_axes: tuple[int, ...]) -> None:
         partial = [i for i, request in enumerate(batch) if not request.is_complete]
         old = dict(zip(partial, await _fetch_all([batch[i] for i in partial]), strict=True))
-        encoded = await _workers.run(variable.encode_chunks, self.native, batch, value, drop_axes, old)
+        encoded = await workers.run(variable.encode_chunks, self.native, batch, value, drop_axes, old)
         await _store_all(batch, encoded)
 
 
@@ -440,7 +444,7 @@ def _store_sync(batch: Sequence[ChunkRequest], encoded: Sequence[Any]) -> None:
 # numpy's part of a read or write; run on worker threads.
 
 
-def read_buffer(native: Native, out: Array, planned: ChunkPlan) -> tuple[Array, Array]:
+def read_buffer(native: ArrayRecord, out: Array, planned: ChunkPlan) -> tuple[Array, Array]:
     """zarr's output in the native buffer's dimensions, and the buffer to decode into: the
     output itself when it can be written directly, else a scratch copy in native order."""
     view = np.expand_dims(out, planned.inserted_axes) if planned.inserted_axes else out
@@ -449,7 +453,7 @@ def read_buffer(native: Native, out: Array, planned: ChunkPlan) -> tuple[Array, 
     return view, np.empty(view.shape, native.native_dtype)
 
 
-def gather_picks(native: Native, planned: OrthogonalPicks | PointPicks, out: Array) -> list[bool]:
+def gather_picks(native: ArrayRecord, planned: OrthogonalPicks | PointPicks, out: Array) -> list[bool]:
     """Gather picks natively, each chunk decoded once and its picked elements written
     straight into ``out``; which chunks are stored. An output the native side cannot write
     (not C-contiguous, another byte order) is gathered into a copy and copied back."""
@@ -513,14 +517,14 @@ def scatter(group: GatherGroup, scratch: Array, value: Array, drop_axes: tuple[i
         scratch[view][selection] = values
 
 
-def needs_old(native: Native, batch: Sequence[ChunkRequest], chunks: ChunkBatch) -> np.ndarray[Any, Any]:
+def needs_old(native: ArrayRecord, batch: Sequence[ChunkRequest], chunks: ChunkBatch) -> np.ndarray[Any, Any]:
     """Which chunks must have their old bytes fetched before they are encoded: the native
     side decides (written in part and not complete, or written in part and a shard, whose
     inner chunks beyond the array's shape zarr keeps)."""
     return native.array.needs_old(chunks, [request.is_complete for request in batch])
 
 
-def write_source(native: Native, value: Array, planned: ChunkPlan) -> Array:
+def write_source(native: ArrayRecord, value: Array, planned: ChunkPlan) -> Array:
     """The value of a contiguous write in the native buffer's shape (or 0-d to broadcast),
     in native byte order."""
     if value.size == 1:
@@ -538,7 +542,7 @@ def write_source(native: Native, value: Array, planned: ChunkPlan) -> Array:
 
 
 def _plan_write(
-    native: Native, batch: Requests, value: Array, drop_axes: tuple[int, ...]
+    native: ArrayRecord, batch: Requests, value: Array, drop_axes: tuple[int, ...]
 ) -> tuple[ChunkPlan, Array, Array] | list[GatherGroup]:
     """A contiguous plan with its source and which chunks need their old bytes, else gather
     groups; raises ``Fallback`` when neither applies."""
@@ -550,7 +554,7 @@ def _plan_write(
 
 
 def _scatter_and_encode(
-    native: Native, group: GatherGroup, existing: list[Any], value: Array, drop_axes: tuple[int, ...], options: Options,
+    native: ArrayRecord, group: GatherGroup, existing: list[Any], value: Array, drop_axes: tuple[int, ...], options: Options,
     names: Callable[[int], str],
 ) -> list[Any]:
     scratch = np.empty(group.scratch_shape, dtype=native.native_dtype)

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._bindings import decode_variable_chunks, encode_variable_chunks
+from .._bindings import decode_variable_chunks, encode_variable_chunks
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._native import Native
-    from .selection import ChunkRequest
+    from .record import ArrayRecord
+    from .._selection import ChunkRequest
 
 __all__ = ["encode_chunks", "from_elements", "is_variable", "read_chunks", "to_elements"]
 
@@ -154,7 +154,7 @@ def _vlen_buffer(blob: bytes, lengths: np.ndarray[Any, Any]) -> np.ndarray[Any, 
     return buffer
 
 
-def _decode(native: Native, batch: Sequence[ChunkRequest], encoded: dict[int, Any]) -> dict[int, tuple[bytes, Any]]:
+def _decode(native: ArrayRecord, batch: Sequence[ChunkRequest], encoded: dict[int, Any]) -> dict[int, tuple[bytes, Any]]:
     """The stored chunks of ``encoded`` (by position in the batch) decoded natively."""
     stored = [(i, chunk) for i, chunk in encoded.items() if chunk is not None]
     if not stored:
@@ -168,7 +168,7 @@ def _decode(native: Native, batch: Sequence[ChunkRequest], encoded: dict[int, An
 
 
 def read_chunks(
-    native: Native, batch: Sequence[ChunkRequest], out: np.ndarray[Any, Any], drop_axes: tuple[int, ...], encoded: list[Any]
+    native: ArrayRecord, batch: Sequence[ChunkRequest], out: np.ndarray[Any, Any], drop_axes: tuple[int, ...], encoded: list[Any]
 ) -> list[bool]:
     """Decode whole chunks (``encoded``: their bytes, None when missing) natively and copy
     zarr's selections into ``out``; returns which chunks exist."""
@@ -201,7 +201,7 @@ def _whole(request: ChunkRequest, value: np.ndarray[Any, Any], expand: tuple[Any
 
 
 def encode_chunks(
-    native: Native, batch: Sequence[ChunkRequest], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...],
+    native: ArrayRecord, batch: Sequence[ChunkRequest], value: np.ndarray[Any, Any], drop_axes: tuple[int, ...],
     old: dict[int, Any],
 ) -> list[bytes | None]:
     """Merge zarr's selections of ``value`` into whole chunk arrays with numpy (decoding the

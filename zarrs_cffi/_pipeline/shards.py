@@ -1,7 +1,7 @@
 """Partial shard reads for stores reached through Python: this module only moves bytes.
 
 When only part of a shard is read, fetching the whole shard wastes I/O. The native read
-plan (``NativeArray.read_plan``, ``zarrs-ffi/src/plan.rs``) says what to fetch, round by
+plan (``ArrayHandle.read_plan``, ``zarrs-ffi/src/plan.rs``) says what to fetch, round by
 round: the shard index first, then only the inner chunks the selection touches (ranges
 already coalesced with zarr's ``sharding_coalesce_*`` limits). This module fetches each
 request through the store's async API, hands the responses back, and lets the plan decode
@@ -18,14 +18,14 @@ from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.core.common import concurrent_map
 from zarr.storage import StorePath
 
-from ._bindings import REQUEST_RANGE, REQUEST_SUFFIX, ChunkBatch, NativeArray, Options
-from .errors import ZarrsValueError
+from .._bindings import REQUEST_RANGE, REQUEST_SUFFIX, ChunkBatch, ArrayHandle, Options
+from ..errors import ZarrsValueError
 
 if TYPE_CHECKING:
     import numpy as np
     from zarr.core.buffer import BufferPrototype
 
-    from ._bindings import ReadPlan
+    from .._bindings import ReadPlan
 
 __all__ = ["ShardReader", "raw_bytes"]
 
@@ -44,10 +44,10 @@ def raw_bytes(buffer: Any) -> Any:
 class ShardReader:
     """Partial reads of one sharded array through a Python store."""
 
-    array: NativeArray
+    array: ArrayHandle
 
     @classmethod
-    def for_array(cls, array: NativeArray) -> ShardReader | None:
+    def for_array(cls, array: ArrayHandle) -> ShardReader | None:
         """The reader for an opened array, or None unless its chunks are shards of a
         fixed-size data type (the native side decides both)."""
         if not array.sharded or array.element_size == 0:

@@ -1,6 +1,6 @@
 """The native side of a pipeline: opening zarr's array metadata with zarrs.
 
-``open_native`` decides whether an array can be native at all (its data type, its storage
+``open_record`` decides whether an array can be native at all (its data type, its storage
 transformers, whether zarrs accepts its metadata) and on which storage the native array
 opens: the store's own bytes when the library can reach them (``stores.py``), else a
 codec-only storage while the bytes move through the store's Python API. It raises
@@ -18,70 +18,28 @@ import numpy as np
 from zarr.codecs import ShardingCodec
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
-from . import _config
-from ._bindings import NativeArray, Options
-from ._fallback import Fallback
-from ._metadata import as_raw_bits, metadata_json
-from ._routes import route_for
-from .errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
+from .._core import config
+from .._bindings import ArrayHandle, Options
+from .._core.fallback import Fallback
+from .._core.metadata import as_raw_bits, metadata_json
+from .routes import route_for
+from ..errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
 from .shards import ShardReader
-from .stores import codec_storage, native_storage
+from .stores import codec_storage, storage_for
+from .record import ArrayRecord
 from .variable import is_variable
 
 if TYPE_CHECKING:
     from zarr.abc.store import Store
     from zarr.core.metadata import ArrayMetadata
 
-    from ._bindings import Storage
-    from ._routes import Route
+    from .._bindings import Storage
+    from .routes import Route
 
-__all__ = ["Native", "Opener", "open_native"]
-
-
-@dataclass(frozen=True)
-class Native:
-    """An array opened natively, and what reads and writes of it need.
-
-    Attributes
-    ----------
-    array
-        The native array.
-    dtype, native_dtype
-        zarr's in-memory data type, and the same in native byte order (what zarrs decodes to
-        and encodes from; they differ for big-endian arrays and raw-bits types).
-    store
-        zarr's store.
-    options
-        The native options, read from zarr's config when the pipeline was created.
-    python_io
-        Why chunk bytes move through the store's Python API (the codecs still run natively);
-        None when the native library reaches the store itself.
-    shards
-        Partial shard reads through Python (byte ranges), for the python_io arrays it
-        applies to.
-    sharded
-        The chunks are shards: a write covering a shard's part inside the array still keeps
-        the inner chunks beyond it (zarr does), so it merges with the old shard.
-    variable
-        ``"text"`` or ``"bytes"`` for variable-length data types (``variable.py``), else None.
-    inner_chunks
-        The inner chunk shape when the codecs are exactly one sharding codec, whose shards
-        the native side reads in part (index, then only the inner chunks a box touches).
-    """
-
-    array: NativeArray
-    dtype: np.dtype[Any]
-    native_dtype: np.dtype[Any]
-    store: Store
-    options: Options
-    python_io: str | None = None
-    shards: ShardReader | None = None
-    sharded: bool = False
-    variable: str | None = None
-    inner_chunks: tuple[int, ...] | None = None
+__all__ = ["Opener", "open_record"]
 
 
-def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, direct_io: bool) -> Native:
+def open_record(metadata: ArrayMetadata, store: Store, options: Options, *, direct_io: bool) -> ArrayRecord:
     """Open ``metadata`` natively on ``store``; raises ``Fallback`` saying why it cannot be."""
     if isinstance(metadata, ArrayV3Metadata) and metadata.storage_transformers:
         raise Fallback("storage transformers")
@@ -102,7 +60,7 @@ def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, dire
         if isinstance(metadata.codecs[0], ShardingCodec):
             inner_chunks = tuple(int(n) for n in metadata.codecs[0].chunk_shape)
     try:
-        storage = native_storage(store, direct_io=direct_io)
+        storage = storage_for(store, direct_io=direct_io)
         python_io = storage if isinstance(storage, str) else None
         if isinstance(storage, str):
             storage = codec_storage()
@@ -117,7 +75,7 @@ def open_native(metadata: ArrayMetadata, store: Store, options: Options, *, dire
         python_io = python_io or "variable-length data type"
     elif array.element_size != dtype.itemsize:
         raise Fallback(f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}")
-    return Native(
+    return ArrayRecord(
         array=array, dtype=dtype, native_dtype=native_dtype, store=store, options=options, python_io=python_io,
         shards=shards, sharded=array.sharded, variable=variable, inner_chunks=inner_chunks,
     )
@@ -145,9 +103,9 @@ class Opener:
     def open(self) -> Route:
         """The route (opening the array if needed; blocks); raises ``Fallback``."""
         if self.result is None:
-            _config.apply_keep_warm()
+            config.apply_keep_warm()
             try:
-                native = open_native(self.metadata, self.store, self.options, direct_io=self.direct_io)
+                native = open_record(self.metadata, self.store, self.options, direct_io=self.direct_io)
                 result: Route | Fallback = route_for(native)
             except Fallback as exc:
                 result = exc
@@ -162,7 +120,7 @@ class Opener:
 class _Opened:
     """A native array as opened for one storage, metadata document and shard layout."""
 
-    array: NativeArray
+    array: ArrayHandle
     document: str
     native_dtype: np.dtype[Any]
     shards: ShardReader | None
@@ -200,12 +158,12 @@ def _open(key: tuple[Any, ...], dtype: np.dtype[Any], fill_value: Any, variable:
 
 def _open_array(
     storage: Storage, document: str, dtype: np.dtype[Any], fill_value: Any, variable: str | None
-) -> tuple[NativeArray, str, np.dtype[Any]]:
+) -> tuple[ArrayHandle, str, np.dtype[Any]]:
     """The native array, the document it opened with and the data type zarrs decodes to:
     zarr's own, or its raw bits when zarrs lacks the type."""
     native_dtype = dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
     try:
-        return NativeArray.open_with_metadata(storage, document), document, native_dtype
+        return ArrayHandle.open_with_metadata(storage, document), document, native_dtype
     except (ZarrsUnsupportedError, ZarrsMetadataError):
         if variable:
             raise
@@ -216,4 +174,4 @@ def _open_array(
         if raw is None:
             raise
         document, native_dtype = raw
-        return NativeArray.open_with_metadata(storage, document), document, native_dtype
+        return ArrayHandle.open_with_metadata(storage, document), document, native_dtype
