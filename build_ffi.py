@@ -2,7 +2,7 @@
 
 ``set_source(..., None)`` makes cffi generate a pure-Python module
 (``zarrs_cffi/_zarrs_cffi_ffi.py``) instead of a C extension: nothing is compiled or linked
-against a Python version, so the package's wheels are ``py3-none`` (tests/test_wheel.py
+against a Python version, so the package's wheels are ``py3-none`` (tests/interop/test_wheel.py
 checks the module in the wheel is a ``.py`` file).
 """
 

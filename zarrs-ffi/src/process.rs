@@ -110,7 +110,7 @@ pub fn io_runtime() -> FfiResult<tokio::runtime::Handle> {
 /// codec options (on opening an array, and `CodecOptions::default()`) with
 /// `rayon::current_num_threads()`, which on a thread outside every pool starts rayon's global
 /// pool: by default a thread per CPU, idle for the life of the process. One named thread
-/// answers the same question, and shows (tests/test_global_pool.py) that nothing ever wakes
+/// answers the same question, and shows (tests/pipeline/test_global_pool.py) that nothing ever wakes
 /// it with work. Call it before any zarrs call that may ask; if the pool already exists
 /// (started elsewhere), it stays as it is.
 pub fn settle_global_pool() {

@@ -16,7 +16,7 @@
  *       -L LIBDIR -l:LIBFILE -Wl,-rpath,LIBDIR
  *
  * where LIBDIR/LIBFILE is the cdylib, e.g. zarrs-ffi/target/release/libzarrs_ffi.so or the copy
- * packaged in zarrs_cffi/. tests/test_c_program.py builds and runs it.
+ * packaged in zarrs_cffi/. tests/interop/test_c_program.py builds and runs it.
  */
 
 #include <errno.h>

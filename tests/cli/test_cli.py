@@ -234,7 +234,7 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_script_entry_point() -> None:
     import tomllib
 
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"] == {"zarrs-cffi": "zarrs_cffi.cli:main"}
 
 

@@ -26,7 +26,7 @@ import pytest
 
 import zarrs_cffi
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WHEEL_ENV = "ZARRS_CFFI_WHEEL"
 
 pytestmark = pytest.mark.skipif(

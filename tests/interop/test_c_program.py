@@ -26,7 +26,7 @@ from zarr.storage import LocalStore
 from zarrs_cffi import __version__
 from zarrs_cffi._bindings.library import library_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "zarrs-ffi" / "tests" / "c" / "read_array.c"
 INCLUDE = ROOT / "zarrs-ffi" / "include"
 

@@ -113,7 +113,7 @@ print(json.dumps({
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux only")
 def test_nothing_runs_on_rayons_global_pool(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(tmp_path)], capture_output=True, text=True, timeout=300, env=env, check=False
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import zarrs_cffi
 from zarrs_cffi._bindings import native_version
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_versions_agree():

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "conformance"))
+sys.path.insert(0, str(Path(__file__).parent))
 import run_zarr_suite  # noqa: E402
 
-RUNNER = Path(__file__).parent / "conformance" / "run_zarr_suite.py"
+RUNNER = Path(__file__).parent / "run_zarr_suite.py"
 # Our CodecPipelineTests module: zarr's v2 Delta-filter scenarios fall back (zarrs has no
 # delta codec), 40 of 656 chunks, hence the share floor for this module.
 SUBSET = ["--min-native-share", "0.9", "--min-native-chunks", "300", "tests/test_zarrs_cffi_suite.py"]

@@ -111,7 +111,7 @@ def cluster() -> Iterator[LocalCluster]:
     """
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("ZARR_CODEC_PIPELINE__PATH", raising=False)
-        here = Path(__file__).parent
+        here = Path(__file__).parents[1]  # tests/
         paths = (str(here), str(here / "conformance"), os.environ.get("PYTHONPATH"))
         mp.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
         with distributed.LocalCluster(

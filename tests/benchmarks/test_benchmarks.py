@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # tensorstore is an optional peer of the benchmarks (benchmarks/requirements.txt, not CI's):
 # without it the scripts still run and leave its cells out.
 TENSORSTORE = importlib.util.find_spec("tensorstore") is not None

@@ -1,4 +1,4 @@
-"""Worker process of the differential corruption test (``tests/test_corruption.py``).
+"""Worker process of the differential corruption test (``tests/reliability/test_corruption.py``).
 
 Every case stores one corrupted chunk (or shard) in an otherwise intact 32x32 array, then
 reads it through several routes, one after another, in this process:
@@ -44,7 +44,7 @@ swapping the machine; a failed Rust allocation aborts the process, which the par
 
 Run it by hand to reproduce one case (``--only`` takes a glob over case ids)::
 
-    .venv/bin/python tests/corruption_worker.py --dir /tmp/corrupt --only 'v3/zstd/uint16|zstd_fcs_2^46*'
+    .venv/bin/python tests/reliability/corruption_worker.py --dir /tmp/corrupt --only 'v3/zstd/uint16|zstd_fcs_2^46*'
 
 and ``--dump PATH`` writes the corrupted chunk bytes of the first selected case to PATH.
 """

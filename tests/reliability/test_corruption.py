@@ -19,7 +19,7 @@ occurs (strict), so the list shrinks as fixes land.
 
 Reproduce one case with the worker directly, e.g.::
 
-    .venv/bin/python tests/corruption_worker.py --dir /tmp/corrupt --only 'v3/zstd/uint16|zstd_fcs_2^46|chunk'
+    .venv/bin/python tests/reliability/corruption_worker.py --dir /tmp/corrupt --only 'v3/zstd/uint16|zstd_fcs_2^46|chunk'
 
 ``ZARRS_CORRUPTION_ONLY`` (a glob over case ids ``chain|mutation|read``) runs a subset.
 """
