@@ -1,4 +1,4 @@
-"""``python -m zarrs_cffi``: the ``zarrs-cffi`` command line tool (``cli.py``)."""
+"""``python -m zarrs_cffi``: the ``zarrs-cffi`` command line tool (``cli/``)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ import zarr
 from zarr.storage import ZipStore
 
 from zarrs_cffi import ZarrsCodecPipeline, __version__, cli
+from zarrs_cffi.cli import bench as cli_bench, copy as cli_copy, geometry
 
 PYTHON = sys.executable
 numcodecs: Any = importlib.import_module("numcodecs")  # untyped
@@ -243,7 +244,7 @@ def test_unexpected_error_exit_1(capsys: pytest.CaptureFixture[str], sharded: Pa
     def broken(*args: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "_stored_objects", broken)
+    monkeypatch.setattr(geometry, "stored_objects", broken)
     code, out, err = run(capsys, "info", sharded)
     assert code == 1 and "unexpected RuntimeError: boom (rerun with --traceback" in err and err.count("\n") == 1
     with pytest.raises(RuntimeError):
@@ -297,14 +298,14 @@ def test_bench_reads_a_bounded_region(capsys: pytest.CaptureFixture[str], sharde
     assert document["bytes"] == 32 * 48 * 32 * 2
     # One read per implementation that can run here (zarrs-python and tensorstore when
     # installed, as the benchmark environment has them), each checked against zarr's.
-    names = [name for name, _ in cli._implementations()[0]]
+    names = [name for name, _ in cli_bench._implementations()[0]]
     assert [(r["operation"], r["implementation"]) for r in document["results"]] == [("read", n) for n in names]
     assert all(r["error"] is None for r in document["results"])
 
 
 def test_bench_mismatch_exit_1(capsys: pytest.CaptureFixture[str], sharded: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_check_equal", lambda got, expected: False)
+    monkeypatch.setattr(cli_bench, "_check_equal", lambda got, expected: False)
     code, out, _ = run(capsys, "bench", sharded, "--repeat", "1", "--json", "-q")
     assert code == 1
     rows = {r["implementation"]: r for r in json.loads(out)["results"]}
@@ -435,8 +436,9 @@ def test_copy_resume_of_a_new_destination(capsys: pytest.CaptureFixture[str], sh
 _KILLING_DRIVER = """
 import os, signal, sys
 from zarrs_cffi import cli
+from zarrs_cffi.cli import copy as cli_copy
 
-copy_block = cli._copy_block
+copy_block = cli_copy._copy_block
 calls = 0
 
 def copy_then_die(*args):
@@ -446,7 +448,7 @@ def copy_then_die(*args):
     if calls == int(os.environ["KILL_AFTER_BLOCKS"]):
         os.kill(os.getpid(), signal.SIGKILL)
 
-cli._copy_block = copy_then_die
+cli_copy._copy_block = copy_then_die
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -509,7 +511,7 @@ def test_copy_interrupted_says_how_to_resume(capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     src, options = resumable
     out = tmp_path / "out.zarr"
-    copy_block = cli._copy_block
+    copy_block = cli_copy._copy_block
     calls = []
 
     def interrupted(*args: Any) -> None:
@@ -518,12 +520,12 @@ def test_copy_interrupted_says_how_to_resume(capsys: pytest.CaptureFixture[str],
             raise KeyboardInterrupt
         copy_block(*args)
 
-    monkeypatch.setattr(cli, "_copy_block", interrupted)
+    monkeypatch.setattr(cli_copy, "_copy_block", interrupted)
     code, out_text, err = run(capsys, "copy", src, out, *options, "-q")
     assert (code, out_text) == (130, "")
     assert err == ("zarrs-cffi: error: interrupted after 8 of 48 shards; the same command with --resume "
                    "finishes the copy\n")
-    monkeypatch.setattr(cli, "_copy_block", copy_block)
+    monkeypatch.setattr(cli_copy, "_copy_block", copy_block)
     summary = run_json(capsys, "copy", src, out, *options, "-q", "--resume")
     assert (summary["skipped"], summary["written"]) == (8, 40)
     np.testing.assert_array_equal(zarr.open_array(out)[:], zarr.open_array(src)[:])
@@ -656,7 +658,7 @@ def test_bench_refuses_a_chunk_larger_than_max_size_before_running(
     def never(*args: Any) -> Any:
         raise AssertionError("an implementation ran")
 
-    monkeypatch.setattr(cli, "_run_bench", never)
+    monkeypatch.setattr(cli_bench, "_run_bench", never)
     err = refused(capsys, "bench", huge_chunks, "-q")
     assert "one chunk of (1048576, 1048576) uint8 is 1.0 TiB, more than --max-size 1.0 GiB" in err
     # a small array whose chunks are larger than it: implementations still hold whole chunks
@@ -694,14 +696,14 @@ def test_copy_refuses_what_cannot_fit_memory_before_writing(capsys: pytest.Captu
 def test_blocks_of_an_axis_longer_than_memory_can_list() -> None:
     """A grid of 2^62 blocks along an axis: the first blocks come at once (``itertools.product``
     would first list every index of the axis: MemoryError)."""
-    blocks = cli._blocks((1 << 64, 8), (4, 4), (1, 2))
+    blocks = geometry.blocks((1 << 64, 8), (4, 4), (1, 2))
     first = next(blocks)
     assert first.region == (slice(0, 4), slice(0, 8)) and first.units == [(0, 0), (0, 1)]
     assert next(blocks).region == (slice(4, 8), slice(0, 8))
-    assert [b.units for b in cli._blocks((3, 5), (2, 2), (1, 2))] == [
+    assert [b.units for b in geometry.blocks((3, 5), (2, 2), (1, 2))] == [
         [(0, 0), (0, 1)], [(0, 2)], [(1, 0), (1, 1)], [(1, 2)]]
-    assert [b.region for b in cli._blocks((), (), ())] == [()]
-    assert list(cli._blocks((0, 5), (2, 2), (1, 1))) == []
+    assert [b.region for b in geometry.blocks((), (), ())] == [()]
+    assert list(geometry.blocks((0, 5), (2, 2), (1, 1))) == []
 
 
 # -- copy never deletes or mixes into what is not a Zarr node it was asked to replace ----
