@@ -155,13 +155,13 @@ def _check_equal(got: Any, expected: np.ndarray[Any, Any]) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     budget = _check_options(args)
-    implementations, unavailable = _implementations()
+    chosen, unavailable = _implementations()
     with ExitStack() as stack:
         if args.synthetic is not None:
             setup = _synthetic_setup(args, budget, stack)
         else:
             setup = _array_setup(args, budget)
-        results = _run_bench(setup, implementations, unavailable, args)
+        results = _run_bench(setup, chosen, unavailable, args)
     document = _document(setup, results, unavailable, args.repeat)
     if args.plot is not None:
         _plot(results, setup, Path(args.plot))
@@ -329,11 +329,11 @@ def _synthetic_setup(args: argparse.Namespace, budget: int, stack: ExitStack) ->
 
 
 def _run_bench(
-    setup: _BenchSetup, implementations: list[tuple[str, str | None]], unavailable: dict[str, str],
+    setup: _BenchSetup, chosen: list[tuple[str, str | None]], unavailable: dict[str, str],
     args: argparse.Namespace,
 ) -> list[_Result]:
     results: list[_Result] = []
-    total = len(implementations) * len(setup.operations) * args.repeat
+    total = len(chosen) * len(setup.operations) * args.repeat
     with render.progress(args.quiet) as progress:
         task = progress.add_task("bench", total=total)
 
@@ -341,7 +341,7 @@ def _run_bench(
             progress.update(task, description=description)
             progress.advance(task, steps)
 
-        for name, pipeline in implementations:
+        for name, pipeline in chosen:
             progress.update(task, description=f"{name}")
             target = _open_target(setup, name, pipeline)
             if isinstance(target, str):
