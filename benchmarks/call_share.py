@@ -48,7 +48,9 @@ from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
 
 import zarrs_cffi
 import zarrs_cffi._bindings as bindings
-import zarrs_cffi._pipeline.routes as routes
+import zarrs_cffi._pipeline.completion as completion_module
+import zarrs_cffi._pipeline.routes.base as route_base
+import zarrs_cffi._pipeline.routes.storage as routes
 import zarrs_cffi._pipeline.codec_pipeline as pipeline
 
 #: The window of the keep-warm on row, µs.
@@ -143,12 +145,10 @@ def instrument() -> list[str]:
             cls.read = _timed_async("read", cls.read)
             wrapped.add(cls)
         found.append(name)
-    routes._BlockingRoute._read = _timed("worker", routes._BlockingRoute._read)  # type: ignore[method-assign]
+    route_base.BlockingRoute._read = _timed("worker", route_base.BlockingRoute._read)  # type: ignore[method-assign]
     native = next(c for _, c in inspect.getmembers(bindings, inspect.isclass) if hasattr(c, "read_chunks"))
     native.read_chunks = _timed("native", native.read_chunks)
-    completion = getattr(routes, "_completion", None)
-    if completion is not None:  # a tree with the asynchronous path
-        completion.submit = _timed_submit(completion.submit)
+    completion_module.submit = _timed_submit(completion_module.submit)
     assert pipeline.ZarrsCodecPipeline.read is not None
     return found
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.core.chunk_key_encodings import V2ChunkKeyEncoding, parse_chunk_key_encoding
 
-from ._core import keylocks
 from ._bindings import ArrayHandle, Options, Storage
+from ._core import keylocks
 from .errors import ZarrsUnsupportedError, ZarrsValueError
 
 if TYPE_CHECKING:

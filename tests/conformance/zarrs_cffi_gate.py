@@ -48,13 +48,13 @@ def apply_break_switch() -> None:
         return
     _applied = True
     from zarrs_cffi import _bindings
+    from zarrs_cffi._core.fallback import fall_back
     from zarrs_cffi._pipeline import opening
-    from zarrs_cffi._core.fallback import Fallback
 
     if mode == "fallback":
 
         def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise Fallback(f"broken on purpose ({BREAK_ENV}=fallback)")
+            fall_back("codec", f"broken on purpose ({BREAK_ENV}=fallback)")
 
         opening.open_record = refuse
     elif mode == "corrupt":

@@ -24,7 +24,7 @@ from zarr.storage import LocalStore
 
 import zarrs_cffi
 from zarrs_cffi._pipeline import completion
-from zarrs_cffi._pipeline import routes
+from zarrs_cffi._pipeline.routes import storage as routes
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -28,7 +28,7 @@ from zarr.storage import LocalStore, MemoryStore
 
 import zarrs_cffi
 from zarrs_cffi import _bindings
-from zarrs_cffi._pipeline import routes
+from zarrs_cffi._pipeline.routes import storage as routes
 from zarrs_cffi._pipeline import variable as variable_module
 
 if TYPE_CHECKING:

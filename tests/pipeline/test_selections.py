@@ -146,14 +146,15 @@ def test_fancy_writes_keep_the_rest_of_the_chunk_and_match_zarr(tmp_path):
 def test_large_gather_spans_several_scratch_groups(tmp_path, zarrs_pipeline, monkeypatch):
     # Scratch buffers are cut into groups; a tiny limit forces one group per chunk.
     from zarrs_cffi import _selection
+    from zarrs_cffi._selection import boxes
 
-    monkeypatch.setattr(_selection, "SCRATCH_BYTES", 64)
+    monkeypatch.setattr(boxes, "SCRATCH_BYTES", 64)
     data = make_data("uint16", (40, 50), seed=33)
     arr = zarr.create_array(LocalStore(tmp_path), shape=(40, 50), chunks=(8, 10), dtype="uint16")
     arr[:] = data
     rng = np.random.default_rng(0)
     rows, cols = rng.integers(0, 40, 300), rng.integers(0, 50, 300)
-    groups = _selection.plan_gather(
+    groups = boxes.plan_boxes(
         [_selection.ChunkRequest(type("G", (), {"path": "c/0/0"}), type("S", (), {"shape": (8, 10)}), (slice(0, 8, 2), slice(0, 10)), None, False)] * 3,
         2,
         2,
@@ -175,7 +176,7 @@ def _request(chunk_selection: Any, out_selection: Any, shape: tuple[int, ...]) -
 
 
 def test_split_inner_cuts_sorted_index_arrays_at_inner_chunk_boundaries():
-    from zarrs_cffi._selection import split_inner
+    from zarrs_cffi._selection.boxes import split_inner
 
     rows = np.array([1, 2, 9, 30, 31])
     pieces = split_inner(_request((rows, slice(0, 6, 1)), (slice(3, 8), slice(0, 6)), (40, 6)), (8, 6), ())
@@ -231,9 +232,9 @@ def test_sharded_oindex_decodes_only_the_inner_chunks_holding_selected_rows(tmp_
 @pytest.mark.parametrize("store_kind", ["local", "memory"])
 @pytest.mark.parametrize("kind", ["chunked", "sharded"])
 def test_point_reads_are_planned_for_the_whole_batch(tmp_path, zarrs_pipeline, monkeypatch, kind, store_kind):
-    # vindex points and masks are planned by plan_points (numpy over the batch), never by
-    # the per-chunk loop of plan_gather; a tiny scratch limit cuts them into many groups.
-    from zarrs_cffi import _selection
+    # vindex points and masks are planned by plan_point_boxes (numpy over the batch), never
+    # by the per-chunk loop of plan_boxes; a tiny scratch limit cuts them into many groups.
+    from zarrs_cffi._selection import boxes
 
     data = make_data("int32", SHAPE, seed=35)
     arr = _array(kind, store_kind, tmp_path)
@@ -244,8 +245,8 @@ def test_point_reads_are_planned_for_the_whole_batch(tmp_path, zarrs_pipeline, m
     def per_chunk(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("points planned chunk by chunk")
 
-    monkeypatch.setattr(_selection, "plan_gather", per_chunk)
-    monkeypatch.setattr(_selection, "SCRATCH_BYTES", 64)
+    monkeypatch.setattr(boxes, "plan_boxes", per_chunk)
+    monkeypatch.setattr(boxes, "SCRATCH_BYTES", 64)
     rng = np.random.default_rng(1)
     rows, cols = rng.integers(0, SHAPE[0], 200), rng.integers(0, SHAPE[1], 200)
     with native_only(reads=True):
@@ -255,7 +256,7 @@ def test_point_reads_are_planned_for_the_whole_batch(tmp_path, zarrs_pipeline, m
 
 
 def test_plan_points_groups_and_flat_indices():
-    from zarrs_cffi._selection import plan_points
+    from zarrs_cffi._selection.boxes import plan_point_boxes as plan_points
 
     first = _request((np.array([5, 1]), np.array([2, 0])), np.array([3, 0]), (8, 4))
     second = _request((np.array([0]), np.array([3])), slice(1, 2), (8, 4))

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .library import Result, check, ffi, lib
 from ..errors import ZarrsError, ZarrsValueError
+from .library import Result, check, ffi, lib
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -1,13 +1,15 @@
 """Falling back to zarr's own pipeline: the internal signal, and zarr's pipeline itself.
 
-``Fallback`` is raised by whatever finds that an array, buffer or selection cannot be handled
-natively (opening the array, planning a batch); ``ZarrsCodecPipeline`` catches it in one
-place, counts it and hands the call to ``zarr_pipeline``'s result. It never reaches users.
+Whatever finds that an array, buffer or selection cannot be handled natively (opening the
+array, planning a batch, taking zarr's buffer) calls ``fall_back`` with the reason's class
+and the reason; it is the only place ``Fallback`` is raised, so one search for
+``fall_back(`` finds every reason. ``ZarrsCodecPipeline`` catches it in one place, counts it
+and hands the call to ``zarr_pipeline``'s result. It never reaches users.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 from zarr.core.array_spec import ArrayConfig, ArraySpec
 from zarr.core.buffer import default_buffer_prototype
@@ -18,7 +20,11 @@ if TYPE_CHECKING:
     from zarr.abc.codec import CodecPipeline
     from zarr.core.metadata import ArrayMetadata
 
-__all__ = ["Fallback", "zarr_codecs", "zarr_pipeline"]
+__all__ = ["Fallback", "Kind", "fall_back", "zarr_codecs", "zarr_pipeline"]
+
+#: What a reason is about: the array's codecs (or metadata zarrs refuses), its data type,
+#: the buffer zarr hands over, its store, or a batch's selections.
+Kind = Literal["codec", "data type", "buffer", "store", "selection"]
 
 
 class Fallback(Exception):
@@ -26,13 +32,22 @@ class Fallback(Exception):
 
     Parameters
     ----------
+    kind
+        The reason's class.
     reason
         Why, as counted in ``stats().fallback_reasons`` and logged.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, kind: Kind, reason: str) -> None:
         super().__init__(reason)
+        self.kind = kind
         self.reason = reason
+
+
+def fall_back(kind: Kind, reason: str) -> NoReturn:
+    """Hand this array, buffer or batch to zarr's own pipeline, saying why (the only raise
+    of ``Fallback``; any exception being handled is not chained to it)."""
+    raise Fallback(kind, reason) from None
 
 
 def zarr_codecs(metadata: ArrayMetadata) -> CodecPipeline:

@@ -29,20 +29,13 @@ import numpy as np
 from zarr.abc.codec import CodecPipeline, GetResult
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 
-from .._core import config
-
-from .._core import fallback
-
-from .._core import keylocks
-
-from .._core import workers
-
 from .. import stats
-from .._core.fallback import Fallback
+from .._core import config, fallback, keylocks, workers
+from .._core.fallback import Fallback, fall_back
 from .._core.metadata import metadata_json
-from .opening import Opener
-from ..errors import ZarrsUnsupportedError
 from .._selection import requests
+from ..errors import ZarrsUnsupportedError
+from .opening import Opener
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -194,14 +187,14 @@ class ZarrsCodecPipeline(CodecPipeline):
 
     def _open(self) -> Route:
         if self.opener is None:
-            raise Fallback(_FROM_CODECS)
+            fall_back("store", _FROM_CODECS)
         return self.opener.open()
 
     async def _route(self) -> Route:
         """The route, opened on a worker thread at the first read or write."""
         opener = self.opener
         if opener is None:
-            raise Fallback(_FROM_CODECS)
+            fall_back("store", _FROM_CODECS)
         if opener.result is None:
             route: Route = await workers.run(opener.open)
             return route
@@ -332,7 +325,7 @@ class ZarrsCodecPipeline(CodecPipeline):
 
         async def native(route: Route) -> None:
             options = route.native.options
-            if batch[0].spec.config.write_empty_chunks or not route.native.store.supports_deletes:
+            if config.write_empty_chunks(batch[0].spec) or not route.native.store.supports_deletes:
                 # A store that cannot delete (ZipStore) keeps fill-value chunks instead.
                 options = replace(options, store_empty_chunks=True)
             await route.write(batch, _numpy(route.native, value), drop_axes, options)
@@ -390,14 +383,14 @@ def _numpy(native: ArrayRecord, buffer: NDBuffer) -> np.ndarray[Any, Any]:
         own = buffer.as_ndarray_like()
         array = buffer.as_numpy_array()
     except (AttributeError, TypeError, ValueError):
-        raise Fallback(f"{_qualname(buffer)} is not a CPU numpy buffer") from None
+        fall_back("buffer", f"{_qualname(buffer)} is not a CPU numpy buffer")
     if array is not own:
         if not isinstance(own, np.ndarray):
-            raise Fallback(f"{_qualname(buffer)} holds {_qualname(own)}, not host (numpy) memory")
+            fall_back("buffer", f"{_qualname(buffer)} holds {_qualname(own)}, not host (numpy) memory")
         if not _same_memory(array, own):
-            raise Fallback(f"{_qualname(buffer)}.as_numpy_array() is a copy, not the buffer's own memory")
+            fall_back("buffer", f"{_qualname(buffer)}.as_numpy_array() is a copy, not the buffer's own memory")
     if not isinstance(array, np.ndarray) or array.dtype != native.dtype:
-        raise Fallback(f"buffer of type {type(array).__name__} / {getattr(array, 'dtype', '?')}")
+        fall_back("buffer", f"buffer of type {type(array).__name__} / {getattr(array, 'dtype', '?')}")
     return array
 
 

@@ -31,7 +31,7 @@ from .._bindings import CompletionQueue
 from ..errors import ZarrsUnsupportedError
 
 if TYPE_CHECKING:
-    from .._bindings import ChunkBatch, ArrayHandle, Options
+    from .._bindings import ArrayHandle, ChunkBatch, Options
 
 __all__ = ["submit"]
 

@@ -18,15 +18,15 @@ import numpy as np
 from zarr.codecs import ShardingCodec
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
-from .._core import config
 from .._bindings import ArrayHandle, Options
-from .._core.fallback import Fallback
+from .._core import config
+from .._core.fallback import Fallback, fall_back
 from .._core.metadata import as_raw_bits, metadata_json
-from .routes import route_for
 from ..errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
+from .record import ArrayRecord
+from .routes import route_for
 from .shards import ShardReader
 from .stores import codec_storage, storage_for
-from .record import ArrayRecord
 from .variable import is_variable
 
 if TYPE_CHECKING:
@@ -42,16 +42,16 @@ __all__ = ["Opener", "open_record"]
 def open_record(metadata: ArrayMetadata, store: Store, options: Options, *, direct_io: bool) -> ArrayRecord:
     """Open ``metadata`` natively on ``store``; raises ``Fallback`` saying why it cannot be."""
     if isinstance(metadata, ArrayV3Metadata) and metadata.storage_transformers:
-        raise Fallback("storage transformers")
+        fall_back("store", "storage transformers")
     try:
         dtype = np.dtype(metadata.dtype.to_native_dtype())
     except (AttributeError, TypeError) as exc:
-        raise Fallback(f"data type without a numpy equivalent ({exc})") from None
+        fall_back("data type", f"data type without a numpy equivalent ({exc})")
     variable = None
     if is_variable(metadata.dtype):
         variable = "text" if type(metadata.dtype).__name__ == "VariableLengthUTF8" else "bytes"
     elif dtype.kind not in "biufcmMUSV" or dtype.hasobject or dtype.itemsize == 0:
-        raise Fallback(f"data type {dtype} is not native yet")
+        fall_back("data type", f"data type {dtype} is not native yet")
     order = None
     inner_chunks = None
     if isinstance(metadata, ArrayV3Metadata) and len(metadata.codecs) == 1:
@@ -67,14 +67,14 @@ def open_record(metadata: ArrayMetadata, store: Store, options: Options, *, dire
         key = (storage, metadata_json(metadata), order if isinstance(order, str) else None, bool(python_io))
         opened = _OPENED.get(key) or _remember(key, _open(key, dtype, metadata.fill_value, variable))
     except ZarrsError as exc:
-        raise Fallback(f"zarrs cannot open this array: {exc}") from None
+        fall_back("codec", f"zarrs cannot open this array: {exc}")
     array, document, native_dtype = opened.array, opened.document, opened.native_dtype
     shards = None if variable else opened.shards
     if variable:
         # Bytes always move through the store's Python API (whole chunks, see variable.py).
         python_io = python_io or "variable-length data type"
     elif array.element_size != dtype.itemsize:
-        raise Fallback(f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}")
+        fall_back("data type", f"element size {array.element_size} differs from numpy's {dtype.itemsize} for {dtype}")
     return ArrayRecord(
         array=array, dtype=dtype, native_dtype=native_dtype, store=store, options=options, python_io=python_io,
         shards=shards, sharded=array.sharded, variable=variable, inner_chunks=inner_chunks,
@@ -112,7 +112,7 @@ class Opener:
             if self.result is None:
                 self.result = result
         if isinstance(self.result, Fallback):
-            raise Fallback(self.result.reason)
+            fall_back(self.result.kind, self.result.reason)
         return self.result
 
 
@@ -170,7 +170,7 @@ def _open_array(
         try:
             raw = as_raw_bits(json.loads(document), dtype, fill_value)
         except (TypeError, ValueError) as exc:
-            raise Fallback(f"data type {dtype} as raw bits: {exc}") from None
+            fall_back("data type", f"data type {dtype} as raw bits: {exc}")
         if raw is None:
             raise
         document, native_dtype = raw

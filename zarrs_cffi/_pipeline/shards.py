@@ -18,7 +18,7 @@ from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.core.common import concurrent_map
 from zarr.storage import StorePath
 
-from .._bindings import REQUEST_RANGE, REQUEST_SUFFIX, ChunkBatch, ArrayHandle, Options
+from .._bindings import ArrayHandle, ChunkBatch, Options, REQUEST_RANGE, REQUEST_SUFFIX
 from ..errors import ZarrsValueError
 
 if TYPE_CHECKING:

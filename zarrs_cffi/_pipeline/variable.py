@@ -4,7 +4,7 @@ and the element bytes plus offsets the native codec-only calls take and return.
 Elements of these types cannot live in a strided native buffer, so zarrs decodes and encodes
 whole chunks (in parallel, GIL released) and numpy does the selection, exactly as zarr does
 with its decoded chunk arrays. ``read_chunks`` and ``encode_chunks`` run on worker threads;
-the routes (``_routes.py``) fetch and store the bytes around them.
+the routes (``routes/variable.py``) fetch and store the bytes around them.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._bindings import decode_variable_chunks, encode_variable_chunks
+from .._core import config
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .record import ArrayRecord
     from .._selection import ChunkRequest
+    from .record import ArrayRecord
 
 __all__ = ["encode_chunks", "from_elements", "is_variable", "read_chunks", "to_elements"]
 
@@ -224,7 +225,7 @@ def encode_chunks(
             else:
                 values = value[request.out_selection]
                 chunk[request.chunk_selection] = values[expand] if drop_axes else values
-        keep = spec.config.write_empty_chunks or not native.store.supports_deletes
+        keep = config.write_empty_chunks(spec) or not native.store.supports_deletes
         arrays.append(chunk if keep or not bool(np.all(chunk == spec.fill_value)) else None)
     kept = [(i, chunk) for i, chunk in enumerate(arrays) if chunk is not None]
     encoded: list[bytes | None] = [None] * len(batch)

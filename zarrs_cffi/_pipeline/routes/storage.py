@@ -1,0 +1,140 @@
+"""The route where the native library reads and writes the store's bytes itself
+(``stores.storage_for``: local files, S3 and HTTP).
+
+A whole read or write is one worker call; scattered reads are gathered natively
+(``ArrayHandle.gather_orthogonal`` / ``gather_points``). A small read of boxes made while
+other reads are in flight on the same loop is planned on the event loop and started
+natively instead (``completion.py``): the library's reading threads read and the loop is
+woken through a file descriptor, with no Python worker and no GIL hand-off.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..._selection import OrthogonalPicks, PointPicks
+from .. import completion
+from .base import BlockingRoute, keys_of, read_buffer
+
+if TYPE_CHECKING:
+    from ..._bindings import ChunkBatch, Options
+    from ..._selection import ReadPlan
+    from ..record import ArrayRecord
+    from .base import Array, Requests
+
+__all__ = ["ASYNC_READ_ALONE", "ASYNC_READ_MAX", "StorageRoute", "gather_picks"]
+
+#: The most requests a native read may have to be planned on the event loop and started
+#: natively (``StorageRoute.read``); larger ones are planned on a worker. The bound keeps
+#: the loop's share short: planning boxes costs about as much per chunk as a worker round
+#: trip costs a whole small read at this size (benchmarks/RESULTS.md, "small reads").
+ASYNC_READ_MAX = 16
+#: Whether a read is started natively also when it is the only one in flight on its loop.
+#: Off: one read after another (zarr's synchronous API) is no faster this way, since both
+#: ways pay the same two wake-ups of an idle thread; with reads in flight together on one
+#: loop (asyncio.gather, threads sharing zarr's loop) the worker path's GIL hand-offs add
+#: up and this path is faster (benchmarks/call_share.py; RESULTS.md).
+ASYNC_READ_ALONE = False
+
+# Reads in flight per event loop: a loop runs on one thread, so a thread-local count is
+# the loop's.
+_in_flight = threading.local()
+
+
+class StorageRoute(BlockingRoute):
+    """The native library reads and writes the store's bytes itself."""
+
+    python_io = False
+
+    async def read(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> list[bool]:
+        count = _in_flight
+        others = getattr(count, "reads", 0)
+        count.reads = others + 1
+        try:
+            if (others or ASYNC_READ_ALONE) and 0 < len(batch) <= ASYNC_READ_MAX:
+                started = self._start_on_loop(batch, out, drop_axes)
+                if started is not None:
+                    present: list[bool] = await started
+                    return present
+            return await super().read(batch, out, drop_axes)
+        finally:
+            count.reads -= 1
+
+    def _start_on_loop(self, batch: Requests, out: Array, drop_axes: tuple[int, ...]) -> Any:
+        """Plan a small read on the loop thread (``ASYNC_READ_MAX`` bounds its cost) and
+        start it natively; the awaitable of its result, or None when it is not boxes
+        decoded straight into ``out``."""
+        native = self.native
+        planned = self.planner.contiguous(batch, drop_axes)
+        if planned is None:
+            return None
+        view, buffer = read_buffer(native, out, planned)
+        if buffer is not view:
+            return None
+        return completion.submit(native.array, native.options, planned.batch, buffer)
+
+    async def write(self, batch: Requests, value: Array, drop_axes: tuple[int, ...], options: Options) -> None:
+        if self.native.store.read_only:
+            # zarr's own error, exactly as a write through the store would raise it.
+            self.native.store._check_writable()
+        await super().write(batch, value, drop_axes, options)
+
+    def _read_picks(self, planned: ReadPlan, out: Array) -> list[bool]:
+        assert isinstance(planned, (OrthogonalPicks, PointPicks))
+        return gather_picks(self.native, planned, out)
+
+    def _decode(self, batch: Requests, chunks: ChunkBatch, buffer: Array) -> tuple[list[bool], list[Any] | None]:
+        native = self.native
+        present: list[bool] = native.array.read_chunks(native.options, chunks, buffer).tolist()
+        return present, None
+
+    def _decode_for_write(
+        self, batch: Requests, chunks: ChunkBatch, buffer: Array
+    ) -> tuple[list[bool], list[Any] | None]:
+        # A read-modify-write fetches each chunk once: its stored bytes are decoded here
+        # for the copy into the boxes and merged again by ``_encode``, rather than
+        # ``read_chunks`` and ``write_chunks`` each fetching them.
+        native = self.native
+        existing: list[Any] = native.array.fetch_encoded(native.options, [r.byte_getter.path for r in batch])
+        native.array.decode_chunks(native.options, chunks, existing, buffer)
+        return [chunk is not None for chunk in existing], existing
+
+    def _encode(
+        self, batch: Requests, chunks: ChunkBatch, source: Array, options: Options, existing: list[Any] | None
+    ) -> None:
+        array = self.native.array
+        if existing is None:
+            array.write_chunks(options, chunks, source)
+            return
+        encoded = array.encode_chunks(options, chunks, source, existing, keys_of(batch))
+        array.store_encoded(options, [r.byte_getter.path for r in batch], encoded)
+
+
+def gather_picks(native: ArrayRecord, planned: OrthogonalPicks | PointPicks, out: Array) -> list[bool]:
+    """Gather picks natively, each chunk decoded once and its picked elements written
+    straight into ``out``; which chunks are stored. An output the native side cannot write
+    (not C-contiguous, another byte order) is gathered into a copy and copied back."""
+    view = out
+    if isinstance(planned, OrthogonalPicks) and planned.inserted_axes:
+        view = np.expand_dims(out, planned.inserted_axes)
+    direct = view.flags.c_contiguous and view.flags.writeable and view.dtype == native.native_dtype
+    # The copy starts as ``out``: elements no chunk picks keep their values.
+    target = view if direct else np.ascontiguousarray(view, dtype=native.native_dtype)
+    array = native.array
+    if isinstance(planned, OrthogonalPicks):
+        present = array.gather_orthogonal(
+            native.options, planned.keys, planned.key_offsets, planned.chunk_shapes, planned.picks,
+            planned.indices, planned.positions, target,
+        )
+    else:
+        present = array.gather_points(
+            native.options, planned.keys, planned.key_offsets, planned.chunk_shapes, planned.counts,
+            planned.coords, planned.offsets, target,
+        )
+    if target is not view:
+        view[...] = target
+    result: list[bool] = present.tolist()
+    return result
