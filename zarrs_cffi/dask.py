@@ -62,10 +62,9 @@ class ZarrsPipelinePlugin(WorkerPlugin):
         self._applied: Any = None
 
     def setup(self, worker: Worker) -> None:
-        """Import the pipeline (failing here if the worker cannot) and set ``zarr.config``."""
+        """Set ``zarr.config`` to select the pipeline. The worker imported this package to
+        unpickle the plugin, and importing it registers the pipeline with zarr."""
         import zarr
-
-        import zarrs_cffi  # noqa: F401  (registers the pipeline with zarr)
 
         # donfig's ConfigSet records what it replaced, so teardown can undo exactly this.
         self._applied = zarr.config.set(self.config)
