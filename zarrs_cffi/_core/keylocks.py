@@ -14,7 +14,7 @@ touch the same key:
 
 - the pipeline acquires on zarr's event loop (``Holding`` as an async context manager):
   its waiters are futures, woken with ``loop.call_soon_threadsafe``. It must never block
-  the loop, nor a worker thread of ``_workers.py`` (a pool of workers all waiting for keys
+  the loop, nor a worker thread of ``workers.py`` (a pool of workers all waiting for keys
   held by writes that need a worker to finish would never finish), so keys are held
   around a route's whole write before it hands work to a worker;
 - ``zarrs_cffi.Array``'s writes are synchronous and wait on their own thread

@@ -2,19 +2,19 @@
 
 The pipeline is an orchestrator. Creating it (``from_array_metadata_and_store``, on every
 ``zarr.open_array``) only reads zarr's config, so opening an array costs less than with
-zarr's own pipeline: the array is opened natively (``_native.py``) and its route chosen
-(``_routes.py``: native storage, the store's sync API or its async API) on a worker thread
+zarr's own pipeline: the array is opened natively (``opening.py``) and its route and planner
+chosen (``routes/``: native storage, the store's sync API or its async API) on a worker thread
 at the first read or write, so an array opened and never read costs no native work; zarr's
 own pipeline, which most arrays never use, is evolved for the array's chunks (most of its
 cost) when first needed (``fallback``); its codec chain is checked at creation, so zarr's
 warnings about it come when zarr's would.
-``read``/``write`` hand zarr's batch to the route, which plans it (``selection.py``) and runs
-the blocking parts on worker threads (``workers.py``): nothing that takes time runs on
-zarr's event loop. A write first holds the locks of the keys it touches (``keylocks.py``),
+``read``/``write`` hand zarr's batch to the route, which plans it (its ``_selection.Planner``) and
+runs the blocking parts on worker threads (``_core/workers.py``): nothing that takes time runs on
+zarr's event loop. A write first holds the locks of the keys it touches (``_core/keylocks.py``),
 so writers in one process never lose each other's updates.
 
-Whatever cannot be native (a store, data type, codec, buffer or selection) raises
-``Fallback``, caught here in one place: counted (``stats.py``), logged once per pipeline
+Whatever cannot be native (a store, data type, codec, buffer or selection) calls
+``fall_back`` (``_core/fallback.py``), caught here in one place: counted (``stats.py``), logged once per pipeline
 with the reason, and handed to zarr's own BatchedCodecPipeline; with
 ``codec_pipeline.strict`` it raises ``ZarrsUnsupportedError`` instead.
 """

@@ -1,21 +1,22 @@
 """Native asynchronous reads, completed on zarr's event loop through a file descriptor.
 
-A small read handed to a Python worker (``_workers.run``) pays for several wake-ups and
+A small read handed to a Python worker (``workers.run``) pays for several wake-ups and
 GIL hand-offs: the worker must take the GIL from the loop, and the loop must take it back
-from the worker after ``call_soon_threadsafe`` (56-101 µs of a 16^3 read, issue 11). Here
+from the worker after ``call_soon_threadsafe`` (what that costs a small read:
+benchmarks/RESULTS.md, §0c). Here
 the loop thread starts the read natively (``ArrayHandle.read_chunks_start``: arguments are
 checked and copied, nothing is read) and returns to its other work; one of the library's
 reading threads reads, without the GIL, and signals a file descriptor the loop watches
 (``loop.add_reader``). ``drain`` then resolves the awaiting future on the loop thread.
 ``StorageRoute.read`` uses it for small reads made while others are in flight on the loop
-(``_routes.ASYNC_READ_ALONE`` says why not for a read alone).
+(``routes/storage.py``'s ``ASYNC_READ_ALONE`` says why not for a read alone).
 
 One queue per (process, event loop): a forked child builds its own and never touches the
 parent's. A read's handle, buffers and batch stay referenced until its token is drained,
 also when the awaiting task was cancelled: the native side writes into them until then.
 Where no queue can be had (no file descriptor on the platform, a loop without
 ``add_reader`` such as Windows' proactor loop), ``submit`` returns None and the caller
-uses ``_workers.run``. Nothing here blocks: every call returns at once.
+uses ``workers.run``. Nothing here blocks: every call returns at once.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def submit(
 ) -> asyncio.Future[list[bool]] | None:
     """Start reading ``batch`` into ``out``; a future for which chunks are stored, resolved
     on the running loop (or raising the native error). None: no queue on this loop or
-    platform, use ``_workers.run``. Argument errors raise here."""
+    platform, use ``workers.run``. Argument errors raise here."""
     loop = asyncio.get_running_loop()
     try:
         entry = _queues[loop]

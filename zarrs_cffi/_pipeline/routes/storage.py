@@ -30,13 +30,13 @@ __all__ = ["ASYNC_READ_ALONE", "ASYNC_READ_MAX", "StorageRoute", "gather_picks"]
 #: The most requests a native read may have to be planned on the event loop and started
 #: natively (``StorageRoute.read``); larger ones are planned on a worker. The bound keeps
 #: the loop's share short: planning boxes costs about as much per chunk as a worker round
-#: trip costs a whole small read at this size (benchmarks/RESULTS.md, "small reads").
+#: trip costs a whole small read at this size (figures: benchmarks/RESULTS.md, §0c).
 ASYNC_READ_MAX = 16
 #: Whether a read is started natively also when it is the only one in flight on its loop.
 #: Off: one read after another (zarr's synchronous API) is no faster this way, since both
 #: ways pay the same two wake-ups of an idle thread; with reads in flight together on one
 #: loop (asyncio.gather, threads sharing zarr's loop) the worker path's GIL hand-offs add
-#: up and this path is faster (benchmarks/call_share.py; RESULTS.md).
+#: up and this path is faster (benchmarks/call_share.py; figures: RESULTS.md, §0c).
 ASYNC_READ_ALONE = False
 
 # Reads in flight per event loop: a loop runs on one thread, so a thread-local count is
