@@ -428,3 +428,47 @@ def test_max_variable_chunk_bytes_caps_variable_length_decoding(tmp_path, zarrs_
     roomy = zarr.open_array(LocalStore(tmp_path / "s"), mode="r")
     assert list(roomy[:]) == list(values)
     assert zarrs_cffi.stats().fallbacks == 0
+
+
+BAD_SETTINGS = {
+    "codec_pipeline.chunk_concurrent_minimum": -3,
+    "codec_pipeline.chunk_concurrent_maximum": "many",
+    "codec_pipeline.max_variable_chunk_bytes": 1.5,
+    "codec_pipeline.validate_checksums": "sometimes",
+    "codec_pipeline.fsync": 2,
+    "codec_pipeline.direct_io": [],
+}
+
+
+@pytest.mark.parametrize("key", list(BAD_SETTINGS))
+def test_a_setting_of_the_wrong_type_is_an_error_naming_the_key(tmp_path, zarrs_pipeline, key):
+    arr = zarr.create_array(LocalStore(tmp_path), shape=(4,), chunks=(2,), dtype="int32")
+    value = BAD_SETTINGS[key]
+    with zarr.config.set({key: value}), pytest.raises(zarrs_cffi.ZarrsValueError, match=re.escape(f"{key} must be")) as caught:
+        zarr.open_array(arr.store, mode="r")
+    assert repr(value) in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("value", ["true", "True", 1, True])
+def test_a_flag_set_from_the_environment_is_read_as_zarr_parses_it(tmp_path, zarrs_pipeline, value):
+    # zarr reads ZARR_CODEC_PIPELINE__STRICT=true as the string "true".
+    arr = zarr.create_array(LocalStore(tmp_path), shape=(4,), chunks=(2,), dtype="int32")
+    with zarr.config.set({"codec_pipeline.strict": value}):
+        opened = zarr.open_array(arr.store, mode="r")
+        with pytest.raises(zarrs_cffi.ZarrsUnsupportedError):
+            opened.get_orthogonal_selection(([0, 1],), out=_FloatBuffer.from_numpy_array(np.zeros(2)))
+
+
+class _FloatBuffer(zarr.core.buffer.cpu.NDBuffer):
+    """A zarr output buffer of another dtype than the array's: not native."""
+
+
+@pytest.mark.parametrize("key", ["sharding_coalesce_max_gap_bytes", "sharding_coalesce_max_bytes"])
+def test_coalesce_settings_of_the_wrong_type_are_errors_naming_the_key(key):
+    from zarrs_cffi._core import config
+
+    spec = type("Spec", (), {"config": type("ArrayConfig", (), {key: "big"})()})()
+    with pytest.raises(zarrs_cffi.ZarrsValueError, match=f"{key} must be an integer, not 'big'"):
+        config.coalesce(spec)
+    assert config.coalesce(type("Spec", (), {"config": object()})()) == (config.COALESCE_MAX_GAP_BYTES, config.COALESCE_MAX_BYTES)

@@ -156,3 +156,21 @@ def test_the_checks_find_an_upward_import(tmp_path, text):
         "_pipeline/routes.py": "x = 1\n",
     })
     assert upward(imports(root)) == [("zarrs_cffi._selection.boxes", "zarrs_cffi._pipeline.routes")]
+
+
+def test_every_fallback_is_raised_through_fall_back():
+    # One search for ``fall_back(`` finds every reason an array, buffer or batch leaves the
+    # native path, each with its class (``_core/fallback.py``).
+    direct = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                called = node.exc.func
+                if isinstance(called, ast.Name) and called.id == "Fallback" and path.name != "fallback.py":
+                    direct.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert direct == []
+    from zarrs_cffi._core import fallback
+
+    with pytest.raises(fallback.Fallback) as caught:
+        fallback.fall_back("selection", "negative slice steps")
+    assert (caught.value.kind, caught.value.reason) == ("selection", "negative slice steps")
