@@ -1,5 +1,5 @@
 """Variable-length elements between numpy and the native element bytes plus offsets
-(``zarrs_cffi/variable.py``): exact for every kind of element, and without a Python-level
+(``zarrs_cffi/_pipeline/variable.py``): exact for every kind of element, and without a Python-level
 step per element (anndata's string indexes hold one string per cell)."""
 
 from __future__ import annotations
