@@ -308,7 +308,8 @@ def test_http_sharded_reads_keep_every_shard_in_flight(tmp_path, selection):
     # Over a network each request costs its latency: the shard indexes a read needs are
     # fetched in one round, all at once, then the inner chunks they locate in another, not a
     # shard at a time per thread (2 in flight on two cores, each waiting for its index).
-    # The server answers each request after 50 ms, so requests of one round overlap.
+    # The server answers each request after 250 ms, so requests of one round overlap even
+    # on a loaded machine (at 50 ms, a busy CI neighbour staggered them).
     data = make_data("uint16", (64, 64), seed=7)
     with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
         zarr.create_array(LocalStore(tmp_path / "data"), shape=data.shape, chunks=(8, 8), shards=(16, 16), dtype="uint16")[:] = data
@@ -320,7 +321,7 @@ def test_http_sharded_reads_keep_every_shard_in_flight(tmp_path, selection):
     }[selection]
     # The box covers its 4 middle shards whole (one request each, in the first round).
     requests, in_flight = {"box": (12 * 2 + 4, 16), "oindex": (16 * 2, 16), "vindex": (4 * 2, 4)}[selection]
-    with http_server(tmp_path / "data", delay=0.05) as url, zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
+    with http_server(tmp_path / "data", delay=0.25) as url, zarr.config.set({"codec_pipeline.path": ZARRS_PIPELINE}):
         arr = zarr.open_array(_http_store(url, "obstore"), mode="r")
         assert python_io_reason(arr) is None
         url.requests.clear()
