@@ -36,9 +36,9 @@ def _no_fallbacks_left_behind() -> Any:
 def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """zarr pipelines finished for an array's chunks (``evolve_from_array_spec``, the
     costly step of building zarr's pipeline) and native library calls (every C call goes
-    through ``_bindings.lib()``), counted."""
+    through ``_bindings.library.lib()``), counted."""
     counts = {"zarr_pipeline": 0, "native": 0}
-    evolve, lib = BatchedCodecPipeline.evolve_from_array_spec, _bindings.lib
+    evolve, lib = BatchedCodecPipeline.evolve_from_array_spec, _bindings.library.lib
 
     def counted_evolve(self: Any, *args: Any) -> Any:
         counts["zarr_pipeline"] += 1
@@ -49,7 +49,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         return lib()
 
     monkeypatch.setattr(BatchedCodecPipeline, "evolve_from_array_spec", counted_evolve)
-    monkeypatch.setattr(_bindings, "lib", counted_lib)
+    monkeypatch.setattr(_bindings.library, "lib", counted_lib)
     return counts
 
 

@@ -7,12 +7,12 @@ Every wrapper module reaches the library through ``lib()`` here and raises throu
 from __future__ import annotations
 
 import re
-import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ZarrsError, ZarrsValueError
+from . import library
 from .library import Result, check, ffi
 
 if TYPE_CHECKING:
@@ -21,17 +21,11 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 
-# This package: ``lib`` is looked up on it, not imported from it (that would be a cycle).
-_PACKAGE = __name__.rpartition(".")[0]
-
-
 def lib() -> Any:
-    """The loaded library (``library.lib()``), looked up on the package at each call.
-
-    One patch of ``zarrs_cffi._bindings.lib`` then reaches the calls of every wrapper
-    module: tests count native calls that way.
-    """
-    return sys.modules[_PACKAGE].lib()
+    """The loaded library, looked up on ``library`` at each call: one patch of
+    ``zarrs_cffi._bindings.library.lib`` reaches the calls of every wrapper module (tests
+    count native calls that way)."""
+    return library.lib()
 
 
 def _u64(values: Sequence[int] | npt.NDArray[Any], name: str) -> npt.NDArray[np.uint64]:
