@@ -1,8 +1,11 @@
 """The direct API: a Zarr array read and written through the native library, no zarr.
 
 For users who want the least overhead per call: one native call per read or write, into
-or from numpy arrays, with no asyncio and no per-chunk Python. Regions are step-1 slices
-and integers; use zarr with ZarrsCodecPipeline for fancy indexing. A write holds the locks
+or from numpy arrays, with no asyncio and no per-chunk Python. Reads take zarr's
+selections: basic (integers, slices with steps), ``oindex`` (orthogonal: integer arrays
+and masks per axis) and ``vindex`` (coordinate points, a mask of the array's shape), the
+scattered ones gathered natively, each chunk decoded once. Writes take regions of step-1
+slices and integers. A write holds the locks
 of the chunks (or shards) it touches for the whole call (``keylocks.py``), so this
 process's writers, through zarr or this API, never lose each other's updates.
 """
@@ -16,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from zarr.core.chunk_key_encodings import V2ChunkKeyEncoding, parse_chunk_key_encoding
+from zarr.core.indexing import is_pure_fancy_indexing
 
 from ._bindings import ArrayHandle, Options, Storage
 from ._core import keylocks
+from ._gathers import Gathers
+from ._selection.whole import Grid, basic_region
 from .errors import ZarrsUnsupportedError, ZarrsValueError
 
 if TYPE_CHECKING:
@@ -35,37 +41,6 @@ _NUMPY_DTYPES = {
 }
 
 Region = tuple[slice, ...]
-
-
-def _normalize(key: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int], tuple[int, ...]]:
-    """Start, shape and the axes dropped by integer indices, for a basic index ``key``."""
-    if not isinstance(key, tuple):
-        key = (key,)
-    if any(k is Ellipsis for k in key):
-        at = next(i for i, k in enumerate(key) if k is Ellipsis)
-        fill = (slice(None),) * (len(shape) - len(key) + 1)
-        key = key[:at] + fill + key[at + 1 :]
-    if len(key) > len(shape):
-        raise ZarrsValueError(f"too many indices ({len(key)}) for an array of {len(shape)} dimensions")
-    key = key + (slice(None),) * (len(shape) - len(key))
-    start, extent, dropped = [], [], []
-    for axis, (k, n) in enumerate(zip(key, shape, strict=True)):
-        if isinstance(k, slice):
-            lo, hi, step = k.indices(n)
-            if step != 1:
-                raise ZarrsValueError("the direct API takes step-1 slices only; use zarr for strides")
-            start.append(lo)
-            extent.append(max(hi - lo, 0))
-        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
-            index = int(k) + n if k < 0 else int(k)
-            if not 0 <= index < n:
-                raise IndexError(f"index {k} is out of bounds for axis {axis} of size {n}")
-            start.append(index)
-            extent.append(1)
-            dropped.append(axis)
-        else:
-            raise ZarrsValueError(f"unsupported index {k!r}: use slices and integers")
-    return start, extent, tuple(dropped)
 
 
 def _node_path(path: str) -> str:
@@ -123,6 +98,8 @@ class Array:
         # the first write.
         self._grid: tuple[int, ...] | list[list[int]] | None = None
         self._key_of: Callable[[tuple[int, ...]], str] | None = None
+        # The grid as the native gathers take it, at the first oindex or vindex.
+        self._gathers: Grid | None = None
 
     @classmethod
     def _in_directory(cls, native: ArrayHandle, store_path: str, options: Options | None) -> Array:
@@ -372,7 +349,7 @@ class Array:
         ZarrsCodecError
             A stored chunk is corrupt (``ZarrsChecksumError`` when a checksum fails).
         """
-        start, extent, dropped = _normalize(region, self.shape)
+        start, extent, dropped = basic_region(region, self.shape)
         if out is None:
             buffer = np.empty(extent, dtype=self.dtype)
             self._native.retrieve_subset(self.options, start, buffer)
@@ -399,7 +376,7 @@ class Array:
         ZarrsReadOnlyError
             The array was opened read-only.
         """
-        start, extent, _ = _normalize(region, self.shape)
+        start, extent, _ = basic_region(region, self.shape)
         data = self._values(value, "value")
         if data.shape != tuple(extent):
             data = np.broadcast_to(data, tuple(extent))
@@ -409,19 +386,49 @@ class Array:
             self._native.store_subset(self.options, start, data)
 
     def __getitem__(self, key: Any) -> npt.NDArray[Any]:
-        """``arr[key]``: :meth:`read` of ``key`` into a new array.
+        """``arr[key]`` with zarr's meaning: a region of step-1 slices and integers is
+        :meth:`read`; integer arrays or a mask alone are ``vindex``; integer arrays and
+        masks per axis, and slices with steps, are ``oindex``.
 
         Parameters
         ----------
-        key : slice, int or tuple of them
-            Step-1 slices and integers, as for :meth:`read`.
+        key : int, slice, array_like or tuple of them
+            The selection.
 
         Returns
         -------
         numpy.ndarray
-            The values, integer-indexed axes dropped.
+            The values, shaped as zarr shapes them.
         """
-        return self.read(key)
+        try:
+            return self.read(key)
+        except ZarrsValueError:
+            if is_pure_fancy_indexing(key, self.ndim):
+                return self.vindex[key]
+            return self.oindex[key]
+
+    @property
+    def oindex(self) -> Gathers:
+        """Orthogonal selections (zarr's ``oindex``): per axis an integer, a slice (any
+        positive step), an integer array (any order, repeats, negative from the end) or a
+        boolean mask; gathered natively. Reads only."""
+        return Gathers(self._native, self.options, self._gather_grid(), self.dtype, "orthogonal")
+
+    @property
+    def vindex(self) -> Gathers:
+        """Coordinate selections (zarr's ``vindex``): one integer array per axis, broadcast
+        together, or a boolean mask of the array's shape; gathered natively. Reads only."""
+        return Gathers(self._native, self.options, self._gather_grid(), self.dtype, "points")
+
+    def _gather_grid(self) -> Grid:
+        if self._gathers is None:
+            grid = self._grid or self._chunk_grid()
+            key_of = self._key_of or self._chunk_key_function()
+            if isinstance(grid, tuple):
+                self._gathers = Grid.regular(self.shape, grid, key_of)
+            else:
+                self._gathers = Grid(self.shape, tuple(np.array(edges, dtype=np.int64) for edges in grid), key_of)
+        return self._gathers
 
     def __setitem__(self, key: Any, value: npt.ArrayLike) -> None:
         """``arr[key] = value``: :meth:`write` of ``value`` to ``key``.
@@ -433,7 +440,7 @@ class Array:
         value : array_like
             Shaped as the selection (integer-indexed axes absent), or broadcastable to it.
         """
-        start, extent, dropped = _normalize(key, self.shape)
+        start, extent, dropped = basic_region(key, self.shape)
         data = self._values(value, "value")
         if data.ndim and dropped:
             data = np.expand_dims(data, dropped) if data.ndim == len(extent) - len(dropped) else data

@@ -22,6 +22,7 @@ LAYERS = [
     ["_core"],
     ["_selection"],
     ["_pipeline"],
+    ["_gathers"],
     ["array", "dask"],
     ["cli"],
     ["__init__", "__main__"],

@@ -1,0 +1,103 @@
+"""The direct API's scattered reads: ``Array.oindex`` and ``Array.vindex``, gathered
+natively (``ArrayHandle.gather_orthogonal`` / ``gather_points``), each chunk decoded once
+and its picked elements written straight into the result."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from zarr.core.indexing import is_bool_array
+
+from ._selection.picks import OrthogonalPicks
+from ._selection.whole import plan_coordinates, plan_mask, plan_orthogonal
+from .errors import ZarrsUnsupportedError, ZarrsValueError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from ._bindings import ArrayHandle, Options
+    from ._selection.picks import PointPicks
+    from ._selection.whole import Grid
+
+__all__ = ["Gathers"]
+
+
+class Gathers:
+    """``Array.oindex`` or ``Array.vindex``: ``[selection]`` reads into a new array,
+    ``read(selection, out=...)`` into ``out``.
+
+    Parameters
+    ----------
+    native, options, grid, dtype
+        The array's handle, its options, its grid as the gathers take it, its data type.
+    kind
+        ``"orthogonal"`` or ``"points"``.
+    """
+
+    __slots__ = ("_dtype", "_grid", "_kind", "_native", "_options")
+
+    def __init__(self, native: ArrayHandle, options: Options, grid: Grid, dtype: np.dtype[Any], kind: str) -> None:
+        self._native, self._options, self._grid, self._dtype, self._kind = native, options, grid, dtype, kind
+
+    def __getitem__(self, selection: Any) -> npt.NDArray[Any]:
+        return self.read(selection)
+
+    def __setitem__(self, selection: Any, value: Any) -> None:
+        raise ZarrsUnsupportedError(
+            "the direct API writes regions of step-1 slices and integers only; write orthogonal or "
+            "coordinate selections through zarr with ZarrsCodecPipeline"
+        )
+
+    def read(self, selection: Any, out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
+        """The selection's values.
+
+        Parameters
+        ----------
+        selection
+            As zarr's ``oindex`` or ``vindex`` takes it.
+        out : numpy.ndarray, optional
+            A writeable C-contiguous array of the array's dtype and the result's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``out``, or a new array; elements of chunks not stored are the fill value.
+
+        Raises
+        ------
+        IndexError
+            An index out of bounds or a selection zarr would refuse.
+        ZarrsValueError
+            An ``out`` of the wrong dtype, shape or layout.
+        """
+        picks: OrthogonalPicks | PointPicks | None
+        if self._kind == "orthogonal":
+            picks, shape = plan_orthogonal(self._grid, selection)
+        elif is_bool_array(selection) and np.shape(selection) == self._grid.shape:
+            picks, shape = plan_mask(self._grid, selection)
+        else:
+            picks, shape = plan_coordinates(self._grid, selection)
+        if out is None:
+            out = np.empty(shape, dtype=self._dtype)
+        elif out.dtype != self._dtype or out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ZarrsValueError(
+                f"out must be a writeable C-contiguous {self._dtype} array of shape {shape}, "
+                f"not {out.dtype} {out.shape}"
+            )
+        if picks is None:
+            return out
+        if isinstance(picks, OrthogonalPicks):
+            extents = iter(shape)
+            # The native output has every axis of the array, of length 1 where an integer indexes.
+            target = out.reshape([1 if d in picks.inserted_axes else next(extents) for d in range(len(self._grid.shape))])
+            self._native.gather_orthogonal(
+                self._options, picks.keys, picks.key_offsets, picks.chunk_shapes, picks.picks, picks.indices,
+                picks.positions, target,
+            )
+        else:
+            self._native.gather_points(
+                self._options, picks.keys, picks.key_offsets, picks.chunk_shapes, picks.counts, picks.coords,
+                picks.offsets, out,
+            )
+        return out
