@@ -121,3 +121,20 @@ def test_disjoint_writes_reports_locks_on_and_off_for_both_apis(tmp_path: Path) 
             assert re.search(rf"^\| {layout} \| {api} \| on / off \| \d+\.\d\dx \| \d+\.\d\dx \| \d+\.\d\dx \|$", out, re.M), out
     assert "many-chunks" not in out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_direct_gathers_reports_every_operation_for_every_implementation(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "direct_gathers.py"), "--dir", str(tmp_path), "--quick"],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout
+    names = ["direct", "ours"] + (["zarrs-python"] if importlib.util.find_spec("zarrs") else []) + ["batched"]
+    names += ["tensorstore"] if TENSORSTORE else []
+    cell = r"(\d+\.\d\d) \((\d+\.\d\d)\)" + (r", \*\*\d+\.\d\dx\*\*" if TENSORSTORE else "")
+    for layout in ("zstd", "sharded"):
+        assert f"### {layout}:" in out, out
+        for op in ("oindex", "vindex", "chunk"):
+            row = re.search(rf"^\| {op} \| " + r" \| ".join([cell] * len(names)) + r" \|$", out, re.M)
+            assert row, out
+            assert all(float(value) > 0 for value in row.groups()[::2]), row.group(0)
+    assert list(tmp_path.iterdir()) == []
