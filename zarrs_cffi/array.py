@@ -12,19 +12,17 @@ process's writers, through zarr or this API, never lose each other's updates.
 
 from __future__ import annotations
 
-import itertools
 import os
-from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from zarr.core.chunk_key_encodings import V2ChunkKeyEncoding, parse_chunk_key_encoding
 from zarr.core.indexing import is_pure_fancy_indexing
 
 from ._bindings import ArrayHandle, Options, Storage
 from ._core import keylocks
+from ._chunk_names import ChunkNames
 from ._gathers import Gathers
-from ._selection.whole import Grid, basic_region
+from ._selection.whole import basic_region
 from .errors import ZarrsUnsupportedError, ZarrsValueError
 
 if TYPE_CHECKING:
@@ -41,6 +39,16 @@ _NUMPY_DTYPES = {
 }
 
 Region = tuple[slice, ...]
+
+
+def _reach(store: Any, name: str) -> Storage:
+    """The native storage reaching ``store``'s bytes, as the pipeline maps it."""
+    from ._pipeline.stores import storage_for
+
+    storage = storage_for(store)
+    if isinstance(storage, str):
+        raise ZarrsUnsupportedError(f"the direct API cannot reach {name} natively: {storage}")
+    return storage
 
 
 def _node_path(path: str) -> str:
@@ -91,92 +99,16 @@ class Array:
         if name not in _NUMPY_DTYPES:
             raise ZarrsUnsupportedError(f"data type {name} is not supported by the direct API yet")
         self.dtype: np.dtype[Any] = np.dtype(_NUMPY_DTYPES[name])
-        # What names this array's stored objects in the write-lock table: the store's
-        # directory when opened from one (``open``, ``create``), else its native storage.
-        self._lock_prefix = keylocks.object_prefix(native.storage)
-        # The chunk shape of a regular grid, else each axis's chunk boundaries: computed at
-        # the first write.
-        self._grid: tuple[int, ...] | list[list[int]] | None = None
-        self._key_of: Callable[[tuple[int, ...]], str] | None = None
-        # The grid as the native gathers take it, at the first oindex or vindex.
-        self._gathers: Grid | None = None
+        # Names its chunks for the write locks and the gathers: by the store's directory
+        # when opened from one (``open``, ``create``), the zarr store's prefix
+        # (``from_zarr``, a URL), else its native storage.
+        self._chunks = ChunkNames(native, keylocks.object_prefix(native.storage))
 
     @classmethod
     def _in_directory(cls, native: ArrayHandle, store_path: str, options: Options | None) -> Array:
         array = cls(native, options)
-        array._lock_prefix = keylocks.file_prefix(store_path)
+        array._chunks.lock_prefix = keylocks.file_prefix(store_path)
         return array
-
-    def _chunk_grid(self) -> tuple[int, ...] | list[list[int]]:
-        """The chunk shape of a regular grid, else each axis's chunk boundaries (0, then the
-        end of each chunk); computed once."""
-        if self._grid is None:
-            metadata = self._native.metadata
-            grid = metadata.get("chunk_grid")
-            if metadata.get("zarr_format") == 2 or (isinstance(grid, dict) and grid.get("name") == "regular"):
-                self._grid = self.chunks
-            else:
-                bounds = []
-                for axis, count in enumerate(self.chunk_grid_shape):
-                    edges, at, index = [0], 0, [0] * self.ndim
-                    for i in range(count):
-                        index[axis] = i
-                        at += self._native.chunk_shape(index)[axis]
-                        edges.append(at)
-                    bounds.append(edges)
-                self._grid = bounds
-        return self._grid
-
-    def _holding(self, start: Sequence[int], extent: Sequence[int]) -> keylocks.Holding:
-        """The write locks of every chunk (shard) the region ``start`` + ``extent`` touches."""
-        if not all(extent):
-            return keylocks.Holding([])
-        grid = self._grid or self._chunk_grid()
-        key = self._key_of or self._chunk_key_function()
-        # start, extent and grid have one entry per axis (``_normalize``).
-        if isinstance(grid, tuple):
-            first = [b // c for b, c in zip(start, grid)]
-            last = [(b + e - 1) // c for b, e, c in zip(start, extent, grid)]
-            if first == last:  # one chunk: the common small write, kept short (it holds the GIL)
-                return keylocks.Holding([self._lock_prefix + key(tuple(first))])
-            ranges = [range(f, l + 1) for f, l in zip(first, last)]
-        else:
-            ranges = [
-                range(bisect_right(edges, b) - 1, bisect_left(edges, b + e))
-                for b, e, edges in zip(start, extent, grid)
-            ]
-        return keylocks.holding(self._lock_prefix, [key(index) for index in itertools.product(*ranges)])
-
-    def _holding_chunk(self, chunk_indices: Sequence[int]) -> keylocks.Holding:
-        key = self._key_of or self._chunk_key_function()
-        return keylocks.holding(self._lock_prefix, [key(tuple(int(i) for i in chunk_indices))])
-
-    def _chunk_key_function(self) -> Callable[[tuple[int, ...]], str]:
-        """How the write locks name a chunk: zarr's encoder of the metadata's chunk key
-        encoding (a sixth of a native call's cost, and a write of hundreds of chunks names
-        each) when it gives the native keys of the first and the last chunk, else the
-        native call."""
-        native = self._native.chunk_key
-        key_of: Callable[[tuple[int, ...]], str] = native
-        try:
-            metadata = self._native.metadata
-            if metadata.get("zarr_format") == 2:
-                encoding: Any = V2ChunkKeyEncoding(separator=metadata.get("dimension_separator") or ".")
-            else:
-                encoding = parse_chunk_key_encoding(metadata["chunk_key_encoding"])
-            probes = [(0,) * self.ndim, tuple(max(0, n - 1) for n in self.chunk_grid_shape)]
-            first = native(probes[0])
-            node = first[: len(first) - len(encoding.encode_chunk_key(probes[0]))]
-            encode: Callable[[tuple[int, ...]], str] = encoding.encode_chunk_key
-            if all(native(probe) == node + encode(probe) for probe in probes):
-
-                def key_of(index: tuple[int, ...]) -> str:
-                    return node + encode(index)
-
-        except (KeyError, TypeError, ValueError):
-            pass  # an encoding zarr does not know: the native call names every chunk
-        self._key_of = key_of
-        return key_of
 
     @classmethod
     def open(
@@ -186,20 +118,26 @@ class Array:
         *,
         read_only: bool = False,
         direct_io: bool = False,
+        storage_options: dict[str, Any] | None = None,
         options: Options | None = None,
     ) -> Array:
-        """Open the array at ``array_path`` inside the directory store ``store_path``.
+        """Open the array at ``array_path`` inside the store at ``store_path``.
 
         Parameters
         ----------
         store_path : str or os.PathLike
-            The directory of the store.
+            A directory, or a URL: ``file://``, ``s3://bucket/prefix``, ``http(s)://``
+            (read only). The native library reaches the bytes itself, as the pipeline does.
         array_path : str, default "/"
             The array's node path inside the store ("group/array" or "/group/array").
         read_only : bool, default False
             Refuse writes (``ZarrsReadOnlyError``).
         direct_io : bool, default False
-            Read with ``O_DIRECT`` (Linux), bypassing the page cache.
+            Read local files with ``O_DIRECT`` (Linux), bypassing the page cache.
+        storage_options : dict, optional
+            For a URL: fsspec's options for it (s3fs's ``key``, ``secret``, ``token``,
+            ``anon``, ``endpoint_url``, ``client_kwargs={"region_name": ...}``), mapped to
+            the native store as the pipeline maps an ``FsspecStore``.
         options : Options, optional
             Options for every call.
 
@@ -213,13 +151,58 @@ class Array:
         ZarrsMetadataError
             The metadata is missing or invalid.
         ZarrsUnsupportedError
-            A codec or data type the native library cannot handle.
+            A codec or data type the native library cannot handle, or a URL it cannot
+            reach itself (the message says why: credentials it cannot see, HTTP writes).
         ZarrsStorageError
             The store cannot be read.
         """
         root = os.fspath(store_path)
-        storage = Storage.filesystem(root, direct_io=direct_io, read_only=read_only)
-        return cls._in_directory(ArrayHandle.open(storage, _node_path(array_path)), root, options)
+        if "://" not in root or root.startswith("file://"):
+            root = root.removeprefix("file://")
+            storage = Storage.filesystem(root, direct_io=direct_io, read_only=read_only)
+            return cls._in_directory(ArrayHandle.open(storage, _node_path(array_path)), root, options)
+        from zarr.storage import FsspecStore
+
+        store = FsspecStore.from_url(root, storage_options=storage_options, read_only=read_only or root.startswith("http"))
+        native = ArrayHandle.open(_reach(store, root), _node_path(array_path))
+        array = cls(native, options)
+        array._chunks.lock_prefix = keylocks.store_prefix(store)
+        return array
+
+    @classmethod
+    def from_zarr(cls, array: Any, *, options: Options | None = None) -> Array:
+        """The direct API over a zarr ``Array`` or ``AsyncArray``: the same store, opened
+        natively (no metadata read again); writes through either share the write locks.
+
+        Parameters
+        ----------
+        array : zarr.Array or zarr.AsyncArray
+            An array on a store the native library reaches itself (``LocalStore``, an
+            ``FsspecStore`` or ``ObjectStore`` over local files, S3 or HTTP).
+        options : Options, optional
+            Options for every call.
+
+        Returns
+        -------
+        Array
+            The direct array.
+
+        Raises
+        ------
+        ZarrsUnsupportedError
+            The store is one only its Python API reaches (a ``MemoryStore``, a wrapper
+            store), or a codec or data type the native library cannot handle.
+        """
+        from ._core.metadata import metadata_json
+
+        inner = getattr(array, "_async_array", array)
+        store = inner.store_path.store
+        native = ArrayHandle.open_with_metadata(
+            _reach(store, type(store).__name__), metadata_json(inner.metadata), _node_path(inner.store_path.path)
+        )
+        direct = cls(native, options)
+        direct._chunks.lock_prefix = keylocks.store_prefix(store)
+        return direct
 
     @classmethod
     def create(
@@ -382,7 +365,7 @@ class Array:
             data = np.broadcast_to(data, tuple(extent))
         # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
         data = np.require(data, requirements="C")
-        with self._holding(start, extent):
+        with self._chunks.holding(start, extent):
             self._native.store_subset(self.options, start, data)
 
     def __getitem__(self, key: Any) -> npt.NDArray[Any]:
@@ -412,23 +395,13 @@ class Array:
         """Orthogonal selections (zarr's ``oindex``): per axis an integer, a slice (any
         positive step), an integer array (any order, repeats, negative from the end) or a
         boolean mask; gathered natively. Reads only."""
-        return Gathers(self._native, self.options, self._gather_grid(), self.dtype, "orthogonal")
+        return Gathers(self._native, self.options, self._chunks.grid(), self.dtype, "orthogonal")
 
     @property
     def vindex(self) -> Gathers:
         """Coordinate selections (zarr's ``vindex``): one integer array per axis, broadcast
         together, or a boolean mask of the array's shape; gathered natively. Reads only."""
-        return Gathers(self._native, self.options, self._gather_grid(), self.dtype, "points")
-
-    def _gather_grid(self) -> Grid:
-        if self._gathers is None:
-            grid = self._grid or self._chunk_grid()
-            key_of = self._key_of or self._chunk_key_function()
-            if isinstance(grid, tuple):
-                self._gathers = Grid.regular(self.shape, grid, key_of)
-            else:
-                self._gathers = Grid(self.shape, tuple(np.array(edges, dtype=np.int64) for edges in grid), key_of)
-        return self._gathers
+        return Gathers(self._native, self.options, self._chunks.grid(), self.dtype, "points")
 
     def __setitem__(self, key: Any, value: npt.ArrayLike) -> None:
         """``arr[key] = value``: :meth:`write` of ``value`` to ``key``.
@@ -494,7 +467,7 @@ class Array:
             The array was opened read-only.
         """
         data = np.ascontiguousarray(self._values(value, "value"))
-        with self._holding_chunk(chunk_indices):
+        with self._chunks.holding_chunk(chunk_indices):
             self._native.store_chunk(self.options, chunk_indices, data)
 
     def erase_chunk(self, chunk_indices: tuple[int, ...]) -> None:
@@ -512,7 +485,7 @@ class Array:
         ZarrsReadOnlyError
             The array was opened read-only.
         """
-        with self._holding_chunk(chunk_indices):
+        with self._chunks.holding_chunk(chunk_indices):
             self._native.erase_chunk(self.options, chunk_indices)
 
     def __repr__(self) -> str:

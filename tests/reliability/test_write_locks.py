@@ -490,9 +490,9 @@ def test_the_direct_api_and_zarr_name_a_chunk_alike(tmp_path, zarrs_pipeline):
     group = zarr.open_group(LocalStore(tmp_path))
     group.create_array("sub/arr", shape=SHAPE, dtype="int32", chunks=(16, 16))
     direct = zarrs_cffi.Array.open(tmp_path, "sub/arr")
-    held = direct._holding([0, 0], [1, 1])._keys
+    held = direct._chunks.holding([0, 0], [1, 1])._keys
     assert held == [keylocks.store_prefix(LocalStore(tmp_path / "sub" / "arr")) + "c/0/0"]
-    assert direct._holding([10, 10], [20, 20])._keys == sorted(
+    assert direct._chunks.holding([10, 10], [20, 20])._keys == sorted(
         keylocks.file_prefix(tmp_path) + f"sub/arr/c/{i}/{j}" for i in (0, 1) for j in (0, 1)
     )
 
@@ -533,6 +533,6 @@ def test_direct_api_locks_every_touched_chunk_by_its_native_key(tmp_path, layout
             for axis in (0, 1)
         ]
         expected = sorted({prefix + native.chunk_key((i, j)) for i in touched[0] for j in touched[1]})
-        assert arr._holding(start, extent)._keys == expected
-    assert arr._holding_chunk((grid[0] - 1, 0))._keys == [prefix + native.chunk_key((grid[0] - 1, 0))]
-    assert arr._holding([3, 3], [0, 5])._keys == []
+        assert arr._chunks.holding(start, extent)._keys == expected
+    assert arr._chunks.holding_chunk((grid[0] - 1, 0))._keys == [prefix + native.chunk_key((grid[0] - 1, 0))]
+    assert arr._chunks.holding([3, 3], [0, 5])._keys == []

@@ -22,7 +22,7 @@ from .._bindings import Storage
 if TYPE_CHECKING:
     from zarr.abc.store import Store
 
-__all__ = ["codec_storage", "native_storage"]
+__all__ = ["codec_storage", "storage_for"]
 
 _lock = threading.Lock()
 _cache: dict[tuple[Any, ...], Storage] = {}

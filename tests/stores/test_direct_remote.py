@@ -1,0 +1,102 @@
+"""The direct API on every store the native library reaches: ``Array.open`` of a directory,
+a ``file://``, ``s3://`` (moto's server on 127.0.0.1) or ``http://`` URL, and
+``Array.from_zarr`` of a zarr array, reading (and where the store allows, writing) what zarr
+wrote, with zarr's values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from conftest import ZARR_PIPELINE, make_data
+from servers import http_server, moto_s3
+from zarr.storage import FsspecStore, LocalStore, MemoryStore
+
+import zarrs_cffi
+from zarrs_cffi import Array
+from zarrs_cffi._core import keylocks
+
+BUCKET = "direct"
+SHAPE = (40, 30)
+
+
+def _write(store: Any) -> np.ndarray[Any, Any]:
+    data = make_data("float32", SHAPE, seed=81)
+    with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
+        arr = zarr.create_array(store, name="grp/arr", shape=SHAPE, chunks=(8, 10), shards=(16, 30), dtype="float32")
+        arr[...] = data
+    return data
+
+
+def _reads_like_zarr(direct: Array, data: np.ndarray[Any, Any]) -> None:
+    rows = np.array([39, 0, 17, 17])
+    np.testing.assert_array_equal(direct[:], data)
+    np.testing.assert_array_equal(direct[3:20, ::4], data[3:20, ::4])
+    np.testing.assert_array_equal(direct.oindex[rows, [1, 29]], data[np.ix_(rows, [1, 29])])
+    np.testing.assert_array_equal(direct.vindex[rows, rows % 30], data[rows, rows % 30])
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with moto_s3() as server:
+        server.create_bucket(BUCKET)
+        yield server
+
+
+@pytest.mark.parametrize("spelling", ["path", "file-url"])
+def test_open_a_directory_by_path_or_file_url(tmp_path, spelling):
+    data = _write(LocalStore(tmp_path))
+    location = str(tmp_path) if spelling == "path" else f"file://{tmp_path}"
+    direct = Array.open(location, "grp/arr")
+    _reads_like_zarr(direct, data)
+    direct[0:8, 0:10] = 5
+    np.testing.assert_array_equal(zarr.open_array(LocalStore(tmp_path), path="grp/arr", mode="r")[0:8, 0:10], 5)
+
+
+def test_open_an_s3_url_with_storage_options(s3):
+    options = s3.s3fs_options()
+    data = _write(FsspecStore.from_url(f"s3://{BUCKET}/one", storage_options=options))
+    direct = Array.open(f"s3://{BUCKET}/one", "grp/arr", storage_options=options)
+    _reads_like_zarr(direct, data)
+    direct[8:16, :] = -1
+    data[8:16, :] = -1
+    with zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE}):
+        theirs = zarr.open_array(FsspecStore.from_url(f"s3://{BUCKET}/one", storage_options=options), path="grp/arr", mode="r")
+        np.testing.assert_array_equal(theirs[:], data)
+
+
+def test_an_s3_url_the_library_cannot_reach_says_why(s3):
+    # No explicit credentials: only the Python library knows which it would resolve.
+    options = {k: v for k, v in s3.s3fs_options().items() if k not in ("key", "secret")}
+    with pytest.raises(zarrs_cffi.ZarrsUnsupportedError, match="cannot reach .* credentials"):
+        Array.open(f"s3://{BUCKET}/one", "grp/arr", storage_options=options)
+
+
+def test_open_an_http_url_reads_and_refuses_writes(tmp_path):
+    data = _write(LocalStore(tmp_path / "served"))
+    with http_server(tmp_path / "served") as url:
+        direct = Array.open(url, "grp/arr")
+        _reads_like_zarr(direct, data)
+        with pytest.raises(zarrs_cffi.ZarrsReadOnlyError):
+            direct[0:8, 0:10] = 1
+
+
+def test_from_zarr_shares_the_store_and_the_write_locks(tmp_path):
+    data = _write(LocalStore(tmp_path))
+    theirs = zarr.open_array(LocalStore(tmp_path), path="grp/arr", mode="r+")
+    direct = Array.from_zarr(theirs)
+    _reads_like_zarr(direct, data)
+    assert direct.shape == theirs.shape and direct.dtype == theirs.dtype
+    # Both name chunk c/0/0 of the array alike in the lock table.
+    key = keylocks.store_prefix(theirs.store) + "grp/arr/c/0/0"
+    assert direct._chunks.holding([0, 0], [1, 1])._keys == [key]
+    assert Array.from_zarr(theirs.async_array).shape == SHAPE
+
+
+def test_from_zarr_of_a_store_only_python_reaches_says_why():
+    store = MemoryStore()
+    _write(store)
+    with pytest.raises(zarrs_cffi.ZarrsUnsupportedError, match="cannot reach MemoryStore natively: MemoryStore has no native storage"):
+        Array.from_zarr(zarr.open_array(store, path="grp/arr", mode="r"))
