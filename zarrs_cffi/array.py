@@ -51,6 +51,14 @@ def _reach(store: Any, name: str) -> Storage:
     return storage
 
 
+def _open_again(root: str, array_path: str, settings: dict[str, Any], options: Options) -> Array:
+    return Array.open(root, array_path, options=options, **settings)
+
+
+def _from_zarr_again(array: Any, options: Options) -> Array:
+    return Array.from_zarr(array, options=options)
+
+
 def _node_path(path: str) -> str:
     """zarrs wants absolute node paths ("/group/array"); zarr users write "group/array"."""
     return "/" + path.strip("/")
@@ -103,6 +111,9 @@ class Array:
         # when opened from one (``open``, ``create``), the zarr store's prefix
         # (``from_zarr``, a URL), else its native storage.
         self._chunks = ChunkNames(native, keylocks.object_prefix(native.storage))
+        # How to open this array again in another process (``__reduce__``): a constructor
+        # and its arguments, set by the constructors that know them.
+        self._reopen: tuple[Any, ...] | None = None
 
     @classmethod
     def _in_directory(cls, native: ArrayHandle, store_path: str, options: Options | None) -> Array:
@@ -160,13 +171,16 @@ class Array:
         if "://" not in root or root.startswith("file://"):
             root = root.removeprefix("file://")
             storage = Storage.filesystem(root, direct_io=direct_io, read_only=read_only)
-            return cls._in_directory(ArrayHandle.open(storage, _node_path(array_path)), root, options)
-        from zarr.storage import FsspecStore
+            array = cls._in_directory(ArrayHandle.open(storage, _node_path(array_path)), root, options)
+        else:
+            from zarr.storage import FsspecStore
 
-        store = FsspecStore.from_url(root, storage_options=storage_options, read_only=read_only or root.startswith("http"))
-        native = ArrayHandle.open(_reach(store, root), _node_path(array_path))
-        array = cls(native, options)
-        array._chunks.lock_prefix = keylocks.store_prefix(store)
+            writable = not (read_only or root.startswith("http"))
+            store = FsspecStore.from_url(root, storage_options=storage_options, read_only=not writable)
+            array = cls(ArrayHandle.open(_reach(store, root), _node_path(array_path)), options)
+            array._chunks.lock_prefix = keylocks.store_prefix(store)
+        settings = {"read_only": read_only, "direct_io": direct_io, "storage_options": storage_options}
+        array._reopen = (_open_again, (root, array_path, settings, array.options))
         return array
 
     @classmethod
@@ -202,6 +216,7 @@ class Array:
         )
         direct = cls(native, options)
         direct._chunks.lock_prefix = keylocks.store_prefix(store)
+        direct._reopen = (_from_zarr_again, (array, direct.options))
         return direct
 
     @classmethod
@@ -243,7 +258,9 @@ class Array:
         root = os.fspath(store_path)
         storage = Storage.filesystem(root)
         native = ArrayHandle.open_with_metadata(storage, metadata, _node_path(array_path), create=True)
-        return cls._in_directory(native, root, options)
+        array = cls._in_directory(native, root, options)
+        array._reopen = (_open_again, (root, array_path, {}, array.options))
+        return array
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -487,6 +504,14 @@ class Array:
         """
         with self._chunks.holding_chunk(chunk_indices):
             self._native.erase_chunk(self.options, chunk_indices)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling sends how the array was opened: a DataLoader or dask worker opens it
+        again there (its own native handle; the options as they are now)."""
+        if self._reopen is None:
+            raise TypeError("an Array built from a native handle cannot be pickled; open it with Array.open")
+        reopen, args = self._reopen
+        return reopen, (*args[:-1], self.options)
 
     def __repr__(self) -> str:
         return f"<zarrs_cffi.Array shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"

@@ -100,3 +100,56 @@ def test_from_zarr_of_a_store_only_python_reaches_says_why():
     _write(store)
     with pytest.raises(zarrs_cffi.ZarrsUnsupportedError, match="cannot reach MemoryStore natively: MemoryStore has no native storage"):
         Array.from_zarr(zarr.open_array(store, path="grp/arr", mode="r"))
+
+
+def _child_reads(direct: Array, queue: Any) -> None:
+    queue.put(direct.oindex[[3, 1], :].tolist())
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("where", ["directory", "s3", "from_zarr"])
+def test_an_array_reads_in_a_forked_or_spawned_worker(tmp_path, s3, method, where):
+    # A DataLoader or dask worker: forked with the parent's array, or sent it pickled.
+    import multiprocessing
+
+    if where == "s3":
+        options = s3.s3fs_options()
+        data = _write(FsspecStore.from_url(f"s3://{BUCKET}/workers-{method}", storage_options=options))
+        direct = Array.open(f"s3://{BUCKET}/workers-{method}", "grp/arr", storage_options=options, options=zarrs_cffi.Options(num_threads=1))
+    else:
+        data = _write(LocalStore(tmp_path))
+        if where == "directory":
+            direct = Array.open(tmp_path, "grp/arr", read_only=True, options=zarrs_cffi.Options(num_threads=1))
+        else:
+            direct = Array.from_zarr(zarr.open_array(LocalStore(tmp_path), path="grp/arr", mode="r"))
+    direct[0:1, 0:1]  # used in the parent first, as a loader's main process does
+    context = multiprocessing.get_context(method)
+    queue = context.Queue()
+    child = context.Process(target=_child_reads, args=(direct, queue))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == data[[3, 1], :].tolist()
+    finally:
+        child.join(60)
+    assert child.exitcode == 0
+
+
+def test_a_pickled_array_opens_again_with_its_settings(tmp_path):
+    import pickle
+
+    data = _write(LocalStore(tmp_path))
+    direct = Array.open(f"file://{tmp_path}", "grp/arr", read_only=True, options=zarrs_cffi.Options(num_threads=1))
+    direct.options = zarrs_cffi.Options(num_threads=2)
+    again = pickle.loads(pickle.dumps(direct))
+    assert again.options == zarrs_cffi.Options(num_threads=2)
+    np.testing.assert_array_equal(again[:], data)
+    with pytest.raises(zarrs_cffi.ZarrsReadOnlyError):
+        again[0, 0] = 1
+    created = Array.create(tmp_path / "new", {
+        "zarr_format": 3, "node_type": "array", "shape": [4], "data_type": "int8",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2]}},
+        "chunk_key_encoding": {"name": "default"}, "fill_value": 3, "codecs": [{"name": "bytes"}],
+    })
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(created))[:], [3, 3, 3, 3])
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(Array(direct._native))
