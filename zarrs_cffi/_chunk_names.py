@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.core.chunk_key_encodings import V2ChunkKeyEncoding, parse_chunk_key_encoding
 
+from ._bindings import ChunkBatch
 from ._core import keylocks
 from ._selection.whole import Grid
 
@@ -73,6 +74,26 @@ class ChunkNames:
                     bounds.append(edges)
                 self._grid = bounds
         return self._grid
+
+    def region_batch(self, start: Sequence[int], extent: Sequence[int]) -> ChunkBatch:
+        """The chunks a region touches as a native batch: per chunk its key, its shape, the
+        part of it in the region and where that lands in a buffer of the region's shape."""
+        grid = self.grid()
+        per_axis = []
+        for edges, lo, n in zip(grid.edges, start, extent, strict=True):
+            first = int(np.searchsorted(edges, lo, side="right")) - 1
+            last = int(np.searchsorted(edges, lo + n, side="left"))
+            chunks = np.arange(first, last)
+            begin = np.maximum(edges[chunks], lo)
+            end = np.minimum(edges[chunks + 1], lo + n)
+            per_axis.append((chunks, edges[chunks + 1] - edges[chunks], begin - edges[chunks], end - begin, begin - lo))
+        combos = list(itertools.product(*[range(len(axis[0])) for axis in per_axis]))
+        geometry = np.array(
+            [[[axis[part][i] for axis, i in zip(per_axis, combo)] for part in (1, 2, 3, 4)] for combo in combos],
+            dtype=np.uint64,
+        ).reshape(len(combos), 4, len(per_axis))
+        keys = [grid.key_of(tuple(int(axis[0][i]) for axis, i in zip(per_axis, combo))) for combo in combos]
+        return ChunkBatch.build(keys, geometry)
 
     def holding(self, start: Sequence[int], extent: Sequence[int]) -> keylocks.Holding:
         """The write locks of every chunk (shard) the region ``start`` + ``extent`` touches."""

@@ -358,6 +358,52 @@ class Array:
         self._native.retrieve_subset(self.options, start, out.reshape(extent))
         return out
 
+    async def read_async(self, key: Any = (), out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
+        """``arr[key]`` (or :meth:`read` into ``out``), awaited: many reads in flight from one
+        event loop, none of them blocking it.
+
+        A region of step-1 slices and integers is started natively and completed through a
+        file descriptor the loop watches: no Python thread per read. Other selections
+        (``oindex``/``vindex`` forms, stepped slices) run on the worker pool. A cancelled
+        read leaves nothing behind: its buffers stay referenced until the native side is
+        done with them.
+
+        Parameters
+        ----------
+        key : selection, default ()
+            As for ``arr[key]``.
+        out : numpy.ndarray, optional
+            For a region: as for :meth:`read`.
+
+        Returns
+        -------
+        numpy.ndarray
+            The values.
+        """
+        from ._core import workers
+        from ._pipeline import completion
+
+        try:
+            start, extent, dropped = basic_region(key, self.shape)
+        except ZarrsValueError:
+            if out is not None:
+                raise
+            scattered: npt.NDArray[Any] = await workers.run(self.__getitem__, key)
+            return scattered
+        shape = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
+        if out is None:
+            out = np.empty(shape, dtype=self.dtype)
+        else:
+            self._check_out(out, shape)
+        if out.size:
+            buffer = out.reshape(extent)
+            started = completion.submit(self._native, self.options, self._chunks.region_batch(start, extent), buffer)
+            if started is None:  # no descriptor to watch on this loop or platform
+                await workers.run(self._native.retrieve_subset, self.options, start, buffer)
+            else:
+                await started
+        return out
+
     def write(self, region: Any, value: npt.ArrayLike) -> None:
         """Write ``value`` to a region.
 
