@@ -13,6 +13,7 @@ process's writers, through zarr or this API, never lose each other's updates.
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from zarr.core.indexing import is_pure_fancy_indexing
 from ._bindings import ArrayHandle, Options, Storage
 from ._core import keylocks
 from ._chunk_names import ChunkNames
-from ._gathers import Gathers
+from ._direct_reads import Gathers, read_region_async, read_scattered_async
 from ._selection.whole import basic_region
 from .errors import ZarrsUnsupportedError, ZarrsValueError
 
@@ -49,14 +50,6 @@ def _reach(store: Any, name: str) -> Storage:
     if isinstance(storage, str):
         raise ZarrsUnsupportedError(f"the direct API cannot reach {name} natively: {storage}")
     return storage
-
-
-def _open_again(root: str, array_path: str, settings: dict[str, Any], options: Options) -> Array:
-    return Array.open(root, array_path, options=options, **settings)
-
-
-def _from_zarr_again(array: Any, options: Options) -> Array:
-    return Array.from_zarr(array, options=options)
 
 
 def _node_path(path: str) -> str:
@@ -111,9 +104,9 @@ class Array:
         # when opened from one (``open``, ``create``), the zarr store's prefix
         # (``from_zarr``, a URL), else its native storage.
         self._chunks = ChunkNames(native, keylocks.object_prefix(native.storage))
-        # How to open this array again in another process (``__reduce__``): a constructor
-        # and its arguments, set by the constructors that know them.
-        self._reopen: tuple[Any, ...] | None = None
+        # How to open this array again in another process (``__reduce__``), given the
+        # options: set by the constructors that know it.
+        self._reopen: Callable[..., Array] | None = None
 
     @classmethod
     def _in_directory(cls, native: ArrayHandle, store_path: str, options: Options | None) -> Array:
@@ -179,8 +172,9 @@ class Array:
             store = FsspecStore.from_url(root, storage_options=storage_options, read_only=not writable)
             array = cls(ArrayHandle.open(_reach(store, root), _node_path(array_path)), options)
             array._chunks.lock_prefix = keylocks.store_prefix(store)
-        settings = {"read_only": read_only, "direct_io": direct_io, "storage_options": storage_options}
-        array._reopen = (_open_again, (root, array_path, settings, array.options))
+        array._reopen = partial(
+            Array.open, root, array_path, read_only=read_only, direct_io=direct_io, storage_options=storage_options
+        )
         return array
 
     @classmethod
@@ -216,7 +210,7 @@ class Array:
         )
         direct = cls(native, options)
         direct._chunks.lock_prefix = keylocks.store_prefix(store)
-        direct._reopen = (_from_zarr_again, (array, direct.options))
+        direct._reopen = partial(Array.from_zarr, array)
         return direct
 
     @classmethod
@@ -259,7 +253,7 @@ class Array:
         storage = Storage.filesystem(root)
         native = ArrayHandle.open_with_metadata(storage, metadata, _node_path(array_path), create=True)
         array = cls._in_directory(native, root, options)
-        array._reopen = (_open_again, (root, array_path, {}, array.options))
+        array._reopen = partial(Array.open, root, array_path)
         return array
 
     @property
@@ -380,28 +374,19 @@ class Array:
         numpy.ndarray
             The values.
         """
-        from ._core import workers
-        from ._pipeline import completion
-
         try:
             start, extent, dropped = basic_region(key, self.shape)
         except ZarrsValueError:
             if out is not None:
                 raise
-            scattered: npt.NDArray[Any] = await workers.run(self.__getitem__, key)
-            return scattered
+            return await read_scattered_async(self.__getitem__, key)
         shape = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
         if out is None:
             out = np.empty(shape, dtype=self.dtype)
         else:
             self._check_out(out, shape)
         if out.size:
-            buffer = out.reshape(extent)
-            started = completion.submit(self._native, self.options, self._chunks.region_batch(start, extent), buffer)
-            if started is None:  # no descriptor to watch on this loop or platform
-                await workers.run(self._native.retrieve_subset, self.options, start, buffer)
-            else:
-                await started
+            await read_region_async(self._native, self.options, self._chunks.region_batch(start, extent), start, out.reshape(extent))
         return out
 
     def write(self, region: Any, value: npt.ArrayLike) -> None:
@@ -556,8 +541,7 @@ class Array:
         again there (its own native handle; the options as they are now)."""
         if self._reopen is None:
             raise TypeError("an Array built from a native handle cannot be pickled; open it with Array.open")
-        reopen, args = self._reopen
-        return reopen, (*args[:-1], self.options)
+        return partial(self._reopen, options=self.options), ()
 
     def __repr__(self) -> str:
         return f"<zarrs_cffi.Array shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"

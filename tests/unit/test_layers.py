@@ -22,7 +22,7 @@ LAYERS = [
     ["_core"],
     ["_selection"],
     ["_pipeline"],
-    ["_gathers", "_chunk_names"],
+    ["_direct_reads", "_chunk_names"],
     ["array", "dask"],
     ["cli"],
     ["__init__", "__main__"],

@@ -1,6 +1,8 @@
-"""The direct API's scattered reads: ``Array.oindex`` and ``Array.vindex``, gathered
-natively (``ArrayHandle.gather_orthogonal`` / ``gather_points``), each chunk decoded once
-and its picked elements written straight into the result."""
+"""The direct API's reads beyond one blocking region: ``Array.oindex`` and ``Array.vindex``,
+gathered natively (``ArrayHandle.gather_orthogonal`` / ``gather_points``), each chunk
+decoded once and its picked elements written straight into the result; and
+``Array.read_async``'s two ways (a region started natively and completed through the loop's
+descriptor, anything else on the worker pool)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.core.indexing import is_bool_array
 
+from ._core import workers
+from ._pipeline import completion
 from ._selection.picks import OrthogonalPicks
 from ._selection.whole import plan_coordinates, plan_mask, plan_orthogonal
 from .errors import ZarrsUnsupportedError, ZarrsValueError
@@ -16,11 +20,13 @@ from .errors import ZarrsUnsupportedError, ZarrsValueError
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from ._bindings import ArrayHandle, Options
+    from collections.abc import Callable
+
+    from ._bindings import ArrayHandle, ChunkBatch, Options
     from ._selection.picks import PointPicks
     from ._selection.whole import Grid
 
-__all__ = ["Gathers"]
+__all__ = ["Gathers", "read_region_async", "read_scattered_async"]
 
 
 class Gathers:
@@ -101,3 +107,22 @@ class Gathers:
                 picks.offsets, out,
             )
         return out
+
+
+async def read_region_async(
+    native: ArrayHandle, options: Options, batch: ChunkBatch, start: list[int], buffer: npt.NDArray[Any]
+) -> None:
+    """Read a region into ``buffer`` (its shape) without blocking the loop: started natively
+    and completed through the loop's descriptor, else (no descriptor on this loop or
+    platform) on the worker pool."""
+    started = completion.submit(native, options, batch, buffer)
+    if started is None:
+        await workers.run(native.retrieve_subset, options, start, buffer)
+    else:
+        await started
+
+
+async def read_scattered_async(read: Callable[[Any], npt.NDArray[Any]], key: Any) -> npt.NDArray[Any]:
+    """``read(key)`` on the worker pool (the native gathers have no completion call)."""
+    result: npt.NDArray[Any] = await workers.run(read, key)
+    return result
