@@ -22,6 +22,7 @@ from zarr.core.indexing import is_pure_fancy_indexing
 from ._bindings import ArrayHandle, Options, Storage
 from ._core import keylocks
 from ._chunk_names import ChunkNames
+from ._direct_open import node_path, open_url, open_zarr
 from ._direct_reads import Gathers, read_region_async, read_scattered_async
 from ._selection.whole import basic_region
 from .errors import ZarrsUnsupportedError, ZarrsValueError
@@ -40,21 +41,6 @@ _NUMPY_DTYPES = {
 }
 
 Region = tuple[slice, ...]
-
-
-def _reach(store: Any, name: str) -> Storage:
-    """The native storage reaching ``store``'s bytes, as the pipeline maps it."""
-    from ._pipeline.stores import storage_for
-
-    storage = storage_for(store)
-    if isinstance(storage, str):
-        raise ZarrsUnsupportedError(f"the direct API cannot reach {name} natively: {storage}")
-    return storage
-
-
-def _node_path(path: str) -> str:
-    """zarrs wants absolute node paths ("/group/array"); zarr users write "group/array"."""
-    return "/" + path.strip("/")
 
 
 class Array:
@@ -164,14 +150,11 @@ class Array:
         if "://" not in root or root.startswith("file://"):
             root = root.removeprefix("file://")
             storage = Storage.filesystem(root, direct_io=direct_io, read_only=read_only)
-            array = cls._in_directory(ArrayHandle.open(storage, _node_path(array_path)), root, options)
+            array = cls._in_directory(ArrayHandle.open(storage, node_path(array_path)), root, options)
         else:
-            from zarr.storage import FsspecStore
-
-            writable = not (read_only or root.startswith("http"))
-            store = FsspecStore.from_url(root, storage_options=storage_options, read_only=not writable)
-            array = cls(ArrayHandle.open(_reach(store, root), _node_path(array_path)), options)
-            array._chunks.lock_prefix = keylocks.store_prefix(store)
+            native, prefix = open_url(root, array_path, read_only=read_only, storage_options=storage_options)
+            array = cls(native, options)
+            array._chunks.lock_prefix = prefix
         array._reopen = partial(
             Array.open, root, array_path, read_only=read_only, direct_io=direct_io, storage_options=storage_options
         )
@@ -201,15 +184,9 @@ class Array:
             The store is one only its Python API reaches (a ``MemoryStore``, a wrapper
             store), or a codec or data type the native library cannot handle.
         """
-        from ._core.metadata import metadata_json
-
-        inner = getattr(array, "_async_array", array)
-        store = inner.store_path.store
-        native = ArrayHandle.open_with_metadata(
-            _reach(store, type(store).__name__), metadata_json(inner.metadata), _node_path(inner.store_path.path)
-        )
+        native, prefix = open_zarr(array)
         direct = cls(native, options)
-        direct._chunks.lock_prefix = keylocks.store_prefix(store)
+        direct._chunks.lock_prefix = prefix
         direct._reopen = partial(Array.from_zarr, array)
         return direct
 
@@ -251,7 +228,7 @@ class Array:
         """
         root = os.fspath(store_path)
         storage = Storage.filesystem(root)
-        native = ArrayHandle.open_with_metadata(storage, metadata, _node_path(array_path), create=True)
+        native = ArrayHandle.open_with_metadata(storage, metadata, node_path(array_path), create=True)
         array = cls._in_directory(native, root, options)
         array._reopen = partial(Array.open, root, array_path)
         return array
