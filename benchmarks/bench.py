@@ -11,8 +11,7 @@ Compares, in one run and on the same data:
   ``zarrs-ffi/examples/bench_zarrs.rs``, built here with ``cargo build --release
   --example bench_zarrs`` (or given with ``--zarrs-bin``), timed inside the binary
   and reporting JSON; its read results go through a file so they are checked here.
-  (The first build compiles zarrs again with the crate's dev-dependency features,
-  about 20 minutes on 2 busy cores; later runs find it up to date. It leaves
+  (It reuses the dependency builds of ``scripts/setup``'s library; it leaves
   ``target/release/libzarrs_ffi.so`` as it was.)
 
 on four layouts of a 512^3 uint16 array (chunked zstd, sharded zstd, chunked

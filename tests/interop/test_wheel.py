@@ -3,7 +3,7 @@
 ``scripts/wheel`` builds it from this checkout as ``pip install .`` would (PEP 517, isolated
 build environment; the same cargo target dir and flags as ``scripts/setup``'s editable
 install, so the library is not rebuilt), or ``ZARRS_CFFI_WHEEL`` names one built so before
-(scripts/test builds it before ``cargo test``, which would make cargo relink the library).
+(scripts/test builds it before the interop tier).
 Each test Python gets a fresh venv with no Rust toolchain anywhere it can see; pip installs
 the wheel and its dependencies as binaries only, and a zarr roundtrip with our pipeline runs
 there, with zero fallbacks.
