@@ -94,6 +94,16 @@ class GateError(Exception):
     """The suite could not be run as this script promises."""
 
 
+def _write_module(path: Path, text: str) -> None:
+    """Write a generated module whole (a temporary file renamed over it), and only when it
+    changed: a run collecting it meanwhile sees the old text or the new, never a part."""
+    if path.exists() and path.read_text() == text:
+        return
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
 def zarr_sources() -> Path:
     """The extracted sdist of the installed zarr with our two modules written into it."""
     ver = version("zarr")
@@ -108,14 +118,15 @@ def zarr_sources() -> Path:
         with tarfile.open(CACHE / f"zarr-{ver}.tar.gz") as sdist:
             sdist.extractall(CACHE, filter="data")
     tests = target / "tests"
-    (tests / "test_zarrs_cffi_suite.py").write_text(OUR_SUITE)
+    _write_module(tests / "test_zarrs_cffi_suite.py", OUR_SUITE)
     parity = (tests / "test_pipeline_parity.py").read_text()
     if parity.count(FUSED_LINE) != 1:
         raise GateError(f"zarr {ver}'s test_pipeline_parity.py no longer has the line {FUSED_LINE!r}: "
                         "update run_zarr_suite.py so the parity matrix still runs with our pipeline")
-    (tests / "test_zarrs_cffi_parity.py").write_text(
+    _write_module(
+        tests / "test_zarrs_cffi_parity.py",
         "# Written by zarrs-cffi's run_zarr_suite.py from zarr's test_pipeline_parity.py.\n"
-        + parity.replace(FUSED_LINE, f'_FUSED = "{OURS}"  # ours, in place of Fused')
+        + parity.replace(FUSED_LINE, f'_FUSED = "{OURS}"  # ours, in place of Fused'),
     )
     missing = [f for f in FILES if not (target / f).exists()]
     if missing:
