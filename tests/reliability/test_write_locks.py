@@ -390,11 +390,24 @@ def test_a_cancelled_batch_releases_the_keys_it_held():
     assert table.held() == 0
 
 
+def _finalise_quietly(tasks: list[Any]) -> list[Any]:
+    """Drop the last references to ``tasks`` and collect them: the unraisable exceptions
+    their coroutines' finalisation raised."""
+    unraisable: list[Any] = []
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        tasks.clear()
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    return unraisable
+
+
 def test_a_grant_to_a_closed_loop_passes_the_key_on():
     table = KeyLocks()
     table.acquire_blocking(["k"])
     loop = asyncio.new_event_loop()
-    orphan = loop.create_task(table.acquire(["k"]))
+    orphans = [loop.create_task(table.acquire(["k"]))]
     loop.run_until_complete(asyncio.sleep(0))
     assert _waiters(table, "k") == 1
     loop.close()
@@ -403,14 +416,7 @@ def test_a_grant_to_a_closed_loop_passes_the_key_on():
     table.release(["k"])
     assert table.held() == 0
     # The orphan's coroutine, finalised now, neither raises nor releases the key again.
-    unraisable: list[Any] = []
-    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
-    try:
-        del orphan
-        gc.collect()
-    finally:
-        sys.unraisablehook = hook
-    assert unraisable == []
+    assert _finalise_quietly(orphans) == []
     assert table.held() == 0
 
 
@@ -418,19 +424,12 @@ def test_a_grant_queued_on_a_loop_that_closes_is_released_by_the_waiter():
     table = KeyLocks()
     table.acquire_blocking(["k"])
     loop = asyncio.new_event_loop()
-    orphan = loop.create_task(table.acquire(["k"]))
+    orphans = [loop.create_task(table.acquire(["k"]))]
     loop.run_until_complete(asyncio.sleep(0))
     table.release(["k"])  # the delivery is queued on the loop, which never runs it
     loop.close()
     assert table.held() == 1
-    unraisable: list[Any] = []
-    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
-    try:
-        del orphan
-        gc.collect()
-    finally:
-        sys.unraisablehook = hook
-    assert unraisable == []
+    assert _finalise_quietly(orphans) == []
     assert table.held() == 0
 
 

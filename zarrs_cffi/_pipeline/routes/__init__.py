@@ -43,18 +43,18 @@ __all__ = [
 def route_for(record: ArrayRecord) -> Route:
     """The route and planner for ``record``'s store, chosen once when the array is opened."""
     store = record.store
-    plan = Planner(record.array.ndim, record.dtype.itemsize)
+    ndim, itemsize = record.array.ndim, record.dtype.itemsize
     if record.python_io is None:
         # Local files: a shard's index read once more per box is one more small pread.
         split = record.inner_chunks if isinstance(store, LocalStore) else None
-        return StorageRoute(record, Planner(plan.ndim, plan.itemsize, native_picks=True, split_inner=split))
+        return StorageRoute(record, Planner(ndim, itemsize, native_picks=True, split_inner=split))
     # Only zarr's own stores, exactly: a subclass or wrapper may override the async methods
     # (to log, count or transform) and not the sync ones, which would bypass it.
     sync = type(store) in (MemoryStore, ZipStore) and _store_supports_sync_io(store)
     if record.variable:
-        return SyncVariableRoute(record, plan) if sync else VariableRoute(record, plan)
+        return (SyncVariableRoute if sync else VariableRoute)(record, Planner(ndim, itemsize))
     if sync:
         # A MemoryStore hands out its values without a copy: a shard fetched once per box is free.
         split = record.inner_chunks if type(store) is MemoryStore else None
-        return SyncStoreRoute(record, Planner(plan.ndim, plan.itemsize, split_inner=split))
-    return AsyncStoreRoute(record, plan)
+        return SyncStoreRoute(record, Planner(ndim, itemsize, split_inner=split))
+    return AsyncStoreRoute(record, Planner(ndim, itemsize))
