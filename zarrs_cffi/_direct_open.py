@@ -1,25 +1,176 @@
 """Where the direct API's arrays come from besides a directory: a URL, or a zarr array,
-reached natively as the pipeline reaches the same store."""
+reached natively as the pipeline reaches the same store; and what their data type is
+(``Typed``): the numpy type users see, the one zarrs decodes to, and whether elements are
+variable-length."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ._bindings import ArrayHandle
 from ._core import keylocks
-from ._core.metadata import metadata_json
+from ._core.metadata import as_raw_bits, metadata_json
 from ._pipeline.stores import storage_for
-from .errors import ZarrsUnsupportedError
+from ._pipeline.variable import is_variable
+from .errors import ZarrsError, ZarrsMetadataError, ZarrsUnsupportedError
 
 if TYPE_CHECKING:
+    from zarr.core.metadata import ArrayMetadata
+
     from ._bindings import Storage
 
-__all__ = ["node_path", "open_url", "open_zarr"]
+__all__ = ["Typed", "node_path", "open_native", "open_url", "open_zarr", "read_zarr_metadata", "typed"]
 
 
 def node_path(path: str) -> str:
     """zarrs wants absolute node paths ("/group/array"); zarr users write "group/array"."""
     return "/" + path.strip("/")
+
+
+@dataclass(frozen=True)
+class Typed:
+    """An array's data type as the direct API moves it.
+
+    Attributes
+    ----------
+    metadata
+        zarr's metadata of the array (its own data type, fill value and chunk grid).
+    dtype
+        The numpy type of what reads return (zarr's: ``StringDType`` for ``string``,
+        ``object`` for ``bytes``).
+    native_dtype
+        The numpy type whose bytes zarrs decodes into and encodes from (``dtype`` in native
+        byte order, or the stored order of a type opened as raw bits); None for
+        variable-length types, whose elements never sit in a strided buffer.
+    variable
+        ``"text"`` or ``"bytes"`` for variable-length types, else None.
+    """
+
+    metadata: ArrayMetadata
+    dtype: np.dtype[Any]
+    native_dtype: np.dtype[Any] | None
+    variable: str | None
+
+
+def _zarr_dtype(metadata: ArrayMetadata) -> tuple[np.dtype[Any], str | None]:
+    """numpy's type of zarr's data type and its variable-length kind; a
+    ``ZarrsUnsupportedError`` naming a type the direct API cannot take."""
+    name = str(getattr(metadata.dtype, "_zarr_v3_name", None) or metadata.dtype)
+    try:
+        dtype = np.dtype(metadata.dtype.to_native_dtype())
+    except (AttributeError, TypeError) as exc:
+        raise ZarrsUnsupportedError(f"data type {name} has no numpy equivalent: the direct API cannot take it") from exc
+    if is_variable(metadata.dtype):
+        return dtype, "text" if type(metadata.dtype).__name__ == "VariableLengthUTF8" else "bytes"
+    if dtype.kind not in "biufcmMUSV" or dtype.hasobject or dtype.itemsize == 0:
+        raise ZarrsUnsupportedError(f"data type {name} ({dtype}) is not supported by the direct API")
+    return dtype, None
+
+
+def typed(native: ArrayHandle, metadata: ArrayMetadata, native_dtype: np.dtype[Any] | None = None) -> Typed:
+    """The data type of an array opened natively from ``metadata`` (``native_dtype``: the
+    raw-bits type it was opened as, if so); a ``ZarrsUnsupportedError`` naming a type the
+    direct API cannot take or whose elements zarrs sizes otherwise than numpy."""
+    dtype, variable = _zarr_dtype(metadata)
+    if variable:
+        return Typed(metadata, dtype, None, variable)
+    if native_dtype is None:
+        native_dtype = dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
+    if native.element_size != native_dtype.itemsize:
+        raise ZarrsUnsupportedError(
+            f"data type {metadata.dtype} ({dtype}): zarrs decodes {native.element_size}-byte elements, "
+            f"numpy has {native_dtype.itemsize}; the direct API cannot take it"
+        )
+    return Typed(metadata, dtype, native_dtype, None)
+
+
+def _named(entry: Any) -> Any:
+    """A Zarr v3 named configuration in zarr's long form: zarrs writes one without
+    configuration as its bare name, which zarr's parser does not take."""
+    if isinstance(entry, str):
+        return {"name": entry}
+    if isinstance(entry, dict) and isinstance(entry.get("configuration"), dict):
+        configuration = dict(entry["configuration"])
+        for key in ("codecs", "index_codecs"):
+            if isinstance(configuration.get(key), list):
+                configuration[key] = [_named(codec) for codec in configuration[key]]
+        return {**entry, "configuration": configuration}
+    return entry
+
+
+def parse_metadata(document: dict[str, Any]) -> ArrayMetadata:
+    """zarr's metadata object of a ``zarr.json`` or ``.zarray`` document (as zarrs reads
+    it); a ``ZarrsMetadataError`` when zarr cannot parse it."""
+    from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
+
+    try:
+        if document.get("zarr_format") == 2:
+            return ArrayV2Metadata.from_dict(dict(document))
+        document = dict(document)
+        for key in ("chunk_grid", "chunk_key_encoding"):
+            if key in document:
+                document[key] = _named(document[key])
+        document["codecs"] = [_named(codec) for codec in document.get("codecs", [])]
+        return ArrayV3Metadata.from_dict(document)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ZarrsMetadataError(f"zarr cannot parse the array's metadata: {exc}") from exc
+
+
+def read_zarr_metadata(store: Any, array_path: str) -> ArrayMetadata:
+    """The array's metadata as zarr reads it from ``store``."""
+    import zarr
+
+    try:
+        return zarr.open_array(store, path=array_path.strip("/"), mode="r").metadata
+    except Exception as exc:  # noqa: BLE001 - zarr's reasons vary; ours says what failed
+        raise ZarrsMetadataError(f"zarr cannot read the metadata of {array_path!r}: {exc}") from exc
+
+
+def open_native(storage: Storage, metadata: ArrayMetadata, path: str) -> tuple[ArrayHandle, Typed]:
+    """The array of ``metadata`` opened on ``storage``: as zarr describes it, else (a data type
+    zarrs lacks whose chunks are its bytes, as the pipeline does) as raw bits of its size."""
+    dtype, variable = _zarr_dtype(metadata)
+    document = metadata_json(metadata)
+    try:
+        native = ArrayHandle.open_with_metadata(storage, document, path)
+        return native, typed(native, metadata)
+    except (ZarrsUnsupportedError, ZarrsMetadataError) as exc:
+        if variable:
+            raise
+        try:
+            raw = as_raw_bits(json.loads(document), dtype, metadata.fill_value)
+        except (TypeError, ValueError) as error:
+            raise ZarrsUnsupportedError(f"data type {metadata.dtype} ({dtype}) as raw bits: {error}") from exc
+        if raw is None:
+            raise ZarrsUnsupportedError(
+                f"data type {metadata.dtype} ({dtype}) is not one zarrs has, and a codec depends on the element "
+                f"type, so it cannot be read as raw bits: {exc}"
+            ) from exc
+        native = ArrayHandle.open_with_metadata(storage, raw[0], path)
+        return native, typed(native, metadata, raw[1])
+
+
+def open_at(storage: Storage, array_path: str, store: Any) -> tuple[ArrayHandle, Typed]:
+    """The array at ``array_path`` on ``storage`` (``store``: zarr's view of the same bytes,
+    read only when zarrs cannot open the metadata itself: a data type it lacks)."""
+    path = node_path(array_path)
+    try:
+        native = ArrayHandle.open(storage, path)
+    except (ZarrsUnsupportedError, ZarrsMetadataError) as exc:
+        try:
+            metadata = read_zarr_metadata(store, array_path)
+        except ZarrsError:
+            raise exc from None
+        return open_native(storage, metadata, path)
+    try:
+        metadata = parse_metadata(native.metadata)
+    except ZarrsMetadataError:
+        metadata = read_zarr_metadata(store, array_path)
+    return native, typed(native, metadata)
 
 
 def reach(store: Any, name: str) -> Storage:
@@ -31,24 +182,30 @@ def reach(store: Any, name: str) -> Storage:
     return storage
 
 
-def open_url(
-    url: str, array_path: str, *, read_only: bool, storage_options: dict[str, Any] | None
-) -> tuple[ArrayHandle, str]:
-    """The array at ``array_path`` under ``url`` (``s3://``, ``http(s)://``: read only), its
-    storage options mapped as for an ``FsspecStore``; and its write-lock prefix."""
+def url_store(url: str, *, read_only: bool, storage_options: dict[str, Any] | None) -> Any:
+    """zarr's ``FsspecStore`` of ``url`` (``http(s)://``: read only), as the pipeline maps it."""
     from zarr.storage import FsspecStore
 
     writable = not (read_only or url.startswith("http"))
-    store = FsspecStore.from_url(url, storage_options=storage_options, read_only=not writable)
-    return ArrayHandle.open(reach(store, url), node_path(array_path)), keylocks.store_prefix(store)
+    return FsspecStore.from_url(url, storage_options=storage_options, read_only=not writable)
 
 
-def open_zarr(array: Any) -> tuple[ArrayHandle, str]:
+def open_url(
+    url: str, array_path: str, *, read_only: bool, storage_options: dict[str, Any] | None
+) -> tuple[ArrayHandle, Typed, Any, str]:
+    """The array at ``array_path`` under ``url`` (``s3://``, ``http(s)://``: read only), its
+    storage options mapped as for an ``FsspecStore``; its data type, zarr's store of it, and
+    its write-lock prefix."""
+    store = url_store(url, read_only=read_only, storage_options=storage_options)
+    native, kind = open_at(reach(store, url), array_path, store)
+    return native, kind, store, keylocks.store_prefix(store)
+
+
+def open_zarr(array: Any) -> tuple[ArrayHandle, Typed, Any, str]:
     """A zarr ``Array`` or ``AsyncArray`` opened natively on its store (its metadata as zarr
-    holds it, nothing read again); and its write-lock prefix, the one zarr's writes take."""
+    holds it, nothing read again); its data type, its store, and its write-lock prefix, the
+    one zarr's writes take."""
     inner = getattr(array, "_async_array", array)
     store = inner.store_path.store
-    native = ArrayHandle.open_with_metadata(
-        reach(store, type(store).__name__), metadata_json(inner.metadata), node_path(inner.store_path.path)
-    )
-    return native, keylocks.store_prefix(store)
+    native, kind = open_native(reach(store, type(store).__name__), inner.metadata, node_path(inner.store_path.path))
+    return native, kind, store, keylocks.store_prefix(store)

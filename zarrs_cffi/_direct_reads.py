@@ -12,10 +12,11 @@ import numpy as np
 from zarr.core.indexing import is_bool_array
 
 from ._core import workers
+from ._direct_futures import settled
 from ._pipeline import completion
 from ._selection.picks import OrthogonalPicks
 from ._selection.whole import plan_coordinates, plan_mask, plan_orthogonal
-from .errors import ZarrsUnsupportedError, ZarrsValueError
+from .errors import ZarrsValueError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._bindings import ArrayHandle, ChunkBatch, Options
+    from ._direct_selections import Selections
     from ._selection.picks import PointPicks
     from ._selection.whole import Grid
 
@@ -39,21 +41,26 @@ class Gathers:
         The array's handle, its options, its grid as the gathers take it, its data type.
     kind
         ``"orthogonal"`` or ``"points"``.
+    selections
+        The array's selections through zarr's indexers: writes, and every read of a
+        variable-length type.
     """
 
-    __slots__ = ("_dtype", "_grid", "_kind", "_native", "_options")
+    __slots__ = ("_dtype", "_grid", "_kind", "_native", "_options", "_selections")
 
-    def __init__(self, native: ArrayHandle, options: Options, grid: Grid, dtype: np.dtype[Any], kind: str) -> None:
+    def __init__(
+        self, native: ArrayHandle, options: Options, grid: Grid, dtype: np.dtype[Any], kind: str, selections: Selections
+    ) -> None:
         self._native, self._options, self._grid, self._dtype, self._kind = native, options, grid, dtype, kind
+        self._selections = selections
 
     def __getitem__(self, selection: Any) -> npt.NDArray[Any]:
         return self.read(selection)
 
     def __setitem__(self, selection: Any, value: Any) -> None:
-        raise ZarrsUnsupportedError(
-            "the direct API writes regions of step-1 slices and integers only; write orthogonal or "
-            "coordinate selections through zarr with ZarrsCodecPipeline"
-        )
+        """Write ``value`` to the selection: each chunk's bounding box of it decoded, merged
+        and stored whole natively, under the chunks' write locks."""
+        self._selections.write(self._kind, selection, value, self._options)
 
     def read(self, selection: Any, out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
         """The selection's values.
@@ -77,6 +84,19 @@ class Gathers:
         ZarrsValueError
             An ``out`` of the wrong dtype, shape or layout.
         """
+        typed = self._selections.typed
+        if typed.variable or typed.native_dtype != self._dtype:
+            values = self._selections.read(self._kind, selection, self._options) if typed.variable else None
+            if values is None:
+                # Stored in another byte order (raw bits): gathered as stored, then converted.
+                values = Gathers(self._native, self._options, self._grid, typed.native_dtype, self._kind, self._selections).read(selection)
+            values = values.astype(self._dtype, copy=False)
+            if out is None:
+                return values
+            if out.dtype != self._dtype or out.shape != values.shape or not out.flags.writeable:
+                raise ZarrsValueError(f"out must be a writeable {self._dtype} array of shape {values.shape}, not {out.dtype} {out.shape}")
+            out[...] = values
+            return out
         picks: OrthogonalPicks | PointPicks | None
         if self._kind == "orthogonal":
             picks, shape = plan_orthogonal(self._grid, selection)
@@ -116,13 +136,14 @@ async def read_region_async(
     and completed through the loop's descriptor, else (no descriptor on this loop or
     platform) on the worker pool."""
     started = completion.submit(native, options, batch, buffer)
+    # Cancelled, it still waits for the native read: until then it writes into ``buffer``.
     if started is None:
-        await workers.run(native.retrieve_subset, options, start, buffer)
+        await settled(workers.run(native.retrieve_subset, options, start, buffer))
     else:
-        await started
+        await settled(started)
 
 
 async def read_scattered_async(read: Callable[[Any], npt.NDArray[Any]], key: Any) -> npt.NDArray[Any]:
     """``read(key)`` on the worker pool (the native gathers have no completion call)."""
-    result: npt.NDArray[Any] = await workers.run(read, key)
+    result: npt.NDArray[Any] = await settled(workers.run(read, key))
     return result

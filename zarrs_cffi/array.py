@@ -4,10 +4,13 @@ For users who want the least overhead per call: one native call per read or writ
 or from numpy arrays, with no asyncio and no per-chunk Python. Reads take zarr's
 selections: basic (integers, slices with steps), ``oindex`` (orthogonal: integer arrays
 and masks per axis) and ``vindex`` (coordinate points, a mask of the array's shape), the
-scattered ones gathered natively, each chunk decoded once. Writes take regions of step-1
-slices and integers. A write holds the locks
-of the chunks (or shards) it touches for the whole call (``keylocks.py``), so this
-process's writers, through zarr or this API, never lose each other's updates.
+scattered ones gathered natively, each chunk decoded once. Writes take the same
+selections: a region in one native call, a scattered selection as a read-modify-write of
+each chunk's bounding box. A write holds the locks of the chunks (or shards) it touches for
+the whole call (``keylocks.py``), so this process's writers, through zarr or this API,
+never lose each other's updates. Every data type the pipeline handles natively is taken:
+fixed-size ones (those zarrs lacks as raw bits of their size), and variable-length strings
+and bytes as whole chunks decoded and encoded natively (``_direct_selections.py``).
 """
 
 from __future__ import annotations
@@ -20,25 +23,25 @@ import numpy as np
 from zarr.core.indexing import is_pure_fancy_indexing
 
 from ._bindings import ArrayHandle, Options, Storage
-from ._core import keylocks
+from ._core import keylocks, workers
 from ._chunk_names import ChunkNames
-from ._direct_open import node_path, open_url, open_zarr
+from ._direct_futures import run_future, settled, start_region
+from ._direct_open import node_path, open_at, open_url, open_zarr, parse_metadata
+from ._direct_open import typed as _typed
 from ._direct_reads import Gathers, read_region_async, read_scattered_async
+from ._direct_selections import Selections, block_region, kind_of
 from ._selection.whole import basic_region
-from .errors import ZarrsUnsupportedError, ZarrsValueError
+from .errors import ZarrsValueError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
+    from concurrent.futures import Future
 
     import numpy.typing as npt
 
-__all__ = ["Array"]
+    from ._direct_open import Typed
 
-_NUMPY_DTYPES = {
-    "bool": "bool",
-    **{name: name for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
-    **{name: name for name in ("float16", "float32", "float64", "complex64", "complex128")},
-}
+__all__ = ["Array"]
 
 Region = tuple[slice, ...]
 
@@ -47,8 +50,9 @@ class Array:
     """A Zarr (v2 or v3) array in a directory store, read and written by the native library.
 
     Every read or write is one native call with the GIL released; there is no asyncio and
-    no per-chunk Python. Data types are bool, the signed and unsigned integers, float16/32/64
-    and complex64/128.
+    no per-chunk Python. Data types are those the pipeline handles natively: bool,
+    integers, floats, complex, datetime64/timedelta64, fixed-width bytes and unicode,
+    structured types, and variable-length strings and bytes.
 
     Parameters
     ----------
@@ -56,6 +60,11 @@ class Array:
         The native handle; use :meth:`open` or :meth:`create` instead.
     options : Options, optional
         Threading and codec options for every call; ``Options()`` when omitted.
+    typed : Typed, optional
+        The data type as opened (``_direct_open.open_native``); read from the handle's
+        metadata when omitted.
+    store : zarr Store, optional
+        zarr's store of the same bytes (variable-length writes ask it whether it deletes).
 
     Attributes
     ----------
@@ -79,13 +88,17 @@ class Array:
     >>> arr[0:10, 5]  # doctest: +SKIP
     """
 
-    def __init__(self, native: ArrayHandle, options: Options | None = None) -> None:
+    def __init__(
+        self, native: ArrayHandle, options: Options | None = None, *, typed: Typed | None = None, store: Any = None
+    ) -> None:
         self._native = native
         self.options = options if options is not None else Options()
-        name = native.data_type
-        if name not in _NUMPY_DTYPES:
-            raise ZarrsUnsupportedError(f"data type {name} is not supported by the direct API yet")
-        self.dtype: np.dtype[Any] = np.dtype(_NUMPY_DTYPES[name])
+        self._typed = typed if typed is not None else _typed(native, parse_metadata(native.metadata))
+        self.dtype: np.dtype[Any] = self._typed.dtype
+        # What zarrs decodes into: dtype, or (raw bits stored big-endian) its stored order.
+        self._native_dtype = self._typed.native_dtype
+        self._store = store
+        self._selected: Selections | None = None
         # Names its chunks for the write locks and the gathers: by the store's directory
         # when opened from one (``open``, ``create``), the zarr store's prefix
         # (``from_zarr``, a URL), else its native storage.
@@ -95,8 +108,10 @@ class Array:
         self._reopen: Callable[..., Array] | None = None
 
     @classmethod
-    def _in_directory(cls, native: ArrayHandle, store_path: str, options: Options | None) -> Array:
-        array = cls(native, options)
+    def _in_directory(cls, native: ArrayHandle, store_path: str, options: Options | None, kind: Typed | None = None) -> Array:
+        from zarr.storage import LocalStore
+
+        array = cls(native, options, typed=kind, store=LocalStore(store_path))
         array._chunks.lock_prefix = keylocks.file_prefix(store_path)
         return array
 
@@ -149,11 +164,14 @@ class Array:
         root = os.fspath(store_path)
         if "://" not in root or root.startswith("file://"):
             root = root.removeprefix("file://")
+            from zarr.storage import LocalStore
+
             storage = Storage.filesystem(root, direct_io=direct_io, read_only=read_only)
-            array = cls._in_directory(ArrayHandle.open(storage, node_path(array_path)), root, options)
+            native, kind = open_at(storage, array_path, LocalStore(root, read_only=True))
+            array = cls._in_directory(native, root, options, kind)
         else:
-            native, prefix = open_url(root, array_path, read_only=read_only, storage_options=storage_options)
-            array = cls(native, options)
+            native, kind, store, prefix = open_url(root, array_path, read_only=read_only, storage_options=storage_options)
+            array = cls(native, options, typed=kind, store=store)
             array._chunks.lock_prefix = prefix
         array._reopen = partial(
             Array.open, root, array_path, read_only=read_only, direct_io=direct_io, storage_options=storage_options
@@ -184,8 +202,8 @@ class Array:
             The store is one only its Python API reaches (a ``MemoryStore``, a wrapper
             store), or a codec or data type the native library cannot handle.
         """
-        native, prefix = open_zarr(array)
-        direct = cls(native, options)
+        native, kind, store, prefix = open_zarr(array)
+        direct = cls(native, options, typed=kind, store=store)
         direct._chunks.lock_prefix = prefix
         direct._reopen = partial(Array.from_zarr, array)
         return direct
@@ -286,12 +304,34 @@ class Array:
             raise ZarrsValueError("out must be C-contiguous and writeable")
 
     def _values(self, value: Any, name: str) -> npt.NDArray[Any]:
-        """``value`` as this array's dtype. Python objects are converted element by element
-        (or refused by numpy), never passed on as raw pointers."""
+        """``value`` as this array's dtype, in the byte order zarrs encodes from. Python
+        objects are converted element by element (or refused by numpy), never passed on as
+        raw pointers."""
         try:
-            return np.asarray(value, dtype=self.dtype)
+            data = np.asarray(value, dtype=self.dtype)
         except (TypeError, ValueError) as exc:
             raise ZarrsValueError(f"{name} cannot be converted to {self.dtype}: {exc}") from exc
+        native = self._native_dtype
+        return data if native is None or data.dtype == native else data.astype(native)
+
+    def _selections(self) -> Selections:
+        """The array's selections through zarr's indexers (built at first use)."""
+        if self._selected is None:
+            self._selected = Selections(
+                self._native, self._typed, self._chunks.grid().key_of, self._chunks.lock_prefix, self._store
+            )
+        return self._selected
+
+    def _into(self, out: npt.NDArray[Any] | None, shape: tuple[int, ...]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """What a region read returns (``out``, checked, or a new array) and the buffer zarrs
+        decodes into: the same array, unless the array is stored in another byte order."""
+        if out is None:
+            out = np.empty(shape, dtype=self.dtype)
+        else:
+            self._check_out(out, shape)
+        if self._native_dtype is None or self._native_dtype == self.dtype:
+            return out, out
+        return out, np.empty(shape, dtype=self._native_dtype)
 
     def read(self, region: Any = (), out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
         """Read a region into ``out`` or a new array.
@@ -321,13 +361,19 @@ class Array:
             A stored chunk is corrupt (``ZarrsChecksumError`` when a checksum fails).
         """
         start, extent, dropped = basic_region(region, self.shape)
-        if out is None:
-            buffer = np.empty(extent, dtype=self.dtype)
-            self._native.retrieve_subset(self.options, start, buffer)
-            return buffer.squeeze(axis=dropped) if dropped else buffer
-        self._check_out(out, tuple(e for axis, e in enumerate(extent) if axis not in dropped))
-        self._native.retrieve_subset(self.options, start, out.reshape(extent))
-        return out
+        shape = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
+        if self._typed.variable:
+            values = self._selections().read("basic", region, self.options)
+            if out is None:
+                return values
+            self._check_out(out, shape)
+            out[...] = values
+            return out
+        result, buffer = self._into(out, shape)
+        self._native.retrieve_subset(self.options, start, buffer.reshape(extent))
+        if buffer is not result:
+            result[...] = buffer
+        return result
 
     async def read_async(self, key: Any = (), out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
         """``arr[key]`` (or :meth:`read` into ``out``), awaited: many reads in flight from one
@@ -357,14 +403,73 @@ class Array:
             if out is not None:
                 raise
             return await read_scattered_async(self.__getitem__, key)
+        if self._typed.variable:
+            return await read_scattered_async(partial(self.read, out=out), key)
         shape = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
-        if out is None:
-            out = np.empty(shape, dtype=self.dtype)
-        else:
-            self._check_out(out, shape)
-        if out.size:
-            await read_region_async(self._native, self.options, self._chunks.region_batch(start, extent), start, out.reshape(extent))
-        return out
+        result, buffer = self._into(out, shape)
+        if buffer.size:
+            await read_region_async(self._native, self.options, self._chunks.region_batch(start, extent), start, buffer.reshape(extent))
+        if buffer is not result:
+            result[...] = buffer
+        return result
+
+    def read_future(self, key: Any = (), out: npt.NDArray[Any] | None = None) -> Future[npt.NDArray[Any]]:
+        """``arr[key]`` (or :meth:`read` into ``out``) started now: a
+        ``concurrent.futures.Future`` of the values, for many reads in flight from one
+        thread without an event loop.
+
+        A region of step-1 slices and integers is started natively and its future completed
+        by the library's completion queue (one Python thread per process waits on it, none
+        per call); its future is running from the start, so ``cancel()`` returns False: the
+        native side writes into ``out`` until the read completes. Other selections and
+        variable-length types run on a pool shared by the process (cancellable until they
+        start).
+
+        Parameters
+        ----------
+        key : selection, default ()
+            As for ``arr[key]``.
+        out : numpy.ndarray, optional
+            For a region: as for :meth:`read`.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Of the values; its ``result()`` raises what the read raised.
+        """
+        try:
+            start, extent, dropped = basic_region(key, self.shape)
+        except ZarrsValueError:
+            if out is not None:
+                raise
+            return run_future(self.__getitem__, key)
+        if self._typed.variable:
+            return run_future(self.read, key, out)
+        shape = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
+        result, buffer = self._into(out, shape)
+
+        def finish() -> npt.NDArray[Any]:
+            if buffer is not result:
+                result[...] = buffer
+            return result
+
+        if not buffer.size:
+            return run_future(finish)
+        return start_region(self._native, self.options, self._chunks.region_batch(start, extent), buffer.reshape(extent), finish)
+
+    async def write_async(self, key: Any, value: npt.ArrayLike) -> None:
+        """``arr[key] = value``, awaited: the write runs on the worker pool, not blocking the
+        loop. A cancelled write raises ``CancelledError`` once it has finished (it is then
+        either whole or, on an error, each chunk old or new), so ``value`` may be reused.
+
+        Parameters
+        ----------
+        key : selection
+            As for ``arr[key] = value``.
+        value : array_like
+            As for ``arr[key] = value``.
+        """
+        await settled(workers.run(self.__setitem__, key, value))
 
     def write(self, region: Any, value: npt.ArrayLike) -> None:
         """Write ``value`` to a region.
@@ -385,6 +490,9 @@ class Array:
             The array was opened read-only.
         """
         start, extent, _ = basic_region(region, self.shape)
+        if self._typed.variable:
+            self._selections().write("basic", region, value, self.options)
+            return
         data = self._values(value, "value")
         if data.shape != tuple(extent):
             data = np.broadcast_to(data, tuple(extent))
@@ -416,29 +524,45 @@ class Array:
             return self.oindex[key]
 
     @property
+    def blocks(self) -> Blocks:
+        """Selections of whole chunks (zarr's ``blocks``): per axis a chunk index or a
+        step-1 slice of chunk indices, read and written as the region they cover."""
+        return Blocks(self)
+
+    @property
     def oindex(self) -> Gathers:
         """Orthogonal selections (zarr's ``oindex``): per axis an integer, a slice (any
         positive step), an integer array (any order, repeats, negative from the end) or a
-        boolean mask; gathered natively. Reads only."""
-        return Gathers(self._native, self.options, self._chunks.grid(), self.dtype, "orthogonal")
+        boolean mask; gathered natively, written around each chunk's bounding box."""
+        return Gathers(self._native, self.options, self._chunks.grid(), self.dtype, "orthogonal", self._selections())
 
     @property
     def vindex(self) -> Gathers:
         """Coordinate selections (zarr's ``vindex``): one integer array per axis, broadcast
-        together, or a boolean mask of the array's shape; gathered natively. Reads only."""
-        return Gathers(self._native, self.options, self._chunks.grid(), self.dtype, "points")
+        together, or a boolean mask of the array's shape; gathered natively, written around
+        each chunk's bounding box."""
+        return Gathers(self._native, self.options, self._chunks.grid(), self.dtype, "points", self._selections())
 
     def __setitem__(self, key: Any, value: npt.ArrayLike) -> None:
         """``arr[key] = value``: :meth:`write` of ``value`` to ``key``.
 
         Parameters
         ----------
-        key : slice, int or tuple of them
-            Step-1 slices and integers, as for :meth:`read`.
+        key : selection
+            As for ``arr[key]``: a region of step-1 slices and integers is written in one
+            native call; anything else (stepped slices, integer arrays, masks) as zarr's
+            ``__setitem__`` reads it, around each chunk's bounding box.
         value : array_like
             Shaped as the selection (integer-indexed axes absent), or broadcastable to it.
         """
-        start, extent, dropped = basic_region(key, self.shape)
+        try:
+            start, extent, dropped = basic_region(key, self.shape)
+        except ZarrsValueError:
+            self._selections().write(kind_of(key, self.ndim), key, value, self.options)
+            return
+        if self._typed.variable:
+            self._selections().write("basic", key, value, self.options)
+            return
         data = self._values(value, "value")
         if data.ndim and dropped:
             data = np.expand_dims(data, dropped) if data.ndim == len(extent) - len(dropped) else data
@@ -467,12 +591,13 @@ class Array:
             The stored chunk is corrupt.
         """
         shape = self._native.chunk_shape(chunk_indices)
-        if out is None:
-            out = np.empty(shape, dtype=self.dtype)
-        else:
-            self._check_out(out, shape)
-        self._native.retrieve_chunk(self.options, chunk_indices, out)
-        return out
+        if self._typed.variable:
+            return self.read(block_region(tuple(chunk_indices), self._chunks.grid().edges), out)
+        result, buffer = self._into(out, shape)
+        self._native.retrieve_chunk(self.options, chunk_indices, buffer)
+        if buffer is not result:
+            result[...] = buffer
+        return result
 
     def write_chunk(self, chunk_indices: tuple[int, ...], value: npt.ArrayLike) -> None:
         """Encode and store one whole chunk.
@@ -491,6 +616,10 @@ class Array:
         ZarrsReadOnlyError
             The array was opened read-only.
         """
+        if self._typed.variable:
+            shape = self._native.chunk_shape(chunk_indices)
+            self.write(block_region(tuple(chunk_indices), self._chunks.grid().edges), np.broadcast_to(value, shape))
+            return
         data = np.ascontiguousarray(self._values(value, "value"))
         with self._chunks.holding_chunk(chunk_indices):
             self._native.store_chunk(self.options, chunk_indices, data)
@@ -522,3 +651,28 @@ class Array:
 
     def __repr__(self) -> str:
         return f"<zarrs_cffi.Array shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"
+
+
+class Blocks:
+    """``Array.blocks``: ``[selection]`` reads the chunks selected, ``[selection] = value``
+    writes them (a chunk index or a step-1 slice of them per axis, as zarr's ``blocks``).
+
+    Parameters
+    ----------
+    array : Array
+        The array.
+    """
+
+    __slots__ = ("_array",)
+
+    def __init__(self, array: Array) -> None:
+        self._array = array
+
+    def _region(self, selection: Any) -> tuple[slice, ...]:
+        return block_region(selection, self._array._chunks.grid().edges)
+
+    def __getitem__(self, selection: Any) -> npt.NDArray[Any]:
+        return self._array.read(self._region(selection))
+
+    def __setitem__(self, selection: Any, value: npt.ArrayLike) -> None:
+        self._array.write(self._region(selection), value)

@@ -152,10 +152,3 @@ def test_selections_zarr_refuses_are_refused_alike(tmp_path, kind, sel):
         _ours(ours, kind, sel)
     # The array is still usable.
     np.testing.assert_array_equal(ours.oindex[[0], 0, 0], theirs.oindex[[0], 0, 0])
-
-
-def test_writes_of_scattered_selections_are_refused_naming_the_way(tmp_path):
-    ours, _ = _arrays(tmp_path, "v3")
-    for indexer in (ours.oindex, ours.vindex):
-        with pytest.raises(zarrs_cffi.ZarrsUnsupportedError, match="through zarr"):
-            indexer[[0, 1], [0, 1], [0, 1]] = 1

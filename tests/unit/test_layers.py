@@ -22,7 +22,7 @@ LAYERS = [
     ["_core"],
     ["_selection"],
     ["_pipeline"],
-    ["_direct_reads", "_direct_open", "_chunk_names"],
+    ["_direct_reads", "_direct_open", "_direct_selections", "_direct_futures", "_chunk_names"],
     ["array", "dask"],
     ["cli"],
     ["__init__", "__main__"],
