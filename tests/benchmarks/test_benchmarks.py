@@ -14,28 +14,53 @@ ROOT = Path(__file__).resolve().parents[2]
 TENSORSTORE = importlib.util.find_spec("tensorstore") is not None
 
 
-def test_call_share_splits_a_small_read_into_zarrs_share_and_ours(tmp_path: Path) -> None:
+def test_call_share_reports_wall_cpu_and_our_share_for_chunks_and_boxes(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "call_share.py"), "--dir", str(tmp_path),
-         "--size", "48", "--rounds", "1", "--reads", "10", "--layout", "zstd", "raw-sharded"],
+         "--size", "64", "--rounds", "3", "--reads", "10", "--layout", "zstd", "raw-sharded"],
         capture_output=True, text=True, check=True, timeout=300,
     ).stdout
+    assert "median over 3 interleaved rounds" in out, out
+    peer = importlib.util.find_spec("zarrs") is not None
     for layout in ("zstd", "raw-sharded"):
-        ours = re.search(rf"^\| {layout} \| ours \| (\d+) \| (-?\d+) \| (\d+) \| (-?\d+) \| (-?\d+) \| (\d+) \| (\d+) \|$", out, re.M)
-        assert ours, out
-        total, zarr_share, inside, hop, planning, native, cpu = map(int, ours.groups())
-        assert cpu > 0
-        assert total == zarr_share + inside or abs(total - zarr_share - inside) <= 1
-        assert abs(inside - hop - planning - native) <= 2
-        assert native > 0 and total > native
-        # The same with the keep-warm window on: the same split, from rounds of its own.
-        warm = re.search(rf"^\| {layout} \| ours \(keep-warm on\) \| (\d+) \| (-?\d+) \| (\d+) \| (-?\d+) \| (-?\d+) \| (\d+) \| (\d+) \|$", out, re.M)
-        assert warm, out
-        total, zarr_share, inside, hop, planning, native, cpu = map(int, warm.groups())
-        assert cpu > 0
-        assert abs(total - zarr_share - inside) <= 1 and abs(inside - hop - planning - native) <= 2
-        assert re.search(rf"^\| {layout} \| ours \(direct\) \| \d+ \|", out, re.M), out
+        for kind in ("chunk", "box"):
+            rows = {}
+            for row in re.finditer(rf"^\| {layout} \| {kind} \| ([^|]+) \| (\d+) \| (\d+) \| (-?\d+) \| (\d+) \| (.*) \|$", out, re.M):
+                name, wall, cpu, outside, inside = row.group(1), *map(int, row.groups()[1:5])
+                assert wall > 0 and cpu > 0, row.group(0)
+                assert abs(wall - outside - inside) <= 1, row.group(0)
+                rows[name] = (wall, row.group(6).split(" | "))
+            expected = {"ours", "ours (keep-warm on)", "zarr Batched", "zarr floor"} | ({"zarrs-python"} if peer else set())
+            assert set(rows) == expected, out
+            floor = rows["zarr floor"][0]
+            for name in ("ours", "ours (keep-warm on)"):
+                wall, (native, share, ratio, cpu_ratio) = rows[name]
+                # Our share is our wall minus zarr's floor minus the native call.
+                assert int(native) > 0 and abs(wall - floor - int(native) - int(share)) <= 1, (name, out)
+                if peer:
+                    assert re.fullmatch(r"\d+\.\d\dx", ratio) and re.fullmatch(r"\d+\.\d\dx", cpu_ratio), out
+            assert rows["zarr floor"][1] == ["", "", "", ""], out
     assert list(tmp_path.iterdir()) == []  # the arrays were removed
+
+
+def test_busy_neighbour_reports_reads_and_both_neighbours_progress(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "busy_neighbour.py"), "--dir", str(tmp_path),
+         "--size", "64", "--rounds", "1", "--reads", "10", "--layout", "zstd"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout
+    names = ["ours", "ours \\(keep-warm on\\)"] + (["zarrs-python"] if importlib.util.find_spec("zarrs") else [])
+    for kind in ("chunk", "box"):
+        alone = re.search(rf"^\| zstd \| {kind} \| no reads \|  \|  \| (\d+) \| (\d+) \|  \|  \|$", out, re.M)
+        assert alone and all(int(v) > 0 for v in alone.groups()), out
+        for name in names:
+            row = re.search(
+                rf"^\| zstd \| {kind} \| {name} \| (\d+) \| (-?\d+) \| (\d+) \| (\d+) \| (-?\d+)% \| (-?\d+)% \|$", out, re.M
+            )
+            assert row, (name, out)
+            wall, _, thread, process = map(int, row.groups()[:4])
+            assert wall > 0 and thread > 0 and process > 0
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_keep_warm_reports_wall_and_cpu_off_and_on_for_both_apis(tmp_path: Path) -> None:
