@@ -91,6 +91,10 @@ def typed(native: ArrayHandle, metadata: ArrayMetadata, native_dtype: np.dtype[A
 def _named(entry: Any) -> Any:
     """A Zarr v3 named configuration in zarr's long form: zarrs writes one without
     configuration as its bare name, which zarr's parser does not take."""
+    if entry == "bytes" or entry == {"name": "bytes"}:
+        # zarrs takes a bytes codec without an endian setting for any type; zarr, which
+        # wants one for multi-byte types, reads chunks here only through zarrs anyway.
+        return {"name": "bytes", "configuration": {"endian": "little"}}
     if isinstance(entry, str):
         return {"name": entry}
     if isinstance(entry, dict) and isinstance(entry.get("configuration"), dict):

@@ -27,10 +27,13 @@ from zarr.core.indexing import (
     CoordinateIndexer,
     MaskIndexer,
     OrthogonalIndexer,
+    VindexInvalidSelectionError,
+    ensure_tuple,
     is_coordinate_selection,
     is_mask_selection,
     is_pure_fancy_indexing,
     is_pure_orthogonal_indexing,
+    replace_lists,
 )
 
 from ._core import keylocks
@@ -111,13 +114,14 @@ class Selections:
             return BasicIndexer(selection, shape, grid)
         if kind == "orthogonal":
             return OrthogonalIndexer(selection, shape, grid)
+        selection = replace_lists(ensure_tuple(selection))
         if is_coordinate_selection(selection, shape):
             return CoordinateIndexer(selection, shape, grid)
         if is_mask_selection(selection, shape):
-            return MaskIndexer(selection, shape, grid)
-        raise IndexError(
-            "unsupported selection item for vectorized indexing; only integer arrays and a Boolean "
-            f"array of the array's shape are supported, not {selection!r}"
+            return MaskIndexer(selection[0], shape, grid)
+        raise VindexInvalidSelectionError(
+            "unsupported selection type for vectorized indexing; only coordinate selection (tuple of "
+            f"integer arrays) and mask selection (single Boolean array) are supported; got {selection!r}"
         )
 
     def requests(self, indexer: Any, options: Options) -> list[ChunkRequest]:
