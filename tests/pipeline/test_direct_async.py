@@ -1,10 +1,14 @@
-"""``Array.read_async``: many direct reads in flight from one event loop, regions completed
-natively through a descriptor the loop watches (no worker thread), other selections on the
-worker pool, the same values as ``arr[key]``, and cancellation leaving nothing behind."""
+"""``Array.read_async``, ``read_future`` and ``write_async``: many direct reads in flight
+from one event loop or one thread, regions completed natively (through a descriptor the
+loop watches, or the process's completion queue: no thread per call), other selections on
+a pool, the same values as ``arr[key]``; cancellation leaving nothing behind and never
+touching a caller's buffer after it is raised."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from typing import Any
 
 import numpy as np
@@ -94,3 +98,102 @@ def test_cancelled_reads_leave_the_array_and_the_loop_usable(direct):
 
     asyncio.run(main())
     np.testing.assert_array_equal(arr[:], data)
+
+
+def test_read_futures_of_regions_complete_natively_without_a_thread_per_call(direct):
+    arr, data = direct
+    arr.read_future((slice(0, 1),)).result(timeout=30)  # the process's completion thread starts once
+    before = threading.active_count()
+    futures = [arr.read_future((slice(i % 90, i % 90 + 6), slice(None))) for i in range(300)]
+    assert threading.active_count() == before
+    for i, future in enumerate(futures):
+        np.testing.assert_array_equal(future.result(timeout=30), data[i % 90 : i % 90 + 6])
+    out = np.zeros((8, 40), dtype="int32")
+    future = arr.read_future((slice(8, 16),), out=out)
+    # Running from the start: the native side writes into out until it completes.
+    assert not future.cancel()
+    assert future.result(timeout=30) is out
+    np.testing.assert_array_equal(out, data[8:16])
+    for key in KEYS:
+        np.testing.assert_array_equal(arr.read_future(key).result(timeout=30), arr[key])
+
+
+def test_read_futures_of_other_selections_and_their_errors(direct):
+    arr, data = direct
+    rows = np.array([95, 0, 64, 7])
+    np.testing.assert_array_equal(arr.read_future((rows, slice(None))).result(timeout=30), data[rows])
+    np.testing.assert_array_equal(arr.read_future(np.s_[::5, 3]).result(timeout=30), data[::5, 3])
+    with pytest.raises(IndexError):
+        arr.read_future((np.array([96]),)).result(timeout=30)
+    with pytest.raises(zarrs_cffi.ZarrsValueError):
+        arr.read_future((slice(0, 4),), out=np.empty((4, 40), dtype="int64"))
+
+
+def test_write_async_writes_every_selection_kind(direct):
+    arr, data = direct
+    rows = np.array([95, 0, 64, 7])
+
+    async def main() -> None:
+        await asyncio.gather(
+            arr.write_async((slice(0, 5), slice(None)), 1),
+            arr.write_async((rows[1:], 39), [2, 3, 4]),
+            arr.write_async(np.s_[90:96:2, 10:12], np.full((3, 2), 5)),
+        )
+        await arr.write_async((rows, rows % 40), 9)
+
+    asyncio.run(main())
+    data[0:5, :] = 1
+    data[rows[1:], 39] = [2, 3, 4]
+    data[90:96:2, 10:12] = 5
+    data[rows, rows % 40] = 9
+    np.testing.assert_array_equal(arr[...], data)
+
+
+def test_a_cancelled_read_never_writes_into_out_after_the_cancellation(tmp_path):
+    # A read large enough to still be running when it is cancelled: the cancellation is
+    # raised only once the native side is done with ``out``, so the caller may reuse it.
+    data = make_data("float64", (1024, 512), seed=5)
+    zarr.create_array(LocalStore(tmp_path), shape=data.shape, chunks=(64, 512), dtype="float64")[...] = data
+    arr = Array.open(tmp_path)
+
+    async def main() -> int:
+        cancelled = 0
+        for _ in range(10):
+            out = np.zeros(data.shape)
+            task = asyncio.ensure_future(arr.read_async((), out=out))
+            await asyncio.sleep(0)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                cancelled += 1
+            out[...] = -1.0  # the caller reuses its buffer
+            await asyncio.sleep(0.05)
+            await arr.read_async((slice(0, 1),))
+            assert (out == -1.0).all()
+        return cancelled
+
+    assert asyncio.run(main()) > 0
+
+
+def test_a_cancelled_write_is_whole_when_it_raises(tmp_path):
+    data = make_data("int32", (512, 256), seed=6)
+    arr = Array.create(tmp_path, {
+        "zarr_format": 3, "node_type": "array", "shape": [512, 256], "data_type": "int32",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [32, 256]}},
+        "chunk_key_encoding": {"name": "default"}, "fill_value": 0,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd", "configuration": {"level": 3, "checksum": False}}],
+    })
+
+    async def main() -> None:
+        for _ in range(5):
+            value = data.copy()
+            task = asyncio.ensure_future(arr.write_async((), value))
+            await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            value[...] = -7  # reused: the write is done with it
+        np.testing.assert_array_equal(arr[...], data)
+
+    asyncio.run(main())
