@@ -86,10 +86,12 @@ class Gathers:
         """
         typed = self._selections.typed
         if typed.variable or typed.native_dtype != self._dtype:
-            values = self._selections.read(self._kind, selection, self._options) if typed.variable else None
-            if values is None:
+            if typed.native_dtype is None:
+                values = self._selections.read(self._kind, selection, self._options)
+            else:
                 # Stored in another byte order (raw bits): gathered as stored, then converted.
-                values = Gathers(self._native, self._options, self._grid, typed.native_dtype, self._kind, self._selections).read(selection)
+                as_stored = Gathers(self._native, self._options, self._grid, typed.native_dtype, self._kind, self._selections)
+                values = as_stored.read(selection)
             values = values.astype(self._dtype, copy=False)
             if out is None:
                 return values

@@ -27,7 +27,6 @@ from zarr.core.indexing import (
     CoordinateIndexer,
     MaskIndexer,
     OrthogonalIndexer,
-    VindexInvalidSelectionError,
     ensure_tuple,
     is_coordinate_selection,
     is_mask_selection,
@@ -35,6 +34,8 @@ from zarr.core.indexing import (
     is_pure_orthogonal_indexing,
     replace_lists,
 )
+
+from zarr.errors import VindexInvalidSelectionError
 
 from ._core import keylocks
 from ._core.fallback import Fallback
@@ -136,10 +137,15 @@ class Selections:
         # A regular grid's chunks share one spec, as zarr builds them (the boxes planner
         # reads a shared spec's shape once).
         regular = spec(tuple(grid.chunk_shape)) if grid.is_regular else None
+
+        def shape_of(coords: tuple[int, ...]) -> tuple[int, ...]:
+            chunk = grid[coords]
+            if chunk is None:  # never for the indexer's own chunks
+                raise IndexError(f"chunk {coords} is outside the grid")
+            return tuple(chunk.codec_shape)
+
         return [
-            ChunkRequest(
-                _Key(self.key_of(tuple(coords))), regular or spec(grid[tuple(coords)].codec_shape), chunk, out, complete
-            )
+            ChunkRequest(_Key(self.key_of(tuple(coords))), regular or spec(shape_of(tuple(coords))), chunk, out, complete)
             for coords, chunk, out, complete in indexer
         ]
 
