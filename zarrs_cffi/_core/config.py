@@ -21,6 +21,7 @@ overrides.
 | ``codec_pipeline.direct_io`` | bool | False | local reads bypass the page cache |
 | ``codec_pipeline.strict`` | bool | False | a fallback is an error |
 | ``codec_pipeline.keep_warm_us`` | int >= 0 or None | None (as it is) | the keep-warm window |
+| ``codec_pipeline.loop_read_bytes`` | int >= 0 or None | None (256 KiB) | a lone small local read's decoded size, at most, to run on the event loop (0: never) |
 | ``async.concurrency`` | int >= 0 or None | None (no limit) | store requests in flight |
 | ``ArrayConfig.write_empty_chunks`` | bool | zarr's | store chunks of only the fill value |
 | ``ArrayConfig.sharding_coalesce_max_gap_bytes`` | int (negative: never merge) | 1 MiB | Python-store shard reads: ranges merged across gaps up to this |
@@ -37,8 +38,14 @@ from .._bindings import Options, keep_warm
 from ..errors import ZarrsValueError
 
 __all__ = [
-    "apply_keep_warm", "coalesce", "direct_io", "io_limit", "options_from_config", "strict", "write_empty_chunks",
+    "apply_keep_warm", "coalesce", "direct_io", "io_limit", "loop_read_bytes", "options_from_config", "strict",
+    "write_empty_chunks",
 ]
+
+#: ``codec_pipeline.loop_read_bytes`` unset: four 32^3 chunks of 2-byte elements, whose
+#: decoding holds the loop for a few hundred microseconds at most (benchmarks/RESULTS.md,
+#: call_share.py's native call).
+LOOP_READ_BYTES = 256 << 10
 
 #: zarr >= 3.4's defaults for its sharding codec's range coalescing (``ArrayConfig``).
 COALESCE_MAX_GAP_BYTES = 1 << 20
@@ -113,6 +120,14 @@ def io_limit() -> int | None:
     """How many store requests may be in flight at once (zarr's ``async.concurrency``;
     None or 0: no limit)."""
     return _setting("async.concurrency") or None
+
+
+def loop_read_bytes() -> int:
+    """The most bytes a read may be estimated to decode to run on zarr's event loop itself
+    when no other call of the pipeline is in flight there (``codec_pipeline.loop_read_bytes``;
+    0: never). Read when an array is first used."""
+    budget = _setting("codec_pipeline.loop_read_bytes")
+    return LOOP_READ_BYTES if budget is None else budget
 
 
 def apply_keep_warm() -> None:

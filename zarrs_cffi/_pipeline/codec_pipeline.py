@@ -36,6 +36,7 @@ from .._core.metadata import metadata_json
 from .._selection import requests
 from ..errors import ZarrsUnsupportedError
 from .opening import Opener
+from .routes.base import calls
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -347,13 +348,18 @@ class ZarrsCodecPipeline(CodecPipeline):
     async def _run(
         self, kind: str, chunks: int, native: Callable[[Route], Awaitable[T]], fallback: Callable[[], Awaitable[T]]
     ) -> T:
-        """``native`` on the array's route, else (on ``Fallback``) zarr's pipeline, counted."""
+        """``native`` on the array's route, else (on ``Fallback``) zarr's pipeline, counted.
+        Counted as in flight on this loop (``routes.calls``) until it returns."""
+        in_flight = calls
+        in_flight.count = getattr(in_flight, "count", 0) + 1
         try:
             route = await self._route()
             result = await native(route)
         except Fallback as exc:
             self._fall_back(kind, chunks, exc.reason)
             return await fallback()
+        finally:
+            in_flight.count -= 1
         stats.record_native(kind, chunks, python_io=route.python_io)
         return result
 

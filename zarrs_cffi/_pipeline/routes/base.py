@@ -3,6 +3,7 @@ moving zarr's output and value to and from native buffers (run on worker threads
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,10 +19,15 @@ if TYPE_CHECKING:
     from ..._selection import ChunkRequest, Planner, ReadPlan
     from ..record import ArrayRecord
 
-__all__ = ["BlockingRoute", "Route", "keys_of", "needs_old", "read_buffer", "write_source"]
+__all__ = ["BlockingRoute", "Route", "calls", "keys_of", "needs_old", "read_buffer", "write_source"]
 
 Requests = list["ChunkRequest"]
 Array = np.ndarray[Any, Any]
+
+#: The pipeline's calls in flight on this thread's event loop (``count``), reads and writes
+#: of every array and route, counted by ``ZarrsCodecPipeline``: a loop runs on one thread,
+#: so a thread-local count is the loop's. A route reads it to know whether a read is alone.
+calls = threading.local()
 
 
 class Route:
