@@ -10,6 +10,11 @@ Each is read through:
 
 * **ours** and **ours (keep-warm on)**: our pipeline, with the keep-warm window off (the
   default) and on (``zarrs_cffi.keep_warm(1000)``: a thread spins for 1 ms after each call);
+  a lone small read runs on zarr's event loop itself (``codec_pipeline.loop_read_bytes``);
+* the alternatives for a lone read, keep-warm off: **ours (worker)**, every read handed to
+  a Python worker thread and back (``loop_read_bytes`` 0); **ours (completion)**, every
+  read started natively from the loop and completed through a descriptor the loop watches
+  (``routes.storage.ASYNC_READ_ALONE``);
 * **zarrs-python**: ``zarrs.ZarrsCodecPipeline``, when installed;
 * **zarr Batched**: zarr's own ``BatchedCodecPipeline``;
 * **zarr floor**: a pipeline whose ``read`` only fills ``out`` (no I/O, no decoding): what
@@ -20,9 +25,12 @@ Per call: **wall** and **CPU** (user + system time of the whole process, every t
 getrusage; the pause after each round included, so a keep-warm window's spin after the last
 call is counted), **zarr** (wall outside the pipeline's ``read``), **read** (inside it), and
 for ours the **native** call (``ArrayHandle.read_chunks``, timed where it is made, whatever
-thread that is) and **our share**: our wall minus the floor's minus the native call's, i.e.
-what our Python layer and its thread hand-offs add to what zarr and the native read must
-cost. Implementations are interleaved round by round in one process, with a pause between
+thread that is; the completion row's native read runs where Python cannot time it, so its
+figure is the same batch's on the other rows), **read - native** (our Python layer and its
+hand-offs inside ``read``) and **our share**: our wall minus the floor's minus the native
+call's, i.e. what our Python layer and its thread hand-offs add to what zarr and the native
+read must cost (the floor's rounds are others than ours: on a busy machine this difference
+is noisier than read - native). Implementations are interleaved round by round in one process, with a pause between
 them so each starts from CPUs equally idle; every figure is the **median** over the rounds
 of the round's mean per call (never the best round). Ratios are of medians.
 
@@ -52,6 +60,7 @@ from zarr.registry import register_pipeline
 
 import zarrs_cffi
 import zarrs_cffi._bindings as bindings
+import zarrs_cffi._pipeline.routes.storage as storage_route
 
 #: The window of the keep-warm on row, µs.
 WARM_ON_US = 1000
@@ -80,10 +89,14 @@ register_pipeline(FloorPipeline)
 PIPELINES: dict[str, tuple[str, int | None]] = {
     "ours": ("zarrs_cffi.ZarrsCodecPipeline", 0),
     "ours (keep-warm on)": ("zarrs_cffi.ZarrsCodecPipeline", WARM_ON_US),
+    "ours (worker)": ("zarrs_cffi.ZarrsCodecPipeline", 0),
+    "ours (completion)": ("zarrs_cffi.ZarrsCodecPipeline", 0),
     "zarrs-python": ("zarrs.ZarrsCodecPipeline", None),
     "zarr Batched": ("zarr.core.codec_pipeline.BatchedCodecPipeline", None),
     "zarr floor": (f"{FloorPipeline.__module__}.{FloorPipeline.__qualname__}", None),
 }
+#: Extra zarr config an implementation's arrays are opened (and first read) under.
+OPENED_UNDER: dict[str, dict[str, Any]] = {"ours (worker)": {"codec_pipeline.loop_read_bytes": 0}}
 
 LAYOUTS: dict[str, dict[str, Any]] = {
     "zstd": {"chunks": (CHUNK,) * 3, "compressors": ZstdCodec(level=1)},
@@ -175,7 +188,7 @@ def measure(
     """Per implementation, the median per call (µs) of each part over the rounds."""
     arrays = {}
     for name in names:
-        with zarr.config.set({"codec_pipeline.path": PIPELINES[name][0]}):
+        with zarr.config.set({"codec_pipeline.path": PIPELINES[name][0], **OPENED_UNDER.get(name, {})}):
             arrays[name] = zarr.open_array(path, mode="r")
             got = arrays[name][reads[0]]
             if name != "zarr floor":
@@ -186,6 +199,7 @@ def measure(
             warm = PIPELINES[name][1]
             if warm is not None:
                 zarrs_cffi.keep_warm(warm)
+            storage_route.ASYNC_READ_ALONE = name == "ours (completion)"
             with zarr.config.set({"codec_pipeline.path": PIPELINES[name][0]}):
                 clock.clear()
                 cpu = _cpu_seconds()
@@ -194,13 +208,14 @@ def measure(
                     array[selection]
                 wall = time.perf_counter() - start
             zarrs_cffi.keep_warm(0)
+            storage_route.ASYNC_READ_ALONE = False
             # The CPU time is taken after the pause, so it includes a keep-warm window after
             # the last read.
             time.sleep(PAUSE)
             cpu = _cpu_seconds() - cpu
             parts = {"wall": wall, "cpu": cpu, "read": clock.get("read", 0.0)}
-            if name.startswith("ours"):
-                parts["native"] = clock.get("native", 0.0)
+            if "native" in clock:
+                parts["native"] = clock["native"]
             for key, seconds in parts.items():
                 samples[name].setdefault(key, []).append(seconds / len(reads) * 1e6)
     return {name: {key: statistics.median(values) for key, values in parts.items()} for name, parts in samples.items()}
@@ -214,11 +229,14 @@ def report(layout: str, kind: str, us: dict[str, dict[str, float]], names: list[
         figures = us[name]
         wall, cpu, inside = figures["wall"], figures["cpu"], figures["read"]
         cells = [layout, kind, name, f"{wall:.0f}", f"{cpu:.0f}", f"{wall - inside:.0f}", f"{inside:.0f}"]
-        if "native" in figures and floor is not None:
-            native = figures["native"]
-            cells += [f"{native:.0f}", f"{wall - floor - native:.0f}"]
+        native = figures.get("native")
+        if native is None and name.startswith("ours"):
+            # Read on the library's own threads: the same batches' native call elsewhere.
+            native = us.get("ours (worker)", us["ours"]).get("native")
+        if native is not None and floor is not None:
+            cells += [f"{native:.0f}", f"{inside - native:.0f}", f"{wall - floor - native:.0f}"]
         else:
-            cells += ["", ""]
+            cells += ["", "", ""]
         if peer and name.startswith("ours"):
             cells += [f"{wall / peer['wall']:.2f}x", f"{cpu / peer['cpu']:.2f}x"]
         else:
@@ -246,9 +264,9 @@ def main() -> None:
         f"32^3 chunks, 128^3 shards; chunk: one aligned 32^3 chunk, box: an unaligned {BOX}^3 box; "
         f"keep-warm {WARM_ON_US} µs in its row, off in the others):",
         "",
-        "| layout | read | pipeline | wall | CPU | zarr (outside read) | read | native call | our share | "
-        "wall / zarrs-python | CPU / zarrs-python |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| layout | read | pipeline | wall | CPU | zarr (outside read) | read | native call | read - native | "
+        "our share | wall / zarrs-python | CPU / zarrs-python |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for layout in args.layout:

@@ -30,16 +30,18 @@ def test_call_share_reports_wall_cpu_and_our_share_for_chunks_and_boxes(tmp_path
                 assert wall > 0 and cpu > 0, row.group(0)
                 assert abs(wall - outside - inside) <= 1, row.group(0)
                 rows[name] = (wall, row.group(6).split(" | "))
-            expected = {"ours", "ours (keep-warm on)", "zarr Batched", "zarr floor"} | ({"zarrs-python"} if peer else set())
+            ours = ["ours", "ours (keep-warm on)", "ours (worker)", "ours (completion)"]
+            expected = {*ours, "zarr Batched", "zarr floor"} | ({"zarrs-python"} if peer else set())
             assert set(rows) == expected, out
             floor = rows["zarr floor"][0]
-            for name in ("ours", "ours (keep-warm on)"):
-                wall, (native, share, ratio, cpu_ratio) = rows[name]
+            for name in ours:
+                wall, (native, in_read, share, ratio, cpu_ratio) = rows[name]
                 # Our share is our wall minus zarr's floor minus the native call.
                 assert int(native) > 0 and abs(wall - floor - int(native) - int(share)) <= 1, (name, out)
+                int(in_read)
                 if peer:
                     assert re.fullmatch(r"\d+\.\d\dx", ratio) and re.fullmatch(r"\d+\.\d\dx", cpu_ratio), out
-            assert rows["zarr floor"][1] == ["", "", "", ""], out
+            assert rows["zarr floor"][1] == ["", "", "", "", ""], out
     assert list(tmp_path.iterdir()) == []  # the arrays were removed
 
 
