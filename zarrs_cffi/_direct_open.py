@@ -119,8 +119,14 @@ def parse_metadata(document: dict[str, Any]) -> ArrayMetadata:
             if key in document:
                 document[key] = _named(document[key])
         document["codecs"] = [_named(codec) for codec in document.get("codecs", [])]
-        return ArrayV3Metadata.from_dict(document)
-    except (KeyError, TypeError, ValueError) as exc:
+        if document["chunk_grid"].get("name") == "regular":
+            return ArrayV3Metadata.from_dict(document)
+        # zarr parses rectilinear grids only when asked (experimental); zarrs opened it.
+        import zarr
+
+        with zarr.config.set({"array.rectilinear_chunks": True}):
+            return ArrayV3Metadata.from_dict(document)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ZarrsMetadataError(f"zarr cannot parse the array's metadata: {exc}") from exc
 
 

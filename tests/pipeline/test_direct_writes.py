@@ -29,10 +29,18 @@ LAYOUTS: dict[str, dict[str, Any]] = {
     "v3-sharded": {"chunks": (4, 5, 5), "shards": (8, 10, 5), "compressors": None},
     "v2": {"chunks": (8, 5, 5), "zarr_format": 2, "compressors": numcodecs.Zstd(level=1)},
     "v2-raw": {"chunks": (8, 5, 5), "zarr_format": 2, "compressors": None},
+    "v3-rectilinear": {"chunks": [[10, 20, 7], [3, 20], [5]], "compressors": None},
 }
 # Layouts whose encoded bytes do not depend on the encoder (no compressor): the chunk files
 # themselves must be identical.
-SAME_BYTES = {"v3-raw", "v2-raw"}
+SAME_BYTES = {"v3-raw", "v2-raw", "v3-rectilinear"}
+
+
+@pytest.fixture(autouse=True)
+def _rectilinear_grids():
+    # zarr reads and writes rectilinear chunk grids only when asked to (experimental).
+    with zarr.config.set({"array.rectilinear_chunks": True}):
+        yield
 
 
 def _twins(path: Any, layout: str, dtype: str = "int32") -> tuple[Array, zarr.Array]:
