@@ -154,7 +154,11 @@ class _RangeHandler(SimpleHTTPRequestHandler):
     Every request is appended to ``requests`` as (method, path, Range header or None), and
     its headers to ``headers``. Paths for which ``hang`` is true are never answered: the
     handler waits until the server stops. Each request waits ``delay`` seconds before it is
-    answered (a network's latency), and ``in_flight`` counts those being answered at once."""
+    answered (a network's latency), and ``in_flight`` counts those being answered at once.
+
+    With ``etags``, files carry a strong ETag (of their inode, size and modification time, as
+    nginx's are of size and time) and ``If-Match`` is honoured (412 when it does not match)
+    unless ``if_match`` is false: a server that ignores the condition."""
 
     requests: list[tuple[str, str, str | None]]
     headers_seen: list[dict[str, str]]
@@ -163,6 +167,8 @@ class _RangeHandler(SimpleHTTPRequestHandler):
     delay: float
     in_flight: list[int]  # [now, most at once]
     lock: threading.Lock
+    etags: bool
+    if_match: bool
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         pass
@@ -194,6 +200,14 @@ class _RangeHandler(SimpleHTTPRequestHandler):
             return None
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
         path = self.translate_path(self.path)
+        self._etag = None
+        if self.etags and os.path.isfile(path):
+            stat = os.stat(path)
+            self._etag = f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+            wanted = self.headers.get("If-Match")
+            if self.if_match and wanted is not None and wanted.strip() not in ("*", self._etag):
+                self.send_error(412)
+                return None
         if match is None or not os.path.isfile(path):
             return super().send_head()
         size = os.path.getsize(path)
@@ -211,9 +225,20 @@ class _RangeHandler(SimpleHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.send_header("Content-Length", str(end - start + 1))
+        if self._etag is not None:
+            self.send_header("ETag", self._etag)
         self.end_headers()
         self._remaining = end - start + 1
         return handle
+
+    def end_headers(self) -> None:
+        # Whole-file responses (SimpleHTTPRequestHandler's own) carry the ETag too.
+        if getattr(self, "_etag", None) is not None and self.command in ("GET", "HEAD") and not self._sent_etag():
+            self.send_header("ETag", self._etag)
+        super().end_headers()
+
+    def _sent_etag(self) -> bool:
+        return any(line.lower().startswith(b"etag:") for line in getattr(self, "_headers_buffer", []))
 
     def copyfile(self, source, outputfile):  # type: ignore[no-untyped-def]
         remaining = getattr(self, "_remaining", None)
@@ -245,16 +270,20 @@ def http_server(
     tls: tuple[str, str] | None = None,
     hang: Callable[[str], bool] | None = None,
     delay: float = 0.0,
+    etags: bool = False,
+    if_match: bool = True,
 ) -> Iterator[HTTPServer]:
     """Serve ``directory`` over HTTP; yields the base URL (with ``.requests``). With ``tls``
     (a certificate and key file) it serves HTTPS; request paths for which ``hang`` is true
-    are accepted and never answered; every request is answered after ``delay`` seconds."""
+    are accepted and never answered; every request is answered after ``delay`` seconds; with
+    ``etags`` files have ETags and ``If-Match`` is honoured (ignored if ``if_match`` is false)."""
     requests: list[tuple[str, str, str | None]] = []
     headers: list[dict[str, str]] = []
     stopping = threading.Event()
     in_flight = [0, 0]
     attributes = {"requests": requests, "headers_seen": headers, "hang": staticmethod(hang) if hang else None,
-                  "stopping": stopping, "delay": delay, "in_flight": in_flight, "lock": threading.Lock()}
+                  "stopping": stopping, "delay": delay, "in_flight": in_flight, "lock": threading.Lock(),
+                  "etags": etags, "if_match": if_match}
     handler = type("Handler", (_RangeHandler,), attributes)
     server = _BackloggedServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
     scheme = "http"

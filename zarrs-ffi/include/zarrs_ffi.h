@@ -16,6 +16,9 @@
 // Allocations of at least this many bytes made by zarrs are probed first ([`probe`]).
 #define PROBE_FROM (64 << 20)
 
+// The default memory budget of one array handle's cache.
+#define DEFAULT_BUDGET (32 << 20)
+
 // The result of every exported function. The values are part of the ABI and never change.
 enum ZarrsResult
 #ifdef __cplusplus
@@ -366,6 +369,26 @@ ZarrsResult zarrs_array_erase_chunk(const struct ZarrsArray *array,
 // Thread safety: safe to call while other calls use the array; writes already running
 // may use either order.
 ZarrsResult zarrs_array_set_subchunk_write_order(const struct ZarrsArray *array, int32_t order);
+
+// Keep at most `max_bytes` of shard indexes in this array's shard-index cache (0: keep
+// none; default 32 MiB). Reads of part of a shard from remote storage keep the shard's
+// index there, so the next read of that shard asks only for its inner chunks, on the
+// condition that the shard is unchanged (`If-Match` its ETag): a shard rewritten since, by
+// anyone, is read with its new index, and a store that gives no strong ETag is not cached.
+// Writes through this handle drop the indexes of what they write. Local storage and
+// arrays without sharding keep no indexes; for them this call does nothing.
+//
+// Thread safety: safe to call while other calls use the array.
+ZarrsResult zarrs_array_set_shard_index_cache(const struct ZarrsArray *array, uint64_t max_bytes);
+
+// Write the number of shard indexes this array's shard-index cache holds to `entries_out`,
+// and the bytes they count against its budget (their bytes, keys and bookkeeping) to
+// `bytes_out`.
+//
+// Thread safety: safe from any thread; concurrent reads may change the figures.
+ZarrsResult zarrs_array_shard_index_cache_usage(const struct ZarrsArray *array,
+                                                uint64_t *entries_out,
+                                                uint64_t *bytes_out);
 
 // Read a batch of chunks into one caller buffer, in parallel.
 //

@@ -174,6 +174,19 @@ class ArrayHandle(ChunksMixin, CompletionMixin, GatherMixin, CodecMixin, PlanMix
             raise ZarrsValueError(f"unknown subchunk write order {order!r}")
         check(lib().zarrs_array_set_subchunk_write_order(self._handle, self._SUBCHUNK_ORDERS[order]))
 
+    def set_shard_index_cache(self, max_bytes: int) -> None:
+        """Keep at most ``max_bytes`` of shard indexes across reads (0: none). Only remote
+        sharded arrays keep any; each use is conditional on the shard's ETag."""
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or not 0 <= max_bytes < 1 << 64:
+            raise ZarrsValueError(f"max_bytes must be a non-negative integer, not {max_bytes!r}")
+        check(lib().zarrs_array_set_shard_index_cache(self._handle, max_bytes))
+
+    def shard_index_cache_usage(self) -> tuple[int, int]:
+        """(shard indexes held, bytes they count against the budget)."""
+        entries, used = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        check(lib().zarrs_array_shard_index_cache_usage(self._handle, entries, used))
+        return int(entries[0]), int(used[0])
+
     def erase_chunk(self, options: Options, chunk_indices: Sequence[int]) -> None:
         """Erase a chunk; it then reads as the fill value (durably with ``options.fsync``)."""
         indices = self._indices(chunk_indices)

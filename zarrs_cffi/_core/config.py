@@ -20,6 +20,7 @@ overrides.
 | ``codec_pipeline.fsync`` | bool | False | fsync each chunk file and its directory |
 | ``codec_pipeline.direct_io`` | bool | False | local reads bypass the page cache |
 | ``codec_pipeline.strict`` | bool | False | a fallback is an error |
+| ``codec_pipeline.shard_index_cache_bytes`` | int >= 0 or None | None (the library's, 32 MiB) | shard indexes kept per remote sharded array (0: none) |
 | ``codec_pipeline.keep_warm_us`` | int >= 0 or None | None (as it is) | the keep-warm window |
 | ``codec_pipeline.loop_read_bytes`` | int >= 0 or None | None (256 KiB) | a lone small local read's decoded size, at most, to run on the event loop (0: never) |
 | ``async.concurrency`` | int >= 0 or None | None (no limit) | store requests in flight |
@@ -114,6 +115,13 @@ def direct_io() -> bool:
 def strict() -> bool:
     """Whether a fallback is an error (``codec_pipeline.strict``)."""
     return _flag("codec_pipeline.strict", False)
+
+
+def shard_index_cache_bytes() -> int | None:
+    """The most bytes of shard indexes one remote sharded array keeps across reads
+    (``codec_pipeline.shard_index_cache_bytes``; 0: none), or None for the library's
+    default. Read when an array is first used."""
+    return _setting("codec_pipeline.shard_index_cache_bytes")
 
 
 def io_limit() -> int | None:

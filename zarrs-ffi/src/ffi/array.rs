@@ -444,3 +444,43 @@ pub extern "C" fn zarrs_array_set_subchunk_write_order(array: *const ZarrsArray,
         Ok(())
     })
 }
+
+/// Keep at most `max_bytes` of shard indexes in this array's shard-index cache (0: keep
+/// none; default 32 MiB). Reads of part of a shard from remote storage keep the shard's
+/// index there, so the next read of that shard asks only for its inner chunks, on the
+/// condition that the shard is unchanged (`If-Match` its ETag): a shard rewritten since, by
+/// anyone, is read with its new index, and a store that gives no strong ETag is not cached.
+/// Writes through this handle drop the indexes of what they write. Local storage and
+/// arrays without sharding keep no indexes; for them this call does nothing.
+///
+/// Thread safety: safe to call while other calls use the array.
+#[no_mangle]
+pub extern "C" fn zarrs_array_set_shard_index_cache(array: *const ZarrsArray, max_bytes: u64) -> ZarrsResult {
+    boundary(|| {
+        // SAFETY: a live handle per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        array.set_index_cache_budget(max_bytes);
+        Ok(())
+    })
+}
+
+/// Write the number of shard indexes this array's shard-index cache holds to `entries_out`,
+/// and the bytes they count against its budget (their bytes, keys and bookkeeping) to
+/// `bytes_out`.
+///
+/// Thread safety: safe from any thread; concurrent reads may change the figures.
+#[no_mangle]
+pub extern "C" fn zarrs_array_shard_index_cache_usage(array: *const ZarrsArray, entries_out: *mut u64, bytes_out: *mut u64) -> ZarrsResult {
+    boundary(|| {
+        args::require_out(entries_out, "entries_out")?;
+        args::require_out(bytes_out, "bytes_out")?;
+        // SAFETY: a live handle per the contract.
+        let array = unsafe { args::handle(array, "array")? };
+        let (entries, bytes) = array.index_cache_usage();
+        // SAFETY: both checked non-NULL above; writable slots per the contract.
+        unsafe {
+            args::write_out(entries_out, entries)?;
+            args::write_out(bytes_out, bytes)
+        }
+    })
+}

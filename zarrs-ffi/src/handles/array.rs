@@ -24,6 +24,7 @@ use crate::layout::{self, ChunkJob, ChunkShapes, Destination, Source};
 use crate::layout::{GatherJob, GatherTarget, PickPool};
 use crate::options::ZarrsOptions;
 use crate::process;
+use crate::storage::index_cache::{self, IndexCache};
 use crate::storage::rounds::{self, Fetched, RoundView};
 use crate::storage::{LocalStore, RemoteStore};
 
@@ -80,6 +81,8 @@ pub struct ZarrsArray {
     codec: ChunkCodec,
     /// The store and the array's path in it, for error messages.
     name: String,
+    /// Shard indexes kept across reads (remote storage, sharded arrays): `index_cache.rs`.
+    index_cache: Option<Arc<IndexCache>>,
 }
 
 fn parse_metadata(json: &str) -> FfiResult<ArrayMetadata> {
@@ -116,7 +119,18 @@ impl ZarrsArray {
         let codec = ChunkCodec::new(&array, &shapes.largest())?;
         let path = array.path().as_str();
         let name = if path == "/" { storage.name.clone() } else { format!("{}{path}", storage.name.trim_end_matches('/')) };
+        // The range every shard's index takes in the value at its key; shards all have the
+        // largest chunk shape (edge shards are padded), so it is the same for each.
+        let shard_shape: Option<Vec<NonZeroU64>> = shapes.largest().into_iter().map(NonZeroU64::new).collect();
+        let index_cache = match (codec.shard(), &storage.remote, shard_shape) {
+            (Some(shard), Some(_), Some(shape)) => {
+                let range = shard.index_request(&shape)?;
+                Some(Arc::new(IndexCache::new(range, index_cache::DEFAULT_BUDGET)))
+            }
+            _ => None,
+        };
         Ok(Self {
+            index_cache,
             codec,
             name,
             array,
@@ -167,6 +181,26 @@ impl ZarrsArray {
     /// Fail unless the data type has variable-length elements.
     pub fn require_variable(&self) -> FfiResult<()> {
         self.codec.require_variable()
+    }
+
+    /// Keep shard indexes within `budget` bytes (0: keep none). Arrays whose indexes are not
+    /// cached (local storage, no sharding) ignore it.
+    pub fn set_index_cache_budget(&self, budget: u64) {
+        if let Some(cache) = &self.index_cache {
+            cache.set_budget(budget);
+        }
+    }
+
+    /// (shard indexes held, bytes they count against the budget).
+    pub fn index_cache_usage(&self) -> (u64, u64) {
+        self.index_cache.as_ref().map_or((0, 0), |cache| cache.usage())
+    }
+
+    /// Drop the cached indexes of values this handle is about to write.
+    fn forget_indexes<'k>(&self, keys: impl IntoIterator<Item = &'k StoreKey>) {
+        if let Some(cache) = &self.index_cache {
+            keys.into_iter().for_each(|key| cache.remove(key));
+        }
     }
 
     pub fn set_subchunk_write_order(&self, order: ZarrsSubchunkOrder) {
@@ -401,9 +435,13 @@ impl ZarrsArray {
         })
     }
 
-    /// Run `run` for every job against the bytes fetched so far from `remote`; fetch every
-    /// request the jobs missed, all at once, and run those jobs again, until none misses
-    /// (`storage/rounds.rs`). A job's error counts only from a run that missed nothing.
+    /// Run `run` for every job against the bytes fetched so far from `remote` (and the shard
+    /// indexes cached); fetch every request the jobs missed, all at once, and run those jobs
+    /// again, until none misses (`storage/rounds.rs`). A job's error counts only from a run
+    /// that missed nothing. A value found changed under the read (its ETag is not the one its
+    /// bytes so far, or its cached index, were read at) is read again and every job run
+    /// again, so no job decodes bytes of two versions; cached indexes no response confirmed
+    /// are confirmed (a HEAD each, at once) before the read returns.
     fn in_rounds<J: Sync, R: Send>(
         &self,
         remote: &RemoteStore,
@@ -418,7 +456,7 @@ impl ZarrsArray {
         for _ in 0..MAX_ROUNDS {
             let outcomes = options.install(|| {
                 iter_concurrent_limit!(limit, pending, map, |i: usize| {
-                    let view = Arc::new(RoundView::new(fetched.clone()));
+                    let view = Arc::new(RoundView::new(fetched.clone(), self.index_cache.clone()));
                     let storage: ReadableStorage = view.clone();
                     let outcome = run(&jobs[i], &storage);
                     drop(storage);
@@ -437,12 +475,34 @@ impl ZarrsArray {
                     misses.extend(missed);
                 }
             }
-            if pending.is_empty() {
-                return Ok(results.into_iter().map(|r| r.expect("every job finished")).collect());
+            let changed = if !pending.is_empty() {
+                remote.fetch_round(&fetched, rounds::by_value(misses))?
+            } else {
+                let unconfirmed = fetched.unconfirmed();
+                let changed = if unconfirmed.is_empty() { Vec::new() } else { remote.confirm(unconfirmed.clone())? };
+                if changed.is_empty() {
+                    unconfirmed.iter().for_each(|(key, _)| fetched.confirm(key));
+                    if let Some(cache) = &self.index_cache {
+                        for (key, cached) in fetched.cacheable(&cache.range()) {
+                            cache.insert(key, cached);
+                        }
+                    }
+                    return Ok(results.into_iter().map(|r| r.expect("every job finished")).collect());
+                }
+                changed
+            };
+            if !changed.is_empty() {
+                for key in &changed {
+                    fetched.forget(key);
+                }
+                self.forget_indexes(&changed);
+                pending = (0..jobs.len()).collect();
             }
-            remote.fetch_round(&fetched, rounds::by_value(misses))?;
         }
-        Err(FfiError::new(ZarrsResult::ZARRS_ERROR_STORAGE, format!("{}: a read still missed bytes after {MAX_ROUNDS} rounds of requests", self.name)))
+        Err(FfiError::new(
+            ZarrsResult::ZARRS_ERROR_STORAGE,
+            format!("{}: a read still missed bytes after {MAX_ROUNDS} rounds of requests (or the values it read kept changing)", self.name),
+        ))
     }
 
     /// Write every job from `source`, in parallel. Each chunk is replaced atomically by the
@@ -472,12 +532,15 @@ impl ZarrsArray {
 
     /// Store (Some) or erase (None) one value through a local storage, fsyncing if asked.
     fn store_value(&self, key: &StoreKey, value: Option<Cow<'_, [u8]>>, fsync: bool) -> Result<(), StorageError> {
-        match (&self.local, value) {
+        let stored = match (&self.local, value) {
             (Some(local), Some(bytes)) => local.write(key, &bytes, fsync),
             (Some(local), None) => local.remove(key, fsync),
             (None, Some(bytes)) => self.storage.set(key, Bytes::from(bytes.into_owned())),
             (None, None) => self.storage.erase(key),
-        }
+        };
+        // After the write too: a read running beside it may have cached the old index.
+        self.forget_indexes([key]);
+        stored
     }
 
     /// Remote writes: old values of chunks written in part are fetched concurrently, chunks
@@ -492,6 +555,7 @@ impl ZarrsArray {
         limit: usize,
         codec_options: &CodecOptions,
     ) -> FfiResult<()> {
+        self.forget_indexes(jobs.iter().map(|job| &job.key));
         let keys: Vec<StoreKey> = jobs.iter().filter(|job| !job.is_whole_chunk()).map(|job| job.key.clone()).collect();
         let mut fetched = remote.get_many(keys)?.into_iter();
         let work: Vec<(ChunkJob, MaybeBytes)> = jobs
@@ -511,7 +575,11 @@ impl ZarrsArray {
             })
             .collect::<FfiResult<Vec<_>>>()
         })??;
-        remote.set_many(encoded)?;
+        let keys: Vec<StoreKey> = encoded.iter().map(|(key, _)| key.clone()).collect();
+        let stored = remote.set_many(encoded);
+        // Again after: a read running beside the write may have cached an old index.
+        self.forget_indexes(&keys);
+        stored?;
         Ok(())
     }
 }
@@ -689,9 +757,13 @@ impl ZarrsArray {
 
     /// Store (Some) or erase (None) each key's value, concurrently; each replaced atomically.
     pub fn store_encoded(&self, options: &ZarrsOptions, values: Vec<(StoreKey, Option<&[u8]>)>) -> FfiResult<()> {
+        self.forget_indexes(values.iter().map(|(key, _)| key));
         if let Some(remote) = &self.remote {
-            let owned = values.into_iter().map(|(k, v)| (k, v.map(<[u8]>::to_vec))).collect();
-            remote.set_many(owned)?;
+            let owned: Vec<_> = values.into_iter().map(|(k, v)| (k, v.map(<[u8]>::to_vec))).collect();
+            let keys: Vec<StoreKey> = owned.iter().map(|(key, _)| key.clone()).collect();
+            let stored = remote.set_many(owned);
+            self.forget_indexes(&keys);
+            stored?;
             return Ok(());
         }
         options.install(|| {

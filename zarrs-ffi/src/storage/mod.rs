@@ -1,9 +1,11 @@
 //! Storage: where chunk bytes live, behind zarrs' storage traits.
 //!
 //! [`LocalStore`] (a directory, written atomically) and [`RemoteStore`] (object stores and
-//! HTTP, with concurrent batch I/O, read in rounds: `rounds.rs`). Both refuse writes the same way when opened read-only.
+//! HTTP, with concurrent batch I/O, read in rounds: `rounds.rs`, shard indexes kept across
+//! reads: `index_cache.rs`). Both refuse writes the same way when opened read-only.
 //! This layer knows keys and bytes only: no arrays, codecs or handles.
 
+pub mod index_cache;
 mod local;
 mod remote;
 pub mod rounds;

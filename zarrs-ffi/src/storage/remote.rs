@@ -8,7 +8,7 @@
 //! Requests time out and are retried a bounded number of times, so an unreachable or dying
 //! server surfaces as `ZARRS_ERROR_STORAGE` within seconds instead of hanging.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -19,10 +19,11 @@ use zarrs::storage::{
     OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
     WritableStorageTraits,
 };
-use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
+use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, GetRange, ObjectStore, RetryConfig};
 use zarrs_object_store::AsyncObjectStore;
 
 use super::check_writable;
+use super::index_cache::strong;
 use super::rounds::{Fetched, Found, Miss};
 use crate::error::{FfiError, FfiResult};
 use crate::process::{self, PerProcess};
@@ -127,38 +128,88 @@ impl RemoteStore {
 
 impl RemoteStore {
     /// Fetch every value's misses of one round ([`rounds`](super::rounds)) into `fetched`,
-    /// all values concurrently: a whole value in one GET; a value's bounded ranges in one
-    /// coalesced `get_ranges`; a suffix or open-ended range one ranged GET each (its response
-    /// gives the value's length); a size alone in one HEAD.
-    pub fn fetch_round(&self, fetched: &Fetched, misses: Vec<(StoreKey, Vec<Miss>)>) -> Result<(), StorageError> {
+    /// all values concurrently: a whole value in one GET; a value's bounded ranges coalesced
+    /// (as `get_ranges` does); a suffix or open-ended range one ranged GET each (its response
+    /// gives the value's length); a size alone in one HEAD. A value already read at a version
+    /// is asked for on the condition it is unchanged (`If-Match`). Returns the values found
+    /// changed: their bytes are dropped from `fetched`, and jobs that read them must run again.
+    pub fn fetch_round(&self, fetched: &Fetched, misses: Vec<(StoreKey, Vec<Miss>)>) -> Result<Vec<StoreKey>, StorageError> {
         let client = self.storage_client()?;
         let object = &client.object;
         let found: Vec<(StoreKey, Found)> = client.runtime.block_on(
             stream::iter(misses)
-                .map(|(key, misses)| async move {
-                    let found = fetch_value(object.as_ref(), &key, &misses).await;
-                    match found {
-                        Ok(found) => Ok((key, found)),
-                        Err(object_store::Error::NotFound { .. }) => Ok((key, Found::Missing)),
+                .map(|(key, misses)| {
+                    let version = fetched.version(&key);
+                    async move {
+                        match fetch_value(object.as_ref(), &key, &misses, version).await {
+                            Ok(found) => Ok((key, found)),
+                            Err(object_store::Error::NotFound { .. }) => Ok((key, Found::Missing)),
+                            Err(object_store::Error::Precondition { .. }) => Ok((key, Found::Changed)),
+                            Err(err) => Err(StorageError::Other(format!("{key}: {err}"))),
+                        }
+                    }
+                })
+                .buffer_unordered(CONCURRENT_REQUESTS)
+                .try_collect(),
+        )?;
+        Ok(found.into_iter().filter_map(|(key, found)| (!fetched.add(key.clone(), found)).then_some(key)).collect())
+    }
+
+    /// Ask whether each value is still at its version (a HEAD with `If-Match`), all at once:
+    /// the values that are not (changed or gone).
+    pub fn confirm(&self, versions: Vec<(StoreKey, String)>) -> Result<Vec<StoreKey>, StorageError> {
+        let client = self.storage_client()?;
+        let object = &client.object;
+        let checked: Vec<(StoreKey, bool)> = client.runtime.block_on(
+            stream::iter(versions)
+                .map(|(key, version)| async move {
+                    let path = object_store::path::Path::from(key.as_str());
+                    let options = object_store::GetOptions { head: true, if_match: Some(version.clone()), ..Default::default() };
+                    match object.get_opts(&path, options).await {
+                        Ok(result) => {
+                            let same = strong(result.meta.e_tag.clone()).as_deref() == Some(version.as_str());
+                            Ok((key, same))
+                        }
+                        Err(object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. }) => Ok((key, false)),
                         Err(err) => Err(StorageError::Other(format!("{key}: {err}"))),
                     }
                 })
                 .buffer_unordered(CONCURRENT_REQUESTS)
                 .try_collect(),
         )?;
-        for (key, found) in found {
-            fetched.add(key, found);
-        }
-        Ok(())
+        Ok(checked.into_iter().filter_map(|(key, same)| (!same).then_some(key)).collect())
     }
 }
 
-/// What [`RemoteStore::fetch_round`] fetches for one value.
-async fn fetch_value(object: &dyn ObjectStore, key: &StoreKey, misses: &[Miss]) -> Result<Found, object_store::Error> {
+/// What [`RemoteStore::fetch_round`] fetches for one value, every request conditional on
+/// `version` when given. Every response must give the same strong ETag (or none, from a
+/// store that gives none), `version` if given: else the value changed between requests (or
+/// since), whatever a server that ignores `If-Match` answered.
+async fn fetch_value(object: &dyn ObjectStore, key: &StoreKey, misses: &[Miss], version: Option<String>) -> Result<Found, object_store::Error> {
     let path = object_store::path::Path::from(key.as_str());
+    let conditional = |range: Option<GetRange>| object_store::GetOptions { range, if_match: version.clone(), ..Default::default() };
+    // The ETag of every response, as one: Err when they disagree.
+    let seen = Mutex::new(Ok(version.clone()));
+    let saw = |etag: Option<String>| {
+        let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tag = strong(etag);
+        *seen = match &*seen {
+            Ok(None) if version.is_none() => Ok(tag),
+            Ok(Some(held)) if tag.as_ref() == Some(held) => Ok(tag),
+            _ => Err(()),
+        };
+    };
+    let found = |size: Option<u64>, parts: Vec<(u64, Bytes)>| {
+        match seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
+            Ok(version) => Found::Parts { size, parts, version },
+            Err(()) => Found::Changed,
+        }
+    };
     if misses.contains(&Miss::Whole) {
-        let bytes = object.get(&path).await?.bytes().await?;
-        return Ok(Found::Parts { size: Some(bytes.len() as u64), parts: vec![(0, bytes)] });
+        let result = object.get_opts(&path, conditional(None)).await?;
+        saw(result.meta.e_tag.clone());
+        let bytes = result.bytes().await?;
+        return Ok(found(Some(bytes.len() as u64), vec![(0, bytes)]));
     }
     let mut size = None;
     let mut parts = Vec::new();
@@ -170,7 +221,15 @@ async fn fetch_value(object: &dyn ObjectStore, key: &StoreKey, misses: &[Miss]) 
         })
         .collect();
     if !bounded.is_empty() {
-        let fetched = object.get_ranges(&path, &bounded).await?;
+        let fetch = |range: std::ops::Range<u64>| {
+            let (path, options, saw) = (&path, conditional(Some(GetRange::Bounded(range))), &saw);
+            async move {
+                let result = object.get_opts(path, options).await?;
+                saw(result.meta.e_tag.clone());
+                result.bytes().await
+            }
+        };
+        let fetched = object_store::coalesce_ranges(&bounded, fetch, object_store::OBJECT_STORE_COALESCE_DEFAULT).await?;
         parts.extend(bounded.iter().map(|r| r.start).zip(fetched));
     }
     for miss in misses {
@@ -179,15 +238,18 @@ async fn fetch_value(object: &dyn ObjectStore, key: &StoreKey, misses: &[Miss]) 
             Miss::Range(ByteRange::Suffix(length)) => GetRange::Suffix(length),
             _ => continue,
         };
-        let result = object.get_opts(&path, object_store::GetOptions::new().with_range(Some(range))).await?;
+        let result = object.get_opts(&path, conditional(Some(range))).await?;
+        saw(result.meta.e_tag.clone());
         let (start, total) = (result.range.start, result.meta.size);
         size = Some(total);
         parts.push((start, result.bytes().await?));
     }
     if size.is_none() && misses.contains(&Miss::Size) {
-        size = Some(object.head(&path).await?.size);
+        let result = object.get_opts(&path, object_store::GetOptions { head: true, ..conditional(None) }).await?;
+        saw(result.meta.e_tag.clone());
+        size = Some(result.meta.size);
     }
-    Ok(Found::Parts { size, parts })
+    Ok(found(size, parts))
 }
 
 impl ReadableStorageTraits for RemoteStore {

@@ -119,6 +119,12 @@ impl ShardLayout {
         Ok(ShardBytes { len, index_size, index_at_end: self.index_at_end })
     }
 
+    /// The request for the index of a shard of shape `shard_shape` stored at a key: the
+    /// range the shard-index cache keeps (`storage/index_cache.rs`).
+    pub(crate) fn index_request(&self, shard_shape: &[NonZeroU64]) -> FfiResult<ByteRange> {
+        Ok(self.value_bytes(&self.grid(shard_shape)?)?.index_request(0))
+    }
+
     /// How the bytes of a shard stored at a key divide, its length not known (a shard read in
     /// part: its index is the value's first or last bytes).
     pub(crate) fn value_bytes(&self, grid: &Grid) -> FfiResult<ShardBytes> {
