@@ -97,6 +97,8 @@ class Array:
         self.dtype: np.dtype[Any] = self._typed.dtype
         # What zarrs decodes into: dtype, or (raw bits stored big-endian) its stored order.
         self._native_dtype = self._typed.native_dtype
+        # Decided once: a small read pays no dtype comparison.
+        self._converts = self._native_dtype is not None and self._native_dtype != self.dtype
         self._store = store
         self._selected: Selections | None = None
         # Names its chunks for the write locks and the gathers: by the store's directory
@@ -329,7 +331,7 @@ class Array:
             out = np.empty(shape, dtype=self.dtype)
         else:
             self._check_out(out, shape)
-        if self._native_dtype is None or self._native_dtype == self.dtype:
+        if not self._converts:
             return out, out
         return out, np.empty(shape, dtype=self._native_dtype)
 
