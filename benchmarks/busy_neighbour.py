@@ -9,8 +9,9 @@ competes for CPUs, not for the GIL). Reported per implementation:
 * the reads' **wall** and **CPU** per call (CPU: getrusage of the whole process, every
   thread, minus the neighbour thread's own CPU time);
 * each neighbour's **progress** (blocks hashed per second while the reads run) and its
-  **loss** against a round with no reads at all (the same neighbours, the same length),
-  taken in every round, interleaved with the implementations.
+  **loss** against a stretch with no reads at all (the same neighbours, as long as the
+  reads took) taken right after each implementation's reads: each loss is of one such pair,
+  so a change in the machine's other load between rounds moves both sides.
 
 Implementations: ours with the keep-warm window off and on (``zarrs_cffi.keep_warm``), and
 zarrs-python when installed. Each figure is the median over the rounds.
@@ -102,7 +103,7 @@ def one_round(
     start = time.perf_counter()
     neighbour.running.set()
     if work is None:
-        time.sleep(seconds)
+        time.sleep(seconds or 0.0)
     else:
         work()
     neighbour.running.clear()
@@ -173,7 +174,7 @@ def main() -> None:
     print("\n".join(lines))
 
 
-CPU_NOTE = "CPU: the whole process minus the neighbour thread; loss: against rounds with no reads"
+CPU_NOTE = "CPU: the whole process minus the neighbour thread; loss: against the same neighbours with no reads, right after"
 
 
 def _measure(
@@ -182,7 +183,6 @@ def _measure(
 ) -> list[str]:
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in ["no reads", *arrays]}
     for _ in range(rounds):
-        lengths = []
         for name, array in arrays.items():
             warm = PIPELINES[name][1]
             if warm is not None:
@@ -194,16 +194,17 @@ def _measure(
 
             result = one_round(work, neighbour, process_count, None)
             zarrs_cffi.keep_warm(0)
-            lengths.append(result["elapsed"])
+            # The neighbours alone, right after and as long: this pair's baseline.
+            alone = one_round(None, neighbour, process_count, result["elapsed"])
+            for who in ("thread", "process"):
+                # No block finished alone (a very short round): no loss to tell.
+                result[f"{who} loss"] = 1 - result[who] / alone[who] if alone[who] else float("nan")
             samples[name].append(result)
+            samples["no reads"].append(alone)
             time.sleep(PAUSE)
-        # The neighbours alone, for as long as a typical implementation's round.
-        samples["no reads"].append(one_round(None, neighbour, process_count, statistics.median(lengths)))
-        time.sleep(PAUSE)
     medians = {
         name: {key: statistics.median(r[key] for r in results) for key in results[0]} for name, results in samples.items()
     }
-    alone = medians["no reads"]
     rows = []
     for name, figures in medians.items():
         if name == "no reads":
@@ -212,7 +213,7 @@ def _measure(
             cells = [
                 layout, kind, name, f"{figures['elapsed'] / len(reads) * 1e6:.0f}",
                 f"{figures['cpu'] / len(reads) * 1e6:.0f}", f"{figures['thread']:.0f}", f"{figures['process']:.0f}",
-                f"{1 - figures['thread'] / alone['thread']:.0%}", f"{1 - figures['process'] / alone['process']:.0%}",
+                f"{figures['thread loss']:.0%}", f"{figures['process loss']:.0%}",
             ]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
