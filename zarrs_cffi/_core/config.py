@@ -3,7 +3,7 @@
 zarr's global config (``zarr.config``) holds the pipeline's keys; each array's
 ``ArrayConfig`` (a chunk spec's ``config``) holds the per-array ones. A key is read when a
 pipeline is created (``options_from_config``, ``direct_io``), when an array is first used
-(``apply_keep_warm``) or when a call needs it (``io_limit``, ``strict``,
+(``apply_keep_warm``, ``loop_read_bytes``) or when a call needs it (``io_limit``, ``strict``,
 ``write_empty_chunks``, ``coalesce``); this module keeps no state of its own.
 
 The native library reads one setting itself, for C callers: the environment variable
