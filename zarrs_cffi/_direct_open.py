@@ -106,19 +106,31 @@ def _named(entry: Any) -> Any:
     return entry
 
 
+# What stands for an array's codecs in zarr's view of its metadata: the direct API takes
+# only the data type, fill value and chunk grid from it (zarrs runs the codecs, some of
+# which zarr has no implementation of), and zarr checks the codecs against the data type.
+_STAND_IN_CODECS = {"string": ["vlen-utf8"], "bytes": ["vlen-bytes"]}
+
+
 def parse_metadata(document: dict[str, Any]) -> ArrayMetadata:
-    """zarr's metadata object of a ``zarr.json`` or ``.zarray`` document (as zarrs reads
-    it); a ``ZarrsMetadataError`` when zarr cannot parse it."""
+    """zarr's view of a ``zarr.json`` or ``.zarray`` document as zarrs reads it: its data
+    type, fill value and chunk grid (the codecs replaced by a stand-in of the data type's);
+    a ``ZarrsMetadataError`` when zarr cannot parse it."""
     from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
 
     try:
         if document.get("zarr_format") == 2:
-            return ArrayV2Metadata.from_dict(dict(document))
+            variable = document.get("filters") and any(
+                isinstance(f, dict) and f.get("id") in ("vlen-utf8", "vlen-bytes") for f in document["filters"]
+            )
+            document = {**document, "compressor": None, **({} if variable else {"filters": None})}
+            return ArrayV2Metadata.from_dict(document)
         document = dict(document)
         for key in ("chunk_grid", "chunk_key_encoding"):
             if key in document:
                 document[key] = _named(document[key])
-        document["codecs"] = [_named(codec) for codec in document.get("codecs", [])]
+        name = document.get("data_type")
+        document["codecs"] = [_named(codec) for codec in _STAND_IN_CODECS.get(name if isinstance(name, str) else "", ["bytes"])]
         if document["chunk_grid"].get("name") == "regular":
             return ArrayV3Metadata.from_dict(document)
         # zarr parses rectilinear grids only when asked (experimental); zarrs opened it.
@@ -126,8 +138,18 @@ def parse_metadata(document: dict[str, Any]) -> ArrayMetadata:
 
         with zarr.config.set({"array.rectilinear_chunks": True}):
             return ArrayV3Metadata.from_dict(document)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - zarr's parsers raise many kinds
         raise ZarrsMetadataError(f"zarr cannot parse the array's metadata: {exc}") from exc
+
+
+def typed_of(native: ArrayHandle) -> Typed:
+    """The data type of an array opened natively from its own metadata; a
+    ``ZarrsUnsupportedError`` naming a type zarr has no numpy type for."""
+    try:
+        metadata = parse_metadata(native.metadata)
+    except ZarrsMetadataError as exc:
+        raise ZarrsUnsupportedError(f"data type {native.data_type} is not supported by the direct API: {exc}") from exc
+    return typed(native, metadata)
 
 
 def read_zarr_metadata(store: Any, array_path: str) -> ArrayMetadata:
@@ -177,9 +199,12 @@ def open_at(storage: Storage, array_path: str, store: Any) -> tuple[ArrayHandle,
             raise exc from None
         return open_native(storage, metadata, path)
     try:
-        metadata = parse_metadata(native.metadata)
-    except ZarrsMetadataError:
-        metadata = read_zarr_metadata(store, array_path)
+        return native, typed_of(native)
+    except ZarrsUnsupportedError as exc:
+        try:
+            metadata = read_zarr_metadata(store, array_path)
+        except ZarrsMetadataError:
+            raise exc from None
     return native, typed(native, metadata)
 
 

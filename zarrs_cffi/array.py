@@ -26,8 +26,7 @@ from ._bindings import ArrayHandle, Options, Storage
 from ._core import keylocks, workers
 from ._chunk_names import ChunkNames
 from ._direct_futures import run_future, settled, start_region
-from ._direct_open import node_path, open_at, open_url, open_zarr, parse_metadata
-from ._direct_open import typed as _typed
+from ._direct_open import node_path, open_at, open_url, open_zarr, typed_of
 from ._direct_reads import Gathers, read_region_async, read_scattered_async
 from ._direct_selections import Selections, block_region, kind_of
 from ._selection.whole import basic_region
@@ -93,7 +92,7 @@ class Array:
     ) -> None:
         self._native = native
         self.options = options if options is not None else Options()
-        self._typed = typed if typed is not None else _typed(native, parse_metadata(native.metadata))
+        self._typed = typed if typed is not None else typed_of(native)
         self.dtype: np.dtype[Any] = self._typed.dtype
         # What zarrs decodes into: dtype, or (raw bits stored big-endian) its stored order.
         self._native_dtype = self._typed.native_dtype
