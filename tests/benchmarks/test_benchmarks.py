@@ -164,3 +164,16 @@ def test_direct_gathers_reports_every_operation_for_every_implementation(tmp_pat
             assert row, out
             assert all(float(value) > 0 for value in row.groups()[::2]), row.group(0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_direct_overhead_reports_every_way_of_calling_against_the_c_call(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "direct_overhead.py"), "--dir", str(tmp_path), "--calls", "5", "--rounds", "1"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout
+    number = r"(\d+\.\d)"
+    assert re.search(rf"^\| C call \| {number} \| {number} \|  \|$", out, re.M), out
+    for name in ("bindings", r"Array\.read\(out=\)", r"Array\[\.\.\.\]"):
+        assert re.search(rf"^\| {name} \| {number} \| {number} \| [+-]\d+\.\d \|$", out, re.M), out
+    assert ("| tensorstore |" in out) == TENSORSTORE, out
+    assert list(tmp_path.iterdir()) == []
