@@ -208,14 +208,14 @@ class Selections:
         except Fallback as exc:
             raise ZarrsUnsupportedError(f"the direct API cannot write this selection: {exc.reason}") from None
         for group in groups:
-            keys = [batch[i].byte_getter.path for i in group.indices]
             scratch = np.empty(group.scratch_shape, dtype=native_dtype)
-            # Each chunk fetched once: decoded into its box, merged again natively on encoding.
-            existing = native.fetch_encoded(options, keys)
-            native.decode_chunks(options, group.batch, existing, scratch)
+            # The boxes are read and written back natively, each merged into its chunk by
+            # the library: the stored bytes never cross into Python (fetching them once
+            # and passing them back and forth as Python bytes costs more copies of a
+            # whole shard than a second fetch does).
+            native.read_chunks(options, group.batch, scratch)
             copy_into_boxes(group, scratch, value, drop_axes)
-            encoded = native.encode_chunks(options, group.batch, scratch, existing)
-            native.store_encoded(options, keys, encoded)
+            native.write_chunks(options, group.batch, scratch)
 
     def _write_variable(
         self, batch: list[ChunkRequest], keys: list[str], value: npt.NDArray[Any], drop_axes: tuple[int, ...], options: Options
