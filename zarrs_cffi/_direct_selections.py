@@ -5,8 +5,8 @@ variable-length data type; and ``Array.blocks``.
 zarr's indexer turns a selection into per-chunk selections (``ChunkRequest``s, as zarr
 hands them to a codec pipeline), and from there the pipeline's own pieces do the work:
 a scattered write is a read-modify-write of each chunk's bounding box
-(``_selection/boxes.py``: the box decoded natively into scratch, the selection copied in
-with numpy, the chunk encoded natively with its old bytes and stored whole), and
+(``_selection/boxes.py``: the box read natively into scratch, the selection copied in with
+numpy, the box written back natively, merged into its chunk and the chunk stored whole), and
 variable-length chunks are decoded and encoded whole natively, numpy selecting
 (``_pipeline/variable.py``). A write holds the write locks of every chunk it touches
 (``keylocks``) from its first fetch to its last store, and each chunk is replaced whole,
