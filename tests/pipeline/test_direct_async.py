@@ -197,3 +197,24 @@ def test_a_cancelled_write_is_whole_when_it_raises(tmp_path):
         np.testing.assert_array_equal(arr[...], data)
 
     asyncio.run(main())
+
+
+def _child_futures(arr: Array, queue: Any) -> None:
+    queue.put(arr.read_future((slice(0, 4),)).result(timeout=60).tolist())
+
+
+def test_read_futures_work_in_a_forked_child(direct):
+    # The parent's completion thread does not survive the fork: the child starts its own.
+    import multiprocessing
+
+    arr, data = direct
+    arr.read_future((slice(0, 1),)).result(timeout=30)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_futures, args=(arr, queue))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == data[0:4].tolist()
+    finally:
+        child.join(60)
+    assert child.exitcode == 0
