@@ -69,9 +69,13 @@ class StorageRoute(BlockingRoute):
     ----------
     record, planner
         As for every route.
+
+    Attributes
+    ----------
     loop_read_bytes
         The most bytes a lone read may be estimated to decode to run on the event loop
-        (``codec_pipeline.loop_read_bytes``, read now); 0 for a store that is not local files.
+        (``codec_pipeline.loop_read_bytes``, read when the route is made, at the array's
+        first use); 0 for a store that is not local files.
     """
 
     python_io = False
