@@ -165,6 +165,29 @@ impl BoundedChain {
         }
     }
 
+    /// Decode a whole chunk straight into `out`, its place in the caller's buffer (the
+    /// chunk's bytes in C order), with no buffer of its own and no copy, when the chain is
+    /// `bytes` in native order (or of single-byte elements) then zstd alone, and the frames
+    /// declare exactly `out.len()` bytes: true. Otherwise false, and the caller decodes the
+    /// usual way (which also names any error: a stream that fails here may have written
+    /// part of `out`, which that decode then overwrites or fails).
+    ///
+    /// A one-chunk read otherwise allocates the decoded chunk (1 MiB for 1024 x 256 float32)
+    /// on every call, and glibc returns it to the system on every free: page faults for each
+    /// read, most of its time in the direct API.
+    pub fn decode_straight(&self, bytes: &[u8], out: &mut [u8]) -> bool {
+        let Some(PartialChain { kind: PartialKind::Zstd, endian }) = &self.partial else {
+            return false;
+        };
+        if self.bytes_to_bytes.len() != 1 || endian.is_some_and(|e| e != Endianness::native()) {
+            return false;
+        }
+        if zstd_declared_size(bytes) != (out.len() as u64, false) {
+            return false;
+        }
+        matches!(with_zstd_context(|context| context.decompress(out, bytes)), Ok(Ok(n)) if n == out.len())
+    }
+
     /// Decode the part of a chunk of `shape` that a read uses (`needed`), when the chain
     /// allows: zstd decodes the prefix holding every byte used, blosc the blocks holding
     /// them (see [`zstd_prefix`], [`blosc_blocks`]). The result holds the chunk's decoded
@@ -909,6 +932,29 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn bytes_then_zstd_decodes_straight_into_its_place() {
+        let data: Vec<u8> = (0..4096u32).flat_map(|v| (v % 251).to_le_bytes()).collect();
+        let frame = zstd::bulk::compress(&data, 3).unwrap();
+        let chain = |endian, compressors: Vec<Arc<dyn BytesToBytesCodecTraits>>| {
+            BoundedChain::new(Arc::new(CodecChain::new(vec![], Arc::new(BytesCodec::new(endian)), compressors)))
+        };
+        let zstd: Arc<dyn BytesToBytesCodecTraits> = Arc::new(ZstdCodec::new(3.into(), false));
+        let straight = chain(Some(Endianness::native()), vec![zstd.clone()]);
+        let mut out = vec![0u8; data.len()];
+        assert!(straight.decode_straight(&frame, &mut out));
+        assert_eq!(out, data);
+        // A frame declaring another size, bytes that are not a frame: decoded the usual way.
+        assert!(!straight.decode_straight(&frame, &mut vec![0u8; data.len() - 1]));
+        assert!(!straight.decode_straight(&frame[..frame.len() / 2], &mut out));
+        assert!(!straight.decode_straight(b"not zstd at all", &mut out));
+        // Chains whose decoded bytes need more than zstd: foreign byte order, two codecs.
+        let foreign = if Endianness::native() == Endianness::Little { Endianness::Big } else { Endianness::Little };
+        assert!(!chain(Some(foreign), vec![zstd.clone()]).decode_straight(&frame, &mut out));
+        let crc: Arc<dyn BytesToBytesCodecTraits> = Arc::new(zarrs::array::codec::bytes_to_bytes::crc32c::Crc32cCodec::new());
+        assert!(!chain(Some(Endianness::native()), vec![zstd, crc]).decode_straight(&frame, &mut out));
     }
 
     #[test]

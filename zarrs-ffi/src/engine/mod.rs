@@ -221,6 +221,15 @@ impl ChunkCodec {
                 .partial_decoder(input, &job.chunk_shape, data_type, fill_value, options)?
                 .partial_decode_into(&job.subset, ArrayBytesDecodeIntoTarget::Fixed(&mut view), options)?;
         } else {
+            // A whole chunk landing as one run of the buffer decodes straight into it, where
+            // the chain allows (`bytes` then zstd).
+            if job.is_whole_chunk() {
+                if let Some(out) = destination.contiguous(job) {
+                    if self.codecs.decode_straight(&encoded, out) {
+                        return Ok(true);
+                    }
+                }
+            }
             // Decode the whole chunk (verifying any checksum) and place the subset with our
             // run copy, which is several times faster than zarrs' generic strided iterator.
             let chunk = self.decode_whole(job, Some(encoded), options)?;

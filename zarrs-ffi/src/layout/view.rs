@@ -104,6 +104,32 @@ impl<'a> Destination<'a> {
         self.fill_at(&job.buffer_start, job.subset.shape(), element, &job.key)
     }
 
+    /// The region `job` decodes into as one slice of the buffer, when it is one run of it
+    /// (past its first dimension longer than one, the region spans the buffer's whole
+    /// extent); None otherwise. Mutable through a shared reference, as every job of a batch
+    /// writes its own disjoint region of the one buffer.
+    #[allow(clippy::mut_from_ref)]
+    pub fn contiguous(&self, job: &ChunkJob) -> Option<&mut [u8]> {
+        let shape = job.subset.shape();
+        let region = args::region(&job.buffer_start, shape, "buffer region").ok()?;
+        if !region.inbounds_shape(self.shape) {
+            return None;
+        }
+        let first = shape.iter().position(|&n| n != 1).unwrap_or(shape.len());
+        if shape.iter().zip(self.shape).skip(first + 1).any(|(n, whole)| n != whole) {
+            return None;
+        }
+        let mut start = 0u64;
+        for (d, &at) in job.buffer_start.iter().enumerate() {
+            start = start * self.shape[d] + at;
+        }
+        let (start, len) = (usize::try_from(start).ok()? * self.element_size, args::num_elements(shape).ok()? as usize * self.element_size);
+        // SAFETY: the region lies in the buffer (checked above) and is one run of it, so
+        // `start..start + len` is inside the buffer. Regions of one batch are disjoint (a
+        // documented precondition of every batch call), so no other job touches these bytes.
+        Some(unsafe { self.cells.index_mut(start..start + len) })
+    }
+
     /// A view of the region `job` decodes into.
     pub fn view(&self, job: &ChunkJob) -> FfiResult<ArrayBytesFixedDisjointView<'a>> {
         // SAFETY: the view only writes inside `region`, which the constructor checks lies in
@@ -249,4 +275,38 @@ thread_local! {
     /// This thread's buffer for a chunk copied out of a write's source (taken out while in
     /// use, so a nested use on the same thread gets a fresh one instead of sharing it).
     static CHUNK_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU64;
+
+    use zarrs::array::ArraySubset;
+
+    use super::*;
+
+    fn job(chunk: &[u64], at: &[u64]) -> ChunkJob {
+        ChunkJob {
+            key: StoreKey::new("c/0").unwrap(),
+            chunk_shape: chunk.iter().map(|&n| NonZeroU64::new(n).unwrap()).collect(),
+            subset: ArraySubset::new_with_shape(chunk.to_vec()),
+            buffer_start: at.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_region_is_contiguous_when_it_spans_the_buffer_past_its_first_long_dimension() {
+        let shape = [4u64, 6, 8];
+        let mut buffer = vec![0u8; 4 * 6 * 8 * 2];
+        let base = buffer.as_ptr() as usize;
+        let destination = Destination::new(&mut buffer, &shape, 2, "out").unwrap();
+        let at = |job: &ChunkJob| destination.contiguous(job).map(|s| (s.as_ptr() as usize - base, s.len()));
+        assert_eq!(at(&job(&[4, 6, 8], &[0, 0, 0])), Some((0, 384)));
+        assert_eq!(at(&job(&[2, 6, 8], &[2, 0, 0])), Some((192, 192)));
+        assert_eq!(at(&job(&[1, 3, 8], &[1, 3, 0])), Some((144, 48)));
+        assert_eq!(at(&job(&[1, 1, 4], &[3, 5, 4])), Some((376, 8)));
+        assert_eq!(at(&job(&[2, 3, 8], &[0, 0, 0])), None, "rows of two planes");
+        assert_eq!(at(&job(&[1, 2, 4], &[0, 0, 0])), None, "two partial rows");
+        assert_eq!(at(&job(&[2, 6, 8], &[3, 0, 0])), None, "outside the buffer");
+    }
 }

@@ -27,6 +27,12 @@ fn create_and_query() {
     check(zarrs_array_element_size(a, &mut size));
     assert_eq!(size, 2);
 
+    // Local arrays keep no shard indexes: setting a budget is accepted and changes nothing.
+    check(zarrs_array_set_shard_index_cache(a, 1 << 20));
+    let (mut entries, mut bytes) = (u64::MAX, u64::MAX);
+    check(zarrs_array_shard_index_cache_usage(a, &mut entries, &mut bytes));
+    assert_eq!((entries, bytes), (0, 0));
+
     let data_type = f
         .array
         .query_string(|buf, buf_len, len_out| zarrs_array_data_type(a, buf, buf_len, len_out));

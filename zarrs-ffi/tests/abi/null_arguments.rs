@@ -196,6 +196,13 @@ fn null_arguments_of_the_array_calls_are_refused() {
         row("zarrs_array_is_sharded", &["array", "sharded_out"], |n| {
             zarrs_array_is_sharded(n.c("array", a), n.m("sharded_out", &mut 0))
         }),
+        row("zarrs_array_set_shard_index_cache", &["array"], |n| zarrs_array_set_shard_index_cache(n.c("array", a), 1 << 20)),
+        row("zarrs_array_shard_index_cache_usage", &["array", "entries_out", "bytes_out"], |n| {
+            let (mut entries, mut bytes) = (SENTINEL as u64, SENTINEL as u64);
+            let result = zarrs_array_shard_index_cache_usage(n.c("array", a), n.m("entries_out", &mut entries), n.m("bytes_out", &mut bytes));
+            assert_eq!((entries, bytes), (SENTINEL as u64, SENTINEL as u64), "nothing is written on failure");
+            result
+        }),
         row("zarrs_array_shape", &["array", "shape_out"], |n| {
             let mut dims = [SENTINEL as u64; 2];
             let code = zarrs_array_shape(n.c("array", a), n.m("shape_out", dims.as_mut_ptr()), 2);
