@@ -1,73 +1,677 @@
-"""Reads over a network's latency: an HTTP server on 127.0.0.1 that answers every request
-after a fixed delay (20 ms by default), our pipeline reading natively through obstore's
-HTTPStore. Per op: best time of 3, requests made, most requests in flight at once, and
-the floor (rounds of requests x delay).
+"""The object-storage benchmark: zarr implementations side by side over a network's latency.
 
-    python benchmarks/latency.py --dir /dev/shm [--delay 0.02] [--lib LIB.so]
+Every implementation reads (and, on S3, writes) the same arrays through one latency-injecting
+proxy on 127.0.0.1 (`tests/proxy.py`): each response starts ``--delay`` seconds after its
+request arrived, each connection optionally capped to ``--bandwidth`` bytes/s. Behind the
+proxy: the HTTP file server of `tests/servers.py` (no delay of its own) and moto's S3 server.
 
-``--lib`` loads another build of the native library (an A/B of two builds, run one after
-the other). A start of the object-storage benchmark: peers, S3 and writes are not here yet.
+    python benchmarks/latency.py --dir /dev/shm [--delay 0.02] [--bandwidth B] [--rounds 5]
+        [--lib LIB.so] [--lib-b OTHER.so] [--backend http s3] [--quick] [--json OUT.json]
+
+Per op and implementation: the median time of ``--rounds`` interleaved rounds, and the
+requests, body bytes and most requests in flight the proxy counted in that median round;
+per op the floor: the rounds of requests it needs x delay (plus, when capped, its largest
+object / bandwidth). Every value read is checked against the data written (a mismatch is
+printed instead of a time); every write is read back once.
+
+Our library runs in a child process per build (``--lib``, and ``--lib-b`` for an A/B of two
+builds in one run), so two builds are never loaded into one process; the peers run in this
+process. ``--quick`` is the smoke test: a 64^3 array, one round.
+
+A new backend (a GCS or Azure emulator) is one more entry in ``BACKENDS`` and, per
+implementation, the store it opens there (``_zarr_store``, ``_tensorstore_kvstore``,
+``_direct_url``); an implementation without one prints ``n/a`` for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import statistics
 import sys
 import tempfile
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+BUCKET = "bench"
+REGION = "us-east-1"
+LAYOUTS = ("chunked", "sharded")
+OPS = ("read all", "box", "inner chunk cold", "inner chunk warm", "oindex 16 rows", "vindex 16 points", "write all")
+BATCHED = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", default=None)
-    parser.add_argument("--delay", type=float, default=0.02, help="seconds before each request is answered")
-    parser.add_argument("--lib", default=None, help="the native library to load instead of the package's")
-    args = parser.parse_args()
-    if args.lib:
-        import zarrs_cffi._bindings.library as ffi_module
+@dataclass(frozen=True)
+class Geometry:
+    size: int
+    chunk: int
+    shard: int
 
-        ffi_module.library_path = lambda: Path(args.lib).resolve()  # type: ignore[assignment]
+    def box(self) -> tuple[slice, ...]:
+        # 100:160 of 256: crosses the middle shard boundary on every axis (8 shards in part).
+        lo, hi = self.size * 100 // 256, self.size * 160 // 256
+        return (slice(lo, hi),) * 3
+
+    def inner(self, i: int) -> tuple[slice, ...]:
+        """Inner chunk (i, 1, 1): i = 1 and 2 are in the first shard, away from its edges."""
+        c = self.chunk
+        return (slice(i * c, (i + 1) * c), slice(c, 2 * c), slice(c, 2 * c))
+
+    def rows(self) -> np.ndarray:
+        return np.sort(np.random.default_rng(1).choice(self.size, 16, replace=False))
+
+    def points(self) -> tuple[np.ndarray, ...]:
+        rng = np.random.default_rng(2)
+        return tuple(rng.integers(0, self.size, 16) for _ in range(3))
+
+
+FULL = Geometry(256, 32, 128)
+QUICK = Geometry(64, 8, 32)
+
+#: Rounds of requests each op needs at least, past the array's opening (cold: with it):
+#: a sharded read in part needs the shard index first, then the inner chunks; warm, the
+#: index of that shard is known from the read before.
+ROUNDS = {
+    "chunked": {"read all": 1, "box": 1, "inner chunk cold": 2, "inner chunk warm": 1,
+                "oindex 16 rows": 1, "vindex 16 points": 1, "write all": 1},
+    "sharded": {"read all": 1, "box": 2, "inner chunk cold": 3, "inner chunk warm": 1,
+                "oindex 16 rows": 2, "vindex 16 points": 2, "write all": 1},
+}
+#: Ops that move whole stored objects (chunks, or whole shards); the others move inner chunks.
+WHOLE_OBJECT_OPS = ("read all", "write all")
+
+
+def selection(op: str, geometry: Geometry) -> tuple[str, Any]:
+    """What an op reads: ("box", slices) | ("oindex", key) | ("vindex", key)."""
+    if op in ("read all", "write all"):
+        return "box", (slice(None),) * 3
+    if op == "box":
+        return "box", geometry.box()
+    if op == "inner chunk cold":
+        return "box", geometry.inner(1)
+    if op == "inner chunk warm":
+        return "box", geometry.inner(2)
+    if op == "oindex 16 rows":
+        return "oindex", (geometry.rows(), slice(None), 5)
+    if op == "vindex 16 points":
+        return "vindex", geometry.points()
+    raise ValueError(f"unknown op {op!r}")
+
+
+def data_for(geometry: Geometry) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 1000, (geometry.size,) * 3, dtype="uint16")
+
+
+def digest(values: np.ndarray) -> str:
+    values = np.ascontiguousarray(values)
+    return hashlib.blake2b(f"{values.shape}{values.dtype}".encode() + values.tobytes(), digest_size=16).hexdigest()
+
+
+def expected_digest(data: np.ndarray, op: str, geometry: Geometry) -> str:
+    kind, key = selection(op, geometry)
+    if kind == "oindex":
+        return digest(data[key[0]][:, :, key[2]])
+    return digest(data[key])
+
+
+# --- Backends: where an implementation finds the arrays, as plain data a child can take ---
+
+#: name -> writable. GCS and Azure emulators go here (a proxy in front of each, as for S3).
+BACKENDS = {"http": False, "s3": True}
+
+
+def array_path(layout: str, op: str, impl: str) -> str:
+    return f"w-{impl.replace(' ', '_').replace('(', '').replace(')', '')}-{layout}.zarr" if op == "write all" else f"{layout}.zarr"
+
+
+def _zarr_store(backend: dict[str, Any], path: str, flavour: str, *, writable: bool) -> Any:
+    """A zarr store on ``path`` through the proxy: fsspec's or obstore's."""
+    from zarr.storage import FsspecStore, ObjectStore
+
+    if flavour == "fsspec":
+        if backend["name"] == "http":
+            return FsspecStore.from_url(f"{backend['url']}/{path}", read_only=True,
+                                        storage_options={"skip_instance_cache": True})
+        if backend["name"] == "s3":
+            options = {"key": backend["key"], "secret": backend["secret"], "endpoint_url": backend["url"],
+                       "client_kwargs": {"region_name": REGION}, "skip_instance_cache": True}
+            return FsspecStore.from_url(f"s3://{BUCKET}/{path}", storage_options=options, read_only=not writable)
+    else:
+        from obstore.store import HTTPStore, S3Store
+
+        if backend["name"] == "http":
+            return ObjectStore(HTTPStore.from_url(f"{backend['url']}/{path}", client_options={"allow_http": True}),
+                               read_only=True)
+        if backend["name"] == "s3":
+            store = S3Store(BUCKET, prefix=path, endpoint=backend["url"], access_key_id=backend["key"],
+                            secret_access_key=backend["secret"], region=REGION, client_options={"allow_http": True})
+            return ObjectStore(store, read_only=not writable)
+    raise NotImplementedError(f"no {flavour} store for {backend['name']}")
+
+
+def _tensorstore_kvstore(backend: dict[str, Any], path: str) -> dict[str, Any]:
+    if backend["name"] == "http":
+        return {"driver": "http", "base_url": backend["url"], "path": f"/{path}/"}
+    if backend["name"] == "s3":
+        return {"driver": "s3", "bucket": BUCKET, "path": f"{path}/", "endpoint": backend["url"],
+                "aws_region": REGION, "aws_credentials": {"type": "environment"}}
+    raise NotImplementedError(f"no tensorstore kvstore for {backend['name']}")
+
+
+def _direct_url(backend: dict[str, Any], path: str) -> tuple[str, dict[str, Any] | None]:
+    if backend["name"] == "http":
+        return f"{backend['url']}/{path}", None
+    if backend["name"] == "s3":
+        return f"s3://{BUCKET}/{path}", {"key": backend["key"], "secret": backend["secret"],
+                                        "endpoint_url": backend["url"], "client_kwargs": {"region_name": REGION}}
+    raise NotImplementedError(f"the direct API has no URL for {backend['name']}")
+
+
+# --- Implementations: open, read a selection, write all ---
+
+
+class Impl:
+    key: str
+    label: str
+
+    def open(self, backend: dict[str, Any], path: str, *, writable: bool) -> Any:
+        raise NotImplementedError
+
+    def read(self, handle: Any, kind: str, key: Any) -> np.ndarray:
+        return np.asarray(getattr(handle, kind)[key] if kind != "box" else handle[key])
+
+    def write(self, handle: Any, data: np.ndarray) -> None:
+        handle[:, :, :] = data
+
+
+class ZarrImpl(Impl):
+    """zarr.Array over a store, with a codec pipeline chosen while it is opened and used."""
+
+    def __init__(self, key: str, label: str, pipeline: str, flavour: str) -> None:
+        self.key, self.label, self.pipeline, self.flavour = key, label, pipeline, flavour
+
+    def _config(self) -> Any:
+        import zarr
+
+        return zarr.config.set({"codec_pipeline.path": self.pipeline})
+
+    def open(self, backend: dict[str, Any], path: str, *, writable: bool) -> Any:
+        import zarr
+
+        with self._config():
+            store = _zarr_store(backend, path, self.flavour, writable=writable)
+            return zarr.open_array(store, mode="r+" if writable else "r", zarr_format=3)
+
+    def read(self, handle: Any, kind: str, key: Any) -> np.ndarray:
+        with self._config():
+            return super().read(handle, kind, key)
+
+    def write(self, handle: Any, data: np.ndarray) -> None:
+        with self._config():
+            handle[:, :, :] = data
+
+
+class TensorstoreImpl(Impl):
+    key, label = "tensorstore", "tensorstore"
+
+    def open(self, backend: dict[str, Any], path: str, *, writable: bool) -> Any:
+        import tensorstore as ts
+
+        # A context of its own: a fresh open shares no cached metadata or connections.
+        spec = {"driver": "zarr3", "kvstore": _tensorstore_kvstore(backend, path)}
+        return ts.open(spec, read=True, write=writable, context=ts.Context()).result()
+
+    def read(self, handle: Any, kind: str, key: Any) -> np.ndarray:
+        view = handle[key] if kind == "box" else getattr(handle, kind)[key]
+        return np.asarray(view.read().result())
+
+    def write(self, handle: Any, data: np.ndarray) -> None:
+        handle.write(data).result()
+
+
+class DirectImpl(Impl):
+    def __init__(self, key: str, label: str) -> None:
+        self.key, self.label = key, label
+
+    def open(self, backend: dict[str, Any], path: str, *, writable: bool) -> Any:
+        import zarrs_cffi
+
+        url, options = _direct_url(backend, path)
+        return zarrs_cffi.Array.open(url, read_only=not writable, storage_options=options)
+
+
+def peer_impls() -> list[Impl]:
+    impls: list[Impl] = [
+        ZarrImpl("zarr-fsspec", "zarr + fsspec", BATCHED, "fsspec"),
+        ZarrImpl("zarr-obstore", "zarr + obstore", BATCHED, "obstore"),
+        ZarrImpl("zarrs-python", "zarrs-python (obstore)", "zarrs.ZarrsCodecPipeline", "obstore"),
+        TensorstoreImpl(),
+    ]
+    return impls
+
+
+def our_impls(suffix: str) -> list[Impl]:
+    return [
+        ZarrImpl(f"ours{suffix}", f"ours{suffix} (zarr + obstore)", "zarrs_cffi.ZarrsCodecPipeline", "obstore"),
+        DirectImpl(f"direct{suffix}", f"ours{suffix} (direct)"),
+    ]
+
+
+class Runner:
+    """Runs one round of one op of one implementation in two steps, so that the proxy's
+    counts can be cleared between them: ``prepare`` (open, and for the warm op the read
+    before) and ``timed``."""
+
+    def __init__(self, impls: list[Impl]) -> None:
+        self.impls = {impl.key: impl for impl in impls}
+        self.opened: dict[tuple[str, str, str], Any] = {}
+        self.pending: Any = None
+
+    def prepare(self, impl_key: str, backend: dict[str, Any], layout: str, op: str, geometry: Geometry) -> None:
+        impl = self.impls[impl_key]
+        path = array_path(layout, op, impl_key)
+        writable = op == "write all"
+        if op == "inner chunk cold":
+            self.pending = (backend, path)
+            return
+        if op == "inner chunk warm":
+            handle = impl.open(backend, path, writable=False)
+            impl.read(handle, "box", geometry.inner(1))
+        else:
+            where = (backend["name"], path, impl_key)
+            if where not in self.opened:
+                self.opened[where] = impl.open(backend, path, writable=writable)
+            handle = self.opened[where]
+        self.pending = handle
+
+    def timed(self, impl_key: str, op: str, geometry: Geometry, data: np.ndarray | None) -> tuple[float, str | None]:
+        impl = self.impls[impl_key]
+        kind, key = selection(op, geometry)
+        start = time.perf_counter()
+        if op == "inner chunk cold":
+            backend, path = self.pending
+            values = impl.read(impl.open(backend, path, writable=False), kind, key)
+        elif op == "write all":
+            assert data is not None
+            impl.write(self.pending, data)
+            values = None
+        else:
+            values = impl.read(self.pending, kind, key)
+        seconds = time.perf_counter() - start
+        self.pending = None
+        return seconds, None if values is None else digest(values)
+
+
+def _impls(group: str, keys: list[str]) -> list[Impl]:
+    """The implementations of a child: "peers" (those in ``keys``, or all), or ours with a
+    suffix ("ours", "ours B")."""
+    if group == "peers":
+        return [impl for impl in peer_impls() if impl.key in keys or not keys]
+    return our_impls(group[len("ours"):])
+
+
+def _worker(connection: Any, lib: str | None, group: str, keys: list[str], geometry: Geometry) -> None:
+    """A child process running some implementations (ours: with one build of the library)."""
+    version = ""
+    if group != "peers":
+        if lib:
+            import zarrs_cffi._bindings.library as library
+
+            library.library_path = lambda: Path(lib).resolve()  # type: ignore[assignment]
+        import zarrs_cffi
+
+        version = zarrs_cffi.__version__
+    runner = Runner(_impls(group, keys))
+    data = data_for(geometry)
+    connection.send(("ready", version))
+    while True:
+        message = connection.recv()
+        if message is None:
+            return
+        step, args = message
+        try:
+            if step == "prepare":
+                runner.prepare(*args, geometry)
+                connection.send(("ok", None))
+            else:
+                impl_key, op = args
+                connection.send(("ok", runner.timed(impl_key, op, geometry, data if op == "write all" else None)))
+        except NotImplementedError as error:
+            connection.send(("n/a", str(error)))
+        except Exception as error:  # noqa: BLE001 - reported as the cell's problem, the run goes on
+            connection.send(("error", f"{type(error).__name__}: {error}"))
+
+
+class Child:
+    """Implementations in a child process: the peers in one, ours in one per build.
+
+    Every implementation runs outside the process of the proxy and the HTTP server: a
+    pipeline that holds the GIL while it waits for its I/O (zarrs-python does) would
+    otherwise stop the servers it waits for."""
+
+    def __init__(self, lib: str | None, group: str, keys: list[str], geometry: Geometry) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(target=_worker, args=(theirs, lib, group, keys, geometry), daemon=True)
+        self.process.start()
+        status, self.version = self.connection.recv()
+        self.impls = _impls(group, keys)
+        self.group = group
+        self.lib = lib
+
+    def call(self, step: str, *args: Any) -> Any:
+        self.connection.send((step, args))
+        status, value = self.connection.recv()
+        if status == "n/a":
+            raise NotImplementedError(value)
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, BrokenPipeError):
+            self.connection.send(None)
+        self.process.join(30)
+
+
+# --- Setting up the arrays and the servers ---
+
+
+def write_arrays(directory: Path, geometry: Geometry, data: np.ndarray) -> None:
     import zarr
-    from obstore.store import HTTPStore
-    from servers import http_server
+    from zarr.codecs import ZstdCodec
+
+    with zarr.config.set({"codec_pipeline.path": BATCHED}):
+        for layout in LAYOUTS:
+            shards = (geometry.shard,) * 3 if layout == "sharded" else None
+            array = zarr.create_array(directory / f"{layout}.zarr", shape=data.shape, chunks=(geometry.chunk,) * 3,
+                                      shards=shards, dtype="uint16", compressors=[ZstdCodec()])
+            array[:] = data
+
+
+def largest_objects(directory: Path) -> dict[str, int]:
+    """Per layout, the largest stored chunk or shard; "inner": the largest chunk (an inner
+    chunk of the sharded layout encodes as the chunked layout's chunk of the same place)."""
+    sizes = {layout: max(p.stat().st_size for p in (directory / f"{layout}.zarr" / "c").rglob("*") if p.is_file())
+             for layout in LAYOUTS}
+    sizes["inner"] = sizes["chunked"]
+    return sizes
+
+
+def upload(directory: Path, server: Any, impls: list[Impl], geometry: Geometry) -> None:
+    """The arrays' files into the bucket, and an empty array per writer (straight to the
+    server, not through the proxy)."""
+    import obstore
+    import zarr
     from zarr.codecs import ZstdCodec
     from zarr.storage import ObjectStore
 
-    zarr.config.set({"codec_pipeline.path": "zarrs_cffi.ZarrsCodecPipeline"})
-    data = np.random.default_rng(0).integers(0, 1000, (256, 256, 256), dtype="uint16")
-    rows = np.sort(np.random.default_rng(1).choice(256, 16, replace=False))
-    ops = {
-        "one inner chunk": (lambda a: a[0:32, 0:32, 0:32], 2),
-        "box 60^3 (8 shards)": (lambda a: a[100:160, 100:160, 100:160], 2),
-        "oindex 16 rows x all x 1": (lambda a: a.oindex[rows, :, 5], 2),
-        "vindex 16 points": (lambda a: a.vindex[rows, rows, rows], 2),
-        "read all": (lambda a: a[:], 1),
-    }
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
-            zarr.create_array(f"{tmp}/s.zarr", shape=data.shape, chunks=(32,) * 3, shards=(128,) * 3,
-                              dtype="uint16", compressors=[ZstdCodec()])[:] = data
-        with http_server(tmp, delay=args.delay) as url:
-            store = ObjectStore(HTTPStore.from_url(f"{url}/s.zarr", client_options={"allow_http": True}), read_only=True)
-            array = zarr.open_array(store, mode="r")
-            print(f"256^3 uint16, 32^3 zstd chunks in 128^3 shards, HTTP, {args.delay * 1000:.0f} ms per request, best of 3:\n")
-            print("| op | time (ms) | requests | most in flight | floor: rounds x delay (ms) |")
-            print("|---|---|---|---|---|")
-            for name, (op, rounds) in ops.items():
-                op(array)
-                best = float("inf")
-                for _ in range(3):
-                    url.requests.clear()
-                    url.in_flight[1] = 0
-                    start = time.perf_counter()
-                    op(array)
-                    best = min(best, time.perf_counter() - start)
-                print(f"| {name} | {best * 1000:.0f} | {len(url.requests)} | {url.in_flight[1]} | {rounds * args.delay * 1000:.0f} |")
+    server.create_bucket(BUCKET)
+    store = server.obstore(BUCKET)
+    for layout in LAYOUTS:
+        for path in (directory / f"{layout}.zarr").rglob("*"):
+            if path.is_file():
+                obstore.put(store, str(path.relative_to(directory)), path.read_bytes())
+    with zarr.config.set({"codec_pipeline.path": BATCHED}):
+        for layout in LAYOUTS:
+            for impl in impls:
+                shards = (geometry.shard,) * 3 if layout == "sharded" else None
+                zarr.create_array(ObjectStore(server.obstore(BUCKET, array_path(layout, "write all", impl.key))),
+                                  shape=(geometry.size,) * 3, chunks=(geometry.chunk,) * 3, shards=shards,
+                                  dtype="uint16", compressors=[ZstdCodec()], overwrite=True)
+
+
+def read_back(server: Any, path: str) -> str:
+    import zarr
+    from zarr.storage import ObjectStore
+
+    with zarr.config.set({"codec_pipeline.path": BATCHED}):
+        return digest(zarr.open_array(ObjectStore(server.obstore(BUCKET, path), read_only=True), mode="r")[:])
+
+
+# --- Running and reporting ---
+
+
+@dataclass
+class Sample:
+    seconds: float
+    requests: int
+    bytes: int
+    in_flight: int
+
+
+@dataclass
+class Cell:
+    status: str  # "ok", "n/a", "error", "MISMATCH"
+    samples: list[Sample]
+    detail: str = ""
+
+    def median(self) -> Sample | None:
+        if self.status != "ok" or not self.samples:
+            return None
+        ordered = sorted(self.samples, key=lambda s: s.seconds)
+        middle = ordered[(len(ordered) - 1) // 2]
+        return Sample(statistics.median(s.seconds for s in self.samples), middle.requests, middle.bytes, middle.in_flight)
+
+
+def floor_seconds(layout: str, op: str, delay: float, bandwidth: float | None, largest: dict[str, int]) -> float:
+    seconds = ROUNDS[layout][op] * delay
+    if bandwidth:
+        seconds += largest[layout if op in WHOLE_OBJECT_OPS else "inner"] / bandwidth
+    return seconds
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from proxy import latency_proxy
+    from servers import http_server, moto_s3
+
+    geometry = QUICK if args.quick else FULL
+    data = data_for(geometry)
+    expected = {op: expected_digest(data, op, geometry) for op in OPS if op != "write all"}
+    expected["write all"] = digest(data)
+    # tensorstore's "environment" credentials (moto accepts any), set before the children start.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    peers = Child(None, "peers", args.impl, geometry)
+    children = [Child(args.lib, "ours", [], geometry)]
+    if args.lib_b:
+        children.append(Child(args.lib_b, "ours B", [], geometry))
+    impls = [(impl, child) for child in (peers, *children) for impl in child.impls]
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp, contextlib.ExitStack() as stack:
+        directory = Path(tmp)
+        write_arrays(directory, geometry, data)
+        largest = largest_objects(directory)
+        for backend_name in args.backend:
+            if backend_name == "http":
+                server = None
+                upstream = stack.enter_context(http_server(directory))
+                info: dict[str, Any] = {"name": "http"}
+            elif backend_name == "s3":
+                server = stack.enter_context(moto_s3())
+                upload(directory, server, [impl for impl, _ in impls], geometry)
+                upstream = server.endpoint
+                info = {"name": "s3", "key": server.key, "secret": server.secret}
+            else:
+                raise SystemExit(f"unknown backend {backend_name!r}: one of {', '.join(BACKENDS)}")
+            proxy = stack.enter_context(latency_proxy(upstream, delay=args.delay, bandwidth=args.bandwidth))
+            info["url"] = proxy.url
+            for layout in LAYOUTS:
+                for op in OPS:
+                    if op == "write all" and not BACKENDS[backend_name]:
+                        continue
+                    cells = {impl.key: Cell("ok", []) for impl, _ in impls}
+                    for round_index in range(args.rounds):
+                        # Interleaved, and each round starting one implementation later.
+                        order = impls[round_index % len(impls):] + impls[:round_index % len(impls)]
+                        for impl, child in order:
+                            cell = cells[impl.key]
+                            if cell.status != "ok":
+                                continue
+                            try:
+                                child.call("prepare", impl.key, info, layout, op)
+                                proxy.reset()
+                                seconds, values = child.call("timed", impl.key, op)
+                                stats = proxy.reset()
+                            except NotImplementedError as error:
+                                cell.status, cell.detail = "n/a", str(error)
+                                continue
+                            except Exception as error:  # noqa: BLE001 - the cell says what failed
+                                cell.status, cell.detail = "error", f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                                if args.verbose:
+                                    traceback.print_exc()
+                                continue
+                            if op == "write all" and round_index == 0:
+                                values = read_back(server, array_path(layout, op, impl.key))
+                            if values is not None and values != expected[op]:
+                                cell.status, cell.detail = "MISMATCH", "the values differ from the data written"
+                            cell.samples.append(Sample(seconds, stats.count, stats.request_bytes + stats.response_bytes,
+                                                       stats.most_in_flight))
+                    results[f"{backend_name}/{layout}/{op}"] = {
+                        "floor": floor_seconds(layout, op, args.delay, args.bandwidth, largest),
+                        "cells": cells,
+                    }
+                    if args.verbose:
+                        print(f"done {backend_name}/{layout}/{op}", file=sys.stderr)
+    for child in (peers, *children):
+        child.close()
+    return {"impls": impls, "children": children, "results": results, "geometry": geometry, "largest": largest}
+
+
+def render(args: argparse.Namespace, outcome: dict[str, Any]) -> str:
+    import zarr
+
+    impls: list[tuple[Impl, Child]] = outcome["impls"]
+    geometry: Geometry = outcome["geometry"]
+    notes: list[str] = []
+
+    def problem(cell: Cell, where: str) -> str:
+        if cell.status == "n/a":
+            return "n/a"
+        notes.append(f"[{len(notes) + 1}] {where}: {cell.detail}")
+        return f"{'**MISMATCH**' if cell.status == 'MISMATCH' else cell.status} [{len(notes)}]"
+
+    cap = f", each connection capped at {args.bandwidth:.0f} B/s" if args.bandwidth else ""
+    lines = [
+        "# Object storage over a network's latency",
+        "",
+        f"{geometry.size}^3 uint16, {geometry.chunk}^3 zstd chunks, unsharded (`chunked`) and in "
+        f"{geometry.shard}^3 shards (`sharded`); every request through a proxy answering after "
+        f"{args.delay * 1000:g} ms{cap}; median of {args.rounds} interleaved rounds. Load average at the end: "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores.",
+        "",
+        "Implementations:",
+        "",
+    ]
+    versions = {"zarr": zarr.__version__}
+    for module in ("tensorstore", "zarrs", "obstore", "s3fs", "fsspec"):
+        with contextlib.suppress(Exception):
+            versions[module] = __import__(module).__version__
+    lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    for child in outcome["children"]:
+        lines.append(f"- {child.group}: zarrs_cffi {child.version}, library {child.lib or 'the package`s own'} "
+                     "(a child process of its own)")
+    lines.append("- the peers run in one child process, ours in one per build; the proxy and the HTTP server "
+                 "in the parent")
+    lines.append("- zarrs-python has no native oindex/vindex: those cells time its fallback to zarr's pipeline")
+    by_section: dict[tuple[str, str], list[str]] = {}
+    for name in outcome["results"]:
+        backend, layout, op = name.split("/")
+        by_section.setdefault((backend, layout), []).append(op)
+    labels = [impl.label for impl, _ in impls]
+    for (backend, layout), ops in by_section.items():
+        time_rows, count_rows = [], []
+        for op in ops:
+            entry = outcome["results"][f"{backend}/{layout}/{op}"]
+            cells: dict[str, Cell] = entry["cells"]
+            peer = cells.get("tensorstore")
+            peer_median = peer.median() if peer else None
+            times, counts = [], []
+            for impl, _ in impls:
+                cell = cells[impl.key]
+                median = cell.median()
+                if median is None:
+                    text = problem(cell, f"{backend} / {layout} / {op} / {impl.label}")
+                    times.append(text)
+                    counts.append(text)
+                    continue
+                ratio = f" ({median.seconds / peer_median.seconds:.2f}x)" if peer_median else ""
+                times.append(f"{median.seconds * 1000:.0f}{ratio}")
+                counts.append(f"{median.requests} / {median.bytes / 1024:.0f} / {median.in_flight}")
+            floor = f"{entry['floor'] * 1000:.0f}"
+            time_rows.append([op, f"{ROUNDS[layout][op]}", floor, *times])
+            count_rows.append([op, *counts])
+        lines += ["", f"## {backend}, {layout}: ms (ratio to tensorstore; lower is faster)", ""]
+        lines += _table(["op", "rounds", "floor ms", *labels], time_rows)
+        lines += ["", f"### {backend}, {layout}: requests / KiB of bodies / most in flight (of the median round)", ""]
+        lines += _table(["op", *labels], count_rows)
+    if notes:
+        lines += ["", "## Problems", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def as_json(outcome: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"impls": {impl.key: impl.label for impl, _ in outcome["impls"]}, "results": {}}
+    for name, entry in outcome["results"].items():
+        cells = {}
+        for key, cell in entry["cells"].items():
+            median = cell.median()
+            cells[key] = {"status": cell.status, "detail": cell.detail,
+                          **({"seconds": median.seconds, "requests": median.requests, "bytes": median.bytes,
+                              "in_flight": median.in_flight} if median else {})}
+        out["results"][name] = {"floor": entry["floor"], "cells": cells}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dir", default=None, help="where the arrays are written (a tmpfs, e.g. /dev/shm)")
+    parser.add_argument("--delay", type=float, default=0.02, help="seconds before each response starts")
+    parser.add_argument("--bandwidth", type=float, default=None, help="bytes/s per connection, each way")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--lib", default=None, help="the native library to load instead of the package's")
+    parser.add_argument("--lib-b", default=None, help="a second build, run as rows of its own")
+    parser.add_argument("--backend", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument("--impl", nargs="*", default=[], help="peers to run (default all): "
+                        + ", ".join(impl.key for impl in peer_impls()))
+    parser.add_argument("--quick", action="store_true", help="a 64^3 array, one round: a smoke test")
+    parser.add_argument("--json", default=None, help="also write the medians to this file")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds = 1
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
+    if args.delay < 0:
+        parser.error(f"--delay must be at least 0, not {args.delay}")
+    if args.bandwidth is not None and args.bandwidth <= 0:
+        parser.error(f"--bandwidth must be a positive number of bytes per second, not {args.bandwidth}")
+    for name in (args.lib, args.lib_b):
+        if name and not Path(name).is_file():
+            parser.error(f"no library file at {name}")
+    known = {impl.key for impl in peer_impls()}
+    if set(args.impl) - known:
+        parser.error(f"unknown --impl {sorted(set(args.impl) - known)}: known are {sorted(known)}")
+    outcome = run(args)
+    print(render(args, outcome), end="")
+    if args.json:
+        Path(args.json).write_text(json.dumps(as_json(outcome), indent=1))
 
 
 if __name__ == "__main__":
