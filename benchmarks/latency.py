@@ -271,11 +271,10 @@ def our_impls(suffix: str) -> list[Impl]:
 class Runner:
     """Runs one round of one op of one implementation in two steps, so that the proxy's
     counts can be cleared between them: ``prepare`` (open, and for the warm op the read
-    before) and ``timed``."""
+    before) and ``timed`` (cold: the open too)."""
 
     def __init__(self, impls: list[Impl]) -> None:
         self.impls = {impl.key: impl for impl in impls}
-        self.opened: dict[tuple[str, str, str], Any] = {}
         self.pending: Any = None
 
     def prepare(self, impl_key: str, backend: dict[str, Any], layout: str, op: str, geometry: Geometry) -> None:
@@ -289,10 +288,9 @@ class Runner:
             handle = impl.open(backend, path, writable=False)
             impl.read(handle, "box", geometry.inner(1))
         else:
-            where = (backend["name"], path, impl_key)
-            if where not in self.opened:
-                self.opened[where] = impl.open(backend, path, writable=writable)
-            handle = self.opened[where]
+            # Opened afresh for every round: nothing an earlier op read (a shard index an
+            # implementation keeps) may spare this one a request.
+            handle = impl.open(backend, path, writable=writable)
         self.pending = handle
 
     def timed(self, impl_key: str, op: str, geometry: Geometry, data: np.ndarray | None) -> tuple[float, str | None]:
