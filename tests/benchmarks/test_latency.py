@@ -62,3 +62,22 @@ def test_bad_arguments_are_refused_by_name(tmp_path: Path) -> None:
                        (["--lib", str(tmp_path / "nothing.so")], "nothing.so"), (["--impl", "nope"], "nope")]:
         result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and word in result.stderr, (args, result.stderr)
+
+
+def test_lib_b_runs_a_second_build_as_rows_of_its_own(tmp_path: Path) -> None:
+    import zarrs_cffi
+
+    library = Path(zarrs_cffi.__file__).parent / "libzarrs_ffi.so"
+    out_json = tmp_path / "out.json"
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--dir", str(tmp_path), "--delay", "0", "--backend", "http",
+         "--impl", "zarr-obstore", "--lib-b", str(library), "--json", str(out_json)],
+        capture_output=True, text=True, check=True, timeout=600,
+    )
+    report = json.loads(out_json.read_text())
+    assert set(report["impls"]) == {"zarr-obstore", "ours", "direct", "ours B", "direct B"}
+    for name, entry in report["results"].items():
+        for key in ("ours", "direct", "ours B", "direct B"):
+            assert entry["cells"][key]["status"] == "ok", (name, key, entry["cells"][key])
+        # The same library both times: the same requests.
+        assert entry["cells"]["ours"]["requests"] == entry["cells"]["ours B"]["requests"], name
