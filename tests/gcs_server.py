@@ -4,8 +4,8 @@ The emulator serves GCS's JSON API (what gcsfs uses) and, of the XML API that ob
 GCS client (the native library's, and obstore's) uses, only GET and PUT of an object. This
 launcher runs the emulator's own request handling and storage, in memory, and adds on top:
 the XML API's HEAD and DELETE of an object, its object listing (``GET /BUCKET?list-type=2``),
-GETs of one byte range in every form (``bytes=a-b``, ``a-``, ``-n``) answered with the ETag
-and Last-Modified headers object_store requires, and a backlog deep enough for 64 requests at
+GETs of one byte range in every form (``bytes=a-b``, ``a-``, ``-n``; the JSON API's
+downloads too) answered with the ETag and Last-Modified headers object_store requires, and a backlog deep enough for 64 requests at
 once. With ``--token`` given (any number of times), every request must carry
 ``Authorization: Bearer TOKEN`` with one of them, else it is ``401``, as GCS answers; a
 bucket named with ``--public`` is readable without one.
@@ -81,6 +81,8 @@ def xml_get(request, response, storage):  # type: ignore[no-untyped-def]
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
         response.status = HTTPStatus.PARTIAL_CONTENT
         data = data[start:end + 1]
+    else:
+        response["x-goog-hash"] = f"crc32c={obj['crc32c']},md5={obj['md5Hash']}"
     response.write_file(data, content_type=obj.get("contentType") or "application/octet-stream")
 
 
@@ -124,8 +126,13 @@ def xml_list(request, response, storage):  # type: ignore[no-untyped-def]
 
 
 def _extend_routes() -> None:
+    # The JSON API's downloads (gcsfs's reads) get the same ranges: the emulator's own
+    # ignores a suffix range (`bytes=-n`, how a shard index is read) and sends everything.
+    original = emulator.objects.download
+    emulator.objects.download = xml_get
     handlers = []
     for regex, methods in emulator.HANDLERS:
+        methods = {method: xml_get if handler is original else handler for method, handler in methods.items()}
         if regex == _XML_OBJECT:
             methods = {**methods, emulator.GET: xml_get, emulator.PUT: xml_put, emulator.DELETE: xml_delete}
         handlers.append((regex, methods))
@@ -149,6 +156,11 @@ class _Handler(emulator.RequestHandler):
         return self.command in ("GET", HEAD) and (bucket in self.public or (named is not None and named.group(1) in self.public))
 
     def _route(self, method: str) -> None:
+        # object_store percent-encodes every character of the bucket name but letters and
+        # digits (`zarrs%2Dcloud`); the emulator's routes match bucket names as written.
+        path, separator, query = self.path.partition("?")
+        bucket, slash, rest = path.lstrip("/").partition("/")
+        self.path = f"/{unquote(bucket)}{slash}{rest}{separator}{query}"
         if not self._allowed():
             body = b'{"error": {"code": 401, "message": "Invalid Credentials"}}'
             self.send_response(401)
