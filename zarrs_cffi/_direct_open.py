@@ -34,8 +34,9 @@ def reach(store: Any, name: str) -> Storage:
 def open_url(
     url: str, array_path: str, *, read_only: bool, storage_options: dict[str, Any] | None
 ) -> tuple[ArrayHandle, str]:
-    """The array at ``array_path`` under ``url`` (``s3://``, ``http(s)://``: read only), its
-    storage options mapped as for an ``FsspecStore``; and its write-lock prefix."""
+    """The array at ``array_path`` under ``url`` (``s3://``, ``gs://``, ``az://`` or
+    ``abfs://``, ``http(s)://``: read only), its storage options mapped as for an
+    ``FsspecStore``; and its write-lock prefix."""
     from zarr.storage import FsspecStore
 
     writable = not (read_only or url.startswith("http"))
