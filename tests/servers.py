@@ -1,6 +1,9 @@
 """Local servers for tests and benchmarks: an S3-compatible server (moto's server mode, in
-its own process) and an HTTP file server with byte-range support. Both listen on
-127.0.0.1 on a free port and stop when their context exits."""
+its own process), Google Cloud Storage (gcp-storage-emulator, in its own process, with the
+XML API calls it lacks added by ``gcs_server.py``), Azure Blob Storage (our own small server,
+``azure_server.py``: no Azure emulator can be installed here) and an HTTP file server with
+byte-range support. All listen on 127.0.0.1 on a free port and stop when their context
+exits."""
 
 from __future__ import annotations
 
@@ -19,7 +22,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-__all__ = ["S3Server", "http_server", "moto_s3", "make_certificates"]
+from azure_server import AzureBlobServer, azure_blob_server
+
+__all__ = [
+    "AzureBlobServer", "GCSServer", "S3Server", "azure_blob_server", "gcs_emulator", "http_server", "make_certificates",
+    "moto_s3",
+]
 
 # moto accepts any credentials; these are what the tests pass.
 ACCESS_KEY = "testing"
@@ -142,6 +150,85 @@ def moto_s3(*, authenticate: bool = False) -> Iterator[S3Server]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
     server = S3Server(process, port)
+    try:
+        _wait_for(port, process)
+        yield server
+    finally:
+        server.stop()
+
+
+class GCSServer:
+    """A running GCS emulator: its base URL, and the bearer tokens it requires (none: any
+    request is allowed)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, tokens: tuple[str, ...]) -> None:
+        self.process = process
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.tokens = tokens
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        import urllib.request
+
+        headers = {"Content-Type": "application/json"}
+        if self.tokens:
+            headers["Authorization"] = f"Bearer {self.tokens[0]}"
+        request = urllib.request.Request(self.endpoint + path, data=body, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return bytes(response.read())
+
+    def create_bucket(self, name: str) -> None:
+        import json
+
+        self._request("POST", "/storage/v1/b", json.dumps({"name": name}).encode())
+
+    def object_names(self, bucket: str, prefix: str = "") -> set[str]:
+        import json
+        from urllib.parse import quote
+
+        listing = json.loads(self._request("GET", f"/storage/v1/b/{bucket}/o?prefix={quote(prefix)}"))
+        return {item["name"] for item in listing.get("items", [])}
+
+    def gcsfs_options(self, token: str | None = None, **extra: object) -> dict[str, object]:
+        """``storage_options`` for ``FsspecStore.from_url("gs://...")``: a bearer token (the
+        server's first, or ``token``) as google-auth credentials, else anonymous."""
+        token = token or (self.tokens[0] if self.tokens else None)
+        if token is None:
+            return {"endpoint_url": self.endpoint, "token": "anon", **extra}
+        from google.oauth2.credentials import Credentials
+
+        return {"endpoint_url": self.endpoint, "token": Credentials(token=token), **extra}
+
+    def obstore(self, bucket: str, prefix: str | None = None, **config: object) -> object:
+        """An obstore ``GCSStore`` on ``bucket``: the server's first token, else unsigned."""
+        from obstore.store import GCSStore
+
+        if "bearer_token" not in config and "skip_signature" not in config:
+            config = {**config, **({"bearer_token": self.tokens[0]} if self.tokens else {"skip_signature": True})}
+        return GCSStore(bucket, prefix=prefix, base_url=self.endpoint, client_options={"allow_http": True}, **config)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def gcs_emulator(*, tokens: tuple[str, ...] = (), public: tuple[str, ...] = ()) -> Iterator[GCSServer]:
+    """gcp-storage-emulator in a child process, stopped (if still alive) on exit. With
+    ``tokens``, every request must carry one of them as a bearer token, except reads of the
+    buckets named in ``public``."""
+    port = _free_port()
+    command = [sys.executable, os.path.join(os.path.dirname(__file__), "gcs_server.py"), str(port)]
+    for token in tokens:
+        command += ["--token", token]
+    for bucket in public:
+        command += ["--public", bucket]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = GCSServer(process, port, tokens)
     try:
         _wait_for(port, process)
         yield server

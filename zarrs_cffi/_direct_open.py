@@ -218,7 +218,8 @@ def reach(store: Any, name: str) -> Storage:
 
 
 def url_store(url: str, *, read_only: bool, storage_options: dict[str, Any] | None) -> Any:
-    """zarr's ``FsspecStore`` of ``url`` (``http(s)://``: read only), as the pipeline maps it."""
+    """zarr's ``FsspecStore`` of ``url`` (``s3://``, ``gs://``, ``az://`` or ``abfs://``,
+    ``http(s)://``: read only), as the pipeline maps it."""
     from zarr.storage import FsspecStore
 
     writable = not (read_only or url.startswith("http"))
@@ -228,7 +229,7 @@ def url_store(url: str, *, read_only: bool, storage_options: dict[str, Any] | No
 def open_url(
     url: str, array_path: str, *, read_only: bool, storage_options: dict[str, Any] | None
 ) -> tuple[ArrayHandle, Typed, Any, str]:
-    """The array at ``array_path`` under ``url`` (``s3://``, ``http(s)://``: read only), its
+    """The array at ``array_path`` under ``url`` (``s3://``, ``gs://``, ``az://``, ``abfs://``, ``http(s)://``: read only), its
     storage options mapped as for an ``FsspecStore``; its data type, zarr's store of it, and
     its write-lock prefix."""
     store = url_store(url, read_only=read_only, storage_options=storage_options)

@@ -132,8 +132,10 @@ class Array:
         Parameters
         ----------
         store_path : str or os.PathLike
-            A directory, or a URL: ``file://``, ``s3://bucket/prefix``, ``http(s)://``
-            (read only). The native library reaches the bytes itself, as the pipeline does.
+            A directory, or a URL: ``file://``, ``s3://bucket/prefix``,
+            ``gs://bucket/prefix``, ``az://container/prefix`` (or ``abfs://``),
+            ``http(s)://`` (read only). The native library reaches the bytes itself, as the
+            pipeline does.
         array_path : str, default "/"
             The array's node path inside the store ("group/array" or "/group/array").
         read_only : bool, default False
@@ -142,8 +144,10 @@ class Array:
             Read local files with ``O_DIRECT`` (Linux), bypassing the page cache.
         storage_options : dict, optional
             For a URL: fsspec's options for it (s3fs's ``key``, ``secret``, ``token``,
-            ``anon``, ``endpoint_url``, ``client_kwargs={"region_name": ...}``), mapped to
-            the native store as the pipeline maps an ``FsspecStore``.
+            ``anon``, ``endpoint_url``, ``client_kwargs={"region_name": ...}``; gcsfs's
+            ``token``, ``endpoint_url``; adlfs's ``account_name``, ``account_key``,
+            ``sas_token``, ``connection_string``, ``anon``), mapped to the native store as
+            the pipeline maps an ``FsspecStore``.
         options : Options, optional
             Options for every call.
 

@@ -184,6 +184,80 @@ typedef struct ZarrsS3Config {
   uint8_t read_only;
 } ZarrsS3Config;
 
+// Settings of a Google Cloud Storage bucket. Every string is UTF-8 with its length in bytes;
+// a NULL pointer leaves a setting unset. Flags are `uint8_t`: 0 is false, any other value
+// true. The library copies what it needs; the caller keeps ownership of the struct and its
+// strings, which need only live for the call.
+//
+// Credentials: exactly one of `service_account_key`, `service_account_path` and
+// `bearer_token`, or `anonymous`. None are looked for elsewhere (no application default
+// credentials, metadata server or environment).
+typedef struct ZarrsGcsConfig {
+  // The bucket (required).
+  const char *bucket;
+  size_t bucket_len;
+  // Key prefix inside the bucket ("" or NULL: the bucket root).
+  const char *prefix;
+  size_t prefix_len;
+  // Base URL of the service, such as an emulator's `http://127.0.0.1:4443` (NULL:
+  // `https://storage.googleapis.com`, or the service account's `gcs_base_url`).
+  const char *base_url;
+  size_t base_url_len;
+  // A service account key: the JSON text of its key file. Requests carry tokens the
+  // library signs with it (no token exchange).
+  const char *service_account_key;
+  size_t service_account_key_len;
+  // The path of a service account key file, read when the store opens.
+  const char *service_account_path;
+  size_t service_account_path_len;
+  // An OAuth 2 access token, sent as is (`Authorization: Bearer ...`) until the storage
+  // is freed: the library does not refresh it.
+  const char *bearer_token;
+  size_t bearer_token_len;
+  // Nonzero: send unsigned requests (public buckets); credentials are then ignored.
+  uint8_t anonymous;
+  // Nonzero: writes and erases fail with `ZARRS_ERROR_READ_ONLY`.
+  uint8_t read_only;
+} ZarrsGcsConfig;
+
+// Settings of an Azure Blob Storage container. Every string is UTF-8 with its length in
+// bytes; a NULL pointer leaves a setting unset. Flags are `uint8_t`: 0 is false, any other
+// value true. The library copies what it needs; the caller keeps ownership of the struct
+// and its strings, which need only live for the call.
+//
+// Credentials: exactly one of `access_key`, `sas_token` and `bearer_token`, or
+// `anonymous`. None are looked for elsewhere (no managed identity, Azure CLI or
+// environment).
+typedef struct ZarrsAzureConfig {
+  // The storage account (required).
+  const char *account;
+  size_t account_len;
+  // The container (required).
+  const char *container;
+  size_t container_len;
+  // Key prefix inside the container ("" or NULL: the container root).
+  const char *prefix;
+  size_t prefix_len;
+  // The account's blob service URL (NULL: `https://{account}.blob.core.windows.net`). An
+  // emulator's includes the account: `http://127.0.0.1:10000/devstoreaccount1`.
+  const char *endpoint;
+  size_t endpoint_len;
+  // The account's shared key (base64), which signs every request.
+  const char *access_key;
+  size_t access_key_len;
+  // A shared access signature: its query string (`sv=...&sig=...`, a leading `?` allowed).
+  const char *sas_token;
+  size_t sas_token_len;
+  // A Microsoft Entra ID access token, sent as is (`Authorization: Bearer ...`) until the
+  // storage is freed: the library does not refresh it.
+  const char *bearer_token;
+  size_t bearer_token_len;
+  // Nonzero: send unsigned requests (public containers); credentials are then ignored.
+  uint8_t anonymous;
+  // Nonzero: writes and erases fail with `ZARRS_ERROR_READ_ONLY`.
+  uint8_t read_only;
+} ZarrsAzureConfig;
+
 
 // The library version (the crate version, e.g. `0.1.0`) as a static NUL-terminated string.
 // The Python package refuses to load a library whose version differs from its own.
@@ -835,6 +909,28 @@ ZarrsResult zarrs_array_needs_old(const struct ZarrsArray *array,
 // Thread safety: safe from any thread.
 ZarrsResult zarrs_storage_open_s3(const struct ZarrsS3Config *config,
                                   struct ZarrsStorage **storage_out);
+
+// Open a Google Cloud Storage bucket. Keys are stored under `prefix` in the bucket.
+// Plain `http://` base URLs (emulators) are allowed. Bad settings (a missing bucket name,
+// no credentials or more than one kind, a key that does not parse) are
+// `ZARRS_ERROR_INVALID_ARGUMENT`; opening sends no request.
+//
+// - `storage_out`: receives a new handle on success; free it with [`zarrs_storage_free`].
+//
+// Thread safety: safe from any thread.
+ZarrsResult zarrs_storage_open_gcs(const struct ZarrsGcsConfig *config,
+                                   struct ZarrsStorage **storage_out);
+
+// Open an Azure Blob Storage container. Keys are stored under `prefix` in the container.
+// Plain `http://` endpoints (emulators) are allowed. Bad settings (a missing account or
+// container, no credentials or more than one kind, an access key that is not base64) are
+// `ZARRS_ERROR_INVALID_ARGUMENT`; opening sends no request.
+//
+// - `storage_out`: receives a new handle on success; free it with [`zarrs_storage_free`].
+//
+// Thread safety: safe from any thread.
+ZarrsResult zarrs_storage_open_azure(const struct ZarrsAzureConfig *config,
+                                     struct ZarrsStorage **storage_out);
 
 // Open a read-only HTTP(S) store: keys are fetched from `url/key` (byte ranges for partial
 // reads). Every write or erase fails with `ZARRS_ERROR_READ_ONLY`.

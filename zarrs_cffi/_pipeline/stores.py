@@ -11,6 +11,7 @@ while one opens (opening a remote storage may start the library's I/O threads).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -112,7 +113,8 @@ _OBSTORE_S3_KEYS = {
 
 
 def _obstore(store: Any) -> Storage | str:
-    """Native storage for zarr's ObjectStore over an obstore S3Store or HTTPStore."""
+    """Native storage for zarr's ObjectStore over an obstore S3Store, GCSStore, AzureStore
+    or HTTPStore."""
     inner = store.store
     kind = type(inner).__name__
     options = {k: str(v).lower() for k, v in (getattr(inner, "client_options", None) or {}).items()}
@@ -124,6 +126,10 @@ def _obstore(store: Any) -> Storage | str:
         )
     if kind == "LocalStore" and inner.prefix is not None:
         return _filesystem(str(inner.prefix), direct_io=False, read_only=store.read_only)
+    if kind == "GCSStore":
+        return _obstore_gcs(inner, read_only=store.read_only)
+    if kind == "AzureStore":
+        return _obstore_azure(inner, read_only=store.read_only)
     if kind != "S3Store":
         return f"obstore {kind} has no native storage"
     config = dict(inner.config)
@@ -139,6 +145,150 @@ def _obstore(store: Any) -> Storage | str:
         token=config.get("token") or config.get("session_token"),
         anonymous=str(config.get("skip_signature", "false")).lower() == "true",
         path_style=str(config.get("virtual_hosted_style_request", "false")).lower() != "true",
+        read_only=store.read_only,
+    )
+
+
+def _gcs(
+    bucket_and_prefix: str, *, base_url: str | None, service_account_key: str | None,
+    service_account_path: str | None, token: str | None, anonymous: bool, read_only: bool,
+) -> Storage | str:
+    bucket, _, prefix = bucket_and_prefix.strip("/").partition("/")
+    if not bucket:
+        return "GCS location without a bucket"
+    if not anonymous and service_account_key is None and service_account_path is None and token is None:
+        return "GCS credentials not given explicitly (resolved by the Python library)"
+    settings = (bucket, prefix, base_url, service_account_key, service_account_path, token, anonymous, read_only)
+    return _cached(
+        ("gcs", *settings),
+        lambda: Storage.gcs(
+            bucket, prefix=prefix, base_url=base_url, service_account_key=service_account_key,
+            service_account_path=service_account_path, bearer_token=token, anonymous=anonymous,
+            read_only=read_only,
+        ),
+    )
+
+
+def _azure(
+    account: str, container_and_prefix: str, *, endpoint: str | None, access_key: str | None,
+    sas_token: str | None, token: str | None, anonymous: bool, read_only: bool,
+) -> Storage | str:
+    container, _, prefix = container_and_prefix.strip("/").partition("/")
+    if not account or not container:
+        return "Azure location without an account or a container"
+    if not anonymous and access_key is None and sas_token is None and token is None:
+        return "Azure credentials not given explicitly (resolved by the Python library)"
+    settings = (account, container, prefix, endpoint, access_key, sas_token, token, anonymous, read_only)
+    return _cached(
+        ("azure", *settings),
+        lambda: Storage.azure(
+            account, container, prefix=prefix, endpoint=endpoint, access_key=access_key,
+            sas_token=sas_token, bearer_token=token, anonymous=anonymous, read_only=read_only,
+        ),
+    )
+
+
+def _true(value: object) -> bool:
+    return str(value).lower() == "true"
+
+
+_OBSTORE_GCS_KEYS = {"bucket", "base_url", "service_account", "service_account_key", "bearer_token", "skip_signature"}
+
+
+def _obstore_gcs(inner: Any, *, read_only: bool) -> Storage | str:
+    """Native storage for an obstore GCSStore whose settings are all explicit."""
+    config = dict(inner.config)
+    unknown = set(config) - _OBSTORE_GCS_KEYS
+    if unknown:
+        return f"obstore GCSStore with settings {sorted(unknown)}"
+    if getattr(inner, "credential_provider", None) is not None:
+        return "obstore GCSStore with a credential provider"
+    return _gcs(
+        f"{config['bucket']}/{inner.prefix or ''}", base_url=config.get("base_url"),
+        service_account_key=config.get("service_account_key"), service_account_path=config.get("service_account"),
+        token=config.get("bearer_token"), anonymous=_true(config.get("skip_signature")), read_only=read_only,
+    )
+
+
+_OBSTORE_AZURE_KEYS = {
+    "account_name", "container_name", "account_key", "access_key", "sas_key", "token", "bearer_token",
+    "endpoint", "skip_signature", "use_emulator",
+}
+# Azurite's account and key, which obstore uses with `use_emulator` unless told otherwise
+# (Microsoft publishes both: they are the emulator's, not a secret).
+_EMULATOR_ACCOUNT = "devstoreaccount1"
+_EMULATOR_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def _obstore_azure(inner: Any, *, read_only: bool) -> Storage | str:
+    """Native storage for an obstore AzureStore whose settings are all explicit."""
+    config = dict(inner.config)
+    unknown = set(config) - _OBSTORE_AZURE_KEYS
+    if unknown:
+        return f"obstore AzureStore with settings {sorted(unknown)}"
+    if getattr(inner, "credential_provider", None) is not None:
+        return "obstore AzureStore with a credential provider"
+    account = config.get("account_name")
+    key = config.get("account_key") or config.get("access_key")
+    endpoint = config.get("endpoint")
+    sas, token = config.get("sas_key"), config.get("token") or config.get("bearer_token")
+    if _true(config.get("use_emulator")):
+        # object_store's emulator mode: the account in the path, Azurite's account and key
+        # unless others are given, the address from AZURITE_BLOB_STORAGE_URL or Azurite's.
+        account = account or _EMULATOR_ACCOUNT
+        base = os.environ.get("AZURITE_BLOB_STORAGE_URL", "http://127.0.0.1:10000").rstrip("/")
+        endpoint = f"{base}/{account}"
+        if key is None and sas is None and token is None:
+            key = _EMULATOR_KEY
+    return _azure(
+        account or "", f"{config.get('container_name', '')}/{inner.prefix or ''}", endpoint=endpoint,
+        access_key=key, sas_token=sas, token=token, anonymous=_true(config.get("skip_signature")),
+        read_only=read_only,
+    )
+
+
+def _gcsfs(store: Any, inner: Any) -> Storage | str:
+    """Native storage for an FsspecStore over gcsfs, with the credentials gcsfs resolved."""
+    if inner.requester_pays or inner.session_kwargs or inner.version_aware:
+        return "FsspecStore over GCS with client settings the native store does not map"
+    resolved = inner.credentials
+    given, google = resolved.token, resolved.credentials
+    key = path = token = None
+    anonymous = resolved.method == "anon"
+    if not anonymous:
+        kind = f"{type(google).__module__}.{type(google).__name__}"
+        if kind == "google.oauth2.service_account.Credentials" and isinstance(given, str) and os.path.isfile(given):
+            path = given
+        elif kind == "google.oauth2.service_account.Credentials" and isinstance(given, dict):
+            key = json.dumps(given)
+        elif kind == "google.oauth2.credentials.Credentials" and google.refresh_token is None and google.token:
+            # An access token alone, which gcsfs cannot refresh either: sent as it is.
+            token = google.token
+        else:
+            return "GCS credentials resolved by the Python library (default, cached, metadata server or refreshable)"
+    return _gcs(
+        str(store.path), base_url=str(inner._location), service_account_key=key, service_account_path=path,
+        token=token, anonymous=anonymous, read_only=store.read_only,
+    )
+
+
+def _adlfs(store: Any, inner: Any) -> Storage | str:
+    """Native storage for an FsspecStore over adlfs, with the credentials its Azure client
+    resolved (from the arguments, a connection string or the environment)."""
+    if inner.version_aware or inner.location_mode != "primary":
+        return "FsspecStore over Azure with client settings the native store does not map"
+    client = inner.service_client
+    policy = client.credential
+    key = sas = None
+    if policy is not None:
+        if type(policy).__name__ != "SharedKeyCredentialPolicy":
+            return "Azure credentials resolved by the Python library (a token credential)"
+        key = policy.account_key
+    elif client._query_str:
+        sas = client._query_str.lstrip("?")
+    return _azure(
+        client.account_name or "", str(store.path), endpoint=f"{client.scheme}://{client.primary_hostname}",
+        access_key=key, sas_token=sas, token=None, anonymous=policy is None and sas is None,
         read_only=store.read_only,
     )
 
@@ -177,6 +327,10 @@ def _fsspec(store: Any, *, direct_io: bool) -> Storage | str:
             token=inner.token, anonymous=bool(inner.anon), path_style=endpoint is not None,
             read_only=store.read_only,
         )
+    if kind in ("GCSFileSystem", "ExtendedGcsFileSystem") and type(inner).__module__.startswith("gcsfs."):
+        return _gcsfs(store, inner)
+    if kind == "AzureBlobFileSystem" and type(inner).__module__.startswith("adlfs."):
+        return _adlfs(store, inner)
     return f"FsspecStore over {protocols[0]!r} has no native storage"
 
 

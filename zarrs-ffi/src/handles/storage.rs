@@ -6,7 +6,7 @@ use zarrs::storage::store::MemoryStore;
 use zarrs::storage::ReadableWritableListableStorage;
 
 use crate::error::{FfiError, FfiResult};
-use crate::storage::{LocalStore, RemoteStore, S3Settings};
+use crate::storage::{AzureSettings, GcsSettings, LocalStore, RemoteStore, S3Settings};
 
 /// An open storage. Create with a `zarrs_storage_open_*` function, free with
 /// [`zarrs_storage_free`]. Arrays opened on it keep it alive, so it may be freed before them.
@@ -50,6 +50,18 @@ impl ZarrsStorage {
     /// An S3-compatible object store.
     pub fn s3(settings: &S3Settings) -> FfiResult<Self> {
         let (store, name) = RemoteStore::s3(settings)?;
+        Ok(Self::remote(store, name))
+    }
+
+    /// A Google Cloud Storage bucket.
+    pub fn gcs(settings: &GcsSettings) -> FfiResult<Self> {
+        let (store, name) = RemoteStore::gcs(settings)?;
+        Ok(Self::remote(store, name))
+    }
+
+    /// An Azure Blob Storage container.
+    pub fn azure(settings: &AzureSettings) -> FfiResult<Self> {
+        let (store, name) = RemoteStore::azure(settings)?;
         Ok(Self::remote(store, name))
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use zarrs::storage::StorageError;
 
 pub use local::LocalStore;
-pub use remote::{RemoteStore, S3Settings};
+pub use remote::{AzureSettings, GcsSettings, RemoteStore, S3Settings};
 
 /// Fail with `ReadOnly` (`ZARRS_ERROR_READ_ONLY`) on a write to a store opened read-only.
 fn check_writable(read_only: bool) -> Result<(), StorageError> {

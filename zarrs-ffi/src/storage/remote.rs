@@ -1,4 +1,5 @@
-//! Remote storage: S3-compatible object stores and read-only HTTP, through `object_store`.
+//! Remote storage: S3-compatible object stores, Google Cloud Storage, Azure Blob Storage and
+//! read-only HTTP, through `object_store`.
 //!
 //! Requests run on the library's tokio runtime (one per process: `process.rs`), never a
 //! runtime per call. Batch calls fetch every chunk of a batch concurrently on it
@@ -19,7 +20,7 @@ use zarrs::storage::{
     OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
     WritableStorageTraits,
 };
-use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, GetRange, ObjectStore, RetryConfig};
+use zarrs_object_store::object_store::{self, BackoffConfig, ClientOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 use zarrs_object_store::AsyncObjectStore;
 
 use super::check_writable;
@@ -64,11 +65,14 @@ pub struct RemoteStore {
     connect: Box<Connect>,
     client: PerProcess<(), ProcessClient>,
     read_only: bool,
+    /// Whether the service answers suffix ranges (`bytes=-n`). Azure does not: a suffix
+    /// (a shard index) is read there as a bounded range once a HEAD has told the size.
+    suffix_ranges: bool,
 }
 
 impl RemoteStore {
     fn new(connect: Box<Connect>, read_only: bool) -> FfiResult<Self> {
-        let store = Self { connect, client: PerProcess::new(1), read_only };
+        let store = Self { connect, client: PerProcess::new(1), read_only, suffix_ranges: true };
         // Build now, so bad settings fail at open.
         store.client()?;
         Ok(store)
@@ -141,7 +145,7 @@ impl RemoteStore {
                 .map(|(key, misses)| {
                     let version = fetched.version(&key);
                     async move {
-                        match fetch_value(object.as_ref(), &key, &misses, version).await {
+                        match fetch_value(object.as_ref(), &key, &misses, version, self.suffix_ranges).await {
                             Ok(found) => Ok((key, found)),
                             Err(object_store::Error::NotFound { .. }) => Ok((key, Found::Missing)),
                             Err(object_store::Error::Precondition { .. }) => Ok((key, Found::Changed)),
@@ -181,11 +185,25 @@ impl RemoteStore {
     }
 }
 
+/// `range` as the service can answer it: a suffix becomes a bounded range, after a HEAD for
+/// the value's size, where suffix ranges are not served. None: the suffix of an empty value
+/// (which no bounded range can ask for).
+async fn servable(object: &dyn ObjectStore, path: &object_store::path::Path, range: GetRange, suffix_ranges: bool) -> Result<Option<GetRange>, object_store::Error> {
+    match range {
+        GetRange::Suffix(length) if !suffix_ranges => {
+            let size = object.head(path).await?.size;
+            Ok((size > 0).then(|| GetRange::Bounded(size.saturating_sub(length)..size)))
+        }
+        range => Ok(Some(range)),
+    }
+}
+
 /// What [`RemoteStore::fetch_round`] fetches for one value, every request conditional on
 /// `version` when given. Every response must give the same strong ETag (or none, from a
 /// store that gives none), `version` if given: else the value changed between requests (or
-/// since), whatever a server that ignores `If-Match` answered.
-async fn fetch_value(object: &dyn ObjectStore, key: &StoreKey, misses: &[Miss], version: Option<String>) -> Result<Found, object_store::Error> {
+/// since), whatever a server that ignores `If-Match` answered. Where the service serves no
+/// suffix ranges, a suffix is a bounded range after a HEAD (conditional too) for the size.
+async fn fetch_value(object: &dyn ObjectStore, key: &StoreKey, misses: &[Miss], version: Option<String>, suffix_ranges: bool) -> Result<Found, object_store::Error> {
     let path = object_store::path::Path::from(key.as_str());
     let conditional = |range: Option<GetRange>| object_store::GetOptions { range, if_match: version.clone(), ..Default::default() };
     // The ETag of every response, as one: Err when they disagree.
@@ -238,6 +256,20 @@ async fn fetch_value(object: &dyn ObjectStore, key: &StoreKey, misses: &[Miss], 
             Miss::Range(ByteRange::Suffix(length)) => GetRange::Suffix(length),
             _ => continue,
         };
+        let range = match range {
+            GetRange::Suffix(length) if !suffix_ranges => {
+                let head = object.get_opts(&path, object_store::GetOptions { head: true, ..conditional(None) }).await?;
+                saw(head.meta.e_tag.clone());
+                let total = head.meta.size;
+                if total == 0 {
+                    size = Some(0);
+                    parts.push((0, Bytes::new()));
+                    continue;
+                }
+                GetRange::Bounded(total.saturating_sub(length)..total)
+            }
+            range => range,
+        };
         let result = object.get_opts(&path, conditional(Some(range))).await?;
         saw(result.meta.e_tag.clone());
         let (start, total) = (result.range.start, result.meta.size);
@@ -286,6 +318,10 @@ impl ReadableStorageTraits for RemoteStore {
                     ByteRange::FromStart(offset, Some(length)) => GetRange::Bounded(offset..offset + length),
                     ByteRange::FromStart(offset, None) => GetRange::Offset(offset),
                     ByteRange::Suffix(length) => GetRange::Suffix(length),
+                };
+                let Some(range) = servable(object.as_ref(), &path, range, self.suffix_ranges).await? else {
+                    out.push(Bytes::new());
+                    continue;
                 };
                 let options = object_store::GetOptions::new().with_range(Some(range));
                 out.push(object.get_opts(&path, options).await?.bytes().await?);
@@ -412,17 +448,9 @@ impl RemoteStore {
                 builder = builder.with_token(token);
             }
         }
-        let prefix = prefix.trim_matches('/').to_string();
-        let name = format!("s3://{bucket}/{prefix}");
-        let connect = move || -> FfiResult<Arc<dyn ObjectStore>> {
-            let store = builder.clone().build().map_err(builder_error)?;
-            Ok(if prefix.is_empty() {
-                Arc::new(store)
-            } else {
-                Arc::new(object_store::prefix::PrefixStore::new(store, prefix.as_str()))
-            })
-        };
-        Ok((Self::new(Box::new(connect), settings.read_only)?, name))
+        let name = format!("s3://{bucket}/{}", prefix.trim_matches('/'));
+        let connect = connect_with(builder, object_store::aws::AmazonS3Builder::build, prefix);
+        Ok((Self::new(connect, settings.read_only)?, name))
     }
 
     /// Open a read-only HTTP(S) store: keys are fetched from `url/key`.
@@ -436,5 +464,157 @@ impl RemoteStore {
             Ok(Arc::new(builder.clone().build().map_err(builder_error)?))
         };
         Self::new(Box::new(connect), true)
+    }
+}
+
+/// A client builder, kept to build a client again in each process ([`RemoteStore`] is fork-safe).
+fn connect_with<B, S>(builder: B, build: fn(B) -> object_store::Result<S>, prefix: &str) -> Box<Connect>
+where
+    B: Clone + Send + Sync + 'static,
+    S: ObjectStore,
+{
+    let prefix = prefix.trim_matches('/').to_string();
+    Box::new(move || -> FfiResult<Arc<dyn ObjectStore>> {
+        let store = build(builder.clone()).map_err(builder_error)?;
+        Ok(if prefix.is_empty() {
+            Arc::new(store)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(store, prefix.as_str()))
+        })
+    })
+}
+
+/// The one credential source given, by name, or an error naming them all when none or more
+/// than one is: the library never picks between credentials or looks for more.
+fn one_credential<'a, T>(service: &str, sources: [(&'static str, Option<T>); 3]) -> FfiResult<(&'static str, T)> {
+    let given: Vec<&'static str> = sources.iter().filter(|(_, v)| v.is_some()).map(|(name, _)| *name).collect();
+    let names = sources.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ");
+    if given.len() > 1 {
+        return Err(FfiError::invalid(format!(
+            "{service} credentials: give one of {names} or `anonymous`, not {}",
+            given.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(" and ")
+        )));
+    }
+    sources
+        .into_iter()
+        .find_map(|(name, value)| value.map(|value| (name, value)))
+        .ok_or_else(|| FfiError::invalid(format!("{service} credentials need one of {names}, or `anonymous`")))
+}
+
+/// Settings of a Google Cloud Storage bucket (see `ZarrsGcsConfig`); absent strings are None.
+pub struct GcsSettings<'a> {
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub base_url: Option<&'a str>,
+    pub service_account_key: Option<&'a str>,
+    pub service_account_path: Option<&'a str>,
+    pub bearer_token: Option<&'a str>,
+    pub anonymous: bool,
+    pub read_only: bool,
+}
+
+impl RemoteStore {
+    /// Open a Google Cloud Storage bucket; returns it with its name for messages
+    /// (`gs://bucket/prefix`). Exactly one credential source, used as given: application
+    /// default credentials, the metadata server and the environment are never consulted.
+    pub fn gcs(settings: &GcsSettings) -> FfiResult<(Self, String)> {
+        use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder};
+
+        let GcsSettings { bucket, prefix, base_url, .. } = *settings;
+        if bucket.is_empty() {
+            return Err(FfiError::invalid("`bucket` must not be empty"));
+        }
+        let (options, retry) = client_options(true);
+        let mut builder = GoogleCloudStorageBuilder::new()
+            .with_bucket_name(bucket)
+            .with_client_options(options)
+            .with_retry(retry)
+            .with_skip_signature(settings.anonymous);
+        if let Some(base_url) = base_url {
+            builder = builder.with_base_url(base_url.trim_end_matches('/'));
+        }
+        let static_token = |bearer: &str| Arc::new(object_store::StaticCredentialProvider::new(GcpCredential { bearer: bearer.to_string() }));
+        if settings.anonymous {
+            // Unsigned requests; a credential is still set so that the builder does not go
+            // looking for application default credentials it would never use.
+            builder = builder.with_credentials(static_token(""));
+        } else {
+            let sources = [
+                ("service_account_key", settings.service_account_key),
+                ("service_account_path", settings.service_account_path),
+                ("bearer_token", settings.bearer_token),
+            ];
+            builder = match one_credential("GCS", sources)? {
+                ("service_account_key", key) => builder.with_service_account_key(key),
+                ("service_account_path", path) => builder.with_service_account_path(path),
+                (_, token) => builder.with_credentials(static_token(token)),
+            };
+        }
+        let name = format!("gs://{bucket}/{}", prefix.trim_matches('/'));
+        let connect = connect_with(builder, GoogleCloudStorageBuilder::build, prefix);
+        Ok((Self::new(connect, settings.read_only)?, name))
+    }
+}
+
+/// Settings of an Azure Blob Storage container (see `ZarrsAzureConfig`); absent strings are None.
+pub struct AzureSettings<'a> {
+    pub account: &'a str,
+    pub container: &'a str,
+    pub prefix: &'a str,
+    pub endpoint: Option<&'a str>,
+    pub access_key: Option<&'a str>,
+    pub sas_token: Option<&'a str>,
+    pub bearer_token: Option<&'a str>,
+    pub anonymous: bool,
+    pub read_only: bool,
+}
+
+impl RemoteStore {
+    /// Open an Azure Blob Storage container; returns it with its name for messages
+    /// (`az://account/container/prefix`). Exactly one credential source, used as given:
+    /// managed identity, the Azure CLI and the environment are never consulted.
+    pub fn azure(settings: &AzureSettings) -> FfiResult<(Self, String)> {
+        use object_store::azure::{AzureConfigKey, AzureCredential, MicrosoftAzureBuilder};
+
+        let AzureSettings { account, container, prefix, endpoint, .. } = *settings;
+        if account.is_empty() {
+            return Err(FfiError::invalid("`account` must not be empty"));
+        }
+        if container.is_empty() {
+            return Err(FfiError::invalid("`container` must not be empty"));
+        }
+        let (options, retry) = client_options(true);
+        let mut builder = MicrosoftAzureBuilder::new()
+            .with_account(account)
+            .with_container_name(container)
+            .with_client_options(options)
+            .with_retry(retry)
+            .with_skip_signature(settings.anonymous);
+        if let Some(endpoint) = endpoint {
+            // The account's blob URL, as `https://{account}.blob.core.windows.net` is on Azure;
+            // an emulator's includes the account (`http://127.0.0.1:10000/devstoreaccount1`).
+            builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_string());
+        }
+        if settings.anonymous {
+            // A credential is still set so that the builder does not set up managed identity.
+            let none = AzureCredential::BearerToken(String::new());
+            builder = builder.with_credentials(Arc::new(object_store::StaticCredentialProvider::new(none)));
+        } else {
+            let sources = [
+                ("access_key", settings.access_key),
+                ("sas_token", settings.sas_token),
+                ("bearer_token", settings.bearer_token),
+            ];
+            builder = match one_credential("Azure", sources)? {
+                ("access_key", key) => builder.with_access_key(key),
+                ("sas_token", sas) => builder.with_config(AzureConfigKey::SasKey, sas.trim_start_matches('?')),
+                (_, token) => builder.with_bearer_token_authorization(token),
+            };
+        }
+        let name = format!("az://{account}/{container}/{}", prefix.trim_matches('/'));
+        let connect = connect_with(builder, MicrosoftAzureBuilder::build, prefix);
+        let mut store = Self::new(connect, settings.read_only)?;
+        store.suffix_ranges = false;
+        Ok((store, name))
     }
 }

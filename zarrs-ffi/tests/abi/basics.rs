@@ -85,6 +85,81 @@ fn free_null_is_a_no_op() {
     check(zarrs_encoded_chunks_free(null_mut()));
 }
 
+/// A base64 access key (Azure checks the encoding when the store opens).
+const AZURE_KEY: &str = "a2V5LWZvci10ZXN0cw==";
+
+#[test]
+fn gcs_and_azure_storage_bad_arguments() {
+    let mut storage = null_mut();
+    // Settings: a name is required, and exactly one kind of credentials (or anonymous).
+    let bad_gcs = [
+        (gcs_config("", None, None, Some("t")), "bucket"),
+        (gcs_config("b", None, None, None), "credentials need one of"),
+        (gcs_config("b", None, Some("/nonexistent/key.json"), Some("t")), "not `service_account_path` and `bearer_token`"),
+        (gcs_config("b", Some("{not json"), None, None), "invalid remote store settings"),
+        (gcs_config("b", None, Some("/nonexistent/key.json"), None), "invalid remote store settings"),
+    ];
+    for (config, mentions) in &bad_gcs {
+        expect_err(zarrs_storage_open_gcs(config, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, mentions);
+    }
+    let bad_azure = [
+        (azure_config("", None, None, Some("t")), "container"),
+        (azure_config("c", None, None, None), "credentials need one of"),
+        (azure_config("c", Some(AZURE_KEY), Some("sv=1&sig=x"), None), "not `access_key` and `sas_token`"),
+        (azure_config("c", Some("not base64!"), None, None), "invalid remote store settings"),
+    ];
+    for (config, mentions) in &bad_azure {
+        expect_err(zarrs_storage_open_azure(config, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, mentions);
+    }
+    let mut no_account = azure_config("c", None, None, Some("t"));
+    no_account.account_len = 0;
+    expect_err(zarrs_storage_open_azure(&no_account, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "account");
+    // Strings are UTF-8 with their length; a NULL required string is a NULL pointer error.
+    let mut bad_utf8 = gcs_config("b", None, None, Some("t"));
+    bad_utf8.bearer_token = b"\xff".as_ptr().cast();
+    bad_utf8.bearer_token_len = 1;
+    expect_err(zarrs_storage_open_gcs(&bad_utf8, &mut storage), ZARRS_ERROR_INVALID_ARGUMENT, "`bearer_token` is not UTF-8");
+    let mut no_container = azure_config("c", None, None, Some("t"));
+    no_container.container = null();
+    expect_err(zarrs_storage_open_azure(&no_container, &mut storage), ZARRS_ERROR_NULL_POINTER, "`container`");
+    assert!(storage.is_null(), "no handle on failure");
+
+    // Each kind of credentials opens without I/O; the first read of a server that is not
+    // there is a storage error within the bounded retries, for GCS and for Azure.
+    let json = metadata([4, 4], [4, 4], &codecs_zstd());
+    let mut anonymous = gcs_config("b", None, None, None);
+    anonymous.anonymous = 1;
+    let mut anonymous_azure = azure_config("c", None, None, None);
+    anonymous_azure.anonymous = 1;
+    let mut opened = Vec::new();
+    for config in [gcs_config("b", None, None, Some("t")), anonymous] {
+        check(zarrs_storage_open_gcs(&config, &mut storage));
+        opened.push(Storage(std::mem::replace(&mut storage, null_mut())));
+    }
+    for config in [azure_config("c", Some(AZURE_KEY), None, None), azure_config("c", None, Some("?sv=1&sig=x"), None), azure_config("c", None, None, Some("t")), anonymous_azure] {
+        check(zarrs_storage_open_azure(&config, &mut storage));
+        opened.push(Storage(std::mem::replace(&mut storage, null_mut())));
+    }
+    for storage in [&opened[0], &opened[2]] {
+        let mut handle = null_mut();
+        check(zarrs_array_open_with_metadata(storage.0, b"/a".as_ptr().cast(), 2, json.as_ptr().cast(), json.len(), &mut handle));
+        let array = Array(handle);
+        let started = std::time::Instant::now();
+        assert_eq!(array.try_retrieve(None, &[0, 0], &[4, 4]), Err(ZARRS_ERROR_STORAGE));
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    }
+    // Read-only: a write is refused before any request.
+    let mut read_only = azure_config("c", None, None, Some("t"));
+    read_only.read_only = 1;
+    check(zarrs_storage_open_azure(&read_only, &mut storage));
+    let read_only = Storage(storage);
+    let mut handle = null_mut();
+    check(zarrs_array_open_with_metadata(read_only.0, b"/".as_ptr().cast(), 1, json.as_ptr().cast(), json.len(), &mut handle));
+    let array = Array(handle);
+    let code = zarrs_array_store_subset(array.ptr(), null(), [0u64, 0].as_ptr(), [4u64, 4].as_ptr(), 2, [0u16; 16].as_ptr().cast(), 32);
+    expect_err(code, ZARRS_ERROR_READ_ONLY, "read");
+}
+
 #[test]
 fn remote_storage_bad_arguments() {
     let mut storage = null_mut();

@@ -558,6 +558,66 @@ fn s3_config(bucket: &'static str, key: Option<&'static str>, secret: Option<&'s
     }
 }
 
+/// `s` as an optional C string argument: NULL for None.
+fn maybe_text(s: Option<&'static str>) -> (*const c_char, usize) {
+    s.map_or((null(), 0), text)
+}
+
+/// A GCS configuration for a bucket on an address where nothing listens, with the given
+/// credentials (service account key, service account path, bearer token).
+fn gcs_config(bucket: &'static str, key: Option<&'static str>, path: Option<&'static str>, token: Option<&'static str>) -> ZarrsGcsConfig {
+    let (bucket, bucket_len) = text(bucket);
+    let (base_url, base_url_len) = text("http://127.0.0.1:9");
+    let (service_account_key, service_account_key_len) = maybe_text(key);
+    let (service_account_path, service_account_path_len) = maybe_text(path);
+    let (bearer_token, bearer_token_len) = maybe_text(token);
+    ZarrsGcsConfig {
+        bucket,
+        bucket_len,
+        prefix: null(),
+        prefix_len: 0,
+        base_url,
+        base_url_len,
+        service_account_key,
+        service_account_key_len,
+        service_account_path,
+        service_account_path_len,
+        bearer_token,
+        bearer_token_len,
+        anonymous: 0,
+        read_only: 0,
+    }
+}
+
+/// An Azure configuration for a container on an address where nothing listens, with the
+/// given credentials (access key, SAS token, bearer token).
+fn azure_config(container: &'static str, key: Option<&'static str>, sas: Option<&'static str>, token: Option<&'static str>) -> ZarrsAzureConfig {
+    let (account, account_len) = text("devstoreaccount1");
+    let (container, container_len) = text(container);
+    let (endpoint, endpoint_len) = text("http://127.0.0.1:9/devstoreaccount1");
+    let (access_key, access_key_len) = maybe_text(key);
+    let (sas_token, sas_token_len) = maybe_text(sas);
+    let (bearer_token, bearer_token_len) = maybe_text(token);
+    ZarrsAzureConfig {
+        account,
+        account_len,
+        container,
+        container_len,
+        prefix: null(),
+        prefix_len: 0,
+        endpoint,
+        endpoint_len,
+        access_key,
+        access_key_len,
+        sas_token,
+        sas_token_len,
+        bearer_token,
+        bearer_token_len,
+        anonymous: 0,
+        read_only: 0,
+    }
+}
+
 /// An orthogonal gather: per chunk its key, chunk shape and per axis `(start, count)` into a
 /// shared pool of indices and positions.
 #[derive(Clone, Default)]

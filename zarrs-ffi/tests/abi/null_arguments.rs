@@ -101,6 +101,8 @@ fn null_arguments_of_the_calls_without_an_array_are_refused() {
     let dir = TempDir::new("null-storage");
     let path = path_str(&dir.0);
     let s3 = s3_config("bucket", Some("k"), Some("s"));
+    let gcs = gcs_config("bucket", None, None, Some("t"));
+    let azure = azure_config("container", None, None, Some("t"));
     let (url, url_len) = text("http://127.0.0.1:9/data");
     let message = "never raised";
     check_rows(&[
@@ -122,6 +124,18 @@ fn null_arguments_of_the_calls_without_an_array_are_refused() {
         row("zarrs_storage_open_s3", &["config", "storage_out"], |n| {
             let mut storage = null_mut();
             let code = zarrs_storage_open_s3(n.c("config", &s3), n.m("storage_out", &mut storage));
+            assert!(storage.is_null(), "no handle on failure");
+            code
+        }),
+        row("zarrs_storage_open_gcs", &["config", "storage_out"], |n| {
+            let mut storage = null_mut();
+            let code = zarrs_storage_open_gcs(n.c("config", &gcs), n.m("storage_out", &mut storage));
+            assert!(storage.is_null(), "no handle on failure");
+            code
+        }),
+        row("zarrs_storage_open_azure", &["config", "storage_out"], |n| {
+            let mut storage = null_mut();
+            let code = zarrs_storage_open_azure(n.c("config", &azure), n.m("storage_out", &mut storage));
             assert!(storage.is_null(), "no handle on failure");
             code
         }),
