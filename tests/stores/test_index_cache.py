@@ -134,6 +134,14 @@ def test_the_cache_stays_within_its_budget(tmp_path):
         assert_same(arr[8:16, 0:8], data[8:16, 0:8])
         assert len(_shard_gets(url)) == 2, url.requests
         assert _native(arr).shard_index_cache_usage() == (0, 0)
+        # Opened again with the key unset: the default budget again, not the last open's 0.
+        with zarr.config.set({"codec_pipeline.shard_index_cache_bytes": None}):
+            again = _http_array(url)
+            assert _native(again) is _native(arr)
+            assert_same(again[0:8, 0:8], data[0:8, 0:8])
+            url.requests.clear()
+            assert_same(again[8:16, 0:8], data[8:16, 0:8])
+            assert len(_shard_gets(url)) == 1, url.requests
 
 
 def test_a_wrong_budget_is_refused():

@@ -3,7 +3,7 @@
 zarr's global config (``zarr.config``) holds the pipeline's keys; each array's
 ``ArrayConfig`` (a chunk spec's ``config``) holds the per-array ones. A key is read when a
 pipeline is created (``options_from_config``, ``direct_io``), when an array is first used
-(``apply_keep_warm``, ``loop_read_bytes``) or when a call needs it (``io_limit``, ``strict``,
+(``apply_keep_warm``, ``loop_read_bytes``, ``shard_index_cache_bytes``) or when a call needs it (``io_limit``, ``strict``,
 ``write_empty_chunks``, ``coalesce``); this module keeps no state of its own.
 
 The native library reads one setting itself, for C callers: the environment variable
@@ -20,7 +20,7 @@ overrides.
 | ``codec_pipeline.fsync`` | bool | False | fsync each chunk file and its directory |
 | ``codec_pipeline.direct_io`` | bool | False | local reads bypass the page cache |
 | ``codec_pipeline.strict`` | bool | False | a fallback is an error |
-| ``codec_pipeline.shard_index_cache_bytes`` | int >= 0 or None | None (the library's, 32 MiB) | shard indexes kept per remote sharded array (0: none) |
+| ``codec_pipeline.shard_index_cache_bytes`` | int >= 0 or None | None (32 MiB) | shard indexes kept per remote sharded array (0: none) |
 | ``codec_pipeline.keep_warm_us`` | int >= 0 or None | None (as it is) | the keep-warm window |
 | ``codec_pipeline.loop_read_bytes`` | int >= 0 or None | None (256 KiB) | a lone small local read's decoded size, at most, to run on the event loop (0: never) |
 | ``async.concurrency`` | int >= 0 or None | None (no limit) | store requests in flight |
@@ -39,14 +39,17 @@ from .._bindings import Options, keep_warm
 from ..errors import ZarrsValueError
 
 __all__ = [
-    "apply_keep_warm", "coalesce", "direct_io", "io_limit", "loop_read_bytes", "options_from_config", "strict",
-    "write_empty_chunks",
+    "apply_keep_warm", "coalesce", "direct_io", "io_limit", "loop_read_bytes", "options_from_config",
+    "shard_index_cache_bytes", "strict", "write_empty_chunks",
 ]
 
 #: ``codec_pipeline.loop_read_bytes`` unset: four 32^3 chunks of 2-byte elements, whose
 #: decoding holds the loop for a few hundred microseconds at most (benchmarks/RESULTS.md,
 #: call_share.py's native call).
 LOOP_READ_BYTES = 256 << 10
+
+#: ``codec_pipeline.shard_index_cache_bytes`` unset: the native library's own default.
+SHARD_INDEX_CACHE_BYTES = 32 << 20
 
 #: zarr >= 3.4's defaults for its sharding codec's range coalescing (``ArrayConfig``).
 COALESCE_MAX_GAP_BYTES = 1 << 20
@@ -117,11 +120,13 @@ def strict() -> bool:
     return _flag("codec_pipeline.strict", False)
 
 
-def shard_index_cache_bytes() -> int | None:
+def shard_index_cache_bytes() -> int:
     """The most bytes of shard indexes one remote sharded array keeps across reads
-    (``codec_pipeline.shard_index_cache_bytes``; 0: none), or None for the library's
-    default. Read when an array is first used."""
-    return _setting("codec_pipeline.shard_index_cache_bytes")
+    (``codec_pipeline.shard_index_cache_bytes``; 0: none). Read whenever a pipeline opens
+    its array: arrays opened again share their native handle, and each open sets its
+    budget, so an unset key restores the default rather than keeping an earlier open's."""
+    budget = _setting("codec_pipeline.shard_index_cache_bytes")
+    return SHARD_INDEX_CACHE_BYTES if budget is None else budget
 
 
 def io_limit() -> int | None:

@@ -69,8 +69,8 @@ def open_record(metadata: ArrayMetadata, store: Store, options: Options, *, dire
     except ZarrsError as exc:
         fall_back("codec", f"zarrs cannot open this array: {exc}")
     array, document, native_dtype = opened.array, opened.document, opened.native_dtype
-    if array.sharded and (index_cache := config.shard_index_cache_bytes()) is not None:
-        array.set_shard_index_cache(index_cache)
+    if array.sharded:
+        array.set_shard_index_cache(config.shard_index_cache_bytes())
     shards = None if variable else opened.shards
     if variable:
         # Bytes always move through the store's Python API (whole chunks, see variable.py).
