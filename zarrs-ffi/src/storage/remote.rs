@@ -486,7 +486,7 @@ where
 
 /// The one credential source given, by name, or an error naming them all when none or more
 /// than one is: the library never picks between credentials or looks for more.
-fn one_credential<'a, T>(service: &str, sources: [(&'static str, Option<T>); 3]) -> FfiResult<(&'static str, T)> {
+fn one_credential<T>(service: &str, sources: [(&'static str, Option<T>); 3]) -> FfiResult<(&'static str, T)> {
     let given: Vec<&'static str> = sources.iter().filter(|(_, v)| v.is_some()).map(|(name, _)| *name).collect();
     let names = sources.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ");
     if given.len() > 1 {
