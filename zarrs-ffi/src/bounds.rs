@@ -941,7 +941,7 @@ mod tests {
         let chain = |endian, compressors: Vec<Arc<dyn BytesToBytesCodecTraits>>| {
             BoundedChain::new(Arc::new(CodecChain::new(vec![], Arc::new(BytesCodec::new(endian)), compressors)))
         };
-        let zstd: Arc<dyn BytesToBytesCodecTraits> = Arc::new(ZstdCodec::new(3.into(), false));
+        let zstd: Arc<dyn BytesToBytesCodecTraits> = Arc::new(ZstdCodec::new(3, false));
         let straight = chain(Some(Endianness::native()), vec![zstd.clone()]);
         let mut out = vec![0u8; data.len()];
         assert!(straight.decode_straight(&frame, &mut out));
