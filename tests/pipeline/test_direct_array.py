@@ -456,3 +456,19 @@ def test_bindings_reject_object_buffers(tmp_path: Path) -> None:
         with pytest.raises(zarrs_cffi.ZarrsValueError, match="holds Python objects"):
             call()
         assert objects[0, 0] is None, name
+
+
+def test_region_calls_refuse_coordinates_of_another_dimensionality(tmp_path):
+    # The C calls read ``ndim`` start and shape values: fewer given must never reach them.
+    _zarr_array(tmp_path / "a.zarr")
+    native, options = Array.open(tmp_path / "a.zarr")._native, Options()
+    assert native.ndim == 2
+    flat = np.zeros(4, dtype="int32")
+    square = np.zeros((2, 2), dtype="int32")
+    for call in (native.retrieve_subset, native.store_subset):
+        with pytest.raises(zarrs_cffi.ZarrsValueError, match="needs 2 start values"):
+            call(options, (0,), square)
+        with pytest.raises(zarrs_cffi.ZarrsValueError, match="2-dimensional buffer"):
+            call(options, (0, 0), flat)
+        with pytest.raises(zarrs_cffi.ZarrsValueError, match="integers from 0"):
+            call(options, (-1, 0), square)

@@ -18,7 +18,7 @@ from ..errors import ZarrsValueError
 from .chunks import ChunksMixin
 from .codec import CodecMixin
 from .completion import CompletionMixin
-from .convert import _in_buffer, _out_buffer, _read_string, _str, _u64, _u64_ptr, lib
+from .convert import _in_buffer, _out_buffer, _read_string, _str, _u64, _u64_cells, _u64_ptr, lib
 from .gather import GatherMixin
 from .library import Result, check, ffi
 from .plan import PlanMixin
@@ -45,6 +45,8 @@ class ArrayHandle(ChunksMixin, CompletionMixin, GatherMixin, CodecMixin, PlanMix
         ndim = ffi.new("size_t *")
         check(lib().zarrs_array_dimensionality(self._handle, ndim))
         self.ndim = int(ndim[0])
+        # Fixed for the handle's life (no C call changes it): read once, not per call.
+        self._shape = self._dims(lib().zarrs_array_shape)
         size = ffi.new("size_t *")
         # 0 for variable-length data types, whose elements have no fixed size.
         code = lib().zarrs_array_element_size(self._handle, size)
@@ -80,7 +82,7 @@ class ArrayHandle(ChunksMixin, CompletionMixin, GatherMixin, CodecMixin, PlanMix
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._dims(lib().zarrs_array_shape)
+        return self._shape
 
     @property
     def chunk_grid_shape(self) -> tuple[int, ...]:
@@ -115,16 +117,23 @@ class ArrayHandle(ChunksMixin, CompletionMixin, GatherMixin, CodecMixin, PlanMix
             lambda b, n, o: lib().zarrs_array_chunk_key(self._handle, ptr, self.ndim, b, n, o)
         )
 
+    def _check_region(self, start: Sequence[int], data: npt.NDArray[Any]) -> None:
+        # The C call reads ``ndim`` values from each of start and shape.
+        if len(start) != self.ndim or data.ndim != self.ndim:
+            raise ZarrsValueError(
+                f"a region of this {self.ndim}-dimensional array needs {self.ndim} start values "
+                f"and a {self.ndim}-dimensional buffer, not {len(start)} and {data.ndim}"
+            )
+
     def retrieve_subset(
         self, options: Options, start: Sequence[int], out: npt.NDArray[Any]
     ) -> None:
         """Read the region at ``start`` with ``out.shape`` into ``out``."""
         self._check_elements(out, "out")
-        start_ = _u64(start, "start")
-        shape_ = _u64(out.shape, "shape")
+        self._check_region(start, out)
         check(
             lib().zarrs_array_retrieve_subset(
-                self._handle, options._cdata(), _u64_ptr(start_), _u64_ptr(shape_), self.ndim,
+                self._handle, options._cdata(), _u64_cells(start, "start"), _u64_cells(out.shape, "shape"), self.ndim,
                 _out_buffer(out, "out"), out.nbytes,
             )
         )
@@ -132,11 +141,10 @@ class ArrayHandle(ChunksMixin, CompletionMixin, GatherMixin, CodecMixin, PlanMix
     def store_subset(self, options: Options, start: Sequence[int], data: npt.NDArray[Any]) -> None:
         """Write ``data`` to the region at ``start`` with ``data.shape``."""
         self._check_elements(data, "data")
-        start_ = _u64(start, "start")
-        shape_ = _u64(data.shape, "shape")
+        self._check_region(start, data)
         check(
             lib().zarrs_array_store_subset(
-                self._handle, options._cdata(), _u64_ptr(start_), _u64_ptr(shape_), self.ndim,
+                self._handle, options._cdata(), _u64_cells(start, "start"), _u64_cells(data.shape, "shape"), self.ndim,
                 _in_buffer(data, "data"), data.nbytes,
             )
         )

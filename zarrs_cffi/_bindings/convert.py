@@ -35,6 +35,15 @@ def _u64(values: Sequence[int] | npt.NDArray[Any], name: str) -> npt.NDArray[np.
     return array
 
 
+def _u64_cells(values: Sequence[int], name: str) -> Any:
+    """A new C ``uint64_t`` array of ``values`` (Python or numpy integers): for the few
+    coordinates of a region, cheaper than a numpy array and its buffer."""
+    try:
+        return ffi.new("uint64_t[]", values)
+    except (OverflowError, TypeError) as exc:
+        raise ZarrsValueError(f"{name} must be integers from 0 to 2**64 - 1, not {values!r}") from exc
+
+
 def _flat_u64(values: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
     """``values`` flattened into a C-contiguous ``uint64`` array (a view when it is one)."""
     return np.ascontiguousarray(values, dtype=np.uint64).reshape(-1)

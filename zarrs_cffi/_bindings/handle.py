@@ -28,9 +28,10 @@ class ArrayBase:
     """The state of an open native array (``ZarrsArray``) and the checks its calls share."""
 
     # The only slots of ArrayHandle: its mixins add none, so it has no __dict__.
-    __slots__ = ("_handle", "element_size", "ndim", "storage")
+    __slots__ = ("_handle", "_shape", "element_size", "ndim", "storage")
 
     _handle: Any
+    _shape: tuple[int, ...]
     element_size: int
     ndim: int
     storage: Storage

@@ -208,21 +208,17 @@ def basic_region(key: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int]
     step-1 slices and integers; ``ZarrsValueError`` for anything else."""
     if not isinstance(key, tuple):
         key = (key,)
-    if any(k is Ellipsis for k in key):
-        at = next(i for i, k in enumerate(key) if k is Ellipsis)
-        fill = (slice(None),) * (len(shape) - len(key) + 1)
-        key = key[:at] + fill + key[at + 1 :]
-    if len(key) > len(shape):
-        raise ZarrsValueError(f"too many indices ({len(key)}) for an array of {len(shape)} dimensions")
-    key = key + (slice(None),) * (len(shape) - len(key))
+    if len(key) != len(shape):
+        key = _whole_key(key, len(shape))
     start, extent, dropped = [], [], []
-    for axis, (k, n) in enumerate(zip(key, shape, strict=True)):
-        if isinstance(k, slice):
+    for axis, k in enumerate(key):
+        n = shape[axis]
+        if type(k) is slice:
             lo, hi, step = k.indices(n)
             if step != 1:
                 raise ZarrsValueError("the direct API takes step-1 slices only; use zarr for strides")
             start.append(lo)
-            extent.append(max(hi - lo, 0))
+            extent.append(hi - lo if hi > lo else 0)
         elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
             index = int(k) + n if k < 0 else int(k)
             if not 0 <= index < n:
@@ -230,6 +226,22 @@ def basic_region(key: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int]
             start.append(index)
             extent.append(1)
             dropped.append(axis)
+        elif k is Ellipsis:
+            return basic_region(_whole_key(key, len(shape)), shape)
         else:
             raise ZarrsValueError(f"unsupported index {k!r}: use slices and integers")
     return start, extent, tuple(dropped)
+
+
+def _whole_key(key: tuple[Any, ...], ndim: int) -> tuple[Any, ...]:
+    """``key`` with its Ellipsis filled in and missing trailing axes made whole."""
+    ellipses = [i for i, k in enumerate(key) if k is Ellipsis]
+    if len(ellipses) > 1:
+        raise ZarrsValueError("an index can only have a single ellipsis ('...')")
+    if ellipses:
+        at = ellipses[0]
+        fill = (slice(None),) * (ndim - len(key) + 1)
+        key = key[:at] + fill + key[at + 1 :]
+    if len(key) > ndim:
+        raise ZarrsValueError(f"too many indices ({len(key)}) for an array of {ndim} dimensions")
+    return key + (slice(None),) * (ndim - len(key))
