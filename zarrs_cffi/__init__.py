@@ -12,6 +12,7 @@ native library; that happens on first use.
 from __future__ import annotations
 
 from ._bindings import Options, keep_warm
+from ._core.results import result_pool_bytes
 from ._version import __version__
 from .array import Array
 from .errors import (
@@ -47,6 +48,7 @@ __all__ = [
     "__version__",
     "keep_warm",
     "reset_stats",
+    "result_pool_bytes",
     "stats",
 ]
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.core.indexing import is_bool_array
 
-from ._core import workers
+from ._core import results, workers
 from ._direct_futures import settled
 from ._pipeline import completion
 from ._selection.picks import OrthogonalPicks
@@ -107,7 +107,7 @@ class Gathers:
         else:
             picks, shape = plan_coordinates(self._grid, selection)
         if out is None:
-            out = np.empty(shape, dtype=self._dtype)
+            out = results.empty(shape, self._dtype)
         elif out.dtype != self._dtype or out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
             raise ZarrsValueError(
                 f"out must be a writeable C-contiguous {self._dtype} array of shape {shape}, "

@@ -23,7 +23,7 @@ import numpy as np
 from zarr.core.indexing import is_pure_fancy_indexing
 
 from ._bindings import ArrayHandle, Options, Storage
-from ._core import keylocks, workers
+from ._core import keylocks, results, workers
 from ._chunk_names import ChunkNames
 from ._direct_futures import run_future, settled, start_region
 from ._direct_open import node_path, open_at, open_url, open_zarr, typed_of
@@ -43,6 +43,13 @@ if TYPE_CHECKING:
 __all__ = ["Array"]
 
 Region = tuple[slice, ...]
+
+
+def _kept(extent: list[int], dropped: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of a region's values: its extent without the integer-indexed axes."""
+    if not dropped:
+        return tuple(extent)
+    return tuple(e for axis, e in enumerate(extent) if axis not in dropped)
 
 
 class Array:
@@ -301,11 +308,12 @@ class Array:
         and ``shape``: the native side writes raw element bytes into it."""
         if not isinstance(out, np.ndarray):
             raise TypeError(f"out must be a numpy array, not {type(out).__name__}")
-        if out.dtype != self.dtype:
+        if out.dtype is not self.dtype and out.dtype != self.dtype:
             raise ZarrsValueError(f"out has dtype {out.dtype}; it must be the array's dtype {self.dtype}")
         if out.shape != shape:
             raise ZarrsValueError(f"out has shape {out.shape}; it must be {shape}")
-        if not out.flags.c_contiguous or not out.flags.writeable:
+        flags = out.flags
+        if not flags.c_contiguous or not flags.writeable:
             raise ZarrsValueError("out must be C-contiguous and writeable")
 
     def _values(self, value: Any, name: str) -> npt.NDArray[Any]:
@@ -331,7 +339,7 @@ class Array:
         """What a region read returns (``out``, checked, or a new array) and the buffer zarrs
         decodes into: the same array, unless the array is stored in another byte order."""
         if out is None:
-            out = np.empty(shape, dtype=self.dtype)
+            out = results.empty(shape, self.dtype)
         else:
             self._check_out(out, shape)
         if not self._converts:
@@ -365,8 +373,8 @@ class Array:
         ZarrsCodecError
             A stored chunk is corrupt (``ZarrsChecksumError`` when a checksum fails).
         """
-        start, extent, dropped = basic_region(region, self.shape)
-        shape = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
+        start, extent, dropped = basic_region(region, self._native._shape)
+        shape = _kept(extent, dropped)
         if self._typed.variable:
             values = self._selections().read("basic", region, self.options)
             if out is None:
@@ -375,7 +383,7 @@ class Array:
             out[...] = values
             return out
         result, buffer = self._into(out, shape)
-        self._native.retrieve_subset(self.options, start, buffer.reshape(extent))
+        self._native.retrieve_subset(self.options, start, buffer.reshape(extent) if dropped else buffer)
         if buffer is not result:
             result[...] = buffer
         return result
@@ -410,7 +418,7 @@ class Array:
             return await read_scattered_async(self.__getitem__, key)
         if self._typed.variable:
             return await read_scattered_async(partial(self.read, out=out), key)
-        shape = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
+        shape = _kept(extent, dropped)
         result, buffer = self._into(out, shape)
         if buffer.size:
             await read_region_async(self._native, self.options, self._chunks.region_batch(start, extent), start, buffer.reshape(extent))
@@ -450,7 +458,7 @@ class Array:
             return run_future(self.__getitem__, key)
         if self._typed.variable:
             return run_future(self.read, key, out)
-        shape = tuple(e for axis, e in enumerate(extent) if axis not in dropped)
+        shape = _kept(extent, dropped)
         result, buffer = self._into(out, shape)
 
         def finish() -> npt.NDArray[Any]:
