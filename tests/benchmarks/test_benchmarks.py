@@ -177,3 +177,20 @@ def test_direct_overhead_reports_every_way_of_calling_against_the_c_call(tmp_pat
         assert re.search(rf"^\| {name} \| {number} \| {number} \| [+-]\d+\.\d \|$", out, re.M), out
     assert ("| tensorstore |" in out) == TENSORSTORE, out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_loader_latency_reports_every_implementation_and_in_flight_value(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "loader_latency.py"), "--dir", str(tmp_path), "--quick", "--delay", "0.005"],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout
+    names = ["direct read_async", "direct read_future"] + (["tensorstore"] if TENSORSTORE else [])
+    for layout in ("chunked", "sharded"):
+        section = out.split(f"### {layout}")[1].split("floor:")[0]
+        for in_flight in (1, 4, 16):
+            for name in names:
+                row = re.search(rf"^\| {in_flight} \| {name} \| (\d+) \| [^|]* \| (\d+\.\d\d)x \| (\d+) \| (\d+) \| ", section, re.M)
+                assert row, section
+                assert int(row.group(3)) > 0 and int(row.group(4)) >= 1, row.group(0)
+        assert re.search(r"^\| 1 \| direct sync \| \d+ \|", section, re.M), section
+    assert list(tmp_path.iterdir()) == []
