@@ -6,7 +6,8 @@
 //! validated and parsed at once and then runs on one of a few dedicated threads; when it
 //! finishes, its token, result code and message are queued on a [`ZarrsCompletionQueue`]
 //! and the queue's file descriptor becomes readable. The loop watches that descriptor and
-//! drains finished tokens.
+//! drains finished tokens. The gathers start the same way (`gather.rs`, through
+//! `start_on`).
 //!
 //! The reading threads are not rayon pool threads: they call `ZarrsArray::read_jobs` just
 //! as a caller's own thread does in [`zarrs_array_read_chunks`] (small reads on the thread
