@@ -478,6 +478,32 @@ class Array:
         """
         await settled(workers.run(self.__setitem__, key, value))
 
+    def write_future(self, key: Any, value: npt.ArrayLike) -> Future[None]:
+        """``arr[key] = value`` started now: a ``concurrent.futures.Future`` that is done when
+        the write is, for many writes in flight from one thread without an event loop.
+
+        The write runs on the pool :meth:`read_future` shares (the native writes have no
+        completion call); writes to the same chunks are serialised by the chunks' write
+        locks, in no given order. ``cancel()`` succeeds only before the write starts (then
+        nothing is written); once running, the write finishes (whole or, on an error, each
+        chunk old or new). ``value`` is read while the write runs: leave it unchanged until
+        the future is done.
+
+        Parameters
+        ----------
+        key : selection
+            As for ``arr[key] = value``.
+        value : array_like
+            As for ``arr[key] = value``.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Of None; its ``result()`` raises what the write raised.
+        """
+        future: Future[None] = run_future(self.__setitem__, key, value)
+        return future
+
     def write(self, region: Any, value: npt.ArrayLike) -> None:
         """Write ``value`` to a region.
 

@@ -1,7 +1,7 @@
 """``Array.read_async`` and ``read_future`` of scattered selections (``oindex``/``vindex``
 forms, masks, stepped slices): one native gather started on a completion queue (the loop's
 descriptor, or the process's one completion thread), no Python thread per call, the same
-values as zarr; cancellation leaving nothing behind."""
+values as zarr; cancellation leaving nothing behind. And ``write_future``."""
 
 from __future__ import annotations
 
@@ -170,3 +170,44 @@ def test_variable_length_scattered_reads_use_the_pool(tmp_path):
     picks = np.array([19, 0, 7, 7])
     assert arr.read_future(picks).result(timeout=30).tolist() == values[picks].tolist()
     assert asyncio.run(arr.read_async(np.s_[::3])).tolist() == values[::3].tolist()
+
+
+def test_write_futures_write_every_selection_kind(arrays):
+    arr, z = arrays
+    data = z[...]
+    rows = np.array([95, 0, 64, 7])
+    futures = [
+        arr.write_future((slice(10, 15), slice(None)), 1),  # disjoint from the others: all land
+        arr.write_future((rows[1:], 39), [2, 3, 4]),
+        arr.write_future(np.s_[90:96:2, 10:12], np.full((3, 2), 5)),
+    ]
+    assert [future.result(timeout=30) for future in futures] == [None] * 3
+    arr.write_future((rows, rows % 40), 9).result(timeout=30)
+    data[10:15, :] = 1
+    data[rows[1:], 39] = [2, 3, 4]
+    data[90:96:2, 10:12] = 5
+    data[rows, rows % 40] = 9
+    np.testing.assert_array_equal(arr[...], data)
+    np.testing.assert_array_equal(z[...], data)
+    # Errors are the future's.
+    with pytest.raises(ValueError, match="broadcast"):
+        arr.write_future((slice(0, 4),), np.zeros((3, 40))).result(timeout=30)
+
+
+def test_a_cancelled_write_future_writes_nothing_and_the_others_land(arrays):
+    arr, z = arrays
+    before = z[...]
+    # More writes than the pool has threads: the last ones are still queued when cancelled.
+    n = workers.MAX_WORKERS + 40
+    futures = [arr.write_future((slice(i % 96, i % 96 + 1), slice(None)), i) for i in range(n)]
+    cancelled = {i for i in range(n - 20, n) if futures[i].cancel()}
+    for i, future in enumerate(futures):
+        if i not in cancelled:
+            future.result(timeout=30)
+    assert cancelled, "no write was still queued"
+    for i in range(n):
+        row = arr[i % 96]
+        if i in cancelled:
+            np.testing.assert_array_equal(row, before[i % 96])
+        else:
+            np.testing.assert_array_equal(row, i)
