@@ -162,6 +162,16 @@ def test_cancelled_scattered_reads_leave_nothing_behind(arrays):
         assert not completer._pending
 
 
+def test_without_a_completion_descriptor_gathers_run_on_the_pools(arrays, monkeypatch):
+    # A platform or loop with no descriptor to watch: the same values, from the pools.
+    arr, z = arrays
+    monkeypatch.setattr(_direct_futures, "_completer_here", lambda: None)
+    monkeypatch.setattr(completion, "submit_start", lambda *args: None)
+    for key in KEYS:
+        np.testing.assert_array_equal(arr.read_future(key).result(timeout=30), z[key])
+        np.testing.assert_array_equal(asyncio.run(arr.read_async(key)), z[key])
+
+
 def test_variable_length_scattered_reads_use_the_pool(tmp_path):
     values = np.array([f"s{i}" * (i % 4) for i in range(20)], dtype=object)
     z = zarr.create_array(LocalStore(tmp_path), shape=(20,), chunks=(6,), dtype=str)

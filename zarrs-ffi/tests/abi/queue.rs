@@ -144,5 +144,12 @@ fn gathers_started_complete_through_the_queue_as_the_blocking_gathers_do() {
     drop(copy);
     assert_eq!(drain_tokens(queue, 1), vec![(8, ZARRS_SUCCESS as i32)]);
     assert_eq!(out, ortho_expected);
+
+    // Freed while gathers are in flight: they finish first. The array and the buffers must
+    // stay valid until then: they are leaked past the test.
+    let array = Box::leak(Box::new(Array::open(&f.storage, "/arr")));
+    let out = Box::leak(vec![SENTINEL; 9].into_boxed_slice());
+    let present = Box::leak(Box::new([0u8; 2]));
+    check(ortho.start(queue, 9, array, out, [3, 3], present));
     check(zarrs_completion_queue_free(queue.cast_mut()));
 }
