@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["run_future", "settled", "start_native", "start_region"]
 
-#: Starts a native call whose outcome arrives as the token (the second argument) on the queue.
-
 
 class _Completer:
     """One process's completion queue and the thread that completes its futures."""
