@@ -1,13 +1,15 @@
-"""The direct API's calls that return before they finish: ``Array.read_future``'s
-``concurrent.futures.Future``s, and the cancellation rule every asynchronous call keeps.
+"""The direct API's calls that return before they finish: ``Array.read_future``'s and
+``write_future``'s ``concurrent.futures.Future``s, and the cancellation rule every
+asynchronous call keeps.
 
-A region read is started natively on one completion queue per process
-(``ArrayHandle.read_chunks_start``) and finished on the library's reading threads; one
-Python thread per process (not per call) waits on the queue's descriptor and completes the
-futures. Its future is running from the start, so ``cancel()`` is refused: the native side
-writes into the result buffer until it completes. Anything else (scattered selections,
-variable-length types) runs on a small pool of threads shared by the process, whose futures
-can be cancelled only before they start.
+A region read or a gather (an ``oindex`` or ``vindex`` selection that is one native gather)
+is started natively on one completion queue per process (``ArrayHandle.read_chunks_start``,
+``gather_orthogonal_start``, ``gather_points_start``) and finished on the library's reading
+threads; one Python thread per process (not per call) waits on the queue's descriptor and
+completes the futures. Such a future is running from the start, so ``cancel()`` is refused:
+the native side writes into the result buffer until it completes. Anything else (writes,
+selections that are no one gather, variable-length types) runs on a small pool of threads
+shared by the process, whose futures can be cancelled only before they start.
 
 The same rule for ``await``: a cancelled ``read_async`` or ``write_async`` raises
 ``CancelledError`` only once the native side is done with the caller's buffers
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
     from ._bindings import ArrayHandle, ChunkBatch, Options
 
-__all__ = ["run_future", "settled", "start_region"]
+__all__ = ["run_future", "settled", "start_native", "start_region"]
 
 
 class _Completer:
@@ -54,17 +56,14 @@ class _Completer:
         self._thread = threading.Thread(target=self._run, name="zarrs-cffi-completions", daemon=True)
         self._thread.start()
 
-    def submit(
-        self, native: ArrayHandle, options: Options, batch: ChunkBatch, out: np.ndarray[Any, Any], finish: Callable[[], Any]
-    ) -> Future[Any]:
+    def submit(self, start: Callable[[CompletionQueue, int], None], keep: tuple[Any, ...], finish: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = Future()
         future.set_running_or_notify_cancel()
-        present = np.zeros(len(batch), dtype=np.uint8)
         token = next(self._tokens)
-        with self._lock:  # before the start: the read may finish before start returns
-            self._pending[token] = (future, finish, (native, options, batch, out, present))
+        with self._lock:  # before the start: the call may finish before start returns
+            self._pending[token] = (future, finish, keep)
         try:
-            native.read_chunks_start(self.queue, token, options, batch, out, present)
+            start(self.queue, token)
         except BaseException:
             with self._lock:
                 self._pending.pop(token, None)
@@ -138,10 +137,30 @@ def start_region(
     """Start reading a region's ``batch`` into ``out``; a future of ``finish()``, set by the
     completion thread once the native read is done (on the pool where the platform has no
     completion descriptor)."""
+    present = np.zeros(len(batch), dtype=np.uint8)
+    return start_native(
+        lambda queue, token: native.read_chunks_start(queue, token, options, batch, out, present),
+        (native, options, batch, out, present),
+        finish,
+        lambda: native.read_chunks(options, batch, out),
+    )
+
+
+def start_native(
+    start: Callable[[CompletionQueue, int], None],
+    keep: tuple[Any, ...],
+    finish: Callable[[], Any],
+    blocking: Callable[[], Any],
+) -> Future[Any]:
+    """``start`` a native call on the process's completion queue: a future of ``finish()``,
+    set by the completion thread once the call is done. ``keep`` holds everything the native
+    side uses until then (the handle, the buffers it writes). Where the platform has no
+    completion descriptor: ``blocking()`` then ``finish()`` on the pool. Argument errors of
+    ``start`` raise here."""
     completer = _completer_here()
     if completer is None:
-        return run_future(lambda: (native.read_chunks(options, batch, out), finish())[1])
-    return completer.submit(native, options, batch, out, finish)
+        return run_future(lambda: (blocking(), finish())[1])
+    return completer.submit(start, keep, finish)
 
 
 def run_future(function: Callable[..., Any], *args: Any) -> Future[Any]:

@@ -392,11 +392,11 @@ class Array:
         """``arr[key]`` (or :meth:`read` into ``out``), awaited: many reads in flight from one
         event loop, none of them blocking it.
 
-        A region of step-1 slices and integers is started natively and completed through a
-        file descriptor the loop watches: no Python thread per read. Other selections
-        (``oindex``/``vindex`` forms, stepped slices) run on the worker pool. A cancelled
-        read leaves nothing behind: its buffers stay referenced until the native side is
-        done with them.
+        A region of step-1 slices and integers, and any other selection (``oindex``/``vindex``
+        forms, stepped slices, masks), is started natively (a region read or a gather) and
+        completed through a file descriptor the loop watches: no Python thread per read.
+        Variable-length types run on the worker pool. A cancelled read leaves nothing
+        behind: it raises ``CancelledError`` once the native side is done with its buffers.
 
         Parameters
         ----------
@@ -415,7 +415,7 @@ class Array:
         except ZarrsValueError:
             if out is not None:
                 raise
-            return await read_scattered_async(self.__getitem__, key)
+            return await self._scattered(key).read_async(key)
         if self._typed.variable:
             return await read_scattered_async(partial(self.read, out=out), key)
         shape = _kept(extent, dropped)
@@ -431,11 +431,13 @@ class Array:
         ``concurrent.futures.Future`` of the values, for many reads in flight from one
         thread without an event loop.
 
-        A region of step-1 slices and integers is started natively and its future completed
-        by the library's completion queue (one Python thread per process waits on it, none
-        per call); its future is running from the start, so ``cancel()`` returns False: the
-        native side writes into ``out`` until the read completes. Other selections and
-        variable-length types run on a pool shared by the process (cancellable until they
+        A region of step-1 slices and integers, and any other selection (``oindex``/``vindex``
+        forms, stepped slices, masks: one native gather), is started natively and its future
+        completed by the library's completion queue (one Python thread per process waits on
+        it, none per call); its future is running from the start, so ``cancel()`` returns
+        False: the native side writes into the result until the read completes. Errors of
+        a selection that is no region (an index out of bounds) are the future's.
+        Variable-length types run on a pool shared by the process (cancellable until they
         start).
 
         Parameters
@@ -455,7 +457,7 @@ class Array:
         except ZarrsValueError:
             if out is not None:
                 raise
-            return run_future(self.__getitem__, key)
+            return self._scattered(key).read_future(key)
         if self._typed.variable:
             return run_future(self.read, key, out)
         shape = _kept(extent, dropped)
@@ -483,6 +485,32 @@ class Array:
             As for ``arr[key] = value``.
         """
         await settled(workers.run(self.__setitem__, key, value))
+
+    def write_future(self, key: Any, value: npt.ArrayLike) -> Future[None]:
+        """``arr[key] = value`` started now: a ``concurrent.futures.Future`` that is done when
+        the write is, for many writes in flight from one thread without an event loop.
+
+        The write runs on the pool :meth:`read_future` shares (the native writes have no
+        completion call); writes to the same chunks are serialised by the chunks' write
+        locks, in no given order. ``cancel()`` succeeds only before the write starts (then
+        nothing is written); once running, the write finishes (whole or, on an error, each
+        chunk old or new). ``value`` is read while the write runs: leave it unchanged until
+        the future is done.
+
+        Parameters
+        ----------
+        key : selection
+            As for ``arr[key] = value``.
+        value : array_like
+            As for ``arr[key] = value``.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Of None; its ``result()`` raises what the write raised.
+        """
+        future: Future[None] = run_future(self.__setitem__, key, value)
+        return future
 
     def write(self, region: Any, value: npt.ArrayLike) -> None:
         """Write ``value`` to a region.
@@ -532,9 +560,12 @@ class Array:
         try:
             return self.read(key)
         except ZarrsValueError:
-            if is_pure_fancy_indexing(key, self.ndim):
-                return self.vindex[key]
-            return self.oindex[key]
+            return self._scattered(key)[key]
+
+    def _scattered(self, key: Any) -> Gathers:
+        """How ``arr[key]`` reads a key that is no region, as zarr decides: integer arrays or
+        a mask alone are ``vindex``, anything else ``oindex``."""
+        return self.vindex if is_pure_fancy_indexing(key, self.ndim) else self.oindex
 
     @property
     def blocks(self) -> Blocks:

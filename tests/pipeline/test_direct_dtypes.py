@@ -7,6 +7,8 @@ against zarr's own pipeline reading and writing a twin array; Zarr v2 and v3."""
 
 from __future__ import annotations
 
+import asyncio
+
 import warnings
 from typing import Any
 
@@ -120,6 +122,13 @@ def _reads(arr: Any) -> list[Any]:
     ]
 
 
+def _same_started(ours: Array, theirs: Any) -> None:
+    """Scattered reads started (``read_future``, ``read_async``) read as zarr does."""
+    for key in [(ROWS, slice(None)), (ROWS, ROWS % 7), np.s_[::4, 3]]:
+        _same(ours.read_future(key).result(timeout=30), theirs[key])
+        _same(asyncio.run(ours.read_async(key)), theirs[key])
+
+
 @pytest.mark.parametrize("zarr_format", [3, 2])
 @pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
 def test_every_dtype_reads_and_writes_as_zarr_does(tmp_path, dtype, zarr_format):
@@ -127,6 +136,7 @@ def test_every_dtype_reads_and_writes_as_zarr_does(tmp_path, dtype, zarr_format)
     assert ours.dtype == theirs.dtype
     for got, expected in zip(_reads(ours), _reads(theirs), strict=True):
         _same(got, expected)
+    _same_started(ours, theirs)
     new = values(dtype, SHAPE, seed=9)
     writes = [
         ("region", (slice(1, 9), slice(2, 7))),
@@ -174,6 +184,7 @@ def test_a_type_stored_big_endian_as_raw_bits_reads_and_writes_in_native_order(t
     assert ours.dtype == theirs.dtype == STRUCTURED
     for got, expected in zip(_reads(ours), _reads(theirs), strict=True):
         _same(got, expected)
+    _same_started(ours, theirs)
     out = np.empty((4, 7), dtype=ours.dtype)
     assert ours.read(np.s_[0:4], out=out) is out
     _same(out, theirs[0:4])

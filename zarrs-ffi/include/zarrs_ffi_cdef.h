@@ -769,6 +769,74 @@ ZarrsResult zarrs_array_gather_points(const struct ZarrsArray *array,
                                       uint8_t *present_out,
                                       size_t present_len);
 
+// Start an orthogonal gather; its outcome arrives as `token` on `queue`.
+//
+// Arguments after `token` are those of [`zarrs_array_gather_orthogonal`], checked and
+// parsed before this returns (every index against its chunk, every position against
+// `out_shape`): an argument error is returned at once and nothing is started. Keys, key
+// offsets, chunk shapes, picks, indices, positions, `options` and `out_shape` are copied:
+// the caller may free them on return. Storage and codec errors arrive with the token.
+//
+// Ownership: `array`, `out` (`out_len` bytes) and `present_out` (`present_len` bytes)
+// must stay valid, and `out` and `present_out` unread and unwritten by the caller, until
+// `token` has been drained from `queue` (even if the caller no longer wants the result).
+// Then they hold what [`zarrs_array_gather_orthogonal`] writes, if the token's code is
+// success. Tokens are the caller's: keep them distinct among the calls in flight on one
+// queue.
+//
+// Thread safety: safe to call concurrently, on the same queue and the same array.
+ZarrsResult zarrs_array_gather_orthogonal_start(const struct ZarrsCompletionQueue *queue,
+                                                uint64_t token,
+                                                const struct ZarrsArray *array,
+                                                const struct ZarrsOptions *options,
+                                                size_t num_chunks,
+                                                const char *keys,
+                                                size_t keys_len,
+                                                const uint64_t *key_offsets,
+                                                const uint64_t *chunk_shapes,
+                                                size_t chunk_shapes_len,
+                                                const uint64_t *picks,
+                                                size_t picks_len,
+                                                const uint64_t *indices,
+                                                const uint64_t *positions,
+                                                size_t pool_len,
+                                                uint8_t *out,
+                                                size_t out_len,
+                                                const uint64_t *out_shape,
+                                                uint8_t *present_out,
+                                                size_t present_len);
+
+// Start a point gather; its outcome arrives as `token` on `queue`.
+//
+// Arguments after `token` are those of [`zarrs_array_gather_points`], checked and parsed
+// before this returns (every coordinate against its chunk, every offset against `out`):
+// an argument error is returned at once and nothing is started. Keys, key offsets, chunk
+// shapes, counts, coordinates, offsets and `options` are copied: the caller may free them
+// on return. Storage and codec errors arrive with the token.
+//
+// Ownership: as for [`zarrs_array_gather_orthogonal_start`].
+//
+// Thread safety: safe to call concurrently, on the same queue and the same array.
+ZarrsResult zarrs_array_gather_points_start(const struct ZarrsCompletionQueue *queue,
+                                            uint64_t token,
+                                            const struct ZarrsArray *array,
+                                            const struct ZarrsOptions *options,
+                                            size_t num_chunks,
+                                            const char *keys,
+                                            size_t keys_len,
+                                            const uint64_t *key_offsets,
+                                            const uint64_t *chunk_shapes,
+                                            size_t chunk_shapes_len,
+                                            const uint64_t *counts,
+                                            const uint64_t *coords,
+                                            size_t coords_len,
+                                            const uint64_t *offsets,
+                                            size_t num_points,
+                                            uint8_t *out,
+                                            size_t out_len,
+                                            uint8_t *present_out,
+                                            size_t present_len);
+
 // The message of the last failed call made on this thread, as a NUL-terminated UTF-8 string.
 //
 // Ownership: the string belongs to the library. It stays valid until the next call into the

@@ -9,7 +9,8 @@ checked and copied, nothing is read) and returns to its other work; one of the l
 reading threads reads, without the GIL, and signals a file descriptor the loop watches
 (``loop.add_reader``). ``drain`` then resolves the awaiting future on the loop thread.
 ``StorageRoute.read`` uses it for small reads made while others are in flight on the loop
-(``routes/storage.py``'s ``ASYNC_READ_ALONE`` says why not for a read alone).
+(``routes/storage.py``'s ``ASYNC_READ_ALONE`` says why not for a read alone); the direct
+API starts its gathers on the same queue (``submit_start``).
 
 One queue per (process, event loop): a forked child builds its own and never touches the
 parent's. A read's handle, buffers and batch stay referenced until its token is drained,
@@ -32,9 +33,11 @@ from .._bindings import CompletionQueue
 from ..errors import ZarrsUnsupportedError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._bindings import ArrayHandle, ChunkBatch, Options
 
-__all__ = ["submit"]
+__all__ = ["submit", "submit_start"]
 
 
 class _LoopQueue:
@@ -50,13 +53,12 @@ class _LoopQueue:
         self.pending: dict[int, tuple[asyncio.Future[list[bool]], tuple[Any, ...]]] = {}
 
     def submit(
-        self, array: ArrayHandle, options: Options, batch: ChunkBatch, out: np.ndarray[Any, Any]
+        self, start: Callable[[CompletionQueue, int], None], keep: tuple[Any, ...]
     ) -> asyncio.Future[list[bool]]:
-        present = np.zeros(len(batch), dtype=np.uint8)
         token = next(self._tokens)
         future: asyncio.Future[list[bool]] = self.loop.create_future()
-        array.read_chunks_start(self.queue, token, options, batch, out, present)
-        self.pending[token] = (future, (array, options, batch, out, present))
+        start(self.queue, token)
+        self.pending[token] = (future, keep)
         return future
 
     def drain(self) -> None:
@@ -134,6 +136,19 @@ def submit(
     """Start reading ``batch`` into ``out``; a future for which chunks are stored, resolved
     on the running loop (or raising the native error). None: no queue on this loop or
     platform, use ``workers.run``. Argument errors raise here."""
+    present = np.zeros(len(batch), dtype=np.uint8)
+    return submit_start(
+        lambda queue, token: array.read_chunks_start(queue, token, options, batch, out, present),
+        (array, options, batch, out, present),
+    )
+
+
+def submit_start(start: Callable[[CompletionQueue, int], None], keep: tuple[Any, ...]) -> asyncio.Future[list[bool]] | None:
+    """``start`` a native call on the running loop's queue (a gather's start, a batch
+    read's); a future resolved on the loop when it is done: which chunks are stored, from the
+    presence flags ``keep[-1]``, or the native error. ``keep`` holds everything the native side
+    uses until then, its last item the presence flags it writes. None: no queue on this loop
+    or platform. Argument errors raise here."""
     loop = asyncio.get_running_loop()
     try:
         entry = _queues[loop]
@@ -144,4 +159,4 @@ def submit(
             entry = _queue_for(loop)
     if entry is None:
         return None
-    return entry.submit(array, options, batch, out)
+    return entry.submit(start, keep)

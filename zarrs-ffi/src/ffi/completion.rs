@@ -6,7 +6,8 @@
 //! validated and parsed at once and then runs on one of a few dedicated threads; when it
 //! finishes, its token, result code and message are queued on a [`ZarrsCompletionQueue`]
 //! and the queue's file descriptor becomes readable. The loop watches that descriptor and
-//! drains finished tokens.
+//! drains finished tokens. The gathers start the same way (`gather.rs`, through
+//! `start_on`).
 //!
 //! The reading threads are not rayon pool threads: they call `ZarrsArray::read_jobs` just
 //! as a caller's own thread does in [`zarrs_array_read_chunks`] (small reads on the thread
@@ -296,8 +297,14 @@ fn start(queue: &Arc<Queue>, token: u64, job: impl FnOnce() -> FfiResult<()> + S
     }))
 }
 
+/// Run `job` on a reading thread and record its outcome as `token` on the caller's `queue`
+/// (the other started calls: `gather.rs`).
+pub(super) fn start_on(queue: &ZarrsCompletionQueue, token: u64, job: impl FnOnce() -> FfiResult<()> + Send + 'static) -> FfiResult<()> {
+    start(&queue.queue, token, job)
+}
+
 /// A caller pointer that outlives the call that passed it, by that call's contract.
-struct Caller<T>(*mut T);
+pub(super) struct Caller<T>(pub(super) *mut T);
 
 // SAFETY: the pointee is only used by the one job holding it; the caller keeps it valid
 // and untouched until the job's token completes (the contract of the start call).

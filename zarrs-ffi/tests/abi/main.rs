@@ -669,6 +669,32 @@ impl Ortho {
             present.len(),
         )
     }
+
+    /// [`Ortho::read`] started on `queue` as `token` (the buffers must outlive the token).
+    fn start(&self, queue: *const ZarrsCompletionQueue, token: u64, array: &Array, out: &mut [u16], out_shape: [u64; 2], present: &mut [u8]) -> ZarrsResult {
+        zarrs_array_gather_orthogonal_start(
+            queue,
+            token,
+            array.ptr(),
+            null(),
+            self.batch.len(),
+            self.batch.keys.as_ptr().cast(),
+            self.batch.keys.len(),
+            self.batch.offsets.as_ptr(),
+            self.shapes.as_ptr(),
+            self.shapes.len(),
+            self.picks.as_ptr(),
+            self.picks.len(),
+            self.indices.as_ptr(),
+            self.positions.as_ptr(),
+            self.indices.len(),
+            out.as_mut_ptr().cast(),
+            out.len() * ES,
+            out_shape.as_ptr(),
+            present.as_mut_ptr(),
+            present.len(),
+        )
+    }
 }
 
 /// A point gather: per chunk its key, chunk shape and points (coordinates, output offset).
@@ -700,6 +726,31 @@ impl Points {
 
     fn read(&self, array: &Array, out: &mut [u16], present: &mut [u8]) -> ZarrsResult {
         zarrs_array_gather_points(
+            array.ptr(),
+            null(),
+            self.batch.len(),
+            self.batch.keys.as_ptr().cast(),
+            self.batch.keys.len(),
+            self.batch.offsets.as_ptr(),
+            self.shapes.as_ptr(),
+            self.shapes.len(),
+            self.counts.as_ptr(),
+            self.coords.as_ptr(),
+            self.coords.len(),
+            self.offsets.as_ptr(),
+            self.offsets.len(),
+            out.as_mut_ptr().cast(),
+            out.len() * ES,
+            present.as_mut_ptr(),
+            present.len(),
+        )
+    }
+
+    /// [`Points::read`] started on `queue` as `token` (the buffers must outlive the token).
+    fn start(&self, queue: *const ZarrsCompletionQueue, token: u64, array: &Array, out: &mut [u16], present: &mut [u8]) -> ZarrsResult {
+        zarrs_array_gather_points_start(
+            queue,
+            token,
             array.ptr(),
             null(),
             self.batch.len(),

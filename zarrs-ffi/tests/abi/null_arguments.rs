@@ -472,6 +472,9 @@ fn null_arguments_of_the_gathers_are_refused() {
     let a = f.array.ptr();
     let ortho = Ortho::new().chunk("arr/c/0/0", WHOLE, [(&[0, 1], &[0, 1]), (&[2], &[0])]);
     let points = Points::new().chunk("arr/c/0/1", WHOLE, &[([1, 2], 0), ([15, 15], 1)]);
+    let mut queue = null_mut();
+    check(zarrs_completion_queue_new(&mut queue, &mut -1));
+    let queue = queue.cast_const();
     check_rows(&[
         row(
             "zarrs_array_gather_orthogonal",
@@ -532,7 +535,72 @@ fn null_arguments_of_the_gathers_are_refused() {
                 code
             },
         ),
+        row(
+            "zarrs_array_gather_orthogonal_start",
+            &["queue", "array", "keys", "key_offsets", "chunk_shapes", "picks", "indices", "positions", "out", "out_shape", "present_out"],
+            |n| {
+                let mut out = [SENTINEL; 2];
+                let mut present = [9u8];
+                let code = zarrs_array_gather_orthogonal_start(
+                    n.c("queue", queue),
+                    1,
+                    n.c("array", a),
+                    null(),
+                    1,
+                    n.c("keys", ortho.batch.keys.as_ptr().cast()),
+                    ortho.batch.keys.len(),
+                    n.c("key_offsets", ortho.batch.offsets.as_ptr()),
+                    n.c("chunk_shapes", ortho.shapes.as_ptr()),
+                    2,
+                    n.c("picks", ortho.picks.as_ptr()),
+                    4,
+                    n.c("indices", ortho.indices.as_ptr()),
+                    n.c("positions", ortho.positions.as_ptr()),
+                    3,
+                    n.m("out", out.as_mut_ptr().cast()),
+                    4,
+                    n.c("out_shape", [2u64, 1].as_ptr()),
+                    n.m("present_out", present.as_mut_ptr()),
+                    1,
+                );
+                assert_eq!((out, present), ([SENTINEL; 2], [9]), "an argument error starts nothing");
+                code
+            },
+        ),
+        row(
+            "zarrs_array_gather_points_start",
+            &["queue", "array", "keys", "key_offsets", "chunk_shapes", "counts", "coords", "offsets", "out", "present_out"],
+            |n| {
+                let mut out = [SENTINEL; 2];
+                let mut present = [9u8];
+                let code = zarrs_array_gather_points_start(
+                    n.c("queue", queue),
+                    1,
+                    n.c("array", a),
+                    null(),
+                    1,
+                    n.c("keys", points.batch.keys.as_ptr().cast()),
+                    points.batch.keys.len(),
+                    n.c("key_offsets", points.batch.offsets.as_ptr()),
+                    n.c("chunk_shapes", points.shapes.as_ptr()),
+                    2,
+                    n.c("counts", points.counts.as_ptr()),
+                    n.c("coords", points.coords.as_ptr()),
+                    4,
+                    n.c("offsets", points.offsets.as_ptr()),
+                    2,
+                    n.m("out", out.as_mut_ptr().cast()),
+                    4,
+                    n.m("present_out", present.as_mut_ptr()),
+                    1,
+                );
+                assert_eq!((out, present), ([SENTINEL; 2], [9]), "an argument error starts nothing");
+                code
+            },
+        ),
     ]);
+    assert_nothing_started(queue);
+    check(zarrs_completion_queue_free(queue.cast_mut()));
 }
 
 #[test]
