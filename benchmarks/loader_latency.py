@@ -20,7 +20,11 @@ requests, ``in_flight`` of them overlapping. Implementations:
 Every batch read is checked against the data written. Arrays: chunked (chunks of
 ``--chunk-rows`` rows, zstd) and sharded (16 chunks per shard, uncompressed inner chunks).
 
-    python benchmarks/loader_latency.py --dir /dev/shm [--delay 0.02] [--rounds 5] [--quick]
+    python benchmarks/loader_latency.py --dir /dev/shm [--delay 0.02] [--rounds 5] [--quick] [--nginx]
+
+With ``--nginx`` the files are served by nginx (from the PATH; Debian's ``nginx-light``)
+instead of Python's threaded server, whose cost per request (a thread and a connection
+each) is otherwise part of every figure once many requests are in flight.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
+import shutil
+import socket
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -62,6 +70,39 @@ def write_arrays(directory: Path, rows: int, columns: int, chunk_rows: int) -> n
             )
             z[:] = data
     return data
+
+
+@contextlib.contextmanager
+def nginx(directory: str) -> Any:
+    """nginx serving ``directory`` on a free port of 127.0.0.1 (ETags and ranges, as it
+    serves files by default); yields its base URL."""
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary is None:
+        raise SystemExit("--nginx: no nginx on the PATH (Debian: apt-get install nginx-light)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    work = Path(tempfile.mkdtemp(prefix="nginx-"))
+    # Started as root, its workers would run as nobody, who cannot read a private temp dir.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    (work / "nginx.conf").write_text(
+        user + f"daemon off; worker_processes 1; pid {work}/nginx.pid; error_log {work}/error.log;\n"
+        "events { worker_connections 4096; }\n"
+        f"http {{ access_log off; keepalive_requests 100000; client_body_temp_path {work};\n"
+        f"  proxy_temp_path {work}; fastcgi_temp_path {work}; uwsgi_temp_path {work}; scgi_temp_path {work};\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {directory}; }} }}\n"
+    )
+    process = subprocess.Popen([binary, "-c", str(work / "nginx.conf"), "-p", str(work)])
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def batches_of(rows: int, batch: int, count: int, seed: int) -> list[np.ndarray[Any, Any]]:
@@ -127,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=32, help="batches per round (default 32)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="a small array, one round (a smoke test)")
+    parser.add_argument("--nginx", action="store_true", help="serve the files with nginx instead of Python's server")
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.chunk_rows, args.batches, args.rounds = 1 << 13, 256, 8, 1
@@ -136,10 +178,11 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp, contextlib.ExitStack() as stack:
         data = write_arrays(Path(tmp), args.rows, args.columns, args.chunk_rows)
-        upstream = stack.enter_context(http_server(tmp, etags=True))
+        upstream = stack.enter_context(nginx(tmp) if args.nginx else http_server(tmp, etags=True))
         proxy = stack.enter_context(latency_proxy(upstream, delay=args.delay))
         print(f"{args.rows} x {args.columns} float32, chunks of {args.chunk_rows} rows; {args.batches} batches of "
-              f"{args.batch} random rows per round; {args.delay * 1e3:.0f} ms per request; median of {args.rounds} rounds\n")
+              f"{args.batch} random rows per round; {args.delay * 1e3:.0f} ms per request; median of {args.rounds} rounds; "
+              f"served by {'nginx' if args.nginx else 'Python'}\n")
         for layout in LAYOUTS:
             impls = readers(proxy.url, layout)
             # Warm: metadata read, connections open, shard indexes cached where that applies.
@@ -176,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
                     middle = sorted(runs)[len(runs) // 2]
                     seconds = statistics.median(s[0] for s in runs)
                     ratio = f"{seconds / peer_time:.2f}x" if peer_time else ""
-                    print(f"| {in_flight} | {name} | {seconds * 1e3:.0f} | {ratio} | {seconds / floor:.2f}x | "
+                    over = f"{seconds / floor:.2f}x" if floor else ""
+                    print(f"| {in_flight} | {name} | {seconds * 1e3:.0f} | {ratio} | {over} | "
                           f"{middle[1]} | {middle[2]} | {middle[3] / 2**20:.1f} |")
             print(f"\nfloor: {args.delay * 1e3:.0f} ms x ceil({args.batches} / in flight)\n")
 
