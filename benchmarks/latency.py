@@ -3,24 +3,27 @@
 Every implementation reads (and, on S3, writes) the same arrays through one latency-injecting
 proxy on 127.0.0.1 (`tests/proxy.py`): each response starts ``--delay`` seconds after its
 request arrived, each connection optionally capped to ``--bandwidth`` bytes/s. Behind the
-proxy: the HTTP file server of `tests/servers.py` (no delay of its own) and moto's S3 server.
+proxy (one per backend): the HTTP file server of `tests/servers.py` (no delay of its own),
+moto's S3 server, gcp-storage-emulator for GCS and our Azure Blob server (`tests/servers.py`
+starts them all).
 
     python benchmarks/latency.py --dir /dev/shm [--delay 0.02] [--bandwidth B] [--rounds 5]
-        [--lib LIB.so] [--lib-b OTHER.so] [--backend http s3] [--quick] [--json OUT.json]
+        [--lib LIB.so] [--lib-b OTHER.so] [--backend http s3 gcs azure] [--quick] [--json OUT.json]
 
 Per op and implementation: the median time of ``--rounds`` interleaved rounds, and the
 requests, body bytes and most requests in flight the proxy counted in that median round;
 per op the floor: the rounds of requests it needs x delay (plus, when capped, its largest
 object / bandwidth). Every value read is checked against the data written (a mismatch is
-printed instead of a time); every write is read back once.
+printed instead of a time); every write is read back once. Ours through zarr must reach
+every store natively: a cell where the bytes moved through Python says so (**not native**).
 
 Our library runs in a child process per build (``--lib``, and ``--lib-b`` for an A/B of two
 builds in one run), so two builds are never loaded into one process; the peers run in this
 process. ``--quick`` is the smoke test: a 64^3 array, one round.
 
-A new backend (a GCS or Azure emulator) is one more entry in ``BACKENDS`` and, per
+A new backend is one more entry in ``BACKENDS``, its server started in ``run`` and, per
 implementation, the store it opens there (``_zarr_store``, ``_tensorstore_kvstore``,
-``_direct_url``); an implementation without one prints ``n/a`` for it.
+``_direct_url``); an implementation without one (tensorstore on Azure) prints ``n/a`` for it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 BUCKET = "bench"
+GCS_TOKEN = "bench-token"
 REGION = "us-east-1"
 LAYOUTS = ("chunked", "sharded")
 OPS = ("read all", "box", "inner chunk cold", "inner chunk warm", "oindex 16 rows", "vindex 16 points", "write all")
@@ -88,6 +92,17 @@ ROUNDS = {
     "sharded": {"read all": 1, "box": 2, "inner chunk cold": 3, "inner chunk warm": 1,
                 "oindex 16 rows": 2, "vindex 16 points": 2, "write all": 1},
 }
+#: Backends that serve no suffix ranges (Azure): a shard's index, read before its size is
+#: known, needs a size request first, one round more.
+NO_SUFFIX_RANGES = ("azure",)
+
+
+def rounds(backend: str, layout: str, op: str) -> int:
+    """The rounds of requests ``op`` needs at least on ``backend``."""
+    needs_index = layout == "sharded" and op not in ("read all", "write all", "inner chunk warm")
+    return ROUNDS[layout][op] + (1 if needs_index and backend in NO_SUFFIX_RANGES else 0)
+
+
 #: Ops that move whole stored objects (chunks, or whole shards); the others move inner chunks.
 WHOLE_OBJECT_OPS = ("read all", "write all")
 
@@ -127,37 +142,68 @@ def expected_digest(data: np.ndarray, op: str, geometry: Geometry) -> str:
 
 # --- Backends: where an implementation finds the arrays, as plain data a child can take ---
 
-#: name -> writable. GCS and Azure emulators go here (a proxy in front of each, as for S3).
-BACKENDS = {"http": False, "s3": True}
+#: name -> writable. Each has a proxy in front of it: the HTTP file server of `tests/servers.py`,
+#: moto's S3 server, gcp-storage-emulator (with `tests/gcs_server.py`'s XML API) and our Azure
+#: Blob server (`tests/azure_server.py`: no Azure emulator can be installed here).
+BACKENDS = {"http": False, "s3": True, "gcs": True, "azure": True}
 
 
 def array_path(layout: str, op: str, impl: str) -> str:
     return f"w-{impl.replace(' ', '_').replace('(', '').replace(')', '')}-{layout}.zarr" if op == "write all" else f"{layout}.zarr"
 
 
+def _azure_connection_string(backend: dict[str, Any]) -> str:
+    """adlfs's way to the account behind the proxy (path-style: the account in the URL)."""
+    return (f"DefaultEndpointsProtocol=http;AccountName={backend['account']};AccountKey={backend['key']};"
+            f"BlobEndpoint={backend['url']}/{backend['account']};")
+
+
+def _gcsfs_options(backend: dict[str, Any]) -> dict[str, Any]:
+    """gcsfs's way to the emulator behind the proxy, with its bearer token."""
+    from google.oauth2.credentials import Credentials
+
+    return {"endpoint_url": backend["url"], "token": Credentials(token=backend["token"])}
+
+
 def _zarr_store(backend: dict[str, Any], path: str, flavour: str, *, writable: bool) -> Any:
     """A zarr store on ``path`` through the proxy: fsspec's or obstore's."""
     from zarr.storage import FsspecStore, ObjectStore
 
+    name = backend["name"]
     if flavour == "fsspec":
-        if backend["name"] == "http":
+        if name == "http":
             return FsspecStore.from_url(f"{backend['url']}/{path}", read_only=True,
                                         storage_options={"skip_instance_cache": True})
-        if backend["name"] == "s3":
+        if name == "s3":
             options = {"key": backend["key"], "secret": backend["secret"], "endpoint_url": backend["url"],
                        "client_kwargs": {"region_name": REGION}, "skip_instance_cache": True}
             return FsspecStore.from_url(f"s3://{BUCKET}/{path}", storage_options=options, read_only=not writable)
+        if name == "gcs":
+            options = {**_gcsfs_options(backend), "skip_instance_cache": True}
+            return FsspecStore.from_url(f"gs://{BUCKET}/{path}", storage_options=options, read_only=not writable)
+        if name == "azure":
+            options = {"connection_string": _azure_connection_string(backend), "skip_instance_cache": True}
+            return FsspecStore.from_url(f"az://{BUCKET}/{path}", storage_options=options, read_only=not writable)
     else:
-        from obstore.store import HTTPStore, S3Store
+        from obstore.store import AzureStore, GCSStore, HTTPStore, S3Store
 
-        if backend["name"] == "http":
-            return ObjectStore(HTTPStore.from_url(f"{backend['url']}/{path}", client_options={"allow_http": True}),
+        client_options = {"allow_http": True}
+        if name == "http":
+            return ObjectStore(HTTPStore.from_url(f"{backend['url']}/{path}", client_options=client_options),
                                read_only=True)
-        if backend["name"] == "s3":
+        if name == "s3":
             store = S3Store(BUCKET, prefix=path, endpoint=backend["url"], access_key_id=backend["key"],
-                            secret_access_key=backend["secret"], region=REGION, client_options={"allow_http": True})
+                            secret_access_key=backend["secret"], region=REGION, client_options=client_options)
             return ObjectStore(store, read_only=not writable)
-    raise NotImplementedError(f"no {flavour} store for {backend['name']}")
+        if name == "gcs":
+            store = GCSStore(BUCKET, prefix=path, base_url=backend["url"], bearer_token=backend["token"],
+                             client_options=client_options)
+            return ObjectStore(store, read_only=not writable)
+        if name == "azure":
+            store = AzureStore(BUCKET, prefix=path, account_name=backend["account"], account_key=backend["key"],
+                               endpoint=f"{backend['url']}/{backend['account']}", client_options=client_options)
+            return ObjectStore(store, read_only=not writable)
+    raise NotImplementedError(f"no {flavour} store for {name}")
 
 
 def _tensorstore_kvstore(backend: dict[str, Any], path: str) -> dict[str, Any]:
@@ -166,16 +212,29 @@ def _tensorstore_kvstore(backend: dict[str, Any], path: str) -> dict[str, Any]:
     if backend["name"] == "s3":
         return {"driver": "s3", "bucket": BUCKET, "path": f"{path}/", "endpoint": backend["url"],
                 "aws_region": REGION, "aws_credentials": {"type": "environment"}}
-    raise NotImplementedError(f"no tensorstore kvstore for {backend['name']}")
+    if backend["name"] == "gcs":
+        # tensorstore's gcs driver takes its server from the environment only (read once per
+        # process, so one GCS backend per run) and a fixed token for it (the emulator takes any).
+        if os.environ.setdefault("TENSORSTORE_GCS_HTTP_URL", backend["url"]) != backend["url"]:
+            raise NotImplementedError("tensorstore reads TENSORSTORE_GCS_HTTP_URL once: set to another server")
+        os.environ.setdefault("GOOGLE_AUTH_TOKEN_FOR_TESTING", backend["token"])
+        os.environ.setdefault("TENSORSTORE_GCS_HTTP_VERSION", "1.1")
+        return {"driver": "gcs", "bucket": BUCKET, "path": f"{path}/"}
+    raise NotImplementedError(f"tensorstore has no {backend['name']} kvstore")
 
 
 def _direct_url(backend: dict[str, Any], path: str) -> tuple[str, dict[str, Any] | None]:
-    if backend["name"] == "http":
+    name = backend["name"]
+    if name == "http":
         return f"{backend['url']}/{path}", None
-    if backend["name"] == "s3":
+    if name == "s3":
         return f"s3://{BUCKET}/{path}", {"key": backend["key"], "secret": backend["secret"],
                                         "endpoint_url": backend["url"], "client_kwargs": {"region_name": REGION}}
-    raise NotImplementedError(f"the direct API has no URL for {backend['name']}")
+    if name == "gcs":
+        return f"gs://{BUCKET}/{path}", _gcsfs_options(backend)
+    if name == "azure":
+        return f"az://{BUCKET}/{path}", {"connection_string": _azure_connection_string(backend)}
+    raise NotImplementedError(f"the direct API has no URL for {name}")
 
 
 # --- Implementations: open, read a selection, write all ---
@@ -193,6 +252,11 @@ class Impl:
 
     def write(self, handle: Any, data: np.ndarray) -> None:
         handle[:, :, :] = data
+
+    def python_io(self, handle: Any) -> str | None:
+        """Why ours moved the bytes through Python rather than natively (None: natively, or
+        not ours)."""
+        return None
 
 
 class ZarrImpl(Impl):
@@ -215,6 +279,9 @@ class ZarrImpl(Impl):
     def open(self, backend: dict[str, Any], path: str, *, writable: bool) -> Any:
         import zarr
 
+        if self.pipeline == "zarrs.ZarrsCodecPipeline" and backend["name"] == "gcs":
+            # It builds its own object_store client from the store's settings.
+            raise NotImplementedError("zarrs-python takes no GCS base_url or bearer_token: it cannot reach the emulator")
         with self._config():
             store = _zarr_store(backend, path, self.flavour, writable=writable)
             return zarr.open_array(store, mode="r+" if writable else "r", zarr_format=3)
@@ -226,6 +293,15 @@ class ZarrImpl(Impl):
     def write(self, handle: Any, data: np.ndarray) -> None:
         with self._config():
             handle[:, :, :] = data
+
+    def python_io(self, handle: Any) -> str | None:
+        if not self.pipeline.startswith("zarrs_cffi."):
+            return None
+        pipeline = handle.async_array.codec_pipeline
+        native = pipeline.native
+        if native is None:
+            return f"not native at all: {pipeline.reason}"
+        return None if native.python_io is None else f"the bytes moved through Python: {native.python_io}"
 
 
 class TensorstoreImpl(Impl):
@@ -301,22 +377,29 @@ class Runner:
             handle = impl.open(backend, path, writable=writable)
         self.pending = handle
 
-    def timed(self, impl_key: str, op: str, geometry: Geometry, data: np.ndarray | None) -> tuple[float, str | None]:
+    def timed(
+        self, impl_key: str, op: str, geometry: Geometry, data: np.ndarray | None
+    ) -> tuple[float, str | None, str | None]:
+        """The seconds, the digest of the values read, and why ours moved bytes through
+        Python (None: natively)."""
         impl = self.impls[impl_key]
         kind, key = selection(op, geometry)
         start = time.perf_counter()
         if op == "inner chunk cold":
             backend, path = self.pending
-            values = impl.read(impl.open(backend, path, writable=False), kind, key)
+            handle = impl.open(backend, path, writable=False)
+            values = impl.read(handle, kind, key)
         elif op == "write all":
             assert data is not None
-            impl.write(self.pending, data)
+            handle = self.pending
+            impl.write(handle, data)
             values = None
         else:
-            values = impl.read(self.pending, kind, key)
+            handle = self.pending
+            values = impl.read(handle, kind, key)
         seconds = time.perf_counter() - start
         self.pending = None
-        return seconds, None if values is None else digest(values)
+        return seconds, None if values is None else digest(values), impl.python_io(handle)
 
 
 def _impls(group: str, keys: list[str]) -> list[Impl]:
@@ -423,7 +506,8 @@ def upload(directory: Path, server: Any, impls: list[Impl], geometry: Geometry) 
     from zarr.codecs import ZstdCodec
     from zarr.storage import ObjectStore
 
-    server.create_bucket(BUCKET)
+    # Azure's buckets are containers.
+    (getattr(server, "create_container", None) or server.create_bucket)(BUCKET)
     store = server.obstore(BUCKET)
     for layout in LAYOUTS:
         for path in (directory / f"{layout}.zarr").rglob("*"):
@@ -462,6 +546,8 @@ class Cell:
     status: str  # "ok", "n/a", "error", "MISMATCH"
     samples: list[Sample]
     detail: str = ""
+    #: Set when ours moved bytes through Python where it should have reached the store itself.
+    warning: str = ""
 
     def median(self) -> Sample | None:
         if self.status != "ok" or not self.samples:
@@ -471,8 +557,10 @@ class Cell:
         return Sample(statistics.median(s.seconds for s in self.samples), middle.requests, middle.bytes, middle.in_flight)
 
 
-def floor_seconds(layout: str, op: str, delay: float, bandwidth: float | None, largest: dict[str, int]) -> float:
-    seconds = ROUNDS[layout][op] * delay
+def floor_seconds(
+    backend: str, layout: str, op: str, delay: float, bandwidth: float | None, largest: dict[str, int]
+) -> float:
+    seconds = rounds(backend, layout, op) * delay
     if bandwidth:
         seconds += largest[layout if op in WHOLE_OBJECT_OPS else "inner"] / bandwidth
     return seconds
@@ -480,7 +568,7 @@ def floor_seconds(layout: str, op: str, delay: float, bandwidth: float | None, l
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from proxy import latency_proxy
-    from servers import http_server, moto_s3
+    from servers import azure_blob_server, gcs_emulator, http_server, moto_s3
 
     geometry = QUICK if args.quick else FULL
     data = data_for(geometry)
@@ -489,6 +577,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # tensorstore's "environment" credentials (moto accepts any), set before the children start.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    # gcsfs first asks GCS's control plane (gRPC, TLS) what kind of bucket it has: the
+    # emulator has none, and every first use would wait for it.
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     peers = Child(None, "peers", args.impl, geometry)
     children = [Child(args.lib, "ours", [], geometry)]
     if args.lib_b:
@@ -511,6 +602,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 upload(directory, server, [impl for impl, _ in impls], geometry)
                 upstream = server.endpoint
                 info = {"name": "s3", "key": server.key, "secret": server.secret}
+            elif backend_name == "gcs":
+                # Every request signed with a bearer token, which the emulator checks.
+                server = stack.enter_context(gcs_emulator(tokens=(GCS_TOKEN,)))
+                upload(directory, server, [impl for impl, _ in impls], geometry)
+                upstream = server.endpoint
+                info = {"name": "gcs", "token": GCS_TOKEN}
+            elif backend_name == "azure":
+                server = stack.enter_context(azure_blob_server())
+                upload(directory, server, [impl for impl, _ in impls], geometry)
+                # The proxy fronts the server, not the account: the account stays in the path.
+                upstream = server.endpoint.rsplit("/", 1)[0]
+                info = {"name": "azure", "account": server.account, "key": server.key}
             else:
                 raise SystemExit(f"unknown backend {backend_name!r}: one of {', '.join(BACKENDS)}")
             proxy = stack.enter_context(latency_proxy(upstream, delay=args.delay, bandwidth=args.bandwidth))
@@ -530,7 +633,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             try:
                                 child.call("prepare", impl.key, info, layout, op)
                                 proxy.reset()
-                                seconds, values = child.call("timed", impl.key, op)
+                                seconds, values, python_io = child.call("timed", impl.key, op)
                                 stats = proxy.reset()
                             except NotImplementedError as error:
                                 cell.status, cell.detail = "n/a", str(error)
@@ -541,13 +644,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     traceback.print_exc()
                                 continue
                             if op == "write all" and round_index == 0:
-                                values = read_back(server, array_path(layout, op, impl.key))
+                                try:
+                                    values = read_back(server, array_path(layout, op, impl.key))
+                                except Exception as error:  # noqa: BLE001 - the cell says what failed
+                                    cell.status = "error"
+                                    cell.detail = f"reading the write back: {type(error).__name__}: {error}"[:300]
+                                    continue
+                            if python_io:
+                                cell.warning = python_io
                             if values is not None and values != expected[op]:
                                 cell.status, cell.detail = "MISMATCH", "the values differ from the data written"
                             cell.samples.append(Sample(seconds, stats.count, stats.request_bytes + stats.response_bytes,
                                                        stats.most_in_flight))
                     results[f"{backend_name}/{layout}/{op}"] = {
-                        "floor": floor_seconds(layout, op, args.delay, args.bandwidth, largest),
+                        "floor": floor_seconds(backend_name, layout, op, args.delay, args.bandwidth, largest),
                         "cells": cells,
                     }
                     if args.verbose:
@@ -583,15 +693,15 @@ def render(args: argparse.Namespace, outcome: dict[str, Any]) -> str:
         "",
     ]
     versions = {"zarr": zarr.__version__}
-    for module in ("tensorstore", "zarrs", "obstore", "s3fs", "fsspec"):
+    for module in ("tensorstore", "zarrs", "obstore", "fsspec", "s3fs", "gcsfs", "adlfs"):
         with contextlib.suppress(Exception):
             versions[module] = __import__(module).__version__
     lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     for child in outcome["children"]:
         lines.append(f"- {child.group}: zarrs_cffi {child.version}, library {child.lib or 'the package`s own'} "
                      "(a child process of its own)")
-    lines.append("- the peers run in one child process, ours in one per build; the proxy and the HTTP server "
-                 "in the parent")
+    lines.append("- the peers run in one child process, ours in one per build; the proxies and the HTTP and Azure "
+                 "servers in the parent (moto and the GCS emulator in children of their own)")
     lines.append("- zarrs-python has no native oindex/vindex: those cells time its fallback to zarr's pipeline")
     by_section: dict[tuple[str, str], list[str]] = {}
     for name in outcome["results"]:
@@ -615,10 +725,14 @@ def render(args: argparse.Namespace, outcome: dict[str, Any]) -> str:
                     counts.append(text)
                     continue
                 ratio = f" ({median.seconds / peer_median.seconds:.2f}x)" if peer_median else ""
+                if cell.warning:
+                    notes.append(f"[{len(notes) + 1}] WARNING {backend} / {layout} / {op} / {impl.label}: "
+                                 f"{cell.warning}")
+                    ratio += f" **not native** [{len(notes)}]"
                 times.append(f"{median.seconds * 1000:.0f}{ratio}")
                 counts.append(f"{median.requests} / {median.bytes / 1024:.0f} / {median.in_flight}")
             floor = f"{entry['floor'] * 1000:.0f}"
-            time_rows.append([op, f"{ROUNDS[layout][op]}", floor, *times])
+            time_rows.append([op, f"{rounds(backend, layout, op)}", floor, *times])
             count_rows.append([op, *counts])
         lines += ["", f"## {backend}, {layout}: ms (ratio to tensorstore; lower is faster)", ""]
         lines += _table(["op", "rounds", "floor ms", *labels], time_rows)
@@ -640,7 +754,7 @@ def as_json(outcome: dict[str, Any]) -> dict[str, Any]:
         cells = {}
         for key, cell in entry["cells"].items():
             median = cell.median()
-            cells[key] = {"status": cell.status, "detail": cell.detail,
+            cells[key] = {"status": cell.status, "detail": cell.detail, "warning": cell.warning,
                           **({"seconds": median.seconds, "requests": median.requests, "bytes": median.bytes,
                               "in_flight": median.in_flight} if median else {})}
         out["results"][name] = {"floor": entry["floor"], "cells": cells}

@@ -16,13 +16,13 @@ account:signature``); bearer tokens must be one of ``tokens``; a shared access s
 must be one this server issued (``issue_sas``: its ``sig`` is compared, not recomputed); a
 request without any is allowed to read a container created ``public``. Anything else is
 ``403 AuthenticationFailed`` (a bad signature or SAS) or ``401`` (a bad token). It listens
-on 127.0.0.1 on a free port and stops when its context exits.
+on 127.0.0.1 on a free port; ``servers.azure_blob_server`` runs it and stops it when its
+context exits.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import re
@@ -31,14 +31,10 @@ import threading
 import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import escape
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-__all__ = ["ACCOUNT", "AzureBlobServer", "azure_blob_server"]
+__all__ = ["ACCOUNT", "AzureBlobServer", "make_server"]
 
 ACCOUNT = "devstoreaccount1"
 
@@ -107,6 +103,15 @@ class AzureBlobServer:
             f"DefaultEndpointsProtocol=http;AccountName={self.account};AccountKey={key or self.key};"
             f"BlobEndpoint={self.endpoint};"
         )
+
+    def obstore(self, container: str, prefix: str | None = None, **config: object) -> object:
+        """An obstore ``AzureStore`` on ``container`` (with an optional key prefix), signed
+        with the account key unless ``config`` gives other credentials."""
+        from obstore.store import AzureStore
+
+        config = config or {"account_key": self.key}
+        return AzureStore(container, prefix=prefix, account_name=self.account, endpoint=self.endpoint,
+                          client_options={"allow_http": True}, **config)
 
     def blob_names(self, container: str) -> set[str]:
         with self.lock:
@@ -382,17 +387,10 @@ class _BackloggedServer(ThreadingHTTPServer):
     daemon_threads = True
 
 
-@contextlib.contextmanager
-def azure_blob_server() -> Iterator[AzureBlobServer]:
-    """Our Azure Blob server on 127.0.0.1, in a thread of this process; stopped on exit."""
+def make_server() -> tuple[ThreadingHTTPServer, AzureBlobServer]:
+    """Our Azure Blob server bound to a free port on 127.0.0.1, not yet serving, and its state
+    (``servers.azure_blob_server`` serves it in a thread and stops it)."""
     httpd = _BackloggedServer(("127.0.0.1", 0), _Handler)
     state = AzureBlobServer(int(httpd.server_address[1]))
     httpd.RequestHandlerClass = type("Handler", (_Handler,), {"server_state": state})
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    return httpd, state

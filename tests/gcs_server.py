@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import hashlib
+import json
 import re
 import threading
 import time
@@ -125,6 +126,33 @@ def xml_list(request, response, storage):  # type: ignore[no-untyped-def]
     )
 
 
+def _read_data(request_handler, query):  # type: ignore[no-untyped-def]
+    """The emulator's request body reader, with multipart uploads (gcsfs's for small
+    objects) split at their boundary byte for byte: the emulator's email parser drops a
+    content's last byte when it is a carriage return (gcsfs's line breaks are LF alone)."""
+    content_type = request_handler.headers.get("Content-Type") or ""
+    match = re.match(r'multipart/related;.*boundary="?([^";]+)"?', content_type)
+    if match is None:
+        return _original_read_data(request_handler, query)
+    raw = emulator._decode_raw_data(emulator._read_raw_data(request_handler), request_handler)
+    # "--B EOL head EOL EOL body EOL --B ... --B--", the line break before each delimiter its
+    # own. gcsfs ends lines with LF alone, not CRLF: the first line after "--B" says which.
+    pieces = raw.split(b"--" + match.group(1).encode())[1:-1]
+    eol = b"\r\n" if pieces and pieces[0].startswith(b"\r\n") else b"\n"
+    (meta_head, meta), (content_head, content) = (
+        piece.removeprefix(eol).removesuffix(eol).split(eol + eol, 1) for piece in pieces[:2]
+    )
+    kind = re.search(rb"(?im)^content-type:\s*([^;\r\n]+)", content_head)
+    return {
+        "meta": json.loads(meta),
+        "content": content,
+        "content-type": kind.group(1).decode().strip() if kind else "application/octet-stream",
+    }
+
+
+_original_read_data = emulator._read_data
+
+
 def _extend_routes() -> None:
     # The JSON API's downloads (gcsfs's reads) get the same ranges: the emulator's own
     # ignores a suffix range (`bytes=-n`, how a shard index is read) and sends everything.
@@ -138,6 +166,7 @@ def _extend_routes() -> None:
         handlers.append((regex, methods))
     handlers.append((_XML_BUCKET, {emulator.GET: xml_list}))
     emulator.HANDLERS = tuple(handlers)
+    emulator._read_data = _read_data
 
 
 class _Handler(emulator.RequestHandler):

@@ -44,14 +44,19 @@ class ProxyError(Exception):
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One request relayed: its method and target, the response status, and the body bytes
-    sent each way (framing and headers not counted)."""
+    """One request relayed: its method and target, the response status, the body bytes
+    sent each way (framing and headers not counted), the byte range it asked for (its
+    ``Range`` or Azure's ``x-ms-range`` header, None for none), and when (``time.monotonic()``)
+    it arrived whole and was answered (its response's last piece about to go out)."""
 
     method: str
     target: str
     status: int
     request_bytes: int
     response_bytes: int
+    range: str | None = None
+    arrived: float = 0.0
+    answered: float = 0.0
 
 
 @dataclass
@@ -73,6 +78,26 @@ class ProxyStats:
     @property
     def request_bytes(self) -> int:
         return sum(r.request_bytes for r in self.requests)
+
+    @property
+    def rounds(self) -> int:
+        """The longest chain of requests each sent after the one before it was answered:
+        how many round trips the requests took at least (requests sent together are one)."""
+        depth: list[int] = []
+        for request in self.requests:
+            depth.append(1 + max((d for other, d in zip(self.requests, depth, strict=False)
+                                  if other.answered <= request.arrived), default=0))
+        return max(depth, default=0)
+
+    def log(self) -> list[str]:
+        """One line per request, in the order they were answered: milliseconds since the
+        first arrived (arrival and answer), method, target, range and status."""
+        start = min((r.arrived for r in self.requests), default=0.0)
+        return [
+            f"{(r.arrived - start) * 1000:7.1f} {(r.answered - start) * 1000:7.1f}  {r.method} {r.target}"
+            f"{f' [{r.range}]' if r.range else ''} -> {r.status}"
+            for r in self.requests
+        ]
 
 
 class _Throttle:
@@ -395,7 +420,10 @@ class LatencyProxy:
             counted = True
             with self._lock:
                 self._in_flight -= 1
-                self._stats.requests.append(RequestRecord(method, target, status, request_bytes, response_bytes))
+                self._stats.requests.append(RequestRecord(
+                    method, target, status, request_bytes, response_bytes,
+                    headers.get("x-ms-range") or headers.get("range"), arrived, time.monotonic(),
+                ))
             client.sendall(held) if first else down_throttle.send(client, held)
         finally:
             if not counted:

@@ -17,12 +17,12 @@ import threading
 import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-from azure_server import AzureBlobServer, azure_blob_server
+from azure_server import AzureBlobServer, make_server
 
 __all__ = [
     "AzureBlobServer", "GCSServer", "S3Server", "azure_blob_server", "gcs_emulator", "http_server", "make_certificates",
@@ -52,13 +52,49 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0
     raise TimeoutError(f"no server on 127.0.0.1:{port} after {timeout} s")
 
 
-class S3Server:
+_T = TypeVar("_T")
+
+
+@contextlib.contextmanager
+def _launched(
+    server: _T, stop: Callable[[], None], process: subprocess.Popen[bytes] | None = None, port: int = 0
+) -> Iterator[_T]:
+    """``server`` once it is up, and ``stop()`` on exit, also when it never came up. A
+    server in a child ``process`` is up once ``port`` on 127.0.0.1 takes a connection (an
+    error if the process exits first, or after 30 s); one in this process is up already."""
+    try:
+        if process is not None:
+            _wait_for(port, process)
+        yield server
+    finally:
+        stop()
+
+
+class _ChildServer:
+    """A server in a child process, listening on ``endpoint``."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
+        self.process = process
+        self.port = port
+        self.endpoint = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        """Terminate the process if it is still alive (killed if it has not ended in 10 s)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class S3Server(_ChildServer):
     """A running moto S3 server. Without authentication it accepts any credentials; with
     it, only keys made by ``create_credentials`` (which replace ``key``/``secret``)."""
 
     def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
-        self.process = process
-        self.endpoint = f"http://127.0.0.1:{port}"
+        super().__init__(process, port)
         self.key = ACCESS_KEY
         self.secret = SECRET_KEY
 
@@ -109,15 +145,6 @@ class S3Server:
         """Delete the key made by ``create_credentials``: later requests are refused."""
         self._client("iam").delete_access_key(UserName="zarrs", AccessKeyId=self.key)  # type: ignore[attr-defined]
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
     def s3fs_options(self, **extra: object) -> dict[str, object]:
         """``storage_options`` for ``FsspecStore.from_url("s3://...")``."""
         return {
@@ -150,20 +177,16 @@ def moto_s3(*, authenticate: bool = False) -> Iterator[S3Server]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
     server = S3Server(process, port)
-    try:
-        _wait_for(port, process)
+    with _launched(server, server.stop, process, port):
         yield server
-    finally:
-        server.stop()
 
 
-class GCSServer:
+class GCSServer(_ChildServer):
     """A running GCS emulator: its base URL, and the bearer tokens it requires (none: any
     request is allowed)."""
 
     def __init__(self, process: subprocess.Popen[bytes], port: int, tokens: tuple[str, ...]) -> None:
-        self.process = process
-        self.endpoint = f"http://127.0.0.1:{port}"
+        super().__init__(process, port)
         self.tokens = tokens
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
@@ -206,15 +229,6 @@ class GCSServer:
             config = {**config, **({"bearer_token": self.tokens[0]} if self.tokens else {"skip_signature": True})}
         return GCSStore(bucket, prefix=prefix, base_url=self.endpoint, client_options={"allow_http": True}, **config)
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
 
 @contextlib.contextmanager
 def gcs_emulator(*, tokens: tuple[str, ...] = (), public: tuple[str, ...] = ()) -> Iterator[GCSServer]:
@@ -229,11 +243,25 @@ def gcs_emulator(*, tokens: tuple[str, ...] = (), public: tuple[str, ...] = ()) 
         command += ["--public", bucket]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = GCSServer(process, port, tokens)
-    try:
-        _wait_for(port, process)
+    with _launched(server, server.stop, process, port):
         yield server
-    finally:
-        server.stop()
+
+
+@contextlib.contextmanager
+def azure_blob_server() -> Iterator[AzureBlobServer]:
+    """Our Azure Blob server (``azure_server.py``) on 127.0.0.1, in a thread of this
+    process; stopped on exit."""
+    httpd, state = make_server()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+    with _launched(state, stop):
+        yield state
 
 
 class _RangeHandler(SimpleHTTPRequestHandler):

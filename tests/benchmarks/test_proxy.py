@@ -64,6 +64,36 @@ def test_counts_every_request_of_a_keep_alive_connection_and_its_body_bytes(file
     assert stats.most_in_flight == 1
 
 
+def test_the_log_gives_each_request_its_range_times_and_round(files: Path) -> None:
+    with http_server(files) as url, latency_proxy(url, delay=0.05) as proxy:
+        # Two requests one after the other, then two at once: three rounds.
+        connection = _connection(proxy)
+        for headers in ({"Range": "bytes=-10"}, {"x-ms-range": "bytes=0-9"}):
+            connection.request("GET", "/a.bin", headers=headers)
+            connection.getresponse().read()
+
+        def fetch(path: str) -> None:
+            other = _connection(proxy)
+            other.request("GET", path)
+            other.getresponse().read()
+            other.close()
+
+        threads = [threading.Thread(target=fetch, args=(path,)) for path in ("/a.bin", "/b.bin")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        connection.close()
+        stats = proxy.stats()
+    assert [r.range for r in stats.requests] == ["bytes=-10", "bytes=0-9", None, None]
+    first, second = stats.requests[:2]
+    assert first.answered - first.arrived >= 0.05 and second.arrived >= first.answered
+    assert stats.rounds == 3
+    log = stats.log()
+    assert len(log) == 4 and log[0].endswith("GET /a.bin [bytes=-10] -> 206") and log[2].endswith("-> 200"), log
+    assert float(log[0].split()[0]) == 0.0
+
+
 def test_reset_returns_the_counts_and_starts_again(files: Path) -> None:
     with http_server(files) as url, latency_proxy(url) as proxy:
         connection = _connection(proxy)

@@ -285,8 +285,12 @@ async fn fetch_value(object: &dyn ObjectStore, key: &StoreKey, misses: &[Miss], 
 }
 
 impl ReadableStorageTraits for RemoteStore {
+    /// One GET. (The blocking adapter's `get` is a read of the range `0..`, which the async
+    /// store answers with a HEAD for the size first: a round trip more for every metadata
+    /// document and whole chunk read outside a batch.)
     fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
-        self.storage_client()?.blocking.get(key)
+        let client = self.storage_client()?;
+        client.runtime.block_on(client.store.get(key))
     }
 
     /// Byte ranges straight from the object store: bounded ranges in one coalesced
